@@ -1,0 +1,79 @@
+"""chainrule: reverse-mode automatic differentiation on NumPy, built to show its work.
+
+>>> import chainrule as cr
+>>> x = cr.tensor(3.0, requires_grad=True)
+>>> y = x * x + 2 * x
+>>> y.backward()
+>>> x.grad
+tensor(8.0)
+"""
+
+from __future__ import annotations
+
+from .autodiff import GraphFreedError
+from .autodiff import grad as autograd_grad
+from .check import GradcheckError, gradcheck
+from .custom import custom_vjp
+from .ops import (
+    abs,
+    add,
+    arange,
+    astype,
+    broadcast_to,
+    clip,
+    concatenate,
+    cos,
+    divide,
+    dot,
+    exp,
+    expand_dims,
+    log,
+    log1p,
+    log_softmax,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    multiply,
+    negative,
+    ones,
+    ones_like,
+    power,
+    relu,
+    reshape,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    sqrt,
+    squeeze,
+    stack,
+    subtract,
+    sum,
+    swapaxes,
+    tanh,
+    transpose,
+    where,
+    zeros,
+    zeros_like,
+)
+from .primitive import REGISTRY, Primitive
+from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .transforms import grad, jacobian, jacrev, value_and_grad, vjp
+
+clamp = clip
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGISTRY", "GradcheckError", "GraphFreedError", "Primitive", "Tensor", "abs", "add", "arange",
+    "astype", "autograd_grad", "broadcast_to", "clamp", "clip", "concatenate", "cos", "custom_vjp",
+    "divide", "dot", "enable_grad", "exp", "expand_dims", "grad", "gradcheck", "is_grad_enabled",
+    "jacobian", "jacrev", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
+    "mean", "min", "minimum", "multiply", "negative", "no_grad", "ones", "ones_like", "power", "relu",
+    "reshape", "sigmoid", "sign", "sin", "softmax", "sqrt", "squeeze", "stack", "subtract", "sum",
+    "swapaxes", "tanh", "tensor", "transpose", "value_and_grad", "vjp", "where", "zeros", "zeros_like",
+]

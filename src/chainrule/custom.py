@@ -1,0 +1,70 @@
+"""User-defined primitives: a forward on NumPy arrays plus a hand-written VJP."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional
+
+from .primitive import Primitive
+from .tensor import Tensor, apply
+
+
+class custom_vjp:
+    """Turn a NumPy function into a chainrule primitive with its own backward rule.
+
+    Example::
+
+        @cr.custom_vjp
+        def cube(x):
+            return x ** 3
+
+        @cube.defvjp
+        def cube_vjp(g, out, x):
+            return (g * 3 * x ** 2,)   # one gradient per input
+
+        cube(cr.tensor(2.0, requires_grad=True))
+
+    The forward receives the inputs' NumPy arrays (or floats) and returns an
+    array; the VJP receives the upstream gradient ``g``, the forward's ``out``
+    and the inputs, and returns a tuple with one gradient per input (``None`` for
+    an input that gets no gradient).  Under ``create_graph=True`` the VJP is
+    called with tensors instead, so if it uses only operators and ``cr.``
+    functions its result is differentiable too.
+    """
+
+    def __init__(self, fwd: Callable[..., Any], name: Optional[str] = None) -> None:
+        params = inspect.signature(fwd).parameters.values()
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            raise TypeError("custom_vjp: the forward must take a fixed number of positional inputs")
+        self.nin = len(inspect.signature(fwd).parameters)
+        self.prim = Primitive(name or getattr(fwd, "__name__", "custom"), fwd, nin=self.nin)
+        self._rule: Optional[Callable[..., Any]] = None
+        functools.update_wrapper(self, fwd)
+
+    def defvjp(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Set the backward rule ``rule(g, out, *inputs) -> tuple of gradients``."""
+        self._rule = rule
+
+        def pick(i: int) -> Callable[..., Any]:
+            def vjp_i(xp: Any, g: Any, out: Any, *args: Any) -> Any:
+                grads = rule(g, out, *args)
+                if not isinstance(grads, tuple) or len(grads) != self.nin:
+                    raise TypeError(
+                        f"custom_vjp {self.prim.name}: the VJP must return a tuple of {self.nin} gradients, "
+                        f"got {type(grads).__name__}"
+                    )
+                gi = grads[i]
+                return 0.0 * g if gi is None else gi
+
+            return vjp_i
+
+        self.prim.vjps = tuple(pick(i) for i in range(self.nin))
+        return rule
+
+    def __call__(self, *args: Any) -> Tensor:
+        if len(args) != self.nin:
+            raise TypeError(f"{self.prim.name}: expected {self.nin} inputs, got {len(args)}")
+        if self._rule is None:
+            raise RuntimeError(f"{self.prim.name}: no VJP defined yet; decorate one with @{self.prim.name}.defvjp")
+        return apply(self.prim, *args)

@@ -1,0 +1,143 @@
+"""The numeric array namespaces that VJP rules run against.
+
+``NUMPY`` serves NumPy arrays; ``SCALAR`` serves Python floats with the math
+module (a few times faster than NumPy on scalars).  Both expose the same small
+vocabulary as :mod:`chainrule.ops` (the differentiable namespace) and the
+symbolic namespace used by ``derive``.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+
+def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """Axis argument (None, int or tuple) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        a = int(a)
+        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+            raise ValueError(f"axis {a} is out of bounds for an array of dimension {ndim}")
+        out.append(a % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {tuple(axis)}")
+    return tuple(sorted(out))
+
+
+def keepdims_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    """The shape a reduction over ``axis`` of ``shape`` has with ``keepdims=True``."""
+    axes = normalize_axes(axis, len(shape))
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def unbroadcast_axes(gshape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """Axes to sum so a gradient of ``gshape`` reduces to ``shape``; and the leading count."""
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1
+    )
+    return axes, lead
+
+
+def _np_unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    gshape = np.shape(g)
+    if gshape == shape:
+        return g
+    axes, _ = unbroadcast_axes(gshape, shape)
+    return np.reshape(np.sum(g, axis=axes), shape)
+
+
+def _np_scatter_add(g: Any, index: Any, shape: tuple[int, ...]) -> np.ndarray:
+    g = np.asarray(g)
+    out = np.zeros(shape, dtype=g.dtype)
+    if is_basic_index(index):
+        out[index] = g
+    else:
+        np.add.at(out, index, g)
+    return out
+
+
+def is_basic_index(index: Any) -> bool:
+    """True for indices made only of ints, slices, None and Ellipsis (no repeats possible)."""
+    items = index if isinstance(index, tuple) else (index,)
+    for item in items:
+        if item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer)):
+            continue
+        return False
+    return True
+
+
+def _np_swapaxes(x: Any, a: int, b: int) -> Any:
+    return np.swapaxes(x, a, b)
+
+
+NUMPY = SimpleNamespace(
+    name="numpy",
+    exp=np.exp,
+    log=np.log,
+    sin=np.sin,
+    cos=np.cos,
+    sign=np.sign,
+    sqrt=np.sqrt,
+    power=np.power,
+    where=np.where,
+    shape=np.shape,
+    sum=lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+    reshape=np.reshape,
+    broadcast_to=np.broadcast_to,
+    transpose=np.transpose,
+    swapaxes=_np_swapaxes,
+    getitem=lambda x, index: np.asarray(x)[index],
+    scatter_add=_np_scatter_add,
+    astype=lambda x, dtype: np.asarray(x).astype(dtype, copy=False),
+    matmul=np.matmul,
+    unbroadcast=_np_unbroadcast,
+)
+
+
+def _guard(fn: Any) -> Any:
+    """Math-module function that reports domain or range trouble as ArithmeticError."""
+
+    def guarded(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (ValueError, OverflowError) as exc:  # math.log(0), math.exp(1000)
+            raise ArithmeticError(str(exc)) from None
+
+    return guarded
+
+
+def _scalar_sign(x: float) -> float:
+    return 1.0 if x > 0 else (-1.0 if x < 0 else (0.0 if x == 0 else x))
+
+
+SCALAR = SimpleNamespace(
+    name="scalar",
+    exp=_guard(math.exp),
+    log=_guard(math.log),
+    sin=math.sin,
+    cos=math.cos,
+    sign=_scalar_sign,
+    sqrt=_guard(math.sqrt),
+    power=_guard(math.pow),
+    where=lambda c, a, b: a if c else b,
+    shape=lambda x: (),
+    sum=lambda x, axis=None, keepdims=False: x,
+    reshape=lambda x, shape: x,
+    broadcast_to=lambda x, shape: x if shape == () else np.broadcast_to(x, shape),
+    transpose=lambda x, axes=None: x,
+    swapaxes=lambda x, a, b: x,
+    getitem=NUMPY.getitem,
+    scatter_add=_np_scatter_add,
+    astype=NUMPY.astype,
+    matmul=np.matmul,
+    unbroadcast=_np_unbroadcast,
+)

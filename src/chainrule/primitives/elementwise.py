@@ -1,0 +1,169 @@
+"""Elementwise primitives: arithmetic, unary math, activations, max/min gates.
+
+Each line pairs a forward with its VJP rules.  Rules see ``(xp, g, out, *args)``;
+the engine reduces broadcast gradients, so rules ignore broadcasting.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from ..primitive import defprim, defvjp
+
+# --- arithmetic -------------------------------------------------------------
+
+add = defprim("add", np.add, nin=2, scalar_fwd=operator.add, kind="linear", symbol="+")
+defvjp(add, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g, local=("1", "1"))
+
+sub = defprim("sub", np.subtract, nin=2, scalar_fwd=operator.sub, kind="linear", symbol="-")
+defvjp(sub, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g, local=("1", "-1"))
+
+mul = defprim("mul", np.multiply, nin=2, scalar_fwd=operator.mul, kind="bilinear", symbol="*")
+defvjp(mul, lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x, local=("y", "x"))
+
+div = defprim("div", np.true_divide, nin=2, scalar_fwd=operator.truediv, kind="elementwise", symbol="/")
+defvjp(
+    div,
+    lambda xp, g, out, x, y: g / y,
+    lambda xp, g, out, x, y: -g * out / y,
+    local=("1/y", "-x/y²"),
+)
+
+neg = defprim("neg", np.negative, scalar_fwd=operator.neg, kind="linear", symbol="-")
+defvjp(neg, lambda xp, g, out, x: -g, local=("-1",))
+
+
+def _pow_dx(xp, g, out, x, y):
+    if isinstance(y, (int, float)):
+        if y == 0:
+            return g * 0.0
+        if y == 1:
+            return g
+        if y == 2:
+            return g * (2 * x)
+        return g * (y * xp.power(x, y - 1))
+    # torch: where(exponent == 0, 0, grad * exponent * x ** (exponent - 1))
+    return xp.where(y == 0, 0.0, g * (y * xp.power(x, y - 1)))
+
+
+def _pow_dy(xp, g, out, x, y):
+    # torch: where((x == 0) & (y >= 0), 0, grad * out * log(x))
+    full = g * out * xp.log(x)
+    return xp.where(x == 0, xp.where(y >= 0, 0.0, full), full)
+
+
+power = defprim("pow", np.power, nin=2, scalar_fwd=math.pow, kind="elementwise", symbol="**")
+defvjp(power, _pow_dx, _pow_dy, local=("y·x^(y-1)", "x^y·log(x)"))
+
+# --- unary math ---------------------------------------------------------------
+
+absolute = defprim("abs", np.abs, scalar_fwd=abs, kind="elementwise")
+defvjp(absolute, lambda xp, g, out, x: g * xp.sign(x), local=("sign(x)",))
+
+exp = defprim("exp", np.exp, scalar_fwd=math.exp, kind="elementwise")
+defvjp(exp, lambda xp, g, out, x: g * out, local=("exp(x)",))
+
+log = defprim("log", np.log, scalar_fwd=math.log, kind="elementwise")
+defvjp(log, lambda xp, g, out, x: g / x, local=("1/x",))
+
+log1p = defprim("log1p", np.log1p, scalar_fwd=math.log1p, kind="elementwise")
+defvjp(log1p, lambda xp, g, out, x: g / (x + 1), local=("1/(1+x)",))
+
+sqrt = defprim("sqrt", np.sqrt, scalar_fwd=math.sqrt, kind="elementwise", symbol="√")
+defvjp(sqrt, lambda xp, g, out, x: g / (out * 2), local=("1/(2√x)",))
+
+sin = defprim("sin", np.sin, scalar_fwd=math.sin, kind="elementwise")
+defvjp(sin, lambda xp, g, out, x: g * xp.cos(x), local=("cos(x)",))
+
+cos = defprim("cos", np.cos, scalar_fwd=math.cos, kind="elementwise")
+defvjp(cos, lambda xp, g, out, x: -g * xp.sin(x), local=("-sin(x)",))
+
+tanh = defprim("tanh", np.tanh, scalar_fwd=math.tanh, kind="elementwise")
+defvjp(tanh, lambda xp, g, out, x: g * (1 - out * out), local=("1-tanh²(x)",))
+
+
+def _sigmoid(x):
+    # exp(-|x|) never overflows; both branches are exact where they are used.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _sigmoid_scalar(x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+sigmoid = defprim("sigmoid", _sigmoid, scalar_fwd=_sigmoid_scalar, kind="elementwise", symbol="σ")
+defvjp(sigmoid, lambda xp, g, out, x: g * (out * (1 - out)), local=("σ(x)(1-σ(x))",))
+
+
+def _relu_scalar(x):
+    return x if (x > 0 or x != x) else 0.0
+
+
+relu = defprim("relu", lambda x: np.maximum(x, 0), scalar_fwd=_relu_scalar, kind="elementwise")
+defvjp(relu, lambda xp, g, out, x: g * (x > 0), local=("[x>0]",))
+
+# --- gates that route the gradient (ties split evenly, as torch.maximum does) --
+
+
+def _max_dx(xp, g, out, x, y):
+    return xp.where(x == y, g * 0.5, g * (x > y))
+
+
+def _max_dy(xp, g, out, x, y):
+    return xp.where(x == y, g * 0.5, g * (y > x))
+
+
+def _min_dx(xp, g, out, x, y):
+    return xp.where(x == y, g * 0.5, g * (x < y))
+
+
+def _min_dy(xp, g, out, x, y):
+    return xp.where(x == y, g * 0.5, g * (y < x))
+
+
+def _max_scalar(x, y):
+    return x if x > y else y
+
+
+def _min_scalar(x, y):
+    return x if x < y else y
+
+
+maximum = defprim("maximum", np.maximum, nin=2, scalar_fwd=_max_scalar, kind="elementwise")
+defvjp(maximum, _max_dx, _max_dy, local=("[x>y]", "[y>x]"))
+
+minimum = defprim("minimum", np.minimum, nin=2, scalar_fwd=_min_scalar, kind="elementwise")
+defvjp(minimum, _min_dx, _min_dy, local=("[x<y]", "[y<x]"))
+
+where = defprim("where", np.where, nin=3, kind="elementwise")
+defvjp(
+    where,
+    None,
+    lambda xp, g, out, c, x, y: xp.where(c, g, 0.0),
+    lambda xp, g, out, c, x, y: xp.where(c, 0.0, g),
+    local=("", "[c]", "[not c]"),
+)
+
+
+def _clip(x, lo, hi):
+    return np.clip(x, lo, hi)
+
+
+def _clip_dx(xp, g, out, x, lo, hi):
+    inside = g
+    if lo is not None:
+        inside = inside * (x >= lo)
+    if hi is not None:
+        inside = inside * (x <= hi)
+    return inside
+
+
+clip = defprim("clip", _clip, nin=1, kind="elementwise")
+defvjp(clip, _clip_dx, local=("[lo≤x≤hi]",))

@@ -1,0 +1,100 @@
+"""Reductions and the normalizations built on them (softmax, log-softmax).
+
+``axis`` reaches the rules already normalized (``None`` or a sorted tuple of
+non-negative ints), so ``expand`` can restore the reduced axes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..numeric import keepdims_shape
+from ..primitive import defprim, defvjp
+
+
+def expand(xp, g, shape, axis, keepdims):
+    """Broadcast a reduced gradient back over the axes the reduction removed."""
+    if not keepdims and axis is not None:
+        g = xp.reshape(g, keepdims_shape(shape, axis))
+    return xp.broadcast_to(g, shape)
+
+
+def _count(shape, axis):
+    if axis is None:
+        return math.prod(shape)
+    return math.prod(shape[a] for a in axis)
+
+
+sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), kind="linear", symbol="Σ")
+defvjp(sum_, lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims), local=("1",))
+
+mean = defprim("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), kind="linear")
+defvjp(
+    mean,
+    lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims) / _count(xp.shape(x), axis),
+    local=("1/n",),
+)
+
+
+def _extremum_dx(xp, g, out, x, axis, keepdims):
+    # Route to the winners; exact ties share the gradient evenly (as torch.amax does).
+    shape = xp.shape(x)
+    winners = x == expand(xp, out, shape, axis, keepdims)
+    count = xp.sum(winners, axis, True)
+    return expand(xp, g, shape, axis, keepdims) * winners / xp.broadcast_to(count, shape)
+
+
+max_ = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
+defvjp(max_, _extremum_dx, local=("[x = max]",))
+
+min_ = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims))
+defvjp(min_, _extremum_dx, local=("[x = min]",))
+
+
+def _shifted(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return x - m, m
+
+
+def _logsumexp(x, axis, keepdims):
+    z, m = _shifted(x, axis)
+    out = np.log(np.sum(np.exp(z), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+logsumexp = defprim("logsumexp", _logsumexp)
+defvjp(
+    logsumexp,
+    lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims)
+    * xp.exp(x - expand(xp, out, xp.shape(x), axis, keepdims)),
+    local=("softmax(x)",),
+)
+
+
+def _softmax(x, axis):
+    e = np.exp(_shifted(x, axis)[0])
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+softmax = defprim("softmax", _softmax)
+defvjp(
+    softmax,
+    lambda xp, g, out, x, axis: out * (g - xp.sum(g * out, axis, True)),
+    local=("diag(s) - s sᵀ",),
+)
+
+
+def _log_softmax(x, axis):
+    z, _ = _shifted(x, axis)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+log_softmax = defprim("log_softmax", _log_softmax)
+defvjp(
+    log_softmax,
+    lambda xp, g, out, x, axis: g - xp.exp(out) * xp.sum(g, axis, True),
+    local=("I - 1 softmax(x)ᵀ",),
+)

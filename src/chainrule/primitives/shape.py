@@ -1,0 +1,71 @@
+"""Shape primitives: reshape, transpose, broadcast, indexing, joining, casting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..numeric import NUMPY
+from ..primitive import defprim, defvjp
+
+reshape = defprim("reshape", np.reshape, kind="linear")
+defvjp(reshape, lambda xp, g, out, x, shape: xp.reshape(g, xp.shape(x)), local=("1",))
+
+
+def inverse_permutation(axes):
+    inv = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inv[a] = i
+    return tuple(inv)
+
+
+transpose = defprim("transpose", np.transpose, kind="linear", symbol="ᵀ")
+defvjp(transpose, lambda xp, g, out, x, axes: xp.transpose(g, inverse_permutation(axes)), local=("1",))
+
+# The engine sums a gradient over broadcast axes, so broadcast_to's rule is the identity.
+broadcast_to = defprim("broadcast_to", np.broadcast_to, kind="linear")
+defvjp(broadcast_to, lambda xp, g, out, x, shape: g, local=("1",))
+
+
+def _getitem(x, index):
+    return x[index]
+
+
+getitem = defprim("getitem", _getitem, kind="linear", symbol="[]")
+defvjp(getitem, lambda xp, g, out, x, index: xp.scatter_add(g, index, xp.shape(x)), local=("1",))
+
+scatter_add = defprim("scatter_add", NUMPY.scatter_add, kind="linear")
+defvjp(scatter_add, lambda xp, g, out, x, index, shape: xp.getitem(g, index), local=("1",))
+
+
+def _concatenate(*args):
+    return np.concatenate(args[:-1], axis=args[-1])
+
+
+def _concatenate_dx(xp, g, out, i, *args):
+    axis = args[-1]
+    start = sum(xp.shape(a)[axis] for a in args[:i])
+    stop = start + xp.shape(args[i])[axis]
+    index = (slice(None),) * axis + (slice(start, stop),)
+    return xp.getitem(g, index)
+
+
+concatenate = defprim("concatenate", _concatenate, nin=-1, kind="linear")
+defvjp(concatenate, _concatenate_dx, local=("1",))
+
+
+def _stack(*args):
+    return np.stack(args[:-1], axis=args[-1])
+
+
+def _stack_dx(xp, g, out, i, *args):
+    axis = args[-1]
+    return xp.getitem(g, (slice(None),) * axis + (i,))
+
+
+stack = defprim("stack", _stack, nin=-1, kind="linear")
+defvjp(stack, _stack_dx, local=("1",))
+
+astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), kind="linear")
+defvjp(astype, lambda xp, g, out, x, dtype: xp.astype(g, np.result_type(x)), local=("1",))
+
+__all__ = ["reshape", "transpose", "broadcast_to", "getitem", "scatter_add", "concatenate", "stack", "astype"]

@@ -1,0 +1,693 @@
+"""The Tensor, graph recording, and grad mode.
+
+A tensor's value lives in ``_data``: a NumPy array, or a Python ``float`` for a
+float64 scalar (the scalar fast path; ``.data`` still returns a NumPy array).
+A tensor made by a primitive while grad mode is on and some input requires grad
+carries a *node*: the tuple ``(primitive, inputs, args, version)`` where
+``inputs`` holds the input tensors (``None`` for raw constants), ``args`` the
+raw values the forward was called with (inputs, then static parameters), and
+``version`` the sum of the inputs' in-place version counters at that moment.
+Nodes are plain tuples because the per-operation path is hot.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from . import primitives as _registered  # noqa: F401  (registers every primitive)
+from .primitive import Primitive
+from .primitives import elementwise as E
+from .primitives import linalg as L
+from .primitives import reduction as R
+from .primitives import shape as S
+
+ndarray = np.ndarray
+
+# A node whose saved values were released by backward().
+FREED: tuple = (None, (), (), -1)
+PRIM, INPUTS, ARGS, VERSION = 0, 1, 2, 3
+
+
+class _Mode(threading.local):
+    """Per-thread switches read on every operation."""
+
+    enabled = True  # grad mode: record the graph
+    anomaly = False  # detect_anomaly: check values and remember source lines
+
+
+MODE = _Mode()
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations in this thread are being recorded."""
+    return MODE.enabled
+
+
+class _GradModeSwitch:
+    """Base of no_grad / enable_grad: a context manager and a decorator."""
+
+    _target = True
+
+    def __init__(self) -> None:
+        self._saved: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._saved.append(MODE.enabled)
+        MODE.enabled = self._target
+
+    def __exit__(self, *exc: Any) -> None:
+        MODE.enabled = self._saved.pop()
+
+    def __call__(self, fn: Callable) -> Callable:
+        import functools
+
+        target = self._target
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            saved = MODE.enabled
+            MODE.enabled = target
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                MODE.enabled = saved
+
+        return wrapper
+
+
+class no_grad(_GradModeSwitch):
+    """Stop recording operations (in this thread): ``with cr.no_grad(): ...`` or ``@cr.no_grad()``."""
+
+    _target = False
+
+
+class enable_grad(_GradModeSwitch):
+    """Record operations again inside a ``no_grad`` region."""
+
+    _target = True
+
+
+_NUMERIC_KINDS = frozenset("biuf")
+
+
+def as_value(x: Any, op: str = "tensor") -> Any:
+    """A raw value (float or ndarray) from user data; Python scalars stay Python scalars."""
+    t = type(x)
+    if t is float or t is int or t is ndarray:
+        if t is ndarray and x.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(f"{op}: arrays of dtype {x.dtype} are not supported; use bool, int or float data")
+        return x
+    if t is Tensor:
+        return x._data
+    if t is np.float64:
+        return float(x)
+    if t is bool:
+        return np.asarray(x)
+    if isinstance(x, (np.generic, list, tuple)) or hasattr(x, "__array__"):
+        arr = np.asarray(x)
+        if arr.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(
+                f"{op}: cannot make a tensor from {type(x).__name__} data of dtype {arr.dtype}; "
+                "use numbers (bool, int or float)"
+            )
+        return arr
+    if isinstance(x, (int, float)):
+        return float(x) if isinstance(x, float) else int(x)
+    raise TypeError(f"{op}: expected a number, array or Tensor, got {type(x).__name__}")
+
+
+def _norm(out: Any) -> Any:
+    """Keep the invariant: results are ndarrays, or Python floats for float64 scalars."""
+    t = type(out)
+    if t is ndarray:
+        return out
+    if t is float or t is np.float64:
+        return float(out)
+    return np.asarray(out)
+
+
+def _shape_text(v: Any) -> str:
+    return str(tuple(np.shape(v)))
+
+
+def op_error(prim: Primitive, values: tuple, nin: int, exc: Exception) -> Exception:
+    """A clear error for a failed forward: names the operation and its input shapes."""
+    shapes = ", ".join(_shape_text(v) for v in values[:nin])
+    reason = str(exc)
+    if "broadcast" in reason:
+        reason = (
+            "shapes cannot be broadcast together (NumPy rules: aligned from the right, "
+            "each dimension pair must be equal or contain a 1)"
+        )
+    cls = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError)) else ValueError
+    return cls(f"{prim.name}: inputs with shapes {shapes}: {reason}")
+
+
+def _scalar_fallback(prim: Primitive, values: tuple) -> Any:
+    """Python math raised (log(0), 1/0, exp(1000)): redo it with NumPy's IEEE semantics."""
+    with np.errstate(all="ignore"):
+        return prim.fwd(*(np.float64(v) if type(v) in (float, int) else v for v in values))
+
+
+def unary(prim: Primitive, x: Any) -> "Tensor":
+    """Apply a one-input primitive (hot path)."""
+    if type(x) is not Tensor:
+        x = Tensor(x)
+    v = x._data
+    if type(v) is float and prim.scalar_fwd is not None:
+        try:
+            out = prim.scalar_fwd(v)
+        except (ArithmeticError, ValueError):
+            out = _scalar_fallback(prim, (v,))
+        if type(out) is not float:
+            out = float(out)
+    else:
+        try:
+            out = prim.fwd(v)
+        except Exception as exc:
+            raise op_error(prim, (v,), 1, exc) from None
+        if type(out) is not ndarray:
+            out = _norm(out)
+    if x.requires_grad and MODE.enabled:
+        t = Tensor(out, True, (prim, (x,), (v,), x._version))
+        if MODE.anomaly:
+            _anomaly_hook(t)
+        return t
+    return Tensor(out)
+
+
+def binary(prim: Primitive, a: Any, b: Any) -> "Tensor":
+    """Apply a two-input primitive (hot path); either side may be a raw number or array."""
+    if type(a) is Tensor:
+        av = a._data
+        need = a.requires_grad
+        version = a._version
+    else:
+        av = as_value(a, prim.name)
+        a = None
+        need = False
+        version = 0
+    if type(b) is Tensor:
+        bv = b._data
+        need = need or b.requires_grad
+        version += b._version
+    else:
+        bv = as_value(b, prim.name)
+        b = None
+    ta = type(av)
+    tb = type(bv)
+    if (ta is float or ta is int) and (tb is float or tb is int) and prim.scalar_fwd is not None:
+        try:
+            out = prim.scalar_fwd(av, bv)
+        except (ArithmeticError, ValueError):
+            out = _scalar_fallback(prim, (av, bv))
+        if type(out) is not float:
+            out = float(out)
+    else:
+        try:
+            out = prim.fwd(av, bv)
+        except Exception as exc:
+            raise op_error(prim, (av, bv), 2, exc) from None
+        if type(out) is not ndarray:
+            out = _norm(out)
+    if need and MODE.enabled:
+        t = Tensor(out, True, (prim, (a, b), (av, bv), version))
+        if MODE.anomaly:
+            _anomaly_hook(t)
+        return t
+    return Tensor(out)
+
+
+def apply(prim: Primitive, *args: Any) -> "Tensor":
+    """Apply any primitive: tensor inputs first, then static parameters."""
+    nin = len(args) - 1 if prim.variadic else prim.nin
+    values = list(args)
+    inputs: list = []
+    need = False
+    version = 0
+    for i in range(nin):
+        a = args[i]
+        if type(a) is Tensor:
+            values[i] = a._data
+            need = need or (a.requires_grad and prim.differentiable(i))
+            version += a._version
+            inputs.append(a)
+        else:
+            values[i] = as_value(a, prim.name)
+            inputs.append(None)
+    values_t = tuple(values)
+    try:
+        out = prim.fwd(*values_t)
+    except Exception as exc:
+        raise op_error(prim, values_t, nin, exc) from None
+    out = _norm(out)
+    if need and MODE.enabled:
+        t = Tensor(out, True, (prim, tuple(inputs), values_t, version))
+        if MODE.anomaly:
+            _anomaly_hook(t)
+        return t
+    return Tensor(out)
+
+
+def _anomaly_hook(t: "Tensor") -> None:
+    from .anomaly import check_forward
+
+    check_forward(t)
+
+
+def _float_dtype(v: Any) -> bool:
+    return type(v) is float or v.dtype.kind == "f"
+
+
+class Tensor:
+    """An array that records the operations applied to it, for backpropagation.
+
+    Make one with :func:`chainrule.tensor`.  ``Tensor(data)`` also works and does
+    not copy NumPy arrays.
+    """
+
+    __slots__ = ("_data", "requires_grad", "_node", "grad", "_version", "__weakref__")
+    __array_ufunc__ = None  # NumPy defers to our reflected operators: np_array * t is a Tensor
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, requires_grad: bool = False, _node: Optional[tuple] = None) -> None:
+        td = type(data)
+        if td is not ndarray and td is not float:
+            data = _norm(as_value(data))
+        self._data = data
+        self.requires_grad = requires_grad
+        self._node = _node
+        self.grad: Optional[Tensor] = None
+        self._version = 0
+
+    # --- value and metadata ----------------------------------------------------
+    @property
+    def data(self) -> np.ndarray:
+        """The value as a NumPy array (a 0-d array for scalars)."""
+        d = self._data
+        return d if type(d) is ndarray else np.array(d)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        value = _norm(as_value(value, "Tensor.data"))
+        if self.requires_grad and not _float_dtype(value):
+            raise TypeError(f"Tensor.data: a tensor that requires grad needs float data, got {np.result_type(value)}")
+        self._data = value
+        self._version += 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        d = self._data
+        return () if type(d) is float else d.shape
+
+    @property
+    def ndim(self) -> int:
+        d = self._data
+        return 0 if type(d) is float else d.ndim
+
+    @property
+    def size(self) -> int:
+        d = self._data
+        return 1 if type(d) is float else d.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        d = self._data
+        return np.dtype(np.float64) if type(d) is float else d.dtype
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def op(self) -> Optional[str]:
+        """Name of the primitive that produced this tensor (None for leaves)."""
+        node = self._node
+        if node is None or node is FREED:
+            return None
+        return node[PRIM].name
+
+    def item(self) -> Any:
+        d = self._data
+        if type(d) is float:
+            return d
+        if d.size != 1:
+            raise ValueError(f"item: only a tensor with one element converts to a Python number, got shape {d.shape}")
+        return d.item()
+
+    def numpy(self) -> np.ndarray:
+        if self.requires_grad:
+            return self.data.copy()
+        return self.data
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.data
+        if dtype is not None:
+            arr = arr.astype(dtype, copy=False)
+        return arr.copy() if copy else arr
+
+    def detach(self) -> "Tensor":
+        """The same value, cut from the graph (shares memory)."""
+        return Tensor(self._data)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        if flag and not _float_dtype(self._data):
+            raise TypeError(f"requires_grad_: only floating-point tensors can require gradients, got {self.dtype}")
+        if self._node is not None and not flag:
+            raise RuntimeError("requires_grad_: cannot turn off gradients of a non-leaf tensor; use detach()")
+        self.requires_grad = flag
+        return self
+
+    def astype(self, dtype: Any) -> "Tensor":
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        return apply(S.astype, self, dtype)
+
+    float = lambda self: self.astype(np.float32)  # noqa: E731  (torch's .float())
+    double = lambda self: self.astype(np.float64)  # noqa: E731
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator["Tensor"]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor with shape {self.shape} is ambiguous; use .all() or .any() on .data"
+            )
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu" or self.size != 1:
+            raise TypeError("only integer scalar tensors can be used as an index")
+        return int(self.item())
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        d = self._data
+        body = repr(d) if type(d) is float else np.array2string(d, separator=", ", threshold=20, edgeitems=3)
+        extras = []
+        if type(d) is not float and d.dtype != np.float64:
+            extras.append(f"dtype={d.dtype}")
+        if self._node is not None and self._node is not FREED:
+            extras.append(f"op={self._node[PRIM].name}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        tail = "".join(", " + e for e in extras)
+        return f"tensor({body}{tail})"
+
+    # --- autodiff --------------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
+        """Backpropagate from this tensor, accumulating into the leaves' ``.grad``.
+
+        ``grad`` is the seed (required unless the tensor is a scalar).  The
+        graph's saved values are freed afterwards unless ``retain_graph`` is
+        true (it defaults to ``create_graph``).  With ``create_graph=True`` the
+        backward pass is recorded too, so gradients can be differentiated again.
+        """
+        from .autodiff import run_backward
+
+        run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+
+    def zero_(self) -> "Tensor":
+        d = self._data
+        if type(d) is float:
+            self._data = 0.0
+        else:
+            d[...] = 0
+        self._version += 1
+        return self
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if self.requires_grad and self._node is None and MODE.enabled:
+            raise RuntimeError(
+                "setitem: a leaf tensor that requires grad cannot be modified in place "
+                "while recording; wrap the update in cr.no_grad()"
+            )
+        if type(self._data) is float:
+            arr = np.array(self._data)
+            arr[_raw_index(index)] = as_value(value)
+            self._data = float(arr)
+        else:
+            self._data[_raw_index(index)] = as_value(value)
+        self._version += 1
+
+    # --- operators -------------------------------------------------------------
+    def __add__(self, other: Any) -> "Tensor":
+        return binary(E.add, self, other)
+
+    def __radd__(self, other: Any) -> "Tensor":
+        return binary(E.add, other, self)
+
+    def __sub__(self, other: Any) -> "Tensor":
+        return binary(E.sub, self, other)
+
+    def __rsub__(self, other: Any) -> "Tensor":
+        return binary(E.sub, other, self)
+
+    def __mul__(self, other: Any) -> "Tensor":
+        return binary(E.mul, self, other)
+
+    def __rmul__(self, other: Any) -> "Tensor":
+        return binary(E.mul, other, self)
+
+    def __truediv__(self, other: Any) -> "Tensor":
+        return binary(E.div, self, other)
+
+    def __rtruediv__(self, other: Any) -> "Tensor":
+        return binary(E.div, other, self)
+
+    def __pow__(self, other: Any) -> "Tensor":
+        return binary(E.power, self, other)
+
+    def __rpow__(self, other: Any) -> "Tensor":
+        return binary(E.power, other, self)
+
+    def __matmul__(self, other: Any) -> "Tensor":
+        from .ops import matmul
+
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> "Tensor":
+        from .ops import matmul
+
+        return matmul(other, self)
+
+    def __neg__(self) -> "Tensor":
+        return unary(E.neg, self)
+
+    def __pos__(self) -> "Tensor":
+        return self
+
+    def __abs__(self) -> "Tensor":
+        return unary(E.absolute, self)
+
+    def __getitem__(self, index: Any) -> "Tensor":
+        return apply(S.getitem, self, _raw_index(index))
+
+    # Comparisons are not differentiable: they give boolean tensors.
+    def _compare(self, other: Any, fn: Callable) -> "Tensor":
+        return Tensor(np.asarray(fn(self._data, as_value(other, "compare"))))
+
+    def __lt__(self, other: Any) -> "Tensor":
+        return self._compare(other, np.less)
+
+    def __le__(self, other: Any) -> "Tensor":
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other: Any) -> "Tensor":
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other: Any) -> "Tensor":
+        return self._compare(other, np.greater_equal)
+
+    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(other, np.not_equal)
+
+    def __and__(self, other: Any) -> "Tensor":
+        return self._compare(other, np.logical_and)
+
+    def __or__(self, other: Any) -> "Tensor":
+        return self._compare(other, np.logical_or)
+
+    def __invert__(self) -> "Tensor":
+        return Tensor(np.asarray(np.logical_not(self._data)))
+
+    # --- methods mirroring the functions in chainrule.ops -------------------------
+    @property
+    def T(self) -> "Tensor":
+        from .ops import transpose
+
+        return transpose(self)
+
+    @property
+    def mT(self) -> "Tensor":
+        from .ops import swapaxes
+
+        return swapaxes(self, -1, -2)
+
+    def exp(self) -> "Tensor":
+        return unary(E.exp, self)
+
+    def log(self) -> "Tensor":
+        return unary(E.log, self)
+
+    def log1p(self) -> "Tensor":
+        return unary(E.log1p, self)
+
+    def sqrt(self) -> "Tensor":
+        return unary(E.sqrt, self)
+
+    def sin(self) -> "Tensor":
+        return unary(E.sin, self)
+
+    def cos(self) -> "Tensor":
+        return unary(E.cos, self)
+
+    def tanh(self) -> "Tensor":
+        return unary(E.tanh, self)
+
+    def sigmoid(self) -> "Tensor":
+        return unary(E.sigmoid, self)
+
+    def relu(self) -> "Tensor":
+        return unary(E.relu, self)
+
+    def abs(self) -> "Tensor":
+        return unary(E.absolute, self)
+
+    def clip(self, min: Any = None, max: Any = None) -> "Tensor":
+        from .ops import clip
+
+        return clip(self, min, max)
+
+    clamp = clip
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        from .ops import sum as _sum
+
+        return _sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        from .ops import mean
+
+        return mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        from .ops import max as _max
+
+        return _max(self, axis, keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        from .ops import min as _min
+
+        return _min(self, axis, keepdims)
+
+    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        from .ops import logsumexp
+
+        return logsumexp(self, axis, keepdims)
+
+    def softmax(self, axis: int = -1) -> "Tensor":
+        from .ops import softmax
+
+        return softmax(self, axis)
+
+    def log_softmax(self, axis: int = -1) -> "Tensor":
+        from .ops import log_softmax
+
+        return log_softmax(self, axis)
+
+    def reshape(self, *shape: Any) -> "Tensor":
+        from .ops import reshape
+
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return reshape(self, shape)
+
+    view = reshape
+
+    def transpose(self, *axes: Any) -> "Tensor":
+        from .ops import transpose
+
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return transpose(self, axes or None)
+
+    def broadcast_to(self, shape: tuple[int, ...]) -> "Tensor":
+        from .ops import broadcast_to
+
+        return broadcast_to(self, shape)
+
+    def matmul(self, other: Any) -> "Tensor":
+        from .ops import matmul
+
+        return matmul(self, other)
+
+    def maximum(self, other: Any) -> "Tensor":
+        return binary(E.maximum, self, other)
+
+    def minimum(self, other: Any) -> "Tensor":
+        return binary(E.minimum, self, other)
+
+
+def _raw_index(index: Any) -> Any:
+    """An index with any tensors in it replaced by their arrays."""
+    if type(index) is Tensor:
+        return index.data
+    if type(index) is tuple:
+        return tuple(i.data if type(i) is Tensor else i for i in index)
+    if type(index) is list:
+        return np.asarray(index)
+    return index
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Make a tensor from a number, a nested list, a NumPy array or a tensor (always copies).
+
+    Python floats and float64 scalars keep the scalar fast path; ``dtype`` picks
+    a NumPy dtype (``"float32"``, ``np.float64``, ...).  Only floating-point
+    tensors can require gradients.
+    """
+    if isinstance(data, Tensor):
+        data = data._data
+    if dtype is None and type(data) is float:
+        value: Any = data
+    else:
+        try:
+            arr = np.array(data, dtype=dtype)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"tensor: cannot convert {type(data).__name__} to a numeric array: {exc}") from None
+        if arr.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(
+                f"tensor: data of dtype {arr.dtype} is not supported; use bool, int or float values"
+            )
+        value = _norm(arr) if arr.ndim == 0 and arr.dtype == np.float64 else arr
+    if requires_grad and not _float_dtype(value):
+        raise TypeError(
+            f"tensor: only floating-point tensors can require gradients, got dtype {np.result_type(value)}; "
+            "pass float data or dtype=float64"
+        )
+    return Tensor(value, requires_grad)

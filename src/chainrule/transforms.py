@@ -1,0 +1,188 @@
+"""Functional transforms in the style of JAX: ``grad``, ``value_and_grad``, ``vjp``, ``jacobian``.
+
+They take and return NumPy arrays or Python floats.  Called on tensors that
+require grad (that is, inside another transform) they return tensors connected
+to those inputs, which is what lets them nest: ``grad(grad(f))``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+
+from . import autodiff
+from .primitives import shape as S
+from .tensor import Tensor, apply, as_value, enable_grad
+
+ArgNums = Union[int, Sequence[int]]
+
+
+def _argnums(argnums: ArgNums, nargs: int, op: str) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums:
+        raise ValueError(f"{op}: argnums is empty")
+    for n in nums:
+        if not -nargs <= n < nargs:
+            raise ValueError(f"{op}: argnums {n} is out of range for a call with {nargs} positional arguments")
+    return tuple(n % nargs for n in nums)
+
+
+def _variables(args: Sequence[Any], nums: tuple[int, ...], op: str) -> tuple[list, list[Tensor], bool]:
+    """Replace ``args[n]`` for ``n`` in ``nums`` by fresh differentiable tensors.
+
+    A tensor that already requires grad (we are inside an outer transform) gets
+    an identity node on top of it, so this transform differentiates with respect
+    to the alias while the outer one still sees the path through it.
+    """
+    new = list(args)
+    variables = []
+    nested = False
+    for n in nums:
+        a = args[n]
+        if isinstance(a, Tensor) and a.requires_grad:
+            nested = True
+            var = apply(S.reshape, a, a.shape)
+        else:
+            value = as_value(a, op)
+            kind = "f" if type(value) is float else np.result_type(value).kind
+            if kind != "f":
+                raise TypeError(
+                    f"{op}: argument {n} must be floating point to be differentiated, got "
+                    f"{np.result_type(value)}; pass floats (e.g. 3.0 instead of 3)"
+                )
+            var = Tensor(value if type(value) is float else np.array(value), True)
+        new[n] = var
+        variables.append(var)
+    return new, variables, nested
+
+
+def _raw(x: Any) -> Any:
+    """A tensor's value as a float (scalars) or ndarray."""
+    if isinstance(x, Tensor):
+        d = x._data
+        return d if type(d) is float else d
+    return x
+
+
+def _zeros_like(t: Tensor, nested: bool) -> Any:
+    z = 0.0 if type(t._data) is float else np.zeros(t.shape, t.dtype)
+    return Tensor(z) if nested else z
+
+
+def _call(f: Callable, args: Sequence[Any], kwargs: dict, op: str) -> Tensor:
+    with enable_grad():
+        out = f(*args, **kwargs)
+    if not isinstance(out, Tensor):
+        out = Tensor(as_value(out, op))
+    return out
+
+
+def _finish(grads: Sequence[Any], variables: list[Tensor], nested: bool) -> list:
+    result = []
+    for g, v in zip(grads, variables):
+        if g is None:
+            result.append(_zeros_like(v, nested))
+        else:
+            result.append(g if nested else _raw(g))
+    return result
+
+
+def value_and_grad(f: Callable, argnums: ArgNums = 0) -> Callable:
+    """A function returning ``(f(*args), gradient of f)``; ``f`` must return a scalar."""
+
+    @functools.wraps(f)
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple:
+        nums = _argnums(argnums, len(args), "grad")
+        new, variables, nested = _variables(args, nums, "grad")
+        out = _call(f, new, kwargs, "grad")
+        if out.shape != ():
+            raise TypeError(
+                f"grad: f must return a scalar, but it returned shape {out.shape}; "
+                "use jacobian or vjp for non-scalar outputs"
+            )
+        if out.requires_grad:
+            gs = autodiff.grad(out, variables, create_graph=nested, allow_unused=True)
+        else:
+            gs = (None,) * len(variables)
+        result = _finish(gs, variables, nested)
+        value = out if nested else _raw(out)
+        return value, (result[0] if isinstance(argnums, int) else tuple(result))
+
+    return value_and_grad_f
+
+
+def grad(f: Callable, argnums: ArgNums = 0) -> Callable:
+    """The gradient of a scalar function ``f`` with respect to argument(s) ``argnums``."""
+    vg = value_and_grad(f, argnums)
+
+    @functools.wraps(f)
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        return vg(*args, **kwargs)[1]
+
+    return grad_f
+
+
+def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """Evaluate ``f(*primals)`` and return ``(out, vjp_fn)``; ``vjp_fn(ct)`` is a tuple of gradients.
+
+    ``vjp_fn`` may be called any number of times (the graph is retained).
+    """
+    nums = tuple(range(len(primals)))
+    new, variables, nested = _variables(primals, nums, "vjp")
+    out = _call(f, new, {}, "vjp")
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        ct = cotangent if nested and isinstance(cotangent, Tensor) else as_value(cotangent, "vjp")
+        if np.shape(_raw(ct)) != out.shape:
+            raise ValueError(f"vjp: cotangent has shape {np.shape(_raw(ct))} but f's output has shape {out.shape}")
+        if not out.requires_grad:
+            return tuple(_zeros_like(v, nested) for v in variables)
+        gs = autodiff.grad(out, variables, grad_outputs=ct, retain_graph=True, create_graph=nested, allow_unused=True)
+        return tuple(_finish(gs, variables, nested))
+
+    return (out if nested else _raw(out)), vjp_fn
+
+
+def jacobian(f: Callable, argnums: ArgNums = 0) -> Callable:
+    """The Jacobian of ``f`` by reverse mode: one backward pass per output element.
+
+    The result for one argument has shape ``out.shape + arg.shape``.  Cheaper
+    than :func:`chainrule.jacfwd` when ``f`` has fewer outputs than inputs.
+    """
+
+    @functools.wraps(f)
+    def jacobian_f(*args: Any, **kwargs: Any) -> Any:
+        from . import ops
+
+        nums = _argnums(argnums, len(args), "jacobian")
+        new, variables, nested = _variables(args, nums, "jacobian")
+        out = _call(f, new, kwargs, "jacobian")
+        m = out.size
+        rows: list[list[Any]] = [[] for _ in variables]
+        for k in range(m):
+            seed = np.zeros(m, dtype=out.dtype)
+            seed[k] = 1
+            seed = seed.reshape(out.shape)
+            if out.requires_grad:
+                gs = autodiff.grad(out, variables, grad_outputs=seed, retain_graph=True,
+                                   create_graph=nested, allow_unused=True)
+            else:
+                gs = (None,) * len(variables)
+            for row, g in zip(rows, _finish(gs, variables, nested)):
+                row.append(g)
+        result = []
+        for row, v in zip(rows, variables):
+            if nested:
+                stacked = ops.stack(row, 0) if row else Tensor(np.zeros((0,) + v.shape))
+                result.append(ops.reshape(stacked, out.shape + v.shape))
+            else:
+                arr = np.array([np.asarray(r) for r in row]) if row else np.zeros((0,) + v.shape)
+                result.append(arr.reshape(out.shape + v.shape))
+        return result[0] if isinstance(argnums, int) else tuple(result)
+
+    return jacobian_f
+
+
+jacrev = jacobian
