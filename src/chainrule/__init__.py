@@ -44,6 +44,7 @@ from .ops import (
     power,
     relu,
     reshape,
+    scatter_add,
     sigmoid,
     sign,
     sin,
@@ -74,6 +75,6 @@ __all__ = [
     "divide", "dot", "enable_grad", "exp", "expand_dims", "grad", "gradcheck", "is_grad_enabled",
     "jacobian", "jacrev", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
     "mean", "min", "minimum", "multiply", "negative", "no_grad", "ones", "ones_like", "power", "relu",
-    "reshape", "sigmoid", "sign", "sin", "softmax", "sqrt", "squeeze", "stack", "subtract", "sum",
+    "reshape", "scatter_add", "sigmoid", "sign", "sin", "softmax", "sqrt", "squeeze", "stack", "subtract", "sum",
     "swapaxes", "tanh", "tensor", "transpose", "value_and_grad", "vjp", "where", "zeros", "zeros_like",
 ]

@@ -404,7 +404,9 @@ class Tensor:
 
     def __repr__(self) -> str:
         d = self._data
-        body = repr(d) if type(d) is float else np.array2string(d, separator=", ", threshold=20, edgeitems=3)
+        body = repr(d) if type(d) is float else np.array2string(
+            d, separator=", ", threshold=20, edgeitems=3, prefix="tensor("
+        )
         extras = []
         if type(d) is not float and d.dtype != np.float64:
             extras.append(f"dtype={d.dtype}")
@@ -682,7 +684,8 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
             raise TypeError(f"tensor: cannot convert {type(data).__name__} to a numeric array: {exc}") from None
         if arr.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(
-                f"tensor: data of dtype {arr.dtype} is not supported; use bool, int or float values"
+                f"tensor: cannot make a tensor from {type(data).__name__} data (NumPy dtype {arr.dtype}); "
+                "use bool, int or float values"
             )
         value = _norm(arr) if arr.ndim == 0 and arr.dtype == np.float64 else arr
     if requires_grad and not _float_dtype(value):

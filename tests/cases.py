@@ -1,0 +1,167 @@
+"""Test inputs for every registered primitive, each with its PyTorch equivalent.
+
+``CASES[name]`` lists cases for the primitive ``name``.  A case is a chainrule
+function, the matching torch function, and one input spec per argument: a shape
+and a domain ("any", "pos" for log/sqrt, "int" for indices).  test_primitives
+checks that every primitive in the registry has cases here, so a new primitive
+is tested from the day it is added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+import chainrule as cr
+
+
+@dataclass
+class Case:
+    fn: Callable[..., Any]
+    torch_fn: Callable[..., Any]
+    shapes: tuple
+    domain: tuple = ()
+    label: str = ""
+    fd_eps: float = 1e-6
+
+    def inputs(self, rng: np.random.Generator, dtype=np.float64) -> list[np.ndarray]:
+        out = []
+        for i, shape in enumerate(self.shapes):
+            dom = self.domain[i] if i < len(self.domain) else "any"
+            if dom == "pos":
+                x = rng.uniform(0.5, 2.0, size=shape)
+            elif dom == "unit":
+                x = rng.uniform(-0.9, 0.9, size=shape)
+            else:
+                x = rng.standard_normal(size=shape)
+            out.append(np.asarray(x, dtype=dtype))
+        return out
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+IDX = np.array([0, 2, 2, 1])
+MASK = np.array([[True, False, True], [False, True, True]])
+
+CASES: dict[str, list[Case]] = {
+    "add": [
+        Case(lambda a, b: a + b, lambda a, b: a + b, ((3, 4), (4,)), label="row broadcast"),
+        Case(lambda a, b: a + b, lambda a, b: a + b, ((2, 1, 3), (4, 1)), label="both broadcast"),
+        Case(lambda a, b: a + b, lambda a, b: a + b, ((), ()), label="scalars"),
+    ],
+    "sub": [
+        Case(lambda a, b: a - b, lambda a, b: a - b, ((3, 1), (1, 4))),
+        Case(lambda a: 2.0 - a, lambda a: 2.0 - a, ((3,),), label="reflected constant"),
+    ],
+    "mul": [
+        Case(lambda a, b: a * b, lambda a, b: a * b, ((3, 4), (3, 1))),
+        Case(lambda a, b: a * b, lambda a, b: a * b, ((), (2, 3)), label="0-d times matrix"),
+    ],
+    "div": [
+        Case(lambda a, b: a / b, lambda a, b: a / b, ((3, 4), (4,)), ("any", "pos")),
+        Case(lambda a: 1 / a, lambda a: 1 / a, ((5,),), ("pos",), label="reciprocal"),
+    ],
+    "neg": [Case(lambda a: -a, lambda a: -a, ((2, 3),))],
+    "pow": [
+        Case(lambda a: a**3, lambda a: a**3, ((4,),), label="integer exponent"),
+        Case(lambda a: a**2.5, lambda a: a**2.5, ((4,),), ("pos",), label="float exponent"),
+        Case(lambda a, b: a**b, lambda a, b: a**b, ((3, 2), (2,)), ("pos", "any"), label="tensor exponent"),
+        Case(lambda a: 2.0**a, lambda a: 2.0**a, ((3,),), label="constant base"),
+    ],
+    "abs": [Case(lambda a: abs(a), lambda a: a.abs(), ((6,),))],
+    "exp": [Case(cr.exp, lambda a: _torch().exp(a), ((2, 3),))],
+    "log": [Case(cr.log, lambda a: _torch().log(a), ((2, 3),), ("pos",))],
+    "log1p": [Case(cr.log1p, lambda a: _torch().log1p(a), ((5,),), ("pos",))],
+    "sqrt": [Case(cr.sqrt, lambda a: _torch().sqrt(a), ((2, 3),), ("pos",))],
+    "sin": [Case(cr.sin, lambda a: _torch().sin(a), ((4,),))],
+    "cos": [Case(cr.cos, lambda a: _torch().cos(a), ((4,),))],
+    "tanh": [Case(cr.tanh, lambda a: _torch().tanh(a), ((2, 3),))],
+    "sigmoid": [Case(cr.sigmoid, lambda a: _torch().sigmoid(a), ((2, 3),))],
+    "relu": [Case(cr.relu, lambda a: _torch().relu(a), ((7,),))],
+    "maximum": [Case(cr.maximum, lambda a, b: _torch().maximum(a, b), ((3, 4), (4,)))],
+    "minimum": [Case(cr.minimum, lambda a, b: _torch().minimum(a, b), ((3, 1), (3, 4)))],
+    "where": [
+        Case(
+            lambda a, b: cr.where(a > 0, a, b),
+            lambda a, b: _torch().where(a > 0, a, b),
+            ((3, 4), (4,)),
+        )
+    ],
+    "clip": [
+        Case(lambda a: cr.clip(a, -0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), ((8,),)),
+        Case(lambda a: cr.clip(a, min=0.0), lambda a: a.clamp(min=0.0), ((8,),), label="lower only"),
+    ],
+    "sum": [
+        Case(lambda a: a.sum(), lambda a: a.sum(), ((3, 4),)),
+        Case(lambda a: a.sum(axis=1), lambda a: a.sum(dim=1), ((3, 4),)),
+        Case(lambda a: a.sum(axis=(0, 2), keepdims=True), lambda a: a.sum(dim=(0, 2), keepdim=True), ((2, 3, 2),)),
+    ],
+    "mean": [
+        Case(lambda a: a.mean(), lambda a: a.mean(), ((3, 4),)),
+        Case(lambda a: a.mean(axis=-1, keepdims=True), lambda a: a.mean(dim=-1, keepdim=True), ((3, 4),)),
+    ],
+    "max": [
+        Case(lambda a: a.max(), lambda a: a.amax(), ((3, 4),)),
+        Case(lambda a: a.max(axis=0), lambda a: a.amax(dim=0), ((3, 4),)),
+    ],
+    "min": [Case(lambda a: a.min(axis=1, keepdims=True), lambda a: a.amin(dim=1, keepdim=True), ((3, 4),))],
+    "logsumexp": [
+        Case(lambda a: cr.logsumexp(a, axis=1), lambda a: _torch().logsumexp(a, dim=1), ((3, 4),)),
+        Case(lambda a: cr.logsumexp(a), lambda a: _torch().logsumexp(a, dim=(0, 1)), ((3, 4),), label="all axes"),
+    ],
+    "softmax": [Case(lambda a: cr.softmax(a, axis=-1), lambda a: _torch().softmax(a, dim=-1), ((3, 4),))],
+    "log_softmax": [
+        Case(lambda a: cr.log_softmax(a, axis=0), lambda a: _torch().log_softmax(a, dim=0), ((3, 4),))
+    ],
+    "matmul": [
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3, 4), (4, 2)), label="matrix"),
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((4,), (4, 2)), label="vector-matrix"),
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3, 4), (4,)), label="matrix-vector"),
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((4,), (4,)), label="dot"),
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((2, 3, 4), (4, 2)), label="batched"),
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((2, 1, 2, 3), (3, 3, 2)), label="batch broadcast"),
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3,), (2, 3, 2)), label="vector-batched"),
+        Case(lambda a, b: a @ b, lambda a, b: a @ b, ((2, 2, 3), (3,)), label="batched-vector"),
+    ],
+    "reshape": [Case(lambda a: a.reshape(4, 3), lambda a: a.reshape(4, 3), ((2, 6),))],
+    "transpose": [
+        Case(lambda a: a.T, lambda a: a.T, ((2, 3),)),
+        Case(lambda a: a.transpose(1, 2, 0), lambda a: a.permute(1, 2, 0), ((2, 3, 2),)),
+    ],
+    "broadcast_to": [Case(lambda a: cr.broadcast_to(a, (2, 3, 4)), lambda a: a.expand(2, 3, 4), ((3, 1),))],
+    "getitem": [
+        Case(lambda a: a[1:, ::2], lambda a: a[1:, ::2], ((3, 4),), label="slices"),
+        Case(lambda a: a[IDX], lambda a: a[_torch().tensor(IDX)], ((3, 2),), label="repeated indices"),
+        Case(lambda a: a[MASK], lambda a: a[_torch().tensor(MASK)], ((2, 3),), label="boolean mask"),
+        Case(lambda a: a[..., 1], lambda a: a[..., 1], ((2, 3),), label="ellipsis"),
+    ],
+    "scatter_add": [
+        Case(
+            lambda g: cr.scatter_add(g, IDX, (3, 2)),
+            lambda g: _torch().zeros(3, 2, dtype=g.dtype).index_put((_torch().tensor(IDX),), g, accumulate=True),
+            ((4, 2),),
+        )
+    ],
+    "concatenate": [
+        Case(
+            lambda a, b: cr.concatenate([a, b], axis=1),
+            lambda a, b: _torch().cat([a, b], dim=1),
+            ((2, 3), (2, 2)),
+        )
+    ],
+    "stack": [Case(lambda a, b: cr.stack([a, b], axis=1), lambda a, b: _torch().stack([a, b], dim=1), ((2, 3), (2, 3)))],
+    "astype": [
+        Case(
+            lambda a: cr.astype(a, np.float32).astype(np.float64) * 1.0,
+            lambda a: a.to(_torch().float32).to(_torch().float64),
+            ((3,),),
+            fd_eps=1e-2,
+        )
+    ],
+}
