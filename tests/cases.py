@@ -9,8 +9,9 @@ is tested from the day it is added.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -116,9 +117,7 @@ CASES: dict[str, list[Case]] = {
         Case(lambda a: cr.logsumexp(a), lambda a: _torch().logsumexp(a, dim=(0, 1)), ((3, 4),), label="all axes"),
     ],
     "softmax": [Case(lambda a: cr.softmax(a, axis=-1), lambda a: _torch().softmax(a, dim=-1), ((3, 4),))],
-    "log_softmax": [
-        Case(lambda a: cr.log_softmax(a, axis=0), lambda a: _torch().log_softmax(a, dim=0), ((3, 4),))
-    ],
+    "log_softmax": [Case(lambda a: cr.log_softmax(a, axis=0), lambda a: _torch().log_softmax(a, dim=0), ((3, 4),))],
     "matmul": [
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3, 4), (4, 2)), label="matrix"),
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((4,), (4, 2)), label="vector-matrix"),
@@ -155,7 +154,9 @@ CASES: dict[str, list[Case]] = {
             ((2, 3), (2, 2)),
         )
     ],
-    "stack": [Case(lambda a, b: cr.stack([a, b], axis=1), lambda a, b: _torch().stack([a, b], dim=1), ((2, 3), (2, 3)))],
+    "stack": [
+        Case(lambda a, b: cr.stack([a, b], axis=1), lambda a, b: _torch().stack([a, b], dim=1), ((2, 3), (2, 3)))
+    ],
     "astype": [
         Case(
             lambda a: cr.astype(a, np.float32).astype(np.float64) * 1.0,

@@ -19,7 +19,9 @@ def test_sigmoid_neuron():
     f = 1 / (1 + cr.exp(-(w[0] * x[0] + w[1] * x[1] + w[2])))
     f.backward()
     np.testing.assert_allclose(f.item(), 0.7310585786300049, rtol=1e-15)
-    np.testing.assert_allclose(w.grad.data, [-0.19661193324148185, -0.3932238664829637, 0.19661193324148185], rtol=1e-14)
+    np.testing.assert_allclose(
+        w.grad.data, [-0.19661193324148185, -0.3932238664829637, 0.19661193324148185], rtol=1e-14
+    )
     np.testing.assert_allclose(x.grad.data, [0.3932238664829637, -0.5898357997244456], rtol=1e-14)
     np.testing.assert_allclose(np.round(w.grad.data, 4), [-0.1966, -0.3932, 0.1966])
     np.testing.assert_allclose(np.round(x.grad.data, 4), [0.3932, -0.5898])
@@ -30,8 +32,9 @@ def test_sigmoid_neuron_on_python_scalars():
     f = cr.sigmoid(w0 * x0 + w1 * x1 + w2)
     f.backward()
     assert type(f._data) is float
-    np.testing.assert_allclose([w0.grad.item(), w1.grad.item(), w2.grad.item()], [-0.1966119, -0.3932239, 0.1966119],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [w0.grad.item(), w1.grad.item(), w2.grad.item()], [-0.1966119, -0.3932239, 0.1966119], rtol=1e-6
+    )
     np.testing.assert_allclose([x0.grad.item(), x1.grad.item()], [0.3932239, -0.5898358], rtol=1e-6)
 
 

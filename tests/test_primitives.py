@@ -165,8 +165,11 @@ def test_scalar_path_matches_numpy_at_domain_edges():
     [
         (lambda x: x.max(), lambda x: x.amax(), [1.0, 3.0, 3.0, 2.0]),
         (lambda x: x.min(axis=0), lambda x: x.amin(dim=0), [[1.0, 2.0], [1.0, 5.0]]),
-        (lambda x: cr.maximum(x, 0.0).sum(), lambda x: torch.maximum(x, torch.tensor(0.0, dtype=x.dtype)).sum(),
-         [-1.0, 0.0, 2.0]),
+        (
+            lambda x: cr.maximum(x, 0.0).sum(),
+            lambda x: torch.maximum(x, torch.tensor(0.0, dtype=x.dtype)).sum(),
+            [-1.0, 0.0, 2.0],
+        ),
         (lambda x: cr.minimum(x, x * 1.0).sum(), lambda x: torch.minimum(x, x * 1.0).sum(), [1.0, -2.0]),
         (lambda x: cr.relu(x).sum(), lambda x: torch.relu(x).sum(), [-1.0, 0.0, 1.0]),
         (lambda x: abs(x).sum(), lambda x: x.abs().sum(), [-1.0, 0.0, 1.0]),

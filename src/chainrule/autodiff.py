@@ -7,7 +7,8 @@ the backward pass is recorded and can be differentiated again.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 

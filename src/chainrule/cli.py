@@ -1,11 +1,21 @@
-"""The ``chainrule`` command."""
+"""The ``chainrule`` command: ``chainrule [COMMAND] ...`` (also ``python -m chainrule``).
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only dispatches.  Exit codes: 0 success, 2 bad input.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
+
+# name -> (module, one-line help); modules are imported only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {}
 
 
 def sigmoid_neuron_demo() -> str:
@@ -27,10 +37,27 @@ def sigmoid_neuron_demo() -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chainrule",
+        description="Reverse-mode automatic differentiation that shows its work.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(cmd)
+    return parser
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv:
-        print(f"chainrule: unknown arguments {' '.join(argv)}; run with no arguments for the demo", file=sys.stderr)
-        return 2
-    print(sigmoid_neuron_demo())
-    return 0
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad input, 0 on --help
+        return int(exc.code or 0)
+    if args.command is None:
+        print(sigmoid_neuron_demo())
+        return 0
+    module, _ = COMMANDS[args.command]
+    return int(importlib.import_module(module).run(args) or 0)

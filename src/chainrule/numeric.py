@@ -41,9 +41,7 @@ def keepdims_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
 def unbroadcast_axes(gshape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
     """Axes to sum so a gradient of ``gshape`` reduces to ``shape``; and the leading count."""
     lead = len(gshape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1
-    )
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
     return axes, lead
 
 

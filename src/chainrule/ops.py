@@ -7,8 +7,9 @@ the backward pass is itself recorded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -108,8 +109,12 @@ def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
     """Limit values to ``[min, max]``; the gradient passes where ``min <= x <= max``."""
     if min is None and max is None:
         raise ValueError("clip: give at least one of min and max")
-    return apply(E.clip, x, as_value(min, "clip") if min is not None else None,
-                 as_value(max, "clip") if max is not None else None)
+    return apply(
+        E.clip,
+        x,
+        as_value(min, "clip") if min is not None else None,
+        as_value(max, "clip") if max is not None else None,
+    )
 
 
 def sign(x: Any) -> Tensor:

@@ -17,11 +17,12 @@ to its input's shape.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 Rule = Callable[..., Any]
 
-REGISTRY: dict[str, "Primitive"] = {}
+REGISTRY: dict[str, Primitive] = {}
 
 
 class Primitive:
@@ -100,9 +101,7 @@ def defprim(name: str, fwd: Callable[..., Any], **options: Any) -> Primitive:
 def defvjp(prim: Primitive, *rules: Optional[Rule], local: tuple[str, ...] = ()) -> Primitive:
     """Attach VJP rules to ``prim``: one per input, ``None`` where not differentiable."""
     if not prim.variadic and len(rules) != prim.nin:
-        raise ValueError(
-            f"defvjp: primitive {prim.name!r} has {prim.nin} inputs but {len(rules)} rules were given"
-        )
+        raise ValueError(f"defvjp: primitive {prim.name!r} has {prim.nin} inputs but {len(rules)} rules were given")
     prim.vjps = tuple(rules)
     prim.local = tuple(local)
     return prim

@@ -13,15 +13,14 @@ Nodes are plain tuples because the per-operation path is hot.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any, Optional
 
 import numpy as np
 
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
 from .primitive import Primitive
 from .primitives import elementwise as E
-from .primitives import linalg as L
-from .primitives import reduction as R
 from .primitives import shape as S
 
 ndarray = np.ndarray
@@ -152,7 +151,7 @@ def _scalar_fallback(prim: Primitive, values: tuple) -> Any:
         return prim.fwd(*(np.float64(v) if type(v) in (float, int) else v for v in values))
 
 
-def unary(prim: Primitive, x: Any) -> "Tensor":
+def unary(prim: Primitive, x: Any) -> Tensor:
     """Apply a one-input primitive (hot path)."""
     if type(x) is not Tensor:
         x = Tensor(x)
@@ -179,7 +178,7 @@ def unary(prim: Primitive, x: Any) -> "Tensor":
     return Tensor(out)
 
 
-def binary(prim: Primitive, a: Any, b: Any) -> "Tensor":
+def binary(prim: Primitive, a: Any, b: Any) -> Tensor:
     """Apply a two-input primitive (hot path); either side may be a raw number or array."""
     if type(a) is Tensor:
         av = a._data
@@ -221,7 +220,7 @@ def binary(prim: Primitive, a: Any, b: Any) -> "Tensor":
     return Tensor(out)
 
 
-def apply(prim: Primitive, *args: Any) -> "Tensor":
+def apply(prim: Primitive, *args: Any) -> Tensor:
     """Apply any primitive: tensor inputs first, then static parameters."""
     nin = len(args) - 1 if prim.variadic else prim.nin
     values = list(args)
@@ -252,7 +251,7 @@ def apply(prim: Primitive, *args: Any) -> "Tensor":
     return Tensor(out)
 
 
-def _anomaly_hook(t: "Tensor") -> None:
+def _anomaly_hook(t: Tensor) -> None:
     from .anomaly import check_forward
 
     check_forward(t)
@@ -352,11 +351,11 @@ class Tensor:
             arr = arr.astype(dtype, copy=False)
         return arr.copy() if copy else arr
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """The same value, cut from the graph (shares memory)."""
         return Tensor(self._data)
 
-    def requires_grad_(self, flag: bool = True) -> "Tensor":
+    def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and not _float_dtype(self._data):
             raise TypeError(f"requires_grad_: only floating-point tensors can require gradients, got {self.dtype}")
         if self._node is not None and not flag:
@@ -364,7 +363,7 @@ class Tensor:
         self.requires_grad = flag
         return self
 
-    def astype(self, dtype: Any) -> "Tensor":
+    def astype(self, dtype: Any) -> Tensor:
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
             return self
@@ -378,7 +377,7 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
-    def __iter__(self) -> Iterator["Tensor"]:
+    def __iter__(self) -> Iterator[Tensor]:
         for i in range(len(self)):
             yield self[i]
 
@@ -404,8 +403,10 @@ class Tensor:
 
     def __repr__(self) -> str:
         d = self._data
-        body = repr(d) if type(d) is float else np.array2string(
-            d, separator=", ", threshold=20, edgeitems=3, prefix="tensor("
+        body = (
+            repr(d)
+            if type(d) is float
+            else np.array2string(d, separator=", ", threshold=20, edgeitems=3, prefix="tensor(")
         )
         extras = []
         if type(d) is not float and d.dtype != np.float64:
@@ -430,7 +431,7 @@ class Tensor:
 
         run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
 
-    def zero_(self) -> "Tensor":
+    def zero_(self) -> Tensor:
         d = self._data
         if type(d) is float:
             self._data = 0.0
@@ -454,175 +455,175 @@ class Tensor:
         self._version += 1
 
     # --- operators -------------------------------------------------------------
-    def __add__(self, other: Any) -> "Tensor":
+    def __add__(self, other: Any) -> Tensor:
         return binary(E.add, self, other)
 
-    def __radd__(self, other: Any) -> "Tensor":
+    def __radd__(self, other: Any) -> Tensor:
         return binary(E.add, other, self)
 
-    def __sub__(self, other: Any) -> "Tensor":
+    def __sub__(self, other: Any) -> Tensor:
         return binary(E.sub, self, other)
 
-    def __rsub__(self, other: Any) -> "Tensor":
+    def __rsub__(self, other: Any) -> Tensor:
         return binary(E.sub, other, self)
 
-    def __mul__(self, other: Any) -> "Tensor":
+    def __mul__(self, other: Any) -> Tensor:
         return binary(E.mul, self, other)
 
-    def __rmul__(self, other: Any) -> "Tensor":
+    def __rmul__(self, other: Any) -> Tensor:
         return binary(E.mul, other, self)
 
-    def __truediv__(self, other: Any) -> "Tensor":
+    def __truediv__(self, other: Any) -> Tensor:
         return binary(E.div, self, other)
 
-    def __rtruediv__(self, other: Any) -> "Tensor":
+    def __rtruediv__(self, other: Any) -> Tensor:
         return binary(E.div, other, self)
 
-    def __pow__(self, other: Any) -> "Tensor":
+    def __pow__(self, other: Any) -> Tensor:
         return binary(E.power, self, other)
 
-    def __rpow__(self, other: Any) -> "Tensor":
+    def __rpow__(self, other: Any) -> Tensor:
         return binary(E.power, other, self)
 
-    def __matmul__(self, other: Any) -> "Tensor":
+    def __matmul__(self, other: Any) -> Tensor:
         from .ops import matmul
 
         return matmul(self, other)
 
-    def __rmatmul__(self, other: Any) -> "Tensor":
+    def __rmatmul__(self, other: Any) -> Tensor:
         from .ops import matmul
 
         return matmul(other, self)
 
-    def __neg__(self) -> "Tensor":
+    def __neg__(self) -> Tensor:
         return unary(E.neg, self)
 
-    def __pos__(self) -> "Tensor":
+    def __pos__(self) -> Tensor:
         return self
 
-    def __abs__(self) -> "Tensor":
+    def __abs__(self) -> Tensor:
         return unary(E.absolute, self)
 
-    def __getitem__(self, index: Any) -> "Tensor":
+    def __getitem__(self, index: Any) -> Tensor:
         return apply(S.getitem, self, _raw_index(index))
 
     # Comparisons are not differentiable: they give boolean tensors.
-    def _compare(self, other: Any, fn: Callable) -> "Tensor":
+    def _compare(self, other: Any, fn: Callable) -> Tensor:
         return Tensor(np.asarray(fn(self._data, as_value(other, "compare"))))
 
-    def __lt__(self, other: Any) -> "Tensor":
+    def __lt__(self, other: Any) -> Tensor:
         return self._compare(other, np.less)
 
-    def __le__(self, other: Any) -> "Tensor":
+    def __le__(self, other: Any) -> Tensor:
         return self._compare(other, np.less_equal)
 
-    def __gt__(self, other: Any) -> "Tensor":
+    def __gt__(self, other: Any) -> Tensor:
         return self._compare(other, np.greater)
 
-    def __ge__(self, other: Any) -> "Tensor":
+    def __ge__(self, other: Any) -> Tensor:
         return self._compare(other, np.greater_equal)
 
-    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
         return self._compare(other, np.equal)
 
-    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
         return self._compare(other, np.not_equal)
 
-    def __and__(self, other: Any) -> "Tensor":
+    def __and__(self, other: Any) -> Tensor:
         return self._compare(other, np.logical_and)
 
-    def __or__(self, other: Any) -> "Tensor":
+    def __or__(self, other: Any) -> Tensor:
         return self._compare(other, np.logical_or)
 
-    def __invert__(self) -> "Tensor":
+    def __invert__(self) -> Tensor:
         return Tensor(np.asarray(np.logical_not(self._data)))
 
     # --- methods mirroring the functions in chainrule.ops -------------------------
     @property
-    def T(self) -> "Tensor":
+    def T(self) -> Tensor:
         from .ops import transpose
 
         return transpose(self)
 
     @property
-    def mT(self) -> "Tensor":
+    def mT(self) -> Tensor:
         from .ops import swapaxes
 
         return swapaxes(self, -1, -2)
 
-    def exp(self) -> "Tensor":
+    def exp(self) -> Tensor:
         return unary(E.exp, self)
 
-    def log(self) -> "Tensor":
+    def log(self) -> Tensor:
         return unary(E.log, self)
 
-    def log1p(self) -> "Tensor":
+    def log1p(self) -> Tensor:
         return unary(E.log1p, self)
 
-    def sqrt(self) -> "Tensor":
+    def sqrt(self) -> Tensor:
         return unary(E.sqrt, self)
 
-    def sin(self) -> "Tensor":
+    def sin(self) -> Tensor:
         return unary(E.sin, self)
 
-    def cos(self) -> "Tensor":
+    def cos(self) -> Tensor:
         return unary(E.cos, self)
 
-    def tanh(self) -> "Tensor":
+    def tanh(self) -> Tensor:
         return unary(E.tanh, self)
 
-    def sigmoid(self) -> "Tensor":
+    def sigmoid(self) -> Tensor:
         return unary(E.sigmoid, self)
 
-    def relu(self) -> "Tensor":
+    def relu(self) -> Tensor:
         return unary(E.relu, self)
 
-    def abs(self) -> "Tensor":
+    def abs(self) -> Tensor:
         return unary(E.absolute, self)
 
-    def clip(self, min: Any = None, max: Any = None) -> "Tensor":
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:
         from .ops import clip
 
         return clip(self, min, max)
 
     clamp = clip
 
-    def sum(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         from .ops import sum as _sum
 
         return _sum(self, axis, keepdims)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         from .ops import mean
 
         return mean(self, axis, keepdims)
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         from .ops import max as _max
 
         return _max(self, axis, keepdims)
 
-    def min(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         from .ops import min as _min
 
         return _min(self, axis, keepdims)
 
-    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         from .ops import logsumexp
 
         return logsumexp(self, axis, keepdims)
 
-    def softmax(self, axis: int = -1) -> "Tensor":
+    def softmax(self, axis: int = -1) -> Tensor:
         from .ops import softmax
 
         return softmax(self, axis)
 
-    def log_softmax(self, axis: int = -1) -> "Tensor":
+    def log_softmax(self, axis: int = -1) -> Tensor:
         from .ops import log_softmax
 
         return log_softmax(self, axis)
 
-    def reshape(self, *shape: Any) -> "Tensor":
+    def reshape(self, *shape: Any) -> Tensor:
         from .ops import reshape
 
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -631,27 +632,27 @@ class Tensor:
 
     view = reshape
 
-    def transpose(self, *axes: Any) -> "Tensor":
+    def transpose(self, *axes: Any) -> Tensor:
         from .ops import transpose
 
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return transpose(self, axes or None)
 
-    def broadcast_to(self, shape: tuple[int, ...]) -> "Tensor":
+    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
         from .ops import broadcast_to
 
         return broadcast_to(self, shape)
 
-    def matmul(self, other: Any) -> "Tensor":
+    def matmul(self, other: Any) -> Tensor:
         from .ops import matmul
 
         return matmul(self, other)
 
-    def maximum(self, other: Any) -> "Tensor":
+    def maximum(self, other: Any) -> Tensor:
         return binary(E.maximum, self, other)
 
-    def minimum(self, other: Any) -> "Tensor":
+    def minimum(self, other: Any) -> Tensor:
         return binary(E.minimum, self, other)
 
 

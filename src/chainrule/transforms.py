@@ -8,7 +8,9 @@ to those inputs, which is what lets them nest: ``grad(grad(f))``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence, Union
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Union
 
 import numpy as np
 
@@ -17,6 +19,15 @@ from .primitives import shape as S
 from .tensor import Tensor, apply, as_value, enable_grad
 
 ArgNums = Union[int, Sequence[int]]
+
+
+class _Depth(threading.local):
+    """How many transforms are evaluating their function in this thread right now."""
+
+    value = 0
+
+
+_DEPTH = _Depth()
 
 
 def _argnums(argnums: ArgNums, nargs: int, op: str) -> tuple[int, ...]:
@@ -38,7 +49,9 @@ def _variables(args: Sequence[Any], nums: tuple[int, ...], op: str) -> tuple[lis
     """
     new = list(args)
     variables = []
-    nested = False
+    # Inside another transform's function, results must stay connected to its
+    # variables (even ones only closed over), so work on tensors throughout.
+    nested = _DEPTH.value > 0
     for n in nums:
         a = args[n]
         if isinstance(a, Tensor) and a.requires_grad:
@@ -72,8 +85,12 @@ def _zeros_like(t: Tensor, nested: bool) -> Any:
 
 
 def _call(f: Callable, args: Sequence[Any], kwargs: dict, op: str) -> Tensor:
-    with enable_grad():
-        out = f(*args, **kwargs)
+    _DEPTH.value += 1
+    try:
+        with enable_grad():
+            out = f(*args, **kwargs)
+    finally:
+        _DEPTH.value -= 1
     if not isinstance(out, Tensor):
         out = Tensor(as_value(out, op))
     return out
@@ -166,8 +183,9 @@ def jacobian(f: Callable, argnums: ArgNums = 0) -> Callable:
             seed[k] = 1
             seed = seed.reshape(out.shape)
             if out.requires_grad:
-                gs = autodiff.grad(out, variables, grad_outputs=seed, retain_graph=True,
-                                   create_graph=nested, allow_unused=True)
+                gs = autodiff.grad(
+                    out, variables, grad_outputs=seed, retain_graph=True, create_graph=nested, allow_unused=True
+                )
             else:
                 gs = (None,) * len(variables)
             for row, g in zip(rows, _finish(gs, variables, nested)):

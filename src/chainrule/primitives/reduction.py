@@ -68,8 +68,9 @@ def _logsumexp(x, axis, keepdims):
 logsumexp = defprim("logsumexp", _logsumexp)
 defvjp(
     logsumexp,
-    lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims)
-    * xp.exp(x - expand(xp, out, xp.shape(x), axis, keepdims)),
+    lambda xp, g, out, x, axis, keepdims: (
+        expand(xp, g, xp.shape(x), axis, keepdims) * xp.exp(x - expand(xp, out, xp.shape(x), axis, keepdims))
+    ),
     local=("softmax(x)",),
 )
 

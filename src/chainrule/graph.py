@@ -1,0 +1,51 @@
+"""Read-only views of a recorded graph, for the tools that show it (trace, draw, derive).
+
+Tools should read graphs through these helpers rather than the node tuples in
+``tensor.py``, so the engine's internal layout can change for speed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+from .autodiff import toposort
+from .primitive import Primitive
+from .tensor import ARGS, FREED, INPUTS, PRIM, Tensor
+
+
+class NodeView(NamedTuple):
+    """The operation that produced a tensor.
+
+    ``inputs[i]`` is the i-th input tensor, or ``None`` where a raw constant was
+    passed (its value is ``args[i]``); ``args`` continues with the static
+    parameters (``axis``, ``shape`` ...).
+    """
+
+    prim: Primitive
+    inputs: tuple[Optional[Tensor], ...]
+    args: tuple[Any, ...]
+
+    @property
+    def params(self) -> tuple[Any, ...]:
+        return self.args[len(self.inputs) :]
+
+
+def node_of(t: Tensor) -> Optional[NodeView]:
+    """The node that produced ``t``; None for a leaf. Raises if backward already freed it."""
+    node = t._node
+    if node is None:
+        return None
+    if node is FREED:
+        raise RuntimeError(
+            "this graph was freed by backward(); run the tool before backward, or call backward(retain_graph=True)"
+        )
+    return NodeView(node[PRIM], node[INPUTS], node[ARGS])
+
+
+def is_freed(t: Tensor) -> bool:
+    return t._node is FREED
+
+
+def topological(root: Tensor) -> list[Tensor]:
+    """Non-leaf tensors reachable from ``root``, root first (the order backprop visits them)."""
+    return toposort([root])
