@@ -8,12 +8,13 @@ the backward pass is recorded and can be differentiated again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from heapq import heapify, heappop, heappush
 from typing import Any, Optional
 
 import numpy as np
 
 from .numeric import NUMPY, SCALAR
-from .tensor import FREED, MODE, Tensor, _norm, as_value, enable_grad
+from .tensor import EPOCH, EPOCHS, FIRST, FREED, MODE, NIN, PRIM, SEQ, Tensor, _norm, as_value, enable_grad
 
 ndarray = np.ndarray
 
@@ -22,59 +23,57 @@ class GraphFreedError(RuntimeError):
     """Raised when backward reaches a node whose saved values were already released."""
 
 
-def _node_version(inputs: tuple) -> int:
-    v = 0
-    for inp in inputs:
-        if inp is not None:
-            v += inp._version
-    return v
+_FREED_MESSAGE = (
+    "backward: this graph was already backpropagated and its saved values were freed. "
+    "Pass retain_graph=True to the first backward() (or recompute the forward) to go through it again."
+)
+
+
+def _inputs(node: tuple) -> tuple:
+    return node[FIRST : FIRST + node[NIN]]
+
+
+def _check_fresh(node: tuple) -> None:
+    """Raise if an input of ``node`` was modified in place after the node was recorded."""
+    epoch = node[EPOCH]
+    for inp in _inputs(node):
+        if inp is not None and inp._version > epoch:
+            shapes = ", ".join(str(x.shape) for x in _inputs(node) if x is not None)
+            raise RuntimeError(
+                f"backward: an input of '{node[PRIM].name}' (input shapes {shapes}) was modified in place after "
+                "it was used, so the value saved for its gradient is stale. Modify a copy instead, or "
+                "modify it only after backward()."
+            )
 
 
 def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Non-leaf tensors reachable from ``roots``, each before the tensors it was made from.
 
-    Iterative (no recursion), so a chain of a million nodes is fine.  Raises if
-    the walk meets a freed node or an input modified in place since it was saved.
+    Iterative (no recursion), so a chain of a million nodes is fine; nodes carry
+    a creation sequence number, so the order is a sort.  Raises if the walk
+    meets a freed node or an input modified in place since it was recorded.
     """
-    order: list[Tensor] = []
+    found: list[Tensor] = []
     seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots if r._node is not None]
-    append = order.append
-    push = stack.append
-    pop = stack.pop
+    stack = [r for r in roots if r._node is not None]
+    now = EPOCHS.value
     while stack:
-        t, expanded = pop()
-        if expanded:
-            append(t)
-            continue
+        t = stack.pop()
         key = id(t)
         if key in seen:
             continue
         seen.add(key)
         node = t._node
         if node is FREED:
-            raise GraphFreedError(
-                "backward: this graph was already backpropagated and its saved values were freed. "
-                "Pass retain_graph=True to the first backward() (or recompute the forward) to go through it again."
-            )
-        inputs = node[1]
-        if node[3] != _node_version(inputs):
-            _raise_stale(node)
-        push((t, True))
-        for inp in inputs:
+            raise GraphFreedError(_FREED_MESSAGE)
+        if node[EPOCH] != now:
+            _check_fresh(node)
+        found.append(t)
+        for inp in _inputs(node):
             if inp is not None and inp._node is not None and id(inp) not in seen:
-                push((inp, False))
-    order.reverse()
-    return order
-
-
-def _raise_stale(node: tuple) -> None:
-    shapes = ", ".join(str(inp.shape) for inp in node[1] if inp is not None)
-    raise RuntimeError(
-        f"backward: an input of '{node[0].name}' (input shapes {shapes}) was modified in place after "
-        "it was used, so the value saved for its gradient is stale. Modify a copy instead, or "
-        "modify it only after backward()."
-    )
+                stack.append(inp)
+    found.sort(key=lambda t: -t._node[SEQ])
+    return found
 
 
 def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
@@ -137,7 +136,7 @@ def _needed(order: list[Tensor], wanted: set[int]) -> set[int]:
     """Ids of tensors from which some wanted tensor can be reached (walks leaves first)."""
     needed = set(wanted)
     for t in reversed(order):
-        for inp in t._node[1]:
+        for inp in _inputs(t._node):
             if inp is not None and id(inp) in needed:
                 needed.add(id(t))
                 break
@@ -160,24 +159,33 @@ def run_backward(
     if retain_graph is None:
         retain_graph = create_graph
     seed_values = [_seed(r, s, create_graph) for r, s in zip(roots, seeds)]
-    order = toposort(roots)
+    for r in roots:
+        if r._node is FREED:
+            raise GraphFreedError(_FREED_MESSAGE)
     wanted = None if inputs is None else {id(t) for t in inputs}
-    needed = None if wanted is None else _needed(order, wanted)
+    needed = None if wanted is None else _needed(toposort(roots), wanted)
 
     grads: dict[int, Any] = {}
     leaves: dict[int, Tensor] = {}
+    heap: list = []
     for r, s in zip(roots, seed_values):
         key = id(r)
-        grads[key] = s if key not in grads else grads[key] + s
+        if key in grads:
+            grads[key] = grads[key] + s
+            continue
+        grads[key] = s
         if r._node is None:
             leaves[key] = r
+        else:
+            heap.append((-r._node[SEQ], key, r))
+    heapify(heap)
     captured: dict[int, Any] = {}
 
     if create_graph:
         with enable_grad():
-            _walk(order, grads, leaves, captured, wanted, needed, retain_graph, True)
+            _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, True)
     else:
-        _walk(order, grads, leaves, captured, wanted, needed, retain_graph, False)
+        _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, False)
 
     if wanted is not None:
         for key in leaves:
@@ -188,63 +196,86 @@ def run_backward(
     return None
 
 
-def _walk(order, grads, leaves, captured, wanted, needed, retain_graph, create_graph) -> None:
+def _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, create_graph) -> None:
+    """Pop nodes newest first (a valid reverse topological order) and push gradients to their inputs."""
     from .ops import TENSOR
 
     anomaly = MODE.anomaly
-    for pos, t in enumerate(order):
-        key = id(t)
-        g = grads.pop(key, None)
+    now = EPOCHS.value
+    pop = heappop
+    push = heappush
+    pop_grad = grads.pop
+    get_grad = grads.get
+    while heap:
+        _, key, t = pop(heap)
+        g = pop_grad(key)
         if wanted is not None and key in wanted:
             captured[key] = g
-        if g is None:
-            continue
-        prim, inputs, args, _ = t._node
-        vjps = prim.vjps
-        variadic = prim.variadic
+        node = t._node
+        if node is FREED:
+            raise GraphFreedError(_FREED_MESSAGE)
+        if node[EPOCH] != now:
+            _check_fresh(node)
+        prim = node[PRIM]
+        nin = node[NIN]
+        vals = node[FIRST + nin :]
         if create_graph:
-            xp = TENSOR
+            xp: Any = TENSOR
             out: Any = t
-            nin = len(inputs)
-            rargs = tuple(inputs[i] if inputs[i] is not None else args[i] for i in range(nin)) + args[nin:]
+            rargs = tuple(node[FIRST + i] if node[FIRST + i] is not None else vals[i] for i in range(nin)) + vals[nin:]
         else:
             out = t._data
-            rargs = args
+            rargs = vals
             xp = SCALAR if (type(out) is float and prim.scalar_fwd is not None) else NUMPY
-        for i, inp in enumerate(inputs):
+        vjps = prim.vjps
+        variadic = prim.variadic
+        for i in range(nin):
+            inp = node[FIRST + i]
             if inp is None or not inp.requires_grad:
                 continue
             ikey = id(inp)
             if needed is not None and ikey not in needed:
                 continue
-            rule = vjps[0] if variadic else vjps[i]
-            if rule is None:
-                continue
             if variadic:
-                gi = rule(xp, g, out, i, *rargs)
-            elif xp is SCALAR:
-                try:
-                    gi = rule(xp, g, out, *rargs)
-                except (ArithmeticError, ValueError):
-                    with np.errstate(all="ignore"):
-                        gi = rule(NUMPY, np.float64(g), np.float64(out), *rargs)
+                gi = vjps[0](xp, g, out, i, *rargs)
             else:
-                gi = rule(xp, g, out, *rargs)
+                rule = vjps[i]
+                if rule is None:
+                    continue
+                if xp is SCALAR:
+                    try:
+                        gi = rule(xp, g, out, *rargs)
+                    except (ArithmeticError, ValueError):
+                        with np.errstate(all="ignore"):
+                            gi = rule(NUMPY, np.float64(g), np.float64(out), *rargs)
+                else:
+                    gi = rule(xp, g, out, *rargs)
             if create_graph:
                 gi = _fit_tensor(gi, inp)
             else:
-                gi = _fit(gi, args[i])
+                v = vals[i]
+                tv = type(v)
+                if tv is float:
+                    if type(gi) is not float:
+                        gi = float(np.sum(gi))
+                elif type(gi) is not ndarray or gi.shape != v.shape or gi.dtype != v.dtype:
+                    gi = _fit(gi, v)
             if anomaly:
                 from .anomaly import check_backward
 
                 check_backward(t, i, gi)
-            prev = grads.get(ikey)
-            grads[ikey] = gi if prev is None else prev + gi
-            if inp._node is None:
-                leaves[ikey] = inp
+            prev = get_grad(ikey)
+            if prev is None:
+                grads[ikey] = gi
+                inode = inp._node
+                if inode is None:
+                    leaves[ikey] = inp
+                else:
+                    push(heap, (-inode[SEQ], ikey, inp))
+            else:
+                grads[ikey] = prev + gi
         if not retain_graph:
             t._node = FREED
-        order[pos] = None  # type: ignore[call-overload]  # let processed tensors go
 
 
 def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Optional
 
 from .autodiff import toposort
 from .primitive import Primitive
-from .tensor import ARGS, FREED, INPUTS, PRIM, Tensor
+from .tensor import FIRST, FREED, NIN, PRIM, Tensor
 
 
 class NodeView(NamedTuple):
@@ -39,7 +39,8 @@ def node_of(t: Tensor) -> Optional[NodeView]:
         raise RuntimeError(
             "this graph was freed by backward(); run the tool before backward, or call backward(retain_graph=True)"
         )
-    return NodeView(node[PRIM], node[INPUTS], node[ARGS])
+    nin = node[NIN]
+    return NodeView(node[PRIM], node[FIRST : FIRST + nin], node[FIRST + nin :])
 
 
 def is_freed(t: Tensor) -> bool:

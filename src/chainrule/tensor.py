@@ -3,15 +3,22 @@
 A tensor's value lives in ``_data``: a NumPy array, or a Python ``float`` for a
 float64 scalar (the scalar fast path; ``.data`` still returns a NumPy array).
 A tensor made by a primitive while grad mode is on and some input requires grad
-carries a *node*: the tuple ``(primitive, inputs, args, version)`` where
-``inputs`` holds the input tensors (``None`` for raw constants), ``args`` the
-raw values the forward was called with (inputs, then static parameters), and
-``version`` the sum of the inputs' in-place version counters at that moment.
-Nodes are plain tuples because the per-operation path is hot.
+carries a *node*, one flat tuple (the per-operation path is hot)::
+
+    (primitive, seq, epoch, nin, input_0 .. input_{nin-1}, value_0 .. value_{nin-1}, *params)
+
+``input_i`` is the i-th input tensor (``None`` for a raw constant), ``value_i``
+the raw value the forward saw, ``params`` the static arguments (axis, shape ...).
+``seq`` increases with every node made, so sorting by it gives a topological
+order for free.  ``epoch`` is the global in-place counter when the node was
+made: a tensor modified in place later has ``_version`` above it (see
+:func:`mark_modified`), which backward reports instead of using stale values.
+Tools read nodes through :mod:`chainrule.graph`, never these tuples.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
@@ -26,8 +33,25 @@ from .primitives import shape as S
 ndarray = np.ndarray
 
 # A node whose saved values were released by backward().
-FREED: tuple = (None, (), (), -1)
-PRIM, INPUTS, ARGS, VERSION = 0, 1, 2, 3
+FREED: tuple = (None, -1, -1, 0)
+PRIM, SEQ, EPOCH, NIN, FIRST = 0, 1, 2, 3, 4
+
+_next_seq = itertools.count(1).__next__
+
+
+class _Epoch:
+    """The global count of in-place modifications (shared by all threads)."""
+
+    value = 0
+
+
+EPOCHS = _Epoch()
+
+
+def mark_modified(t: Tensor) -> None:
+    """Record that ``t``'s value changed in place: graphs that saved it become stale."""
+    EPOCHS.value += 1
+    t._version = EPOCHS.value
 
 
 class _Mode(threading.local):
@@ -171,7 +195,7 @@ def unary(prim: Primitive, x: Any) -> Tensor:
         if type(out) is not ndarray:
             out = _norm(out)
     if x.requires_grad and MODE.enabled:
-        t = Tensor(out, True, (prim, (x,), (v,), x._version))
+        t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 1, x, v))
         if MODE.anomaly:
             _anomaly_hook(t)
         return t
@@ -180,21 +204,20 @@ def unary(prim: Primitive, x: Any) -> Tensor:
 
 def binary(prim: Primitive, a: Any, b: Any) -> Tensor:
     """Apply a two-input primitive (hot path); either side may be a raw number or array."""
-    if type(a) is Tensor:
+    ta = type(a)
+    if ta is Tensor:
         av = a._data
         need = a.requires_grad
-        version = a._version
     else:
-        av = as_value(a, prim.name)
+        av = a if (ta is float or ta is int) else as_value(a, prim.name)
         a = None
         need = False
-        version = 0
-    if type(b) is Tensor:
+    tb = type(b)
+    if tb is Tensor:
         bv = b._data
         need = need or b.requires_grad
-        version += b._version
     else:
-        bv = as_value(b, prim.name)
+        bv = b if (tb is float or tb is int) else as_value(b, prim.name)
         b = None
     ta = type(av)
     tb = type(bv)
@@ -213,7 +236,7 @@ def binary(prim: Primitive, a: Any, b: Any) -> Tensor:
         if type(out) is not ndarray:
             out = _norm(out)
     if need and MODE.enabled:
-        t = Tensor(out, True, (prim, (a, b), (av, bv), version))
+        t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 2, a, b, av, bv))
         if MODE.anomaly:
             _anomaly_hook(t)
         return t
@@ -226,13 +249,11 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
     values = list(args)
     inputs: list = []
     need = False
-    version = 0
     for i in range(nin):
         a = args[i]
         if type(a) is Tensor:
             values[i] = a._data
             need = need or (a.requires_grad and prim.differentiable(i))
-            version += a._version
             inputs.append(a)
         else:
             values[i] = as_value(a, prim.name)
@@ -244,7 +265,7 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         raise op_error(prim, values_t, nin, exc) from None
     out = _norm(out)
     if need and MODE.enabled:
-        t = Tensor(out, True, (prim, tuple(inputs), values_t, version))
+        t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, nin, *inputs, *values_t))
         if MODE.anomaly:
             _anomaly_hook(t)
         return t
@@ -295,7 +316,7 @@ class Tensor:
         if self.requires_grad and not _float_dtype(value):
             raise TypeError(f"Tensor.data: a tensor that requires grad needs float data, got {np.result_type(value)}")
         self._data = value
-        self._version += 1
+        mark_modified(self)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -437,7 +458,7 @@ class Tensor:
             self._data = 0.0
         else:
             d[...] = 0
-        self._version += 1
+        mark_modified(self)
         return self
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -452,7 +473,7 @@ class Tensor:
             self._data = float(arr)
         else:
             self._data[_raw_index(index)] = as_value(value)
-        self._version += 1
+        mark_modified(self)
 
     # --- operators -------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
