@@ -165,52 +165,130 @@ def run_backward(
     wanted = None if inputs is None else {id(t) for t in inputs}
     needed = None if wanted is None else _needed(toposort(roots), wanted)
 
+    # Non-leaf tensors are keyed by their node's sequence number (the heap holds
+    # plain ints, newest first); leaves by id.
     grads: dict[int, Any] = {}
+    pending: dict[int, Tensor] = {}
+    leaf_grads: dict[int, Any] = {}
     leaves: dict[int, Tensor] = {}
-    heap: list = []
+    heap: list[int] = []
     for r, s in zip(roots, seed_values):
-        key = id(r)
-        if key in grads:
-            grads[key] = grads[key] + s
-            continue
-        grads[key] = s
         if r._node is None:
+            key = id(r)
             leaves[key] = r
+            leaf_grads[key] = s if key not in leaf_grads else leaf_grads[key] + s
+            continue
+        seq = r._node[SEQ]
+        if seq in grads:
+            grads[seq] = grads[seq] + s
         else:
-            heap.append((-r._node[SEQ], key, r))
+            grads[seq] = s
+            pending[seq] = r
+            heap.append(-seq)
     heapify(heap)
-    captured: dict[int, Any] = {}
+    state = (heap, grads, pending, leaf_grads, leaves)
 
     if create_graph:
         with enable_grad():
-            _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, True)
+            captured = _walk(state, wanted, needed, retain_graph, True)
+    elif wanted is None and not MODE.anomaly:
+        _walk_numeric(state, retain_graph)
     else:
-        _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, False)
+        captured = _walk(state, wanted, needed, retain_graph, False)
 
     if wanted is not None:
         for key in leaves:
-            if key in wanted and key in grads:
-                captured[key] = grads[key]
+            if key in wanted:
+                captured[key] = leaf_grads[key]
         return [captured.get(id(t)) for t in inputs]  # type: ignore[union-attr]
-    _deliver(grads, leaves, create_graph)
+    _deliver(leaf_grads, leaves, create_graph)
     return None
 
 
-def _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, create_graph) -> None:
-    """Pop nodes newest first (a valid reverse topological order) and push gradients to their inputs."""
-    from .ops import TENSOR
-
-    anomaly = MODE.anomaly
+def _walk_numeric(state: tuple, retain_graph: bool) -> None:
+    """The common case of :func:`_walk` (first order, into ``.grad``), kept lean: it is the hot loop."""
+    heap, grads, pending, leaf_grads, leaves = state
     now = EPOCHS.value
     pop = heappop
     push = heappush
     pop_grad = grads.pop
     get_grad = grads.get
+    pop_pending = pending.pop
     while heap:
-        _, key, t = pop(heap)
-        g = pop_grad(key)
-        if wanted is not None and key in wanted:
-            captured[key] = g
+        seq = -pop(heap)
+        t = pop_pending(seq)
+        g = pop_grad(seq)
+        node = t._node
+        if node is FREED:
+            raise GraphFreedError(_FREED_MESSAGE)
+        if node[2] != now:
+            _check_fresh(node)
+        prim = node[0]
+        nin = node[3]
+        vals = node[4 + nin :]
+        out = t._data
+        scalar = type(out) is float and prim.scalar_fwd is not None
+        vjps = prim.vjps
+        for i in range(nin):
+            inp = node[4 + i]
+            if inp is None or not inp.requires_grad:
+                continue
+            if prim.variadic:
+                gi = vjps[0](NUMPY, g, out, i, *vals)
+            else:
+                rule = vjps[i]
+                if rule is None:
+                    continue
+                if scalar:
+                    try:
+                        gi = rule(SCALAR, g, out, *vals)
+                    except (ArithmeticError, ValueError):
+                        with np.errstate(all="ignore"):
+                            gi = rule(NUMPY, np.float64(g), np.float64(out), *vals)
+                else:
+                    gi = rule(NUMPY, g, out, *vals)
+            v = vals[i]
+            if type(v) is float:
+                if type(gi) is not float:
+                    gi = float(np.sum(gi))
+            elif type(gi) is not ndarray or gi.shape != v.shape or gi.dtype is not v.dtype:
+                gi = _fit(gi, v)
+            inode = inp._node
+            if inode is None:
+                key = id(inp)
+                prev = leaf_grads.get(key)
+                if prev is None:
+                    leaf_grads[key] = gi
+                    leaves[key] = inp
+                else:
+                    leaf_grads[key] = prev + gi
+            else:
+                iseq = inode[1]
+                prev = get_grad(iseq)
+                if prev is None:
+                    grads[iseq] = gi
+                    pending[iseq] = inp
+                    push(heap, -iseq)
+                else:
+                    grads[iseq] = prev + gi
+        if not retain_graph:
+            t._node = FREED
+
+
+def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_graph: bool, create_graph: bool) -> dict:
+    """The general walk: recorded (create_graph), gradients of chosen tensors (wanted), anomaly checks."""
+    from .ops import TENSOR
+
+    heap, grads, pending, leaf_grads, leaves = state
+    captured: dict[int, Any] = {}
+    anomaly = MODE.anomaly
+    now = EPOCHS.value
+    while heap:
+        seq = -heappop(heap)
+        t = pending.pop(seq)
+        g = grads.pop(seq)
+        if wanted is not None and id(t) in wanted:
+            captured[id(t)] = g
         node = t._node
         if node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
@@ -228,15 +306,13 @@ def _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, create_gr
             rargs = vals
             xp = SCALAR if (type(out) is float and prim.scalar_fwd is not None) else NUMPY
         vjps = prim.vjps
-        variadic = prim.variadic
         for i in range(nin):
             inp = node[FIRST + i]
             if inp is None or not inp.requires_grad:
                 continue
-            ikey = id(inp)
-            if needed is not None and ikey not in needed:
+            if needed is not None and id(inp) not in needed:
                 continue
-            if variadic:
+            if prim.variadic:
                 gi = vjps[0](xp, g, out, i, *rargs)
             else:
                 rule = vjps[i]
@@ -250,32 +326,29 @@ def _walk(heap, grads, leaves, captured, wanted, needed, retain_graph, create_gr
                             gi = rule(NUMPY, np.float64(g), np.float64(out), *rargs)
                 else:
                     gi = rule(xp, g, out, *rargs)
-            if create_graph:
-                gi = _fit_tensor(gi, inp)
-            else:
-                v = vals[i]
-                tv = type(v)
-                if tv is float:
-                    if type(gi) is not float:
-                        gi = float(np.sum(gi))
-                elif type(gi) is not ndarray or gi.shape != v.shape or gi.dtype != v.dtype:
-                    gi = _fit(gi, v)
+            gi = _fit_tensor(gi, inp) if create_graph else _fit(gi, vals[i])
             if anomaly:
                 from .anomaly import check_backward
 
                 check_backward(t, i, gi)
-            prev = get_grad(ikey)
-            if prev is None:
-                grads[ikey] = gi
-                inode = inp._node
-                if inode is None:
-                    leaves[ikey] = inp
-                else:
-                    push(heap, (-inode[SEQ], ikey, inp))
+            inode = inp._node
+            if inode is None:
+                key = id(inp)
+                prev = leaf_grads.get(key)
+                leaves[key] = inp
+                leaf_grads[key] = gi if prev is None else prev + gi
             else:
-                grads[ikey] = prev + gi
+                iseq = inode[SEQ]
+                prev = grads.get(iseq)
+                if prev is None:
+                    grads[iseq] = gi
+                    pending[iseq] = inp
+                    heappush(heap, -iseq)
+                else:
+                    grads[iseq] = prev + gi
         if not retain_graph:
             t._node = FREED
+    return captured
 
 
 def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: bool) -> None:
