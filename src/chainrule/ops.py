@@ -18,7 +18,7 @@ from .primitives import elementwise as E
 from .primitives import linalg as L
 from .primitives import reduction as R
 from .primitives import shape as S
-from .tensor import Tensor, apply, as_value, binary, tensor, unary
+from .tensor import Tensor, apply, as_value, binary, make_binary, make_unary, tensor, unary
 
 Axis = Optional[int | Sequence[int]]
 
@@ -28,76 +28,59 @@ def _t(x: Any) -> Tensor:
 
 
 # --- elementwise ------------------------------------------------------------------
-def add(x: Any, y: Any) -> Tensor:
-    return binary(E.add, x, y)
+add = make_binary(E.add)
 
 
-def subtract(x: Any, y: Any) -> Tensor:
-    return binary(E.sub, x, y)
+subtract = make_binary(E.sub)
 
 
-def multiply(x: Any, y: Any) -> Tensor:
-    return binary(E.mul, x, y)
+multiply = make_binary(E.mul)
 
 
-def divide(x: Any, y: Any) -> Tensor:
-    return binary(E.div, x, y)
+divide = make_binary(E.div)
 
 
-def power(x: Any, y: Any) -> Tensor:
-    return binary(E.power, x, y)
+power = make_binary(E.power)
 
 
-def negative(x: Any) -> Tensor:
-    return unary(E.neg, x)
+negative = make_unary(E.neg)
 
 
-def exp(x: Any) -> Tensor:
-    return unary(E.exp, x)
+exp = make_unary(E.exp)
 
 
-def log(x: Any) -> Tensor:
-    return unary(E.log, x)
+log = make_unary(E.log)
 
 
-def log1p(x: Any) -> Tensor:
-    return unary(E.log1p, x)
+log1p = make_unary(E.log1p)
 
 
-def sqrt(x: Any) -> Tensor:
-    return unary(E.sqrt, x)
+sqrt = make_unary(E.sqrt)
 
 
-def sin(x: Any) -> Tensor:
-    return unary(E.sin, x)
+sin = make_unary(E.sin)
 
 
-def cos(x: Any) -> Tensor:
-    return unary(E.cos, x)
+cos = make_unary(E.cos)
 
 
-def tanh(x: Any) -> Tensor:
-    return unary(E.tanh, x)
+tanh = make_unary(E.tanh)
 
 
-def sigmoid(x: Any) -> Tensor:
-    return unary(E.sigmoid, x)
+sigmoid = make_unary(E.sigmoid)
 
 
-def relu(x: Any) -> Tensor:
-    return unary(E.relu, x)
+relu = make_unary(E.relu)
 
 
 def abs(x: Any) -> Tensor:  # noqa: A001
     return unary(E.absolute, x)
 
 
-def maximum(x: Any, y: Any) -> Tensor:
-    return binary(E.maximum, x, y)
+maximum = make_binary(E.maximum)
 
 
-def minimum(x: Any, y: Any) -> Tensor:
-    return binary(E.minimum, x, y)
+minimum = make_binary(E.minimum)
 
 
 def where(condition: Any, x: Any, y: Any) -> Tensor:

@@ -55,13 +55,35 @@ def mark_modified(t: Tensor) -> None:
 
 
 class _Mode(threading.local):
-    """Per-thread switches read on every operation."""
+    """Per-thread switches read on every operation.
+
+    ``record`` folds the two switches into the one value the hot path reads:
+    0 (grad mode off), 1 (recording), 2 (recording with anomaly checks).
+    Change the switches only through :func:`set_grad_enabled` / :func:`set_anomaly_enabled`.
+    """
 
     enabled = True  # grad mode: record the graph
     anomaly = False  # detect_anomaly: check values and remember source lines
+    record = 1
 
 
 MODE = _Mode()
+
+
+def _refresh() -> None:
+    MODE.record = (2 if MODE.anomaly else 1) if MODE.enabled else 0
+
+
+def set_grad_enabled(flag: bool) -> None:
+    """Turn recording on or off in this thread."""
+    MODE.enabled = bool(flag)
+    _refresh()
+
+
+def set_anomaly_enabled(flag: bool) -> None:
+    """Turn anomaly checks on or off in this thread (see ``cr.detect_anomaly``)."""
+    MODE.anomaly = bool(flag)
+    _refresh()
 
 
 def is_grad_enabled() -> bool:
@@ -79,10 +101,10 @@ class _GradModeSwitch:
 
     def __enter__(self) -> None:
         self._saved.append(MODE.enabled)
-        MODE.enabled = self._target
+        set_grad_enabled(self._target)
 
     def __exit__(self, *exc: Any) -> None:
-        MODE.enabled = self._saved.pop()
+        set_grad_enabled(self._saved.pop())
 
     def __call__(self, fn: Callable) -> Callable:
         import functools
@@ -92,11 +114,11 @@ class _GradModeSwitch:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             saved = MODE.enabled
-            MODE.enabled = target
+            set_grad_enabled(target)
             try:
                 return fn(*args, **kwargs)
             finally:
-                MODE.enabled = saved
+                set_grad_enabled(saved)
 
         return wrapper
 
@@ -175,72 +197,112 @@ def _scalar_fallback(prim: Primitive, values: tuple) -> Any:
         return prim.fwd(*(np.float64(v) if type(v) in (float, int) else v for v in values))
 
 
+def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
+    """The function ``f(x)`` applying a one-input primitive (hot path: one frame per call)."""
+    fwd = prim.fwd
+    scalar_fwd = prim.scalar_fwd
+
+    def unary_op(x: Any) -> Tensor:
+        if type(x) is not Tensor:
+            x = Tensor(x)
+        v = x._data
+        if type(v) is float and scalar_fwd is not None:
+            try:
+                out = scalar_fwd(v)
+            except (ArithmeticError, ValueError):
+                out = _scalar_fallback(prim, (v,))
+            if type(out) is not float:
+                out = float(out)
+        else:
+            try:
+                out = fwd(v)
+            except Exception as exc:
+                raise op_error(prim, (v,), 1, exc) from None
+            if type(out) is not ndarray:
+                out = _norm(out)
+        if x.requires_grad and (record := MODE.record):
+            t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 1, x, v))
+            if record == 2:
+                _anomaly_hook(t)
+            return t
+        return Tensor(out)
+
+    unary_op.__name__ = prim.name
+    return unary_op
+
+
+def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any], Tensor]:
+    """The function ``f(a, b)`` applying a two-input primitive (``f(b, a)`` when ``reflected``).
+
+    Either side may be a raw number or array.  This is the hot path of every
+    arithmetic operator, so the body is specialized per primitive.
+    """
+    fwd = prim.fwd
+    scalar_fwd = prim.scalar_fwd
+    name = prim.name
+
+    def binary_op(a: Any, b: Any) -> Tensor:
+        if reflected:
+            a, b = b, a
+        ta = type(a)
+        if ta is Tensor:
+            av = a._data
+            need = a.requires_grad
+        else:
+            av = a if (ta is float or ta is int) else as_value(a, name)
+            a = None
+            need = False
+        tb = type(b)
+        if tb is Tensor:
+            bv = b._data
+            need = need or b.requires_grad
+        else:
+            bv = b if (tb is float or tb is int) else as_value(b, name)
+            b = None
+        ta = type(av)
+        tb = type(bv)
+        if (ta is float or ta is int) and (tb is float or tb is int) and scalar_fwd is not None:
+            try:
+                out = scalar_fwd(av, bv)
+            except (ArithmeticError, ValueError):
+                out = _scalar_fallback(prim, (av, bv))
+            if type(out) is not float:
+                out = float(out)
+        else:
+            try:
+                out = fwd(av, bv)
+            except Exception as exc:
+                raise op_error(prim, (av, bv), 2, exc) from None
+            if type(out) is not ndarray:
+                out = _norm(out)
+        if need and (record := MODE.record):
+            t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 2, a, b, av, bv))
+            if record == 2:
+                _anomaly_hook(t)
+            return t
+        return Tensor(out)
+
+    binary_op.__name__ = name
+    return binary_op
+
+
+_OPS: dict[Primitive, Callable] = {}
+
+
 def unary(prim: Primitive, x: Any) -> Tensor:
-    """Apply a one-input primitive (hot path)."""
-    if type(x) is not Tensor:
-        x = Tensor(x)
-    v = x._data
-    if type(v) is float and prim.scalar_fwd is not None:
-        try:
-            out = prim.scalar_fwd(v)
-        except (ArithmeticError, ValueError):
-            out = _scalar_fallback(prim, (v,))
-        if type(out) is not float:
-            out = float(out)
-    else:
-        try:
-            out = prim.fwd(v)
-        except Exception as exc:
-            raise op_error(prim, (v,), 1, exc) from None
-        if type(out) is not ndarray:
-            out = _norm(out)
-    if x.requires_grad and MODE.enabled:
-        t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 1, x, v))
-        if MODE.anomaly:
-            _anomaly_hook(t)
-        return t
-    return Tensor(out)
+    """Apply a one-input primitive."""
+    op = _OPS.get(prim)
+    if op is None:
+        op = _OPS[prim] = make_unary(prim)
+    return op(x)
 
 
 def binary(prim: Primitive, a: Any, b: Any) -> Tensor:
-    """Apply a two-input primitive (hot path); either side may be a raw number or array."""
-    ta = type(a)
-    if ta is Tensor:
-        av = a._data
-        need = a.requires_grad
-    else:
-        av = a if (ta is float or ta is int) else as_value(a, prim.name)
-        a = None
-        need = False
-    tb = type(b)
-    if tb is Tensor:
-        bv = b._data
-        need = need or b.requires_grad
-    else:
-        bv = b if (tb is float or tb is int) else as_value(b, prim.name)
-        b = None
-    ta = type(av)
-    tb = type(bv)
-    if (ta is float or ta is int) and (tb is float or tb is int) and prim.scalar_fwd is not None:
-        try:
-            out = prim.scalar_fwd(av, bv)
-        except (ArithmeticError, ValueError):
-            out = _scalar_fallback(prim, (av, bv))
-        if type(out) is not float:
-            out = float(out)
-    else:
-        try:
-            out = prim.fwd(av, bv)
-        except Exception as exc:
-            raise op_error(prim, (av, bv), 2, exc) from None
-        if type(out) is not ndarray:
-            out = _norm(out)
-    if need and MODE.enabled:
-        t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 2, a, b, av, bv))
-        if MODE.anomaly:
-            _anomaly_hook(t)
-        return t
-    return Tensor(out)
+    """Apply a two-input primitive."""
+    op = _OPS.get(prim)
+    if op is None:
+        op = _OPS[prim] = make_binary(prim)
+    return op(a, b)
 
 
 def apply(prim: Primitive, *args: Any) -> Tensor:
@@ -264,9 +326,9 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
     except Exception as exc:
         raise op_error(prim, values_t, nin, exc) from None
     out = _norm(out)
-    if need and MODE.enabled:
+    if need and (record := MODE.record):
         t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, nin, *inputs, *values_t))
-        if MODE.anomaly:
+        if record == 2:
             _anomaly_hook(t)
         return t
     return Tensor(out)
@@ -476,35 +538,20 @@ class Tensor:
         mark_modified(self)
 
     # --- operators -------------------------------------------------------------
-    def __add__(self, other: Any) -> Tensor:
-        return binary(E.add, self, other)
+    __add__ = make_binary(E.add)
+    __radd__ = make_binary(E.add, reflected=True)
 
-    def __radd__(self, other: Any) -> Tensor:
-        return binary(E.add, other, self)
+    __sub__ = make_binary(E.sub)
+    __rsub__ = make_binary(E.sub, reflected=True)
 
-    def __sub__(self, other: Any) -> Tensor:
-        return binary(E.sub, self, other)
+    __mul__ = make_binary(E.mul)
+    __rmul__ = make_binary(E.mul, reflected=True)
 
-    def __rsub__(self, other: Any) -> Tensor:
-        return binary(E.sub, other, self)
+    __truediv__ = make_binary(E.div)
+    __rtruediv__ = make_binary(E.div, reflected=True)
 
-    def __mul__(self, other: Any) -> Tensor:
-        return binary(E.mul, self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return binary(E.mul, other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return binary(E.div, self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return binary(E.div, other, self)
-
-    def __pow__(self, other: Any) -> Tensor:
-        return binary(E.power, self, other)
-
-    def __rpow__(self, other: Any) -> Tensor:
-        return binary(E.power, other, self)
+    __pow__ = make_binary(E.power)
+    __rpow__ = make_binary(E.power, reflected=True)
 
     def __matmul__(self, other: Any) -> Tensor:
         from .ops import matmul
@@ -516,8 +563,7 @@ class Tensor:
 
         return matmul(other, self)
 
-    def __neg__(self) -> Tensor:
-        return unary(E.neg, self)
+    __neg__ = make_unary(E.neg)
 
     def __pos__(self) -> Tensor:
         return self
@@ -572,32 +618,23 @@ class Tensor:
 
         return swapaxes(self, -1, -2)
 
-    def exp(self) -> Tensor:
-        return unary(E.exp, self)
+    exp = make_unary(E.exp)
 
-    def log(self) -> Tensor:
-        return unary(E.log, self)
+    log = make_unary(E.log)
 
-    def log1p(self) -> Tensor:
-        return unary(E.log1p, self)
+    log1p = make_unary(E.log1p)
 
-    def sqrt(self) -> Tensor:
-        return unary(E.sqrt, self)
+    sqrt = make_unary(E.sqrt)
 
-    def sin(self) -> Tensor:
-        return unary(E.sin, self)
+    sin = make_unary(E.sin)
 
-    def cos(self) -> Tensor:
-        return unary(E.cos, self)
+    cos = make_unary(E.cos)
 
-    def tanh(self) -> Tensor:
-        return unary(E.tanh, self)
+    tanh = make_unary(E.tanh)
 
-    def sigmoid(self) -> Tensor:
-        return unary(E.sigmoid, self)
+    sigmoid = make_unary(E.sigmoid)
 
-    def relu(self) -> Tensor:
-        return unary(E.relu, self)
+    relu = make_unary(E.relu)
 
     def abs(self) -> Tensor:
         return unary(E.absolute, self)

@@ -43,10 +43,10 @@ def _pow_dx(xp, g, out, x, y):
         if y == 1:
             return g
         if y == 2:
-            return g * (2 * x)
-        return g * (y * xp.power(x, y - 1))
+            return g * (2.0 * x)
+        return g * (y * xp.power(x, y - 1.0))
     # torch: where(exponent == 0, 0, grad * exponent * x ** (exponent - 1))
-    return xp.where(y == 0, 0.0, g * (y * xp.power(x, y - 1)))
+    return xp.where(y == 0, 0.0, g * (y * xp.power(x, y - 1.0)))
 
 
 def _pow_dy(xp, g, out, x, y):
@@ -70,10 +70,10 @@ log = defprim("log", np.log, scalar_fwd=math.log, kind="elementwise")
 defvjp(log, lambda xp, g, out, x: g / x, local=("1/x",))
 
 log1p = defprim("log1p", np.log1p, scalar_fwd=math.log1p, kind="elementwise")
-defvjp(log1p, lambda xp, g, out, x: g / (x + 1), local=("1/(1+x)",))
+defvjp(log1p, lambda xp, g, out, x: g / (x + 1.0), local=("1/(1+x)",))
 
 sqrt = defprim("sqrt", np.sqrt, scalar_fwd=math.sqrt, kind="elementwise", symbol="√")
-defvjp(sqrt, lambda xp, g, out, x: g / (out * 2), local=("1/(2√x)",))
+defvjp(sqrt, lambda xp, g, out, x: g / (out * 2.0), local=("1/(2√x)",))
 
 sin = defprim("sin", np.sin, scalar_fwd=math.sin, kind="elementwise")
 defvjp(sin, lambda xp, g, out, x: g * xp.cos(x), local=("cos(x)",))
@@ -82,7 +82,7 @@ cos = defprim("cos", np.cos, scalar_fwd=math.cos, kind="elementwise")
 defvjp(cos, lambda xp, g, out, x: -g * xp.sin(x), local=("-sin(x)",))
 
 tanh = defprim("tanh", np.tanh, scalar_fwd=math.tanh, kind="elementwise")
-defvjp(tanh, lambda xp, g, out, x: g * (1 - out * out), local=("1-tanh²(x)",))
+defvjp(tanh, lambda xp, g, out, x: g * (1.0 - out * out), local=("1-tanh²(x)",))
 
 
 def _sigmoid(x):
@@ -99,7 +99,7 @@ def _sigmoid_scalar(x):
 
 
 sigmoid = defprim("sigmoid", _sigmoid, scalar_fwd=_sigmoid_scalar, kind="elementwise", symbol="σ")
-defvjp(sigmoid, lambda xp, g, out, x: g * (out * (1 - out)), local=("σ(x)(1-σ(x))",))
+defvjp(sigmoid, lambda xp, g, out, x: g * (out * (1.0 - out)), local=("σ(x)(1-σ(x))",))
 
 
 def _relu_scalar(x):

@@ -23,8 +23,8 @@ def expand(xp, g, shape, axis, keepdims):
 
 def _count(shape, axis):
     if axis is None:
-        return math.prod(shape)
-    return math.prod(shape[a] for a in axis)
+        return float(math.prod(shape))
+    return float(math.prod(shape[a] for a in axis))
 
 
 sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), kind="linear", symbol="Σ")
