@@ -416,7 +416,8 @@ def jacfwd(f: Callable, argnums: ArgNums = 0) -> Callable:
                     for k, c in enumerate(cols):
                         if c is not None:
                             jac[:, k] = np.ravel(c)
-                    per_arg.append(jac.reshape(out.shape + v.shape))
+                    scalar = type(out._data) is float and type(v._data) is float
+                    per_arg.append(float(jac[0, 0]) if scalar else jac.reshape(out.shape + v.shape))
             result.append(per_arg[0] if isinstance(argnums, int) else tuple(per_arg))
         return _pack(result, multi)
 
