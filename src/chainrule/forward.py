@@ -407,7 +407,9 @@ def jacfwd(f: Callable, argnums: ArgNums = 0) -> Callable:
             per_arg = []
             for j, v in enumerate(variables):
                 cols = columns[o][j]
-                if nested:
+                if nested and v.shape == ():
+                    per_arg.append(_result(cols[0], out, True))  # one column: no stack, floats stay floats
+                elif nested:
                     full = [_result(c, out, True) for c in cols]
                     stacked = ops.stack(full, -1) if full else Tensor(np.zeros(out.shape + (0,), out.dtype))
                     per_arg.append(ops.reshape(stacked, out.shape + v.shape))
