@@ -319,8 +319,14 @@ def test_zero_tangents_and_constant_functions():
     _, t = cr.jvp(lambda x: cr.tensor([5.0, 6.0, 7.0]), (x,), (np.ones(2),))
     np.testing.assert_array_equal(t, np.zeros(3))
     np.testing.assert_array_equal(cr.jacfwd(lambda x: np.ones(3))(x), np.zeros((3, 2)))
-    _, t = cr.jvp(lambda x: x, (x,), (np.array([3.0, 4.0]),))
+    v = np.array([3.0, 4.0])
+    _, t = cr.jvp(lambda x: x, (x,), (v,))
     np.testing.assert_array_equal(t, [3.0, 4.0])
+    t[0] = 0.0  # the result is the caller's own array, not the tangent passed in
+    assert v[0] == 3.0
+    _, t = cr.jvp(lambda x: cr.broadcast_to(x, (3, 2)), (x,), (v,))
+    t[0, 0] = 1.0  # writeable, and not a view of v
+    assert v[0] == 3.0
 
 
 def test_bad_input_errors_name_the_problem():

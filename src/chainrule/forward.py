@@ -157,7 +157,7 @@ def _transposed_vjp(prim: Primitive, tangents: Sequence[Any], out: Any, args: Se
                 continue
             try:
                 gi = rule(TENSOR, g, out_t, i, *args_t) if prim.variadic else rule(TENSOR, g, out_t, *args_t)
-            except Exception as exc:  # noqa: BLE001  (reported with the primitive's name)
+            except Exception as exc:  # any failure: report it with the primitive's name
                 raise JVPError(
                     f"jvp: primitive {prim.name!r} has no forward-mode rule, and its VJP rule could not run on "
                     f"chainrule tensors to derive one ({type(exc).__name__}: {exc}). Write the VJP with chainrule "
@@ -288,7 +288,10 @@ def _result(t: Any, like: Tensor, nested: bool) -> Any:
         return Tensor(z) if nested else z
     if nested:
         return t if type(t) is Tensor else Tensor(t)
-    return t._data if type(t) is Tensor else t
+    t = t._data if type(t) is Tensor else t
+    if type(t) is ndarray and not t.flags.writeable:
+        t = t.copy()  # a broadcast view made by the sweep: give the caller an array of its own
+    return t
 
 
 def _seed(tangent: Any, var: Tensor, i: int, tensors: bool, op: str) -> Any:
@@ -309,7 +312,7 @@ def _seed(tangent: Any, var: Tensor, i: int, tensors: bool, op: str) -> Any:
     if type(var._data) is float:
         value = float(value)
     else:
-        value = np.asarray(value, dtype=var.dtype)
+        value = np.array(value, dtype=var.dtype)  # a copy: the sweep may hand it back as an output tangent
     return Tensor(value) if tensors else value
 
 
