@@ -52,6 +52,14 @@ def test_every_primitive_has_a_forward_rule():
     assert not fallback, f"primitives without a tag or a defjvp rule: {fallback}"
     assert sources["softmax"] == "explicit" and sources["mul"] == "bilinear" and sources["exp"] == "elementwise"
     assert sources["sum"] == "linear"
+    for name in REGISTRY:  # and each one's JVP runs and agrees with finite differences
+        assert name in CASES, f"{name} has no test cases in tests/cases.py"
+        case = CASES[name][0]
+        rng = _rng(name, case, "registry")
+        inputs = case.inputs(rng)
+        tangents = [rng.standard_normal(x.shape) for x in inputs]
+        _, tout = cr.jvp(case.fn, tuple(inputs), tuple(tangents))
+        np.testing.assert_allclose(tout, _fd_jvp(case.fn, inputs, tangents, case.fd_eps), rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.parametrize("name,case", ALL_CASES)

@@ -27,7 +27,6 @@ recorded and can be differentiated again.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 from . import autodiff
 from .graph import node_of, topological
 from .numeric import NUMPY
+from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
 from .tensor import Tensor, apply, as_value, enable_grad
 from .transforms import _DEPTH, ArgNums, _argnums, _raw, _variables
@@ -137,7 +137,6 @@ def _transposed_vjp(prim: Primitive, tangents: Sequence[Any], out: Any, args: Se
     the registry is and as a ``custom_vjp`` rule written with chainrule
     operations is.
     """
-    from .ops import TENSOR, unbroadcast
 
     def as_tensor(v: Any) -> Any:
         return v if type(v) is Tensor or v is None else Tensor(v)
@@ -178,8 +177,6 @@ def _transposed_vjp(prim: Primitive, tangents: Sequence[Any], out: Any, args: Se
 def _fit(t: Any, out: Any, tensors: bool) -> Any:
     """A node's tangent with its output's shape (broadcast) and dtype, in the sweep's representation."""
     if tensors:
-        from .ops import broadcast_to
-
         if type(t) is not Tensor:
             t = Tensor(np.asarray(t, dtype=out.dtype))
         if t.shape != out.shape:
@@ -237,26 +234,33 @@ class Recording:
 
     def push(self, seeds: Sequence[Any]) -> list[Any]:
         """Tangents of the outputs for one tangent per variable (``None`` = zero, also in the result)."""
-        from .ops import TENSOR
-
         tangents: dict[int, Any] = {}
         for v, s in zip(self.variables, seeds):
             if s is not None:
                 tangents[id(v)] = s
         if not tangents:
             return [None] * len(self.outputs)
+        tensors = self.tensors
+        if tensors:
+            with enable_grad():
+                self._sweep(tangents, TENSOR)
+        else:
+            self._sweep(tangents, NUMPY)
+        return [tangents.get(id(o)) for o in self.outputs]
+
+    def _sweep(self, tangents: dict[int, Any], xp: Any) -> None:
         get = tangents.get
         tensors = self.tensors
-        xp = TENSOR if tensors else NUMPY
-        with enable_grad() if tensors else contextlib.nullcontext():
-            for t, prim, ins, args, out in self.steps:
-                tin = [None if inp is None else get(id(inp)) for inp in ins]
-                if all(x is None for x in tin):
-                    continue
-                tout = node_jvp(prim, tin, out, args, xp)
-                if tout is not None:
-                    tangents[id(t)] = _fit(tout, out, tensors)
-        return [get(id(o)) for o in self.outputs]
+        for t, prim, ins, args, out in self.steps:
+            tin = [None if inp is None else get(id(inp)) for inp in ins]
+            for x in tin:
+                if x is not None:
+                    break
+            else:
+                continue  # no input depends on the seeded ones: a symbolic zero, nothing to compute
+            tout = node_jvp(prim, tin, out, args, xp)
+            if tout is not None:
+                tangents[id(t)] = _fit(tout, out, tensors)
 
 
 # --- the transforms ----------------------------------------------------------------------------
