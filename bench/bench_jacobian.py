@@ -33,6 +33,12 @@ import chainrule as cr  # noqa: E402
 DEFAULT_OUT = ROOT / "bench" / "results" / "jacobian.json"
 
 
+class THREADS:
+    """torch's intra-op thread count (set from --torch-threads; 1 keeps runs on a shared machine steady)."""
+
+    torch = 1
+
+
 def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
     fn()
@@ -57,6 +63,7 @@ def torch_jacobians(A: np.ndarray) -> Optional[dict[str, Callable[[np.ndarray], 
         from torch.func import jacfwd, jacrev
     except ImportError:
         return None
+    torch.set_num_threads(THREADS.torch)
     tA = torch.tensor(A)
 
     def f(x: Any) -> Any:
@@ -173,20 +180,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--big", type=int, default=1000, help="the long side (default 1000)")
     parser.add_argument("--small", type=int, default=10, help="the short side (default 10)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (default 7)")
+    parser.add_argument("--repeats", type=int, default=11, help="timed runs per measurement (default 11)")
     parser.add_argument(
         "--libraries",
         default="chainrule,torch.func,jax (eager)",
         help="comma-separated subset of: chainrule, torch.func, jax (eager)",
     )
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     libraries = [s.strip() for s in args.libraries.split(",") if s.strip()]
     unknown = [lib for lib in libraries if lib not in ("chainrule", "torch.func", "jax (eager)")]
     if unknown or args.big < 1 or args.small < 1 or args.repeats < 1:
         parser.error(f"bad arguments: unknown libraries {unknown}" if unknown else "sizes and repeats must be >= 1")
+    THREADS.torch = max(1, args.torch_threads)
     result = run(args.big, args.small, args.repeats, libraries)
-    result["threads"] = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"), "cpus": os.cpu_count()}
+    result["threads"] = {
+        "torch": THREADS.torch,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "cpus": os.cpu_count(),
+    }
     print(table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
