@@ -387,3 +387,27 @@ def test_jacfwd_and_jacrev_agree_on_wide_and_tall_maps():
         np.testing.assert_allclose(cr.jacfwd(fn)(x), cr.jacrev(fn)(x), rtol=1e-13, atol=1e-15)
         tfn = (lambda x: torch.tanh(torch.tensor(A) @ x)) if x is wide else (lambda x: torch.tanh(torch.tensor(B) @ x))
         np.testing.assert_allclose(cr.jacfwd(fn)(x), tjacrev(tfn)(torch.tensor(x)).numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_has_aux_passes_auxiliary_data_through():
+    x = np.array([1.0, 2.0])
+
+    def f(x):
+        y = x**3
+        return y.sum(), {"cubes": y, "label": "cube"}
+
+    H, aux = cr.hessian(f, has_aux=True)(x)
+    np.testing.assert_allclose(H, np.diag(6 * x))
+    assert isinstance(aux["cubes"], np.ndarray) and aux["label"] == "cube"
+    np.testing.assert_allclose(aux["cubes"], x**3)
+    J, aux = cr.jacfwd(lambda x: (cr.sin(x), x.sum()), has_aux=True)(x)
+    np.testing.assert_allclose(J, np.diag(np.cos(x)))
+    assert aux == 3.0
+    out, t, aux = cr.jvp(lambda x: (x * x, [x]), (x,), (np.ones(2),), has_aux=True)
+    np.testing.assert_allclose(t, 2 * x)
+    assert isinstance(aux, list) and isinstance(aux[0], np.ndarray)
+    out, f_jvp, aux = cr.linearize(lambda x: (cr.exp(x), "tag"), x, has_aux=True)
+    np.testing.assert_allclose(f_jvp(np.ones(2)), np.exp(x))
+    assert aux == "tag"
+    with pytest.raises(TypeError, match=r"has_aux=True, f must return a pair \(output, aux\), got Tensor"):
+        cr.jvp(lambda x: x, (x,), (x,), has_aux=True)

@@ -266,19 +266,44 @@ class Recording:
 # --- the transforms ----------------------------------------------------------------------------
 
 
-def _evaluate(f: Callable, args: Sequence[Any], kwargs: dict, op: str) -> tuple[list[Tensor], bool]:
-    """Call ``f`` recording the graph; its result as a list of tensors, and whether it was a tuple."""
+def _evaluate(
+    f: Callable, args: Sequence[Any], kwargs: dict, op: str, has_aux: bool = False
+) -> tuple[list[Tensor], bool, Any]:
+    """Call ``f`` recording the graph: its result as a list of tensors, whether it was a tuple, and its aux."""
     _DEPTH.value += 1
     try:
         with enable_grad():
             out = f(*args, **kwargs)
     finally:
         _DEPTH.value -= 1
+    aux = None
+    if has_aux:
+        out, aux = _split_aux(out, op)
     multi = isinstance(out, (tuple, list))
     items = list(out) if multi else [out]
     if multi and not items:
         raise ValueError(f"{op}: f returned an empty {type(out).__name__}; return an array or a tuple of arrays")
-    return [o if isinstance(o, Tensor) else Tensor(as_value(o, op)) for o in items], multi
+    return [o if isinstance(o, Tensor) else Tensor(as_value(o, op)) for o in items], multi, aux
+
+
+def _split_aux(out: Any, op: str) -> tuple[Any, Any]:
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        size = f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""
+        raise TypeError(f"{op}: with has_aux=True, f must return a pair (output, aux), got {type(out).__name__}{size}")
+    return out[0], out[1]
+
+
+def _aux(aux: Any, nested: bool) -> Any:
+    """The auxiliary data ``f`` returned, passed through undifferentiated (tensors become values at top level)."""
+    if nested:
+        return aux
+    if isinstance(aux, Tensor):
+        return _raw(aux)
+    if isinstance(aux, (tuple, list)):
+        return type(aux)(_aux(a, False) for a in aux)
+    if isinstance(aux, dict):
+        return {k: _aux(v, False) for k, v in aux.items()}
+    return aux
 
 
 def _pack(items: Sequence[Any], multi: bool) -> Any:
@@ -333,13 +358,14 @@ def _wants_tensors(nested: bool, tangents: Sequence[Any]) -> bool:
     return nested or any(isinstance(t, Tensor) and t.requires_grad for t in tangents)
 
 
-def jvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+def jvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux: bool = False) -> tuple:
     """Evaluate ``f(*primals)`` and its directional derivative: ``(out, J · tangents)``.
 
     ``primals`` and ``tangents`` are tuples (or lists) with one entry per
     argument of ``f``; each tangent has its primal's shape.  One forward pass
     plus one tangent sweep, whatever the sizes.  If ``f`` returns a tuple, both
-    results are tuples.
+    results are tuples.  With ``has_aux=True``, ``f`` returns ``(output, aux)``
+    and the result is ``(out, tangent_out, aux)``.
     """
     primals = _sequence(primals, "jvp", "primals")
     tangents = _sequence(tangents, "jvp", "tangents")
@@ -350,22 +376,25 @@ def jvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[A
     new, variables, nested = _variables(primals, tuple(range(len(primals))), "jvp")
     tensors = _wants_tensors(nested, tangents)
     seeds = [_seed(t, v, i, tensors, "jvp") for i, (t, v) in enumerate(zip(tangents, variables))]
-    outs, multi = _evaluate(f, new, {}, "jvp")
+    outs, multi, aux = _evaluate(f, new, {}, "jvp", has_aux)
     touts = Recording(outs, variables, tensors).push(seeds)
     values = [o if tensors else _raw(o) for o in outs]
-    return _pack(values, multi), _pack([_result(t, o, tensors) for t, o in zip(touts, outs)], multi)
+    result = (_pack(values, multi), _pack([_result(t, o, tensors) for t, o in zip(touts, outs)], multi))
+    return result + (_aux(aux, tensors),) if has_aux else result
 
 
-def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
+def linearize(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """Evaluate ``f(*primals)`` once and return ``(out, f_jvp)``; ``f_jvp(*tangents)`` is ``J · tangents``.
 
     ``f`` is not run again: each call of ``f_jvp`` is one tangent sweep over the
     recorded graph, so pushing many directions through the same point is cheap.
+    With ``has_aux=True``, ``f`` returns ``(output, aux)`` and the result is
+    ``(out, f_jvp, aux)``.
     """
     if not primals:
         raise ValueError("linearize: give at least one primal: linearize(f, x)")
     new, variables, nested = _variables(primals, tuple(range(len(primals))), "linearize")
-    outs, multi = _evaluate(f, new, {}, "linearize")
+    outs, multi, aux = _evaluate(f, new, {}, "linearize", has_aux)
     recording = Recording(outs, variables, nested)
 
     def f_jvp(*tangents: Any) -> Any:
@@ -376,10 +405,11 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
         return _pack([_result(t, o, nested) for t, o in zip(touts, outs)], multi)
 
     values = [o if nested else _raw(o) for o in outs]
-    return _pack(values, multi), f_jvp
+    result = (_pack(values, multi), f_jvp)
+    return result + (_aux(aux, nested),) if has_aux else result
 
 
-def jacfwd(f: Callable, argnums: ArgNums = 0) -> Callable:
+def jacfwd(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
     """The Jacobian of ``f`` by forward mode: one tangent sweep per input element.
 
     For ``f: Rⁿ → Rᵐ`` this costs one forward pass plus ``n`` sweeps, where
@@ -387,7 +417,9 @@ def jacfwd(f: Callable, argnums: ArgNums = 0) -> Callable:
     use ``jacfwd`` for tall Jacobians (few inputs, many outputs) and ``jacrev``
     for wide ones (many inputs, few outputs, such as a loss).  Both give an
     array of shape ``out.shape + arg.shape`` (a tuple over ``argnums`` when it
-    is a tuple; a tuple over outputs when ``f`` returns a tuple).
+    is a tuple; a tuple over outputs when ``f`` returns a tuple).  With
+    ``has_aux=True``, ``f`` returns ``(output, aux)`` and the result is
+    ``(jacobian, aux)``.
     """
 
     @functools.wraps(f)
@@ -396,7 +428,7 @@ def jacfwd(f: Callable, argnums: ArgNums = 0) -> Callable:
 
         nums = _argnums(argnums, len(args), "jacfwd")
         new, variables, nested = _variables(args, nums, "jacfwd")
-        outs, multi = _evaluate(f, new, kwargs, "jacfwd")
+        outs, multi, aux = _evaluate(f, new, kwargs, "jacfwd", has_aux)
         recording = Recording(outs, variables, nested)
         # columns[o][j]: the tangent of output o for each basis direction of variable j
         columns: list[list[list[Any]]] = [[[] for _ in variables] for _ in outs]
@@ -428,21 +460,39 @@ def jacfwd(f: Callable, argnums: ArgNums = 0) -> Callable:
                     scalar = type(out._data) is float and type(v._data) is float
                     per_arg.append(float(jac[0, 0]) if scalar else jac.reshape(out.shape + v.shape))
             result.append(per_arg[0] if isinstance(argnums, int) else tuple(per_arg))
-        return _pack(result, multi)
+        return (_pack(result, multi), _aux(aux, nested)) if has_aux else _pack(result, multi)
 
     return jacfwd_f
 
 
-def hessian(f: Callable, argnums: ArgNums = 0) -> Callable:
+def hessian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
     """The Hessian of ``f``, forward over reverse: ``jacfwd(jacrev(f))``.
 
     For a scalar ``f`` of ``x`` the result has shape ``x.shape + x.shape``
     (generally ``out.shape + x.shape + x.shape``).  With a tuple ``argnums`` it
-    is a tuple of tuples of blocks, ``H[i][j] = ∂²f / ∂xᵢ ∂xⱼ``.
+    is a tuple of tuples of blocks, ``H[i][j] = ∂²f / ∂xᵢ ∂xⱼ``.  With
+    ``has_aux=True``, ``f`` returns ``(output, aux)`` and the result is
+    ``(hessian, aux)``.
     """
     from .transforms import jacobian
 
-    return jacfwd(jacobian(f, argnums), argnums)
+    if not has_aux:
+        return jacfwd(jacobian(f, argnums), argnums)
+
+    @functools.wraps(f)
+    def hessian_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        box: list[Any] = []
+
+        def main(*a: Any, **k: Any) -> Any:  # evaluated exactly once, inside both transforms
+            out, aux = _split_aux(f(*a, **k), "hessian")
+            box.append(aux)
+            return out
+
+        H = jacfwd(jacobian(main, argnums), argnums)(*args, **kwargs)
+        nested = _DEPTH.value > 0 or any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        return H, _aux(box[0], nested)
+
+    return hessian_f
 
 
 def hvp(f: Callable, x: Any, v: Any) -> Any:
