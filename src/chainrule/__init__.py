@@ -14,6 +14,7 @@ from .autodiff import GraphFreedError
 from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
 from .custom import custom_vjp
+from .forward import JVPError, hessian, hvp, jacfwd, jvp, linearize
 from .ops import (
     abs,
     add,
@@ -73,6 +74,7 @@ __all__ = [
     "REGISTRY",
     "GradcheckError",
     "GraphFreedError",
+    "JVPError",
     "Primitive",
     "Tensor",
     "abs",
@@ -93,9 +95,14 @@ __all__ = [
     "expand_dims",
     "grad",
     "gradcheck",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
+    "jacfwd",
     "jacobian",
     "jacrev",
+    "jvp",
+    "linearize",
     "log",
     "log1p",
     "log_softmax",

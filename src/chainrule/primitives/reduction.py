@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..numeric import keepdims_shape
-from ..primitive import defprim, defvjp
+from ..primitive import defjvp, defprim, defvjp
 
 
 def expand(xp, g, shape, axis, keepdims):
@@ -46,11 +46,21 @@ def _extremum_dx(xp, g, out, x, axis, keepdims):
     return expand(xp, g, shape, axis, keepdims) * winners / xp.broadcast_to(count, shape)
 
 
+def _extremum_jvp(xp, tangents, out, x, axis, keepdims):
+    # The tangent of the winner; the mean over exact ties (the transpose of the VJP's even split).
+    (t,) = tangents
+    shape = xp.shape(x)
+    winners = x == expand(xp, out, shape, axis, keepdims)
+    return xp.sum(t * winners, axis, keepdims) / xp.sum(winners, axis, keepdims)
+
+
 max_ = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
 defvjp(max_, _extremum_dx, local=("[x = max]",))
+defjvp(max_, _extremum_jvp)
 
 min_ = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims))
 defvjp(min_, _extremum_dx, local=("[x = min]",))
+defjvp(min_, _extremum_jvp)
 
 
 def _shifted(x, axis):
@@ -73,6 +83,12 @@ defvjp(
     ),
     local=("softmax(x)",),
 )
+defjvp(
+    logsumexp,
+    lambda xp, tangents, out, x, axis, keepdims: xp.sum(
+        tangents[0] * xp.exp(x - expand(xp, out, xp.shape(x), axis, keepdims)), axis, keepdims
+    ),
+)
 
 
 def _softmax(x, axis):
@@ -86,6 +102,8 @@ defvjp(
     lambda xp, g, out, x, axis: out * (g - xp.sum(g * out, axis, True)),
     local=("diag(s) - s sᵀ",),
 )
+# The Jacobian diag(s) - s sᵀ is symmetric, so the JVP has the VJP's formula.
+defjvp(softmax, lambda xp, tangents, out, x, axis: out * (tangents[0] - xp.sum(tangents[0] * out, axis, True)))
 
 
 def _log_softmax(x, axis):
@@ -99,3 +117,4 @@ defvjp(
     lambda xp, g, out, x, axis: g - xp.exp(out) * xp.sum(g, axis, True),
     local=("I - 1 softmax(x)ᵀ",),
 )
+defjvp(log_softmax, lambda xp, tangents, out, x, axis: tangents[0] - xp.sum(xp.exp(out) * tangents[0], axis, True))
