@@ -197,7 +197,9 @@ def jacobian(f: Callable, argnums: ArgNums = 0) -> Callable:
                 result.append(ops.reshape(stacked, out.shape + v.shape))
             else:
                 arr = np.array([np.asarray(r) for r in row]) if row else np.zeros((0,) + v.shape)
-                result.append(arr.reshape(out.shape + v.shape))
+                arr = arr.reshape(out.shape + v.shape)
+                # a scalar function of a Python float gives a float, as grad does
+                result.append(float(arr) if arr.ndim == 0 and type(v._data) is float else arr)
         return result[0] if isinstance(argnums, int) else tuple(result)
 
     return jacobian_f
