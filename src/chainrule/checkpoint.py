@@ -38,7 +38,9 @@ class CheckpointError(ValueError):
 def _encode(obj: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
     """The JSON skeleton of ``obj``; arrays are moved into ``arrays``."""
     if isinstance(obj, (Tensor, np.ndarray)):
-        arr = np.ascontiguousarray(obj.data if isinstance(obj, Tensor) else obj)
+        arr = np.asarray(obj.data if isinstance(obj, Tensor) else obj)
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"save: {where} is an array of dtype {arr.dtype}; only bool and numeric arrays are saved")
         key = f"a{len(arrays)}"
@@ -94,7 +96,7 @@ def _digest(meta: bytes, arrays: dict[str, np.ndarray]) -> str:
     for key in sorted(arrays):
         arr = arrays[key]
         h.update(f"\0{key}\0{arr.dtype.str}\0{arr.shape}\0".encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(arr.tobytes(order="C"))
     return h.hexdigest()
 
 

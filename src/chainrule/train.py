@@ -402,9 +402,9 @@ def run(args: argparse.Namespace) -> int:
     )
     loss_name = "cross-entropy" if cfg.dataset == "digits" else "hinge loss"
     if not args.quiet:
-        what = (
-            "UCI digits 8×8 (1437 train / 360 test)" if cfg.dataset == "digits" else "two moons (100 train / 500 test)"
-        )
+        x_train, _, x_test, _ = load_data(cfg.dataset)
+        name = "UCI digits 8×8" if cfg.dataset == "digits" else "two moons"
+        what = f"{name} ({len(x_train)} train / {len(x_test)} test)"
         print(f"{what}; MLP {arch}, ReLU, {loss_name}", file=out)
         print(
             f"{cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule} schedule), batch {cfg.batch_size}, "
