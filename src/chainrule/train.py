@@ -148,10 +148,11 @@ class Progress:
         self.quiet = quiet
         self.width = len(str(epochs))
         self.epochs = epochs
+        self.full, self.empty = ("█", "·") if can_encode(stream, "█·") else ("#", ".")
 
     def _line(self, epoch: int, done: int, total: int, text: str) -> str:
         filled = self.WIDTH * done // max(total, 1)
-        bar = "█" * filled + "·" * (self.WIDTH - filled)
+        bar = self.full * filled + self.empty * (self.WIDTH - filled)
         return f"epoch {epoch:>{self.width}}/{self.epochs} {bar} {text}"
 
     def update(self, epoch: int, done: int, total: int, loss: float, acc: float) -> None:
@@ -166,6 +167,15 @@ class Progress:
         text = f"loss {loss:.4f}  train {100 * acc:5.1f}%  test {100 * test_acc:5.1f}%  lr {lr:.2g}  {secs:.2f}s"
         self.stream.write(("\r" if self.live else "") + self._line(epoch, total, total, text) + "\n")
         self.stream.flush()
+
+
+def can_encode(stream: TextIO, text: str) -> bool:
+    """Whether ``stream`` can print ``text`` (a cp1252 or ASCII console cannot print a block bar)."""
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -397,18 +407,19 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
     out = sys.stdout
-    arch = " → ".join(
+    fancy = can_encode(out, "→×")
+    arch = (" → " if fancy else " -> ").join(
         str(s) for s in [64 if cfg.dataset == "digits" else 2, *cfg.hidden, 10 if cfg.dataset == "digits" else 1]
     )
     loss_name = "cross-entropy" if cfg.dataset == "digits" else "hinge loss"
     if not args.quiet:
         x_train, _, x_test, _ = load_data(cfg.dataset)
-        name = "UCI digits 8×8" if cfg.dataset == "digits" else "two moons"
+        name = ("UCI digits 8×8" if fancy else "UCI digits 8x8") if cfg.dataset == "digits" else "two moons"
         what = f"{name} ({len(x_train)} train / {len(x_test)} test)"
         print(f"{what}; MLP {arch}, ReLU, {loss_name}", file=out)
         print(
             f"{cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule} schedule), batch {cfg.batch_size}, "
-            f"{cfg.epochs} epochs, seed {cfg.seed}",
+            f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, seed {cfg.seed}",
             file=out,
         )
         if saved_state is not None:
