@@ -176,3 +176,36 @@ def test_pickled_payload_is_never_unpickled(tmp_path):
         zf.writestr("a0.npy", buf.getvalue())
     with pytest.raises(cr.CheckpointError, match="not a readable checkpoint"):
         cr.load(path)
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        {"t": "array", "k": "a9"},  # names an array that is not there
+        {"t": "code", "v": "print(1)"},  # an unknown entry type
+        "[" * 100_000 + "]" * 100_000,  # nesting deep enough to exhaust the recursion limit
+    ],
+    ids=["missing-array", "unknown-type", "deep-nesting"],
+)
+def test_forged_index_with_a_matching_digest_is_rejected(tmp_path, tree):
+    """The digest detects damage, not forgery: a hostile index with a recomputed digest must still fail cleanly."""
+    import json
+
+    from chainrule import checkpoint
+
+    if isinstance(tree, str):
+        meta = ('{"format": "chainrule-checkpoint", "version": 1, "tree": ' + tree + "}").encode()
+    else:
+        meta = json.dumps({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "tree": tree}).encode()
+    digest = checkpoint._digest(meta, {})
+    path = tmp_path / "forged.npz"
+    with open(path, "wb") as f:
+        np.savez(
+            f,
+            **{
+                checkpoint.META_KEY: np.frombuffer(meta, np.uint8),
+                checkpoint.HASH_KEY: np.frombuffer(digest.encode(), np.uint8),
+            },
+        )
+    with pytest.raises(cr.CheckpointError):
+        cr.load(path)

@@ -192,3 +192,36 @@ def test_schedules_match_torch(ours_cls, theirs_cls, kwargs):
     resumed.load_state_dict({**sched.state_dict(), "base_lrs": [0.1]})
     assert resumed.get_last_lr()[0] == pytest.approx(sched.get_last_lr()[0])
     assert optim.lr_scheduler.StepLR is optim.StepLR
+
+
+@pytest.mark.parametrize(
+    "name,kwargs", [("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}), ("AdamW", {"lr": 0.01})]
+)
+def test_whole_training_steps_match_torch(name, kwargs):
+    """MLP forward, cross-entropy, backward and the optimizer step, five times, against PyTorch."""
+    model = cr.nn.MLP([6, 8, 4], activation="tanh", rng=0, dtype=np.float64)
+    linears = [m for m in model if isinstance(m, cr.nn.Linear)]
+    ref_layers = []
+    for lin in linears:
+        r = torch.nn.Linear(lin.in_features, lin.out_features, dtype=torch.float64)
+        with torch.no_grad():
+            r.weight.copy_(torch.from_numpy(lin.weight.data))
+            r.bias.copy_(torch.from_numpy(lin.bias.data))
+        ref_layers.append(r)
+    ref = torch.nn.Sequential(ref_layers[0], torch.nn.Tanh(), ref_layers[1])
+    opt = getattr(optim, name)(model.parameters(), **kwargs)
+    ref_opt = getattr(torch.optim, name)(ref.parameters(), **kwargs)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x, y = rng.normal(size=(10, 6)), rng.integers(0, 4, size=10)
+        loss = cr.nn.cross_entropy(model(x), y)
+        ref_loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y))
+        np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-12)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ref_opt.zero_grad()
+        ref_loss.backward()
+        ref_opt.step()
+    for (_, p), tp in zip(model.named_parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -161,15 +161,15 @@ def load(path: str | os.PathLike) -> Any:
         )
     try:
         info = json.loads(meta)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CheckpointError(f"load: {path} has an unreadable index: {exc}") from None
-    if info.get("format") != FORMAT:
-        raise CheckpointError(f"load: {path} is not a chainrule checkpoint (format {info.get('format')!r})")
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"load: {path} is not a chainrule checkpoint (its index has no chainrule format tag)")
     if info.get("version") != VERSION:
         raise CheckpointError(
             f"load: {path} has checkpoint format version {info.get('version')}; this chainrule reads version {VERSION}"
         )
     try:
         return _decode(info["tree"], arrays)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"load: {path} has an inconsistent index ({type(exc).__name__}: {exc})") from None
