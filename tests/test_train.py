@@ -103,6 +103,7 @@ def test_cli_options_parse():
         (["--epochs", "0"], "expected a positive integer"),
         (["--optimizer", "lbfgs"], "invalid choice"),
         (["--lr", "-1"], "expected a number >= 0"),
+        (["--seed", "-3"], "non-negative integer seed"),
     ],
 )
 def test_cli_rejects_bad_options(argv, message, capsys):
@@ -154,6 +155,12 @@ def test_resume_errors(tmp_path):
     with contextlib.redirect_stderr(err):
         code, _ = run_cli("--resume", "--hidden", "8", "--checkpoint", str(path))
     assert code == 2 and "--hidden [8] (checkpoint: [16, 16])" in err.getvalue()
+    state = cr.load(path)
+    state["model"]["0.weight"] = np.zeros((3, 3), np.float32)  # a consistent file, but not this network
+    cr.save(state, path)
+    with contextlib.redirect_stderr(err):
+        assert run_cli("--resume", "--epochs", "3", "--checkpoint", str(path))[0] == 2
+    assert "does not fit this run" in err.getvalue() and "'0.weight' has shape (3, 3)" in err.getvalue()
     cr.save({"model": {}}, path)
     with contextlib.redirect_stderr(err):
         assert run_cli("--resume", "--checkpoint", str(path))[0] == 2

@@ -24,6 +24,11 @@ import numpy as np
 
 EXIT_INTERRUPTED = 130
 
+
+class ResumeError(ValueError):
+    """A checkpoint given to --resume does not fit the run it is meant to continue."""
+
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {
         "hidden": [64],
@@ -214,10 +219,13 @@ def fit(
     history = History()
     start = 0
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        opt.load_state_dict(resume_state["optimizer"])
-        start = int(resume_state["epoch"])
-        history = History(**{k: list(v) for k, v in resume_state["history"].items()})
+        try:
+            model.load_state_dict(resume_state["model"])
+            opt.load_state_dict(resume_state["optimizer"])
+            start = int(resume_state["epoch"])
+            history = History(**{k: list(v) for k, v in resume_state["history"].items()})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ResumeError(f"--resume: the checkpoint does not fit this run: {exc}") from None
     sched = build_scheduler(cfg, opt, start)
     state = make_state(cfg, model, opt, start, history)
     progress = Progress(stream, cfg.epochs, quiet)
@@ -283,6 +291,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {v}")
+    return v
+
+
 def _nonneg_float(text: str) -> float:
     try:
         v = float(text)
@@ -316,7 +334,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=_positive_int, help=f"minibatch size (default: {d['batch_size']}; moons: the whole set)"
     )
-    parser.add_argument("--seed", type=int, help="seed for the weights and the shuffling (default: 0)")
+    parser.add_argument("--seed", type=_seed, help="seed for the weights and the shuffling (default: 0)")
     parser.add_argument(
         "--schedule", choices=("cosine", "step", "none"), help="learning-rate schedule (default: cosine)"
     )
@@ -396,6 +414,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         cfg = _config(args, saved_state["config"] if saved_state else None)
+    except (KeyError, TypeError) as exc:
+        print(f"chainrule train: --resume: {path} has a malformed run configuration ({exc})", file=err)
+        return 2
     except ValueError as exc:
         print(f"chainrule train: {exc}", file=err)
         return 2
@@ -428,7 +449,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path} already holds {saved_state['epoch']} epochs; raise --epochs to train further", file=out)
 
     t0 = time.perf_counter()
-    model, history, state, interrupted = fit(cfg, resume_state=saved_state, stream=out, quiet=args.quiet)
+    try:
+        model, history, state, interrupted = fit(cfg, resume_state=saved_state, stream=out, quiet=args.quiet)
+    except ResumeError as exc:
+        print(f"chainrule train: {exc}", file=err)
+        return 2
     wall = time.perf_counter() - t0
     if interrupted is not None:
         if state["epoch"] == 0 or (saved_state is not None and state["epoch"] == saved_state["epoch"]):
