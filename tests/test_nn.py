@@ -304,6 +304,11 @@ def test_init_is_reproducible_and_scaled():
     t = nn.init.xavier_uniform_(cr.tensor(np.zeros((300, 200)), requires_grad=True), rng=0)
     assert abs(t.data.std() - np.sqrt(2 / 500)) < 0.003  # Var U(-b, b) = b²/3 = 2 / (fan_in + fan_out)
     assert nn.MLP([4, 8, 2], activation="tanh")[0].weight.dtype == np.float32
+    assert isinstance(nn.MLP([4, 8, 2], activation=nn.Sigmoid)[1], nn.Sigmoid)
+    with pytest.raises(TypeError, match="activation must be a name"):
+        nn.MLP([4, 8, 2], activation=cr.relu)
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        nn.MLP([4, 8, 2], activation="gelu")
 
 
 def test_module_to_double_keeps_identity():
@@ -311,3 +316,14 @@ def test_module_to_double_keeps_identity():
     w = m.weight
     m.double()
     assert m.weight is w and w.dtype == np.float64
+
+
+def test_deepcopy_gives_an_independent_model():
+    import copy
+
+    m = nn.MLP([3, 4, 2], rng=0)
+    snapshot = copy.deepcopy(m)
+    with cr.no_grad():
+        m[0].weight.zero_()
+    assert np.abs(snapshot[0].weight.data).sum() > 0
+    assert [n for n, _ in snapshot.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]

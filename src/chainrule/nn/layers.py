@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -107,7 +107,7 @@ class MLP(Sequential):
     def __init__(
         self,
         sizes: Sequence[int],
-        activation: Union[str, Callable[[], Module]] = "relu",
+        activation: Union[str, type[Module]] = "relu",
         *,
         bias: bool = True,
         dropout: float = 0.0,
@@ -122,9 +122,14 @@ class MLP(Sequential):
             if activation not in ACTIVATIONS:
                 raise ValueError(f"MLP: unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
             name, make = activation, ACTIVATIONS[activation]
-        else:
+        elif isinstance(activation, type) and issubclass(activation, Module):
             make = activation
-            name = {v: k for k, v in ACTIVATIONS.items()}.get(activation, "relu")  # type: ignore[arg-type]
+            name = {v: k for k, v in ACTIVATIONS.items()}.get(activation, "relu")
+        else:
+            raise TypeError(
+                f"MLP: activation must be a name ({', '.join(sorted(ACTIVATIONS))}) or a Module class such as "
+                f"cr.nn.Tanh, got {activation!r}"
+            )
         scheme = "kaiming" if name == "relu" else "xavier"
         gen = init.get_rng(rng)
         last = len(sizes) - 2
