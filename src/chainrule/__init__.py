@@ -10,9 +10,11 @@ tensor(8.0)
 
 from __future__ import annotations
 
+from . import data, nn, optim
 from .autodiff import GraphFreedError
 from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
+from .checkpoint import CheckpointError, load, save
 from .custom import custom_vjp
 from .forward import JVPError, hessian, hvp, jacfwd, jvp, linearize
 from .ops import (
@@ -66,12 +68,15 @@ from .primitive import REGISTRY, Primitive
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp
 
+manual_seed = nn.manual_seed
+
 clamp = clip
 
 __version__ = "0.1.0"
 
 __all__ = [
     "REGISTRY",
+    "CheckpointError",
     "GradcheckError",
     "GraphFreedError",
     "JVPError",
@@ -87,6 +92,7 @@ __all__ = [
     "clip",
     "concatenate",
     "cos",
+    "data",
     "custom_vjp",
     "divide",
     "dot",
@@ -104,9 +110,11 @@ __all__ = [
     "jvp",
     "linearize",
     "log",
+    "load",
     "log1p",
     "log_softmax",
     "logsumexp",
+    "manual_seed",
     "matmul",
     "max",
     "maximum",
@@ -115,12 +123,15 @@ __all__ = [
     "minimum",
     "multiply",
     "negative",
+    "nn",
     "no_grad",
     "ones",
     "ones_like",
+    "optim",
     "power",
     "relu",
     "reshape",
+    "save",
     "scatter_add",
     "sigmoid",
     "sign",

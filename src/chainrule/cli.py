@@ -15,7 +15,9 @@ from typing import Optional
 import numpy as np
 
 # name -> (module, one-line help); modules are imported only when their command runs.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("chainrule.train", "train an MLP on the bundled digits (or two moons) and save a checkpoint"),
+}
 
 
 def sigmoid_neuron_demo() -> str:

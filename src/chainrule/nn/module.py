@@ -1,0 +1,289 @@
+"""``Module``: the base of every layer, and ``Sequential``.
+
+A module owns *parameters* (tensors that require grad, assigned as attributes)
+and *submodules* (modules assigned as attributes).  Both are found by
+attribute assignment, as in ``torch.nn``, so a layer is written as::
+
+    class Affine(cr.nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.scale = cr.nn.Parameter(np.ones(n, np.float32))
+
+        def forward(self, x):
+            return x * self.scale
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..tensor import Tensor, no_grad, tensor
+
+
+def Parameter(data: Any, dtype: Any = None) -> Tensor:  # noqa: N802  (named like torch.nn.Parameter)
+    """A trainable tensor: a float copy of ``data`` with ``requires_grad=True``.
+
+    chainrule has no Parameter subclass: a module treats every tensor attribute
+    that requires grad as a parameter.
+    """
+    arr = np.array(data.data if isinstance(data, Tensor) else data, dtype=dtype)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    return Tensor(arr, True)
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict(strict=False)`` skipped."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Base class of layers and models: call it like a function to run ``forward``."""
+
+    training: bool
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # --- registration through attributes ---------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        params = self.__dict__.get("_parameters")
+        if params is None:
+            raise AttributeError(
+                f"{type(self).__name__}: call super().__init__() before assigning attributes in __init__"
+            )
+        params.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Tensor) and value.requires_grad:
+            if value._node is not None:
+                raise ValueError(
+                    f"{type(self).__name__}.{name}: a parameter must be a leaf tensor, but this one was computed "
+                    f"by '{value.op}'; use cr.nn.Parameter(value.detach())"
+                )
+            self.__dict__.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            self.__dict__.pop(name, None)
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        if "_parameters" in d and name in d["_parameters"]:
+            return d["_parameters"][name]
+        if "_modules" in d and name in d["_modules"]:
+            return d["_modules"][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._parameters:
+            del self._parameters[name]
+        elif name in self._modules:
+            del self._modules[name]
+        else:
+            object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, value: Tensor | None) -> None:
+        """Add a parameter under ``name`` (``None`` removes it)."""
+        if value is None:
+            self._parameters.pop(name, None)
+            return
+        if not isinstance(value, Tensor) or not value.requires_grad:
+            raise TypeError(f"register_parameter: {name!r} must be a tensor that requires grad")
+        setattr(self, name, value)
+
+    def add_module(self, name: str, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"add_module: {name!r} must be a Module, got {type(module).__name__}")
+        setattr(self, name, module)
+
+    # --- calling -----------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # --- traversal ---------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module and every submodule, depth first, each once."""
+        seen: set[int] = set()
+        stack: list[tuple[str, Module]] = [(prefix, self)]
+        while stack:
+            name, mod = stack.pop()
+            if id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            yield name, mod
+            kids = [(f"{name}.{k}" if name else k, m) for k, m in mod._modules.items()]
+            stack.extend(reversed(kids))
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, tensor)`` for every parameter; a shared tensor is listed once."""
+        seen: set[int] = set()
+        mods = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for mname, mod in mods:
+            for pname, p in mod._parameters.items():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    # --- modes and gradients ---------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (Dropout active) on this module and its submodules."""
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        """Set evaluation mode (Dropout is the identity)."""
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of all parameters (to ``None``, or to zeros in place)."""
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.zero_()
+
+    def to(self, dtype: Any) -> Module:
+        """Convert every parameter to a floating ``dtype`` in place (the tensors stay the same objects)."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Module.to: parameters need a floating-point dtype, got {dtype}")
+        with no_grad():
+            for p in self.parameters():
+                p._data = np.asarray(p._data, dtype=dtype)
+                p._version += 1
+                p.grad = None
+        return self
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    # --- state -------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, Tensor]:
+        """Every parameter by dotted name, as detached copies (later updates do not change them)."""
+        return OrderedDict((name, tensor(p._data)) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Copy values into the parameters by name.
+
+        With ``strict=True`` (the default) a missing or unexpected key is an
+        error; a value whose shape differs from its parameter's is always an
+        error.  Everything is checked before anything is written, so a failed
+        load leaves the module unchanged.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected}")
+            raise KeyError(
+                f"load_state_dict for {type(self).__name__}: " + " and ".join(parts) + f"; the module has {list(own)}"
+            )
+        staged = []
+        for name, p in own.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if arr.shape != p.shape:
+                raise ValueError(
+                    f"load_state_dict for {type(self).__name__}: {name!r} has shape {arr.shape} in the state dict "
+                    f"but the parameter has shape {p.shape}"
+                )
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: {name!r} has non-numeric dtype {arr.dtype}")
+            staged.append((p, arr))
+        with no_grad():
+            for p, arr in staged:
+                if type(p._data) is float:
+                    p._data = float(arr)
+                else:
+                    np.copyto(p._data, arr, casting="unsafe")
+                p._version += 1
+        return IncompatibleKeys(missing, unexpected)
+
+    # --- printing --------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The text between the parentheses of this module's repr (override in layers)."""
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        if not self._modules:
+            return f"{type(self).__name__}({extra})"
+        lines = [f"{type(self).__name__}(" + extra]
+        for name, m in self._modules.items():
+            body = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied in order; submodules are named ``"0"``, ``"1"``, ..."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module: Module) -> Sequential:
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        mods = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*mods[index])
+        try:
+            return mods[index]
+        except IndexError:
+            raise IndexError(f"Sequential: index {index} out of range for {len(mods)} modules") from None
+
+    def forward(self, x: Any) -> Any:
+        for m in self._modules.values():
+            x = m(x)
+        return x

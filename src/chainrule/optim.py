@@ -1,0 +1,387 @@
+"""Optimizers (SGD, Adam, AdamW) and learning-rate schedules, with ``torch.optim`` semantics.
+
+An optimizer takes an iterable of tensors, or of parameter groups (dicts with a
+``"params"`` entry and per-group hyperparameters), exactly as in PyTorch::
+
+    opt = cr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = cr.optim.Adam([{"params": body.parameters()}, {"params": head.parameters(), "lr": 1e-3}], lr=1e-2)
+
+``step()`` updates the parameters in place with NumPy operations and records
+nothing in the graph; each updated tensor's version counter is bumped, so a
+graph that saved the old value refuses to backpropagate through it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+
+from .tensor import Tensor, no_grad
+
+
+def _array(d: Any) -> np.ndarray:
+    """A parameter's value as an array to update in place (float64 scalars are Python floats)."""
+    return d if type(d) is np.ndarray else np.array(d, dtype=np.float64)
+
+
+class Optimizer:
+    """Base class: parameter groups, per-parameter state, ``zero_grad`` and state dicts."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of tensors or of parameter groups, "
+                "got a single tensor; wrap it in a list"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[int, dict[str, Any]] = {}  # keyed by id(param)
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        name = type(self).__name__
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{name}: a parameter group must be a dict with a 'params' entry")
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: parameter {i} is a {type(p).__name__}, not a Tensor")
+            if not p.requires_grad or not p.is_leaf:
+                raise ValueError(
+                    f"{name}: parameter {i} (shape {p.shape}) must be a leaf tensor with requires_grad=True"
+                )
+            if id(p) in seen:
+                raise ValueError(f"{name}: parameter {i} (shape {p.shape}) appears in more than one place")
+            seen.add(id(p))
+        unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
+        if unknown:
+            raise ValueError(f"{name}: unknown options {sorted(unknown)}; valid ones are {sorted(self.defaults)}")
+        full = {**self.defaults, **group, "params": params}
+        self._validate(full)
+        self.param_groups.append(full)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        name = type(self).__name__
+        if not group["lr"] >= 0:
+            raise ValueError(f"{name}: lr must be >= 0, got {group['lr']}")
+        if not group.get("weight_decay", 0.0) >= 0:
+            raise ValueError(f"{name}: weight_decay must be >= 0, got {group['weight_decay']}")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (to ``None`` by default, as in PyTorch 2)."""
+        for g in self.param_groups:
+            for p in g["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad.zero_()
+
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""
+        loss = None
+        if closure is not None:
+            from .tensor import enable_grad
+
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = p.grad._data
+                    arr = _array(p._data)
+                    if type(g) is not np.ndarray:
+                        g = np.asarray(g, dtype=arr.dtype)
+                    self._update(arr, g, self.state.setdefault(id(p), {}), group)
+                    if type(p._data) is not np.ndarray:
+                        p._data = float(arr)
+                    p._version += 1
+        return loss
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # --- state dicts (indices instead of tensors, as torch.optim does) ------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``, as copies."""
+        index: dict[int, int] = {}
+        groups = []
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
+        state = {index[k]: copy.deepcopy(v) for k, v in self.state.items() if k in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state saved by :meth:`state_dict` from an optimizer over the same shapes.
+
+        Everything is checked before anything changes, so a mismatched state dict
+        leaves the optimizer as it was.
+        """
+        name = type(self).__name__
+        try:
+            groups = state_dict["param_groups"]
+            saved_state = state_dict["state"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'") from None
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"{name}.load_state_dict: the state dict has {len(groups)} parameter groups, "
+                f"this optimizer has {len(self.param_groups)}"
+            )
+        by_index: dict[int, Tensor] = {}
+        for gi, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(
+                    f"{name}.load_state_dict: group {gi} has {len(saved['params'])} parameters in the state dict "
+                    f"but {len(own['params'])} here"
+                )
+            for i, p in zip(saved["params"], own["params"]):
+                by_index[int(i)] = p
+        new_state: dict[int, dict[str, Any]] = {}
+        for key, st in saved_state.items():
+            p = by_index.get(int(key))
+            if p is None:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {key}, which no group lists")
+            entry = {}
+            for k, v in st.items():
+                if isinstance(v, (np.ndarray, Tensor)):
+                    v = np.array(v.data if isinstance(v, Tensor) else v, dtype=p.dtype)
+                    if v.shape != p.shape:
+                        raise ValueError(
+                            f"{name}.load_state_dict: state {k!r} of parameter {key} has shape {v.shape}, "
+                            f"but the parameter has shape {p.shape}"
+                        )
+                entry[k] = v
+            new_state[id(p)] = entry
+        new_groups = []
+        for saved, own in zip(groups, self.param_groups):
+            g = {**own, **{k: v for k, v in saved.items() if k != "params"}}
+            if isinstance(g.get("betas"), list):
+                g["betas"] = tuple(g["betas"])
+            new_groups.append(g)
+        self.param_groups = new_groups
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        return "\n".join(lines) + "\n)"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+
+    As ``torch.optim.SGD``: ``g += weight_decay * p``; ``buf = momentum * buf + (1 - dampening) * g``
+    (``buf = g`` on the first step); ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``p -= lr * g``.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "weight_decay": weight_decay,
+                "nesterov": nesterov,
+            },
+        )
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        if not group["momentum"] >= 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {group['momentum']}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        wd, momentum = group["weight_decay"], group["momentum"]
+        if wd:
+            g = g + wd * p
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype)
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        p -= group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; ``weight_decay`` adds ``wd * p`` to the gradient (L2).
+
+    As ``torch.optim.Adam``: ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g²``,
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    """
+
+    decoupled = False
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        b1, b2 = group["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"{type(self).__name__}: betas must lie in [0, 1), got {group['betas']}")
+        if not group["eps"] >= 0:
+            raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {group['eps']}")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        b1, b2 = group["betas"]
+        if wd:
+            if self.decoupled:
+                p *= 1 - lr * wd
+            else:
+                g = g + wd * p
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        denom = np.sqrt(v) / math.sqrt(1 - b2**t)
+        denom += eps
+        p -= (lr / (1 - b1**t)) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * weight_decay`` before the Adam step."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+# --- learning-rate schedules -------------------------------------------------------------
+class LRScheduler:
+    """Base of the schedules: call ``step()`` once per epoch, after ``optimizer.step()``.
+
+    The learning rate of each group is a closed-form function of the epoch count
+    and the group's ``initial_lr``, so a schedule resumed from its state dict
+    continues exactly.
+    """
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        for g in optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+        self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self.step()
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        raise NotImplementedError
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = self.lr_at(base, self.last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "optimizer"})
+        self.base_lrs = list(self.base_lrs)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["initial_lr"] = base
+            g["lr"] = self.lr_at(base, self.last_epoch)
+
+
+class StepLR(LRScheduler):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be a positive number of epochs, got {step_size}")
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Anneal from the initial learning rate to ``eta_min`` along half a cosine over ``T_max`` epochs."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:  # noqa: N803
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be a positive number of epochs, got {T_max}")
+        self.T_max = int(T_max)
+        self.eta_min = float(eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+class _LRSchedulerNamespace:
+    """``cr.optim.lr_scheduler.StepLR`` and friends, where a PyTorch user looks for them."""
+
+    LRScheduler = LRScheduler
+    StepLR = StepLR
+    CosineAnnealingLR = CosineAnnealingLR
+
+
+lr_scheduler = _LRSchedulerNamespace()
+
+__all__ = ["SGD", "Adam", "AdamW", "CosineAnnealingLR", "LRScheduler", "Optimizer", "StepLR", "lr_scheduler"]
