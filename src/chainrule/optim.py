@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .tensor import Tensor, no_grad
+from .tensor import Tensor, mark_modified, no_grad
 
 
 def _array(d: Any) -> np.ndarray:
@@ -108,7 +108,7 @@ class Optimizer:
                     self._update(arr, g, self.state.setdefault(id(p), {}), group)
                     if type(p._data) is not np.ndarray:
                         p._data = float(arr)
-                    p._version += 1
+                    mark_modified(p)
         return loss
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:

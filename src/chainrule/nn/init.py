@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, mark_modified
 
 _DEFAULT = np.random.default_rng(0)
 
@@ -67,7 +67,7 @@ def _fill(t: Tensor, values: np.ndarray) -> Tensor:
         t._data = float(values)
     else:
         t._data[...] = values
-    t._version += 1
+    mark_modified(t)
     return t
 
 

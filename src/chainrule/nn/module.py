@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..tensor import Tensor, no_grad, tensor
+from ..tensor import Tensor, mark_modified, no_grad, tensor
 
 
 def Parameter(data: Any, dtype: Any = None) -> Tensor:  # noqa: N802  (named like torch.nn.Parameter)
@@ -180,7 +180,7 @@ class Module:
         with no_grad():
             for p in self.parameters():
                 p._data = np.asarray(p._data, dtype=dtype)
-                p._version += 1
+                mark_modified(p)
                 p.grad = None
         return self
 
@@ -237,7 +237,7 @@ class Module:
                     p._data = float(arr)
                 else:
                     np.copyto(p._data, arr, casting="unsafe")
-                p._version += 1
+                mark_modified(p)
         return IncompatibleKeys(missing, unexpected)
 
     # --- printing --------------------------------------------------------------------------
