@@ -65,6 +65,8 @@ from .primitive import REGISTRY, Primitive
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp
 
+from .explain import ParseError, draw, trace  # noqa: E402  (the tools read the engine above)
+
 clamp = clip
 
 __version__ = "0.1.0"
@@ -73,6 +75,7 @@ __all__ = [
     "REGISTRY",
     "GradcheckError",
     "GraphFreedError",
+    "ParseError",
     "Primitive",
     "Tensor",
     "abs",
@@ -86,7 +89,9 @@ __all__ = [
     "concatenate",
     "cos",
     "custom_vjp",
+    "derive",
     "divide",
+    "draw",
     "dot",
     "enable_grad",
     "exp",
@@ -127,6 +132,7 @@ __all__ = [
     "swapaxes",
     "tanh",
     "tensor",
+    "trace",
     "transpose",
     "value_and_grad",
     "vjp",

@@ -15,7 +15,10 @@ from typing import Optional
 import numpy as np
 
 # name -> (module, one-line help); modules are imported only when their command runs.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "explain": ("chainrule.explain.command", "explain an expression: values, the backward pass step by step, gradients"),
+    "derive": ("chainrule.explain.derive_command", "the matrix-form backward equations of a small program"),
+}
 
 
 def sigmoid_neuron_demo() -> str:
@@ -57,7 +60,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad input, 0 on --help
         return int(exc.code or 0)
     if args.command is None:
-        print(sigmoid_neuron_demo())
+        from .explain.command import default_text
+
+        print(default_text())
         return 0
     module, _ = COMMANDS[args.command]
     return int(importlib.import_module(module).run(args) or 0)
