@@ -14,6 +14,7 @@ from .autodiff import GraphFreedError
 from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
 from .custom import custom_vjp
+from .explain import ParseError, derive, draw, trace  # noqa: E402  (the tools read the engine above)
 from .ops import (
     abs,
     add,
@@ -64,8 +65,6 @@ from .ops import (
 from .primitive import REGISTRY, Primitive
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp
-
-from .explain import ParseError, draw, trace  # noqa: E402  (the tools read the engine above)
 
 clamp = clip
 

@@ -16,7 +16,10 @@ import numpy as np
 
 # name -> (module, one-line help); modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "explain": ("chainrule.explain.command", "explain an expression: values, the backward pass step by step, gradients"),
+    "explain": (
+        "chainrule.explain.command",
+        "explain an expression: values, the backward pass step by step, gradients",
+    ),
     "derive": ("chainrule.explain.derive_command", "the matrix-form backward equations of a small program"),
 }
 

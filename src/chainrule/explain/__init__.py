@@ -3,7 +3,7 @@
 ``rich`` (tables) and ``graphviz`` (drawings) are imported only when used.
 """
 
-
+from .derive import Derivation, derive
 from .draw import Drawing, draw
 from .parse import ParseError
 from .trace import Trace, trace

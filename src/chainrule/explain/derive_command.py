@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=SHAPE",
         help="shapes of the inputs, e.g. W=64x32 a=32x1 b=64 (a scalar is NAME=1 or NAME=scalar)",
     )
+    parser.add_argument("--const", nargs="+", default=(), metavar="NAME", help="inputs that get no gradient (labels)")
     parser.add_argument("--latex", action="store_true", help="print the equations as LaTeX")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the numerical check (default 0)")
 
@@ -37,7 +38,9 @@ def parse_shape(name: str, text: str) -> tuple[int, ...]:
     dims = []
     for p in parts:
         if not p.strip().isdigit():
-            raise ParseError(f"--shape {name}={text}: write the shape as numbers joined by x, as in 64x32", kind="shape")
+            raise ParseError(
+                f"--shape {name}={text}: write the shape as numbers joined by x, as in 64x32", kind="shape"
+            )
         d = int(p)
         if d < 1 or d > 1_000_000:
             raise ParseError(f"--shape {name}={text}: each dimension must be between 1 and 1000000", kind="shape")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         raw = parse_assignments(shapes_text or [], "--shape")
         shapes = {name: parse_shape(name, text) for name, text in raw.items()}
-        result = derive(program, shapes, seed=args.seed)
+        result = derive(program, shapes, constants=args.const, seed=args.seed)
     except ParseError as exc:
         print(f"chainrule derive: error: {exc}", file=sys.stderr)
         return 2

@@ -182,7 +182,7 @@ def draw(
     lines = [
         "digraph chainrule {",
         f'  graph [rankdir={rankdir}, fontname="Helvetica", fontsize=11, nodesep=0.35, ranksep=0.5,'
-        f' label=<{_esc(tr.output)} = {_esc(fmt_value(tr.value, p))}: forward values in '
+        f" label=<{_esc(tr.output)} = {_esc(fmt_value(tr.value, p))}: forward values in "
         f'<font color="{GREEN}">green</font>, gradients in <font color="{RED}">red</font>>, labelloc=t];',
         '  node [fontname="Helvetica", fontsize=11];',
         '  edge [fontname="Helvetica", fontsize=10, arrowsize=0.6];',
@@ -243,12 +243,10 @@ def draw(
                 lines.append(f"  {nid(last)} -> {nid(summary)} [style=dashed];")
                 continue
             if src not in drawn_labels and src not in leaf_labels:
-                lines.append(f'  {nid(src)} [shape=box, style=dotted, label=<{_esc(src)}<br/>(not drawn)>];')
+                lines.append(f"  {nid(src)} [shape=box, style=dotted, label=<{_esc(src)}<br/>(not drawn)>];")
             lines.append(f"  {nid(src)} -> {nid(s.label)} [label={_edge_label(e.value, e.grad, p)}];")
     if cut:
-        lines.append(
-            f'  "cut" [shape=note, label=<{len(cut)} more operations not drawn (max_nodes={max_nodes})>];'
-        )
+        lines.append(f'  "cut" [shape=note, label=<{len(cut)} more operations not drawn (max_nodes={max_nodes})>];')
     out_id = nid(tr.output + " (output)")
     lines.append(f"  {out_id} [shape=box, style=bold, label=<<b>{_esc(tr.output)}</b>>];")
     seed = tr.steps[0].upstream if tr.steps else 1.0

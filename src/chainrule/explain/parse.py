@@ -194,7 +194,9 @@ class _Checker:
         return _col(node, self.line_starts)
 
     def refuse(self, node: ast.AST, what: Optional[str] = None) -> ParseError:
-        return ParseError(f"{what or _describe(node)} is not allowed; {ALLOWED}", kind="not allowed", column=self.col(node))
+        return ParseError(
+            f"{what or _describe(node)} is not allowed; {ALLOWED}", kind="not allowed", column=self.col(node)
+        )
 
     def number(self, node: ast.AST) -> Optional[float]:
         """The value of a (possibly negated) numeric constant, else None."""
@@ -208,7 +210,9 @@ class _Checker:
 
     def expr(self, node: ast.AST, depth: int = 0) -> Node:
         if depth > MAX_DEPTH:
-            raise ParseError(f"the expression is nested too deeply (limit {MAX_DEPTH})", kind="limit", column=self.col(node))
+            raise ParseError(
+                f"the expression is nested too deeply (limit {MAX_DEPTH})", kind="limit", column=self.col(node)
+            )
         col = self.col(node)
         if isinstance(node, ast.Constant):
             if type(node.value) not in (int, float):

@@ -102,7 +102,9 @@ class Trace:
             for j, e in enumerate(s.inputs):
                 if e.constant:
                     continue
-                local = e.formula if e.local is None or _is_number(e.formula) else f"{e.formula} = {fmt_value(e.local, p)}"
+                local = (
+                    e.formula if e.local is None or _is_number(e.formula) else f"{e.formula} = {fmt_value(e.local, p)}"
+                )
                 edge = [f"{e.label} = {fmt_value(e.value, p)}", local, fmt_value(e.grad, p)]
                 rows.append((head if j == 0 or not rows or rows[-1][0] != str(s.index) else [""] * 5) + edge)
             if not any(not e.constant for e in s.inputs):
