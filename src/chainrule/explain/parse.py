@@ -198,6 +198,29 @@ class _Checker:
             f"{what or _describe(node)} is not allowed; {ALLOWED}", kind="not allowed", column=self.col(node)
         )
 
+    def folded(self, node: ast.AST, depth: int = 0) -> Optional[float]:
+        """The value of an expression made only of numbers (to bound exponents), else None."""
+        n = self.number(node)
+        if n is not None or depth > MAX_DEPTH:
+            return n
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            a, b = self.folded(node.left, depth + 1), self.folded(node.right, depth + 1)
+            if a is None or b is None:
+                return None
+            try:
+                if isinstance(node.op, ast.Pow):
+                    if abs(b) > MAX_EXPONENT:
+                        return math.inf
+                    return float(a**b) if not isinstance(a**b, complex) else math.nan
+                if isinstance(node.op, ast.MatMult):
+                    return None
+                if isinstance(node.op, ast.Div):
+                    return a / b if b else math.inf
+                return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
+            except (OverflowError, ZeroDivisionError):
+                return math.inf
+        return None
+
     def number(self, node: ast.AST) -> Optional[float]:
         """The value of a (possibly negated) numeric constant, else None."""
         sign = 1.0
@@ -232,8 +255,8 @@ class _Checker:
             if op is None:
                 raise self.refuse(node)
             if op == "**":
-                exponent = self.number(node.right)
-                if exponent is not None and abs(exponent) > MAX_EXPONENT:
+                exponent = self.folded(node.right)
+                if exponent is not None and not abs(exponent) <= MAX_EXPONENT:
                     raise ParseError(
                         f"the exponent {exponent:g} is too large (limit ±{MAX_EXPONENT})", kind="limit", column=col
                     )
