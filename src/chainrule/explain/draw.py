@@ -159,6 +159,7 @@ def draw(
     grad: Any = None,
     *,
     names: Optional[Mapping[str, Tensor]] = None,
+    output_name: Optional[str] = None,
     precision: int = 2,
     max_nodes: int = 80,
     collapse: int = 6,
@@ -171,7 +172,10 @@ def draw(
     operations become one summary node; beyond ``max_nodes`` operations the rest
     of the graph is cut and marked.
     """
-    tr = output if isinstance(output, Trace) else trace(output, grad, names=names, accumulate=False)
+    if isinstance(output, Trace):
+        tr = output
+    else:
+        tr = trace(output, grad, names=names, output_name=output_name, accumulate=False, precision=precision)
     p = precision
     runs = _collapse(tr.steps, collapse)
     skip_to: dict[str, str] = {}  # label of a collapsed step's input chain start -> summary node

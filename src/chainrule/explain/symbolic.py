@@ -488,6 +488,10 @@ def simplify(x: Any) -> Any:
                     return simplify(matmul(left, right.args[0]))
         if is_const(a):
             return const(const_value(a), x.shape)
+        if isinstance(a, Sym) and a.op == "sum" and not a.params[1]:
+            inner = shape_of(a.args[0])
+            if tuple(1 if i in a.params[0] else d for i, d in enumerate(inner)) == x.shape:
+                return Sym("sum", a.args, x.shape, (a.params[0], True))  # a sum that keeps its axes
         if isinstance(a, Sym) and a.op == "reshape":
             a = a.args[0]
         if shape_of(a) == x.shape:
