@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-
 from chainrule.explain.draw import GraphvizUnavailable
 
 HAS_DOT = shutil.which("dot") is not None
