@@ -99,7 +99,7 @@ class Derivation:
         rows = []
         for ln in self.forward + self.backward:
             name = S._latex_name(ln.name)
-            shape = fmt_shape(ln.shape).replace("×", r" \times ")
+            shape = fmt_shape(ln.shape).replace("×", r" \times ") if ln.shape else r"\text{scalar}"
             rows.append(f"  {name} &= {S.render(ln.formula, True)} && {shape} \\\\")
         return "\\begin{aligned}\n" + "\n".join(rows) + "\n\\end{aligned}"
 

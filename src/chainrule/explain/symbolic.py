@@ -413,6 +413,10 @@ def simplify(x: Any) -> Any:
         loose = tuple(_loose(a) for a in args)
         if np.broadcast_shapes(*(shape_of(a) for a in loose)) == x.shape:
             args = loose
+    if op in ("add", "sub", "div") and is_const(args[0]) and is_const(args[1]):
+        a, b = const_value(args[0]), const_value(args[1])
+        if op != "div" or b != 0:
+            return const(a + b if op == "add" else a - b if op == "sub" else a / b, x.shape)
     if op == "mul" and len(x.shape) == 2:
         a, b = args
         for u, v in ((a, b), (b, a)):
