@@ -59,6 +59,7 @@ def test_explain_markdown(capsys):
         (["explain", "x", "--at", "x=abc"], "expected a number"),
         (["explain", "x", "--at", "x"], "NAME=VALUE"),
         (["explain", "2 * 3"], "no variables"),
+        (["explain", "x", "--at", "x=1", "--svg", "g.jpeg"], "must end in .svg, .png"),
         (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3"], "missing shape for a"),
         (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3", "a=4x1"], "matmul"),
         (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2xq", "a=3x1"], "write the shape as numbers"),

@@ -152,3 +152,12 @@ def test_non_scalar_output_needs_a_seed():
 def test_output_without_graph():
     with pytest.raises(RuntimeError, match="does not require grad"):
         cr.trace(cr.tensor(1.0))
+
+
+def test_plain_text_without_rich(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails as if rich were not installed
+    f, env = neuron()
+    text = str(cr.trace(f, names=env, output_name="f"))
+    assert "┃" not in text and "-1/x² = -0.53" in text and "step  node" in text

@@ -96,6 +96,8 @@ def explain(expression: Optional[str], at: Optional[list[str]], precision: int =
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.svg and not args.svg.lower().endswith((".svg", ".png", ".pdf", ".dot", ".gv")):
+            raise ParseError(f"--svg {args.svg}: the file name must end in .svg, .png, .pdf or .dot", kind="value")
         text, tr, _ = explain(args.expression, args.at, args.precision, args.markdown)
         if args.svg:
             from .draw import draw
