@@ -142,3 +142,16 @@ def test_bad_programs(program, shapes, kind, fragment):
     with pytest.raises(cr.ParseError) as info:
         cr.derive(program, shapes)
     assert info.value.kind == kind and fragment in str(info.value)
+
+
+def test_symbolic_batch_dimension():
+    d = cr.derive("z = a @ W.T + b; h = sigmoid(z); E = sum(h)", {"a": ("B", 32), "W": (64, 32), "b": (64,)})
+    text = str(d)
+    lines = {line.name: (S.render(line.formula), d.shape_text(line.shape)) for line in d.backward}
+    assert lines["dz"] == ("dh ⊙ h ⊙ (1 − h)", "B×64") and lines["da"] == ("dz · W", "B×32")
+    assert lines["db"] == ("Σ_rows dz", "64") and lines["dW"] == ("dzᵀ · a", "64×32")
+    assert "(with B = 7)" in text and "   B×64" in text
+    assert d.max_relative_error < 1e-12
+    assert r"B \times 64" in d.latex()
+    with pytest.raises(cr.ParseError, match="neither a number nor a name"):
+        cr.derive("E = sum(a)", {"a": ("3x",)})

@@ -62,7 +62,7 @@ def test_explain_markdown(capsys):
         (["explain", "x", "--at", "x=1", "--svg", "g.jpeg"], "must end in .svg, .png"),
         (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3"], "missing shape for a"),
         (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3", "a=4x1"], "matmul"),
-        (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2xq", "a=3x1"], "write the shape as numbers"),
+        (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3.5", "a=3x1"], "write the shape as numbers"),
         (["derive", "z = lambda: 1", "--shape", "W=2x3"], "lambda"),
     ],
 )
@@ -117,3 +117,9 @@ def test_python_dash_m():
         env={"PYTHONPATH": SRC, "PATH": ""},
     )
     assert bad.returncode == 2 and "attribute access" in bad.stderr
+
+
+def test_derive_with_a_symbolic_batch(capsys):
+    assert main(["derive", "z = a @ W.T + b; E = sum(tanh(z))", "--shape", "a=Bx3", "W=5x3", "b=5"]) == 0
+    out = capsys.readouterr().out
+    assert "dW = dzᵀ · a" in out and "B×3" in out and "with B = 7" in out

@@ -67,6 +67,11 @@ class Derivation:
     jacobians: list[Jacobian]
     max_relative_error: float
     errors: dict[str, float] = field(default_factory=dict)
+    dims: dict[int, str] = field(default_factory=dict)  # placeholder size -> symbolic dimension (B)
+
+    def shape_text(self, shape: tuple[int, ...]) -> str:
+        """``(5, 64)`` -> ``B×64`` where 5 stands for the symbolic dimension B."""
+        return fmt_shape(tuple(self.dims.get(d, d) for d in shape))
 
     def equation(self, name: str) -> str:
         """The backward equation of ``name`` (``"dW"``) as Unicode text, right-hand side only."""
@@ -78,15 +83,18 @@ class Derivation:
     def _block(self, lines: list[Line], latex: bool) -> list[str]:
         texts = [ln.text(latex) for ln in lines]
         width = max((len(t) for t in texts), default=0)
-        return [f"  {t.ljust(width)}   {fmt_shape(ln.shape)}" for t, ln in zip(texts, lines)]
+        return [f"  {t.ljust(width)}   {self.shape_text(ln.shape)}" for t, ln in zip(texts, lines)]
 
     def __str__(self) -> str:
         out = ["forward:"] + self._block(self.forward, False)
         out += ["backward (d<name> is the gradient of the output with respect to <name>):"]
         out += self._block(self.backward, False)
-        out.append(f"checked on random inputs: max relative error {self.max_relative_error:.1e}")
+        check = f"checked on random inputs: max relative error {self.max_relative_error:.1e}"
+        if self.dims:
+            check += " (with " + ", ".join(f"{n} = {v}" for v, n in self.dims.items()) + ")"
+        out.append(check)
         if self.jacobians:
-            out.append("local Jacobians (never built):")
+            out.append("local Jacobians (never built" + (", sizes for the values above" if self.dims else "") + "):")
             out += ["  " + j.text() for j in self.jacobians]
         out.append("⊙ is the elementwise product, · the matrix product, ᵀ the transpose, Σ_rows the sum over rows")
         return "\n".join(out)
@@ -99,7 +107,7 @@ class Derivation:
         rows = []
         for ln in self.forward + self.backward:
             name = S._latex_name(ln.name)
-            shape = fmt_shape(ln.shape).replace("×", r" \times ") if ln.shape else r"\text{scalar}"
+            shape = self.shape_text(ln.shape).replace("×", r" \times ") if ln.shape else r"\text{scalar}"
             rows.append(f"  {name} &= {S.render(ln.formula, True)} && {shape} \\\\")
         return "\\begin{aligned}\n" + "\n".join(rows) + "\n\\end{aligned}"
 
@@ -165,7 +173,7 @@ def derive(
     prog = parse_program(program)
     if prog.output is None:
         raise ParseError("the program must end with an assignment, as in  E = sum(h)", kind="syntax")
-    shapes = {k: tuple(int(d) for d in ((v,) if isinstance(v, (int, np.integer)) else v)) for k, v in shapes.items()}
+    shapes, dims = _concrete_shapes(shapes)
     for name in shapes:
         if name not in prog.inputs:
             raise ParseError(
@@ -200,7 +208,25 @@ def derive(
     if check:
         errors = _check(prog, env, backward, out_t)
         worst = max(errors.values(), default=0.0)
-    return Derivation(program, forward, backward, jacobians, worst, errors)
+    return Derivation(program, forward, backward, jacobians, worst, errors, dims)
+
+
+def _concrete_shapes(shapes: Mapping[str, Any]) -> tuple[dict[str, tuple[int, ...]], dict[int, str]]:
+    """Shapes as int tuples; symbolic dimensions (``"B"``) get distinct sizes not used by any numeric dimension."""
+    raw = {k: ((v,) if isinstance(v, (int, np.integer, str)) else tuple(v)) for k, v in shapes.items()}
+    numeric = {int(d) for v in raw.values() for d in v if not isinstance(d, str)}
+    symbols = sorted({d for v in raw.values() for d in v if isinstance(d, str)})
+    sizes: dict[str, int] = {}
+    candidate = 7
+    for sym in symbols:
+        if not sym.isidentifier():
+            raise ParseError(f"the dimension {sym!r} is neither a number nor a name such as B", kind="shape")
+        while candidate in numeric or candidate in sizes.values():
+            candidate += 1
+        sizes[sym] = candidate
+        candidate += 1
+    out = {k: tuple(sizes[d] if isinstance(d, str) else int(d) for d in v) for k, v in raw.items()}
+    return out, {v: k for k, v in sizes.items()}
 
 
 def _forward(prog: Program, shapes: Mapping[str, tuple], constants: tuple, rng: Any, cr: Any) -> dict:

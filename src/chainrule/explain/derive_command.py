@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from .parse import ParseError, parse_assignments
@@ -22,22 +23,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="NAME=SHAPE",
-        help="shapes of the inputs, e.g. W=64x32 a=32x1 b=64 (a scalar is NAME=1 or NAME=scalar)",
+        help="shapes of the inputs, e.g. W=64x32 a=Bx32 b=64 (B: a symbolic size; a scalar is NAME=scalar)",
     )
     parser.add_argument("--const", nargs="+", default=(), metavar="NAME", help="inputs that get no gradient (labels)")
     parser.add_argument("--latex", action="store_true", help="print the equations as LaTeX")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the numerical check (default 0)")
 
 
-def parse_shape(name: str, text: str) -> tuple[int, ...]:
-    """``64x32`` / ``64×32`` / ``64,32`` / ``scalar`` -> a shape tuple."""
-    t = text.strip().lower()
-    if t in ("scalar", "()", ""):
+def parse_shape(name: str, text: str) -> tuple:
+    """``64x32`` / ``64×32`` / ``64,32`` / ``Bx32`` (a symbolic batch size) / ``scalar`` -> a shape tuple."""
+    t = text.strip()
+    if t.lower() in ("scalar", "()", ""):
         return ()
-    parts = t.replace("×", "x").replace(",", "x").replace("*", "x").split("x")
-    dims = []
+    parts = re.split(r"[x×,*]", t)
+    dims: list = []
     for p in parts:
-        if not p.strip().isdigit():
+        p = p.strip()
+        if p.isidentifier() and len(p) <= 8:
+            dims.append(p)
+            continue
+        if not p.isdigit():
             raise ParseError(
                 f"--shape {name}={text}: write the shape as numbers joined by x, as in 64x32", kind="shape"
             )
