@@ -99,14 +99,15 @@ class Trace:
             if len(s.branches) > 1:
                 upstream = " + ".join(fmt_value(v, p) for _, v in s.branches) + " = " + upstream
             head = [str(s.index), s.label, s.expression, fmt_value(s.value, p), upstream]
-            for j, e in enumerate(s.inputs):
+            first = True
+            for e in s.inputs:
                 if e.constant:
                     continue
-                local = (
-                    e.formula if e.local is None or _is_number(e.formula) else f"{e.formula} = {fmt_value(e.local, p)}"
-                )
+                shown = e.local is not None and not _is_number(e.formula)
+                local = f"{e.formula} = {fmt_value(e.local, p)}" if shown else e.formula
                 edge = [f"{e.label} = {fmt_value(e.value, p)}", local, fmt_value(e.grad, p)]
-                rows.append((head if j == 0 or not rows or rows[-1][0] != str(s.index) else [""] * 5) + edge)
+                rows.append((head if first else [""] * 5) + edge)
+                first = False
             if not any(not e.constant for e in s.inputs):
                 rows.append(head + ["", "", ""])
         steps = Table(
