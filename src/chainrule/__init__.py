@@ -16,6 +16,7 @@ from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
 from .checkpoint import CheckpointError, load, save
 from .custom import custom_vjp
+from .explain import ParseError, derive, draw, trace  # noqa: E402  (the tools read the engine above)
 from .forward import JVPError, hessian, hvp, jacfwd, jvp, linearize
 from .ops import (
     abs,
@@ -80,6 +81,7 @@ __all__ = [
     "GradcheckError",
     "GraphFreedError",
     "JVPError",
+    "ParseError",
     "Primitive",
     "Tensor",
     "abs",
@@ -94,7 +96,9 @@ __all__ = [
     "cos",
     "data",
     "custom_vjp",
+    "derive",
     "divide",
+    "draw",
     "dot",
     "enable_grad",
     "exp",
@@ -145,6 +149,7 @@ __all__ = [
     "swapaxes",
     "tanh",
     "tensor",
+    "trace",
     "transpose",
     "value_and_grad",
     "vjp",

@@ -12,31 +12,15 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-import numpy as np
-
 # name -> (module, one-line help); modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "explain": (
+        "chainrule.explain.command",
+        "explain an expression: values, the backward pass step by step, gradients",
+    ),
+    "derive": ("chainrule.explain.derive_command", "the matrix-form backward equations of a small program"),
     "train": ("chainrule.train", "train an MLP on the bundled digits (or two moons) and save a checkpoint"),
 }
-
-
-def sigmoid_neuron_demo() -> str:
-    """The CS231n sigmoid neuron ``1/(1+exp(-(w0 x0 + w1 x1 + w2)))``: forward value and gradients."""
-    import chainrule as cr
-
-    w = cr.tensor([2.0, -3.0, -3.0], requires_grad=True)
-    x = cr.tensor([-1.0, -2.0], requires_grad=True)
-    z = w[0] * x[0] + w[1] * x[1] + w[2]
-    f = 1 / (1 + cr.exp(-z))
-    f.backward()
-    lines = [
-        "CS231n sigmoid neuron: f = 1 / (1 + exp(-(w0*x0 + w1*x1 + w2)))",
-        "  at w = [2, -3, -3], x = [-1, -2]",
-        f"  f  = {f.item():.4f}",
-        f"  df/dw = {np.array2string(w.grad.data, precision=4, separator=', ')}",
-        f"  df/dx = {np.array2string(x.grad.data, precision=4, separator=', ')}",
-    ]
-    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +43,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad input, 0 on --help
         return int(exc.code or 0)
     if args.command is None:
-        print(sigmoid_neuron_demo())
+        from .explain.command import default_text
+
+        print(default_text())
         return 0
     module, _ = COMMANDS[args.command]
     return int(importlib.import_module(module).run(args) or 0)

@@ -1,0 +1,508 @@
+"""A safe parser for the small expression language of ``chainrule explain`` and ``derive``.
+
+The text goes through Python's :mod:`ast` parser and is then checked against a
+whitelist: numbers, names, ``+ - * / ** @``, unary ``-``, ``.T``, calls of the
+chainrule functions in :data:`FUNCTIONS` (keywords ``axis`` and ``keepdims``
+only), and, in programs, ``;``-separated assignments ``name = expression``.
+Nothing is ever ``eval``-ed: the checked tree is evaluated by :func:`evaluate`
+with chainrule's own functions.  Every problem is reported as a
+:class:`ParseError` with a one-line message naming the position.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+
+MAX_LENGTH = 2000
+MAX_DEPTH = 60
+MAX_EXPONENT = 100
+MAX_STATEMENTS = 100
+MAX_VALUE_ELEMENTS = 10_000
+
+# name -> (how many positional tensor arguments, the keywords it accepts)
+FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "exp": (1, ()),
+    "log": (1, ()),
+    "log1p": (1, ()),
+    "sqrt": (1, ()),
+    "sin": (1, ()),
+    "cos": (1, ()),
+    "tanh": (1, ()),
+    "sigmoid": (1, ()),
+    "relu": (1, ()),
+    "abs": (1, ()),
+    "maximum": (2, ()),
+    "minimum": (2, ()),
+    "sum": (1, ("axis", "keepdims")),
+    "mean": (1, ("axis", "keepdims")),
+    "max": (1, ("axis", "keepdims")),
+    "min": (1, ("axis", "keepdims")),
+    "logsumexp": (1, ("axis", "keepdims")),
+    "softmax": (1, ("axis",)),
+    "log_softmax": (1, ("axis",)),
+    "matmul": (2, ()),
+    "transpose": (1, ()),
+}
+
+ALLOWED = (
+    "allowed: numbers, names, + - * / ** @, unary -, x.T, and calls of " + ", ".join(sorted(FUNCTIONS)) + " (keywords"
+    " axis=, keepdims=)"
+)
+
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+
+
+class ParseError(ValueError):
+    """Bad input to the expression language: the message is one line and names the position.
+
+    ``kind`` says which problem it is: ``"syntax"``, ``"not allowed"``, ``"limit"``,
+    ``"unknown name"``, ``"missing value"``, ``"shape"`` or ``"value"``.
+    """
+
+    def __init__(self, message: str, *, kind: str = "syntax", column: Optional[int] = None) -> None:
+        self.kind = kind
+        self.column = column
+        where = f"column {column}: " if column is not None else ""
+        super().__init__(where + message)
+
+
+# --- the checked tree ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+    col: int
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    col: int
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    left: Node
+    right: Node
+    col: int
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Node
+    col: int
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Node, ...]
+    kwargs: tuple[tuple[str, Any], ...]
+    col: int
+
+
+Node = Union[Num, Name, BinOp, Neg, Call]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """``target = expr`` (``target`` is None for a bare expression)."""
+
+    target: Optional[str]
+    expr: Node
+    text: str
+
+
+@dataclass
+class Program:
+    statements: list[Statement]
+    source: str
+    inputs: list[str] = field(default_factory=list)  # names used before being assigned, in order of appearance
+
+    @property
+    def output(self) -> Optional[str]:
+        return self.statements[-1].target
+
+
+def names_in(node: Node) -> list[str]:
+    """Variable names in ``node``, in order of first appearance."""
+    out: list[str] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Name):
+            if n.id not in out:
+                out.append(n.id)
+        elif isinstance(n, BinOp):
+            stack += [n.right, n.left]
+        elif isinstance(n, Neg):
+            stack.append(n.operand)
+        elif isinstance(n, Call):
+            stack += list(reversed(n.args))
+    return out
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _col(node: ast.AST, line_starts: list[int]) -> int:
+    line = getattr(node, "lineno", 1)
+    return line_starts[line - 1] + getattr(node, "col_offset", 0) + 1
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"attribute access (.{node.attr})"
+    if isinstance(node, ast.Lambda):
+        return "a lambda"
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        return "a comprehension"
+    if isinstance(node, ast.Subscript):
+        return "indexing"
+    if isinstance(node, ast.Constant):
+        return f"the constant {node.value!r}"[:60]
+    if isinstance(node, (ast.List, ast.Tuple, ast.Dict, ast.Set)):
+        return f"a {type(node).__name__.lower()} literal"
+    if isinstance(node, ast.Compare):
+        return "a comparison"
+    if isinstance(node, ast.BoolOp):
+        return "and/or"
+    if isinstance(node, ast.IfExp):
+        return "an if-expression"
+    if isinstance(node, ast.NamedExpr):
+        return "the walrus operator :="
+    if isinstance(node, ast.BinOp):
+        return f"the operator {type(node.op).__name__}"
+    if isinstance(node, ast.UnaryOp):
+        return f"the unary operator {type(node.op).__name__}"
+    return f"{type(node).__name__}"
+
+
+class _Checker:
+    def __init__(self, line_starts: list[int]) -> None:
+        self.line_starts = line_starts
+
+    def col(self, node: ast.AST) -> int:
+        return _col(node, self.line_starts)
+
+    def refuse(self, node: ast.AST, what: Optional[str] = None) -> ParseError:
+        return ParseError(
+            f"{what or _describe(node)} is not allowed; {ALLOWED}", kind="not allowed", column=self.col(node)
+        )
+
+    def folded(self, node: ast.AST, depth: int = 0) -> Optional[float]:
+        """The value of an expression made only of numbers (to bound exponents), else None."""
+        n = self.number(node)
+        if n is not None or depth > MAX_DEPTH:
+            return n
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            a, b = self.folded(node.left, depth + 1), self.folded(node.right, depth + 1)
+            if a is None or b is None:
+                return None
+            try:
+                if isinstance(node.op, ast.Pow):
+                    if abs(b) > MAX_EXPONENT:
+                        return math.inf
+                    return float(a**b) if not isinstance(a**b, complex) else math.nan
+                if isinstance(node.op, ast.MatMult):
+                    return None
+                if isinstance(node.op, ast.Div):
+                    return a / b if b else math.inf
+                return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
+            except (OverflowError, ZeroDivisionError):
+                return math.inf
+        return None
+
+    def number(self, node: ast.AST) -> Optional[float]:
+        """The value of a (possibly negated) numeric constant, else None."""
+        sign = 1.0
+        while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            sign = -sign if isinstance(node.op, ast.USub) else sign
+            node = node.operand
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return sign * float(node.value)
+        return None
+
+    def expr(self, node: ast.AST, depth: int = 0) -> Node:
+        if depth > MAX_DEPTH:
+            raise ParseError(
+                f"the expression is nested too deeply (limit {MAX_DEPTH})", kind="limit", column=self.col(node)
+            )
+        col = self.col(node)
+        if isinstance(node, ast.Constant):
+            if type(node.value) not in (int, float):
+                raise self.refuse(node)
+            value = float(node.value)
+            if not math.isfinite(value):
+                raise ParseError(f"the number {node.value!r} is not finite", kind="limit", column=col)
+            return Num(value, col)
+        if isinstance(node, ast.Name):
+            if node.id in FUNCTIONS:
+                raise ParseError(f"'{node.id}' is a function: call it, as in {node.id}(x)", kind="syntax", column=col)
+            if node.id.startswith("_"):
+                raise ParseError(f"names may not start with '_' ({node.id})", kind="not allowed", column=col)
+            return Name(node.id, col)
+        if isinstance(node, ast.BinOp):
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                raise self.refuse(node)
+            if op == "**":
+                exponent = self.folded(node.right)
+                if exponent is not None and not abs(exponent) <= MAX_EXPONENT:
+                    raise ParseError(
+                        f"the exponent {exponent:g} is too large (limit ±{MAX_EXPONENT})", kind="limit", column=col
+                    )
+            return BinOp(op, self.expr(node.left, depth + 1), self.expr(node.right, depth + 1), col)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub):
+                inner = self.expr(node.operand, depth + 1)
+                if isinstance(inner, Num):
+                    return Num(-inner.value, col)
+                return Neg(inner, col)
+            if isinstance(node.op, ast.UAdd):
+                return self.expr(node.operand, depth + 1)
+            raise self.refuse(node)
+        if isinstance(node, ast.Attribute):
+            if node.attr == "T" and isinstance(node.ctx, ast.Load):
+                return Call("transpose", (self.expr(node.value, depth + 1),), (), col)
+            raise self.refuse(node)
+        if isinstance(node, ast.Call):
+            return self.call(node, depth)
+        raise self.refuse(node)
+
+    def call(self, node: ast.Call, depth: int) -> Call:
+        col = self.col(node)
+        if not isinstance(node.func, ast.Name):
+            raise self.refuse(node.func, f"calling {_describe(node.func)}")
+        fname = node.func.id
+        if fname not in FUNCTIONS:
+            raise ParseError(
+                f"unknown function '{fname}'; the functions are " + ", ".join(sorted(FUNCTIONS)),
+                kind="unknown name",
+                column=col,
+            )
+        nargs, keywords = FUNCTIONS[fname]
+        if len(node.args) != nargs or any(isinstance(a, ast.Starred) for a in node.args):
+            raise ParseError(f"{fname}() takes {nargs} argument(s), got {len(node.args)}", kind="syntax", column=col)
+        kwargs = []
+        for kw in node.keywords:
+            if kw.arg is None or kw.arg not in keywords:
+                allowed = ", ".join(k + "=" for k in keywords) or "no keywords"
+                raise ParseError(
+                    f"{fname}() does not take the keyword {kw.arg or '**'}; it takes {allowed}",
+                    kind="not allowed",
+                    column=self.col(kw.value),
+                )
+            kwargs.append((kw.arg, self.keyword_value(fname, kw)))
+        args = tuple(self.expr(a, depth + 1) for a in node.args)
+        return Call(fname, args, tuple(kwargs), col)
+
+    def keyword_value(self, fname: str, kw: ast.keyword) -> Any:
+        v = kw.value
+        if kw.arg == "keepdims":
+            if isinstance(v, ast.Constant) and type(v.value) is bool:
+                return v.value
+            raise ParseError(f"{fname}(): keepdims must be True or False", kind="syntax", column=self.col(v))
+        items = v.elts if isinstance(v, ast.Tuple) else [v]
+        axes = []
+        for item in items:
+            n = self.number(item)
+            if n is None or n != int(n) or abs(n) > 32:
+                raise ParseError(
+                    f"{fname}(): axis must be a small integer or a tuple of them", kind="syntax", column=self.col(v)
+                )
+            axes.append(int(n))
+        return tuple(axes) if isinstance(v, ast.Tuple) else axes[0]
+
+
+def _tree(text: str, mode: str) -> tuple[ast.AST, list[int]]:
+    if not isinstance(text, str):
+        raise ParseError(f"expected the expression as a string, got {type(text).__name__}", kind="syntax")
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"the input is {len(text)} characters long (limit {MAX_LENGTH})", kind="limit")
+    if not text.strip():
+        raise ParseError("the expression is empty", kind="syntax")
+    depth = best = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ParseError(f"brackets are nested too deeply (limit {MAX_DEPTH})", kind="limit", column=i + 1)
+            best = max(best, depth)
+        elif ch in ")]}":
+            depth -= 1
+    line_starts = [0]
+    for line in text.split("\n")[:-1]:
+        line_starts.append(line_starts[-1] + len(line) + 1)
+    try:
+        tree = ast.parse(text, mode=mode)
+    except SyntaxError as exc:
+        col = None
+        if exc.lineno is not None and exc.offset is not None and exc.lineno <= len(line_starts):
+            col = line_starts[exc.lineno - 1] + exc.offset
+        msg = (exc.msg or "invalid syntax").split("\n")[0]
+        raise ParseError(f"invalid syntax ({msg}); {ALLOWED}", kind="syntax", column=col) from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise ParseError(f"the expression cannot be parsed ({type(exc).__name__}); simplify it", kind="limit") from None
+    return tree, line_starts
+
+
+def parse_expression(text: str) -> Node:
+    """Parse and check one expression, such as ``(x + y) * z``."""
+    tree, starts = _tree(text.strip(), "eval")
+    assert isinstance(tree, ast.Expression)
+    return _Checker(starts).expr(tree.body)
+
+
+def parse_program(text: str) -> Program:
+    """Parse ``name = expr; name = expr; ...`` (``;`` or newlines between statements)."""
+    tree, starts = _tree(text, "exec")
+    assert isinstance(tree, ast.Module)
+    checker = _Checker(starts)
+    if len(tree.body) > MAX_STATEMENTS:
+        raise ParseError(f"the program has {len(tree.body)} statements (limit {MAX_STATEMENTS})", kind="limit")
+    statements: list[Statement] = []
+    assigned: list[str] = []
+    inputs: list[str] = []
+    for i, stmt in enumerate(tree.body):
+        last = i == len(tree.body) - 1
+        if isinstance(stmt, ast.Assign):
+            if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
+                raise ParseError(
+                    "assign to one plain name, as in  z = W @ a + b", kind="not allowed", column=checker.col(stmt)
+                )
+            target = stmt.targets[0].id
+            if target in FUNCTIONS or target.startswith("_"):
+                raise ParseError(f"'{target}' cannot be assigned to", kind="not allowed", column=checker.col(stmt))
+            if target in assigned or target in inputs:
+                raise ParseError(
+                    f"'{target}' is assigned twice (or used before); give each value its own name",
+                    kind="not allowed",
+                    column=checker.col(stmt),
+                )
+            expr = checker.expr(stmt.value)
+        elif isinstance(stmt, ast.Expr) and last:
+            target, expr = None, checker.expr(stmt.value)
+        else:
+            raise ParseError(
+                f"{_describe(stmt)} is not allowed; a program is  name = expression; name = expression; ...",
+                kind="not allowed",
+                column=checker.col(stmt),
+            )
+        for n in names_in(expr):
+            if n not in assigned and n not in inputs:
+                inputs.append(n)
+        if target is not None:
+            assigned.append(target)
+        segment = ast.get_source_segment(text, stmt) or ""
+        statements.append(Statement(target, expr, segment))
+    return Program(statements, text, inputs)
+
+
+# --- values for --at --------------------------------------------------------------------------
+
+
+def parse_value(text: str, name: str = "value") -> Any:
+    """A number or a nested list of numbers (``-2``, ``[1, 2.5]``, ``[[1, 2], [3, 4]]``), safely."""
+    tree, starts = _tree(text.strip(), "eval")
+    checker = _Checker(starts)
+    count = 0
+
+    def conv(node: ast.AST) -> Any:
+        nonlocal count
+        n = checker.number(node)
+        if n is not None:
+            count += 1
+            if count > MAX_VALUE_ELEMENTS:
+                raise ParseError(f"{name}: too many numbers (limit {MAX_VALUE_ELEMENTS})", kind="limit")
+            if not math.isfinite(n):
+                raise ParseError(f"{name}: the number is not finite", kind="value", column=checker.col(node))
+            return n
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return [conv(e) for e in node.elts]
+        raise ParseError(
+            f"{name}: expected a number or a list of numbers such as [1, 2.5], not {_describe(node)}",
+            kind="value",
+            column=checker.col(node),
+        )
+
+    raw = conv(tree.body)  # type: ignore[attr-defined]
+    if isinstance(raw, float):
+        return raw
+    try:
+        arr = np.array(raw, dtype=np.float64)
+    except ValueError:
+        raise ParseError(f"{name}: the nested lists are ragged (rows of different lengths)", kind="value") from None
+    return arr
+
+
+def parse_assignments(items: list[str], what: str = "--at") -> dict[str, str]:
+    """``["x=-2", "y=5"]`` -> ``{"x": "-2", "y": "5"}`` with clear errors."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier() or not value.strip():
+            raise ParseError(f"{what} {item!r}: write NAME=VALUE, as in x=-2", kind="syntax")
+        if name in out:
+            raise ParseError(f"{what}: {name} is given twice", kind="syntax")
+        out[name] = value
+    return out
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def _apply_binop(op: str, a: Any, b: Any) -> Any:
+    import chainrule as cr
+
+    if op == "+":
+        return cr.add(a, b)
+    if op == "-":
+        return cr.subtract(a, b)
+    if op == "*":
+        return cr.multiply(a, b)
+    if op == "/":
+        return cr.divide(a, b)
+    if op == "**":
+        return cr.power(a, b)
+    return cr.matmul(a, b)
+
+
+def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
+    """Evaluate a checked expression with chainrule's functions; ``env`` maps names to tensors."""
+    import chainrule as cr
+    from chainrule.tensor import Tensor
+
+    def ev(n: Node) -> Any:
+        if isinstance(n, Num):
+            return n.value
+        if isinstance(n, Name):
+            if n.id not in env:
+                raise ParseError(f"no value for '{n.id}'", kind="missing value", column=n.col)
+            return env[n.id]
+        try:
+            if isinstance(n, BinOp):
+                left, right = ev(n.left), ev(n.right)
+                if not isinstance(left, Tensor) and not isinstance(right, Tensor):
+                    left = cr.tensor(left)
+                return _apply_binop(n.op, left, right)
+            if isinstance(n, Neg):
+                return cr.negative(ev(n.operand))
+            args = [ev(a) for a in n.args]
+            args = [a if isinstance(a, Tensor) else cr.tensor(a) for a in args]
+            return getattr(cr, n.func)(*args, **dict(n.kwargs))
+        except ParseError:
+            raise
+        except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
+            raise ParseError(str(exc).split("\n")[0], kind="shape", column=n.col) from None
+
+    return ev(node)

@@ -1,0 +1,665 @@
+"""Symbolic arrays: the ``xp`` namespace that ``derive`` runs the primitives' VJP rules on.
+
+A :class:`Sym` is an expression tree with a shape.  It supports the operators
+the rules use (``+ - * / ** @``, unary ``-``, comparisons) and :data:`SYM`
+provides the namespace functions (``xp.sum``, ``xp.reshape``, ``xp.swapaxes``
+...), so ``rule(SYM, g, out, *args)`` returns the gradient as a formula.
+:func:`simplify` rewrites it the way a person would write it, :func:`render`
+prints it (Unicode or LaTeX) and :func:`evaluate` computes it with NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any, Optional
+
+import numpy as np
+
+from ..numeric import normalize_axes
+from .format import fmt_const
+
+ELEMENTWISE_BINARY = ("add", "sub", "mul", "div", "pow")
+UNARY = ("exp", "log", "sin", "cos", "sqrt", "sign")
+CMP = {"gt": ">", "lt": "<", "ge": "≥", "le": "≤", "eq": "=", "ne": "≠"}
+_NP_CMP = {"gt": np.greater, "lt": np.less, "ge": np.greater_equal, "le": np.less_equal, "eq": np.equal}
+_NP_CMP["ne"] = np.not_equal
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    return x.shape if isinstance(x, Sym) else tuple(np.shape(x))
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if not a or not b:
+        raise ValueError(f"matmul: operands must be at least 1-D, got {a} @ {b}")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"matmul: shapes {a} @ {b} do not align")
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return tuple(out)
+
+
+class Sym:
+    """A symbolic array: an operation ``op`` on ``args`` (Syms or constants) with a known ``shape``.
+
+    ``op`` is ``"var"`` (``name``), ``"const"`` (``value``), an elementwise or
+    unary operation, ``"matmul"``, ``"sum"``/``"reshape"``/``"broadcast"``/
+    ``"transpose"``/``"getitem"``/``"scatter"`` (with ``params``), ``"where"``,
+    ``"cmp"`` (``params[0]`` is the comparison) or ``"prim"`` (a forward
+    primitive, ``params = (primitive, *static)``).
+    """
+
+    __slots__ = ("op", "args", "shape", "params", "name")
+    __array_ufunc__ = None
+    __hash__ = object.__hash__
+
+    def __init__(self, op: str, args: tuple = (), shape: tuple = (), params: tuple = (), name: str = "") -> None:
+        self.op = op
+        self.args = args
+        self.shape = tuple(int(s) for s in shape)
+        self.params = params
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Sym({render(self)} : {self.shape})"
+
+    # --- arithmetic the rules use ----------------------------------------------------------------
+    def _bin(self, op: str, other: Any, swap: bool = False) -> Sym:
+        a, b = (other, self) if swap else (self, other)
+        return binary(op, a, b)
+
+    def __add__(self, o: Any) -> Sym:
+        return self._bin("add", o)
+
+    def __radd__(self, o: Any) -> Sym:
+        return self._bin("add", o, True)
+
+    def __sub__(self, o: Any) -> Sym:
+        return self._bin("sub", o)
+
+    def __rsub__(self, o: Any) -> Sym:
+        return self._bin("sub", o, True)
+
+    def __mul__(self, o: Any) -> Sym:
+        return self._bin("mul", o)
+
+    def __rmul__(self, o: Any) -> Sym:
+        return self._bin("mul", o, True)
+
+    def __truediv__(self, o: Any) -> Sym:
+        return self._bin("div", o)
+
+    def __rtruediv__(self, o: Any) -> Sym:
+        return self._bin("div", o, True)
+
+    def __pow__(self, o: Any) -> Sym:
+        return self._bin("pow", o)
+
+    def __rpow__(self, o: Any) -> Sym:
+        return self._bin("pow", o, True)
+
+    def __matmul__(self, o: Any) -> Sym:
+        return matmul(self, o)
+
+    def __rmatmul__(self, o: Any) -> Sym:
+        return matmul(o, self)
+
+    def __neg__(self) -> Sym:
+        return Sym("neg", (self,), self.shape)
+
+    def _cmp(self, op: str, o: Any) -> Sym:
+        return Sym("cmp", (self, o), np.broadcast_shapes(self.shape, shape_of(o)), (op,))
+
+    def __gt__(self, o: Any) -> Sym:  # type: ignore[override]
+        return self._cmp("gt", o)
+
+    def __lt__(self, o: Any) -> Sym:  # type: ignore[override]
+        return self._cmp("lt", o)
+
+    def __ge__(self, o: Any) -> Sym:  # type: ignore[override]
+        return self._cmp("ge", o)
+
+    def __le__(self, o: Any) -> Sym:  # type: ignore[override]
+        return self._cmp("le", o)
+
+    def __eq__(self, o: Any) -> Sym:  # type: ignore[override]
+        return self._cmp("eq", o)
+
+    def __ne__(self, o: Any) -> Sym:  # type: ignore[override]
+        return self._cmp("ne", o)
+
+
+def var(name: str, shape: tuple[int, ...]) -> Sym:
+    return Sym("var", (), shape, name=name)
+
+
+def const(value: float, shape: tuple[int, ...] = ()) -> Sym:
+    return Sym("const", (), shape, (float(value),))
+
+
+def binary(op: str, a: Any, b: Any) -> Sym:
+    return Sym(op, (a, b), np.broadcast_shapes(shape_of(a), shape_of(b)))
+
+
+def matmul(a: Any, b: Any) -> Sym:
+    return Sym("matmul", (a, b), _matmul_shape(shape_of(a), shape_of(b)))
+
+
+def _sum(x: Any, axis: Any = None, keepdims: bool = False) -> Sym:
+    shape = shape_of(x)
+    axes = normalize_axes(axis, len(shape))
+    if keepdims:
+        out = tuple(1 if i in axes else s for i, s in enumerate(shape))
+    else:
+        out = tuple(s for i, s in enumerate(shape) if i not in axes)
+    return Sym("sum", (x,), out, (axes, bool(keepdims)))
+
+
+def _reshape(x: Any, shape: Any) -> Any:
+    shape = tuple(int(s) for s in shape)
+    if shape_of(x) == shape:
+        return x
+    return Sym("reshape", (x,), shape, (shape,))
+
+
+def _broadcast(x: Any, shape: Any) -> Any:
+    shape = tuple(int(s) for s in shape)
+    if shape_of(x) == shape:
+        return x
+    return Sym("broadcast", (x,), shape, (shape,))
+
+
+def _transpose(x: Any, axes: Optional[tuple[int, ...]] = None) -> Any:
+    shape = shape_of(x)
+    axes = tuple(range(len(shape) - 1, -1, -1)) if axes is None else tuple(a % len(shape) for a in axes)
+    if axes == tuple(range(len(shape))):
+        return x
+    return Sym("transpose", (x,), tuple(shape[a] for a in axes), (axes,))
+
+
+def _swapaxes(x: Any, a: int, b: int) -> Any:
+    n = len(shape_of(x))
+    perm = list(range(n))
+    perm[a % n], perm[b % n] = perm[b % n], perm[a % n]
+    return _transpose(x, tuple(perm))
+
+
+def _getitem(x: Any, index: Any) -> Sym:
+    shape = np.broadcast_to(np.zeros(()), shape_of(x))[index].shape
+    return Sym("getitem", (x,), shape, (index,))
+
+
+def _scatter(g: Any, index: Any, shape: Any) -> Sym:
+    return Sym("scatter", (g,), tuple(shape), (index,))
+
+
+def _where(c: Any, a: Any, b: Any) -> Sym:
+    return Sym("where", (c, a, b), np.broadcast_shapes(shape_of(c), shape_of(a), shape_of(b)))
+
+
+def _unary(op: str) -> Any:
+    return lambda x: Sym(op, (x,), shape_of(x))
+
+
+def _unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    gshape = shape_of(g)
+    if gshape == tuple(shape):
+        return g
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+    return _reshape(_sum(g, axes), shape)
+
+
+SYM = SimpleNamespace(
+    name="symbolic",
+    exp=_unary("exp"),
+    log=_unary("log"),
+    sin=_unary("sin"),
+    cos=_unary("cos"),
+    sign=_unary("sign"),
+    sqrt=_unary("sqrt"),
+    power=lambda x, y: binary("pow", x, y),
+    where=_where,
+    shape=shape_of,
+    sum=_sum,
+    reshape=_reshape,
+    broadcast_to=_broadcast,
+    transpose=_transpose,
+    swapaxes=_swapaxes,
+    getitem=_getitem,
+    scatter_add=_scatter,
+    astype=lambda x, dtype: x,
+    matmul=matmul,
+    unbroadcast=_unbroadcast,
+)
+
+
+def prim(primitive: Any, inputs: tuple, params: tuple, shape: tuple[int, ...]) -> Sym:
+    """A forward operation as a formula: native ops where the printer knows them, else a named call."""
+    name = primitive.name
+    if name in ELEMENTWISE_BINARY:
+        return binary(name, *inputs)
+    if name == "neg":
+        return -inputs[0] if isinstance(inputs[0], Sym) else const(-inputs[0])
+    if name in UNARY:
+        return Sym(name, inputs, shape)
+    if name == "matmul":
+        return matmul(*inputs)
+    if name == "sum":
+        axes = params[0] if params[0] is not None else tuple(range(len(shape_of(inputs[0]))))
+        return Sym("sum", inputs, shape, (axes, params[1]))
+    if name == "transpose":
+        return _transpose(inputs[0], params[0])
+    if name == "reshape":
+        return _reshape(inputs[0], params[0])
+    if name == "broadcast_to":
+        return _broadcast(inputs[0], params[0])
+    if name == "getitem":
+        return _getitem(inputs[0], params[0])
+    return Sym("prim", inputs, shape, (primitive,) + tuple(params))
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+
+
+def evaluate(x: Any, env: Mapping[str, Any]) -> Any:
+    """The value of ``x`` with NumPy; ``env`` maps variable names to arrays."""
+    if not isinstance(x, Sym):
+        return x
+    op, a = x.op, x.args
+    if op == "var":
+        return env[x.name]
+    if op == "const":
+        return np.broadcast_to(np.float64(x.params[0]), x.shape) if x.shape else np.float64(x.params[0])
+    v = [evaluate(y, env) for y in a]
+    with np.errstate(all="ignore"):
+        if op == "add":
+            return v[0] + v[1]
+        if op == "sub":
+            return v[0] - v[1]
+        if op == "mul":
+            return v[0] * v[1]
+        if op == "div":
+            return v[0] / v[1]
+        if op == "pow":
+            return np.power(v[0], v[1])
+        if op == "neg":
+            return -v[0]
+        if op in UNARY:
+            return getattr(np, op)(v[0])
+        if op == "matmul":
+            return np.matmul(v[0], v[1])
+        if op == "sum":
+            return np.sum(v[0], axis=x.params[0], keepdims=x.params[1])
+        if op == "reshape":
+            return np.reshape(v[0], x.params[0])
+        if op == "broadcast":
+            return np.broadcast_to(v[0], x.params[0])
+        if op == "transpose":
+            return np.transpose(v[0], x.params[0])
+        if op == "getitem":
+            return np.asarray(v[0])[x.params[0]]
+        if op == "outer":
+            return np.multiply.outer(v[0], v[1])
+        if op == "scatter":
+            out = np.zeros(x.shape)
+            np.add.at(out, x.params[0], v[0])
+            return out
+        if op == "where":
+            return np.where(v[0], v[1], v[2])
+        if op == "cmp":
+            return _NP_CMP[x.params[0]](v[0], v[1]).astype(np.float64)
+        if op == "prim":
+            return x.params[0].fwd(*v, *x.params[1:])
+    raise ValueError(f"cannot evaluate symbolic operation {op!r}")
+
+
+# --- simplification -----------------------------------------------------------------------------------
+
+
+def is_const(x: Any, value: Optional[float] = None) -> bool:
+    if isinstance(x, Sym):
+        if x.op != "const":
+            return False
+        return value is None or x.params[0] == value
+    if np.ndim(x) != 0:
+        return False
+    return value is None or float(x) == value
+
+
+def const_value(x: Any) -> float:
+    return x.params[0] if isinstance(x, Sym) else float(x)
+
+
+def _strip1(shape: tuple[int, ...]) -> tuple[int, ...]:
+    i = 0
+    while i < len(shape) and shape[i] == 1:
+        i += 1
+    return shape[i:]
+
+
+def _loose(x: Any) -> Any:
+    """Drop broadcasts and reshapes that only add or remove leading 1s (NumPy broadcasting redoes them)."""
+    while isinstance(x, Sym) and x.op in ("broadcast", "reshape"):
+        inner = x.args[0]
+        if x.op == "reshape" and _strip1(shape_of(inner)) != _strip1(x.shape):
+            break
+        x = inner
+    return x
+
+
+def _factors(x: Any) -> list:
+    if isinstance(x, Sym) and x.op == "mul":
+        return _factors(x.args[0]) + _factors(x.args[1])
+    return [x]
+
+
+def _product(factors: list, shape: tuple[int, ...]) -> Any:
+    c = 1.0
+    rest = []
+    for f in factors:
+        if is_const(f):
+            c *= const_value(f)
+        else:
+            rest.append(f)
+    if c == 0:
+        return const(0.0, shape)
+    merged: list = []
+    counts: list[int] = []
+    for f in rest:
+        for k, m in enumerate(merged):
+            if isinstance(f, Sym) and f.op == "var" and isinstance(m, Sym) and m.op == "var" and m.name == f.name:
+                counts[k] += 1
+                break
+        else:
+            merged.append(f)
+            counts.append(1)
+    rest = [m if n == 1 else binary("pow", m, const(float(n))) for m, n in zip(merged, counts)]
+    if not rest:
+        return const(c, shape)
+    out = rest[0]
+    for f in rest[1:]:
+        out = Sym("mul", (out, f), np.broadcast_shapes(shape_of(out), shape_of(f)))
+    if c == -1:
+        return Sym("neg", (out,), shape_of(out))
+    if c != 1:
+        out = Sym("mul", (const(c), out), shape_of(out))
+    return out
+
+
+def _is_T(x: Any) -> bool:
+    """A transpose of the last two axes (``xᵀ`` for a matrix, batched otherwise)."""
+    if not (isinstance(x, Sym) and x.op == "transpose" and len(x.shape) >= 2):
+        return False
+    n = len(x.shape)
+    return tuple(x.params[0]) == tuple(range(n - 2)) + (n - 1, n - 2)
+
+
+def simplify(x: Any) -> Any:
+    """Rewrite ``x`` as a person would write it: no ``1 ⊙``, no double transposes, no identity reshapes."""
+    if not isinstance(x, Sym) or x.op in ("var", "const"):
+        return x
+    args = tuple(simplify(a) for a in x.args)
+    op = x.op
+    if op in ("add", "sub", "mul", "div", "where", "cmp", "pow"):
+        loose = tuple(_loose(a) for a in args)
+        if np.broadcast_shapes(*(shape_of(a) for a in loose)) == x.shape:
+            args = loose
+    if op in ("add", "sub", "div") and is_const(args[0]) and is_const(args[1]):
+        a, b = const_value(args[0]), const_value(args[1])
+        if op != "div" or b != 0:
+            return const(a + b if op == "add" else a - b if op == "sub" else a / b, x.shape)
+    if op == "mul" and len(x.shape) == 2:
+        a, b = args
+        for u, v in ((a, b), (b, a)):
+            col = isinstance(u, Sym) and u.op == "reshape" and len(shape_of(u.args[0])) == 1 and u.shape[1] == 1
+            if col and len(shape_of(v)) == 1 and not is_const(v):
+                return Sym("outer", (u.args[0], v), x.shape)  # u vᵀ for 1-D u, v
+    if op == "mul":
+        factors = [f for a in args for f in _factors(a)]
+        negs = 0
+        plain = []
+        for f in factors:
+            while isinstance(f, Sym) and f.op == "neg":
+                negs += 1
+                f = f.args[0]
+            plain.append(f)
+        if negs % 2:
+            plain.append(const(-1.0))
+        return _product(plain, x.shape)
+    if op == "neg":
+        a = args[0]
+        if is_const(a):
+            return const(-const_value(a), x.shape)
+        if isinstance(a, Sym) and a.op == "neg":
+            return a.args[0]
+        return Sym("neg", (a,), x.shape)
+    if op == "add":
+        a, b = args
+        if is_const(a, 0.0):
+            return _fit(b, x.shape)
+        if is_const(b, 0.0):
+            return _fit(a, x.shape)
+        if isinstance(b, Sym) and b.op == "neg":
+            return Sym("sub", (a, b.args[0]), x.shape)
+        return Sym("add", args, x.shape)
+    if op == "sub":
+        a, b = args
+        if is_const(b, 0.0):
+            return _fit(a, x.shape)
+        if is_const(a, 0.0):
+            return simplify(Sym("neg", (b,), x.shape))
+        if isinstance(b, Sym) and b.op == "neg":
+            return Sym("add", (a, b.args[0]), x.shape)
+        return Sym("sub", args, x.shape)
+    if op == "div":
+        a, b = args
+        if is_const(b, 1.0):
+            return _fit(a, x.shape)
+        if isinstance(a, Sym) and a.op == "neg":
+            return Sym("neg", (Sym("div", (a.args[0], b), x.shape),), x.shape)
+        return Sym("div", args, x.shape)
+    if op == "transpose":
+        a = args[0]
+        if isinstance(a, Sym) and a.op == "transpose":
+            perm = tuple(a.params[0][p] for p in x.params[0])
+            return simplify(_transpose(a.args[0], perm)) if perm != tuple(range(len(perm))) else a.args[0]
+        if _is_T(x) and isinstance(a, Sym) and a.op == "matmul" and (_is_T(a.args[0]) or _is_T(a.args[1])):
+            left, right = a.args
+            if len(shape_of(left)) >= 2 and len(shape_of(right)) >= 2:
+                return simplify(matmul(_swapaxes(right, -1, -2), _swapaxes(left, -1, -2)))
+        return Sym("transpose", (a,), x.shape, x.params)
+    if op == "sum":
+        a = args[0]
+        if isinstance(a, Sym) and a.op == "broadcast" and is_const(a.args[0]):
+            n = math.prod(a.shape) // max(1, math.prod(x.shape))
+            return const(const_value(a.args[0]) * n, x.shape)
+        return Sym("sum", (a,), x.shape, x.params)
+    if op == "reshape":
+        a = args[0]
+        if isinstance(a, Sym) and a.op == "matmul" and len(x.shape) == len(a.shape) - 1:
+            left, right = a.args
+            if isinstance(right, Sym) and right.op == "reshape" and len(shape_of(right.args[0])) == 1:
+                if x.shape == a.shape[:-1]:
+                    return simplify(matmul(left, right.args[0]))
+        if is_const(a):
+            return const(const_value(a), x.shape)
+        if isinstance(a, Sym) and a.op == "sum" and not a.params[1]:
+            inner = shape_of(a.args[0])
+            if tuple(1 if i in a.params[0] else d for i, d in enumerate(inner)) == x.shape:
+                return Sym("sum", a.args, x.shape, (a.params[0], True))  # a sum that keeps its axes
+        if isinstance(a, Sym) and a.op == "reshape":
+            a = a.args[0]
+        if shape_of(a) == x.shape:
+            return a
+        return Sym("reshape", (a,), x.shape, x.params)
+    if op == "broadcast":
+        a = args[0]
+        if is_const(a):
+            return const(const_value(a), x.shape)
+        return Sym("broadcast", (a,), x.shape, x.params)
+    if op == "where":
+        c, a, b = args
+        if is_const(b, 0.0):
+            return simplify(Sym("mul", (a, c), x.shape))
+        if is_const(a, 0.0) and isinstance(c, Sym) and c.op == "cmp":
+            flip = {"gt": "le", "lt": "ge", "ge": "lt", "le": "gt", "eq": "ne", "ne": "eq"}[c.params[0]]
+            return simplify(Sym("mul", (b, Sym("cmp", c.args, c.shape, (flip,))), x.shape))
+        return Sym("where", args, x.shape)
+    return Sym(op, args, x.shape, x.params, x.name)
+
+
+def _fit(a: Any, shape: tuple[int, ...]) -> Any:
+    return a if shape_of(a) == shape or not isinstance(a, Sym) else (const(const_value(a), shape) if is_const(a) else a)
+
+
+# --- printing ------------------------------------------------------------------------------------------
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_FN = {"sigmoid": "σ", "tanh": "tanh", "relu": "relu", "log_softmax": "log_softmax"}
+_ATOM, _POSTFIX, _PREFIX, _POW, _MUL, _ADD = 9, 8, 6, 7, 4, 2
+
+
+def _latex_name(name: str) -> str:
+    base = name.rstrip("0123456789")
+    digits = name[len(base) :]
+    if base.startswith("d") and len(base) > 1:
+        base = "d" + base[1:]
+    return base + (f"_{{{digits}}}" if digits else "")
+
+
+def _axis_text(x: Sym, axes: tuple[int, ...], latex: bool) -> str:
+    nd = len(shape_of(x.args[0]))
+    if len(axes) == nd:
+        label = ""
+    elif nd == 2 and axes == (0,):
+        label = "rows"
+    elif nd == 2 and axes == (1,):
+        label = "cols"
+    else:
+        label = "axis " + ",".join(str(a) for a in axes)
+    if latex:
+        return r"\textstyle\sum" + (rf"_{{\text{{{label}}}}}" if label else "") + " "
+    return "Σ" + ("_" + label.replace(" ", "") if label else "") + " "
+
+
+def render(x: Any, latex: bool = False) -> str:
+    """``x`` as text: ``dh ⊙ h ⊙ (1 − h)`` (or LaTeX: ``dh \\odot h \\odot (1 - h)``)."""
+    return _render(x, latex)[0]
+
+
+def _paren(text_prec: tuple[str, int], need: int, latex: bool) -> str:
+    text, prec = text_prec
+    if prec < need:
+        return (r"\left(" + text + r"\right)") if latex else f"({text})"
+    return text
+
+
+def _render(x: Any, latex: bool) -> tuple[str, int]:
+    if not isinstance(x, Sym):
+        v = np.asarray(x)
+        return (fmt_const(x), _ATOM) if v.ndim == 0 and float(v) >= 0 else (fmt_const(x), _PREFIX)
+    op, a = x.op, x.args
+    minus = "-" if latex else "−"
+    if op == "var":
+        return (_latex_name(x.name) if latex else x.name), _ATOM
+    if op == "const":
+        v = x.params[0]
+        text = fmt_const(v)
+        if v < 0:
+            return minus + text[1:], _PREFIX
+        return text, _ATOM
+    if op == "neg":
+        return minus + _paren(_render(a[0], latex), _MUL, latex), _PREFIX
+    if op in ("add", "sub"):
+        left = _paren(_render(a[0], latex), _ADD, latex)
+        right = _paren(_render(a[1], latex), _ADD + 1, latex)
+        return f"{left} {'+' if op == 'add' else minus} {right}", _ADD
+    if op == "mul":
+        factors = _factors(x)
+        parts = []
+        for f in factors:
+            r = _render(f, latex)
+            need = _MUL + 1 if not (isinstance(f, Sym) and f.op == "mul") else _MUL
+            parts.append(_paren(r, need, latex))
+        if is_const(factors[0]) and len(factors) > 1:
+            sep = r" \odot " if latex else " ⊙ "
+            return parts[0] + " " + sep.join(parts[1:]), _MUL
+        sep = r" \odot " if latex else " ⊙ "
+        scal = [p for p, f in zip(parts, factors) if shape_of(f) == ()]
+        rest = [p for p, f in zip(parts, factors) if shape_of(f) != ()]
+        if scal and rest:
+            return " ".join(scal) + " " + sep.join(rest), _MUL
+        return sep.join(parts), _MUL
+    if op == "div":
+        if latex:
+            return r"\frac{" + _render(a[0], True)[0] + "}{" + _render(a[1], True)[0] + "}", _ATOM
+        return f"{_paren(_render(a[0], False), _MUL, False)} / {_paren(_render(a[1], False), _MUL + 1, False)}", _MUL
+    if op == "matmul":
+        sep = r" \, " if latex else " · "
+        left = _paren(_render(a[0], latex), _MUL + 1, latex)
+        right = _paren(_render(a[1], latex), _MUL + 1, latex)
+        return left + sep + right, _MUL
+    if op == "pow":
+        base = _paren(_render(a[0], latex), _ATOM, latex)
+        if is_const(a[1]):
+            e = fmt_const(const_value(a[1]))
+            if latex:
+                return f"{base}^{{{e}}}", _POW
+            return base + e.translate(_SUPERSCRIPT), _POW
+        e = _render(a[1], latex)[0]
+        return (f"{base}^{{{e}}}" if latex else f"{base}^({e})"), _POW
+    if op == "transpose":
+        inner = _paren(_render(a[0], latex), _ATOM, latex)
+        if _is_T(x):
+            return inner + (r"^\top" if latex else "ᵀ"), _POSTFIX
+        return f"transpose({_render(a[0], latex)[0]}, {x.params[0]})", _ATOM
+    if op == "sum":
+        return _axis_text(x, x.params[0], latex) + _paren(_render(a[0], latex), _POSTFIX, latex), _PREFIX
+    if op in UNARY:
+        name = {"exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "sqrt": r"\sqrt", "sign": "sign"}
+        if latex and op == "sqrt":
+            return r"\sqrt{" + _render(a[0], True)[0] + "}", _ATOM
+        fn = name[op] if latex else op.replace("sqrt", "√")
+        return f"{fn}({_render(a[0], latex)[0]})" if not latex else rf"{fn}\left({_render(a[0], True)[0]}\right)", _ATOM
+    if op == "cmp":
+        sym = CMP[x.params[0]]
+        if latex:
+            sym = {"≥": r"\ge", "≤": r"\le", "≠": r"\ne"}.get(sym, sym)
+            return rf"\mathbb{{1}}[{_render(a[0], True)[0]} {sym} {_render(a[1], True)[0]}]", _ATOM
+        return f"[{_render(a[0], False)[0]} {sym} {_render(a[1], False)[0]}]", _ATOM
+    if op in ("reshape", "broadcast"):
+        what = "reshape" if op == "reshape" else "broadcast"
+        dims = "×".join(str(s) for s in x.params[0])
+        return f"{what}({_render(a[0], latex)[0]}, {dims})", _ATOM
+    if op == "getitem":
+        return f"{_paren(_render(a[0], latex), _ATOM, latex)}[{x.params[0]}]", _POSTFIX
+    if op == "outer":
+        left = _paren(_render(a[0], latex), _POSTFIX, latex)
+        right = _paren(_render(a[1], latex), _POSTFIX, latex)
+        return left + (r" \, " if latex else " ") + right + (r"^\top" if latex else "ᵀ"), _MUL
+    if op == "scatter":
+        return f"scatter({_render(a[0], latex)[0]})", _ATOM
+    if op == "where":
+        parts = ", ".join(_render(y, latex)[0] for y in a)
+        return f"where({parts})", _ATOM
+    if op == "prim":
+        p = x.params[0]
+        name = _FN.get(p.name, p.name)
+        if latex:
+            name = r"\sigma" if p.name == "sigmoid" else r"\operatorname{" + p.name.replace("_", r"\_") + "}"
+        inner = ", ".join(_render(y, latex)[0] for y in a)
+        extra = ""
+        static = x.params[1:]
+        if static and static[0] is not None and p.name in ("softmax", "log_softmax", "logsumexp", "mean", "max", "min"):
+            extra = f", axis={static[0][0] if len(static[0]) == 1 else static[0]}"
+        return f"{name}({inner}{extra})", _ATOM
+    return f"{op}({', '.join(_render(y, latex)[0] for y in a)})", _ATOM

@@ -1,0 +1,386 @@
+"""``cr.trace(output)``: the backward pass as data, one step per node in the order backprop visits it.
+
+Each :class:`Step` records the operation, its forward value, the upstream
+gradient arriving (with the branches it is the sum of, where the value fans
+out), and per input the local derivative (as a formula and, for elementwise
+operations, its value) and the gradient sent back.  The rules applied are the
+primitives' own VJP rules, the same the engine runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from ..autodiff import GraphFreedError, _deliver, _fit, _seed, toposort
+from ..graph import is_freed, node_of
+from ..numeric import NUMPY, SCALAR
+from ..primitive import Primitive
+from ..tensor import Tensor
+from .format import Table, fmt_const, fmt_value
+
+# Operations whose local derivative is a diagonal (one number per element), so its value can be shown.
+ELEMENTWISE = frozenset(
+    "add sub mul div neg pow abs exp log log1p sqrt sin cos tanh sigmoid relu maximum minimum where clip".split()
+)
+_INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}
+
+
+@dataclass
+class Edge:
+    """One input of a step: what it is, the local derivative, and the gradient sent to it."""
+
+    label: str  # the input's name, or the constant as written
+    value: Any  # its forward value
+    formula: str  # the local derivative, e.g. "-1/x²" ("" for a constant)
+    local: Any = None  # its value where it is elementwise, else None
+    grad: Any = None  # the gradient sent back (reduced to the input's shape); None for constants
+    constant: bool = False
+
+
+@dataclass
+class Step:
+    """One node of the backward pass."""
+
+    index: int
+    label: str
+    op: str  # primitive name
+    expression: str  # e.g. "1 / n8"
+    value: Any
+    upstream: Any
+    branches: list[tuple[str, Any]]  # (consumer, contribution): more than one where the value fans out
+    inputs: list[Edge]
+
+
+@dataclass
+class LeafGrad:
+    label: str
+    value: Any
+    grad: Any
+    branches: list[tuple[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Trace:
+    """The backward pass of ``output``: ``steps`` in backprop order, then the leaves' gradients."""
+
+    output: str
+    value: Any
+    steps: list[Step]
+    leaves: list[LeafGrad]
+    precision: int = 2
+
+    # --- lookups -----------------------------------------------------------------------
+    def step(self, label: str) -> Step:
+        for s in self.steps:
+            if s.label == label:
+                return s
+        raise KeyError(f"trace: no step named {label!r}; the steps are {[s.label for s in self.steps]}")
+
+    def steps_for(self, op: str) -> list[Step]:
+        return [s for s in self.steps if s.op == op]
+
+    def grad(self, label: str) -> Any:
+        for leaf in self.leaves:
+            if leaf.label == label:
+                return leaf.grad
+        raise KeyError(f"trace: no input named {label!r}; the inputs are {[v.label for v in self.leaves]}")
+
+    # --- rendering -----------------------------------------------------------------------
+    def tables(self) -> tuple[Table, Table]:
+        p = self.precision
+        rows = []
+        for s in self.steps:
+            upstream = fmt_value(s.upstream, p)
+            if len(s.branches) > 1:
+                upstream = " + ".join(fmt_value(v, p) for _, v in s.branches) + " = " + upstream
+            head = [str(s.index), s.label, s.expression, fmt_value(s.value, p), upstream]
+            first = True
+            for e in s.inputs:
+                if e.constant:
+                    continue
+                shown = e.local is not None and not _is_number(e.formula)
+                local = f"{e.formula} = {fmt_value(e.local, p)}" if shown else e.formula
+                edge = [f"{e.label} = {fmt_value(e.value, p)}", local, fmt_value(e.grad, p)]
+                rows.append((head if first else [""] * 5) + edge)
+                first = False
+            if not any(not e.constant for e in s.inputs):
+                rows.append(head + ["", "", ""])
+        steps = Table(
+            f"backward pass of {self.output} = {fmt_value(self.value, p)}, one step per node, output first",
+            ["step", "node", "operation", "value", "upstream grad", "input", "local grad", "grad to input"],
+            rows,
+        )
+        leaf_rows = []
+        for leaf in self.leaves:
+            g = fmt_value(leaf.grad, p)
+            if len(leaf.branches) > 1:
+                g = " + ".join(fmt_value(v, p) for _, v in leaf.branches) + " = " + g
+            leaf_rows.append([leaf.label, fmt_value(leaf.value, p), g])
+        leaves = Table(f"gradients of {self.output}", ["input", "value", f"d{self.output}/dinput"], leaf_rows)
+        return steps, leaves
+
+    def __str__(self) -> str:
+        a, b = self.tables()
+        return a.text() + "\n" + b.text()
+
+    def __repr__(self) -> str:
+        return f"<Trace of {self.output}: {len(self.steps)} steps, {len(self.leaves)} inputs>"
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        a, b = self.tables()
+        yield a.rich()
+        yield b.rich()
+
+    def to_markdown(self) -> str:
+        a, b = self.tables()
+        return a.markdown() + "\n\n" + b.markdown() + "\n"
+
+    def _repr_html_(self) -> str:
+        a, b = self.tables()
+        return a.html() + b.html()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- labels and formulas ---------------------------------------------------------------------
+
+
+def _index_text(index: Any) -> str:
+    items = index if isinstance(index, tuple) else (index,)
+    parts = []
+    for it in items:
+        if isinstance(it, slice):
+            parts.append(
+                (str(it.start) if it.start is not None else "")
+                + ":"
+                + (str(it.stop) if it.stop is not None else "")
+                + (f":{it.step}" if it.step is not None else "")
+            )
+        elif it is None:
+            parts.append("None")
+        elif it is Ellipsis:
+            parts.append("...")
+        elif isinstance(it, np.ndarray):
+            parts.append(str(it.tolist()) if it.size <= 6 else f"<{it.size} indices>")
+        else:
+            parts.append(str(it))
+    return ", ".join(parts)
+
+
+def expression(prim: Primitive, operands: list[str], params: tuple) -> str:
+    """How the operation reads with its operands' labels: ``1 / n8``, ``exp(n5)``, ``sum(h, axis=0)``."""
+    name = prim.name
+    if name in _INFIX and len(operands) == 2:
+        return f"{operands[0]} {_INFIX[name]} {operands[1]}"
+    if name == "neg":
+        return f"-{operands[0]}"
+    if name == "transpose":
+        return f"{operands[0]}ᵀ"
+    if name == "getitem":
+        return f"{operands[0]}[{_index_text(params[0])}]"
+    extra = []
+    if name in ("sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax") and params:
+        if params[0] is not None:
+            axis = params[0]
+            extra.append(f"axis={axis[0] if len(axis) == 1 else axis}")
+        if len(params) > 1 and params[1]:
+            extra.append("keepdims=True")
+    elif name in ("reshape", "broadcast_to") and params:
+        extra.append(str(tuple(params[0])))
+    return f"{name}({', '.join(list(operands) + extra)})"
+
+
+_LETTER = re.compile(r"(?<![A-Za-z_])([xyc])(?![A-Za-z_])")
+
+
+def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[Optional[Any]]) -> str:
+    """The local derivative of input ``i``, in terms of ``x`` (that input), constants and the other operands."""
+    if not prim.local:
+        return "?"
+    template = prim.local[0] if prim.variadic else (prim.local[i] if i < len(prim.local) else "?")
+    letters = ("c", "x", "y") if prim.name == "where" else ("x", "y")
+    if prim.name == "pow" and i == 0 and constants[1] is not None and np.ndim(constants[1]) == 0:
+        n = float(constants[1])
+        if n == 2:
+            return "2x"
+        m = fmt_const(n - 1)
+        return f"{fmt_const(n)}·x^{m}" if n - 1 != 1 else f"{fmt_const(n)}x"
+    subs: dict[str, str] = {}
+    for j, letter in enumerate(letters):
+        if j >= len(operands):
+            break
+        if j == i:
+            subs[letter] = "x"
+        else:
+            subs[letter] = fmt_const(constants[j]) if constants[j] is not None else operands[j]
+
+    def repl(m: re.Match) -> str:
+        return subs.get(m.group(1), m.group(1))
+
+    out = _LETTER.sub(repl, template)
+    return out.replace("--", "").replace("+-", "-")
+
+
+# --- the walk ------------------------------------------------------------------------------
+
+
+def _copy(v: Any) -> Any:
+    return v.copy() if isinstance(v, np.ndarray) else v
+
+
+def _namespace(out: Any, prim: Primitive) -> Any:
+    return SCALAR if (type(out) is float and prim.scalar_fwd is not None) else NUMPY
+
+
+def _call_rule(prim: Primitive, xp: Any, g: Any, out: Any, i: int, args: tuple) -> Any:
+    rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
+    with np.errstate(all="ignore"):
+        if prim.variadic:
+            return rule(xp, g, out, i, *args)
+        try:
+            return rule(xp, g, out, *args)
+        except (ArithmeticError, ValueError):
+            if xp is not SCALAR:
+                raise
+            return rule(NUMPY, np.float64(g), np.float64(out), *args)
+
+
+def _local_value(prim: Primitive, xp: Any, out: Any, i: int, args: tuple) -> Any:
+    if prim.name not in ELEMENTWISE:
+        return None
+    ones = 1.0 if type(out) is float else np.ones(np.shape(out), dtype=np.result_type(out))
+    try:
+        v = _call_rule(prim, xp, ones, out, i, args)
+    except Exception:
+        return None
+    if type(v) is not float:
+        v = np.broadcast_to(np.asarray(v, dtype=np.float64), np.shape(out)).copy()
+        if v.ndim == 0:
+            v = float(v)
+    return v
+
+
+def trace(
+    output: Tensor,
+    grad: Any = None,
+    *,
+    names: Optional[Mapping[str, Tensor]] = None,
+    accumulate: bool = True,
+    output_name: Optional[str] = None,
+    precision: int = 2,
+) -> Trace:
+    """Run the backward pass of ``output`` step by step and return it as a :class:`Trace`.
+
+    Use it *instead of* ``output.backward()``: by default it also accumulates the
+    gradients into the inputs' ``.grad`` as backward does (``accumulate=False``
+    leaves them alone, for example after ``backward(retain_graph=True)``).  The
+    graph is not freed, so ``cr.draw`` can follow.  ``names`` maps display names
+    to tensors (``{"x": x, "w": w}``); other inputs are called ``x1, x2, ...`` and
+    intermediate values ``n1, n2, ...`` in the order they were computed.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"trace: expected a Tensor, got {type(output).__name__}")
+    if is_freed(output):
+        raise GraphFreedError(
+            "trace: the graph of this tensor was freed by backward(). Call cr.trace(y) instead of y.backward() "
+            "(it runs the backward pass and fills .grad), or call y.backward(retain_graph=True) first and then "
+            "cr.trace(y, accumulate=False)."
+        )
+    try:
+        order = toposort([output])
+    except GraphFreedError:
+        raise GraphFreedError(
+            "trace: part of this graph was freed by an earlier backward(); recompute the forward pass, or use "
+            "backward(retain_graph=True) before tracing"
+        ) from None
+    seed = _seed(output, grad, False)
+
+    labels: dict[int, str] = {}
+    for name, t in (names or {}).items():
+        labels[id(t)] = name
+    out_label = output_name or labels.get(id(output), "out")
+    labels[id(output)] = out_label
+    counter = 0
+    leaf_order: list[Tensor] = []
+    leaf_ids: set[int] = set()
+    for t in reversed(order):  # forward order
+        if id(t) not in labels:
+            counter += 1
+            labels[id(t)] = f"n{counter}"
+        for inp in node_of(t).inputs:
+            if inp is not None and inp._node is None and inp.requires_grad and id(inp) not in leaf_ids:
+                leaf_ids.add(id(inp))
+                leaf_order.append(inp)
+    for k, leaf in enumerate(leaf_order, 1):
+        labels.setdefault(id(leaf), f"x{k}")
+    named = [id(t) for t in (names or {}).values()]
+    leaf_order.sort(key=lambda t: named.index(id(t)) if id(t) in named else len(named))
+
+    grads: dict[int, Any] = {id(output): seed}
+    branches: dict[int, list[tuple[str, Any]]] = {id(output): [("seed", seed)]}
+    steps: list[Step] = []
+    for t in order:
+        key = id(t)
+        g = grads.get(key)
+        if g is None:
+            continue
+        view = node_of(t)
+        prim, inputs, args = view.prim, view.inputs, view.args
+        nin = len(inputs)
+        operands = [labels[id(x)] if x is not None else fmt_const(args[j]) for j, x in enumerate(inputs)]
+        constants = [None if x is not None else args[j] for j, x in enumerate(inputs)]
+        out = t._data
+        xp = _namespace(out, prim)
+        edges = []
+        for i, inp in enumerate(inputs):
+            value = args[i]
+            if inp is None or not inp.requires_grad or not prim.differentiable(i):
+                edges.append(Edge(operands[i], _copy(value), "", constant=True))
+                continue
+            gi = _fit(_call_rule(prim, xp, g, out, i, args), value)
+            edge = Edge(
+                operands[i],
+                _copy(value),
+                local_formula(prim, i, operands, constants),
+                _local_value(prim, xp, out, i, args),
+                _copy(gi),
+            )
+            edges.append(edge)
+            ikey = id(inp)
+            grads[ikey] = gi if ikey not in grads else grads[ikey] + gi
+            branches.setdefault(ikey, []).append((labels[key], _copy(gi)))
+        steps.append(
+            Step(
+                len(steps) + 1,
+                labels[key],
+                prim.name,
+                expression(prim, operands, args[nin:]),
+                _copy(out),
+                _copy(g),
+                branches.get(key, []),
+                edges,
+            )
+        )
+
+    leaves = [
+        LeafGrad(labels[id(leaf)], _copy(leaf._data), _copy(grads[id(leaf)]), branches.get(id(leaf), []))
+        for leaf in leaf_order
+        if id(leaf) in grads
+    ]
+    if output._node is None and output.requires_grad:
+        leaves.append(LeafGrad(out_label, _copy(output._data), _copy(seed), []))
+    if accumulate:
+        delivered = {id(t): _copy(grads[id(t)]) for t in leaf_order if id(t) in grads}
+        _deliver(delivered, {id(t): t for t in leaf_order}, False)
+    return Trace(out_label, _copy(output._data), steps, leaves, precision)

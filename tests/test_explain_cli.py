@@ -1,0 +1,125 @@
+"""The chainrule command: explain and derive, their output and their exit codes."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chainrule.cli import main
+
+HAS_DOT = shutil.which("dot") is not None
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_no_command_explains_the_sigmoid_neuron(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "CS231n sigmoid neuron" in out
+    assert "f = 0.7311" in out
+    assert "df/dw0 = -0.1966" in out and "df/dx0 = 0.3932" in out and "df/dx1 = -0.5898" in out
+    assert "-1/x² = -0.53" in out and "exp(x) = 0.37" in out  # the step table
+
+
+def test_explain_without_expression_is_the_same_neuron(capsys):
+    assert main(["explain"]) == 0
+    assert "df/dw2 = 0.1966" in capsys.readouterr().out
+
+
+def test_explain_an_expression(capsys):
+    assert main(["explain", "(x + y) * z", "--at", "x=-2", "y=5", "z=-4"]) == 0
+    out = capsys.readouterr().out
+    assert "f = -12.0000" in out
+    assert "df/dx = -4.0000" in out and "df/dy = -4.0000" in out and "df/dz = 3.0000" in out
+
+
+def test_explain_a_tensor_expression(capsys):
+    assert main(["explain", "sum(W @ v)", "--at", "W=[[1, 2], [3, 4]]", "v=[1, -1]"]) == 0
+    out = capsys.readouterr().out
+    assert "f = -2.0000" in out and "df/dv = [4., 6.]" in out and "2×2" in out
+
+
+def test_explain_markdown(capsys):
+    assert main(["explain", "x * x", "--at", "x=3", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| step | node |" in out and "3.00 + 3.00 = 6.00" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["explain", "x.__class__", "--at", "x=1"], "attribute access"),
+        (["explain", "x +", "--at", "x=1"], "invalid syntax"),
+        (["explain", "x + y", "--at", "x=1"], "missing value for y"),
+        (["explain", "x", "--at", "x=1", "q=2"], "unknown name 'q'"),
+        (["explain", "foo(x)", "--at", "x=1"], "unknown function 'foo'"),
+        (["explain", "W @ v", "--at", "W=[[1, 2]]", "v=[1, 2, 3]"], "matmul"),
+        (["explain", "x ** 100000", "--at", "x=1"], "too large"),
+        (["explain", "x", "--at", "x=abc"], "expected a number"),
+        (["explain", "x", "--at", "x"], "NAME=VALUE"),
+        (["explain", "2 * 3"], "no variables"),
+        (["explain", "x", "--at", "x=1", "--svg", "g.jpeg"], "must end in .svg, .png"),
+        (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3"], "missing shape for a"),
+        (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3", "a=4x1"], "matmul"),
+        (["derive", "z = W @ a; E = sum(z)", "--shape", "W=2x3.5", "a=3x1"], "write the shape as numbers"),
+        (["derive", "z = lambda: 1", "--shape", "W=2x3"], "lambda"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, argv, fragment):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+
+
+def test_derive_default_and_latex(capsys):
+    assert main(["derive"]) == 0
+    out = capsys.readouterr().out
+    assert "dz = dh ⊙ h ⊙ (1 − h)" in out and "dW = dz · aᵀ" in out and "da = Wᵀ · dz" in out
+    assert "checked on random inputs: max relative error" in out
+    assert main(["derive", "z = W @ a + b; h = sigmoid(z); E = sum(h)", "--shape", "W=64x32", "a=32x1", "b=64x1"]) == 0
+    assert "64×32" in capsys.readouterr().out
+    assert main(["derive", "--latex"]) == 0
+    assert r"dz &= dh \odot h \odot" in capsys.readouterr().out
+
+
+def test_derive_batched(capsys):
+    assert main(["derive", "z = a @ W.T + b; E = sum(relu(z))", "--shape", "a=4x3", "W=5x3", "b=5"]) == 0
+    out = capsys.readouterr().out
+    assert "db = Σ_rows dz" in out
+
+
+def test_explain_writes_the_drawing(tmp_path, capsys):
+    dot = tmp_path / "g.dot"
+    assert main(["explain", "--svg", str(dot)]) == 0
+    assert "drawing written to" in capsys.readouterr().out
+    assert "1/x" in dot.read_text()
+    if HAS_DOT:  # CI installs Graphviz; elsewhere only this assertion is skipped
+        svg = tmp_path / "g.svg"
+        assert main(["explain", "(x+y)*z", "--at", "x=-2", "y=5", "z=-4", "--svg", str(svg)]) == 0
+        assert "<svg" in svg.read_text()
+
+
+def test_python_dash_m():
+    run = subprocess.run(
+        [sys.executable, "-m", "chainrule", "explain", "x*y", "--at", "x=2", "y=3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": SRC, "PATH": ""},
+    )
+    assert run.returncode == 0 and "df/dx = 3.0000" in run.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "chainrule", "explain", "x.y", "--at", "x=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": SRC, "PATH": ""},
+    )
+    assert bad.returncode == 2 and "attribute access" in bad.stderr
+
+
+def test_derive_with_a_symbolic_batch(capsys):
+    assert main(["derive", "z = a @ W.T + b; E = sum(tanh(z))", "--shape", "a=Bx3", "W=5x3", "b=5"]) == 0
+    out = capsys.readouterr().out
+    assert "dW = dzᵀ · a" in out and "B×3" in out and "with B = 7" in out

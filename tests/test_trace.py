@@ -1,0 +1,163 @@
+"""cr.trace: the backward pass step by step, checked against the CS231n lecture numbers and against torch."""
+
+import numpy as np
+import pytest
+import torch
+
+import chainrule as cr
+from chainrule.explain.parse import evaluate, parse_expression
+
+NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
+NEURON_AT = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
+
+
+def neuron():
+    env = {k: cr.tensor(v, requires_grad=True) for k, v in NEURON_AT.items()}
+    f = evaluate(parse_expression(NEURON), env)
+    return f, env
+
+
+def r2(x):
+    return round(float(x), 2)
+
+
+def only_input(step):
+    live = [e for e in step.inputs if not e.constant]
+    assert len(live) == 1
+    return live[0]
+
+
+def test_sigmoid_neuron_reproduces_the_lecture_node_by_node():
+    f, env = neuron()
+    tr = cr.trace(f, names=env, output_name="f")
+    ops = [s.op for s in tr.steps]
+    assert ops == ["div", "add", "exp", "neg", "add", "add", "mul", "mul"]
+
+    inv = tr.steps[0]  # the 1/x gate
+    e = only_input(inv)
+    assert (r2(e.value), r2(inv.upstream), r2(e.local), r2(e.grad)) == (1.37, 1.0, -0.53, -0.53)
+    assert e.formula == "-1/x²"
+
+    plus1 = tr.steps[1]
+    e = only_input(plus1)
+    assert (r2(plus1.upstream), r2(e.local), r2(e.grad)) == (-0.53, 1.0, -0.53)
+
+    ex = tr.steps[2]
+    e = only_input(ex)
+    assert (r2(ex.upstream), r2(e.local), r2(e.grad)) == (-0.53, 0.37, -0.2)
+    assert e.formula == "exp(x)"
+
+    neg = tr.steps[3]
+    e = only_input(neg)
+    assert (r2(neg.upstream), r2(e.local), r2(e.grad)) == (-0.2, -1.0, 0.2)
+
+    for add in tr.steps[4:6]:  # add gates distribute
+        assert r2(add.upstream) == 0.2
+        assert [r2(e.grad) for e in add.inputs] == [0.2, 0.2]
+
+    grads = {leaf.label: r2(leaf.grad) for leaf in tr.leaves}
+    assert grads == {"w0": -0.2, "x0": 0.39, "w1": -0.39, "x1": -0.59, "w2": 0.2}
+    # mul gates swap: dw0 = x0 * upstream (the two gates may come in either order)
+    mul = next(s for s in tr.steps[6:] if s.expression == "w0 * x0")
+    assert [e.formula for e in mul.inputs] == ["x0", "w0"]
+
+
+def test_trace_instead_of_backward_fills_grad_like_backward():
+    f, env = neuron()
+    cr.trace(f, names=env)
+    g, env2 = neuron()
+    g.backward()
+    for k in env:
+        assert env[k].grad.item() == env2[k].grad.item()
+
+
+def test_accumulate_false_and_after_retained_backward():
+    f, env = neuron()
+    f.backward(retain_graph=True)
+    before = {k: t.grad.item() for k, t in env.items()}
+    tr = cr.trace(f, names=env, accumulate=False)
+    assert {k: t.grad.item() for k, t in env.items()} == before
+    assert {leaf.label: leaf.grad for leaf in tr.leaves} == pytest.approx(before, rel=1e-15)
+
+
+def test_after_plain_backward_the_error_says_what_to_do():
+    f, _ = neuron()
+    f.backward()
+    with pytest.raises(cr.GraphFreedError, match=r"instead of y\.backward\(\)"):
+        cr.trace(f)
+
+
+def test_fan_out_shows_the_sum_of_the_branches():
+    x = cr.tensor(3.0, requires_grad=True)
+    y = x * x + x
+    tr = cr.trace(y, names={"x": x})
+    leaf = tr.leaves[0]
+    assert len(leaf.branches) == 3  # x*x sends two branches, + sends one
+    assert sum(v for _, v in leaf.branches) == pytest.approx(leaf.grad)
+    assert leaf.grad == 7.0 and x.grad.item() == 7.0
+    assert "1.00 + 3.00 + 3.00 = 7.00" in str(tr)
+
+
+def test_intermediate_fan_out():
+    x = cr.tensor(0.5, requires_grad=True)
+    h = cr.tanh(x)
+    y = h * h
+    tr = cr.trace(y, names={"x": x, "h": h})
+    step = tr.step("h")
+    assert len(step.branches) == 2
+    assert step.upstream == pytest.approx(2 * np.tanh(0.5))
+
+
+def test_tensors_show_shapes_and_small_values_and_match_torch():
+    rng = np.random.default_rng(1)
+    W0, x0 = rng.standard_normal((2, 3)), rng.standard_normal(3)
+    W, x = cr.tensor(W0, requires_grad=True), cr.tensor(x0, requires_grad=True)
+    f = cr.sum(cr.tanh(W @ x))
+    tr = cr.trace(f, names={"W": W, "x": x})
+    text = str(tr)
+    assert "2×3" in text and "2 [" in text  # the 2-vector shows its values
+    Wt, xt = torch.tensor(W0, requires_grad=True), torch.tensor(x0, requires_grad=True)
+    torch.tanh(Wt @ xt).sum().backward()
+    np.testing.assert_allclose(tr.grad("W"), Wt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(W.grad.data, Wt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(tr.grad("x"), xt.grad.numpy(), rtol=1e-12)
+    tanh_step = tr.steps_for("tanh")[0]
+    np.testing.assert_allclose(tanh_step.inputs[0].local, 1 - np.tanh(W0 @ x0) ** 2, rtol=1e-12)
+
+
+def test_large_tensors_are_shown_by_shape():
+    z = cr.tensor(np.zeros((100, 40)), requires_grad=True)
+    tr = cr.trace(cr.sum(cr.sigmoid(z)), names={"z": z})
+    assert "100×40 array" in str(tr)
+
+
+def test_markdown_and_html():
+    f, env = neuron()
+    tr = cr.trace(f, names=env, output_name="f")
+    md = tr.to_markdown()
+    assert md.count("\n| ") >= 12 and "| 1 | f | 1 / n" in md and "-1/x² = -0.53" in md
+    html = tr._repr_html_()
+    assert html.count("<table>") == 2 and "-0.53" in html and "&" not in html.replace("&lt;", "").replace("&gt;", "")
+
+
+def test_non_scalar_output_needs_a_seed():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    with pytest.raises(RuntimeError, match="scalar"):
+        cr.trace(y)
+    tr = cr.trace(y, np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(tr.leaves[0].grad, [3.0, 30.0])
+
+
+def test_output_without_graph():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        cr.trace(cr.tensor(1.0))
+
+
+def test_plain_text_without_rich(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails as if rich were not installed
+    f, env = neuron()
+    text = str(cr.trace(f, names=env, output_name="f"))
+    assert "┃" not in text and "-1/x² = -0.53" in text and "step  node" in text
