@@ -1,0 +1,305 @@
+"""Shared pieces of the benchmark suite: timing, peers, child processes, the table and the JSON file.
+
+Imported by bench/run.py after the thread variables are set.  Times are medians of
+interleaved repeats: every library runs once per round, so a burst of load from
+another process on this shared machine hits all of them alike and the ratios hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import gc
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+
+PEER_MODULES = {"torch": "torch", "jax": "jax", "autograd": "autograd", "micrograd": "micrograd.engine"}
+
+
+@dataclasses.dataclass
+class Context:
+    """What every workload gets: run size and where things are."""
+
+    quick: bool
+    threads: int
+    repo: str
+    bench_dir: str
+    skipped: dict = dataclasses.field(default_factory=dict)
+
+    def peer(self, name: str) -> Optional[Any]:
+        """The peer's module, or None (with a note kept for the report) when it cannot be imported."""
+        try:
+            return importlib.import_module(PEER_MODULES[name])
+        except Exception as exc:  # ImportError, or a broken install
+            self.skipped[name] = f"{type(exc).__name__}: {exc}"
+            return None
+
+
+# --- environment -----------------------------------------------------------------------
+def pin_threads(n: int) -> None:
+    """Pin torch and every BLAS that threadpoolctl can see to n threads (env vars are set earlier)."""
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+        if torch.get_num_interop_threads() != n:
+            try:
+                torch.set_num_interop_threads(n)
+            except RuntimeError:
+                pass  # only settable before the first parallel work; harmless here
+    except ImportError:
+        pass
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(n)
+    except ImportError:
+        pass
+
+
+def blas_info() -> list[dict]:
+    """threadpoolctl's view of the loaded BLAS / OpenMP libraries (which kernel, how many threads)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return [{"note": "threadpoolctl not installed"}]
+    keep = ("user_api", "internal_api", "version", "architecture", "num_threads", "threading_layer", "filepath")
+    return [{k: lib.get(k) for k in keep} for lib in threadpoolctl.threadpool_info()]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git(repo: str, *args: str) -> str:
+    try:
+        out = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def versions(ctx: Context) -> dict:
+    import chainrule
+
+    out = {"python": platform.python_version(), "numpy": np.__version__, "chainrule": chainrule.__version__}
+    out["chainrule_path"] = os.path.dirname(chainrule.__file__)
+    for name in PEER_MODULES:
+        mod = ctx.peer(name)
+        if mod is None:
+            out[name] = None
+            continue
+        top = sys.modules[name]
+        out[name] = getattr(top, "__version__", None)
+        if out[name] is None:
+            try:
+                from importlib.metadata import version
+
+                out[name] = version(name)
+            except Exception:
+                out[name] = "unknown"
+    return out
+
+
+def environment_info(ctx: Context, env_changes: dict) -> dict:
+    ver = versions(ctx)  # imports every peer, so threadpoolctl sees all their BLAS libraries
+    pin_threads(ctx.threads)
+    return {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpu": _cpu_model(), "nproc": os.cpu_count(), "platform": platform.platform()},
+        "loadavg_before": os.getloadavg(),
+        "threads": ctx.threads,
+        "quick": ctx.quick,
+        "git": {
+            "branch": _git(ctx.repo, "rev-parse", "--abbrev-ref", "HEAD"),
+            "commit": _git(ctx.repo, "rev-parse", "HEAD"),
+        },
+        "versions": ver,
+        "blas_safety_vars_now": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+        "env_changes": env_changes,
+        "threadpoolctl": blas_info(),
+        "skipped_peers": ctx.skipped,
+    }
+
+
+def print_header(info: dict) -> None:
+    m = info["machine"]
+    print(f"chainrule benchmark suite  {info['date_utc']} UTC  ({'quick' if info['quick'] else 'full'} run)")
+    print(f"machine: {m['cpu']}, {m['nproc']} cores; load average {tuple(round(x, 2) for x in info['loadavg_before'])}")
+    print(f"threads: {info['threads']}   git: {info['git']['branch']} {info['git']['commit'][:10]}")
+    v = info["versions"]
+    print("versions: " + ", ".join(f"{k} {v[k]}" for k in v if k != "chainrule_path"))
+    print(f"chainrule from: {v['chainrule_path']}")
+    print(f"OPENBLAS_CORETYPE/L2_SIZE now: {info['blas_safety_vars_now']}; removed: {info['env_changes']}")
+    for lib in info["threadpoolctl"]:
+        if "internal_api" in lib:
+            print(
+                f"  {lib['internal_api']} {lib['version']} kernel={lib['architecture']} "
+                f"threads={lib['num_threads']} ({os.path.basename(lib['filepath'] or '')})"
+            )
+    for name, why in info["skipped_peers"].items():
+        print(f"  peer {name} SKIPPED: {why}")
+
+
+def load_workload(name: str) -> Any:
+    return importlib.import_module(f"workloads.{name}")
+
+
+# --- timing ----------------------------------------------------------------------------
+def compare(fns: dict[str, Callable[[], Any]], warmup: int, repeat: int, block: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function, `repeat` timed calls each.
+
+    Every function is warmed up, then the libraries take turns in rounds: per round
+    each runs one untimed call and then `block` timed calls, with a short pause when
+    switching.  Rounds spread slow drifts of machine load over all libraries; the
+    untimed call and the pause keep one library's idle BLAS / OpenMP / Eigen worker
+    threads (which spin for a while after each parallel region) from stealing the
+    two cores from the next library's timed calls.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    gc.collect()
+    while any(len(t) < repeat for t in times.values()):
+        for name, fn in fns.items():
+            time.sleep(0.02)
+            fn()
+            for _ in range(min(block, repeat - len(times[name]))):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def stats(ts: list[float]) -> dict:
+    q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
+    return {"median": statistics.median(ts), "min": min(ts), "q1": q[0], "q3": q[2], "n": len(ts)}
+
+
+def run_child(ctx: Context, *args: str, timeout: float = 600) -> dict:
+    """Run `python bench/child.py ARGS` in a fresh process and return the JSON it prints last."""
+    cmd = [sys.executable, os.path.join(ctx.bench_dir, "child.py"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"child {' '.join(args)} exited {proc.returncode}: {' | '.join(tail)}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- rows, table, JSON -----------------------------------------------------------------
+def row(
+    workload: str,
+    library: str,
+    value: Optional[float],
+    unit: str,
+    *,
+    metric: str = "time",
+    ratio: Optional[float] = None,
+    target: Optional[float] = None,
+    extra: Optional[dict] = None,
+    note: str = "",
+) -> dict:
+    """One line of the table: `ratio` is chainrule / this library (lower is better for chainrule)."""
+    met = None if (ratio is None or target is None) else bool(ratio <= target)
+    return {
+        "workload": workload,
+        "library": library,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "extra": extra or {},
+        "note": note,
+    }
+
+
+def rows_vs(
+    workload: str, values: dict[str, Optional[float]], unit: str, targets: dict[str, float], **kw: Any
+) -> list[dict]:
+    """Rows for chainrule and each peer, with ratios chainrule/peer and the targets that apply."""
+    extras = kw.pop("extras", {})
+    notes = kw.pop("notes", {})
+    base = values.get("chainrule")
+    out = []
+    for lib, v in values.items():
+        ratio = None
+        if lib != "chainrule" and base is not None and v:
+            ratio = base / v
+        out.append(
+            row(
+                workload,
+                lib,
+                v,
+                unit,
+                ratio=ratio,
+                target=targets.get(lib),
+                extra=extras.get(lib),
+                note=notes.get(lib, ""),
+                **kw,
+            )
+        )
+    return out
+
+
+def _fmt_value(v: Optional[float], unit: str) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:.0f} {unit}"
+    if abs(v) >= 10:
+        return f"{v:.1f} {unit}"
+    return f"{v:.3g} {unit}"
+
+
+def format_row(r: dict) -> str:
+    ratio = "" if r["ratio"] is None else f"ratio {r['ratio']:.3g}"
+    target = "" if r["target"] is None else f"target <= {r['target']:.3g} -> {'MET' if r['met'] else 'not met'}"
+    return (
+        f"{r['library']:<16} {r['metric']:<12} {_fmt_value(r['value'], r['unit']):>14}  {ratio}  {target}  {r['note']}"
+    )
+
+
+def table(rows: list[dict]) -> str:
+    """A Markdown table (it reads as plain text too): one line per workload, library and metric."""
+    head = "| workload | library | metric | median | chainrule / peer | target | met? |"
+    lines = [head, "|---|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.3g}"
+        target = "" if r["target"] is None else f"<= {r['target']:.3g}"
+        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        value = _fmt_value(r["value"], r["unit"])
+        if r["note"]:
+            value = f"{value} ({r['note']})"
+        lines.append(f"| {r['workload']} | {r['library']} | {r['metric']} | {value} | {ratio} | {target} | {met} |")
+    return "\n".join(lines)
+
+
+def write_json(path: Optional[str], info: dict, rows: list[dict], ctx: Context) -> str:
+    if path is None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = os.path.join(ctx.bench_dir, "results", f"bench-{stamp}{'-quick' if ctx.quick else ''}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    info["skipped_peers"] = ctx.skipped
+    with open(path, "w") as f:
+        json.dump({"info": info, "rows": rows}, f, indent=1, default=str)
+    return path
