@@ -163,15 +163,27 @@ def load_workload(name: str) -> Any:
 
 
 # --- timing ----------------------------------------------------------------------------
-def compare(fns: dict[str, Callable[[], Any]], warmup: int, repeat: int, block: int = 1) -> dict[str, list[float]]:
+def compare(
+    fns: dict[str, Callable[[], Any]],
+    warmup: int,
+    repeat: int,
+    block: int = 1,
+    settle: bool = True,
+    cpu: Optional[dict[str, list[float]]] = None,
+) -> dict[str, list[float]]:
     """Seconds per call of each function, `repeat` timed calls each.
 
-    Every function is warmed up, then the libraries take turns in rounds: per round
-    each runs one untimed call and then `block` timed calls, with a short pause when
-    switching.  Rounds spread slow drifts of machine load over all libraries; the
-    untimed call and the pause keep one library's idle BLAS / OpenMP / Eigen worker
-    threads (which spin for a while after each parallel region) from stealing the
-    two cores from the next library's timed calls.
+    Every function is warmed up, then the libraries take turns in rounds of `block`
+    timed calls each.  Rounds spread slow drifts of machine load over all libraries.
+    With `settle` (for multi-threaded work), each turn starts with a short pause and
+    one untimed call, so that one library's idle BLAS / OpenMP / Eigen worker threads
+    (which spin for a while after each parallel region) do not steal the cores from
+    the next library's timed calls; without it, round-robin timing of BLAS-heavy
+    steps made PyTorch look up to ~10x slower on the 2-core machine.
+
+    If `cpu` is given, it receives each call's process CPU time (all threads): for
+    single-threaded work, CPU time well below wall time means other processes held
+    the core.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -180,12 +192,16 @@ def compare(fns: dict[str, Callable[[], Any]], warmup: int, repeat: int, block: 
     gc.collect()
     while any(len(t) < repeat for t in times.values()):
         for name, fn in fns.items():
-            time.sleep(0.02)
-            fn()
+            if settle:
+                time.sleep(0.02)
+                fn()
             for _ in range(min(block, repeat - len(times[name]))):
+                c0 = time.process_time()
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
+                if cpu is not None:
+                    cpu.setdefault(name, []).append(time.process_time() - c0)
     return times
 
 
@@ -245,6 +261,10 @@ def rows_vs(
         ratio = None
         if lib != "chainrule" and base is not None and v:
             ratio = base / v
+        ex = extras.get(lib) or {}
+        if ex.get("cpu_median") and ex.get("median"):
+            cpu_note = f"cpu {ex['cpu_median'] / ex['median']:.0%}"  # below 100% single-threaded: core was shared
+            notes = {**notes, lib: f"{notes[lib]}, {cpu_note}" if notes.get(lib) else cpu_note}
         out.append(
             row(
                 workload,

@@ -168,11 +168,13 @@ def run(ctx: Any) -> list[dict]:
         if not np.allclose(got, ref, rtol=1e-4, atol=1e-5):
             raise AssertionError(f"mlp_step: {name} losses {got} differ from chainrule's {ref}")
     warmup, repeat = (2, 10) if ctx.quick else (5, 40)
-    times = compare(fns, warmup, repeat, block=5)
+    cpu: dict[str, list[float]] = {}
+    times = compare(fns, warmup, repeat, block=5, cpu=cpu)
     st = {}
     for k, v in times.items():
         s = {kk: (vv * 1e3 if kk != "n" else vv) for kk, vv in stats(v).items()}
         s["gflops"] = FLOPS / (s["median"] / 1e3) / 1e9
+        s["cpu_median"] = stats(cpu[k])["median"] * 1e3  # all threads: up to threads x wall
         st[k] = s
     st["chainrule"]["check_first_two_losses"] = list(ref)
     values = {k: s["median"] for k, s in st.items()}

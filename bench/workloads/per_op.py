@@ -98,7 +98,10 @@ def run(ctx: Any) -> list[dict]:
         if not np.allclose(got, ref, rtol=1e-4, atol=1e-6):
             raise AssertionError(f"per_op: {name} gradient {got} differs from chainrule's {ref}")
     warmup, repeat = (2, 10) if ctx.quick else (5, 40)
-    times = compare(fns, warmup, repeat, block=5)
+    cpu: dict[str, list[float]] = {}
+    times = compare(fns, warmup, repeat, block=5, cpu=cpu)
     st = {k: {kk: (vv * 1e6 / OPS if kk != "n" else vv) for kk, vv in stats(v).items()} for k, v in times.items()}
+    for k in st:
+        st[k]["cpu_median"] = stats(cpu[k])["median"] * 1e6 / OPS
     values = {k: s["median"] for k, s in st.items()}
     return rows_vs("per_op", values, "us/op", {"torch eager": 0.5}, extras=st)

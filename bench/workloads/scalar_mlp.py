@@ -140,8 +140,11 @@ def run(ctx: Any) -> list[dict]:
         if not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(got, ref)):
             raise AssertionError(f"scalar_mlp: {name} losses {got} differ from chainrule's {ref}")
     warmup, repeat = (0, 3) if ctx.quick else (1, 7)
-    times = compare(fns, warmup, repeat)
+    cpu: dict[str, list[float]] = {}
+    times = compare(fns, warmup, repeat, settle=False, cpu=cpu)
     st = {k: stats(v) for k, v in times.items()}
+    for k in st:
+        st[k]["cpu_median"] = stats(cpu[k])["median"]
     values = {k: s["median"] for k, s in st.items()}
     targets = {"micrograd": 1 / 5, "torch 0-d": 1 / 3}
     st["chainrule"]["check_first_two_losses"] = list(ref)
