@@ -170,6 +170,7 @@ def compare(
     block: int = 1,
     settle: bool = True,
     cpu: Optional[dict[str, list[float]]] = None,
+    timed_collect: bool = False,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, `repeat` timed calls each.
 
@@ -181,6 +182,16 @@ def compare(
     the next library's timed calls; without it, round-robin timing of BLAS-heavy
     steps made PyTorch look up to ~10x slower on the 2-core machine.
 
+    Before timing, every object alive (the imported libraries, the models) is moved
+    out of the garbage collector's sight with gc.freeze(): otherwise each full
+    collection walks torch's and JAX's module objects too, which made chainrule's and
+    micrograd's scalar steps up to ~2x slower than in a process that imports neither.
+    Garbage made by the timed calls themselves is still collected as usual, and a
+    gc.collect() (untimed) at every switch of library keeps one library's cyclic
+    garbage (micrograd's graphs are cycles) from being collected on the next one's
+    clock.  With `timed_collect`, a gc.collect() after each call is timed as part of
+    the call, so each library pays for all of its own garbage in its own time.
+
     If `cpu` is given, it receives each call's process CPU time (all threads): for
     single-threaded work, CPU time well below wall time means other processes held
     the core.
@@ -190,8 +201,26 @@ def compare(
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     gc.collect()
+    gc.freeze()
+    try:
+        _rounds(fns, repeat, block, settle, times, cpu, timed_collect)
+    finally:
+        gc.unfreeze()
+    return times
+
+
+def _rounds(
+    fns: dict[str, Callable[[], Any]],
+    repeat: int,
+    block: int,
+    settle: bool,
+    times: dict[str, list[float]],
+    cpu: Optional[dict[str, list[float]]],
+    timed_collect: bool,
+) -> None:
     while any(len(t) < repeat for t in times.values()):
         for name, fn in fns.items():
+            gc.collect()  # the previous library's cyclic garbage is not this one's to collect
             if settle:
                 time.sleep(0.02)
                 fn()
@@ -199,10 +228,11 @@ def compare(
                 c0 = time.process_time()
                 t0 = time.perf_counter()
                 fn()
+                if timed_collect:
+                    gc.collect()
                 times[name].append(time.perf_counter() - t0)
                 if cpu is not None:
                     cpu.setdefault(name, []).append(time.process_time() - c0)
-    return times
 
 
 def stats(ts: list[float]) -> dict:

@@ -141,7 +141,7 @@ def run(ctx: Any) -> list[dict]:
             raise AssertionError(f"scalar_mlp: {name} losses {got} differ from chainrule's {ref}")
     warmup, repeat = (0, 3) if ctx.quick else (1, 7)
     cpu: dict[str, list[float]] = {}
-    times = compare(fns, warmup, repeat, settle=False, cpu=cpu)
+    times = compare(fns, warmup, repeat, settle=False, cpu=cpu, timed_collect=True)
     st = {k: stats(v) for k, v in times.items()}
     for k in st:
         st[k]["cpu_median"] = stats(cpu[k])["median"]
