@@ -235,9 +235,11 @@ def _rounds(
                     cpu.setdefault(name, []).append(time.process_time() - c0)
 
 
-def stats(ts: list[float]) -> dict:
+def stats(ts: list[float], scale: float = 1.0) -> dict:
+    """Median, min, quartiles and every sample, each multiplied by `scale` (to ms, us per op...)."""
+    ts = [t * scale for t in ts]
     q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-    return {"median": statistics.median(ts), "min": min(ts), "q1": q[0], "q3": q[2], "n": len(ts)}
+    return {"median": statistics.median(ts), "min": min(ts), "q1": q[0], "q3": q[2], "n": len(ts), "samples": ts}
 
 
 def run_child(ctx: Context, *args: str, timeout: float = 600) -> dict:

@@ -172,9 +172,9 @@ def run(ctx: Any) -> list[dict]:
     times = compare(fns, warmup, repeat, block=5, cpu=cpu)
     st = {}
     for k, v in times.items():
-        s = {kk: (vv * 1e3 if kk != "n" else vv) for kk, vv in stats(v).items()}
+        s = stats(v, 1e3)
         s["gflops"] = FLOPS / (s["median"] / 1e3) / 1e9
-        s["cpu_median"] = stats(cpu[k])["median"] * 1e3  # all threads: up to threads x wall
+        s["cpu_median"] = stats(cpu[k], 1e3)["median"]  # all threads: up to threads x wall
         st[k] = s
     st["chainrule"]["check_first_two_losses"] = list(ref)
     values = {k: s["median"] for k, s in st.items()}

@@ -100,8 +100,8 @@ def run(ctx: Any) -> list[dict]:
     warmup, repeat = (2, 10) if ctx.quick else (5, 40)
     cpu: dict[str, list[float]] = {}
     times = compare(fns, warmup, repeat, block=5, cpu=cpu)
-    st = {k: {kk: (vv * 1e6 / OPS if kk != "n" else vv) for kk, vv in stats(v).items()} for k, v in times.items()}
+    st = {k: stats(v, 1e6 / OPS) for k, v in times.items()}
     for k in st:
-        st[k]["cpu_median"] = stats(cpu[k])["median"] * 1e6 / OPS
+        st[k]["cpu_median"] = stats(cpu[k], 1e6 / OPS)["median"]
     values = {k: s["median"] for k, s in st.items()}
     return rows_vs("per_op", values, "us/op", {"torch eager": 0.5}, extras=st)
