@@ -49,7 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run.py", description="chainrule vs its peers, side by side.")
     p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (a smoke run, not for numbers)")
     p.add_argument("--only", action="append", choices=WORKLOADS, metavar="WORKLOAD", help=f"one of {WORKLOADS}")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for BLAS, torch and JAX")
+    threads_help = f"threads for BLAS, torch and JAX (default: all cores, {os.cpu_count()} here)"
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help=threads_help)
     p.add_argument("--json", metavar="PATH", help="results file (default bench/results/bench-<UTC stamp>.json)")
     p.add_argument(
         "--native-blas",
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             print("   " + common.format_row(r), flush=True)
         rows.extend(new_rows)
 
+    for peer, why in ctx.skipped.items():  # a missing peer must show in the table, not vanish from it
+        rows.append(common.row("(all)", peer, None, "", note=f"SKIPPED, not importable: {why}"))
     info["loadavg_after"] = os.getloadavg()
     print()
     print(common.table(rows))
