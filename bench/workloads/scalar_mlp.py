@@ -101,12 +101,17 @@ def make_torch_step(torch: Any) -> Callable[[ScalarMLP, int], float]:
     return torch_step
 
 
-def build(ctx: Any) -> dict[str, tuple[ScalarMLP, Callable]]:
+def build_chainrule() -> tuple[ScalarMLP, Callable]:
     import chainrule as cr
 
     x, y = two_moons()
+    return ScalarMLP(lambda v, g: cr.tensor(v, requires_grad=g), init_weights(), x, y), chainrule_step
+
+
+def build(ctx: Any) -> dict[str, tuple[ScalarMLP, Callable]]:
+    x, y = two_moons()
     w = init_weights()
-    models = {"chainrule": (ScalarMLP(lambda v, g: cr.tensor(v, requires_grad=g), w, x, y), chainrule_step)}
+    models = {"chainrule": build_chainrule()}
     mg = ctx.peer("micrograd")
     if mg is not None:
         models["micrograd"] = (ScalarMLP(lambda v, g: mg.Value(v), w, x, y), micrograd_step)
