@@ -1,0 +1,30 @@
+"""Workload 4: peak memory, each case in a fresh process (bench/child.py).
+
+* sigmoid: ``sigmoid(x).sum()`` and backward, x a (100, 4096) float32 tensor (1.6 MiB)
+  that requires grad; the tensor is made after the baseline, so it counts.
+* mlp: 100 training steps of the mlp_step workload's model (784-512-512-10, batch 256,
+  float32, SGD; 20 steps with --quick); weights and batch exist before the baseline,
+  so the peak is gradients, activations, saved values and temporaries.
+
+Peak = resident memory high-water mark above a baseline taken after imports and setup
+(see child.py for the two methods).  Target: chainrule <= PyTorch on both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TITLE = "peak memory above baseline (fresh process each): sigmoid+sum backward on (100, 4096) f32, MLP steps"
+
+
+def run(ctx: Any) -> list[dict]:
+    from common import rows_vs, run_child
+
+    libs = ["chainrule"] + (["torch"] if ctx.peer("torch") is not None else [])
+    steps = 20 if ctx.quick else 100
+    rows = []
+    for case, args in (("sigmoid", ()), (f"mlp x{steps} steps", (str(steps),))):
+        results = {lib: run_child(ctx, "memory", case.split()[0], lib, *args) for lib in libs}
+        values = {lib: r["peak_mib"] for lib, r in results.items()}
+        rows += rows_vs(f"memory {case}", values, "MiB", {"torch": 1.0}, metric="peak RSS", extras=results)
+    return rows

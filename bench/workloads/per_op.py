@@ -1,0 +1,107 @@
+"""Workload 2: per-operation overhead.
+
+A chain of 333 iterations of ``h = tanh(h * 1.0001 + 0.0001)`` (999 small elementwise
+ops) on a float32 shape-(4,) input, then ``sum`` and a backward pass to the input.
+Reported: microseconds per op = (forward + backward time) / (3 * iterations).  With
+four elements the arithmetic is nothing, so this is the framework's own cost per op.
+
+Peers: PyTorch eager, HIPS autograd, and JAX eager (``jax.grad`` without ``jit``: every
+primitive is dispatched one by one).  All gradients must agree before timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+TITLE = "per-op overhead: 999-op chain tanh(h * 1.0001 + 0.0001) on shape (4,), forward + backward, us per op"
+ITERS = 333
+OPS = 3 * ITERS
+
+
+def chainrule_fn(x0: np.ndarray) -> Callable[[], np.ndarray]:
+    import chainrule as cr
+
+    x = cr.tensor(x0, requires_grad=True)
+
+    def go() -> np.ndarray:
+        x.grad = None
+        h = x
+        for _ in range(ITERS):
+            h = cr.tanh(h * 1.0001 + 0.0001)
+        h.sum().backward()
+        return x.grad.data
+
+    return go
+
+
+def torch_fn(torch: Any, x0: np.ndarray) -> Callable[[], np.ndarray]:
+    x = torch.tensor(x0, requires_grad=True)
+
+    def go() -> np.ndarray:
+        x.grad = None
+        h = x
+        for _ in range(ITERS):
+            h = torch.tanh(h * 1.0001 + 0.0001)
+        h.sum().backward()
+        return x.grad.numpy()
+
+    return go
+
+
+def autograd_fn(x0: np.ndarray) -> Callable[[], np.ndarray]:
+    import autograd
+    import autograd.numpy as anp
+
+    def f(x: Any) -> Any:
+        h = x
+        for _ in range(ITERS):
+            h = anp.tanh(h * 1.0001 + 0.0001)
+        return anp.sum(h)
+
+    g = autograd.grad(f)
+    return lambda: g(x0)
+
+
+def jax_fn(x0: np.ndarray) -> Callable[[], np.ndarray]:
+    import jax
+    import jax.numpy as jnp
+
+    def f(x: Any) -> Any:
+        h = x
+        for _ in range(ITERS):
+            h = jnp.tanh(h * 1.0001 + 0.0001)
+        return jnp.sum(h)
+
+    g = jax.grad(f)  # no jit: eager dispatch of every op
+    x = jnp.asarray(x0)
+    return lambda: np.asarray(g(x).block_until_ready())
+
+
+def run(ctx: Any) -> list[dict]:
+    from common import compare, rows_vs, stats
+
+    x0 = np.array([0.1, -0.5, 0.9, 2.0], dtype=np.float32)
+    fns = {"chainrule": chainrule_fn(x0)}
+    torch = ctx.peer("torch")
+    if torch is not None:
+        fns["torch eager"] = torch_fn(torch, x0)
+    if ctx.peer("autograd") is not None:
+        fns["HIPS autograd"] = autograd_fn(x0)
+    if ctx.peer("jax") is not None:
+        fns["JAX eager"] = jax_fn(x0)
+    ref = fns["chainrule"]()
+    for name, fn in fns.items():
+        got = fn()
+        if not np.allclose(got, ref, rtol=1e-4, atol=1e-6):
+            raise AssertionError(f"per_op: {name} gradient {got} differs from chainrule's {ref}")
+    warmup, repeat = (2, 10) if ctx.quick else (5, 40)
+    cpu: dict[str, list[float]] = {}
+    times = compare(fns, warmup, repeat, block=5, cpu=cpu)
+    st = {k: stats(v, 1e6 / OPS) for k, v in times.items()}
+    for k in st:
+        st[k]["cpu_median"] = stats(cpu[k], 1e6 / OPS)["median"]
+    values = {k: s["median"] for k, s in st.items()}
+    return rows_vs("per_op", values, "us/op", {"torch eager": 0.5}, extras=st)
