@@ -10,6 +10,7 @@ tensor(8.0)
 
 from __future__ import annotations
 
+from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .autodiff import GraphFreedError
 from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
@@ -71,6 +72,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "REGISTRY",
+    "AnomalyError",
     "GradcheckError",
     "GraphFreedError",
     "Primitive",
@@ -85,6 +87,7 @@ __all__ = [
     "clip",
     "concatenate",
     "cos",
+    "detect_anomaly",
     "custom_vjp",
     "divide",
     "dot",
@@ -92,6 +95,7 @@ __all__ = [
     "exp",
     "expand_dims",
     "grad",
+    "is_anomaly_enabled",
     "gradcheck",
     "is_grad_enabled",
     "jacobian",
