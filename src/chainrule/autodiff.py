@@ -60,6 +60,8 @@ def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
         inputs = node[1]
         if node[3] != _node_version(inputs):
             _raise_stale(node)
+        if t._version:  # the result itself was overwritten: its rule (and what flows through it) is stale
+            _raise_stale(node, output=True)
         push((t, True))
         for inp in inputs:
             if inp is not None and inp._node is not None and id(inp) not in seen:
@@ -68,12 +70,13 @@ def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     return order
 
 
-def _raise_stale(node: tuple) -> None:
+def _raise_stale(node: tuple, output: bool = False) -> None:
     shapes = ", ".join(str(inp.shape) for inp in node[1] if inp is not None)
+    what = "the result of" if output else "an input of"
+    when = "it was computed" if output else "it was used"
     raise RuntimeError(
-        f"backward: an input of '{node[0].name}' (input shapes {shapes}) was modified in place after "
-        "it was used, so the value saved for its gradient is stale. Modify a copy instead, or "
-        "modify it only after backward()."
+        f"backward: {what} '{node[0].name}' (input shapes {shapes}) was modified in place after {when}, "
+        "so the value saved for its gradient is stale. Modify a copy instead, or modify it only after backward()."
     )
 
 
@@ -271,6 +274,7 @@ def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: boo
             od = old._data
             if type(od) is ndarray and od.flags.writeable and od.shape == np.shape(g) and od.dtype == leaf.dtype:
                 np.add(od, g, out=od)
+                old._version += 1  # a graph that used this .grad as an operand must see the change
             else:
                 old._data = _norm(od + g)
 
