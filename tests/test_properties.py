@@ -1,0 +1,144 @@
+"""Property-based differential tests: random programs against PyTorch and float64 finite differences.
+
+Each generated program (see tests/strategies.py) runs three ways: chainrule at
+the program's dtype, PyTorch at the same dtype, and chainrule in float64 under
+central differences.  Forward values and gradients must agree within the
+tolerances below.  A failure prints (via ``note``) the shrunk program as
+runnable chainrule code.
+
+Run more examples with ``HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+import chainrule as cr
+from chainrule.graph import topological
+from chainrule.primitive import REGISTRY
+
+from .cases import CASES
+from .strategies import DTYPES, TEMPLATES, TORCH_NS, Program, programs
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|got - want| <= atol * scale + rtol * |want|``, scale = max(1, largest |want|)."""
+
+    torch_rtol: float  # chainrule vs PyTorch at the program's dtype
+    torch_atol: float
+    fd_rtol: float  # chainrule gradients vs float64 central differences
+    fd_atol: float
+    tie_margin: float  # kinks closer than this (but not exactly on them) skip the gradient comparison
+
+
+TOLERANCES = {
+    "float64": Tolerance(torch_rtol=1e-9, torch_atol=1e-11, fd_rtol=1e-5, fd_atol=1e-6, tie_margin=1e-6),
+    "float32": Tolerance(torch_rtol=1e-4, torch_atol=1e-4, fd_rtol=2e-3, fd_atol=2e-3, tie_margin=1e-3),
+}
+FD_EPS = 1e-6
+FD_MARGIN = 1e-3  # finite differences need every kink at least this far away
+
+
+def assert_close(got, want, rtol: float, atol: float, what: str) -> None:
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+    err = np.abs(got - want)
+    bound = atol * scale + rtol * np.abs(want)
+    bad = ~(err <= bound)
+    if bad.any():
+        i = np.unravel_index(int(np.argmax(np.where(bad, err, -1))), want.shape) if want.ndim else ()
+        raise AssertionError(f"{what}: element {i}: got {got[i]!r}, want {want[i]!r} (|diff| {err[i]:.3g})")
+
+
+def run_chainrule(prog: Program, dtype: str | None = None) -> tuple[float, list[np.ndarray]]:
+    env = prog.run(cr, dtype)
+    out = env["out"]
+    out.backward()
+    grads = [
+        np.zeros(np.shape(v)) if env[n].grad is None else np.asarray(env[n].grad.data) for n, v in prog.inputs.items()
+    ]
+    for n in prog.inputs:
+        if env[n].grad is not None:
+            assert env[n].grad.dtype == DTYPES[dtype or prog.dtype], f"gradient of {n} has dtype {env[n].grad.dtype}"
+    assert out.dtype == DTYPES[dtype or prog.dtype], f"out has dtype {out.dtype}"
+    return out.item(), grads
+
+
+def run_torch(prog: Program) -> tuple[float, list[np.ndarray]]:
+    env = prog.run(TORCH_NS)
+    out = env["out"]
+    out.backward()
+    grads = [np.zeros(np.shape(v)) if env[n].grad is None else env[n].grad.numpy() for n, v in prog.inputs.items()]
+    return out.item(), grads
+
+
+def finite_differences(prog: Program) -> list[np.ndarray]:
+    """Central differences of the float64 rendering of ``prog``, one input element at a time."""
+
+    def f(inputs: dict) -> float:
+        with cr.no_grad():
+            return prog.run(cr, "float64", inputs, grad=False)["out"].item()
+
+    base = {n: np.asarray(v, dtype=np.float64, order="C") for n, v in prog.inputs.items()}
+    if prog.dtype == "float32":  # the float32 program's inputs, exactly
+        base = {n: v.astype(np.float32).astype(np.float64) for n, v in base.items()}
+    grads = []
+    for name, value in base.items():
+        g = np.zeros(value.shape)
+        for e in range(value.size):
+            plus, minus = value.copy(), value.copy()
+            plus.reshape(-1)[e] += FD_EPS
+            minus.reshape(-1)[e] -= FD_EPS
+            g.reshape(-1)[e] = (f({**base, name: plus}) - f({**base, name: minus})) / (2 * FD_EPS)
+        grads.append(g)
+    return grads
+
+
+def check_program(prog: Program) -> None:
+    note(repr(prog))
+    tol = TOLERANCES[prog.dtype]
+    value, grads = run_chainrule(prog)
+    t_value, t_grads = run_torch(prog)
+    assert math.isfinite(value), f"chainrule gave {value} where torch gave {t_value}"
+    assert_close(value, t_value, tol.torch_rtol, tol.torch_atol, "forward value vs torch")
+    if prog.margin >= tol.tie_margin:  # exact ties are compared (torch's conventions); near-ties are not
+        for name, g, tg in zip(prog.inputs, grads, t_grads):
+            assert_close(g, tg, tol.torch_rtol, tol.torch_atol, f"gradient of {name} vs torch")
+    if not prog.tie and prog.margin >= FD_MARGIN:
+        for name, g, fd in zip(prog.inputs, grads, finite_differences(prog)):
+            assert_close(g, fd, tol.fd_rtol, tol.fd_atol, f"gradient of {name} vs float64 finite differences")
+
+
+@settings(max_examples=settings().max_examples * 5)
+@given(programs())
+def test_random_programs_match_torch_and_finite_differences(prog):
+    check_program(prog)
+
+
+def test_every_primitive_has_a_template():
+    assert set(TEMPLATES) == set(REGISTRY), (
+        f"primitives without a program template in tests/strategies.py: {sorted(set(REGISTRY) - set(TEMPLATES))}; "
+        f"templates for unknown primitives: {sorted(set(TEMPLATES) - set(REGISTRY))}"
+    )
+    assert set(CASES) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@settings(max_examples=max(5, settings().max_examples // 4))
+@given(data=st.data())
+def test_every_primitive_is_generated_and_checked(name, data):
+    dtypes = ("float32",) if name == "astype" else ("float64", "float32")
+    prog = data.draw(programs(dtypes=dtypes, require=name), label="program")
+    env = prog.run(cr)
+    recorded = {t.op for t in topological(env["out"])}
+    assert name in recorded, f"the program for {name} recorded only {sorted(recorded)}"
+    check_program(prog)
