@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -142,3 +143,106 @@ def test_every_primitive_is_generated_and_checked(name, data):
     recorded = {t.op for t in topological(env["out"])}
     assert name in recorded, f"the program for {name} recorded only {sorted(recorded)}"
     check_program(prog)
+
+
+# --- very large and very small magnitudes ------------------------------------------------------------
+MAGNITUDES = [0.0, 1e-30, -1e-30, 1e-8, -1e-8, 1.0, -1.0, 30.0, -30.0, 100.0, -100.0, 1e3, -1e3, 1e5, -1e5, 1e30, -1e30]
+
+# name -> (chainrule function, torch function); x has at least one axis
+STABLE = {
+    "sigmoid": (cr.sigmoid, torch.sigmoid),
+    "tanh": (cr.tanh, torch.tanh),
+    "softmax": (lambda x: cr.softmax(x, axis=-1), lambda x: torch.softmax(x, dim=-1)),
+    "log_softmax": (lambda x: cr.log_softmax(x, axis=0), lambda x: torch.log_softmax(x, dim=0)),
+    "logsumexp": (lambda x: cr.logsumexp(x, axis=-1), lambda x: torch.logsumexp(x, dim=-1)),
+    "logsumexp-all": (cr.logsumexp, lambda x: torch.logsumexp(x.reshape(-1), dim=0)),
+    "x - logsumexp": (
+        lambda x: x - cr.logsumexp(x, axis=-1, keepdims=True),
+        lambda x: x - torch.logsumexp(x, dim=-1, keepdim=True),
+    ),
+    "softplus via logsumexp": (
+        lambda x: cr.logsumexp(cr.stack([x, x * 0.0]), axis=0),
+        lambda x: torch.logsumexp(torch.stack([x, x * 0.0]), dim=0),
+    ),
+    "log1p": (lambda x: cr.log1p(cr.abs(x)), lambda x: torch.log1p(torch.abs(x))),
+    "log1p(sigmoid)": (lambda x: cr.log1p(cr.sigmoid(x)), lambda x: torch.log1p(torch.sigmoid(x))),
+    "log(sigmoid)": (lambda x: cr.log(cr.sigmoid(x)), lambda x: torch.log(torch.sigmoid(x))),
+}
+
+
+def _finite_where_torch_is(got: np.ndarray, want: np.ndarray, tol: float, what: str) -> None:
+    finite = np.isfinite(want)
+    assert np.isfinite(got[finite]).all(), f"{what}: non-finite {got[finite & ~np.isfinite(got)]} where torch is finite"
+    assert_close(got[finite], want[finite], tol, tol, what)
+
+
+@given(
+    name=st.sampled_from(sorted(STABLE)),
+    dtype=st.sampled_from(["float64", "float32"]),
+    data=st.lists(st.lists(st.sampled_from(MAGNITUDES), min_size=3, max_size=3), min_size=1, max_size=3),
+    weights=st.lists(st.sampled_from([1.0, -0.5, 2.0, 0.0]), min_size=3, max_size=3),
+)
+def test_extreme_magnitudes_stay_finite_where_torch_does(name, dtype, data, weights):
+    fn, tfn = STABLE[name]
+    x_np = np.array(data, dtype=DTYPES[dtype])
+    note(f"{name} on {dtype} {x_np.tolist()}")
+    x = cr.tensor(x_np, requires_grad=True)
+    t = torch.tensor(x_np, requires_grad=True)
+    with np.errstate(all="ignore"):
+        out = fn(x)
+        ref = tfn(t)
+        w = np.resize(np.array(weights, dtype=x_np.dtype), ref.shape)
+        out.backward(w)
+    ref.backward(torch.tensor(w))
+    tol = 16 * float(np.finfo(x_np.dtype).eps)  # relative, and absolute on the scale of the largest value
+    _finite_where_torch_is(np.asarray(out.data, np.float64), ref.detach().double().numpy(), tol, "forward")
+    _finite_where_torch_is(np.asarray(x.grad.data, np.float64), t.grad.double().numpy(), tol, "gradient")
+
+
+# --- empty arrays -----------------------------------------------------------------------------------------
+EMPTY = [
+    # (label, chainrule function, torch function, input shapes)
+    ("sum over the empty axis", lambda x: cr.sum(x * 2.0, axis=0), lambda x: (x * 2.0).sum(dim=0), [(0, 3)]),
+    ("sum keepdims", lambda x: cr.sum(x, axis=1, keepdims=True), lambda x: x.sum(dim=1, keepdim=True), [(2, 0)]),
+    ("sum of everything", lambda x: cr.sum(cr.exp(x)), lambda x: torch.exp(x).sum(), [(2, 0, 3)]),
+    ("sum over a full axis", lambda x: cr.sum(x, axis=2), lambda x: x.sum(dim=2), [(2, 0, 3)]),
+    ("matmul, empty inner", lambda a, b: a @ b, lambda a, b: a @ b, [(2, 0), (0, 3)]),
+    ("matmul, empty rows", lambda a, b: cr.tanh(a @ b), lambda a, b: torch.tanh(a @ b), [(0, 3), (3, 2)]),
+    ("broadcast with empty", lambda a, b: a * b + a, lambda a, b: a * b + a, [(0, 3), (3,)]),
+    ("concatenate empty", lambda a, b: cr.concatenate([a, b]), lambda a, b: torch.cat([a, b]), [(0, 2), (3, 2)]),
+    ("softmax on empty rows", lambda x: cr.softmax(x, axis=1), lambda x: torch.softmax(x, dim=1), [(0, 4)]),
+    ("max over rows of no rows", lambda x: cr.max(x, axis=1), lambda x: torch.amax(x, dim=1), [(0, 4)]),
+    ("reshape empty", lambda x: cr.reshape(x, (3, 0)), lambda x: x.reshape(3, 0), [(0, 3)]),
+]
+
+
+@pytest.mark.parametrize("label,fn,tfn,shapes", EMPTY, ids=[row[0] for row in EMPTY])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_empty_arrays_match_torch(label, fn, tfn, shapes, dtype):
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    xs = [cr.tensor(a, requires_grad=True) for a in arrays]
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out, ref = fn(*xs), tfn(*ts)
+    assert out.shape == tuple(ref.shape) and out.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-6)
+    seed = rng.standard_normal(out.shape).astype(dtype)
+    out.backward(seed)
+    ref.backward(torch.tensor(seed))
+    for x, t in zip(xs, ts):
+        assert x.grad.shape == x.shape and x.grad.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(x.grad.data, t.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call,fragment",
+    [
+        (lambda x: x.mean(axis=0), "mean: cannot average over an empty axis"),
+        (lambda x: x.max(axis=0), "max: the reduction has no identity"),
+        (lambda x: cr.logsumexp(x), "logsumexp: the reduction has no identity"),
+    ],
+    ids=["mean", "max", "logsumexp"],
+)
+def test_reductions_without_identity_refuse_empty_input(call, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        call(cr.tensor(np.ones((0, 3)), requires_grad=True))

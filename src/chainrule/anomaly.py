@@ -30,6 +30,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _SOURCES: dict[int, tuple[weakref.ref, str]] = {}
 
 
+_UNKNOWN = "<unknown: the node was created outside detect_anomaly()>"
+
+
 def _remember(t: Tensor, source: str) -> None:
     key = id(t)
     _SOURCES[key] = (weakref.ref(t, lambda _ref, key=key: _SOURCES.pop(key, None)), source)
@@ -62,6 +65,18 @@ class detect_anomaly:
 def is_anomaly_enabled() -> bool:
     """Whether anomaly detection is on in this thread."""
     return MODE.anomaly
+
+
+def _backward_step() -> Optional[tuple[Tensor, int]]:
+    """The node (and input index) whose rule is running, when called from inside a backward pass."""
+    from .autodiff import _walk
+
+    frame: Optional[Any] = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _walk.__code__:
+            return frame.f_locals.get("t"), frame.f_locals.get("i", 0)
+        frame = frame.f_back
+    return None
 
 
 def _user_frame_text() -> str:
@@ -113,6 +128,14 @@ def check_forward(t: Tensor) -> None:
         return
     prim, inputs, args = t._node[PRIM], t._node[1], t._node[2]
     shapes = ", ".join(str(_shape(a)) for a in args[: len(inputs)])
+    step = _backward_step()
+    if step is not None and step[0] is not None:  # a recorded backward (create_graph=True): blame the rule
+        node_t, i = step
+        raise AnomalyError(
+            f"detect_anomaly: backward of '{node_t._node[PRIM].name}' produced {bad} in the gradient for its "
+            f"input {i} (its rule's '{prim.name}' on shapes {shapes} gave {bad}; output shape {node_t.shape}).\n"
+            f"  the node was created at {source_of(node_t) or _UNKNOWN}"
+        )
     tainted = [i for i, a in enumerate(args[: len(inputs)]) if _nonfinite(a) is not None]
     cause = (
         f"input {', '.join(map(str, tainted))} already contained NaN/Inf"
@@ -131,7 +154,7 @@ def check_backward(t: Tensor, i: int, gi: Any) -> None:
     if bad is None:
         return
     prim, inputs = t._node[PRIM], t._node[1]
-    source = source_of(t) or "<unknown: the node was created outside detect_anomaly()>"
+    source = source_of(t) or _UNKNOWN
     inp = inputs[i]
     in_shape = inp.shape if inp is not None else "?"
     raise AnomalyError(
