@@ -20,7 +20,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .tensor import MODE, PRIM, Tensor
+from .graph import node_of
+from .tensor import MODE, Tensor, set_anomaly_enabled
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -55,11 +56,11 @@ class detect_anomaly:
 
     def __enter__(self) -> detect_anomaly:
         self._saved.append(MODE.anomaly)
-        MODE.anomaly = True
+        set_anomaly_enabled(True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        MODE.anomaly = self._saved.pop()
+        set_anomaly_enabled(self._saved.pop())
 
 
 def is_anomaly_enabled() -> bool:
@@ -126,13 +127,15 @@ def check_forward(t: Tensor) -> None:
     bad = _nonfinite(t._data)
     if bad is None:
         return
-    prim, inputs, args = t._node[PRIM], t._node[1], t._node[2]
+    node = node_of(t)
+    assert node is not None
+    prim, inputs, args = node
     shapes = ", ".join(str(_shape(a)) for a in args[: len(inputs)])
     step = _backward_step()
     if step is not None and step[0] is not None:  # a recorded backward (create_graph=True): blame the rule
         node_t, i = step
         raise AnomalyError(
-            f"detect_anomaly: backward of '{node_t._node[PRIM].name}' produced {bad} in the gradient for its "
+            f"detect_anomaly: backward of '{node_t.op}' produced {bad} in the gradient for its "
             f"input {i} (its rule's '{prim.name}' on shapes {shapes} gave {bad}; output shape {node_t.shape}).\n"
             f"  the node was created at {source_of(node_t) or _UNKNOWN}"
         )
@@ -153,7 +156,7 @@ def check_backward(t: Tensor, i: int, gi: Any) -> None:
     bad = _nonfinite(gi)
     if bad is None:
         return
-    prim, inputs = t._node[PRIM], t._node[1]
+    prim, inputs, _ = node_of(t)  # type: ignore[misc]
     source = source_of(t) or _UNKNOWN
     inp = inputs[i]
     in_shape = inp.shape if inp is not None else "?"

@@ -40,6 +40,11 @@ class _Mode(threading.local):
 MODE = _Mode()
 
 
+def set_anomaly_enabled(flag: bool) -> None:
+    """Turn anomaly checks on or off in this thread (see ``cr.detect_anomaly``)."""
+    MODE.anomaly = bool(flag)
+
+
 def is_grad_enabled() -> bool:
     """Whether operations in this thread are being recorded."""
     return MODE.enabled
