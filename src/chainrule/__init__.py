@@ -11,6 +11,7 @@ tensor(8.0)
 from __future__ import annotations
 
 from . import data, nn, optim
+from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .autodiff import GraphFreedError
 from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
@@ -78,6 +79,7 @@ __version__ = "0.1.0"
 __all__ = [
     "REGISTRY",
     "CheckpointError",
+    "AnomalyError",
     "GradcheckError",
     "GraphFreedError",
     "JVPError",
@@ -95,6 +97,7 @@ __all__ = [
     "concatenate",
     "cos",
     "data",
+    "detect_anomaly",
     "custom_vjp",
     "derive",
     "divide",
@@ -104,6 +107,7 @@ __all__ = [
     "exp",
     "expand_dims",
     "grad",
+    "is_anomaly_enabled",
     "gradcheck",
     "hessian",
     "hvp",

@@ -14,7 +14,21 @@ from typing import Any, Optional
 import numpy as np
 
 from .numeric import NUMPY, SCALAR
-from .tensor import EPOCH, EPOCHS, FIRST, FREED, MODE, NIN, PRIM, SEQ, Tensor, _norm, as_value, enable_grad
+from .tensor import (
+    EPOCH,
+    EPOCHS,
+    FIRST,
+    FREED,
+    MODE,
+    NIN,
+    PRIM,
+    SEQ,
+    Tensor,
+    _norm,
+    as_value,
+    enable_grad,
+    mark_modified,
+)
 
 ndarray = np.ndarray
 
@@ -33,17 +47,22 @@ def _inputs(node: tuple) -> tuple:
     return node[FIRST : FIRST + node[NIN]]
 
 
-def _check_fresh(node: tuple) -> None:
-    """Raise if an input of ``node`` was modified in place after the node was recorded."""
+def _check_fresh(node: tuple, t: Tensor) -> None:
+    """Raise if ``t`` (made by ``node``) or one of its inputs was modified in place after it was recorded.
+
+    An overwritten input makes the saved value stale; an overwritten result too,
+    since rules such as exp's read their own output.
+    """
     epoch = node[EPOCH]
-    for inp in _inputs(node):
-        if inp is not None and inp._version > epoch:
-            shapes = ", ".join(str(x.shape) for x in _inputs(node) if x is not None)
-            raise RuntimeError(
-                f"backward: an input of '{node[PRIM].name}' (input shapes {shapes}) was modified in place after "
-                "it was used, so the value saved for its gradient is stale. Modify a copy instead, or "
-                "modify it only after backward()."
-            )
+    stale = [inp for inp in _inputs(node) if inp is not None and inp._version > epoch]
+    if not stale and t._version <= epoch:
+        return
+    shapes = ", ".join(str(x.shape) for x in _inputs(node) if x is not None)
+    what, when = ("an input of", "it was used") if stale else ("the result of", "it was computed")
+    raise RuntimeError(
+        f"backward: {what} '{node[PRIM].name}' (input shapes {shapes}) was modified in place after {when}, "
+        "so the value saved for its gradient is stale. Modify a copy instead, or modify it only after backward()."
+    )
 
 
 def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
@@ -67,7 +86,7 @@ def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
         if node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
         if node[EPOCH] != now:
-            _check_fresh(node)
+            _check_fresh(node, t)
         found.append(t)
         for inp in _inputs(node):
             if inp is not None and inp._node is not None and id(inp) not in seen:
@@ -222,7 +241,7 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
         if node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
         if node[2] != now:
-            _check_fresh(node)
+            _check_fresh(node, t)
         prim = node[0]
         nin = node[3]
         vals = node[4 + nin :]
@@ -293,7 +312,7 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
         if node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
         if node[EPOCH] != now:
-            _check_fresh(node)
+            _check_fresh(node, t)
         prim = node[PRIM]
         nin = node[NIN]
         vals = node[FIRST + nin :]
@@ -375,6 +394,8 @@ def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: boo
             od = old._data
             if type(od) is ndarray and od.flags.writeable and od.shape == np.shape(g) and od.dtype == leaf.dtype:
                 np.add(od, g, out=od)
+                mark_modified(old)  # a graph that used this .grad as an operand must see the change
+                old._version += 1  # a graph that used this .grad as an operand must see the change
             else:
                 old._data = _norm(od + g)
 
