@@ -15,19 +15,17 @@ import numpy as np
 
 from .numeric import NUMPY, SCALAR
 from .tensor import (
-    EPOCH,
     EPOCHS,
-    FIRST,
     FREED,
     MODE,
-    NIN,
-    PRIM,
-    SEQ,
+    UNARY,
     Tensor,
     _norm,
     as_value,
     enable_grad,
     mark_modified,
+    node_parts,
+    release,
 )
 
 ndarray = np.ndarray
@@ -43,24 +41,21 @@ _FREED_MESSAGE = (
 )
 
 
-def _inputs(node: tuple) -> tuple:
-    return node[FIRST : FIRST + node[NIN]]
-
-
-def _check_fresh(node: tuple, t: Tensor) -> None:
-    """Raise if ``t`` (made by ``node``) or one of its inputs was modified in place after it was recorded.
+def _check_fresh(t: Tensor) -> None:
+    """Raise if node ``t`` or one of its inputs was modified in place after ``t`` was recorded.
 
     An overwritten input makes the saved value stale; an overwritten result too,
     since rules such as exp's read their own output.
     """
-    epoch = node[EPOCH]
-    stale = [inp for inp in _inputs(node) if inp is not None and inp._version > epoch]
+    epoch = t._epoch
+    inputs = node_parts(t)[0]
+    stale = [inp for inp in inputs if inp is not None and inp._version > epoch]
     if not stale and t._version <= epoch:
         return
-    shapes = ", ".join(str(x.shape) for x in _inputs(node) if x is not None)
+    shapes = ", ".join(str(x.shape) for x in inputs if x is not None)
     what, when = ("an input of", "it was used") if stale else ("the result of", "it was computed")
     raise RuntimeError(
-        f"backward: {what} '{node[PRIM].name}' (input shapes {shapes}) was modified in place after {when}, "
+        f"backward: {what} '{t._node.name}' (input shapes {shapes}) was modified in place after {when}, "
         "so the value saved for its gradient is stale. Modify a copy instead, or modify it only after backward()."
     )
 
@@ -82,16 +77,15 @@ def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
         if key in seen:
             continue
         seen.add(key)
-        node = t._node
-        if node is FREED:
+        if t._node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
-        if node[EPOCH] != now:
-            _check_fresh(node, t)
+        if t._epoch != now:
+            _check_fresh(t)
         found.append(t)
-        for inp in _inputs(node):
+        for inp in node_parts(t)[0]:
             if inp is not None and inp._node is not None and id(inp) not in seen:
                 stack.append(inp)
-    found.sort(key=lambda t: -t._node[SEQ])
+    found.sort(key=lambda t: -t._seq)
     return found
 
 
@@ -155,7 +149,7 @@ def _needed(order: list[Tensor], wanted: set[int]) -> set[int]:
     """Ids of tensors from which some wanted tensor can be reached (walks leaves first)."""
     needed = set(wanted)
     for t in reversed(order):
-        for inp in _inputs(t._node):
+        for inp in node_parts(t)[0]:
             if inp is not None and id(inp) in needed:
                 needed.add(id(t))
                 break
@@ -197,7 +191,7 @@ def run_backward(
             leaves[key] = r
             leaf_grads[key] = s if key not in leaf_grads else leaf_grads[key] + s
             continue
-        seq = r._node[SEQ]
+        seq = r._seq
         if seq in grads:
             grads[seq] = grads[seq] + s
         else:
@@ -237,19 +231,28 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
         seq = -pop(heap)
         t = pop_pending(seq)
         g = pop_grad(seq)
-        node = t._node
-        if node is FREED:
+        prim = t._node
+        if prim is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
-        if node[2] != now:
-            _check_fresh(node, t)
-        prim = node[0]
-        nin = node[3]
-        vals = node[4 + nin :]
+        if t._epoch != now:
+            _check_fresh(t)
         out = t._data
-        scalar = type(out) is float and prim.scalar_fwd is not None
         vjps = prim.vjps
-        for i in range(nin):
-            inp = node[4 + i]
+        vals = t._args
+        if vals is None:  # one or two inputs, stored inline
+            b = t._b
+            if b is UNARY:
+                inputs: tuple = (t._a,)
+                vals = (t._av,)
+            else:
+                inputs = (t._a, b)
+                vals = (t._av, t._bv)
+        else:
+            inputs = t._a
+        scalar = type(out) is float and prim.scalar_fwd is not None
+        i = -1
+        for inp in inputs:
+            i += 1
             if inp is None or not inp.requires_grad:
                 continue
             if prim.variadic:
@@ -272,8 +275,7 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
                     gi = float(np.sum(gi))
             elif type(gi) is not ndarray or gi.shape != v.shape or gi.dtype is not v.dtype:
                 gi = _fit(gi, v)
-            inode = inp._node
-            if inode is None:
+            if inp._node is None:
                 key = id(inp)
                 prev = leaf_grads.get(key)
                 if prev is None:
@@ -282,7 +284,7 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
                 else:
                     leaf_grads[key] = prev + gi
             else:
-                iseq = inode[1]
+                iseq = inp._seq
                 prev = get_grad(iseq)
                 if prev is None:
                     grads[iseq] = gi
@@ -291,7 +293,7 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
                 else:
                     grads[iseq] = prev + gi
         if not retain_graph:
-            t._node = FREED
+            release(t)
 
 
 def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_graph: bool, create_graph: bool) -> dict:
@@ -308,25 +310,24 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
         g = grads.pop(seq)
         if wanted is not None and id(t) in wanted:
             captured[id(t)] = g
-        node = t._node
-        if node is FREED:
+        prim = t._node
+        if prim is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
-        if node[EPOCH] != now:
-            _check_fresh(node, t)
-        prim = node[PRIM]
-        nin = node[NIN]
-        vals = node[FIRST + nin :]
+        if t._epoch != now:
+            _check_fresh(t)
+        inputs, vals = node_parts(t)
+        nin = len(inputs)
         if create_graph:
             xp: Any = TENSOR
             out: Any = t
-            rargs = tuple(node[FIRST + i] if node[FIRST + i] is not None else vals[i] for i in range(nin)) + vals[nin:]
+            rargs = tuple(inputs[i] if inputs[i] is not None else vals[i] for i in range(nin)) + vals[nin:]
         else:
             out = t._data
             rargs = vals
             xp = SCALAR if (type(out) is float and prim.scalar_fwd is not None) else NUMPY
         vjps = prim.vjps
         for i in range(nin):
-            inp = node[FIRST + i]
+            inp = inputs[i]
             if inp is None or not inp.requires_grad:
                 continue
             if needed is not None and id(inp) not in needed:
@@ -350,14 +351,13 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
                 from .anomaly import check_backward
 
                 check_backward(t, i, gi)
-            inode = inp._node
-            if inode is None:
+            if inp._node is None:
                 key = id(inp)
                 prev = leaf_grads.get(key)
                 leaves[key] = inp
                 leaf_grads[key] = gi if prev is None else prev + gi
             else:
-                iseq = inode[SEQ]
+                iseq = inp._seq
                 prev = grads.get(iseq)
                 if prev is None:
                     grads[iseq] = gi
@@ -366,7 +366,7 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
                 else:
                     grads[iseq] = prev + gi
         if not retain_graph:
-            t._node = FREED
+            release(t)
     return captured
 
 

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Optional
 
 from .autodiff import toposort
 from .primitive import Primitive
-from .tensor import FIRST, FREED, NIN, PRIM, Tensor
+from .tensor import FREED, Tensor, node_parts
 
 
 class NodeView(NamedTuple):
@@ -32,15 +32,15 @@ class NodeView(NamedTuple):
 
 def node_of(t: Tensor) -> Optional[NodeView]:
     """The node that produced ``t``; None for a leaf. Raises if backward already freed it."""
-    node = t._node
-    if node is None:
+    prim = t._node
+    if prim is None:
         return None
-    if node is FREED:
+    if prim is FREED:
         raise RuntimeError(
             "this graph was freed by backward(); run the tool before backward, or call backward(retain_graph=True)"
         )
-    nin = node[NIN]
-    return NodeView(node[PRIM], node[FIRST : FIRST + nin], node[FIRST + nin :])
+    inputs, args = node_parts(t)
+    return NodeView(prim, inputs, args)
 
 
 def is_freed(t: Tensor) -> bool:

@@ -3,17 +3,24 @@
 A tensor's value lives in ``_data``: a NumPy array, or a Python ``float`` for a
 float64 scalar (the scalar fast path; ``.data`` still returns a NumPy array).
 A tensor made by a primitive while grad mode is on and some input requires grad
-carries a *node*, one flat tuple (the per-operation path is hot)::
+is a graph node.  Its record lives in the tensor's own slots, so recording an
+operation allocates one tracked object (the tensor) and not two, which keeps
+the cyclic garbage collector's share of a scalar graph small:
 
-    (primitive, seq, epoch, nin, input_0 .. input_{nin-1}, value_0 .. value_{nin-1}, *params)
+- ``_node``: the primitive that made it (``None`` for a leaf, ``FREED`` once
+  backward released its saved values);
+- ``_seq``: increases with every node made, so sorting by it gives a
+  topological order for free;
+- ``_epoch``: the global in-place counter when the node was made; a tensor
+  modified in place later has ``_version`` above it (see :func:`mark_modified`);
+- one- and two-input operations: ``_a``/``_b`` the input tensors (``None`` for a
+  raw constant; ``_b`` is ``UNARY`` for one input) and ``_av``/``_bv`` the raw
+  values the forward saw, with ``_args`` None;
+- any other operation: ``_a`` the tuple of inputs and ``_args`` the forward's
+  raw arguments (input values, then static parameters such as ``axis``).
 
-``input_i`` is the i-th input tensor (``None`` for a raw constant), ``value_i``
-the raw value the forward saw, ``params`` the static arguments (axis, shape ...).
-``seq`` increases with every node made, so sorting by it gives a topological
-order for free.  ``epoch`` is the global in-place counter when the node was
-made: a tensor modified in place later has ``_version`` above it (see
-:func:`mark_modified`), which backward reports instead of using stale values.
-Tools read nodes through :mod:`chainrule.graph`, never these tuples.
+The node slots are set only on nodes, so read them after checking ``_node``.
+Tools read nodes through :mod:`chainrule.graph`, never these slots.
 """
 
 from __future__ import annotations
@@ -32,9 +39,18 @@ from .primitives import shape as S
 
 ndarray = np.ndarray
 
-# A node whose saved values were released by backward().
-FREED: tuple = (None, -1, -1, 0)
-PRIM, SEQ, EPOCH, NIN, FIRST = 0, 1, 2, 3, 4
+# The primitive of a node whose saved values were released by backward().
+FREED = Primitive("<freed by backward>", lambda *a: None)
+
+
+class _Unary:
+    """Marks ``_b`` of a one-input node."""
+
+    def __repr__(self) -> str:
+        return "UNARY"
+
+
+UNARY = _Unary()
 
 _next_seq = itertools.count(1).__next__
 
@@ -221,7 +237,7 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
             if type(out) is not ndarray:
                 out = _norm(out)
         if x.requires_grad and (record := MODE.record):
-            t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 1, x, v))
+            t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, x, UNARY, v)
             if record == 2:
                 _anomaly_hook(t)
             return t
@@ -276,7 +292,7 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
             if type(out) is not ndarray:
                 out = _norm(out)
         if need and (record := MODE.record):
-            t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, 2, a, b, av, bv))
+            t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, a, b, av, bv)
             if record == 2:
                 _anomaly_hook(t)
             return t
@@ -327,11 +343,28 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         raise op_error(prim, values_t, nin, exc) from None
     out = _norm(out)
     if need and (record := MODE.record):
-        t = Tensor(out, True, (prim, _next_seq(), EPOCHS.value, nin, *inputs, *values_t))
+        t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record == 2:
             _anomaly_hook(t)
         return t
     return Tensor(out)
+
+
+def node_parts(t: Tensor) -> tuple[tuple, tuple]:
+    """``(inputs, args)`` of a node: its input tensors (None for constants) and the forward's raw arguments."""
+    args = t._args
+    if args is not None:
+        return t._a, args
+    b = t._b
+    if b is UNARY:
+        return (t._a,), (t._av,)
+    return (t._a, b), (t._av, t._bv)
+
+
+def release(t: Tensor) -> None:
+    """Free a node's saved values after backward; backprop through it again then raises."""
+    t._node = FREED
+    t._a = t._b = t._av = t._bv = t._args = None
 
 
 def _anomaly_hook(t: Tensor) -> None:
@@ -351,11 +384,37 @@ class Tensor:
     not copy NumPy arrays.
     """
 
-    __slots__ = ("_data", "requires_grad", "_node", "grad", "_version", "__weakref__")
+    __slots__ = (
+        "_data",
+        "requires_grad",
+        "_node",
+        "grad",
+        "_version",
+        "_seq",
+        "_epoch",
+        "_a",
+        "_b",
+        "_av",
+        "_bv",
+        "_args",
+        "__weakref__",
+    )
     __array_ufunc__ = None  # NumPy defers to our reflected operators: np_array * t is a Tensor
     __array_priority__ = 1000
 
-    def __init__(self, data: Any, requires_grad: bool = False, _node: Optional[tuple] = None) -> None:
+    def __init__(
+        self,
+        data: Any,
+        requires_grad: bool = False,
+        _node: Optional[Primitive] = None,
+        _seq: int = 0,
+        _epoch: int = 0,
+        _a: Any = None,
+        _b: Any = None,
+        _av: Any = None,
+        _bv: Any = None,
+        _args: Optional[tuple] = None,
+    ) -> None:
         td = type(data)
         if td is not ndarray and td is not float:
             data = _norm(as_value(data))
@@ -364,6 +423,14 @@ class Tensor:
         self._node = _node
         self.grad: Optional[Tensor] = None
         self._version = 0
+        if _node is not None:  # the graph-node record (see the module docstring)
+            self._seq = _seq
+            self._epoch = _epoch
+            self._a = _a
+            self._b = _b
+            self._av = _av
+            self._bv = _bv
+            self._args = _args
 
     # --- value and metadata ----------------------------------------------------
     @property
@@ -410,7 +477,7 @@ class Tensor:
         node = self._node
         if node is None or node is FREED:
             return None
-        return node[PRIM].name
+        return node.name
 
     def item(self) -> Any:
         d = self._data
@@ -495,7 +562,7 @@ class Tensor:
         if type(d) is not float and d.dtype != np.float64:
             extras.append(f"dtype={d.dtype}")
         if self._node is not None and self._node is not FREED:
-            extras.append(f"op={self._node[PRIM].name}")
+            extras.append(f"op={self._node.name}")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         tail = "".join(", " + e for e in extras)
