@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Optional
@@ -48,4 +49,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(default_text())
         return 0
     module, _ = COMMANDS[args.command]
-    return int(importlib.import_module(module).run(args) or 0)
+    try:
+        return int(importlib.import_module(module).run(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the flush at exit)
+        return 0
