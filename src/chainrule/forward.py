@@ -39,7 +39,7 @@ from .numeric import NUMPY
 from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
 from .tensor import Tensor, apply, as_value, enable_grad
-from .transforms import _DEPTH, ArgNums, _argnums, _raw, _variables
+from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables
 
 ndarray = np.ndarray
 
@@ -270,12 +270,7 @@ def _evaluate(
     f: Callable, args: Sequence[Any], kwargs: dict, op: str, has_aux: bool = False
 ) -> tuple[list[Tensor], bool, Any]:
     """Call ``f`` recording the graph: its result as a list of tensors, whether it was a tuple, and its aux."""
-    _DEPTH.value += 1
-    try:
-        with enable_grad():
-            out = f(*args, **kwargs)
-    finally:
-        _DEPTH.value -= 1
+    out = _run(f, args, kwargs)
     aux = None
     if has_aux:
         out, aux = _split_aux(out, op)

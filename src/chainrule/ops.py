@@ -18,7 +18,7 @@ from .primitives import elementwise as E
 from .primitives import linalg as L
 from .primitives import reduction as R
 from .primitives import shape as S
-from .tensor import Tensor, apply, as_value, binary, make_binary, make_unary, tensor, unary
+from .tensor import Tensor, apply, as_value, binary, tensor, unary
 
 Axis = Optional[int | Sequence[int]]
 
@@ -28,59 +28,59 @@ def _t(x: Any) -> Tensor:
 
 
 # --- elementwise ------------------------------------------------------------------
-add = make_binary(E.add)
+add = Tensor.__add__
 
 
-subtract = make_binary(E.sub)
+subtract = Tensor.__sub__
 
 
-multiply = make_binary(E.mul)
+multiply = Tensor.__mul__
 
 
-divide = make_binary(E.div)
+divide = Tensor.__truediv__
 
 
-power = make_binary(E.power)
+power = Tensor.__pow__
 
 
-negative = make_unary(E.neg)
+negative = Tensor.__neg__
 
 
-exp = make_unary(E.exp)
+exp = Tensor.exp
 
 
-log = make_unary(E.log)
+log = Tensor.log
 
 
-log1p = make_unary(E.log1p)
+log1p = Tensor.log1p
 
 
-sqrt = make_unary(E.sqrt)
+sqrt = Tensor.sqrt
 
 
-sin = make_unary(E.sin)
+sin = Tensor.sin
 
 
-cos = make_unary(E.cos)
+cos = Tensor.cos
 
 
-tanh = make_unary(E.tanh)
+tanh = Tensor.tanh
 
 
-sigmoid = make_unary(E.sigmoid)
+sigmoid = Tensor.sigmoid
 
 
-relu = make_unary(E.relu)
+relu = Tensor.relu
 
 
 def abs(x: Any) -> Tensor:  # noqa: A001
     return unary(E.absolute, x)
 
 
-maximum = make_binary(E.maximum)
+maximum = Tensor.maximum
 
 
-minimum = make_binary(E.minimum)
+minimum = Tensor.minimum
 
 
 def where(condition: Any, x: Any, y: Any) -> Tensor:

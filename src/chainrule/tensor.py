@@ -774,11 +774,8 @@ class Tensor:
 
         return matmul(self, other)
 
-    def maximum(self, other: Any) -> Tensor:
-        return binary(E.maximum, self, other)
-
-    def minimum(self, other: Any) -> Tensor:
-        return binary(E.minimum, self, other)
+    maximum = make_binary(E.maximum)
+    minimum = make_binary(E.minimum)
 
 
 def _raw_index(index: Any) -> Any:

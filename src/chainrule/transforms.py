@@ -84,13 +84,18 @@ def _zeros_like(t: Tensor, nested: bool) -> Any:
     return Tensor(z) if nested else z
 
 
-def _call(f: Callable, args: Sequence[Any], kwargs: dict, op: str) -> Tensor:
+def _run(f: Callable, args: Sequence[Any], kwargs: dict) -> Any:
+    """Call a transform's function with recording on, counted as one nesting level."""
     _DEPTH.value += 1
     try:
         with enable_grad():
-            out = f(*args, **kwargs)
+            return f(*args, **kwargs)
     finally:
         _DEPTH.value -= 1
+
+
+def _call(f: Callable, args: Sequence[Any], kwargs: dict, op: str) -> Tensor:
+    out = _run(f, args, kwargs)
     if not isinstance(out, Tensor):
         out = Tensor(as_value(out, op))
     return out
