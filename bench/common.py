@@ -292,11 +292,12 @@ def rows_vs(
     out = []
     for lib, v in values.items():
         ratio = None
-        if lib != "chainrule" and base is not None and v:
+        peer = not lib.startswith("chainrule")  # chainrule's own variants get no ratio
+        if peer and base is not None and v:
             ratio = base / v
         ex = extras.get(lib) or {}
         base_best = (extras.get("chainrule") or {}).get("min")
-        ratio_best = base_best / ex["min"] if lib != "chainrule" and base_best and ex.get("min") else None
+        ratio_best = base_best / ex["min"] if peer and base_best and ex.get("min") else None
         if ex.get("cpu_median") and ex.get("median"):
             cpu_note = f"cpu {ex['cpu_median'] / ex['median']:.0%}"  # below 100% single-threaded: core was shared
             notes = {**notes, lib: f"{notes[lib]}, {cpu_note}" if notes.get(lib) else cpu_note}

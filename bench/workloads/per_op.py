@@ -37,6 +37,23 @@ def chainrule_fn(x0: np.ndarray) -> Callable[[], np.ndarray]:
     return go
 
 
+def chainrule_scalar_fn(x0: float) -> Callable[[], float]:
+    """The same chain on a Python float: chainrule's scalar fast path (math-module rules)."""
+    import chainrule as cr
+
+    x = cr.tensor(x0, requires_grad=True)
+
+    def go() -> float:
+        x.grad = None
+        h = x
+        for _ in range(ITERS):
+            h = cr.tanh(h * 1.0001 + 0.0001)
+        h.backward()
+        return x.grad.item()
+
+    return go
+
+
 def torch_fn(torch: Any, x0: np.ndarray) -> Callable[[], np.ndarray]:
     x = torch.tensor(x0, requires_grad=True)
 
@@ -93,7 +110,13 @@ def run(ctx: Any) -> list[dict]:
     if ctx.peer("jax") is not None:
         fns["JAX eager"] = jax_fn(x0)
     ref = fns["chainrule"]()
+    # informational: no ratio is taken against chainrule's own scalar path
+    fns["chainrule (Python float)"] = scalar = chainrule_scalar_fn(float(x0[0]))
+    if not np.isclose(scalar(), ref[0], rtol=1e-4):
+        raise AssertionError("per_op: chainrule's scalar path disagrees with its array path")
     for name, fn in fns.items():
+        if name == "chainrule (Python float)":
+            continue
         got = fn()
         if not np.allclose(got, ref, rtol=1e-4, atol=1e-6):
             raise AssertionError(f"per_op: {name} gradient {got} differs from chainrule's {ref}")
