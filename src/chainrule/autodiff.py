@@ -292,8 +292,9 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
                     push(heap, -iseq)
                 else:
                     grads[iseq] = prev + gi
-        if not retain_graph:
-            release(t)
+        if not retain_graph:  # release(t), inlined: this loop is hot
+            t._node = FREED
+            t._a = t._b = t._av = t._bv = t._args = None
 
 
 def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_graph: bool, create_graph: bool) -> dict:
