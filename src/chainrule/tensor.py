@@ -810,7 +810,7 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
                 f"tensor: cannot make a tensor from {type(data).__name__} data (NumPy dtype {arr.dtype}); "
                 "use bool, int or float values"
             )
-        value = _norm(arr) if arr.ndim == 0 and arr.dtype == np.float64 else arr
+        value = float(arr) if arr.ndim == 0 and arr.dtype == np.float64 else arr
     if requires_grad and not _float_dtype(value):
         raise TypeError(
             f"tensor: only floating-point tensors can require gradients, got dtype {np.result_type(value)}; "
