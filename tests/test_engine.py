@@ -245,3 +245,89 @@ def test_functional_grad_of_intermediate():
     (gh, gx) = cr.autograd_grad(y, [h, x])
     assert gh.item() == 3.0 and gx.item() == 12.0
     assert x.grad is None
+
+
+def test_accumulated_grad_used_as_operand_is_not_falsely_stale():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * x).sum().backward()  # accumulates into x.grad in place
+    w = cr.tensor([1.0, 1.0], requires_grad=True)
+    y = (w * x.grad).sum()
+    p = cr.tensor([0.0], requires_grad=True)
+    with cr.no_grad():
+        p[0] = 1.0  # an unrelated in-place change
+    y.backward()
+    np.testing.assert_array_equal(w.grad.data, [4.0, 8.0])
+
+
+def test_threads_backpropagating_into_one_leaf_lose_nothing():
+    x = cr.tensor(np.ones(200_000), requires_grad=True)
+
+    def work():
+        for _ in range(5):
+            (x * 2.0).sum().backward()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    np.testing.assert_array_equal(x.grad.data, np.full(200_000, 40.0))
+
+
+def test_one_no_grad_instance_entered_by_two_threads():
+    guard = cr.no_grad()
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        with guard:
+            inside.set()
+            release.wait(5)
+        seen["other after"] = cr.is_grad_enabled()
+
+    th = threading.Thread(target=other)
+    th.start()
+    inside.wait(5)
+    with guard:
+        release.set()
+        th.join()
+    seen["main after"] = cr.is_grad_enabled()
+    assert seen == {"other after": True, "main after": True}
+
+
+def test_scalar_maximum_and_minimum_propagate_nan_like_numpy():
+    nan = float("nan")
+    for fn in (cr.maximum, cr.minimum):
+        assert np.isnan(fn(cr.tensor(nan), 1.0).item())
+        assert np.isnan(fn(cr.tensor(1.0), nan).item())
+
+
+@pytest.mark.parametrize(
+    "fn,tfn",
+    [
+        (lambda t: cr.sum(t, axis=0), lambda t: t.sum(dim=0)),
+        (lambda t: cr.softmax(t), lambda t: torch.softmax(t, -1)),
+        (lambda t: cr.logsumexp(t, axis=-1), lambda t: torch.logsumexp(t, -1)),
+        (lambda t: cr.max(t, axis=0), lambda t: t.amax(0)),
+    ],
+)
+def test_axis_0_and_minus_1_of_a_scalar_reduce_nothing_as_in_torch(fn, tfn):
+    x = cr.tensor(3.0, requires_grad=True)
+    t = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    y, ty = fn(x), tfn(t)
+    y.backward()
+    ty.backward()
+    assert (y.item(), x.grad.item()) == (ty.item(), t.grad.item())
+    with pytest.raises(ValueError, match="out of bounds for a 0-d array"):
+        cr.sum(x, axis=1)
+
+
+def test_more_errors_name_their_operation():
+    with pytest.raises(ValueError, match=r"swapaxes: axis 5 is out of bounds.*\(2, 3\)"):
+        cr.swapaxes(cr.tensor(np.ones((2, 3))), 0, 5)
+    with pytest.raises(TypeError, match="^exp: "):
+        cr.exp("a")
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match="2 outputs but 1 grad_outputs"):
+        cr.autograd_grad([x * 1.0, x * 10.0], [x], grad_outputs=[np.ones(2)])

@@ -161,3 +161,23 @@ def test_gradcheck_passes_and_reports_a_broken_rule():
         cr.GradcheckError, match=r"input 0, element \(1,\).*finite differences give 4.*backprop gives 2"
     ):
         cr.gradcheck(wrong_square, np.array([1.0, 2.0]))
+
+
+def test_custom_vjp_runs_its_rule_once_per_node_and_none_means_zeros():
+    calls = []
+
+    @cr.custom_vjp
+    def weighted_total(a, w):
+        return (a * w).sum()
+
+    @weighted_total.defvjp
+    def weighted_total_vjp(g, out, a, w):
+        calls.append(1)
+        return (g * w, None)  # no gradient for the weights
+
+    a = cr.tensor(np.ones((3, 4)), requires_grad=True)
+    w = cr.tensor(np.full((3, 4), 2.0), requires_grad=True)
+    weighted_total(a, w).backward()
+    np.testing.assert_array_equal(a.grad.data, np.full((3, 4), 2.0))
+    np.testing.assert_array_equal(w.grad.data, np.zeros((3, 4)))
+    assert len(calls) == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import threading
 import weakref
 from typing import Any, Optional
 
@@ -52,15 +53,15 @@ class detect_anomaly:
     """
 
     def __init__(self) -> None:
-        self._saved: list[bool] = []
+        self._local = threading.local()  # one instance may be entered by several threads
 
     def __enter__(self) -> detect_anomaly:
-        self._saved.append(MODE.anomaly)
+        self._local.__dict__.setdefault("saved", []).append(MODE.anomaly)
         set_anomaly_enabled(True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        set_anomaly_enabled(self._saved.pop())
+        set_anomaly_enabled(self._local.saved.pop())
 
 
 def is_anomaly_enabled() -> bool:

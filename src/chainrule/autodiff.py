@@ -7,6 +7,7 @@ the backward pass is recorded and can be differentiated again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from heapq import heapify, heappop, heappush
 from typing import Any, Optional
@@ -29,6 +30,9 @@ from .tensor import (
 )
 
 ndarray = np.ndarray
+
+
+_DELIVERY_LOCK = threading.Lock()
 
 
 class GraphFreedError(RuntimeError):
@@ -214,7 +218,8 @@ def run_backward(
             if key in wanted:
                 captured[key] = leaf_grads[key]
         return [captured.get(id(t)) for t in inputs]  # type: ignore[union-attr]
-    _deliver(leaf_grads, leaves, create_graph)
+    with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
+        _deliver(leaf_grads, leaves, create_graph)
     return None
 
 
@@ -396,7 +401,6 @@ def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: boo
             if type(od) is ndarray and od.flags.writeable and od.shape == np.shape(g) and od.dtype == leaf.dtype:
                 np.add(od, g, out=od)
                 mark_modified(old)  # a graph that used this .grad as an operand must see the change
-                old._version += 1  # a graph that used this .grad as an operand must see the change
             else:
                 old._data = _norm(od + g)
 
@@ -421,6 +425,8 @@ def grad(
         seeds: list = [None] * len(outs)
     else:
         seeds = [grad_outputs] if not isinstance(grad_outputs, (list, tuple)) else list(grad_outputs)
+    if len(seeds) != len(outs):
+        raise ValueError(f"grad: {len(outs)} outputs but {len(seeds)} grad_outputs; give one per output")
     for i, t in enumerate(ins):
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise RuntimeError(f"grad: input {i} is not a tensor that requires grad")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-# name -> (module, one-line help); modules are imported only when their command runs.
+# name -> (module, one-line help); each module is imported when the parser is built.
 COMMANDS: dict[str, tuple[str, str]] = {
     "explain": (
         "chainrule.explain.command",

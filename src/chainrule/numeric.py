@@ -21,12 +21,17 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
         return tuple(range(ndim))
     if isinstance(axis, (int, np.integer)):
         axis = (axis,)
+    if ndim == 0:  # as in torch: axis 0 or -1 of a scalar is the scalar itself (nothing to reduce)
+        for a in axis:
+            if int(a) not in (0, -1):
+                raise ValueError(f"axis {int(a)} is out of bounds for a 0-d array (use 0, -1 or None)")
+        return ()
     out = []
     for a in axis:
         a = int(a)
-        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of bounds for an array of dimension {ndim}")
-        out.append(a % ndim if ndim else 0)
+        out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {tuple(axis)}")
     return tuple(sorted(out))

@@ -207,6 +207,10 @@ def transpose(x: Any, axes: Optional[Sequence[int]] = None) -> Tensor:
 def swapaxes(x: Any, a: int, b: int) -> Tensor:
     x = _t(x)
     nd = x.ndim
+    try:
+        (a,), (b,) = normalize_axes(a, nd), normalize_axes(b, nd)
+    except ValueError as exc:
+        raise ValueError(f"swapaxes: {exc} (input shape {x.shape})") from None
     perm = list(range(nd))
     perm[a], perm[b] = perm[b], perm[a]
     return transpose(x, perm)

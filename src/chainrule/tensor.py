@@ -64,10 +64,14 @@ class _Epoch:
 EPOCHS = _Epoch()
 
 
+_EPOCH_LOCK = threading.Lock()
+
+
 def mark_modified(t: Tensor) -> None:
     """Record that ``t``'s value changed in place: graphs that saved it become stale."""
-    EPOCHS.value += 1
-    t._version = EPOCHS.value
+    with _EPOCH_LOCK:
+        EPOCHS.value += 1
+        t._version = EPOCHS.value
 
 
 class _Mode(threading.local):
@@ -113,14 +117,15 @@ class _GradModeSwitch:
     _target = True
 
     def __init__(self) -> None:
-        self._saved: list[bool] = []
+        self._local = threading.local()  # one instance may be entered by several threads
 
     def __enter__(self) -> None:
-        self._saved.append(MODE.enabled)
+        stack = self._local.__dict__.setdefault("saved", [])
+        stack.append(MODE.enabled)
         set_grad_enabled(self._target)
 
     def __exit__(self, *exc: Any) -> None:
-        set_grad_enabled(self._saved.pop())
+        set_grad_enabled(self._local.saved.pop())
 
     def __call__(self, fn: Callable) -> Callable:
         import functools
@@ -220,7 +225,7 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
 
     def unary_op(x: Any) -> Tensor:
         if type(x) is not Tensor:
-            x = Tensor(x)
+            x = Tensor(as_value(x, prim.name))
         v = x._data
         if type(v) is float and scalar_fwd is not None:
             try:

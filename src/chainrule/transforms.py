@@ -73,10 +73,7 @@ def _variables(args: Sequence[Any], nums: tuple[int, ...], op: str) -> tuple[lis
 
 def _raw(x: Any) -> Any:
     """A tensor's value as a float (scalars) or ndarray."""
-    if isinstance(x, Tensor):
-        d = x._data
-        return d if type(d) is float else d
-    return x
+    return x._data if isinstance(x, Tensor) else x
 
 
 def _zeros_like(t: Tensor, nested: bool) -> Any:

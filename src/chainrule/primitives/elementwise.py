@@ -129,11 +129,11 @@ def _min_dy(xp, g, out, x, y):
 
 
 def _max_scalar(x, y):
-    return x if x > y else y
+    return x if (x > y or x != x) else y  # NaN propagates from either side, as np.maximum does
 
 
 def _min_scalar(x, y):
-    return x if x < y else y
+    return x if (x < y or x != x) else y
 
 
 maximum = defprim("maximum", np.maximum, nin=2, scalar_fwd=_max_scalar, kind="elementwise")
