@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .numeric import NUMPY, SCALAR
+from .primitive import Primitive
 from .tensor import (
     EPOCHS,
     FREED,
@@ -302,6 +303,20 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
             t._a = t._b = t._av = t._bv = t._args = None
 
 
+def call_rule(prim: Primitive, xp: Any, g: Any, out: Any, i: int, args: tuple) -> Any:
+    """Input ``i``'s gradient by ``prim``'s VJP rule; on Python floats, math-domain trouble falls back to NumPy."""
+    if prim.variadic:
+        return prim.vjps[0](xp, g, out, i, *args)
+    rule = prim.vjps[i]
+    if xp is not SCALAR:
+        return rule(xp, g, out, *args)
+    try:
+        return rule(xp, g, out, *args)
+    except (ArithmeticError, ValueError):
+        with np.errstate(all="ignore"):
+            return rule(NUMPY, np.float64(g), np.float64(out), *args)
+
+
 def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_graph: bool, create_graph: bool) -> dict:
     """The general walk: recorded (create_graph), gradients of chosen tensors (wanted), anomaly checks."""
     from .ops import TENSOR
@@ -331,27 +346,15 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
             out = t._data
             rargs = vals
             xp = SCALAR if (type(out) is float and prim.scalar_fwd is not None) else NUMPY
-        vjps = prim.vjps
         for i in range(nin):
             inp = inputs[i]
             if inp is None or not inp.requires_grad:
                 continue
             if needed is not None and id(inp) not in needed:
                 continue
-            if prim.variadic:
-                gi = vjps[0](xp, g, out, i, *rargs)
-            else:
-                rule = vjps[i]
-                if rule is None:
-                    continue
-                if xp is SCALAR:
-                    try:
-                        gi = rule(xp, g, out, *rargs)
-                    except (ArithmeticError, ValueError):
-                        with np.errstate(all="ignore"):
-                            gi = rule(NUMPY, np.float64(g), np.float64(out), *rargs)
-                else:
-                    gi = rule(xp, g, out, *rargs)
+            if not prim.differentiable(i):
+                continue
+            gi = call_rule(prim, xp, g, out, i, rargs)
             gi = _fit_tensor(gi, inp) if create_graph else _fit(gi, vals[i])
             if anomaly:
                 from .anomaly import check_backward

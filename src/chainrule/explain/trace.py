@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..autodiff import GraphFreedError, _deliver, _fit, _seed, toposort
+from ..autodiff import GraphFreedError, _deliver, _fit, _seed, call_rule, toposort
 from ..graph import is_freed, node_of
 from ..numeric import NUMPY, SCALAR
 from ..primitive import Primitive
@@ -244,16 +244,8 @@ def _namespace(out: Any, prim: Primitive) -> Any:
 
 
 def _call_rule(prim: Primitive, xp: Any, g: Any, out: Any, i: int, args: tuple) -> Any:
-    rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
     with np.errstate(all="ignore"):
-        if prim.variadic:
-            return rule(xp, g, out, i, *args)
-        try:
-            return rule(xp, g, out, *args)
-        except (ArithmeticError, ValueError):
-            if xp is not SCALAR:
-                raise
-            return rule(NUMPY, np.float64(g), np.float64(out), *args)
+        return call_rule(prim, xp, g, out, i, args)
 
 
 def _local_value(prim: Primitive, xp: Any, out: Any, i: int, args: tuple) -> Any:
