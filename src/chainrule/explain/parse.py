@@ -24,6 +24,7 @@ MAX_DEPTH = 60
 MAX_EXPONENT = 100
 MAX_STATEMENTS = 100
 MAX_VALUE_ELEMENTS = 10_000
+MAX_RESULT_ELEMENTS = 20_000_000  # per intermediate value during evaluation (160 MB of float64)
 
 # name -> (how many positional tensor arguments, the keywords it accepts)
 FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -186,6 +187,14 @@ def _describe(node: ast.AST) -> str:
     return f"{type(node).__name__}"
 
 
+def _to_float(value: Any) -> float:
+    """``float(value)`` for a literal, with integers too large for a float reading as infinity (never raising)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 class _Checker:
     def __init__(self, line_starts: list[int]) -> None:
         self.line_starts = line_starts
@@ -228,7 +237,7 @@ class _Checker:
             sign = -sign if isinstance(node.op, ast.USub) else sign
             node = node.operand
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return sign * float(node.value)
+            return sign * _to_float(node.value)
         return None
 
     def expr(self, node: ast.AST, depth: int = 0) -> Node:
@@ -240,9 +249,12 @@ class _Checker:
         if isinstance(node, ast.Constant):
             if type(node.value) not in (int, float):
                 raise self.refuse(node)
-            value = float(node.value)
+            value = _to_float(node.value)
             if not math.isfinite(value):
-                raise ParseError(f"the number {node.value!r} is not finite", kind="limit", column=col)
+                text = repr(node.value)
+                if len(text) > 24:
+                    text = f"{text[:12]}... ({len(text)} digits)"
+                raise ParseError(f"the number {text} is not finite as a float", kind="limit", column=col)
             return Num(value, col)
         if isinstance(node, ast.Name):
             if node.id in FUNCTIONS:
@@ -315,7 +327,7 @@ class _Checker:
         axes = []
         for item in items:
             n = self.number(item)
-            if n is None or n != int(n) or abs(n) > 32:
+            if n is None or not math.isfinite(n) or n != int(n) or abs(n) > 32:
                 raise ParseError(
                     f"{fname}(): axis must be a small integer or a tuple of them", kind="syntax", column=self.col(v)
                 )
@@ -367,6 +379,8 @@ def parse_program(text: str) -> Program:
     tree, starts = _tree(text, "exec")
     assert isinstance(tree, ast.Module)
     checker = _Checker(starts)
+    if not tree.body:
+        raise ParseError("the program has no statements (only comments or blank lines)", kind="syntax")
     if len(tree.body) > MAX_STATEMENTS:
         raise ParseError(f"the program has {len(tree.body)} statements (limit {MAX_STATEMENTS})", kind="limit")
     statements: list[Statement] = []
@@ -477,6 +491,32 @@ def _apply_binop(op: str, a: Any, b: Any) -> Any:
     return cr.matmul(a, b)
 
 
+def _result_size(op: str, a: Any, b: Any) -> Optional[int]:
+    """How many elements ``a op b`` would have (``op`` is ``"@"`` for a matrix product), or None if not computable."""
+    sa, sb = tuple(getattr(a, "shape", ())), tuple(getattr(b, "shape", ()))
+    try:
+        if op != "@":
+            return math.prod(np.broadcast_shapes(sa, sb))
+        if not sa or not sb:
+            return None
+        rows = sa[-2:-1] if len(sa) > 1 else ()
+        cols = sb[-1:] if len(sb) > 1 else ()
+        return math.prod(np.broadcast_shapes(sa[:-2], sb[:-2]) + rows + cols)
+    except ValueError:
+        return None  # incompatible shapes: the operation itself says so
+
+
+def _check_size(op: str, a: Any, b: Any, col: int) -> None:
+    n = _result_size(op, a, b)
+    if n is not None and n > MAX_RESULT_ELEMENTS:
+        sa, sb = tuple(getattr(a, "shape", ())), tuple(getattr(b, "shape", ()))
+        raise ParseError(
+            f"'{op}' of shapes {sa} and {sb} would give {n:,} elements (limit {MAX_RESULT_ELEMENTS:,})",
+            kind="limit",
+            column=col,
+        )
+
+
 def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
     """Evaluate a checked expression with chainrule's functions; ``env`` maps names to tensors."""
     import chainrule as cr
@@ -494,11 +534,14 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
                 left, right = ev(n.left), ev(n.right)
                 if not isinstance(left, Tensor) and not isinstance(right, Tensor):
                     left = cr.tensor(left)
+                _check_size(n.op, left, right, n.col)
                 return _apply_binop(n.op, left, right)
             if isinstance(n, Neg):
                 return cr.negative(ev(n.operand))
             args = [ev(a) for a in n.args]
             args = [a if isinstance(a, Tensor) else cr.tensor(a) for a in args]
+            if len(args) == 2:
+                _check_size("@" if n.func == "matmul" else n.func, args[0], args[1], n.col)
             return getattr(cr, n.func)(*args, **dict(n.kwargs))
         except ParseError:
             raise
