@@ -76,6 +76,7 @@ VALID_EXPRESSIONS = [
     "matmul(W, v) + 2.5e-3",
     "x ** -2 + 1e3",
     "+x - -y",
+    "x * exp(2) + y / 2 ** 2 - sum(z) * log(3)",
 ]
 
 VALID_PROGRAMS = [
@@ -428,7 +429,7 @@ def test_mutated_expressions_evaluate_or_raise_parse_error(text, data):
 
 
 @fuzz_settings
-@given(expr=st.one_of(mutated(VALID_EXPRESSIONS), ARBITRARY_TEXT), data=st.data())
+@given(expr=st.one_of(st.sampled_from(VALID_EXPRESSIONS), mutated(VALID_EXPRESSIONS), ARBITRARY_TEXT), data=st.data())
 def test_explain_command_exits_0_or_2(expr, data):
     try:
         names = names_in(parse_expression(expr))
@@ -644,3 +645,35 @@ def test_a_newline_in_a_shape_keeps_the_error_on_one_line():
     # bug 5: "--shape W=\\\n3" printed a two-line error message
     rc, _, stderr = run_cli(["derive", "E = sum(W)", "--shape", "W=\\\n3"])
     assert rc == 2 and stderr.count("\n") == 1 and "W='\\\\\\n3'" in stderr
+
+
+@pytest.mark.parametrize("text", ["\r0", "a = 1\rb = a * x\rE = sum(b)", "a = x\r\nE = sum(a)", "a = x\rE = open(a)"])
+def test_carriage_returns_end_lines_as_python_says(text):
+    # bug 7: lines were split at "\n" only, so a column after a lone "\r" raised IndexError
+    prog, error = call(parse_program, text)
+    if "open" in text:
+        assert error is not None and error.column == text.index("open") + 1
+    else:
+        assert error is None and prog.statements[-1].text == text.replace("\r\n", "\r").split("\r")[-1]
+
+
+@pytest.mark.parametrize(
+    "expr, at, want",
+    [
+        ("x * exp(2)", "x=1", "df/dx = 7.3891"),
+        ("x / 2 ** 2", "x=3", "df/dx = 0.2500"),
+        ("-(x + y) * z / 2 ** 2", "x=1", None),
+        ("x * exp(1000)", "x=1", "df/dx = inf"),
+        ("x * sum(exp(2) * 3)", "x=1", "df/dx = 22.1672"),
+    ],
+)
+def test_constant_subexpressions_are_traced_as_constants(expr, at, want):
+    # bug 8: a constant computed as a tensor (exp(2), 2 ** 2) was an input that trace had no label for: KeyError
+    names = names_in(parse_expression(expr))
+    rc, stdout, _ = run_cli(["explain", expr, "--at", *[f"{n}={at.split('=')[1]}" for n in names]])
+    assert rc == 0
+    if want:
+        assert want in stdout
+    x = cr.tensor(1.0, requires_grad=True)
+    tr = cr.trace(x * cr.exp(cr.tensor(2.0)))
+    assert "7.389" in str(tr) and x.grad.item() == pytest.approx(np.exp(2.0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -351,9 +352,8 @@ def _tree(text: str, mode: str) -> tuple[ast.AST, list[int]]:
             best = max(best, depth)
         elif ch in ")]}":
             depth -= 1
-    line_starts = [0]
-    for line in text.split("\n")[:-1]:
-        line_starts.append(line_starts[-1] + len(line) + 1)
+    # Python ends a line at \r\n, \r or \n: the line numbers of ast count all three
+    line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
     try:
         tree = ast.parse(text, mode=mode)
     except SyntaxError as exc:

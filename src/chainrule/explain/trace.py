@@ -338,8 +338,10 @@ def trace(
         view = node_of(t)
         prim, inputs, args = view.prim, view.inputs, view.args
         nin = len(inputs)
-        operands = [labels[id(x)] if x is not None else fmt_const(args[j]) for j, x in enumerate(inputs)]
-        constants = [None if x is not None else args[j] for j, x in enumerate(inputs)]
+        # an input tensor outside the graph (a constant such as exp(2), computed without gradients) reads as a constant
+        in_graph = [x is not None and id(x) in labels for x in inputs]
+        operands = [labels[id(x)] if g else fmt_const(args[j]) for j, (x, g) in enumerate(zip(inputs, in_graph))]
+        constants = [None if g else args[j] for j, g in enumerate(in_graph)]
         out = t._data
         xp = _namespace(out, prim)
         edges = []
