@@ -35,6 +35,7 @@ import io
 import os
 import re
 import time
+import warnings
 from unittest import mock
 
 import numpy as np
@@ -353,11 +354,14 @@ def call(fn, *args, **kwargs):
     error = None
     result = None
     try:
-        with no_execution():
+        with no_execution(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SyntaxWarning)
             result = fn(*args, **kwargs)
     except ParseError as exc:
         error = exc
     elapsed = time.perf_counter() - start
+    leaked = [str(w.message) for w in caught if issubclass(w.category, SyntaxWarning)]
+    assert not leaked, f"Python's SyntaxWarning reached the user: {leaked}"
     assert elapsed < TIME_BOUND, f"{fn.__name__} took {elapsed:.2f} s on {args!r:.200}"
     if error is not None:
         msg = str(error)
@@ -677,3 +681,15 @@ def test_constant_subexpressions_are_traced_as_constants(expr, at, want):
     x = cr.tensor(1.0, requires_grad=True)
     tr = cr.trace(x * cr.exp(cr.tensor(2.0)))
     assert "7.389" in str(tr) and x.grad.item() == pytest.approx(np.exp(2.0))
+
+
+@pytest.mark.parametrize("text", ["1if x", "x + 1_", "x*0x1g", "1or x", "x * 2j"])
+def test_python_syntax_warnings_stay_quiet(text):
+    # bug 9: ast.parse warned "<unknown>:1: SyntaxWarning: invalid decimal literal" on stderr before the error line
+    _, error = call(parse_expression, text)
+    assert error is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, _, stderr = run_cli(["explain", text, "--at", "x=1"])
+    assert rc == 2 and stderr.count("\n") == 1
+    assert not [w for w in caught if issubclass(w.category, SyntaxWarning)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -355,7 +356,9 @@ def _tree(text: str, mode: str) -> tuple[ast.AST, list[int]]:
     # Python ends a line at \r\n, \r or \n: the line numbers of ast count all three
     line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
     try:
-        tree = ast.parse(text, mode=mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # ("invalid decimal literal"): a second line on stderr
+            tree = ast.parse(text, mode=mode)
     except SyntaxError as exc:
         col = None
         if exc.lineno is not None and exc.offset is not None and exc.lineno <= len(line_starts):
