@@ -409,14 +409,17 @@ fuzz_settings = settings(suppress_health_check=[HealthCheck.too_slow, HealthChec
 @fuzz_settings
 @given(text=st.one_of(ARBITRARY_TEXT, mutated(VALID_EXPRESSIONS), mutated([p for p, _ in VALID_PROGRAMS])))
 def test_parser_functions_parse_or_raise_parse_error(text):
-    node, _ = call(parse_expression, text)
+    node, e1 = call(parse_expression, text)
     if node is not None:
         assert isinstance(names_in(node), list)
-    prog, _ = call(parse_program, text)
+    prog, e2 = call(parse_program, text)
     if prog is not None:
         assert prog.statements and all(isinstance(n, str) for n in prog.inputs)
-    value, _ = call(parse_value, text)
+    value, e3 = call(parse_value, text)
     assert value is None or isinstance(value, (float, np.ndarray))
+    for error in (e1, e2, e3):
+        if error is not None and error.column is not None:  # a position inside the text (or just after it)
+            assert 1 <= error.column <= len(text) + 1, (error.column, len(text))
     call(parse_assignments, [text, "x=" + text])
 
 
@@ -693,3 +696,20 @@ def test_python_syntax_warnings_stay_quiet(text):
         rc, _, stderr = run_cli(["explain", text, "--at", "x=1"])
     assert rc == 2 and stderr.count("\n") == 1
     assert not [w for w in caught if issubclass(w.category, SyntaxWarning)]
+
+
+@pytest.mark.parametrize(
+    "text, at", [("é + open(x)", "open"), ("ééé + y.z", "y.z"), ("a = 1\nbé = open(a)", "open"), ("𝑥 * y[0]", "y[0]")]
+)
+def test_columns_count_characters_not_utf8_bytes(text, at):
+    # bug 10: ast's col_offset counts UTF-8 bytes, so columns after a non-ASCII name were too large
+    _, error = call(parse_program, text)
+    assert error.column == text.index(at) + 1
+
+
+@pytest.mark.parametrize("fn", [parse_expression, parse_program, parse_value])
+@pytest.mark.parametrize("value", [None, 3, b"x + y", ["x"]])
+def test_non_text_input_is_a_parse_error(fn, value):
+    # bug 11: parse_expression and parse_value called .strip() before the type check (AttributeError)
+    _, error = call(fn, value)
+    assert error is not None and "expected the expression as a string" in str(error)

@@ -156,11 +156,6 @@ def names_in(node: Node) -> list[str]:
 # --- parsing ------------------------------------------------------------------------------
 
 
-def _col(node: ast.AST, line_starts: list[int]) -> int:
-    line = getattr(node, "lineno", 1)
-    return line_starts[line - 1] + getattr(node, "col_offset", 0) + 1
-
-
 def _describe(node: ast.AST) -> str:
     if isinstance(node, ast.Attribute):
         return f"attribute access (.{node.attr})"
@@ -198,11 +193,16 @@ def _to_float(value: Any) -> float:
 
 
 class _Checker:
-    def __init__(self, line_starts: list[int]) -> None:
+    def __init__(self, line_starts: list[int], text: str) -> None:
         self.line_starts = line_starts
+        self.text = text
 
     def col(self, node: ast.AST) -> int:
-        return _col(node, self.line_starts)
+        """The 1-based character position of ``node`` in the text (ast counts UTF-8 bytes within a line)."""
+        start = self.line_starts[getattr(node, "lineno", 1) - 1]
+        offset = getattr(node, "col_offset", 0)
+        prefix = self.text[start : start + offset].encode("utf-8")[:offset].decode("utf-8", "ignore")
+        return start + len(prefix) + 1
 
     def refuse(self, node: ast.AST, what: Optional[str] = None) -> ParseError:
         return ParseError(
@@ -337,9 +337,11 @@ class _Checker:
         return tuple(axes) if isinstance(v, ast.Tuple) else axes[0]
 
 
-def _tree(text: str, mode: str) -> tuple[ast.AST, list[int]]:
+def _tree(text: str, mode: str, strip: bool = False) -> tuple[ast.AST, list[int], str]:
     if not isinstance(text, str):
         raise ParseError(f"expected the expression as a string, got {type(text).__name__}", kind="syntax")
+    if strip:
+        text = text.strip()
     if len(text) > MAX_LENGTH:
         raise ParseError(f"the input is {len(text)} characters long (limit {MAX_LENGTH})", kind="limit")
     if not text.strip():
@@ -367,21 +369,21 @@ def _tree(text: str, mode: str) -> tuple[ast.AST, list[int]]:
         raise ParseError(f"invalid syntax ({msg}); {ALLOWED}", kind="syntax", column=col) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ParseError(f"the expression cannot be parsed ({type(exc).__name__}); simplify it", kind="limit") from None
-    return tree, line_starts
+    return tree, line_starts, text
 
 
 def parse_expression(text: str) -> Node:
     """Parse and check one expression, such as ``(x + y) * z``."""
-    tree, starts = _tree(text.strip(), "eval")
+    tree, starts, text = _tree(text, "eval", strip=True)
     assert isinstance(tree, ast.Expression)
-    return _Checker(starts).expr(tree.body)
+    return _Checker(starts, text).expr(tree.body)
 
 
 def parse_program(text: str) -> Program:
     """Parse ``name = expr; name = expr; ...`` (``;`` or newlines between statements)."""
-    tree, starts = _tree(text, "exec")
+    tree, starts, text = _tree(text, "exec")
     assert isinstance(tree, ast.Module)
-    checker = _Checker(starts)
+    checker = _Checker(starts, text)
     if not tree.body:
         raise ParseError("the program has no statements (only comments or blank lines)", kind="syntax")
     if len(tree.body) > MAX_STATEMENTS:
@@ -429,8 +431,8 @@ def parse_program(text: str) -> Program:
 
 def parse_value(text: str, name: str = "value") -> Any:
     """A number or a nested list of numbers (``-2``, ``[1, 2.5]``, ``[[1, 2], [3, 4]]``), safely."""
-    tree, starts = _tree(text.strip(), "eval")
-    checker = _Checker(starts)
+    tree, starts, text = _tree(text, "eval", strip=True)
+    checker = _Checker(starts, text)
     count = 0
 
     def conv(node: ast.AST) -> Any:
