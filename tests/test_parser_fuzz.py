@@ -283,6 +283,7 @@ def mutated(draw: st.DrawFn, bases: list[str]) -> str:
             text = text[:pos] + draw(st.sampled_from(["(", ")", "((", "))", "[", "]"])) + text[pos:]
         else:  # swap two slices
             text = text[end:] + text[pos:end] + text[:pos]
+        text = text[: 10 * MAX_LENGTH]  # long enough to be refused; repeated mutations could otherwise reach megabytes
     return text
 
 
@@ -713,3 +714,19 @@ def test_non_text_input_is_a_parse_error(fn, value):
     # bug 11: parse_expression and parse_value called .strip() before the type check (AttributeError)
     _, error = call(fn, value)
     assert error is not None and "expected the expression as a string" in str(error)
+
+
+@pytest.mark.parametrize("text", ["+", "x +", "é+", "exp(x) *", "x\\"])
+def test_syntax_errors_at_the_end_have_a_column_inside_the_text_or_none(text):
+    # bug 12: Python reports offset 0 for some errors at the end of input, which became "column 0"
+    for fn in (parse_expression, parse_program, parse_value):
+        _, error = call(fn, text)
+        assert error.column is None or 1 <= error.column <= len(text) + 1
+
+
+def test_long_assignments_are_not_echoed_in_full():
+    # bug 13: a malformed --at item was echoed whole in the message (megabytes for a megabyte argument)
+    _, error = call(parse_assignments, ["v;" + "x" * 100_000])
+    assert len(str(error)) < 200 and "100002 characters" in str(error)
+    _, error = call(parse_assignments, [None])
+    assert error is not None and "expected NAME=VALUE text" in str(error)

@@ -363,8 +363,8 @@ def _tree(text: str, mode: str, strip: bool = False) -> tuple[ast.AST, list[int]
             tree = ast.parse(text, mode=mode)
     except SyntaxError as exc:
         col = None
-        if exc.lineno is not None and exc.offset is not None and exc.lineno <= len(line_starts):
-            col = line_starts[exc.lineno - 1] + exc.offset
+        if exc.lineno is not None and exc.offset is not None and exc.lineno <= len(line_starts) and exc.offset >= 1:
+            col = min(line_starts[exc.lineno - 1] + exc.offset, len(text) + 1)  # (offset 0: Python does not know)
         msg = (exc.msg or "invalid syntax").split("\n")[0]
         raise ParseError(f"invalid syntax ({msg}); {ALLOWED}", kind="syntax", column=col) from None
     except (RecursionError, MemoryError, ValueError) as exc:
@@ -467,10 +467,13 @@ def parse_assignments(items: list[str], what: str = "--at") -> dict[str, str]:
     """``["x=-2", "y=5"]`` -> ``{"x": "-2", "y": "5"}`` with clear errors."""
     out: dict[str, str] = {}
     for item in items:
+        if not isinstance(item, str):
+            raise ParseError(f"{what}: expected NAME=VALUE text, got {type(item).__name__}", kind="syntax")
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier() or not value.strip():
-            raise ParseError(f"{what} {item!r}: write NAME=VALUE, as in x=-2", kind="syntax")
+            shown = item if len(item) <= 60 else item[:40] + f"... ({len(item)} characters)"
+            raise ParseError(f"{what} {shown!r}: write NAME=VALUE, as in x=-2", kind="syntax")
         if name in out:
             raise ParseError(f"{what}: {name} is given twice", kind="syntax")
         out[name] = value
