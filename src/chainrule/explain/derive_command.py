@@ -43,7 +43,7 @@ def parse_shape(name: str, text: str) -> tuple:
         if p.isidentifier() and len(p) <= 8:
             dims.append(p)
             continue
-        if not p.isdigit():
+        if not p.isdecimal():  # (isdigit() accepts "²", which int() refuses)
             raise ParseError(f"--shape {shown}: write the shape as numbers joined by x, as in 64x32", kind="shape")
         d = int(p)
         if d < 1 or d > 1_000_000:

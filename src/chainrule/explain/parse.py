@@ -408,6 +408,12 @@ def parse_program(text: str) -> Program:
                     column=checker.col(stmt),
                 )
             expr = checker.expr(stmt.value)
+            if target in names_in(expr):
+                raise ParseError(
+                    f"'{target}' is used in its own definition; give the new value its own name",
+                    kind="not allowed",
+                    column=checker.col(stmt),
+                )
         elif isinstance(stmt, ast.Expr) and last:
             target, expr = None, checker.expr(stmt.value)
         else:
