@@ -775,9 +775,10 @@ def test_a_name_defined_in_terms_of_itself_is_refused(program):
     assert error is not None
 
 
-@pytest.mark.parametrize("shape", ["²3", "3x²", "3x¹", "3" * 10_000, "0" * 20 + "3"])
+@pytest.mark.parametrize("shape", ["²3", "3x²", "3x¹", "3" * 10_000, "0" * 5000 + "1" * 10])
 def test_odd_digits_in_a_shape_are_refused(shape):
     # bug 15: "²".isdigit() is True but int("²") raises ValueError, which escaped from chainrule derive
     # bug 16: so did int() of a 10,000-digit dimension (Python's 4300-digit limit)
     rc, _, stderr = run_cli(["derive", "E = sum(W)", "--shape", f"W={shape}"])
     assert rc == 2 and ("write the shape as numbers" in stderr or "between 1 and 1000000" in stderr)
+    assert run_cli(["derive", "E = sum(W)", "--shape", "W=" + "0" * 5000 + "3"])[0] == 0

@@ -45,7 +45,8 @@ def parse_shape(name: str, text: str) -> tuple:
             continue
         if not p.isdecimal():  # (isdigit() accepts "²", which int() refuses)
             raise ParseError(f"--shape {shown}: write the shape as numbers joined by x, as in 64x32", kind="shape")
-        d = int(p) if len(p) <= 9 else 0  # (int() refuses strings over 4300 digits; this long is out of range anyway)
+        digits = p.lstrip("0") or "0"
+        d = int(digits) if len(digits) <= 9 else 0  # (int() refuses over 4300 digits; this long is out of range)
         if d < 1 or d > 1_000_000:
             raise ParseError(f"--shape {shown}: each dimension must be between 1 and 1000000", kind="shape")
         dims.append(d)
