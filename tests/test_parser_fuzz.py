@@ -782,3 +782,13 @@ def test_odd_digits_in_a_shape_are_refused(shape):
     rc, _, stderr = run_cli(["derive", "E = sum(W)", "--shape", f"W={shape}"])
     assert rc == 2 and ("write the shape as numbers" in stderr or "between 1 and 1000000" in stderr)
     assert run_cli(["derive", "E = sum(W)", "--shape", "W=" + "0" * 5000 + "3"])[0] == 0
+
+
+@pytest.mark.parametrize("expr, at, want", [("x", "x=3", "df/dx = 1.0000"), ("+x", "x=[1, 2]", "df/dx = [1., 1.]")])
+def test_an_expression_that_is_its_input_has_gradient_one(expr, at, want):
+    # bug 17: explain "x" printed "df/dx = 0 (f does not depend on it)": trace did not seed an output that is a leaf
+    rc, stdout, _ = run_cli(["explain", expr, "--at", at])
+    assert rc == 0 and want in stdout
+    x = cr.tensor(3.0, requires_grad=True)
+    cr.trace(x)
+    assert x.grad.item() == 1.0

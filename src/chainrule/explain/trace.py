@@ -384,5 +384,8 @@ def trace(
         leaves.append(LeafGrad(out_label, _copy(output._data), _copy(seed), []))
     if accumulate:
         delivered = {id(t): _copy(grads[id(t)]) for t in leaf_order if id(t) in grads}
-        _deliver(delivered, {id(t): t for t in leaf_order}, False)
+        targets = {id(t): t for t in leaf_order}
+        if output._node is None and output.requires_grad:  # the output is an input itself: as backward(), seed it
+            delivered[id(output)], targets[id(output)] = _copy(seed), output
+        _deliver(delivered, targets, False)
     return Trace(out_label, _copy(output._data), steps, leaves, precision)
