@@ -309,7 +309,7 @@ def mutated(draw: st.DrawFn, bases: list[str], kinds: tuple[str, ...] = tuple(MU
 
 
 # mostly still valid: these reach evaluation, the trace and derive's symbolic pass more often
-SWAPPED_EXPRESSIONS = mutated(VALID_EXPRESSIONS, kinds=("swap", "nest", "huge"))
+SWAPPED_EXPRESSIONS = mutated(VALID_EXPRESSIONS, kinds=("swap",))
 
 VALUE_TEXTS = ["-2", "0", "0.5", "1e308", "[1, -2.5, 3]", "[[1, 2], [3, 4]]", "[]", "[[1], [2]]", "[[1, 2, 3]]"]
 MUTATED_VALUES = st.one_of(st.sampled_from(VALUE_TEXTS), mutated(VALUE_TEXTS), ARBITRARY_TEXT)
@@ -479,7 +479,8 @@ def test_explain_command_exits_0_or_2(expr, data):
         names = names_in(parse_expression(expr))
     except ParseError:
         names = ["x"]
-    at = [f"{n}={data.draw(MUTATED_VALUES)}" for n in names] or ["x=1"]
+    values = data.draw(st.sampled_from([st.sampled_from(VALUE_TEXTS), MUTATED_VALUES]))  # half the time all valid
+    at = [f"{n}={data.draw(values)}" for n in names] or ["x=1"]
     with np.errstate(all="ignore"):
         rc, _, _ = run_cli(_expression_argv(expr, at))
     event(f"explain: exit {rc}")
@@ -489,7 +490,7 @@ def test_explain_command_exits_0_or_2(expr, data):
 @given(data=st.data())
 def test_derive_parses_or_raises_parse_error(data):
     base, shapes = data.draw(st.sampled_from(VALID_PROGRAMS))
-    program = data.draw(st.one_of(mutated([base], kinds=("swap", "nest", "huge")), mutated([base]), ARBITRARY_TEXT))
+    program = data.draw(st.one_of(mutated([base], kinds=("swap",)), mutated([base]), ARBITRARY_TEXT))
     try:
         inputs = parse_program(program).inputs
     except ParseError:
