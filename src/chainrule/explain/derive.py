@@ -213,7 +213,17 @@ def derive(
 
 def _concrete_shapes(shapes: Mapping[str, Any]) -> tuple[dict[str, tuple[int, ...]], dict[int, str]]:
     """Shapes as int tuples; symbolic dimensions (``"B"``) get distinct sizes not used by any numeric dimension."""
-    raw = {k: ((v,) if isinstance(v, (int, np.integer, str)) else tuple(v)) for k, v in shapes.items()}
+    raw: dict[str, tuple] = {}
+    for k, v in shapes.items():
+        dims = (v,) if isinstance(v, (int, np.integer, str)) else tuple(v) if isinstance(v, (tuple, list)) else None
+        if dims is None or not all(
+            isinstance(d, str) or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0)
+            for d in dims
+        ):
+            raise ParseError(
+                f"the shape of {k}, {v!r}, is not a tuple of non-negative integers or names such as B", kind="shape"
+            )
+        raw[k] = dims
     numeric = {int(d) for v in raw.values() for d in v if not isinstance(d, str)}
     symbols = sorted({d for v in raw.values() for d in v if isinstance(d, str)})
     sizes: dict[str, int] = {}

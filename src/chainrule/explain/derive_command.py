@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_shape(name: str, text: str) -> tuple:
     """``64x32`` / ``64×32`` / ``64,32`` / ``Bx32`` (a symbolic batch size) / ``scalar`` -> a shape tuple."""
     t = text.strip()
+    shown = f"{name}={text}" if text.isprintable() else f"{name}={text!r}"  # a newline would break the one-line message
     if t.lower() in ("scalar", "()", ""):
         return ()
     parts = re.split(r"[x×,*]", t)
@@ -42,16 +43,15 @@ def parse_shape(name: str, text: str) -> tuple:
         if p.isidentifier() and len(p) <= 8:
             dims.append(p)
             continue
-        if not p.isdigit():
-            raise ParseError(
-                f"--shape {name}={text}: write the shape as numbers joined by x, as in 64x32", kind="shape"
-            )
-        d = int(p)
+        if not p.isdecimal():  # (isdigit() accepts "²", which int() refuses)
+            raise ParseError(f"--shape {shown}: write the shape as numbers joined by x, as in 64x32", kind="shape")
+        digits = p.lstrip("0") or "0"
+        d = int(digits) if len(digits) <= 9 else 0  # (int() refuses over 4300 digits; this long is out of range)
         if d < 1 or d > 1_000_000:
-            raise ParseError(f"--shape {name}={text}: each dimension must be between 1 and 1000000", kind="shape")
+            raise ParseError(f"--shape {shown}: each dimension must be between 1 and 1000000", kind="shape")
         dims.append(d)
     if len(dims) > 6:
-        raise ParseError(f"--shape {name}={text}: at most 6 dimensions", kind="shape")
+        raise ParseError(f"--shape {shown}: at most 6 dimensions", kind="shape")
     return tuple(dims)
 
 

@@ -59,7 +59,7 @@ def fmt_const(v: Any) -> str:
     """A constant operand as it would be written in the expression."""
     if np.ndim(v) == 0:
         f = float(v)
-        return str(int(f)) if f == int(f) and abs(f) < 1e15 else repr(f)
+        return str(int(f)) if abs(f) < 1e15 and f == int(f) else repr(f)  # (int(inf) would raise)
     return fmt_value(v, 3)
 
 

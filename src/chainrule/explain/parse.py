@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import math
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -24,6 +26,7 @@ MAX_DEPTH = 60
 MAX_EXPONENT = 100
 MAX_STATEMENTS = 100
 MAX_VALUE_ELEMENTS = 10_000
+MAX_RESULT_ELEMENTS = 20_000_000  # per intermediate value during evaluation (160 MB of float64)
 
 # name -> (how many positional tensor arguments, the keywords it accepts)
 FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -153,11 +156,6 @@ def names_in(node: Node) -> list[str]:
 # --- parsing ------------------------------------------------------------------------------
 
 
-def _col(node: ast.AST, line_starts: list[int]) -> int:
-    line = getattr(node, "lineno", 1)
-    return line_starts[line - 1] + getattr(node, "col_offset", 0) + 1
-
-
 def _describe(node: ast.AST) -> str:
     if isinstance(node, ast.Attribute):
         return f"attribute access (.{node.attr})"
@@ -186,12 +184,25 @@ def _describe(node: ast.AST) -> str:
     return f"{type(node).__name__}"
 
 
+def _to_float(value: Any) -> float:
+    """``float(value)`` for a literal, with integers too large for a float reading as infinity (never raising)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 class _Checker:
-    def __init__(self, line_starts: list[int]) -> None:
+    def __init__(self, line_starts: list[int], text: str) -> None:
         self.line_starts = line_starts
+        self.text = text
 
     def col(self, node: ast.AST) -> int:
-        return _col(node, self.line_starts)
+        """The 1-based character position of ``node`` in the text (ast counts UTF-8 bytes within a line)."""
+        start = self.line_starts[getattr(node, "lineno", 1) - 1]
+        offset = getattr(node, "col_offset", 0)
+        prefix = self.text[start : start + offset].encode("utf-8")[:offset].decode("utf-8", "ignore")
+        return start + len(prefix) + 1
 
     def refuse(self, node: ast.AST, what: Optional[str] = None) -> ParseError:
         return ParseError(
@@ -228,7 +239,7 @@ class _Checker:
             sign = -sign if isinstance(node.op, ast.USub) else sign
             node = node.operand
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return sign * float(node.value)
+            return sign * _to_float(node.value)
         return None
 
     def expr(self, node: ast.AST, depth: int = 0) -> Node:
@@ -240,9 +251,12 @@ class _Checker:
         if isinstance(node, ast.Constant):
             if type(node.value) not in (int, float):
                 raise self.refuse(node)
-            value = float(node.value)
+            value = _to_float(node.value)
             if not math.isfinite(value):
-                raise ParseError(f"the number {node.value!r} is not finite", kind="limit", column=col)
+                text = repr(node.value)
+                if len(text) > 24:
+                    text = f"{text[:12]}... ({len(text)} digits)"
+                raise ParseError(f"the number {text} is not finite as a float", kind="limit", column=col)
             return Num(value, col)
         if isinstance(node, ast.Name):
             if node.id in FUNCTIONS:
@@ -315,7 +329,7 @@ class _Checker:
         axes = []
         for item in items:
             n = self.number(item)
-            if n is None or n != int(n) or abs(n) > 32:
+            if n is None or not math.isfinite(n) or n != int(n) or abs(n) > 32:
                 raise ParseError(
                     f"{fname}(): axis must be a small integer or a tuple of them", kind="syntax", column=self.col(v)
                 )
@@ -323,9 +337,11 @@ class _Checker:
         return tuple(axes) if isinstance(v, ast.Tuple) else axes[0]
 
 
-def _tree(text: str, mode: str) -> tuple[ast.AST, list[int]]:
+def _tree(text: str, mode: str, strip: bool = False) -> tuple[ast.AST, list[int], str]:
     if not isinstance(text, str):
         raise ParseError(f"expected the expression as a string, got {type(text).__name__}", kind="syntax")
+    if strip:
+        text = text.strip()
     if len(text) > MAX_LENGTH:
         raise ParseError(f"the input is {len(text)} characters long (limit {MAX_LENGTH})", kind="limit")
     if not text.strip():
@@ -339,34 +355,37 @@ def _tree(text: str, mode: str) -> tuple[ast.AST, list[int]]:
             best = max(best, depth)
         elif ch in ")]}":
             depth -= 1
-    line_starts = [0]
-    for line in text.split("\n")[:-1]:
-        line_starts.append(line_starts[-1] + len(line) + 1)
+    # Python ends a line at \r\n, \r or \n: the line numbers of ast count all three
+    line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
     try:
-        tree = ast.parse(text, mode=mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # ("invalid decimal literal"): a second line on stderr
+            tree = ast.parse(text, mode=mode)
     except SyntaxError as exc:
         col = None
-        if exc.lineno is not None and exc.offset is not None and exc.lineno <= len(line_starts):
-            col = line_starts[exc.lineno - 1] + exc.offset
+        if exc.lineno is not None and exc.offset is not None and exc.lineno <= len(line_starts) and exc.offset >= 1:
+            col = min(line_starts[exc.lineno - 1] + exc.offset, len(text) + 1)  # (offset 0: Python does not know)
         msg = (exc.msg or "invalid syntax").split("\n")[0]
         raise ParseError(f"invalid syntax ({msg}); {ALLOWED}", kind="syntax", column=col) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ParseError(f"the expression cannot be parsed ({type(exc).__name__}); simplify it", kind="limit") from None
-    return tree, line_starts
+    return tree, line_starts, text
 
 
 def parse_expression(text: str) -> Node:
     """Parse and check one expression, such as ``(x + y) * z``."""
-    tree, starts = _tree(text.strip(), "eval")
+    tree, starts, text = _tree(text, "eval", strip=True)
     assert isinstance(tree, ast.Expression)
-    return _Checker(starts).expr(tree.body)
+    return _Checker(starts, text).expr(tree.body)
 
 
 def parse_program(text: str) -> Program:
     """Parse ``name = expr; name = expr; ...`` (``;`` or newlines between statements)."""
-    tree, starts = _tree(text, "exec")
+    tree, starts, text = _tree(text, "exec")
     assert isinstance(tree, ast.Module)
-    checker = _Checker(starts)
+    checker = _Checker(starts, text)
+    if not tree.body:
+        raise ParseError("the program has no statements (only comments or blank lines)", kind="syntax")
     if len(tree.body) > MAX_STATEMENTS:
         raise ParseError(f"the program has {len(tree.body)} statements (limit {MAX_STATEMENTS})", kind="limit")
     statements: list[Statement] = []
@@ -389,6 +408,12 @@ def parse_program(text: str) -> Program:
                     column=checker.col(stmt),
                 )
             expr = checker.expr(stmt.value)
+            if target in names_in(expr):
+                raise ParseError(
+                    f"'{target}' is used in its own definition; give the new value its own name",
+                    kind="not allowed",
+                    column=checker.col(stmt),
+                )
         elif isinstance(stmt, ast.Expr) and last:
             target, expr = None, checker.expr(stmt.value)
         else:
@@ -412,8 +437,8 @@ def parse_program(text: str) -> Program:
 
 def parse_value(text: str, name: str = "value") -> Any:
     """A number or a nested list of numbers (``-2``, ``[1, 2.5]``, ``[[1, 2], [3, 4]]``), safely."""
-    tree, starts = _tree(text.strip(), "eval")
-    checker = _Checker(starts)
+    tree, starts, text = _tree(text, "eval", strip=True)
+    checker = _Checker(starts, text)
     count = 0
 
     def conv(node: ast.AST) -> Any:
@@ -448,10 +473,13 @@ def parse_assignments(items: list[str], what: str = "--at") -> dict[str, str]:
     """``["x=-2", "y=5"]`` -> ``{"x": "-2", "y": "5"}`` with clear errors."""
     out: dict[str, str] = {}
     for item in items:
+        if not isinstance(item, str):
+            raise ParseError(f"{what}: expected NAME=VALUE text, got {type(item).__name__}", kind="syntax")
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier() or not value.strip():
-            raise ParseError(f"{what} {item!r}: write NAME=VALUE, as in x=-2", kind="syntax")
+            shown = item if len(item) <= 60 else item[:40] + f"... ({len(item)} characters)"
+            raise ParseError(f"{what} {shown!r}: write NAME=VALUE, as in x=-2", kind="syntax")
         if name in out:
             raise ParseError(f"{what}: {name} is given twice", kind="syntax")
         out[name] = value
@@ -477,6 +505,32 @@ def _apply_binop(op: str, a: Any, b: Any) -> Any:
     return cr.matmul(a, b)
 
 
+def _result_size(op: str, a: Any, b: Any) -> Optional[int]:
+    """How many elements ``a op b`` would have (``op`` is ``"@"`` for a matrix product), or None if not computable."""
+    sa, sb = tuple(getattr(a, "shape", ())), tuple(getattr(b, "shape", ()))
+    try:
+        if op != "@":
+            return math.prod(np.broadcast_shapes(sa, sb))
+        if not sa or not sb:
+            return None
+        rows = sa[-2:-1] if len(sa) > 1 else ()
+        cols = sb[-1:] if len(sb) > 1 else ()
+        return math.prod(np.broadcast_shapes(sa[:-2], sb[:-2]) + rows + cols)
+    except ValueError:
+        return None  # incompatible shapes: the operation itself says so
+
+
+def _check_size(op: str, a: Any, b: Any, col: int) -> None:
+    n = _result_size(op, a, b)
+    if n is not None and n > MAX_RESULT_ELEMENTS:
+        sa, sb = tuple(getattr(a, "shape", ())), tuple(getattr(b, "shape", ()))
+        raise ParseError(
+            f"'{op}' of shapes {sa} and {sb} would give {n:,} elements (limit {MAX_RESULT_ELEMENTS:,})",
+            kind="limit",
+            column=col,
+        )
+
+
 def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
     """Evaluate a checked expression with chainrule's functions; ``env`` maps names to tensors."""
     import chainrule as cr
@@ -494,11 +548,14 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
                 left, right = ev(n.left), ev(n.right)
                 if not isinstance(left, Tensor) and not isinstance(right, Tensor):
                     left = cr.tensor(left)
+                _check_size(n.op, left, right, n.col)
                 return _apply_binop(n.op, left, right)
             if isinstance(n, Neg):
                 return cr.negative(ev(n.operand))
             args = [ev(a) for a in n.args]
             args = [a if isinstance(a, Tensor) else cr.tensor(a) for a in args]
+            if len(args) == 2:
+                _check_size("@" if n.func == "matmul" else n.func, args[0], args[1], n.col)
             return getattr(cr, n.func)(*args, **dict(n.kwargs))
         except ParseError:
             raise

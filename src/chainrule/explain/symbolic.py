@@ -388,6 +388,8 @@ def _product(factors: list, shape: tuple[int, ...]) -> Any:
     out = rest[0]
     for f in rest[1:]:
         out = Sym("mul", (out, f), np.broadcast_shapes(shape_of(out), shape_of(f)))
+    if shape_of(out) != shape:  # a dropped constant (ones) carried the broadcast shape: keep it
+        out = _broadcast(out, shape)
     if c == -1:
         return Sym("neg", (out,), shape_of(out))
     if c != 1:
@@ -518,7 +520,9 @@ def simplify(x: Any) -> Any:
 
 
 def _fit(a: Any, shape: tuple[int, ...]) -> Any:
-    return a if shape_of(a) == shape or not isinstance(a, Sym) else (const(const_value(a), shape) if is_const(a) else a)
+    if shape_of(a) == shape or not isinstance(a, Sym):
+        return a
+    return const(const_value(a), shape) if is_const(a) else _broadcast(a, shape)  # (a + 0 keeps the sum's shape)
 
 
 # --- printing ------------------------------------------------------------------------------------------

@@ -330,8 +330,10 @@ def trace(
         view = node_of(t)
         prim, inputs, args = view.prim, view.inputs, view.args
         nin = len(inputs)
-        operands = [labels[id(x)] if x is not None else fmt_const(args[j]) for j, x in enumerate(inputs)]
-        constants = [None if x is not None else args[j] for j, x in enumerate(inputs)]
+        # an input tensor outside the graph (a constant such as exp(2), computed without gradients) reads as a constant
+        in_graph = [x is not None and id(x) in labels for x in inputs]
+        operands = [labels[id(x)] if g else fmt_const(args[j]) for j, (x, g) in enumerate(zip(inputs, in_graph))]
+        constants = [None if g else args[j] for j, g in enumerate(in_graph)]
         out = t._data
         xp = _namespace(out, prim)
         edges = []
@@ -374,5 +376,8 @@ def trace(
         leaves.append(LeafGrad(out_label, _copy(output._data), _copy(seed), []))
     if accumulate:
         delivered = {id(t): _copy(grads[id(t)]) for t in leaf_order if id(t) in grads}
-        _deliver(delivered, {id(t): t for t in leaf_order}, False)
+        targets = {id(t): t for t in leaf_order}
+        if output._node is None and output.requires_grad:  # the output is an input itself: as backward(), seed it
+            delivered[id(output)], targets[id(output)] = _copy(seed), output
+        _deliver(delivered, targets, False)
     return Trace(out_label, _copy(output._data), steps, leaves, precision)
