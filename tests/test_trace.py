@@ -161,3 +161,12 @@ def test_plain_text_without_rich(monkeypatch):
     f, env = neuron()
     text = str(cr.trace(f, names=env, output_name="f"))
     assert "┃" not in text and "-1/x² = -0.53" in text and "step  node" in text
+
+
+def test_local_formulas_keep_operand_names_when_several_inputs_vary():
+    a = cr.tensor(2.0, requires_grad=True)
+    b = cr.tensor(4.0, requires_grad=True)
+    tr = cr.trace(a / b, names={"a": a, "b": b}, accumulate=False)
+    assert [e.formula for e in tr.steps[0].inputs] == ["1/b", "-a/b²"]
+    x = cr.tensor(1.37, requires_grad=True)
+    assert cr.trace(1 / x, names={"x": x}, accumulate=False).steps[0].inputs[-1].formula == "-1/x²"

@@ -205,7 +205,7 @@ _LETTER = re.compile(r"(?<![A-Za-z_])([xyc])(?![A-Za-z_])")
 
 
 def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[Optional[Any]]) -> str:
-    """The local derivative of input ``i``, in terms of ``x`` (that input), constants and the other operands."""
+    """The local derivative of input ``i``, in terms of its operands (``x`` for a lone variable input) and constants."""
     if not prim.local:
         return "?"
     template = prim.local[0] if prim.variadic else (prim.local[i] if i < len(prim.local) else "?")
@@ -217,11 +217,14 @@ def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[
         m = fmt_const(n - 1)
         return f"{fmt_const(n)}·x^{m}" if n - 1 != 1 else f"{fmt_const(n)}x"
     subs: dict[str, str] = {}
+    # A gate with one variable input reads as in the lecture notes ("-1/x²": x is that input); with
+    # several, every operand keeps its name ("-a/b²").
+    named_others = any(constants[k] is None for k in range(len(operands)) if k != i)
     for j, letter in enumerate(letters):
         if j >= len(operands):
             break
         if j == i:
-            subs[letter] = "x"
+            subs[letter] = operands[j] if named_others else "x"
         else:
             subs[letter] = fmt_const(constants[j]) if constants[j] is not None else operands[j]
 
