@@ -331,3 +331,30 @@ def test_more_errors_name_their_operation():
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(ValueError, match="2 outputs but 1 grad_outputs"):
         cr.autograd_grad([x * 1.0, x * 10.0], [x], grad_outputs=[np.ones(2)])
+
+
+def test_in_place_change_through_a_detached_alias_is_detected():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = cr.exp(x)
+    d = y.detach().detach()
+    d[0] = 100.0
+    with pytest.raises(RuntimeError, match="result of 'exp'.*modified in place"):
+        y.sum().backward()
+
+
+def test_a_detached_value_does_not_keep_its_graph_alive():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        x = cr.tensor(np.ones(3), requires_grad=True)
+        h = x * 2.0
+        y = (h * h).sum()
+        kept = y.detach()
+        probe = weakref.ref(h)
+        del h, y
+        assert probe() is None
+        assert kept.item() == 12.0
+    finally:
+        gc.enable()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
@@ -68,10 +69,21 @@ _EPOCH_LOCK = threading.Lock()
 
 
 def mark_modified(t: Tensor) -> None:
-    """Record that ``t``'s value changed in place: graphs that saved it become stale."""
+    """Record that ``t``'s value changed in place: graphs that saved it become stale.
+
+    A ``detach()``ed tensor shares memory with its source, so the change marks
+    the source too (as torch shares the version counter): a detached leaf keeps
+    a weak reference to its source in the otherwise unused ``_a`` slot, so it
+    never keeps the source's graph alive.
+    """
     with _EPOCH_LOCK:
         EPOCHS.value += 1
         t._version = EPOCHS.value
+        if t._node is None:
+            for ref in getattr(t, "_a", None) or ():
+                source = ref()
+                if source is not None:
+                    source._version = EPOCHS.value
 
 
 class _Mode(threading.local):
@@ -507,8 +519,12 @@ class Tensor:
         return arr.copy() if copy else arr
 
     def detach(self) -> Tensor:
-        """The same value, cut from the graph (shares memory)."""
-        return Tensor(self._data)
+        """The same value, cut from the graph (shares memory, and in-place changes count for both)."""
+        out = Tensor(self._data)
+        if type(self._data) is ndarray:  # a float is immutable: nothing to share
+            earlier = getattr(self, "_a", None) if self._node is None else None
+            out._a = (weakref.ref(self),) + (earlier or ())
+        return out
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and not _float_dtype(self._data):
