@@ -1,0 +1,29 @@
+"""The README's and docs' interactive examples print what they show (doctest)."""
+
+from __future__ import annotations
+
+import doctest
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def interactive_examples(path: Path) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    return "\n".join(b for b in blocks if b.lstrip().startswith(">>>"))
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/forward.md"])
+def test_examples_print_what_they_show(name):
+    source = interactive_examples(ROOT / name)
+    assert source.count(">>>") >= 5, f"{name} lost its examples"
+    test = doctest.DocTestParser().get_doctest(source, {"np": np, "cr": cr}, name, name, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} example(s) in {name} print something else"
