@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .tensor import Tensor, mark_modified, no_grad
+from .tensor import Tensor, clear_grads, mark_modified, no_grad
 
 
 def _array(d: Any) -> np.ndarray:
@@ -81,12 +81,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to ``None`` by default, as in PyTorch 2)."""
-        for g in self.param_groups:
-            for p in g["params"]:
-                if set_to_none or p.grad is None:
-                    p.grad = None
-                else:
-                    p.grad.zero_()
+        clear_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Optional
 
 import numpy as np
@@ -808,6 +808,15 @@ def _raw_index(index: Any) -> Any:
     if type(index) is list:
         return np.asarray(index)
     return index
+
+
+def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Reset the ``.grad`` of each tensor: to ``None`` (the default, as in PyTorch 2) or to zeros in place."""
+    for p in params:
+        if set_to_none or p.grad is None:
+            p.grad = None
+        else:
+            p.grad.zero_()
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:

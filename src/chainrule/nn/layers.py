@@ -100,7 +100,8 @@ class MLP(Sequential):
     ``MLP([64, 128, 10])`` is ``Linear(64, 128), ReLU(), Linear(128, 10)``: no
     activation after the last layer (its outputs are logits or scores).
     ``activation`` is a name (``"relu"``, ``"tanh"``, ``"sigmoid"``) or a module
-    class; weights use Kaiming init for ReLU and Xavier init otherwise.
+    class; weights use Xavier init for tanh and sigmoid, and Kaiming (ReLU) init
+    for ReLU and for a module class chainrule does not know.
     ``dropout > 0`` adds a ``Dropout`` after each hidden activation.
     """
 

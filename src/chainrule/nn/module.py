@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..tensor import Tensor, mark_modified, no_grad, tensor
+from ..tensor import Tensor, clear_grads, mark_modified, no_grad, tensor
 
 
 def Parameter(data: Any, dtype: Any = None) -> Tensor:  # noqa: N802  (named like torch.nn.Parameter)
@@ -166,11 +166,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of all parameters (to ``None``, or to zeros in place)."""
-        for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad.zero_()
+        clear_grads(self.parameters(), set_to_none)
 
     def to(self, dtype: Any) -> Module:
         """Convert every parameter to a floating ``dtype`` in place (the tensors stay the same objects)."""
