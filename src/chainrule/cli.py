@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Reverse-mode automatic differentiation that shows its work.",
+        epilog="With no command, chainrule explains the CS231n sigmoid neuron step by step.",
     )
     sub = parser.add_subparsers(dest="command")
     for name, (module, help_text) in COMMANDS.items():
