@@ -281,34 +281,24 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _bounded(convert: Callable[[str], Any], low: float, strict: bool, what: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)``, which must be above ``low`` (or at least ``low``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (v > low if strict else v >= low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return v
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {v}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return v
+_positive_int = _bounded(int, 0, True, "a positive integer")
+_seed = _bounded(int, 0, False, "a non-negative integer seed")
+_nonneg_float = _bounded(float, 0, False, "a number >= 0")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
