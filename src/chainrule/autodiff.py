@@ -360,23 +360,29 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
                 from .anomaly import check_backward
 
                 check_backward(t, i, gi)
-            if inp._node is None:
-                key = id(inp)
-                prev = leaf_grads.get(key)
-                leaves[key] = inp
-                leaf_grads[key] = gi if prev is None else prev + gi
-            else:
-                iseq = inp._seq
-                prev = grads.get(iseq)
-                if prev is None:
-                    grads[iseq] = gi
-                    pending[iseq] = inp
-                    heappush(heap, -iseq)
-                else:
-                    grads[iseq] = prev + gi
+            _send(state, inp, gi)
         if not retain_graph:
             release(t)
     return captured
+
+
+def _send(state: tuple, inp: Tensor, gi: Any) -> None:
+    """Add ``gi`` to what ``inp`` has received; a node's first gradient queues it.  (``_walk_numeric`` inlines this.)"""
+    heap, grads, pending, leaf_grads, leaves = state
+    if inp._node is None:
+        key = id(inp)
+        prev = leaf_grads.get(key)
+        leaves[key] = inp
+        leaf_grads[key] = gi if prev is None else prev + gi
+        return
+    seq = inp._seq
+    prev = grads.get(seq)
+    if prev is None:
+        grads[seq] = gi
+        pending[seq] = inp
+        heappush(heap, -seq)
+    else:
+        grads[seq] = prev + gi
 
 
 def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: bool) -> None:
