@@ -55,7 +55,9 @@ def _np_unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
     if gshape == shape:
         return g
     axes, _ = unbroadcast_axes(gshape, shape)
-    return np.reshape(np.sum(g, axis=axes), shape)
+    summed = np.sum(g, axis=axes)
+    # reshape only where needed (size-1 axes): a reshaped view would be copied again when stored in .grad
+    return summed if np.shape(summed) == shape else np.reshape(summed, shape)
 
 
 def _np_scatter_add(g: Any, index: Any, shape: tuple[int, ...]) -> np.ndarray:
