@@ -1,39 +1,65 @@
-"""``cr.derive(program, shapes)``: the matrix-form backward equations of a small program.
+"""``cr.derive(program, shapes)``: the matrix-form backward equations of a small program, checked independently.
 
-The program runs forward once through the engine (on random values), then the
-recorded graph is walked backward applying each primitive's *own* VJP rule to
-symbolic arrays (:mod:`.symbolic`).  The resulting formulas are simplified,
-printed one per line with their shapes, evaluated with NumPy and compared with
-the engine's gradients on the same random values.  For every local Jacobian it
-also says how large it would be if it were built, and why it is not.
+The program runs forward once through the engine (to record its graph), then
+the graph is walked backward applying each primitive's *own* VJP rule to
+symbolic arrays (:mod:`.symbolic`).  The result is data (:class:`Derivation`):
+equations with their shapes and reasoning steps, local Jacobians with their
+structure (:mod:`.derive_jacobian`), and the check.  Text, LaTeX, JSON, HTML and
+the exported NumPy module are views of that record.
+
+The check does not use the engine's gradients: the NumPy module generated from
+the printed equations (:mod:`.derive_numpy`) is compared with central
+differences of the forward program at two values of each symbolic size
+(:mod:`.derive_check`).  Work and memory are bounded from the shapes before
+anything runs (:mod:`.derive_bounds`); intermediate values that a formula would
+repeat get their own names (``u1``), so nested softmaxes stay linear.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from ..graph import node_of
 from ..tensor import Tensor
 from . import symbolic as S
-from .format import fmt_shape
+from .derive_bounds import check_bounds
+from .derive_check import CheckResult
+from .derive_check import check as run_check
+from .derive_jacobian import Structure, structure
+from .derive_numpy import ExportError, load, module_source
+from .derive_steps import FINAL
 from .parse import ParseError, Program, evaluate, parse_program
-from .trace import ELEMENTWISE
 
-MAX_ELEMENTS = 5_000_000  # per input, for the numerical check
+MAX_ELEMENTS = 5_000_000  # per input
+AUTO_NAME_SIZE = 12  # an unnamed value whose formula is bigger than this gets a name (u1, u2, ...)
+
+
+@dataclass
+class Step:
+    """One step from the index form to the matrix form: the formula and why it holds."""
+
+    text: str
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"text": self.text, "reason": self.reason}
 
 
 @dataclass
 class Line:
-    """``name = formula`` with the value's shape."""
+    """``name = formula`` with the value's shape, and (backward lines) the steps that lead to it."""
 
     name: str
     formula: Any  # a Sym (or a constant)
     shape: tuple[int, ...]
+    steps: list[Step] = field(default_factory=list)
 
     def text(self, latex: bool = False) -> str:
         name = S._latex_name(self.name) if latex else self.name
@@ -42,82 +68,258 @@ class Line:
 
 @dataclass
 class Jacobian:
-    operation: str
+    """The local Jacobian ``∂output/∂input`` of one operation: its size and structure (never built)."""
+
+    operation: str  # the operation in the program's own syntax, e.g. "W @ a"
     output: str
     input: str
     rows: int
     cols: int
-    why: str
+    structure: Structure
+
+    @property
+    def why(self) -> str:
+        return f"{self.structure.description}; the VJP is {self.structure.vjp}"
 
     def text(self) -> str:
         n = self.rows * self.cols
+        wrt = self.input if self.input.isidentifier() else f"({self.input})"
         return (
-            f"{self.operation}: ∂{self.output}/∂{self.input} would be {self.rows}×{self.cols} "
-            f"({_count(n)} numbers, {_bytes(8 * n)}); {self.why}"
+            f"∂({self.operation})/∂{wrt}: {self.rows}×{self.cols} "
+            f"({_count(n)} numbers, {_bytes(8 * n)}, {_count(self.structure.nonzeros)} nonzero): {self.why}"
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "of_expr": self.operation,
+            "wrt": self.input,
+            "rows": self.rows,
+            "cols": self.cols,
+            "structure": self.structure.kind,
+            "nonzeros": self.structure.nonzeros,
+            "description": self.structure.description,
+        }
 
 
 @dataclass
 class Derivation:
-    """Forward and backward equations of a program, the numerical check, and the Jacobians not built."""
+    """Forward and backward equations of a program, their steps, the local Jacobians, and the check."""
 
     program: str
     forward: list[Line]
     backward: list[Line]
     jacobians: list[Jacobian]
-    max_relative_error: float
-    errors: dict[str, float] = field(default_factory=dict)
+    check: Optional[CheckResult]
     dims: dict[int, str] = field(default_factory=dict)  # placeholder size -> symbolic dimension (B)
+    seed: str = ""  # what the backward pass starts from
+    numpy_source: str = ""
+    export_error: str = ""
+
+    # --- compatibility and small accessors ---------------------------------------------------------
+    @property
+    def max_relative_error(self) -> float:
+        return float("nan") if self.check is None else self.check.max_relative_error
+
+    @property
+    def errors(self) -> dict[str, float]:
+        return {} if self.check is None else dict(self.check.errors)
+
+    @property
+    def ok(self) -> bool:
+        """True when the check was made and passed."""
+        return self.check is not None and self.check.ok
+
+    @property
+    def steps(self) -> dict[str, list[Step]]:
+        """For each gradient, the steps from the index form to the printed matrix form."""
+        return {ln.name: ln.steps for ln in self.backward}
 
     def shape_text(self, shape: tuple[int, ...]) -> str:
-        """``(5, 64)`` -> ``B×64`` where 5 stands for the symbolic dimension B."""
-        return fmt_shape(tuple(self.dims.get(d, d) for d in shape))
+        """``(7, 64)`` -> ``B×64`` where 7 stands for the symbolic dimension B."""
+        with S.dims_context(self.dims):
+            return S.shape_text(tuple(shape))
 
     def equation(self, name: str) -> str:
         """The backward equation of ``name`` (``"dW"``) as Unicode text, right-hand side only."""
         for line in self.backward:
             if line.name == name:
-                return S.render(line.formula)
-        raise KeyError(f"derive: no equation for {name!r}; there are {[l.name for l in self.backward]}")
+                with S.dims_context(self.dims):
+                    return S.render(line.formula)
+        raise KeyError(f"derive: no equation for {name!r}; there are {[ln.name for ln in self.backward]}")
 
-    def _block(self, lines: list[Line], latex: bool) -> list[str]:
-        texts = [ln.text(latex) for ln in lines]
-        width = max((len(t) for t in texts), default=0)
-        return [f"  {t.ljust(width)}   {self.shape_text(ln.shape)}" for t, ln in zip(texts, lines)]
+    def numpy(self) -> str:
+        """The self-contained NumPy module (``backward(**inputs)``) generated from the printed equations."""
+        if not self.numpy_source:
+            raise ExportError(self.export_error or "derive: no NumPy export")
+        return self.numpy_source
 
-    def __str__(self) -> str:
-        out = ["forward:"] + self._block(self.forward, False)
-        out += ["backward (d<name> is the gradient of the output with respect to <name>):"]
-        out += self._block(self.backward, False)
-        check = f"checked on random inputs: max relative error {self.max_relative_error:.1e}"
-        if self.dims:
-            check += " (with " + ", ".join(f"{n} = {v}" for v, n in self.dims.items()) + ")"
-        out.append(check)
-        if self.jacobians:
-            out.append("local Jacobians (never built" + (", sizes for the values above" if self.dims else "") + "):")
-            out += ["  " + j.text() for j in self.jacobians]
-        out.append("⊙ is the elementwise product, · the matrix product, ᵀ the transpose, Σ_rows the sum over rows")
+    # --- text --------------------------------------------------------------------------------------
+    def _block(self, lines: list[Line], latex: bool = False) -> list[str]:
+        with S.dims_context(self.dims):
+            texts = [ln.text(latex) for ln in lines]
+            width = max((len(t) for t in texts), default=0)
+            return [f"  {t.ljust(width)}   {S.shape_text(ln.shape)}" for t, ln in zip(texts, lines)]
+
+    def check_text(self) -> str:
+        if self.check is None:
+            return "not checked (check=False)"
+        return self.check.text()
+
+    def legend(self) -> list[str]:
+        """One line per notation the equations use."""
+        return _legend(self.forward + self.backward, self.dims)
+
+    def steps_text(self) -> str:
+        out = ["steps (index form → matrix form; d<name> is ∂(output)/∂<name>):"]
+        with S.dims_context(self.dims):
+            for ln in self.backward:
+                if not ln.steps:
+                    continue
+                out.append(f"  {ln.name}  ({S.shape_text(ln.shape)}):")
+                for st in ln.steps:
+                    out.append(f"    {st.text}" + (f"      [{st.reason}]" if st.reason else ""))
         return "\n".join(out)
 
-    def __repr__(self) -> str:
-        return f"<Derivation of {len(self.backward)} gradients, max relative error {self.max_relative_error:.1e}>"
+    def text(self, steps: bool = False) -> str:
+        out = ["forward:"] + self._block(self.forward)
+        out += ["backward (d<name> is the gradient of the output with respect to <name>):"]
+        if self.seed:
+            out.append("  " + self.seed)
+        out += self._block(self.backward)
+        out.append(self.check_text())
+        if steps:
+            out.append(self.steps_text())
+        if self.jacobians:
+            sizes = ", sizes at " + ", ".join(f"{n} = {v}" for v, n in self.dims.items()) if self.dims else ""
+            out.append(f"local Jacobians (never built{sizes}):")
+            with S.dims_context(self.dims):
+                out += ["  " + j.text() for j in self.jacobians]
+        out.append("notation:")
+        out += ["  " + t for t in self.legend()]
+        return "\n".join(out)
 
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        status = "unchecked" if self.check is None else self.check.status
+        worst = self.max_relative_error
+        return f"<Derivation of {len(self.backward)} gradients, check {status}, max relative error {worst:.1e}>"
+
+    # --- other views -------------------------------------------------------------------------------
     def latex(self) -> str:
-        """The equations in a LaTeX ``aligned`` block (shapes as comments on the right)."""
+        """The equations in a LaTeX ``aligned`` block (shapes on the right)."""
         rows = []
-        for ln in self.forward + self.backward:
-            name = S._latex_name(ln.name)
-            shape = self.shape_text(ln.shape).replace("×", r" \times ") if ln.shape else r"\text{scalar}"
-            rows.append(f"  {name} &= {S.render(ln.formula, True)} && {shape} \\\\")
+        with S.dims_context(self.dims):
+            for ln in self.forward + self.backward:
+                name = S._latex_name(ln.name)
+                shape = S.shape_text(ln.shape, r" \times ") if ln.shape else r"\text{scalar}"
+                rows.append(f"  {name} &= {S.render(ln.formula, True)} && {shape} \\\\")
         return "\\begin{aligned}\n" + "\n".join(rows) + "\n\\end{aligned}"
 
-    def _repr_markdown_(self) -> str:
-        return (
-            "$$\n"
-            + self.latex()
-            + "\n$$\n\n"
-            + f"checked on random inputs: max relative error {self.max_relative_error:.1e}"
-        )
+    def latex_document(self) -> str:
+        """A complete LaTeX document (equations, check, Jacobian notes) that ``pdflatex`` compiles."""
+        notes = []
+        with S.dims_context(self.dims):
+            for j in self.jacobians:
+                notes.append(r"\item " + _tex_text(j.text()))
+        body = [
+            r"\documentclass{article}",
+            r"\usepackage{amsmath,amssymb}",
+            r"\begin{document}",
+            r"\section*{Backward equations}",
+            r"\[",
+            self.latex(),
+            r"\]",
+            _tex_text(self.check_text()) + r"\par",
+        ]
+        if notes:
+            body += [r"\section*{Local Jacobians}", r"\begin{itemize}", *notes, r"\end{itemize}"]
+        body.append(r"\end{document}")
+        return "\n".join(body) + "\n"
+
+    def as_dict(self) -> dict[str, Any]:
+        with S.dims_context(self.dims):
+            return {
+                "program": self.program,
+                "sizes": {n: v for v, n in self.dims.items()},
+                "forward": [
+                    {"name": ln.name, "text": S.render(ln.formula), "shape": S.shape_text(ln.shape)}
+                    for ln in self.forward
+                ],
+                "seed": self.seed,
+                "equations": [
+                    {
+                        "name": ln.name,
+                        "text": S.render(ln.formula),
+                        "shape": S.shape_text(ln.shape),
+                        "steps": [s.as_dict() for s in ln.steps],
+                    }
+                    for ln in self.backward
+                ],
+                "jacobians": [j.as_dict() for j in self.jacobians],
+                "check": None if self.check is None else self.check.as_dict(),
+                "legend": self.legend(),
+            }
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.as_dict(), indent=indent, ensure_ascii=False)
+
+    def _repr_latex_(self) -> str:
+        return "$$\n" + self.latex() + "\n$$"
+
+    def _repr_html_(self) -> str:
+        """Plain HTML (no MathJax, no network): equations, the check, steps and Jacobian notes."""
+        esc = html.escape
+        parts = ["<div class='chainrule-derivation'>", "<h4>forward</h4><pre>"]
+        parts.append(esc("\n".join(self._block(self.forward))))
+        parts.append("</pre><h4>backward</h4><pre>")
+        parts.append(esc("\n".join(([self.seed] if self.seed else []) + self._block(self.backward))))
+        parts.append(f"</pre><p><b>{esc(self.check_text())}</b></p>")
+        parts.append("<details open><summary>steps</summary><pre>" + esc(self.steps_text()) + "</pre></details>")
+        if self.jacobians:
+            with S.dims_context(self.dims):
+                items = "".join(f"<li>{esc(j.text())}</li>" for j in self.jacobians)
+            parts.append(f"<details><summary>local Jacobians</summary><ul>{items}</ul></details>")
+        parts.append("<p>" + "<br>".join(esc(t) for t in self.legend()) + "</p></div>")
+        return "".join(parts)
+
+
+def _tex_text(text: str) -> str:
+    """Plain text (with Unicode math) for a LaTeX paragraph."""
+    table = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\~{}",
+        "^": r"\^{}",
+        "×": r"$\times$",
+        "∂": r"$\partial$",
+        "⊗": r"$\otimes$",
+        "ᵀ": r"$^\top$",
+        "−": "-",
+        "⊙": r"$\odot$",
+        "·": r"$\cdot$",
+        "Σ": r"$\Sigma$",
+        "σ": r"$\sigma$",
+        "≥": r"$\ge$",
+        "≤": r"$\le$",
+        "′": "'",
+        "⇒": r"$\Rightarrow$",
+        "→": r"$\to$",
+        "≠": r"$\ne$",
+        "√": r"$\surd$",
+        "±": r"$\pm$",
+        "₍": "(",
+        "₎": ")",
+        "⁺": "+",
+    }
+    return "".join(table.get(ch, ch if ord(ch) < 128 else "?") for ch in text)
 
 
 def _count(n: int) -> str:
@@ -132,24 +334,48 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} EB"
 
 
-def _why(prim_name: str, same_shape: bool) -> str:
-    if prim_name in ("add", "sub", "neg"):
-        return "± the identity: the gradient passes through" + (
-            "" if same_shape else ", summed over the broadcast axes"
-        )
-    if prim_name in ELEMENTWISE:
-        return "diagonal (elementwise): the VJP is an elementwise product" + (
-            "" if same_shape else ", summed over the broadcast axes"
-        )
-    if prim_name == "matmul":
-        return "mostly zeros (a Kronecker product with an identity): the VJP is a matrix product"
-    if prim_name in ("sum", "mean"):
-        return "a row of ones (or 1/n): the VJP broadcasts the upstream gradient"
-    if prim_name in ("softmax", "log_softmax"):
-        return "dense only within each slice (diag(p) − p pᵀ): the VJP needs one sum per slice"
-    if prim_name in ("logsumexp", "max", "min"):
-        return "one row per slice: the VJP scales the broadcast upstream gradient"
-    return "a selection or permutation: the VJP moves the entries back"
+def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
+    seen: set[str] = set()
+    for ln in lines:
+        for node in S.nodes(ln.formula):
+            seen.add(node.op)
+            if node.op == "sum":
+                full = len(node.params[0]) == len(S.shape_of(node.args[0]))
+                seen.add("sum:" + ("keep" if node.params[1] else "all" if full else "drop"))
+            if node.op == "prim":
+                seen.add("prim:" + node.params[0].name)
+            if node.op in ("const", "sconst") and node.shape:
+                seen.add("ones")
+            if node.op == "transpose" and len(node.shape) > 2:
+                seen.add("batchT")
+    out = ["dX is ∂(output)/∂X, the same shape as X; shapes are on the right (rows×columns)"]
+    table = [
+        ("mul", "a ⊙ b: elementwise product (NumPy a * b, broadcasting); a scalar factor is written in front, c a"),
+        ("div", "a / b: elementwise division"),
+        ("matmul", "A · B: matrix product (NumPy A @ B)"),
+        ("transpose", "Aᵀ: transpose (NumPy A.T)"),
+        ("batchT", "on a stack of matrices ᵀ transposes each one (swaps the last two axes)"),
+        ("outer", "u ⊗ v: outer product of two vectors (NumPy np.outer(u, v))"),
+        ("sum:all", "Σ X: the sum of all entries of X"),
+        ("sum:drop", "Σ_rows X, Σ_cols X: sum over the rows (axis 0) or columns (axis 1), which drops that axis"),
+        ("sum:keep", "Σ_cols(X, keepdims): the same sum keeping the summed axis with length 1 (NumPy keepdims=True)"),
+        ("cmp", "[a > b]: 1 where the comparison holds, else 0"),
+        ("ones", "ones(m×n): the m×n array of ones; c ones(m×n) is that array times c"),
+        ("broadcast", "broadcast(x, m×n): x repeated to shape m×n"),
+        ("reshape", "reshape(x, m×n): the same entries in shape m×n"),
+        ("where", "where(c, a, b): a where c holds, else b"),
+        ("scatter", "scatter(g, index, shape): zeros of that shape with g added at index"),
+        ("pow", "x², xⁿ: elementwise powers"),
+        ("prim:sigmoid", "σ(x) = 1 / (1 + exp(−x)), elementwise"),
+        ("prim:relu", "relu(x) = max(x, 0), elementwise"),
+        ("prim:softmax", "softmax(x, axis=k): exp(x) / Σ exp(x) along axis k"),
+        ("prim:log_softmax", "log_softmax(x, axis=k) = x − logsumexp(x, axis=k)"),
+    ]
+    out += [text for key, text in table if key in seen]
+    if dims or "sconst" in seen:
+        names = ", ".join(sorted(set(dims.values())))
+        out.append(f"{names}: symbolic sizes (the equations hold for every value)")
+    return out
 
 
 def derive(
@@ -160,21 +386,20 @@ def derive(
     seed: int = 0,
     check: bool = True,
 ) -> Derivation:
-    """The backward equations of ``program`` in matrix form.
+    """The backward equations of ``program`` in matrix form, checked against central differences.
 
     ``program`` is ``"z = W @ a + b; h = sigmoid(z); E = sum(h)"`` (assignments
     separated by ``;`` or newlines, in the safe expression language); ``shapes``
-    maps each input to its shape, e.g. ``{"W": (64, 32), "a": (32, 1), "b": (64, 1)}``.
-    The output is the last assignment; a non-scalar output is seeded with ones.
-    Inputs named in ``constants`` (labels, targets) get no gradient equation.
+    maps each input to its shape, e.g. ``{"W": (64, 32), "a": (32, 1), "b": (64, 1)}``,
+    where a dimension may be a name such as ``"B"`` (a symbolic size).  The output is
+    the last assignment; a non-scalar output is seeded with ones.  Inputs named in
+    ``constants`` (labels, targets) get no gradient equation.
     """
-    import chainrule as cr
-
     prog = parse_program(program)
     if prog.output is None:
         raise ParseError("the program must end with an assignment, as in  E = sum(h)", kind="syntax")
-    shapes, dims = _concrete_shapes(shapes)
-    for name in shapes:
+    raw = _raw_shapes(shapes)
+    for name in raw:
         if name not in prog.inputs:
             raise ParseError(
                 f"unknown name '{name}' in the shapes: the program's inputs are " + ", ".join(prog.inputs),
@@ -186,33 +411,73 @@ def derive(
             raise ParseError(
                 f"unknown constant '{name}': the program's inputs are " + ", ".join(prog.inputs), kind="unknown name"
             )
-    missing = [n for n in prog.inputs if n not in shapes]
+    missing = [n for n in prog.inputs if n not in raw]
     if missing:
         raise ParseError(
             "missing shape for " + ", ".join(missing) + " (give it as NAME=64x32, or NAME=scalar)", kind="missing value"
         )
-    for name, shp in shapes.items():
+    numeric = {int(d) for v in raw.values() for d in v if not isinstance(d, str)}
+    symbols = sorted({d for v in raw.values() for d in v if isinstance(d, str)})
+    for sym in symbols:
+        if not sym.isidentifier():
+            raise ParseError(f"the dimension {sym!r} is neither a number nor a name such as B", kind="shape")
+    sizes1 = _placeholders(symbols, numeric, 7)
+    concrete = _at(raw, sizes1)
+    for name, shp in concrete.items():
         if math.prod(shp) > MAX_ELEMENTS:
-            raise ParseError(f"{name} has {math.prod(shp)} elements (limit {MAX_ELEMENTS})", kind="limit")
+            raise ParseError(f"{name} has {math.prod(shp):,} elements (limit {MAX_ELEMENTS:,})", kind="limit")
+    check_bounds(prog, concrete)  # refuses before anything runs
 
-    rng = np.random.default_rng(seed)
-    env = _forward(prog, shapes, constants, rng, cr)
-    out_t = env[prog.output]
-    if not isinstance(out_t, Tensor) or not out_t.requires_grad:
-        raise ParseError(f"the output {prog.output} does not depend on the inputs", kind="value")
-    names = {id(t): n for n, t in reversed(list(env.items())) if isinstance(t, Tensor)}
-
-    forward, backward, jacobians = _symbolic(prog, env, names)
-    errors: dict[str, float] = {}
-    worst = 0.0
+    dims1 = {v: k for k, v in sizes1.items()}
+    with S.dims_context(dims1):
+        first = _derive_at(prog, concrete, constants)
+    forward, backward, jacobians, seed_text, targets = first
+    if symbols:  # the same derivation at other sizes tells which constants are sizes (1/B)
+        sizes2 = _placeholders(symbols, numeric | set(sizes1.values()), max(sizes1.values()) + 4)
+        second = _derive_at(prog, _at(raw, sizes2), constants)
+        if [ln.name for ln in second[0] + second[1]] == [ln.name for ln in forward + backward]:
+            for a, b in zip(forward + backward, second[0] + second[1]):
+                a.formula = S.symbolize(a.formula, b.formula, sizes1, sizes2)
+    with S.dims_context(dims1):
+        for ln in backward:
+            final = S.render(ln.formula)
+            for st in ln.steps:
+                st.text = st.text.replace(FINAL, final)
+    result = Derivation(program, forward, backward, jacobians, None, dims1, seed_text)
+    try:
+        result.numpy_source = module_source(
+            program, prog.inputs, concrete, forward, backward, [(n, "d" + n) for n in targets], dims1
+        )
+    except ExportError as exc:
+        result.export_error = str(exc)
     if check:
-        errors = _check(prog, env, backward, out_t)
-        worst = max(errors.values(), default=0.0)
-    return Derivation(program, forward, backward, jacobians, worst, errors, dims)
+        result.check = _check(prog, result, raw, symbols, numeric, constants, targets, seed)
+    return result
 
 
-def _concrete_shapes(shapes: Mapping[str, Any]) -> tuple[dict[str, tuple[int, ...]], dict[int, str]]:
-    """Shapes as int tuples; symbolic dimensions (``"B"``) get distinct sizes not used by any numeric dimension."""
+def _check(
+    prog: Program,
+    result: Derivation,
+    raw: dict,
+    symbols: list,
+    numeric: set,
+    constants: tuple,
+    targets: list[str],
+    seed: int,
+) -> CheckResult:
+    if not result.numpy_source:
+        return CheckResult("not made", [], reason=result.export_error)
+    backward = load(result.numpy_source)
+    if symbols:
+        size_sets = [_placeholders(symbols, numeric, 3), None]
+        size_sets[1] = _placeholders(symbols, numeric | set(size_sets[0].values()), max(size_sets[0].values()) + 1)
+    else:
+        size_sets = [{}]
+    wanted = [(n, "d" + n) for n in targets if n != prog.output]
+    return run_check(prog, backward, lambda s: _at(raw, s), size_sets, wanted, constants, seed)
+
+
+def _raw_shapes(shapes: Mapping[str, Any]) -> dict[str, tuple]:
     raw: dict[str, tuple] = {}
     for k, v in shapes.items():
         dims = (v,) if isinstance(v, (int, np.integer, str)) else tuple(v) if isinstance(v, (tuple, list)) else None
@@ -224,70 +489,110 @@ def _concrete_shapes(shapes: Mapping[str, Any]) -> tuple[dict[str, tuple[int, ..
                 f"the shape of {k}, {v!r}, is not a tuple of non-negative integers or names such as B", kind="shape"
             )
         raw[k] = dims
-    numeric = {int(d) for v in raw.values() for d in v if not isinstance(d, str)}
-    symbols = sorted({d for v in raw.values() for d in v if isinstance(d, str)})
-    sizes: dict[str, int] = {}
-    candidate = 7
+    return raw
+
+
+def _placeholders(symbols: list[str], avoid: set[int], start: int) -> dict[str, int]:
+    """Distinct sizes for the symbols, none equal to a numeric dimension (so no coincidence hides a bug)."""
+    out: dict[str, int] = {}
+    candidate = start
     for sym in symbols:
-        if not sym.isidentifier():
-            raise ParseError(f"the dimension {sym!r} is neither a number nor a name such as B", kind="shape")
-        while candidate in numeric or candidate in sizes.values():
+        while candidate in avoid or candidate in out.values() or candidate < 2:
             candidate += 1
-        sizes[sym] = candidate
+        out[sym] = candidate
         candidate += 1
-    out = {k: tuple(sizes[d] if isinstance(d, str) else int(d) for d in v) for k, v in raw.items()}
-    return out, {v: k for k, v in sizes.items()}
+    return out
 
 
-def _forward(prog: Program, shapes: Mapping[str, tuple], constants: tuple, rng: Any, cr: Any) -> dict:
-    for attempt in range(2):
-        env: dict[str, Any] = {}
-        for name in prog.inputs:
-            shp = shapes[name]
-            raw = rng.standard_normal(shp) if attempt == 0 else rng.uniform(0.2, 1.0, shp)
-            env[name] = cr.tensor(raw if shp else float(raw), requires_grad=name not in constants)
-        ok = True
+def _at(raw: Mapping[str, tuple], sizes: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(sizes[d] if isinstance(d, str) else int(d) for d in v) for k, v in raw.items()}
+
+
+def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple) -> tuple:
+    import chainrule as cr
+
+    rng = np.random.default_rng(0)
+    env: dict[str, Any] = {}
+    for name in prog.inputs:
+        shp = shapes[name]
+        raw = rng.standard_normal(shp)
+        env[name] = cr.tensor(raw if shp else float(raw), requires_grad=name not in constants)
+    with np.errstate(all="ignore"):  # values only record the graph; overflow is harmless here
         for st in prog.statements:
             value = evaluate(st.expr, env)
-            if not isinstance(value, Tensor):
-                value = cr.tensor(value)
-            env[st.target] = value
-            if not np.all(np.isfinite(value.data)):
-                ok = False
-        if ok:
-            break
-    return env
+            env[st.target] = value if isinstance(value, Tensor) else cr.tensor(value)
+    out_t = env[prog.output]
+    if not isinstance(out_t, Tensor) or not out_t.requires_grad:
+        raise ParseError(f"the output {prog.output} does not depend on the inputs", kind="value")
+    names = {id(t): n for n, t in reversed(list(env.items())) if isinstance(t, Tensor)}
+    return _symbolic(prog, env, names, constants)
 
 
-def _symbolic(prog: Program, env: dict, names: dict[int, str]) -> tuple[list[Line], list[Line], list[Jacobian]]:
+class _Walk:
+    """The symbolic backward walk over one recorded graph."""
+
+    def __init__(self, env: dict, names: dict[int, str]) -> None:
+        self.env = env
+        self.names = names
+        self.cache: dict[int, Any] = {}
+
+    def fwd(self, t: Any, expand: bool = False) -> Any:
+        """The forward value as a formula: named values are variables, others are expanded (and shared)."""
+        key = id(t)
+        if key in self.names and not expand:
+            return S.var(self.names[key], t.shape)
+        if t._node is None:
+            return S.const(t.item()) if t.size == 1 else S.var("const", t.shape)
+        if key in self.cache and not expand:
+            return self.cache[key]
+        view = node_of(t)
+        ins = tuple(self.fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs))
+        sym = S.prim(view.prim, ins, view.params, t.shape)
+        if not expand:
+            self.cache[key] = sym
+        return sym
+
+    def args(self, t: Any) -> tuple:
+        view = node_of(t)
+        return tuple(self.fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs)) + view.params
+
+    def rule(self, t: Any, i: int, g: Any, out: Any) -> Any:
+        view = node_of(t)
+        prim = view.prim
+        args = self.args(t)
+        if prim.variadic:
+            return prim.vjps[0](S.SYM, g, out, i, *args)
+        return prim.vjps[i](S.SYM, g, out, *args)
+
+
+def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple) -> tuple:
     from ..autodiff import toposort
 
     out_t = env[prog.output]
     order = toposort([out_t])
-    fwd_cache: dict[int, Any] = {}
+    walk = _Walk(env, names)
 
-    def fwd(t: Any, expand: bool = False) -> Any:
-        """The forward value as a formula: named values are variables, others are expanded."""
-        if t is None:
-            return None
-        key = id(t)
-        if key in names and not expand:
-            return S.var(names[key], t.shape)
-        if t._node is None:
-            return S.const(t.item()) if t.size == 1 else S.var("const", t.shape)
-        if key in fwd_cache and not expand:
-            return fwd_cache[key]
+    # Name the unnamed values a formula would repeat (a rule that uses its gradient twice, or a big expression).
+    auto = 0
+    for t in reversed(order):
+        if id(t) in names:
+            continue
         view = node_of(t)
-        ins = tuple(fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs))
-        sym = S.prim(view.prim, ins, view.params, t.shape)
-        if not expand:
-            fwd_cache[key] = sym
-        return sym
+        big = S.tree_size(walk.fwd(t), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE
+        repeats = False
+        gvar, ovar = S.var("_g", t.shape), S.var("_o", t.shape)
+        for i, x in enumerate(view.inputs):
+            if x is not None and x.requires_grad and view.prim.differentiable(i):
+                if S.count_refs(walk.rule(t, i, gvar, ovar), gvar) > 1:
+                    repeats = True
+        if big or repeats:
+            auto += 1
+            names[id(t)] = f"u{auto}"
+            walk.cache.pop(id(t), None)
+    walk.cache.clear()
 
     forward = [
-        Line(st.target, S.simplify(fwd(env[st.target], expand=True)), env[st.target].shape)
-        for st in prog.statements
-        if st.target is not None and env[st.target]._node is not None
+        Line(names[id(t)], S.simplify(walk.fwd(t, expand=True)), t.shape) for t in reversed(order) if id(t) in names
     ]
 
     remaining: dict[int, int] = {}
@@ -297,13 +602,24 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str]) -> tuple[list[Lin
                 remaining[id(x)] = remaining.get(id(x), 0) + 1
     leaf_rank = {id(env[n]): i for i, n in enumerate(prog.inputs)}
     pending: list[Tensor] = []
-    grads: dict[int, Any] = {id(out_t): S.const(1.0, out_t.shape)}
+    seed_shape = out_t.shape
+    grads: dict[int, Any] = {id(out_t): S.const(1.0, seed_shape)}
+    edges: dict[int, list[tuple]] = {}  # input id -> [(t, role, g, term)]
     backward: list[Line] = []
     jacobians: list[Jacobian] = []
+    targets: list[str] = []
+
+    def emit(t: Any, g: Any) -> None:
+        name = names[id(t)]
+        line = _line("d" + name, g, t.shape)
+        line.steps = _steps(walk, t, line, edges.get(id(t), []))
+        backward.append(line)
+        if name in prog.inputs or name in env:
+            targets.append(name)
 
     def flush() -> None:
         for leaf in sorted(pending, key=lambda t: leaf_rank.get(id(t), 0)):
-            backward.append(_line("d" + names[id(leaf)], grads[id(leaf)], leaf.shape))
+            emit(leaf, grads[id(leaf)])
         pending.clear()
 
     for t in order:
@@ -313,55 +629,61 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str]) -> tuple[list[Lin
             continue
         if key in names:
             flush()
-            backward.append(_line("d" + names[key], g, t.shape))
-            if key != id(out_t):
+            emit(t, g)
+            if key != id(out_t):  # (the seed stays the constant 1, so its consumers show ones(...))
                 g = S.var("d" + names[key], t.shape)
         view = node_of(t)
         prim = view.prim
-        args = tuple(fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs)) + view.params
-        out_sym = fwd(t)
+        out_sym = walk.fwd(t)
         for i, x in enumerate(view.inputs):
             if x is None or not x.requires_grad or not prim.differentiable(i):
                 continue
-            rule = prim.vjps[0] if prim.variadic else prim.vjps[i]
-            gi = rule(S.SYM, g, out_sym, i, *args) if prim.variadic else rule(S.SYM, g, out_sym, *args)
-            gi = S._unbroadcast(gi, x.shape)
+            gi = S._unbroadcast(walk.rule(t, i, g, out_sym), x.shape)
+            edges.setdefault(id(x), []).append((t, i, g, gi))
             grads[id(x)] = gi if id(x) not in grads else grads[id(x)] + gi
-            in_name = names.get(id(x), "(" + S.render(S.simplify(fwd(x))) + ")")
-            out_name = names.get(key, "(" + S.render(S.simplify(fwd(t))) + ")")
-            op_text = S.render(S.simplify(fwd(t, expand=True)))
             if t.size * x.size > 1:
-                jacobians.append(
-                    Jacobian(op_text, out_name, in_name, t.size, x.size, _why(prim.name, x.shape == t.shape))
+                op_text = S.program_text(walk.fwd(t, expand=True))
+                in_name = names.get(id(x)) or S.program_text(walk.fwd(x))
+                st = structure(
+                    prim.name,
+                    i,
+                    x.shape,
+                    t.shape,
+                    view.params,
+                    tuple(y.shape if y is not None else np.shape(view.args[k]) for k, y in enumerate(view.inputs)),
+                    tuple(_operand_text(walk, y) for y in view.inputs),
                 )
+                out_name = names.get(key, op_text)
+                jacobians.append(Jacobian(op_text, out_name, in_name, t.size, x.size, st))
             if x._node is None:
                 remaining[id(x)] -= 1
                 if remaining[id(x)] == 0:
                     pending.append(x)
     flush()
-    return forward, backward, jacobians
+    if seed_shape:
+        seed = (
+            f"the output {prog.output} is not a scalar: the backward pass starts from d{prog.output} = "
+            f"{S.shape_text(seed_shape)} ones: the gradient of sum({prog.output})"
+        )
+    else:
+        seed = ""
+    return forward, backward, jacobians, seed, targets
+
+
+def _operand_text(walk: _Walk, y: Any) -> str:
+    if y is None:
+        return "c"
+    text = walk.names.get(id(y)) or S.render(S.simplify(walk.fwd(y)))
+    return text if text.isidentifier() else f"({text})"
 
 
 def _line(name: str, formula: Any, shape: tuple[int, ...]) -> Line:
-    simple = S._loose(S.simplify(formula))
-    return Line(name, simple, shape)
+    simple = S.simplify(formula)
+    loose = S._loose(simple)
+    return Line(name, loose if S.shape_of(loose) == tuple(shape) else simple, shape)
 
 
-def _check(prog: Program, env: dict, backward: list[Line], out_t: Tensor) -> dict[str, float]:
-    """Evaluate the equations with NumPy and compare with the engine's gradients."""
-    import chainrule as cr
+def _steps(walk: _Walk, t: Any, line: Line, edges: list[tuple]) -> list[Step]:
+    from .derive_steps import steps_for
 
-    values = {n: (t.data if isinstance(t, Tensor) else np.asarray(t)) for n, t in env.items()}
-    targets = [ln.name[1:] for ln in backward]
-    tensors = [env[n] for n in targets]
-    seed = None if out_t.shape == () else np.ones(out_t.shape)
-    engine = cr.autograd_grad(out_t, tensors, grad_outputs=seed, retain_graph=True, allow_unused=True)
-    errors = {}
-    for ln, ref in zip(backward, engine):
-        got = np.broadcast_to(np.asarray(S.evaluate(ln.formula, values), dtype=np.float64), ln.shape)
-        values[ln.name] = got
-        ref_v = np.zeros(ln.shape) if ref is None else np.asarray(ref.data, dtype=np.float64)
-        scale = max(float(np.max(np.abs(ref_v))) if ref_v.size else 0.0, 1e-300)
-        diff = float(np.max(np.abs(got - ref_v))) if ref_v.size else 0.0
-        errors[ln.name] = diff / scale if scale > 1e-300 else diff
-    return errors
+    return steps_for(walk, t, line, edges)

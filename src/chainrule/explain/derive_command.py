@@ -1,4 +1,4 @@
-"""``chainrule derive "z = W @ a + b; h = sigmoid(z); E = sum(h)" --shape W=64x32 a=32x1 b=64x1 [--latex]``."""
+"""``chainrule derive "z = W @ a + b; h = sigmoid(z); E = sum(h)" --shape W=64x32 a=32x1 b=64x1 [--steps]``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shapes of the inputs, e.g. W=64x32 a=Bx32 b=64 (B: a symbolic size; a scalar is NAME=scalar)",
     )
     parser.add_argument("--const", nargs="+", default=(), metavar="NAME", help="inputs that get no gradient (labels)")
-    parser.add_argument("--latex", action="store_true", help="print the equations as LaTeX")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--latex", action="store_true", help="print the equations as a LaTeX aligned block")
+    view.add_argument("--latex-document", action="store_true", help="print a complete LaTeX document")
+    view.add_argument("--json", action="store_true", help="print the whole derivation as JSON")
+    view.add_argument(
+        "--numpy", action="store_true", help="print the NumPy module (backward(**inputs)) generated from the equations"
+    )
+    parser.add_argument("--steps", action="store_true", help="show the steps from the index form to the matrix form")
+    parser.add_argument("--no-check", action="store_true", help="skip the check against central differences")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the numerical check (default 0)")
 
 
@@ -56,7 +64,9 @@ def parse_shape(name: str, text: str) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the derivation; exit 1 when the check failed or could not be made, 2 on bad input."""
     from .derive import derive
+    from .derive_numpy import ExportError
 
     program = args.program
     shapes_text = args.shape
@@ -68,9 +78,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         raw = parse_assignments(shapes_text or [], "--shape")
         shapes = {name: parse_shape(name, text) for name, text in raw.items()}
-        result = derive(program, shapes, constants=args.const, seed=args.seed)
+        result = derive(program, shapes, constants=args.const, seed=args.seed, check=not args.no_check)
     except ParseError as exc:
         print(f"chainrule derive: error: {exc}", file=sys.stderr)
         return 2
-    print(result.latex() if args.latex else str(result))
+    if args.json:
+        print(result.to_json())
+    elif args.numpy:
+        try:
+            print(result.numpy(), end="")
+        except ExportError as exc:
+            print(f"chainrule derive: error: {exc}", file=sys.stderr)
+            return 2
+    elif args.latex:
+        print(result.latex())
+    elif args.latex_document:
+        print(result.latex_document(), end="")
+    else:
+        print(result.text(steps=args.steps))
+    if result.check is not None and not result.check.ok:
+        print(f"chainrule derive: {result.check.text()}", file=sys.stderr)
+        return 1
     return 0

@@ -10,8 +10,12 @@ prints it (Unicode or LaTeX) and :func:`evaluate` computes it with NumPy.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any, Optional
 
@@ -277,7 +281,7 @@ def evaluate(x: Any, env: Mapping[str, Any]) -> Any:
     op, a = x.op, x.args
     if op == "var":
         return env[x.name]
-    if op == "const":
+    if op in ("const", "sconst"):
         return np.broadcast_to(np.float64(x.params[0]), x.shape) if x.shape else np.float64(x.params[0])
     v = [evaluate(y, env) for y in a]
     with np.errstate(all="ignore"):
@@ -397,6 +401,25 @@ def _product(factors: list, shape: tuple[int, ...]) -> Any:
     return out
 
 
+def same(a: Any, b: Any, depth: int = 0) -> bool:
+    """Structurally equal formulas (compared to a small depth; deeper ones are reported different)."""
+    if a is b:
+        return True
+    if not isinstance(a, Sym) or not isinstance(b, Sym) or depth > 8:
+        return False
+    if a.op != b.op or a.shape != b.shape or a.name != b.name or len(a.args) != len(b.args):
+        return False
+    if a.op in ("const", "sconst"):
+        return a.params[0] == b.params[0]
+    if a.params != b.params:
+        try:
+            if not bool(a.params == b.params):
+                return False
+        except ValueError:
+            return False
+    return all(same(u, v, depth + 1) for u, v in zip(a.args, b.args))
+
+
 def _is_T(x: Any) -> bool:
     """A transpose of the last two axes (``xᵀ`` for a matrix, batched otherwise)."""
     if not (isinstance(x, Sym) and x.op == "transpose" and len(x.shape) >= 2):
@@ -405,10 +428,27 @@ def _is_T(x: Any) -> bool:
     return tuple(x.params[0]) == tuple(range(n - 2)) + (n - 1, n - 2)
 
 
-def simplify(x: Any) -> Any:
-    """Rewrite ``x`` as a person would write it: no ``1 ⊙``, no double transposes, no identity reshapes."""
-    if not isinstance(x, Sym) or x.op in ("var", "const"):
+def simplify(x: Any, memo: Optional[dict] = None) -> Any:
+    """Rewrite ``x`` as a person would write it: no ``1 ⊙``, no double transposes, no identity reshapes.
+
+    Shared subterms are simplified once (``memo``), so a formula that is a DAG stays linear to simplify.
+    """
+    if not isinstance(x, Sym) or x.op in ("var", "const", "sconst"):
         return x
+    if memo is None:
+        memo = {}
+    hit = memo.get(id(x))
+    if hit is not None:
+        return hit[1]
+    out = _simplify(x, memo)
+    memo[id(x)] = (x, out)  # (x is kept alive so its id is not reused)
+    return out
+
+
+def _simplify(x: Sym, memo: dict) -> Any:
+    def simplify(y: Any) -> Any:
+        return _simplify_memo(y, memo)
+
     args = tuple(simplify(a) for a in x.args)
     op = x.op
     if op in ("add", "sub", "mul", "div", "where", "cmp", "pow"):
@@ -452,6 +492,8 @@ def simplify(x: Any) -> Any:
             return _fit(a, x.shape)
         if isinstance(b, Sym) and b.op == "neg":
             return Sym("sub", (a, b.args[0]), x.shape)
+        if same(a, b):
+            return simplify(Sym("mul", (const(2.0), a), x.shape))
         return Sym("add", args, x.shape)
     if op == "sub":
         a, b = args
@@ -519,44 +561,197 @@ def simplify(x: Any) -> Any:
     return Sym(op, args, x.shape, x.params, x.name)
 
 
+def _simplify_memo(y: Any, memo: dict) -> Any:
+    return simplify(y, memo)
+
+
 def _fit(a: Any, shape: tuple[int, ...]) -> Any:
     if shape_of(a) == shape or not isinstance(a, Sym):
         return a
     return const(const_value(a), shape) if is_const(a) else _broadcast(a, shape)  # (a + 0 keeps the sum's shape)
 
 
+# --- sizes that stay symbolic ---------------------------------------------------------------------------
+
+_NO_DIMS: Mapping[int, str] = {}
+_DIMS: contextvars.ContextVar[Mapping[int, str]] = contextvars.ContextVar("derive_dims", default=_NO_DIMS)
+
+
+@contextlib.contextmanager
+def dims_context(dims: Mapping[int, str]) -> Iterator[None]:
+    """While active, sizes equal to a placeholder (7) print as their symbol (B)."""
+    token = _DIMS.set(dict(dims))
+    try:
+        yield
+    finally:
+        _DIMS.reset(token)
+
+
+def dim_text(d: int) -> str:
+    return str(_DIMS.get().get(d, d))
+
+
+def shape_text(shape: tuple[int, ...], sep: str = "×") -> str:
+    return sep.join(dim_text(d) for d in shape) if shape else "scalar"
+
+
+def sconst(value: float, k: Fraction, powers: tuple[tuple[str, int], ...], shape: tuple[int, ...] = ()) -> Sym:
+    """A constant that depends on symbolic sizes: ``k · Π name**power`` (``value`` at the placeholder sizes)."""
+    return Sym("sconst", (), shape, (float(value), k, powers))
+
+
+def _sconst_parts(x: Sym) -> tuple[str, str]:
+    """``(numerator, denominator)`` texts of a size-dependent constant, e.g. ``("1", "4B")``."""
+    k, powers = x.params[1], x.params[2]
+    num = [str(abs(k.numerator))] if abs(k.numerator) != 1 or not any(p > 0 for _, p in powers) else []
+    den = [str(k.denominator)] if k.denominator != 1 else []
+    for name, p in powers:
+        (num if p > 0 else den).append(name + (str(abs(p)).translate(_SUPERSCRIPT) if abs(p) > 1 else ""))
+    d = "".join(den)
+    return "".join(num) or "1", (f"({d})" if len(den) > 1 else d)
+
+
+def symbolize(a: Any, b: Any, sizes_a: Mapping[str, int], sizes_b: Mapping[str, int]) -> Any:
+    """``a`` with each constant that differs from its twin in ``b`` written as a power product of the sizes.
+
+    ``a`` and ``b`` are the same formula derived at two different placeholder sizes; a
+    constant ``1/7`` at B = 7 that is ``1/11`` at B = 11 is ``1/B``.  A constant whose
+    dependence is not a small power product is left as a number (the check, made at
+    other sizes, then fails loudly).
+    """
+    memo: dict[int, Any] = {}
+    names = sorted(sizes_a)
+
+    def walk(x: Any, y: Any) -> Any:
+        if not isinstance(x, Sym) or not isinstance(y, Sym) or x.op != y.op or len(x.args) != len(y.args):
+            return x
+        if id(x) in memo:
+            return memo[id(x)]
+        if x.op == "const":
+            out = x
+            if x.params[0] != y.params[0]:
+                out = _fit_powers(x, y.params[0], names, sizes_a, sizes_b)
+        elif x.op == "var":
+            out = x
+        else:
+            args = tuple(walk(u, v) for u, v in zip(x.args, y.args))
+            out = x if all(u is v for u, v in zip(args, x.args)) else Sym(x.op, args, x.shape, x.params, x.name)
+        memo[id(x)] = out
+        return out
+
+    return walk(a, b)
+
+
+def _fit_powers(x: Sym, other: float, names: list[str], sa: Mapping[str, int], sb: Mapping[str, int]) -> Sym:
+    va = x.params[0]
+    for combo in itertools.product(range(-2, 3), repeat=len(names)):
+        if not any(combo):
+            continue
+        fa = math.prod(float(sa[n]) ** p for n, p in zip(names, combo))
+        fb = math.prod(float(sb[n]) ** p for n, p in zip(names, combo))
+        ka, kb = va / fa, other / fb
+        if ka != 0 and abs(ka - kb) <= 1e-9 * abs(ka):
+            k = Fraction(ka).limit_denominator(10_000)
+            if abs(float(k) - ka) <= 1e-9 * abs(ka):
+                powers = tuple((n, p) for n, p in zip(names, combo) if p)
+                return sconst(va, k, powers, x.shape)
+    return x
+
+
+def tree_size(x: Any, cap: int = 10_000) -> int:
+    """How many nodes ``x`` has when written out as a tree (counting stops at ``cap``)."""
+    count = 0
+    stack = [x]
+    while stack and count < cap:
+        y = stack.pop()
+        count += 1
+        if isinstance(y, Sym):
+            stack.extend(y.args)
+    return count
+
+
+def count_refs(x: Any, target: Any) -> int:
+    """How many times ``target`` (by identity) occurs in the tree of ``x`` (shared subterms counted once each use)."""
+    memo: dict[int, int] = {}
+
+    def walk(y: Any) -> int:
+        if y is target:
+            return 1
+        if not isinstance(y, Sym) or not y.args:
+            return 0
+        if id(y) not in memo:
+            memo[id(y)] = min(sum(walk(a) for a in y.args), 1_000_000)
+        return memo[id(y)]
+
+    return walk(x)
+
+
+def substitute(x: Any, mapping: Mapping[int, Any]) -> Any:
+    """``x`` with the subterms whose ids are in ``mapping`` replaced."""
+    memo: dict[int, Any] = {}
+
+    def walk(y: Any) -> Any:
+        if id(y) in mapping:
+            return mapping[id(y)]
+        if not isinstance(y, Sym) or not y.args:
+            return y
+        if id(y) not in memo:
+            args = tuple(walk(a) for a in y.args)
+            memo[id(y)] = y if all(u is v for u, v in zip(args, y.args)) else Sym(y.op, args, y.shape, y.params, y.name)
+        return memo[id(y)]
+
+    return walk(x)
+
+
+def nodes(x: Any) -> Iterator[Sym]:
+    """Every distinct subterm of ``x`` (each shared one once)."""
+    seen: set[int] = set()
+    stack = [x]
+    while stack:
+        y = stack.pop()
+        if not isinstance(y, Sym) or id(y) in seen:
+            continue
+        seen.add(id(y))
+        yield y
+        stack.extend(y.args)
+
+
 # --- printing ------------------------------------------------------------------------------------------
 
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 _FN = {"sigmoid": "σ", "tanh": "tanh", "relu": "relu", "log_softmax": "log_softmax"}
-_ATOM, _POSTFIX, _PREFIX, _POW, _MUL, _ADD = 9, 8, 6, 7, 4, 2
+# precedences: a child whose precedence is below what its parent needs gets parentheses
+_ATOM, _POSTFIX, _POW, _PREFIX, _MUL, _ADD, _SUM = 9, 8, 7, 6, 4, 2, 1
 
 
 def _latex_name(name: str) -> str:
     base = name.rstrip("0123456789")
     digits = name[len(base) :]
-    if base.startswith("d") and len(base) > 1:
-        base = "d" + base[1:]
+    if len(base) > 1 and not (base.startswith("d") and len(base) == 2):
+        base = r"\mathit{" + base + "}"
     return base + (f"_{{{digits}}}" if digits else "")
 
 
-def _axis_text(x: Sym, axes: tuple[int, ...], latex: bool) -> str:
-    nd = len(shape_of(x.args[0]))
-    if len(axes) == nd:
-        label = ""
-    elif nd == 2 and axes == (0,):
-        label = "rows"
-    elif nd == 2 and axes == (1,):
-        label = "cols"
-    else:
-        label = "axis " + ",".join(str(a) for a in axes)
+def axis_label(in_ndim: int, axes: tuple[int, ...]) -> str:
+    """``rows`` / ``cols`` / ``axis 0,2`` / ``""`` (all axes) for a reduction of an ``in_ndim``-D value."""
+    if len(axes) == in_ndim:
+        return ""
+    if in_ndim == 2 and tuple(axes) == (0,):
+        return "rows"
+    if in_ndim == 2 and tuple(axes) == (1,):
+        return "cols"
+    return "axis " + ",".join(str(a) for a in axes)
+
+
+def _sum_name(x: Sym, latex: bool) -> str:
+    label = axis_label(len(shape_of(x.args[0])), x.params[0])
     if latex:
-        return r"\textstyle\sum" + (rf"_{{\text{{{label}}}}}" if label else "") + " "
-    return "Σ" + ("_" + label.replace(" ", "") if label else "") + " "
+        return r"\sum" + (rf"_{{\text{{{label}}}}}" if label else "")
+    return "Σ" + ("_" + label.replace(" ", "") if label else "")
 
 
 def render(x: Any, latex: bool = False) -> str:
-    """``x`` as text: ``dh ⊙ h ⊙ (1 − h)`` (or LaTeX: ``dh \\odot h \\odot (1 - h)``)."""
+    r"""``x`` as text: ``dh ⊙ h ⊙ (1 − h)`` (or LaTeX: ``dh \odot h \odot \left(1 - h\right)``)."""
     return _render(x, latex)[0]
 
 
@@ -567,50 +762,92 @@ def _paren(text_prec: tuple[str, int], need: int, latex: bool) -> str:
     return text
 
 
+def _ones(shape: tuple[int, ...], latex: bool) -> str:
+    if latex:
+        return r"\mathbf{1}_{" + shape_text(shape, r"\times ") + "}"
+    return f"ones({shape_text(shape)})"
+
+
+def _const_text(x: Sym, latex: bool, bare: bool) -> tuple[str, int]:
+    """A constant; a shaped one that is not absorbed by broadcasting shows its shape (``0.5 ones(B×4)``)."""
+    minus = "-" if latex else "−"
+    if x.op == "sconst":
+        num, den = _sconst_parts(x)
+        sign = minus if x.params[1] < 0 else ""
+        if latex:
+            text = sign + (rf"\frac{{{num}}}{{{den}}}" if den else num)
+        else:
+            text = sign + (f"{num}/{den}" if den else num)
+        prec = _PREFIX if sign else (_MUL if den else _ATOM)
+    else:
+        v = x.params[0]
+        text, prec = _number(abs(v), latex)
+        text, prec = (minus + text, _PREFIX) if v < 0 else (text, prec)
+    if x.shape and not bare:
+        if text == "1":
+            return _ones(x.shape, latex), _ATOM
+        return f"{_paren((text, prec), _MUL + 1, latex)} {_ones(x.shape, latex)}", _MUL
+    return text, prec
+
+
+def _number(v: float, latex: bool) -> tuple[str, int]:
+    """A non-negative constant: ``0.5``, ``2/3`` (a simple fraction that is not a short decimal), ``1e-05``."""
+    text = fmt_const(v)
+    if len(text) > 6 and v != 0:
+        f = Fraction(v).limit_denominator(100)
+        if f.denominator > 1 and abs(float(f) - v) <= 1e-12 * abs(v):
+            if latex:
+                return rf"rac{{{f.numerator}}}{{{f.denominator}}}", _ATOM
+            return f"{f.numerator}/{f.denominator}", _MUL
+    return text, _ATOM
+
+
+def _child(y: Any, parent_shape: tuple[int, ...], others: tuple, latex: bool) -> tuple[str, int]:
+    """Render an operand of an elementwise operation; a shaped constant may print bare if broadcasting restores it."""
+    if isinstance(y, Sym) and y.op in ("const", "sconst") and y.shape:
+        rest = np.broadcast_shapes(*(shape_of(o) for o in others)) if others else ()
+        return _const_text(y, latex, bare=tuple(rest) == tuple(parent_shape))
+    return _render(y, latex)
+
+
 def _render(x: Any, latex: bool) -> tuple[str, int]:
     if not isinstance(x, Sym):
         v = np.asarray(x)
         return (fmt_const(x), _ATOM) if v.ndim == 0 and float(v) >= 0 else (fmt_const(x), _PREFIX)
     op, a = x.op, x.args
     minus = "-" if latex else "−"
+    odot = r" \odot " if latex else " ⊙ "
     if op == "var":
         return (_latex_name(x.name) if latex else x.name), _ATOM
-    if op == "const":
-        v = x.params[0]
-        text = fmt_const(v)
-        if v < 0:
-            return minus + text[1:], _PREFIX
-        return text, _ATOM
+    if op in ("const", "sconst"):
+        return _const_text(x, latex, bare=False)
     if op == "neg":
-        return minus + _paren(_render(a[0], latex), _MUL, latex), _PREFIX
+        return minus + _paren(_render(a[0], latex), _POW, latex), _PREFIX
     if op in ("add", "sub"):
-        left = _paren(_render(a[0], latex), _ADD, latex)
-        right = _paren(_render(a[1], latex), _ADD + 1, latex)
+        left = _paren(_child(a[0], x.shape, a[1:], latex), _ADD, latex)
+        right = _paren(_child(a[1], x.shape, a[:1], latex), _ADD + 1, latex)
         return f"{left} {'+' if op == 'add' else minus} {right}", _ADD
     if op == "mul":
         factors = _factors(x)
         parts = []
-        for f in factors:
-            r = _render(f, latex)
-            need = _MUL + 1 if not (isinstance(f, Sym) and f.op == "mul") else _MUL
-            parts.append(_paren(r, need, latex))
-        if is_const(factors[0]) and len(factors) > 1:
-            sep = r" \odot " if latex else " ⊙ "
-            return parts[0] + " " + sep.join(parts[1:]), _MUL
-        sep = r" \odot " if latex else " ⊙ "
-        scal = [p for p, f in zip(parts, factors) if shape_of(f) == ()]
-        rest = [p for p, f in zip(parts, factors) if shape_of(f) != ()]
+        for j, f in enumerate(factors):
+            r = _child(f, x.shape, tuple(factors[:j] + factors[j + 1 :]), latex)
+            parts.append(_paren(r, _POW if r[1] != _MUL or not _is_scalar_factor(f) else _MUL + 1, latex))
+        scal = [p for p, f in zip(parts, factors) if _is_scalar_factor(f)]
+        rest = [p for p, f in zip(parts, factors) if not _is_scalar_factor(f)]
         if scal and rest:
-            return " ".join(scal) + " " + sep.join(rest), _MUL
-        return sep.join(parts), _MUL
+            return " ".join(scal) + " " + odot.join(rest), _MUL
+        return (" " if not rest else odot).join(parts), _MUL
     if op == "div":
         if latex:
             return r"\frac{" + _render(a[0], True)[0] + "}{" + _render(a[1], True)[0] + "}", _ATOM
-        return f"{_paren(_render(a[0], False), _MUL, False)} / {_paren(_render(a[1], False), _MUL + 1, False)}", _MUL
+        left = _paren(_child(a[0], x.shape, a[1:], False), _POW, False)
+        right = _paren(_child(a[1], x.shape, a[:1], False), _POW, False)
+        return f"{left} / {right}", _MUL
     if op == "matmul":
         sep = r" \, " if latex else " · "
-        left = _paren(_render(a[0], latex), _MUL + 1, latex)
-        right = _paren(_render(a[1], latex), _MUL + 1, latex)
+        left = _paren(_render(a[0], latex), _POW, latex)
+        right = _paren(_render(a[1], latex), _POW, latex)
         return left + sep + right, _MUL
     if op == "pow":
         base = _paren(_render(a[0], latex), _ATOM, latex)
@@ -627,34 +864,44 @@ def _render(x: Any, latex: bool) -> tuple[str, int]:
             return inner + (r"^\top" if latex else "ᵀ"), _POSTFIX
         return f"transpose({_render(a[0], latex)[0]}, {x.params[0]})", _ATOM
     if op == "sum":
-        return _axis_text(x, x.params[0], latex) + _paren(_render(a[0], latex), _POSTFIX, latex), _PREFIX
+        name = _sum_name(x, latex)
+        inner = _render(a[0], latex)
+        if x.params[1]:  # keepdims: written out, as NumPy's keyword
+            kd = r",\ \text{keepdims}" if latex else ", keepdims"
+            return name + (r"\left(" if latex else "(") + inner[0] + kd + (r"\right)" if latex else ")"), _ATOM
+        return name + " " + _paren(inner, _POSTFIX, latex), _SUM
     if op in UNARY:
-        name = {"exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos", "sqrt": r"\sqrt", "sign": "sign"}
         if latex and op == "sqrt":
             return r"\sqrt{" + _render(a[0], True)[0] + "}", _ATOM
-        fn = name[op] if latex else op.replace("sqrt", "√")
-        return f"{fn}({_render(a[0], latex)[0]})" if not latex else rf"{fn}\left({_render(a[0], True)[0]}\right)", _ATOM
+        if latex:
+            fn = {"exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos"}.get(op, r"\operatorname{sign}")
+            return rf"{fn}\left({_render(a[0], True)[0]}\right)", _ATOM
+        return f"{op.replace('sqrt', '√')}({_render(a[0], False)[0]})", _ATOM
     if op == "cmp":
         sym = CMP[x.params[0]]
         if latex:
             sym = {"≥": r"\ge", "≤": r"\le", "≠": r"\ne"}.get(sym, sym)
-            return rf"\mathbb{{1}}[{_render(a[0], True)[0]} {sym} {_render(a[1], True)[0]}]", _ATOM
+            return rf"\left[{_render(a[0], True)[0]} {sym} {_render(a[1], True)[0]}\right]", _ATOM
         return f"[{_render(a[0], False)[0]} {sym} {_render(a[1], False)[0]}]", _ATOM
     if op in ("reshape", "broadcast"):
-        what = "reshape" if op == "reshape" else "broadcast"
-        dims = "×".join(str(s) for s in x.params[0])
-        return f"{what}({_render(a[0], latex)[0]}, {dims})", _ATOM
+        dims = shape_text(x.params[0], r"\times " if latex else "×")
+        word = r"\operatorname{" + op + "}" if latex else op
+        return f"{word}({_render(a[0], latex)[0]}, {dims})", _ATOM
     if op == "getitem":
         return f"{_paren(_render(a[0], latex), _ATOM, latex)}[{x.params[0]}]", _POSTFIX
     if op == "outer":
         left = _paren(_render(a[0], latex), _POSTFIX, latex)
         right = _paren(_render(a[1], latex), _POSTFIX, latex)
-        return left + (r" \, " if latex else " ") + right + (r"^\top" if latex else "ᵀ"), _MUL
+        return left + (r" \otimes " if latex else " ⊗ ") + right, _MUL
     if op == "scatter":
-        return f"scatter({_render(a[0], latex)[0]})", _ATOM
+        word = r"\operatorname{scatter}" if latex else "scatter"
+        return f"{word}({_render(a[0], latex)[0]}, {x.params[0]}, {shape_text(x.shape)})", _ATOM
     if op == "where":
         parts = ", ".join(_render(y, latex)[0] for y in a)
-        return f"where({parts})", _ATOM
+        return (r"\operatorname{where}" if latex else "where") + f"({parts})", _ATOM
+    if op == "fprime":
+        name = x.params[0]
+        return (f"{name}'" if latex else f"{name}′") + f"({_render(a[0], latex)[0]})", _ATOM
     if op == "prim":
         p = x.params[0]
         name = _FN.get(p.name, p.name)
@@ -663,7 +910,80 @@ def _render(x: Any, latex: bool) -> tuple[str, int]:
         inner = ", ".join(_render(y, latex)[0] for y in a)
         extra = ""
         static = x.params[1:]
-        if static and static[0] is not None and p.name in ("softmax", "log_softmax", "logsumexp", "mean", "max", "min"):
-            extra = f", axis={static[0][0] if len(static[0]) == 1 else static[0]}"
+        if static and p.name in ("softmax", "log_softmax", "logsumexp", "mean", "max", "min"):
+            if static[0] is not None:
+                extra = f", axis={static[0][0] if len(static[0]) == 1 else static[0]}"
+            if len(static) > 1 and static[1]:
+                extra += ", keepdims"
         return f"{name}({inner}{extra})", _ATOM
     return f"{op}({', '.join(_render(y, latex)[0] for y in a)})", _ATOM
+
+
+def _is_scalar_factor(f: Any) -> bool:
+    return shape_of(f) == () and (not isinstance(f, Sym) or f.op in ("const", "sconst", "var"))
+
+
+# --- the program's own syntax (for Jacobian notes that anyone can rebuild) -----------------------------
+
+_PY_BIN = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2), "pow": ("**", 4)}
+
+
+def program_text(x: Any) -> str:
+    """``x`` in the expression language ``derive`` reads (``W @ a + b``, ``sigmoid(z)``, ``sum(h, axis=1)``)."""
+    return _program_text(x)[0]
+
+
+def _pt(x: Any, need: int) -> str:
+    text, prec = _program_text(x)
+    return f"({text})" if prec < need else text
+
+
+def _program_text(x: Any) -> tuple[str, int]:
+    if not isinstance(x, Sym):
+        return fmt_const(x), 5
+    op, a = x.op, x.args
+    if op == "var":
+        return x.name, 5
+    if op in ("const", "sconst"):
+        v = x.params[0]
+        return fmt_const(v), (3 if v < 0 else 5)
+    if op in _PY_BIN:
+        sym, prec = _PY_BIN[op]
+        if op == "pow":
+            return f"{_pt(a[0], 5)} ** {_pt(a[1], 4)}", 4
+        return f"{_pt(a[0], prec)} {sym} {_pt(a[1], prec + 1)}", prec
+    if op == "neg":
+        return f"-{_pt(a[0], 3)}", 3
+    if op == "transpose":
+        return f"{_pt(a[0], 5)}.T", 5
+    if op in UNARY:
+        return f"{op}({program_text(a[0])})", 5
+    if op == "sum":
+        axes = x.params[0]
+        extra = "" if len(axes) == len(shape_of(a[0])) else f", axis={axes[0] if len(axes) == 1 else axes}"
+        return f"sum({program_text(a[0])}{extra}{', keepdims=True' if x.params[1] else ''})", 5
+    if op in ("broadcast", "reshape"):
+        return _program_text(a[0])
+    if op == "prim":
+        p = x.params[0]
+        static = x.params[1:]
+        extra = ""
+        if static and p.name in ("softmax", "log_softmax", "logsumexp", "mean", "max", "min") and static[0] is not None:
+            extra = f", axis={static[0][0] if len(static[0]) == 1 else static[0]}"
+        if len(static) > 1 and static[1] is True:
+            extra += ", keepdims=True"
+        return f"{p.name}({', '.join(program_text(y) for y in a)}{extra})", 5
+    return f"{op}({', '.join(program_text(y) for y in a)})", 5
+
+
+def strip_outer(text: str) -> str:
+    """``(W @ a)`` -> ``W @ a`` (only when the parentheses enclose the whole text)."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(text) - 1:
+            return text
+    return text[1:-1]

@@ -1,0 +1,182 @@
+"""The steps from the index form to the matrix form of each gradient (``derive --steps``).
+
+Nothing here is written per program.  Each step comes from the edge's primitive
+and the operand's role, through the Jacobian structure of
+:mod:`.derive_jacobian`: the vector-Jacobian product ``dx = (∂y/∂x)ᵀ dy``, then
+what that structure turns it into (a diagonal Jacobian into an elementwise
+product, a Kronecker product with an identity into a matrix product with a
+transpose, a broadcast's stack of identities into a sum, ...).  The local
+derivative shown for elementwise operations is the primitive's own VJP rule run
+on a gradient of ones.  Where a value feeds several operations, the branches add.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import symbolic as S
+from .derive_jacobian import structure
+
+FINAL = "\x00final\x00"  # replaced by the printed equation once its sizes are symbolic
+
+
+def _name(walk: Any, t: Any) -> str:
+    name = walk.names.get(id(t))
+    if name is not None:
+        return name
+    return "(" + S.render(S.simplify(walk.fwd(t))) + ")"
+
+
+def _g(g: Any) -> str:
+    text = S.render(S.simplify(g))
+    return text if text.isidentifier() else f"({text})"
+
+
+def _sh(shape: tuple[int, ...]) -> str:
+    return S.shape_text(shape)
+
+
+def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
+    """Steps for the gradient of ``x``; ``edges`` are ``(consumer, role, upstream gradient, term)``."""
+    from .derive import Step
+
+    xn = walk.names.get(id(x), "x")
+    dx = "d" + xn
+    if not edges:
+        return [Step(f"{dx} = {FINAL}", "the seed: the output's gradient with respect to itself")]
+    out: list[Step] = []
+    terms = []
+    for t, role, g, term in edges:
+        path = _name(walk, t)
+        out += _edge_steps(walk, x, xn, t, role, g, term, len(edges) > 1)
+        terms.append((path, term))
+    if len(terms) == 1:  # the edge's own conclusion is the equation
+        out[-1] = Step(f"⇒ {dx} = {FINAL}", out[-1].reason)
+        return out
+    if len(terms) > 1:
+        parts = " + ".join(f"[via {p}]" for p, _ in terms)
+        out.append(
+            Step(
+                f"{dx} = {parts}",
+                f"{xn} feeds {len(terms)} operations (fan-out): the chain rule adds one term per path",
+            )
+        )
+    out.append(Step(f"⇒ {dx} = {FINAL}", "the terms added and simplified"))
+    return out
+
+
+def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any, many: bool) -> list[Any]:
+    from ..graph import node_of
+    from .derive import Step
+
+    view = node_of(t)
+    prim = view.prim.name
+    yn = _name(walk, t)
+    dy = "d" + yn if walk.names.get(id(t)) else _g(g)
+    dx = "d" + xn
+    shapes = tuple(y.shape if y is not None else () for y in view.inputs)
+    from .derive import _operand_text
+
+    st = structure(
+        prim, role, x.shape, t.shape, view.params, shapes, tuple(_operand_text(walk, y) for y in view.inputs)
+    )
+    label = f"  [path {yn}]" if many else ""
+    result = S.render(S.simplify(term))
+    if many:
+        result = f"[via {yn}] = {result}"
+    steps = [
+        Step(
+            f"{dx} = (∂{yn}/∂{xn})ᵀ {dy}{label}",
+            "chain rule as a vector-Jacobian product: an input's gradient is Jᵀ times the output's gradient",
+        )
+    ]
+    n_out, n_in = math.prod(t.shape), math.prod(x.shape)
+    size = f"{_sh(t.shape)} output, {_sh(x.shape)} input: J would be {n_out:,}×{n_in:,}"
+    if st.kind in ("diagonal", "stack of diagonals"):
+        local = S.render(S.simplify(walk.rule(t, role, S.const(1.0, t.shape), walk.fwd(t))))
+        steps.append(
+            Step(f"∂{yn}/∂{xn} = diag({local})", f"elementwise: entry k of {yn} depends only on entry k of {xn}")
+        )
+        extra = ", then summed over the broadcast axes" if st.kind == "stack of diagonals" else ""
+        steps.append(Step(f"⇒ {result}", f"a diagonal Jacobian's product is elementwise{extra} ({size}, never built)"))
+    elif st.kind in ("identity", "negated identity"):
+        sign = "−" if st.kind == "negated identity" else ""
+        steps.append(Step(f"∂{yn}/∂{xn} = {sign}I", "the operation passes its operand through"))
+        steps.append(Step(f"⇒ {result}", "the identity's product is the gradient itself"))
+    elif st.kind == "stack of identities":
+        steps.append(
+            Step(
+                f"∂{yn}/∂{xn} = a stack of identities ({math.prod(t.shape) // max(1, n_in)} copies)",
+                f"broadcasting copies {xn} ({_sh(x.shape)}) to {_sh(t.shape)}",
+            )
+        )
+        steps.append(Step(f"⇒ {result}", "the adjoint of a copy is a sum: Jᵀ adds up the copies' gradients"))
+    elif prim == "matmul":
+        steps += _matmul_steps(walk, view, x, xn, t, role, dy, st, result)
+    elif st.kind in ("row of ones", "rows of ones per slice"):
+        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", f"{prim} adds up (or averages) each slice"))
+        steps.append(Step(f"⇒ {result}", "Jᵀ times the gradient copies it back over the reduced entries"))
+    elif prim in ("softmax", "log_softmax"):
+        p = yn if prim == "softmax" else f"exp({yn})"
+        if prim == "softmax":
+            index = f"{dx}_j = Σ_k {dy}_k ∂{yn}_k/∂{xn}_j = Σ_k {dy}_k {p}_k ([k = j] − {p}_j)"
+            final = f"= {p}_j ({dy}_j − Σ_k {dy}_k {p}_k)"
+        else:
+            index = f"{dx}_j = Σ_k {dy}_k ∂{yn}_k/∂{xn}_j = Σ_k {dy}_k ([k = j] − p_j),  p = {p}"
+            final = f"= {dy}_j − p_j Σ_k {dy}_k"
+        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", "each slice is normalized on its own"))
+        steps.append(Step(index + " " + final, "within one slice (k, j run over it)"))
+        steps.append(Step(f"⇒ {result}", "one sum per slice instead of the dense block (keepdims keeps it aligned)"))
+    else:
+        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", ""))
+        steps.append(Step(f"⇒ {result}", f"the VJP is {st.vjp}"))
+    return steps
+
+
+def _matmul_steps(walk: Any, view: Any, x: Any, xn: str, t: Any, role: int, dy: str, st: Any, result: str) -> list:
+    from .derive import Step
+
+    yn = _name(walk, t)
+    dx = "d" + xn
+    left, right = view.inputs
+    ln = walk.names.get(id(left)) or _name(walk, left)
+    rn = walk.names.get(id(right)) or _name(walk, right)
+    ls, rs = left.shape, right.shape
+    steps = []
+    if len(ls) == 2 and len(rs) == 2:
+        cols = rs[1]
+        if role == 0:
+            batch = cols > 1
+            if batch:
+                index = (
+                    f"{dx}_ij = Σ_k Σ_b {dy}_kb ∂{yn}_kb/∂{xn}_ij = Σ_k Σ_b {dy}_kb [k = i] {rn}_jb"
+                    f" = Σ_b {dy}_ib {rn}_jb"
+                )
+                why = f"{_sh(t.shape)} times {_sh(rs[::-1])}: a sum of outer products over the {cols} columns"
+            else:
+                index = f"{dx}_ij = Σ_k {dy}_k ∂{yn}_k/∂{xn}_ij = Σ_k {dy}_k [k = i] {rn}_j = {dy}_i {rn}_j"
+                why = f"{_sh(t.shape)} times {_sh(rs[::-1])}: an outer product"
+            steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", f"{yn}_kb = Σ_j {xn}_kj {rn}_jb"))
+            steps.append(Step(index, "only k = i survives"))
+            steps.append(Step(f"⇒ {result}", why))
+        else:
+            index = (
+                f"{dx}_j = Σ_i {dy}_i ∂{yn}_i/∂{xn}_j = Σ_i {dy}_i {ln}_ij"
+                if cols == 1
+                else (f"{dx}_jb = Σ_i {dy}_ib ∂{yn}_ib/∂{xn}_jb = Σ_i {dy}_ib {ln}_ij")
+            )
+            steps.append(
+                Step(f"∂{yn}/∂{xn} = {st.description}", f"{_sh(ls)} times {_sh(rs)}: {yn}_ib = Σ_j {ln}_ij {xn}_jb")
+            )
+            steps.append(Step(index, "the sum runs over the first index of " + ln))
+            steps.append(
+                Step(
+                    f"⇒ {result}",
+                    "the transpose belongs to the vector-Jacobian product: input gradient = Jᵀ · output gradient",
+                )
+            )
+        return steps
+    steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", ""))
+    steps.append(Step(f"⇒ {result}", f"the VJP is {st.vjp}"))
+    return steps
