@@ -76,6 +76,12 @@ class Jacobian:
     rows: int
     cols: int
     structure: Structure
+    # how to rebuild it: the primitive, which operand, its static parameters, and each operand
+    # as ("tensor", shape) or ("const", value)
+    primitive: Any = field(default=None, repr=False)
+    role: int = 0
+    params: tuple = ()
+    operands: tuple = ()
 
     @property
     def why(self) -> str:
@@ -86,7 +92,8 @@ class Jacobian:
         wrt = self.input if self.input.isidentifier() else f"({self.input})"
         return (
             f"∂({self.operation})/∂{wrt}: {self.rows}×{self.cols} "
-            f"({_count(n)} numbers, {_bytes(8 * n)}, {_count(self.structure.nonzeros)} nonzero): {self.why}"
+            f"({_count(n)} numbers, {_bytes(8 * n)}, {'' if self.structure.exact else 'at most '}"
+            f"{_count(self.structure.nonzeros)} nonzero): {self.why}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,6 +104,7 @@ class Jacobian:
             "cols": self.cols,
             "structure": self.structure.kind,
             "nonzeros": self.structure.nonzeros,
+            "nonzeros_exact": self.structure.exact,
             "description": self.structure.description,
         }
 
@@ -516,16 +524,27 @@ def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple) -> 
     for name in prog.inputs:
         shp = shapes[name]
         raw = rng.standard_normal(shp)
-        env[name] = cr.tensor(raw if shp else float(raw), requires_grad=name not in constants)
+        # every input is recorded (so formulas of constants, such as 1 − y, are kept); gradients skip constants
+        env[name] = cr.tensor(raw if shp else float(raw), requires_grad=True)
     with np.errstate(all="ignore"):  # values only record the graph; overflow is harmless here
         for st in prog.statements:
             value = evaluate(st.expr, env)
             env[st.target] = value if isinstance(value, Tensor) else cr.tensor(value)
     out_t = env[prog.output]
-    if not isinstance(out_t, Tensor) or not out_t.requires_grad:
-        raise ParseError(f"the output {prog.output} does not depend on the inputs", kind="value")
+    if not isinstance(out_t, Tensor) or not _varies(out_t, env, constants):
+        raise ParseError(f"the output {prog.output} does not depend on the inputs that get gradients", kind="value")
     names = {id(t): n for n, t in reversed(list(env.items())) if isinstance(t, Tensor)}
     return _symbolic(prog, env, names, constants)
+
+
+def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
+    from ..autodiff import toposort
+
+    live = {id(env[n]) for n in env if n not in constants and isinstance(env[n], Tensor) and env[n]._node is None}
+    for t in reversed(toposort([out_t])):
+        if any(x is not None and id(x) in live for x in node_of(t).inputs):
+            live.add(id(t))
+    return id(out_t) in live
 
 
 class _Walk:
@@ -571,6 +590,11 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
     out_t = env[prog.output]
     order = toposort([out_t])
     walk = _Walk(env, names)
+    # values that depend on an input that gets a gradient (the rest are constants, such as 1 − y)
+    live = {id(env[n]) for n in prog.inputs if n not in constants}
+    for t in reversed(order):
+        if any(x is not None and id(x) in live for x in node_of(t).inputs):
+            live.add(id(t))
 
     # Name the unnamed values a formula would repeat (a rule that uses its gradient twice, or a big expression).
     auto = 0
@@ -582,7 +606,7 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
         repeats = False
         gvar, ovar = S.var("_g", t.shape), S.var("_o", t.shape)
         for i, x in enumerate(view.inputs):
-            if x is not None and x.requires_grad and view.prim.differentiable(i):
+            if x is not None and id(x) in live and view.prim.differentiable(i):
                 if S.count_refs(walk.rule(t, i, gvar, ovar), gvar) > 1:
                     repeats = True
         if big or repeats:
@@ -598,7 +622,7 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
     remaining: dict[int, int] = {}
     for t in order:
         for x in node_of(t).inputs:
-            if x is not None and x._node is None and x.requires_grad:
+            if x is not None and x._node is None and id(x) in live:
                 remaining[id(x)] = remaining.get(id(x), 0) + 1
     leaf_rank = {id(env[n]): i for i, n in enumerate(prog.inputs)}
     pending: list[Tensor] = []
@@ -636,7 +660,7 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
         prim = view.prim
         out_sym = walk.fwd(t)
         for i, x in enumerate(view.inputs):
-            if x is None or not x.requires_grad or not prim.differentiable(i):
+            if x is None or id(x) not in live or not prim.differentiable(i):
                 continue
             gi = S._unbroadcast(walk.rule(t, i, g, out_sym), x.shape)
             edges.setdefault(id(x), []).append((t, i, g, gi))
@@ -654,7 +678,12 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
                     tuple(_operand_text(walk, y) for y in view.inputs),
                 )
                 out_name = names.get(key, op_text)
-                jacobians.append(Jacobian(op_text, out_name, in_name, t.size, x.size, st))
+                operands = tuple(
+                    ("tensor", y.shape) if y is not None else ("const", view.args[k]) for k, y in enumerate(view.inputs)
+                )
+                jacobians.append(
+                    Jacobian(op_text, out_name, in_name, t.size, x.size, st, prim, i, tuple(view.params), operands)
+                )
             if x._node is None:
                 remaining[id(x)] -= 1
                 if remaining[id(x)] == 0:

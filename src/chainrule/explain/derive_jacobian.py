@@ -41,6 +41,7 @@ class Structure:
     nonzeros: int
     description: str
     vjp: str  # what the vector-Jacobian product does instead of building the matrix
+    exact: bool = True  # False: ``nonzeros`` is an upper bound (a gate such as relu zeroes entries at some points)
 
 
 KINDS = (
@@ -85,6 +86,15 @@ def structure(
     ``operands`` are the shapes of all tensor operands (for matmul's roles), ``names`` how
     the descriptions call them.
     """
+    st = _structure(prim, role, in_shape, out_shape, params, operands, names)
+    if prim in GATES:
+        st.exact = False
+    return st
+
+
+def _structure(
+    prim: str, role: int, in_shape: tuple, out_shape: tuple, params: tuple, operands: tuple, names: tuple
+) -> Structure:
     rows, cols = _n(out_shape), _n(in_shape)
     same = tuple(in_shape) == tuple(out_shape)
     if prim in ("add", "sub", "neg", "broadcast_to"):

@@ -623,6 +623,11 @@ def symbolize(a: Any, b: Any, sizes_a: Mapping[str, int], sizes_b: Mapping[str, 
     names = sorted(sizes_a)
 
     def walk(x: Any, y: Any) -> Any:
+        if not isinstance(x, Sym) and not isinstance(y, Sym) and np.ndim(x) == 0 and np.ndim(y) == 0:
+            if float(x) != float(y):  # a plain number in a rule (mean's 1/n)
+                fitted = _fit_powers(const(float(x)), float(y), names, sizes_a, sizes_b)
+                return fitted if fitted.op == "sconst" else x
+            return x
         if not isinstance(x, Sym) or not isinstance(y, Sym) or x.op != y.op or len(x.args) != len(y.args):
             return x
         if id(x) in memo:
