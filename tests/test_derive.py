@@ -87,8 +87,9 @@ def test_a_module_that_returns_nan_is_not_checked(monkeypatch):
 
 
 def test_symbolic_sizes_stay_symbolic():
-    d = cr.derive("p = softmax(z, axis=1); L = -mean(sum(y * log(p), axis=1))", {"z": ("B", 4), "y": ("B", 4)},
-                  constants=["y"])
+    d = cr.derive(
+        "p = softmax(z, axis=1); L = -mean(sum(y * log(p), axis=1))", {"z": ("B", 4), "y": ("B", 4)}, constants=["y"]
+    )
     assert d.equation("dp") == "((−1/B) y) / p"
     assert d.check.sizes_text() == "at B = 3 and B = 5" and d.ok
     assert "checked against central differences at B = 3 and B = 5" in str(d)
@@ -238,8 +239,10 @@ def test_latex_output():
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed (Debian: texlive-latex-base)")
 def test_latex_compiles(tmp_path):
-    for program, shapes in [(LAYER, LAYER_SHAPES), ("p = softmax(z, axis=1); L = -mean(sum(y * log(p), axis=1))",
-                                                    {"z": ("B", 4), "y": ("B", 4)})]:
+    for program, shapes in [
+        (LAYER, LAYER_SHAPES),
+        ("p = softmax(z, axis=1); L = -mean(sum(y * log(p), axis=1))", {"z": ("B", 4), "y": ("B", 4)}),
+    ]:
         (tmp_path / "d.tex").write_text(cr.derive(program, shapes).latex_document())
         run = subprocess.run(
             ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"],
@@ -260,8 +263,9 @@ def test_notebook_views_need_no_network():
 
 
 def test_legend_names_every_notation_used():
-    d = cr.derive("p = softmax(z, axis=1); L = -mean(sum(y * log(p), axis=1))", {"z": ("B", 4), "y": ("B", 4)},
-                  constants=["y"])
+    d = cr.derive(
+        "p = softmax(z, axis=1); L = -mean(sum(y * log(p), axis=1))", {"z": ("B", 4), "y": ("B", 4)}, constants=["y"]
+    )
     legend = "\n".join(d.legend())
     assert "keepdims" in legend and "Σ_cols" in legend and "B: symbolic" in legend
     r = cr.derive("E = sum(relu(x))", {"x": (2, 2)})

@@ -1,4 +1,4 @@
-"""derive's Jacobian notes against Jacobians built explicitly (central differences of the forward) on small instances."""
+"""derive's Jacobian notes against Jacobians built explicitly (central differences of the forward), small instances."""
 
 import math
 
@@ -131,7 +131,8 @@ def test_dense_layer_notes_are_true():
 
 def test_structures_of_the_issue():
     d = cr.derive(
-        "l = log_softmax(x, axis=1); s = softmax(x, axis=1); r = sum(x, axis=1); q = x + c; E = sum(l * s) + sum(r) + sum(q)",
+        "l = log_softmax(x, axis=1); s = softmax(x, axis=1); r = sum(x, axis=1); q = x + c; "
+        "E = sum(l * s) + sum(r) + sum(q)",
         {"x": (3, 4), "c": (4,)},
     )
     kinds = {(j.operation, j.input): j for j in d.jacobians}

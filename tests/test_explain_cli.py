@@ -122,4 +122,4 @@ def test_python_dash_m():
 def test_derive_with_a_symbolic_batch(capsys):
     assert main(["derive", "z = a @ W.T + b; E = sum(tanh(z))", "--shape", "a=Bx3", "W=5x3", "b=5"]) == 0
     out = capsys.readouterr().out
-    assert "dW = dzᵀ · a" in out and "B×3" in out and "with B = 7" in out
+    assert "dW = dzᵀ · a" in out and "B×3" in out and "B = 7" in out
