@@ -292,3 +292,37 @@ def test_bad_programs(program, shapes, kind, fragment):
 def test_bad_symbolic_dimension():
     with pytest.raises(cr.ParseError, match="neither a number nor a name"):
         cr.derive("E = sum(a)", {"a": ("3x",)})
+
+
+@pytest.mark.parametrize(
+    "program, shapes",
+    [
+        (LAYER, {"W": (4, 3), "a": (3, 1), "b": (4, 1)}),
+        ("z = a @ W.T + b; h = sigmoid(z); E = sum(h)", {"a": (5, 3), "W": (4, 3), "b": (4,)}),
+        (
+            "h = tanh(x @ W1 + b1); s = h @ W2; L = sum(log_softmax(s, axis=1) * y)",
+            {"x": (5, 3), "W1": (3, 4), "b1": (4,), "W2": (4, 2), "y": (5, 2)},
+        ),
+    ],
+)
+def test_the_other_layout_is_the_transposed_program(program, shapes):
+    """Evaluate both layouts' equations: each value of the other layout is the transpose (weights: the same)."""
+    from chainrule.explain.derive_layout import other_layout, weights
+    from chainrule.explain.parse import parse_program
+
+    d = cr.derive(program, shapes)
+    keep = weights(d.forward, parse_program(program).inputs, d.input_shapes, d.dims)
+    assert keep
+    rng = np.random.default_rng(3)
+    env = {k: rng.standard_normal(v) for k, v in shapes.items()}
+    twin = {k: (v.T if v.ndim == 2 and k not in keep else v) for k, v in env.items()}
+    for ln, (name, formula, shape) in zip(
+        d.forward + d.backward, other_layout(d.forward, keep) + other_layout(d.backward, keep, True)
+    ):
+        env[ln.name] = np.broadcast_to(S.evaluate(ln.formula, env), ln.shape)
+        twin[name] = np.broadcast_to(S.evaluate(formula, twin), shape)
+        base = name[1:] if name.startswith("d") and name[1:] in keep else name
+        expected = env[ln.name].T if env[ln.name].ndim == 2 and base not in keep else env[ln.name]
+        np.testing.assert_allclose(twin[name], expected, rtol=1e-12, atol=1e-12)
+    other = "row" if d.own_layout() == "column" else "column"
+    assert "layout (every equation transposed" in d.layout(other)

@@ -122,6 +122,25 @@ class Derivation:
     seed: str = ""  # what the backward pass starts from
     numpy_source: str = ""
     export_error: str = ""
+    input_shapes: dict = field(default_factory=dict)  # at the placeholder sizes
+
+    def own_layout(self) -> str:
+        """``"column"`` when weights multiply from the left (``W @ a``), ``"row"`` when from the right (``x @ W``)."""
+        from .derive_layout import own_layout
+
+        return own_layout(self)
+
+    def layout(self, which: str) -> str:
+        """The equations in the ``"column"`` or ``"row"`` layout (the other one is the transposed program)."""
+        from .derive_layout import layout_text
+
+        if which not in ("column", "row"):
+            raise ValueError(f"layout must be 'column' or 'row', not {which!r}")
+        if which == self.own_layout():
+            return f"{which} layout (as written):\n" + "\n".join(
+                self._block(self.forward) + ["  --"] + self._block(self.backward)
+            )
+        return layout_text(self, which)
 
     # --- compatibility and small accessors ---------------------------------------------------------
     @property
@@ -451,7 +470,7 @@ def derive(
             final = S.render(ln.formula)
             for st in ln.steps:
                 st.text = st.text.replace(FINAL, final)
-    result = Derivation(program, forward, backward, jacobians, None, dims1, seed_text)
+    result = Derivation(program, forward, backward, jacobians, None, dims1, seed_text, input_shapes=concrete)
     try:
         result.numpy_source = module_source(
             program, prog.inputs, concrete, forward, backward, [(n, "d" + n) for n in targets], dims1

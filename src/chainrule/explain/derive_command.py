@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--numpy", action="store_true", help="print the NumPy module (backward(**inputs)) generated from the equations"
     )
     parser.add_argument("--steps", action="store_true", help="show the steps from the index form to the matrix form")
+    parser.add_argument(
+        "--layout",
+        choices=("column", "row", "both"),
+        default=None,
+        help="also show the equations with column vectors (z = W a + b), row vectors (z = a Wᵀ + b), or both",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the check against central differences")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the numerical check (default 0)")
 
@@ -96,6 +102,15 @@ def run(args: argparse.Namespace) -> int:
         print(result.latex_document(), end="")
     else:
         print(result.text(steps=args.steps))
+        if args.layout:
+            from .derive_layout import LayoutError
+
+            try:
+                for which in ("column", "row") if args.layout == "both" else (args.layout,):
+                    print(result.layout(which))
+            except LayoutError as exc:
+                print(f"chainrule derive: error: {exc}", file=sys.stderr)
+                return 2
     if result.check is not None and not result.check.ok:
         print(f"chainrule derive: {result.check.text()}", file=sys.stderr)
         return 1
