@@ -326,3 +326,17 @@ def test_the_other_layout_is_the_transposed_program(program, shapes):
         np.testing.assert_allclose(twin[name], expected, rtol=1e-12, atol=1e-12)
     other = "row" if d.own_layout() == "column" else "column"
     assert "layout (every equation transposed" in d.layout(other)
+
+
+def test_softmax_cross_entropy_reaches_p_minus_y():
+    d = cr.derive(
+        "p = softmax(z, axis=1); L = -mean(sum(y * log(p), axis=1))", {"z": ("B", 4), "y": ("B", 4)}, constants=["y"]
+    )
+    texts = [s.text for s in d.steps["dz"]]
+    assert texts[-1] == "= (1/B) (p − y)" and "one-hot" in d.steps["dz"][-1].reason
+    col = cr.derive(
+        "s = W @ h; p = softmax(s, axis=0); L = -sum(y * log(p))",
+        {"W": (3, 2), "h": (2, 1), "y": (3, 1)},
+        constants=["y"],
+    )
+    assert col.steps["ds"][-1].text == "= p − y"

@@ -470,6 +470,7 @@ def derive(
             final = S.render(ln.formula)
             for st in ln.steps:
                 st.text = st.text.replace(FINAL, final)
+        _inline_steps(backward, constants)
     result = Derivation(program, forward, backward, jacobians, None, dims1, seed_text, input_shapes=concrete)
     try:
         result.numpy_source = module_source(
@@ -716,6 +717,37 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
     else:
         seed = ""
     return forward, backward, jacobians, seed, targets
+
+
+def _inline_steps(backward: list[Line], constants: tuple) -> None:
+    """Where substituting the gradients a line refers to makes it simpler, say so (softmax cross-entropy: p − y)."""
+    by_name = {ln.name: ln for ln in backward}
+    for ln in backward:
+        mapping = {}
+        for node in S.nodes(ln.formula):
+            src = by_name.get(node.name) if node.op == "var" else None
+            if src is not None and src is not ln and node.shape == src.shape:
+                if not (isinstance(src.formula, S.Sym) and src.formula.op in ("const", "sconst")):
+                    mapping[id(node)] = src.formula  # (a seed of ones adds nothing)
+        if not mapping:
+            continue
+        inline = S.simplify(S.substitute(ln.formula, mapping))
+        used = sorted({by_name[n.name].name for n in S.nodes(ln.formula) if id(n) in mapping})
+        if S.tree_size(inline) > S.tree_size(ln.formula) + 2:
+            continue
+        subs = ", ".join(f"{n} = {S.render(by_name[n].formula)}" for n in used)
+        ln.steps.append(Step(f"= {S.render(inline)}", f"substituting {subs}"))
+        labels = {}
+        for node in S.nodes(inline):
+            if node.op == "sum" and isinstance(node.args[0], S.Sym) and node.args[0].op == "var":
+                if node.args[0].name in constants:
+                    labels[id(node)] = S.const(1.0, node.shape)
+        if labels:
+            one_hot = S.simplify(S.substitute(inline, labels))
+            names = ", ".join(sorted({S.render(n) for n in S.nodes(inline) if id(n) in labels}))
+            ln.steps.append(
+                Step(f"= {S.render(one_hot)}", f"if {names} = 1 (one-hot labels, or probabilities that sum to 1)")
+            )
 
 
 def _operand_text(walk: _Walk, y: Any) -> str:

@@ -474,9 +474,38 @@ def _simplify(x: Sym, memo: dict) -> Any:
                 negs += 1
                 f = f.args[0]
             plain.append(f)
+        plain = _cancel(plain)
+        spread = _distribute(plain, x.shape, simplify)
+        if spread is not None:
+            return spread if negs % 2 == 0 else simplify(Sym("neg", (spread,), x.shape))
         if negs % 2:
             plain.append(const(-1.0))
         return _product(plain, x.shape)
+    if op == "sum" and isinstance(args[0], Sym) and args[0].op == "mul":
+        c, rest = _scalar_factor(args[0])
+        if c is not None:
+            inner = Sym("sum", (rest,), x.shape, x.params)
+            return simplify(Sym("mul", (c, inner), x.shape))
+    if op in ("add", "sub"):
+        (ca, ra), (cb, rb) = _scalar_factor(args[0]), _scalar_factor(args[1])
+        if ca is not None and cb is not None and same(ca, cb):
+            if ca.op == "sconst" and ca.params[1] < 0:  # (−1/B) a − (−1/B) b = (1/B) (b − a)
+                flipped = Sym("sconst", (), ca.shape, (-ca.params[0], -ca.params[1], ca.params[2]))
+                pair = (rb, ra) if op == "sub" else (ra, rb)
+                inner = Sym(op, pair, x.shape)
+                if op == "add":
+                    return simplify(Sym("neg", (Sym("mul", (flipped, inner), x.shape),), x.shape))
+                return simplify(Sym("mul", (flipped, inner), x.shape))
+            return simplify(Sym("mul", (ca, Sym(op, (ra, rb), x.shape)), x.shape))
+    if op == "sum" and isinstance(args[0], Sym) and args[0].op == "neg":
+        return simplify(Sym("neg", (Sym("sum", args[0].args, x.shape, x.params),), x.shape))
+    if (
+        op == "add"
+        and isinstance(args[0], Sym)
+        and args[0].op == "neg"
+        and not (isinstance(args[1], Sym) and args[1].op == "neg")
+    ):
+        return simplify(Sym("sub", (args[1], args[0].args[0]), x.shape))
     if op == "neg":
         a = args[0]
         if is_const(a):
@@ -559,6 +588,65 @@ def _simplify(x: Sym, memo: dict) -> Any:
             return simplify(Sym("mul", (b, Sym("cmp", c.args, c.shape, (flip,))), x.shape))
         return Sym("where", args, x.shape)
     return Sym(op, args, x.shape, x.params, x.name)
+
+
+def _scalar_factor(x: Any) -> tuple[Any, Any]:
+    """``c ⊙ rest`` with ``c`` a scalar constant (or size constant such as 1/B): ``(c, rest)``; else ``(None, x)``."""
+    if isinstance(x, Sym) and x.op == "mul":
+        factors = _factors(x)
+        for i, c in enumerate(factors):
+            if isinstance(c, Sym) and c.op in ("const", "sconst") and c.shape == ():
+                others = factors[:i] + factors[i + 1 :]
+                rest = others[0]
+                for f in others[1:]:
+                    rest = Sym("mul", (rest, f), np.broadcast_shapes(shape_of(rest), shape_of(f)))
+                if shape_of(rest) == x.shape:
+                    return c, rest
+    return None, x
+
+
+def _cancel(factors: list) -> list:
+    """``(a / b) ⊙ b`` -> ``a`` (a factor that divides another factor's numerator away)."""
+    out = list(factors)
+    changed = True
+    while changed:
+        changed = False
+        for i, f in enumerate(out):
+            if not (isinstance(f, Sym) and f.op == "div"):
+                continue
+            for j, g in enumerate(out):
+                if j != i and same(g, f.args[1]) and shape_of(g) == shape_of(f):
+                    keep = [h for k, h in enumerate(out) if k not in (i, j)]
+                    out = keep + [f.args[0]]
+                    changed = True
+                    break
+            if changed:
+                break
+    return out
+
+
+def _divides(term: Any, f: Any) -> bool:
+    while isinstance(term, Sym) and term.op == "neg":
+        term = term.args[0]
+    return isinstance(term, Sym) and term.op == "div" and same(term.args[1], f)
+
+
+def _distribute(factors: list, shape: tuple[int, ...], simplify: Any) -> Any:
+    """``p ⊙ (a / p − b)`` -> ``a − p ⊙ b``: spread a factor over a sum when that cancels a division."""
+    for i, f in enumerate(factors):
+        if not (isinstance(f, Sym) and f.op in ("add", "sub")):
+            continue
+        others = [g for j, g in enumerate(factors) if j != i]
+        if not any(_divides(term, g) for term in f.args for g in others):
+            continue
+        terms = []
+        for term in f.args:
+            prod = term
+            for g in others:
+                prod = Sym("mul", (prod, g), np.broadcast_shapes(shape_of(prod), shape_of(g)))
+            terms.append(prod)
+        return simplify(Sym(f.op, tuple(terms), shape))
+    return None
 
 
 def _simplify_memo(y: Any, memo: dict) -> Any:
