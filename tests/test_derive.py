@@ -340,3 +340,13 @@ def test_softmax_cross_entropy_reaches_p_minus_y():
         constants=["y"],
     )
     assert col.steps["ds"][-1].text == "= p − y"
+
+
+def test_a_generic_activation_f():
+    d = cr.derive("z = W @ a + b; h = f(z); E = sum(h)", {"W": (4, 3), "a": (3, 1), "b": (4, 1)})
+    assert d.equation("dz") == "dh ⊙ f′(z)" and S.render(d.forward[1].formula) == "f(z)"
+    assert "∂h/∂z = diag(f′(z))" in [s.text for s in d.steps["dz"]]
+    assert d.ok and "sin standing in" in d.check_text()
+    assert "def f_prime(x)" in d.numpy()
+    with pytest.raises(cr.ParseError, match="may not also use sin"):
+        cr.derive("h = f(z) + sin(z); E = sum(h)", {"z": (2,)})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -393,6 +394,7 @@ def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
         ("where", "where(c, a, b): a where c holds, else b"),
         ("scatter", "scatter(g, index, shape): zeros of that shape with g added at index"),
         ("pow", "x², xⁿ: elementwise powers"),
+        ("fn", "f: a generic elementwise function, f′ its derivative (the check uses f = sin as a stand-in)"),
         ("prim:sigmoid", "σ(x) = 1 / (1 + exp(−x)), elementwise"),
         ("prim:relu", "relu(x) = max(x, 0), elementwise"),
         ("prim:softmax", "softmax(x, axis=k): exp(x) / Σ exp(x) along axis k"),
@@ -422,7 +424,8 @@ def derive(
     the last assignment; a non-scalar output is seeded with ones.  Inputs named in
     ``constants`` (labels, targets) get no gradient equation.
     """
-    prog = parse_program(program)
+    prog = parse_program(_generic(program))
+    prog.generic = _generic(program) != program  # type: ignore[attr-defined]  (sin stands for f)
     if prog.output is None:
         raise ParseError("the program must end with an assignment, as in  E = sum(h)", kind="syntax")
     raw = _raw_shapes(shapes)
@@ -480,7 +483,26 @@ def derive(
         result.export_error = str(exc)
     if check:
         result.check = _check(prog, result, raw, symbols, numeric, constants, targets, seed)
+        if getattr(prog, "generic", False):
+            result.check.note = f"with f = {STAND_IN} standing in for the generic f"
     return result
+
+
+GENERIC = re.compile(r"(?<![\w.])f\s*\(")
+STAND_IN = "sin"  # what a generic f(z) computes when the equations are checked
+
+
+def _generic(program: str) -> str:
+    """``f(z)`` (an unspecified elementwise function) becomes the stand-in ``sin(z)`` for running and checking."""
+    if not GENERIC.search(program):
+        return program
+    if re.search(r"(?<![\w.])sin\s*\(", program):
+        raise ParseError(
+            "f(...) is a generic elementwise function, checked with sin standing in for it; "
+            "a program that uses f may not also use sin",
+            kind="not allowed",
+        )
+    return GENERIC.sub("sin(", program)
 
 
 def _check(
@@ -570,10 +592,11 @@ def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
 class _Walk:
     """The symbolic backward walk over one recorded graph."""
 
-    def __init__(self, env: dict, names: dict[int, str]) -> None:
+    def __init__(self, env: dict, names: dict[int, str], generic: bool = False) -> None:
         self.env = env
         self.names = names
         self.cache: dict[int, Any] = {}
+        self.generic = generic  # sin nodes stand for the generic f
 
     def fwd(self, t: Any, expand: bool = False) -> Any:
         """The forward value as a formula: named values are variables, others are expanded (and shared)."""
@@ -586,7 +609,10 @@ class _Walk:
             return self.cache[key]
         view = node_of(t)
         ins = tuple(self.fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs))
-        sym = S.prim(view.prim, ins, view.params, t.shape)
+        if self.generic and view.prim.name == STAND_IN:
+            sym = S.Sym("fn", ins, t.shape, ("f",))
+        else:
+            sym = S.prim(view.prim, ins, view.params, t.shape)
         if not expand:
             self.cache[key] = sym
         return sym
@@ -599,6 +625,8 @@ class _Walk:
         view = node_of(t)
         prim = view.prim
         args = self.args(t)
+        if self.generic and prim.name == STAND_IN:  # the chain rule for an unspecified f: f′ of the input
+            return g * S.Sym("fprime", (args[0],), S.shape_of(args[0]), ("f",))
         if prim.variadic:
             return prim.vjps[0](S.SYM, g, out, i, *args)
         return prim.vjps[i](S.SYM, g, out, *args)
@@ -609,7 +637,7 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
 
     out_t = env[prog.output]
     order = toposort([out_t])
-    walk = _Walk(env, names)
+    walk = _Walk(env, names, generic=getattr(prog, "generic", False))
     # values that depend on an input that gets a gradient (the rest are constants, such as 1 − y)
     live = {id(env[n]) for n in prog.inputs if n not in constants}
     for t in reversed(order):

@@ -33,6 +33,7 @@ class CheckResult:
     max_relative_error: float = float("nan")
     reason: str = ""
     sampled: dict[str, int] = field(default_factory=dict)  # dname -> entries compared where not all were
+    note: str = ""  # e.g. "f = sin standing in for the generic f"
 
     @property
     def ok(self) -> bool:
@@ -54,7 +55,7 @@ class CheckResult:
             line = f"checked against central differences {where}: max relative error {self.max_relative_error:.1e}"
             if self.sampled:
                 line += " (" + ", ".join(f"{n}: {k} sampled entries" for n, k in self.sampled.items()) + ")"
-            return line
+            return line + (f" ({self.note})" if self.note else "")
         if self.status == "failed" and self.reason:
             return f"check FAILED {where}: {self.reason}"
         if self.status == "failed":

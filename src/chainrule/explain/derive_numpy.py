@@ -34,6 +34,9 @@ _HELPERS = {
         "    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m\n"
         "    return out if keepdims else np.squeeze(out, axis=axis)\n"
     ),
+    "fn": "def f(x):  # the generic f: sin stands in for it so the equations can be checked; put yours here\n"
+    "    return np.sin(x)\n",
+    "fprime": "def f_prime(x):  # the derivative of f (here of the stand-in, sin)\n    return np.cos(x)\n",
     "scatter": (
         "def scatter(g, index, shape):\n    out = np.zeros(shape)\n    np.add.at(out, index, g)\n    return out\n"
     ),
@@ -111,6 +114,9 @@ def code(x: Any, used: set[str]) -> str:
         return f"np.transpose({c[0]}, {tuple(x.params[0])!r})"
     if op == "getitem":
         return f"{c[0]}[{x.params[0]!r}]"
+    if op in ("fn", "fprime"):
+        used.add(op)
+        return f"{'f' if op == 'fn' else 'f_prime'}({c[0]})"
     if op == "outer":
         return f"np.outer({c[0]}, {c[1]})"
     if op == "scatter":

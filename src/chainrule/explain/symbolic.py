@@ -323,6 +323,10 @@ def evaluate(x: Any, env: Mapping[str, Any]) -> Any:
             return _NP_CMP[x.params[0]](v[0], v[1]).astype(np.float64)
         if op == "prim":
             return x.params[0].fwd(*v, *x.params[1:])
+        if op == "fn":  # the generic f, checked with sin standing in
+            return np.sin(v[0])
+        if op == "fprime":
+            return np.cos(v[0])
     raise ValueError(f"cannot evaluate symbolic operation {op!r}")
 
 
@@ -992,6 +996,8 @@ def _render(x: Any, latex: bool) -> tuple[str, int]:
     if op == "where":
         parts = ", ".join(_render(y, latex)[0] for y in a)
         return (r"\operatorname{where}" if latex else "where") + f"({parts})", _ATOM
+    if op == "fn":
+        return f"{x.params[0]}({_render(a[0], latex)[0]})", _ATOM
     if op == "fprime":
         name = x.params[0]
         return (f"{name}'" if latex else f"{name}′") + f"({_render(a[0], latex)[0]})", _ATOM
@@ -1057,6 +1063,8 @@ def _program_text(x: Any) -> tuple[str, int]:
         return f"sum({program_text(a[0])}{extra}{', keepdims=True' if x.params[1] else ''})", 5
     if op in ("broadcast", "reshape"):
         return _program_text(a[0])
+    if op == "fn":
+        return f"{x.params[0]}({program_text(a[0])})", 5
     if op == "prim":
         p = x.params[0]
         static = x.params[1:]
