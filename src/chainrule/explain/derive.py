@@ -83,6 +83,7 @@ class Jacobian:
     role: int = 0
     params: tuple = ()
     operands: tuple = ()
+    shared: int = 0  # how often the operand occurs in this one operation, where more than once (q * q)
 
     @property
     def why(self) -> str:
@@ -91,6 +92,8 @@ class Jacobian:
     def text(self) -> str:
         n = self.rows * self.cols
         wrt = self.input if self.input.isidentifier() else f"({self.input})"
+        if self.shared:
+            wrt += f" (as operand {self.role + 1}; {self.input} is used {self.shared} times here, the terms add)"
         return (
             f"∂({self.operation})/∂{wrt}: {self.rows}×{self.cols} "
             f"({_count(n)} numbers, {_bytes(8 * n)}, {'' if self.structure.exact else 'at most '}"
@@ -107,6 +110,7 @@ class Jacobian:
             "nonzeros": self.structure.nonzeros,
             "nonzeros_exact": self.structure.exact,
             "description": self.structure.description,
+            "operand": self.role,
         }
 
 
@@ -729,8 +733,21 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
                 operands = tuple(
                     ("tensor", y.shape) if y is not None else ("const", view.args[k]) for k, y in enumerate(view.inputs)
                 )
+                times = sum(1 for y in view.inputs if y is x)
                 jacobians.append(
-                    Jacobian(op_text, out_name, in_name, t.size, x.size, st, prim, i, tuple(view.params), operands)
+                    Jacobian(
+                        op_text,
+                        out_name,
+                        in_name,
+                        t.size,
+                        x.size,
+                        st,
+                        prim,
+                        i,
+                        tuple(view.params),
+                        operands,
+                        times if times > 1 else 0,
+                    )
                 )
             if x._node is None:
                 remaining[id(x)] -= 1

@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also show the equations with column vectors (z = W a + b), row vectors (z = a Wᵀ + b), or both",
     )
+    parser.add_argument(
+        "--at",
+        nargs="+",
+        default=None,
+        metavar="NAME=VALUE",
+        help="evaluate at these values, e.g. W=[[0.1,0.5],[-0.3,0.8]] x=[0.2,0.4] (gives the shapes too)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the check against central differences")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the numerical check (default 0)")
 
@@ -73,17 +80,26 @@ def run(args: argparse.Namespace) -> int:
     """Print the derivation; exit 1 when the check failed or could not be made, 2 on bad input."""
     from .derive import derive
     from .derive_numpy import ExportError
+    from .parse import parse_value
 
     program = args.program
     shapes_text = args.shape
     if program is None:
-        if shapes_text is not None:
-            print("chainrule derive: error: --shape needs a program", file=sys.stderr)
+        if shapes_text is not None or args.at:
+            print("chainrule derive: error: --shape and --at need a program", file=sys.stderr)
             return 2
         program, shapes_text = EXAMPLE, EXAMPLE_SHAPES
     try:
         raw = parse_assignments(shapes_text or [], "--shape")
         shapes = {name: parse_shape(name, text) for name, text in raw.items()}
+        at = {n: parse_value(v, n) for n, v in parse_assignments(args.at, "--at").items()} if args.at else {}
+        for name, value in at.items():
+            shape = tuple(getattr(value, "shape", ()))
+            if name in shapes and tuple(shapes[name]) != shape:
+                raise ParseError(
+                    f"--at {name}: the value has shape {shape}, but --shape says {shapes[name]}", kind="shape"
+                )
+            shapes[name] = shape
         result = derive(program, shapes, constants=args.const, seed=args.seed, check=not args.no_check)
     except ParseError as exc:
         print(f"chainrule derive: error: {exc}", file=sys.stderr)
@@ -102,6 +118,14 @@ def run(args: argparse.Namespace) -> int:
         print(result.latex_document(), end="")
     else:
         print(result.text(steps=args.steps))
+        if at:
+            from .derive_at import at_text
+
+            missing = [n for n in shapes if n not in at]
+            if missing:
+                print(f"chainrule derive: error: --at needs a value for {', '.join(missing)}", file=sys.stderr)
+                return 2
+            print(at_text(result, at))
         if args.layout:
             from .derive_layout import LayoutError
 
