@@ -227,7 +227,7 @@ def _central(
     eps = np.finfo(np.float64).eps
     f0 = _eval_with(prog, values, name, base, is_input, output)
     for j, i in enumerate(which):
-        h = 1e-6 * max(1e-3, abs(flat[i]))
+        h = 1e-5 * max(1e-2, abs(flat[i]))
         plus, minus = flat.copy(), flat.copy()
         plus[i] += h
         minus[i] -= h
