@@ -67,7 +67,7 @@ def program_shapes(prog: Program, shapes: Mapping[str, tuple[int, ...]]) -> tupl
             return env[n.id]
         count += 1
         if count > MAX_NODES:
-            raise ParseError(f"derive: the program has more than {MAX_NODES} operations", kind="limit")
+            raise ParseError(f"the program has more than {MAX_NODES} operations", kind="limit")
         if isinstance(n, Neg):
             out = walk(n.operand)
         elif isinstance(n, BinOp):
@@ -116,7 +116,7 @@ def check_bounds(prog: Program, shapes: Mapping[str, tuple[int, ...]]) -> int:
     total += sum(math.prod(s) for s in shapes.values())
     if total > MAX_TOTAL_ELEMENTS:
         raise ParseError(
-            f"derive: this program's values would hold {total:,} numbers in all (about {8 * total / 1e9:.1f} GB of "
+            f"this program's values would hold {total:,} numbers in all (about {8 * total / 1e9:.1f} GB of "
             f"float64, counted from the shapes before running anything); the limit is {MAX_TOTAL_ELEMENTS:,} "
             "(160 MB). The equations do not depend on the sizes: use smaller shapes, or a symbolic size such as B",
             kind="limit",

@@ -127,13 +127,14 @@ def _structure(
     if prim in ("sum", "mean"):
         axes = params[0] if params else None
         slices, length = _slices(in_shape, axes)
-        entry = "1" if prim == "sum" else f"1/{length}"
+        entry = "1" if prim == "sum" else f"1/{S.dim_text(length)}"
         if slices == 1:
             return Structure("row of ones", cols, f"one row of {entry}s", "a broadcast of the upstream gradient")
         return Structure(
             "rows of ones per slice",
             cols,
-            f"{slices} rows, each with {length} entries {entry} on its own slice (zeros elsewhere)",
+            f"{S.dim_text(slices)} rows, each with {S.dim_text(length)} entries {entry} on its own slice "
+            "(zeros elsewhere)",
             "a broadcast of the upstream gradient back over the reduced axes",
         )
     if prim in ("max", "min"):
@@ -149,7 +150,7 @@ def _structure(
         return Structure(
             "rows of ones per slice" if slices > 1 else "dense",
             cols,
-            f"{slices} row(s), each softmax of its slice of {length} (zeros elsewhere)",
+            f"{S.dim_text(slices)} row(s), each softmax of its slice of {S.dim_text(length)} (zeros elsewhere)",
             "the broadcast upstream gradient times softmax",
         )
     if prim in ("softmax", "log_softmax"):
@@ -159,7 +160,8 @@ def _structure(
         return Structure(
             kind,
             slices * length * length,
-            f"{slices} dense {length}×{length} block(s) {block} (p = softmax of the slice), zeros between slices",
+            f"{S.dim_text(slices)} dense {S.dim_text(length)}×{S.dim_text(length)} block(s) {block} "
+            "(p = softmax of the slice), zeros between slices",
             "one sum per slice (p ⊙ (g − Σ g ⊙ p) for softmax, g − p Σ g for log_softmax)",
         )
     if prim == "matmul":

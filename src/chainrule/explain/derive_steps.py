@@ -37,6 +37,15 @@ def _sh(shape: tuple[int, ...]) -> str:
     return S.shape_text(shape)
 
 
+def _count(shape: tuple[int, ...], n: int) -> str:
+    """``409,600``, or ``4B`` where a size is symbolic."""
+    texts = [S.dim_text(d) for d in shape]
+    if all(t.isdigit() for t in texts):
+        return f"{n:,}"
+    digits = math.prod(d for d, t in zip(shape, texts) if t.isdigit())
+    return (str(digits) if digits != 1 else "") + "".join(t for t in texts if not t.isdigit())
+
+
 def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
     """Steps for the gradient of ``x``; ``edges`` are ``(consumer, role, upstream gradient, term)``."""
     from .derive import Step
@@ -73,7 +82,9 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
     view = node_of(t)
     prim = view.prim.name
     yn = _name(walk, t)
-    dy = "d" + yn if walk.names.get(id(t)) else _g(g)
+    upstream = S.simplify(g)
+    named = isinstance(upstream, S.Sym) and upstream.op == "var"
+    dy = "d" + yn if walk.names.get(id(t)) else (upstream.name if named else "d" + yn)
     dx = "d" + xn
     shapes = tuple(y.shape if y is not None else () for y in view.inputs)
     from .derive import _operand_text
@@ -92,7 +103,7 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
         )
     ]
     n_out, n_in = math.prod(t.shape), math.prod(x.shape)
-    size = f"{_sh(t.shape)} output, {_sh(x.shape)} input: J would be {n_out:,}×{n_in:,}"
+    size = f"{_sh(t.shape)} output, {_sh(x.shape)} input: J would be {_count(t.shape, n_out)}×{_count(x.shape, n_in)}"
     if st.kind in ("diagonal", "stack of diagonals"):
         local = S.render(S.simplify(walk.rule(t, role, S.const(1.0, t.shape), walk.fwd(t))))
         steps.append(
