@@ -12,7 +12,7 @@ import torch
 import chainrule as cr
 from chainrule.cli import main
 from chainrule.explain import symbolic as S
-from chainrule.explain.derive_numpy import load
+from chainrule.explain.derive_run import load
 from chainrule.primitive import REGISTRY
 
 LAYER = "z = W @ a + b; h = sigmoid(z); E = sum(h)"

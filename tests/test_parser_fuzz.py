@@ -805,5 +805,5 @@ def test_derive_keeps_the_broadcast_shape_of_a_dropped_factor_of_ones(program):
     # bug 18: simplify turned ones(3, 3) ⊙ xᵀ into xᵀ (shape 1×3), and evaluating dx raised
     # "cannot reshape array of size 1 into shape (3,1)"
     d, error = call(cr.derive, program, {"x": (3, 1)})
-    assert error is None and d.max_relative_error < 1e-12
+    assert error is None and d.ok  # the check (central differences of the forward) passed
     assert run_cli(["derive", program, "--shape", "x=3x1"])[0] == 0

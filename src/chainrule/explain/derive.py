@@ -34,7 +34,8 @@ from .derive_bounds import check_bounds
 from .derive_check import CheckResult
 from .derive_check import check as run_check
 from .derive_jacobian import Structure, structure
-from .derive_numpy import ExportError, load, module_source
+from .derive_numpy import ExportError, module_source
+from .derive_run import load
 from .derive_steps import FINAL
 from .parse import ParseError, Program, evaluate, parse_program
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .derive_check import _run_forward
-from .derive_numpy import load
+from .derive_run import load
 from .format import fmt_value
 from .parse import evaluate, parse_expression, parse_program
 
