@@ -660,17 +660,16 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
         gvar, ovar = S.var("_g", t.shape), S.var("_o", t.shape)
         for i, x in enumerate(view.inputs):
             if x is not None and id(x) in live and view.prim.differentiable(i):
-                if S.count_refs(walk.rule(t, i, gvar, ovar), gvar) > 1:
+                term = walk.rule(t, i, gvar, ovar)
+                if S.count_refs(term, gvar) > 1:
+                    repeats = True
+                if S.count_refs(term, ovar) > 1 and S.tree_size(walk.fwd(t), 4) > 3:  # tanh's 1 − out ⊙ out
                     repeats = True
         if big or repeats:
             auto += 1
             names[id(t)] = f"u{auto}"
             walk.cache.pop(id(t), None)
     walk.cache.clear()
-
-    forward = [
-        Line(names[id(t)], S.simplify(walk.fwd(t, expand=True)), t.shape) for t in reversed(order) if id(t) in names
-    ]
 
     remaining: dict[int, int] = {}
     for t in order:
@@ -704,6 +703,14 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
         g = grads.pop(key, None)
         if g is None:
             continue
+        view = node_of(t)
+        fan = sum(
+            1 for i, x in enumerate(view.inputs) if x is not None and id(x) in live and view.prim.differentiable(i)
+        )
+        if key not in names and fan > 1 and S.tree_size(S.simplify(g), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE:
+            auto += 1  # a big gradient about to be copied into several terms: give the value (and it) a name
+            names[key] = f"u{auto}"
+            walk.cache.clear()
         if key in names:
             flush()
             emit(t, g)
@@ -755,6 +762,9 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
                 if remaining[id(x)] == 0:
                     pending.append(x)
     flush()
+    forward = [
+        Line(names[id(t)], S.simplify(walk.fwd(t, expand=True)), t.shape) for t in reversed(order) if id(t) in names
+    ]
     if seed_shape:
         seed = (
             f"the output {prog.output} is not a scalar: the backward pass starts from d{prog.output} = "
