@@ -362,3 +362,28 @@ def test_at_values_the_cs231n_example(capsys):
     bad = ["derive", "q = W @ x; f = sum(q * q)", "--at", "W=[[0.1,0.5]]", "x=[0.2,0.4]", "--shape", "W=2x2"]
     assert main(bad) == 2
     assert "--shape says" in capsys.readouterr().err
+
+
+def test_an_overflowing_program_runs_its_forward_once(monkeypatch):
+    import sys
+
+    D = sys.modules["chainrule.explain.derive"]
+    calls = []
+    real = D.evaluate
+
+    def counting(node, env):
+        calls.append(node)
+        return real(node, env)
+
+    monkeypatch.setattr(D, "evaluate", counting)
+    cr.derive("h = exp(exp(exp(exp(x)))); E = sum(w * h)", {"x": (3, 1), "w": (3, 1)}, check=False)
+    assert len(calls) == 2  # one forward pass of two statements (no second try on overflow)
+
+
+def test_layout_on_the_command_line(capsys):
+    assert main(["derive", "--layout", "both"]) == 0
+    out = capsys.readouterr().out
+    assert "column layout (as written):" in out and "row layout (every equation transposed" in out
+    assert "z = a · Wᵀ + b" in out and "dW = dzᵀ · a" in out
+    assert main(["derive", "E = sum(X @ Y)", "--shape", "X=2x3x4", "Y=2x4x2", "--layout", "row"]) == 2
+    assert "more than two dimensions" in capsys.readouterr().err

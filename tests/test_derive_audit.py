@@ -114,3 +114,40 @@ def test_every_program(program, shapes, constants):
     inputs = {n for n in shapes if n not in constants}
     assert {"d" + n for n in inputs} <= checked  # every input's gradient was compared
     assert check_derivation(d) == []
+
+
+# what each notation looks like when printed -> a fragment its legend line must contain
+NOTATION = {
+    "⊙": "a ⊙ b",
+    " · ": "A · B",
+    "ᵀ": "Aᵀ",
+    "⊗": "u ⊗ v",
+    "Σ_rows": "Σ_rows",
+    "Σ_cols": "Σ_cols",
+    "Σ_axis": "Σ_axis",
+    "keepdims": "keepdims=True",
+    "[": "[a > b]",
+    "ones(": "ones(m×n)",
+    "broadcast(": "broadcast(x, m×n)",
+    "reshape(": "reshape(x, m×n)",
+    "σ(": "σ(x)",
+    "relu(": "relu(x)",
+    "softmax(": "softmax(x, axis=k)",
+    "log_softmax(": "log_softmax(x, axis=k)",
+    "logsumexp(": "logsumexp(x, axis=k)",
+    "√(": "√(x)",
+    "/B": "symbolic sizes",
+    "where(": "where(c, a, b)",
+}
+
+
+def test_every_notation_printed_is_in_the_legend():
+    missing = []
+    for program, shapes, constants in PROGRAMS:
+        d = cr.derive(program, shapes, constants=constants, check=False)
+        printed = "\n".join(d._block(d.forward) + d._block(d.backward))
+        legend = "\n".join(d.legend())
+        for mark, entry in NOTATION.items():
+            if mark in printed and entry not in legend:
+                missing.append((program, mark))
+    assert missing == []

@@ -377,6 +377,10 @@ def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
                 seen.add("sum:" + ("keep" if node.params[1] else "all" if full else "drop"))
             if node.op == "prim":
                 seen.add("prim:" + node.params[0].name)
+                if len(node.params) > 2 and node.params[2] is True:
+                    seen.add("prim:keepdims")
+                if node.params[0].name == "minimum":
+                    seen.add("prim:maximum")
             if node.op in ("const", "sconst") and node.shape:
                 seen.add("ones")
             if node.op == "transpose" and len(node.shape) > 2:
@@ -390,8 +394,16 @@ def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
         ("batchT", "on a stack of matrices ᵀ transposes each one (swaps the last two axes)"),
         ("outer", "u ⊗ v: outer product of two vectors (NumPy np.outer(u, v))"),
         ("sum:all", "Σ X: the sum of all entries of X"),
-        ("sum:drop", "Σ_rows X, Σ_cols X: sum over the rows (axis 0) or columns (axis 1), which drops that axis"),
-        ("sum:keep", "Σ_cols(X, keepdims): the same sum keeping the summed axis with length 1 (NumPy keepdims=True)"),
+        (
+            "sum:drop",
+            "Σ_rows X, Σ_cols X, Σ_axis k X: sum over the rows (axis 0), the columns (axis 1) or axis k, "
+            "which drops that axis",
+        ),
+        (
+            "sum:keep",
+            "Σ_rows(X, keepdims), Σ_cols(X, keepdims): the sum over rows (axis 0) or columns (axis 1), keeping that "
+            "axis with length 1 (NumPy keepdims=True)",
+        ),
         ("cmp", "[a > b]: 1 where the comparison holds, else 0"),
         ("ones", "ones(m×n): the m×n array of ones; c ones(m×n) is that array times c"),
         ("broadcast", "broadcast(x, m×n): x repeated to shape m×n"),
@@ -404,6 +416,15 @@ def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
         ("prim:relu", "relu(x) = max(x, 0), elementwise"),
         ("prim:softmax", "softmax(x, axis=k): exp(x) / Σ exp(x) along axis k"),
         ("prim:log_softmax", "log_softmax(x, axis=k) = x − logsumexp(x, axis=k)"),
+        ("prim:logsumexp", "logsumexp(x, axis=k) = log Σ exp(x) along axis k"),
+        ("prim:mean", "mean(x, axis=k): the average along axis k (all axes when no axis is given)"),
+        ("prim:max", "max(x, axis=k): the largest entry along axis k"),
+        ("prim:min", "min(x, axis=k): the smallest entry along axis k"),
+        ("prim:keepdims", "…, keepdims) in a reduction: the reduced axis stays, with length 1 (NumPy keepdims=True)"),
+        ("sqrt", "√(x): the elementwise square root"),
+        ("sign", "sign(x): −1, 0 or 1, elementwise"),
+        ("prim:abs", "abs(x): |x|, elementwise"),
+        ("prim:maximum", "maximum(a, b), minimum(a, b): elementwise larger / smaller"),
     ]
     out += [text for key, text in table if key in seen]
     if dims or "sconst" in seen:
