@@ -387,3 +387,11 @@ def test_layout_on_the_command_line(capsys):
     assert "z = a · Wᵀ + b" in out and "dW = dzᵀ · a" in out
     assert main(["derive", "E = sum(X @ Y)", "--shape", "X=2x3x4", "Y=2x4x2", "--layout", "row"]) == 2
     assert "more than two dimensions" in capsys.readouterr().err
+
+
+def test_the_latex_document_has_steps_and_no_unknown_characters():
+    d = cr.derive(
+        "z1 = W1 @ x + b1; h = tanh(z1); L = sum(h * h) + sum(z1 ** 3)", {"W1": (3, 2), "x": (2, 1), "b1": (3, 1)}
+    )
+    doc = d.latex_document()
+    assert r"\section*{Steps}" in doc and "?" not in doc

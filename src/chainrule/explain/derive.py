@@ -266,6 +266,17 @@ class Derivation:
             r"\]",
             _tex_text(self.check_text()) + r"\par",
         ]
+        steps = []
+        for ln in self.backward:
+            if ln.steps:
+                steps.append(r"\item " + _tex_text(ln.name) + r"\begin{itemize}")
+                steps += [
+                    r"\item " + _tex_text(st.text) + (r" \emph{(" + _tex_text(st.reason) + ")}" if st.reason else "")
+                    for st in ln.steps
+                ]
+                steps.append(r"\end{itemize}")
+        if steps:
+            body += [r"\section*{Steps}", r"\begin{itemize}", *steps, r"\end{itemize}"]
         if notes:
             body += [r"\section*{Local Jacobians}", r"\begin{itemize}", *notes, r"\end{itemize}"]
         body.append(r"\end{document}")
@@ -351,6 +362,12 @@ def _tex_text(text: str) -> str:
         "₍": "(",
         "₎": ")",
         "⁺": "+",
+        "²": r"$^2$",
+        "³": r"$^3$",
+        "ⁿ": r"$^n$",
+        "⁻": r"$^-$",
+        "¹": r"$^1$",
+        "…": r"\ldots{}",
     }
     return "".join(table.get(ch, ch if ord(ch) < 128 else "?") for ch in text)
 
