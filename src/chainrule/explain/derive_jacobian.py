@@ -64,6 +64,22 @@ def _n(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
+def _size_text(dims: list[int]) -> str:
+    """A product of dimensions as text: ``28``, or ``4B`` where a dimension is symbolic."""
+    texts = [S.dim_text(d) for d in dims]
+    number = math.prod(d for d, t in zip(dims, texts) if t.isdigit())
+    symbols = "".join(t for t in texts if not t.isdigit())
+    return (str(number) if number != 1 or not symbols else "") + symbols
+
+
+def _slice_texts(shape: tuple[int, ...], axes: Any) -> tuple[str, str]:
+    """(number of slices, slice length) as text, symbolic sizes kept."""
+    if axes is None:
+        axes = tuple(range(len(shape)))
+    kept = [d for i, d in enumerate(shape) if i not in axes]
+    return _size_text(kept), _size_text([shape[a] for a in axes])
+
+
 def _slices(shape: tuple[int, ...], axes: Any) -> tuple[int, int]:
     """(number of slices, slice length) of a reduction over ``axes`` (None: all)."""
     if axes is None:
@@ -127,18 +143,21 @@ def _structure(
     if prim in ("sum", "mean"):
         axes = params[0] if params else None
         slices, length = _slices(in_shape, axes)
-        entry = "1" if prim == "sum" else f"1/{S.dim_text(length)}"
+        n_slices, n_len = _slice_texts(in_shape, axes)
+        entry = "1" if prim == "sum" else (f"1/{n_len}" if n_len.isdigit() or len(n_len) == 1 else f"1/({n_len})")
         if slices == 1:
-            return Structure("row of ones", cols, f"one row of {entry}s", "a broadcast of the upstream gradient")
+            return Structure(
+                "row of ones", cols, f"one row, every entry {entry}", "a broadcast of the upstream gradient"
+            )
         return Structure(
             "rows of ones per slice",
             cols,
-            f"{S.dim_text(slices)} rows, each with {S.dim_text(length)} entries {entry} on its own slice "
-            "(zeros elsewhere)",
+            f"{n_slices} rows, each with {n_len} entries {entry} on its own slice (zeros elsewhere)",
             "a broadcast of the upstream gradient back over the reduced axes",
         )
     if prim in ("max", "min"):
         slices, length = _slices(in_shape, params[0] if params else None)
+        n_slices, n_len = _slice_texts(in_shape, params[0] if params else None)
         return Structure(
             "selection",
             rows,
@@ -147,21 +166,22 @@ def _structure(
         )
     if prim == "logsumexp":
         slices, length = _slices(in_shape, params[0] if params else None)
+        n_slices, n_len = _slice_texts(in_shape, params[0] if params else None)
         return Structure(
             "rows of ones per slice" if slices > 1 else "dense",
             cols,
-            f"{S.dim_text(slices)} row(s), each softmax of its slice of {S.dim_text(length)} (zeros elsewhere)",
+            f"{n_slices} row(s), each softmax of its slice of {n_len} (zeros elsewhere)",
             "the broadcast upstream gradient times softmax",
         )
     if prim in ("softmax", "log_softmax"):
         slices, length = _slices(in_shape, params[0] if params else None)
+        n_slices, n_len = _slice_texts(in_shape, params[0] if params else None)
         block = "diag(p) − p pᵀ" if prim == "softmax" else "I − 1 pᵀ"
         kind = "block-diagonal per slice" if slices > 1 else "dense"
         return Structure(
             kind,
             slices * length * length,
-            f"{S.dim_text(slices)} dense {S.dim_text(length)}×{S.dim_text(length)} block(s) {block} "
-            "(p = softmax of the slice), zeros between slices",
+            f"{n_slices} dense {n_len}×{n_len} block(s) {block} (p = softmax of the slice), zeros between slices",
             "one sum per slice (p ⊙ (g − Σ g ⊙ p) for softmax, g − p Σ g for log_softmax)",
         )
     if prim == "matmul":
