@@ -39,4 +39,4 @@ def test_each_example_prints_what_the_doc_shows(block, capsys):
                 at = start + len(piece)
                 break
         else:
-            raise AssertionError(f"not printed as shown:\n" + "\n".join(piece))
+            raise AssertionError("not printed as shown:\n" + "\n".join(piece))

@@ -53,9 +53,9 @@ class CheckResult:
         where = self.sizes_text()
         if self.status == "passed":
             line = f"checked against central differences {where}: max relative error {self.max_relative_error:.1e}"
-            if self.sampled:
-                line += " (" + ", ".join(f"{n}: {k} sampled entries" for n, k in self.sampled.items()) + ")"
-            return line + (f" ({self.note})" if self.note else "")
+            extra = [", ".join(f"{n}: {k} sampled entries" for n, k in self.sampled.items())] if self.sampled else []
+            extra += [self.note] if self.note else []
+            return line + (f" ({'; '.join(extra)})" if extra else "")
         if self.status == "failed" and self.reason:
             return f"check FAILED {where}: {self.reason}"
         if self.status == "failed":
