@@ -229,6 +229,8 @@ class Derivation:
                 out += ["  " + j.text() for j in self.jacobians]
         out.append("notation:")
         out += ["  " + t for t in self.legend()]
+        if steps:
+            out += ["  " + t for t in STEPS_LEGEND]
         return "\n".join(out)
 
     def __str__(self) -> str:
@@ -327,6 +329,12 @@ class Derivation:
             parts.append(f"<details><summary>local Jacobians</summary><ul>{items}</ul></details>")
         parts.append("<p>" + "<br>".join(esc(t) for t in self.legend()) + "</p></div>")
         return "".join(parts)
+
+
+STEPS_LEGEND = (
+    "in the steps: x_i is entry i of x; [k = i] is 1 when k = i, else 0; I_n is the n×n identity; "
+    "A ⊗ B between matrices is the Kronecker product; diag(v) is the diagonal matrix with v on its diagonal",
+)
 
 
 def _tex_text(text: str) -> str:

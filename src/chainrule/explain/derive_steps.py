@@ -126,7 +126,8 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
     elif prim == "matmul":
         steps += _matmul_steps(walk, view, x, xn, t, role, dy, st, result)
     elif st.kind in ("row of ones", "rows of ones per slice"):
-        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", f"{prim} adds up (or averages) each slice"))
+        verb = "adds up" if prim == "sum" else "averages"
+        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", f"{prim} {verb} each slice"))
         steps.append(Step(f"⇒ {result}", "Jᵀ times the gradient copies it back over the reduced entries"))
     elif prim in ("softmax", "log_softmax"):
         p = yn if prim == "softmax" else f"exp({yn})"
