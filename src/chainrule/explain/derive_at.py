@@ -15,10 +15,26 @@ import numpy as np
 
 from .derive_check import _run_forward
 from .derive_run import load
-from .format import fmt_value
 from .parse import evaluate, parse_expression, parse_program
 
 MAX_SHOWN = 64  # a local Jacobian with more entries is described, not printed
+
+
+def _number(v: float) -> str:
+    return f"{v:.4f}" if v == 0 or 1e-4 <= abs(v) < 1e6 else f"{v:.4e}"
+
+
+def _nested(a: np.ndarray) -> str:
+    return _number(float(a)) if a.ndim == 0 else "[" + ", ".join(_nested(x) for x in a) + "]"
+
+
+def fmt_value(v: np.ndarray) -> str:
+    """``0.1160``; ``2 [0.2200, 0.2600]``; a large array by its shape only."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim == 0:
+        return _number(float(v))
+    shape = "×".join(map(str, v.shape))
+    return f"{shape} {_nested(v)}" if v.size <= 36 else f"{shape} array"
 
 
 def _matrix(J: np.ndarray) -> list[str]:
@@ -41,12 +57,12 @@ def at_text(d: Any, values: Mapping[str, Any]) -> str:
     for name, t in env.items():
         if name in arrays or name == prog.output:
             continue
-        out.append(f"  {name} = {fmt_value(np.asarray(t.data), 4, 36)}")
-    out.append(f"  {prog.output} = {fmt_value(np.asarray(env[prog.output].data), 4, 36)}")
+        out.append(f"  {name} = {fmt_value(np.asarray(t.data))}")
+    out.append(f"  {prog.output} = {fmt_value(np.asarray(env[prog.output].data))}")
     for ln in d.backward:
         key = ln.name[1:]
         if key in grads:
-            out.append(f"  {ln.name} = {fmt_value(np.asarray(grads[key]), 4, 36)}")
+            out.append(f"  {ln.name} = {fmt_value(np.asarray(grads[key]))}")
     notes, seen = [], set()
     for j in d.jacobians:  # an operand used twice (q * q) is shown once: the whole derivative, both terms added
         if j.input.isidentifier() and j.rows * j.cols <= MAX_SHOWN and (j.operation, j.input) not in seen:

@@ -919,7 +919,9 @@ def _render(x: Any, latex: bool) -> tuple[str, int]:
     if op in ("const", "sconst"):
         return _const_text(x, latex, bare=False)
     if op == "neg":
-        return minus + _paren(_render(a[0], latex), _POW, latex), _PREFIX
+        inner = a[0]
+        need = _POW if isinstance(inner, Sym) and inner.op in ("mul", "matmul", "outer") else _MUL
+        return minus + _paren(_render(inner, latex), need, latex), _PREFIX
     if op in ("add", "sub"):
         left = _paren(_child(a[0], x.shape, a[1:], latex), _ADD, latex)
         right = _paren(_child(a[1], x.shape, a[:1], latex), _ADD + 1, latex)
@@ -938,8 +940,10 @@ def _render(x: Any, latex: bool) -> tuple[str, int]:
     if op == "div":
         if latex:
             return r"\frac{" + _render(a[0], True)[0] + "}{" + _render(a[1], True)[0] + "}", _ATOM
-        left = _paren(_child(a[0], x.shape, a[1:], False), _POW, False)
-        right = _paren(_child(a[1], x.shape, a[:1], False), _POW, False)
+        # a / b / c reads left to right, as in NumPy; a product on the left is parenthesized: (a ⊙ b) / c
+        left_need = _POW if isinstance(a[0], Sym) and a[0].op in ("mul", "matmul", "outer") else _MUL
+        left = _paren(_child(a[0], x.shape, a[1:], False), left_need, False)
+        right = _paren(_child(a[1], x.shape, a[:1], False), _MUL + 1, False)
         return f"{left} / {right}", _MUL
     if op == "matmul":
         sep = r" \, " if latex else " · "
