@@ -611,6 +611,17 @@ def _abort_on_uncaught(kind: type, exc: BaseException, tb: Any) -> None:
     abort(f"uncaught {kind.__name__}; aborting the job")
 
 
+def describe(batch_size: int) -> str:
+    """One line for the run's header: how many workers and how each batch is split."""
+    n = get_world_size()
+    small, big = batch_size // n, -(-batch_size // n)
+    each = f"{small}" if small == big else f"{small}-{big}"
+    return (
+        f"data parallel: {n} MPI worker{'s' if n != 1 else ''}, each batch of {batch_size} split {each} per worker, "
+        f"gradients averaged (timeout {_group('describe').timeout:g} s)"
+    )
+
+
 def epoch_saver(path: str, save: Callable[[Any, str], None]) -> Callable[[dict[str, Any]], None]:
     """An ``on_epoch`` callback: check that the replicas' weights agree, then rank 0 saves the state to ``path``.
 

@@ -475,6 +475,8 @@ def run(args: argparse.Namespace) -> int:
             f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, seed {cfg.seed}",
             file=out,
         )
+        if args.distributed:
+            print(dist.describe(cfg.batch_size), file=out)
         if saved_state is not None:
             print(f"resuming from {path} after epoch {saved_state['epoch']}", file=out)
     if saved_state is not None and saved_state["epoch"] >= cfg.epochs:
