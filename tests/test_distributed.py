@@ -7,6 +7,7 @@ training, faults, resume) is in test_distributed_mpi.py.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -177,3 +178,11 @@ def test_load_from_main_in_one_process(group, tmp_path):
 def test_cli_refuses_a_bad_timeout(capsys):
     assert main(["train", "--distributed", "--dist-timeout", "0"]) == 2
     assert "expected a positive number of seconds, got 0" in capsys.readouterr().err
+
+
+def test_without_mpi4py_the_command_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now raises ImportError
+    assert main(["train", "--distributed", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--distributed: chainrule.distributed needs mpi4py and an MPI library" in err
+    assert "pip install 'chainrule[distributed]'" in err and not dist.is_initialized()

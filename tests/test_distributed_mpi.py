@@ -249,3 +249,9 @@ def test_a_killed_worker_ends_the_job_and_resume_continues_from_rank_0s_checkpoi
     resumed, _ = run([*args, "--resume"], n=2, tmp=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(tmp_path / "one.npz", tmp_path / "two.npz")
+
+
+def test_a_missing_checkpoint_on_resume_is_reported_once(tmp_path):
+    proc, _ = run(["train", "--distributed", "--resume", "--checkpoint", "none.npz"], n=2, tmp=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("--resume: no checkpoint at none.npz") == 1 and proc.stdout == ""
