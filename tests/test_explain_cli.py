@@ -43,7 +43,7 @@ def test_explain_a_tensor_expression(capsys):
 def test_explain_markdown(capsys):
     assert main(["explain", "x * x", "--at", "x=3", "--markdown"]) == 0
     out = capsys.readouterr().out
-    assert "| step | node |" in out and "3.00 + 3.00 = 6.00" in out
+    assert "| step | node |" in out and "3.00 (from f) + 3.00 (from f) = 6.00" in out
 
 
 @pytest.mark.parametrize(

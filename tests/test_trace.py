@@ -95,7 +95,7 @@ def test_fan_out_shows_the_sum_of_the_branches():
     assert len(leaf.branches) == 3  # x*x sends two branches, + sends one
     assert sum(v for _, v in leaf.branches) == pytest.approx(leaf.grad)
     assert leaf.grad == 7.0 and x.grad.item() == 7.0
-    assert "1.00 + 3.00 + 3.00 = 7.00" in str(tr)
+    assert "1.00 (from out) + 3.00 (from n1) + 3.00 (from n1) = 7.00" in str(tr)
 
 
 def test_intermediate_fan_out():
@@ -115,7 +115,7 @@ def test_tensors_show_shapes_and_small_values_and_match_torch():
     f = cr.sum(cr.tanh(W @ x))
     tr = cr.trace(f, names={"W": W, "x": x})
     text = str(tr)
-    assert "2×3" in text and "2 [" in text  # the 2-vector shows its values
+    assert "(2×3)" in text and "x = [" in text  # the 2-vector shows its values, a matrix its shape after them
     Wt, xt = torch.tensor(W0, requires_grad=True), torch.tensor(x0, requires_grad=True)
     torch.tanh(Wt @ xt).sum().backward()
     np.testing.assert_allclose(tr.grad("W"), Wt.grad.numpy(), rtol=1e-12)
@@ -128,7 +128,7 @@ def test_tensors_show_shapes_and_small_values_and_match_torch():
 def test_large_tensors_are_shown_by_shape():
     z = cr.tensor(np.zeros((100, 40)), requires_grad=True)
     tr = cr.trace(cr.sum(cr.sigmoid(z)), names={"z": z})
-    assert "100×40 array" in str(tr)
+    assert "array 100×40" in str(tr)
 
 
 def test_markdown_and_html():

@@ -4,8 +4,9 @@ Inputs are boxes, operations are circles; every edge carries the forward value
 (green, above) and the gradient flowing back along it (red, below).  Tensors
 show their shape, and their values when small.  Long chains of one-input
 operations are collapsed and very large graphs are cut, so a drawing stays
-legible.  The DOT text (``.source``) needs nothing; rendering needs the
-``graphviz`` Python package and the ``dot`` program from Graphviz.
+legible.  The DOT text (``.source``) needs nothing; rendering uses Graphviz's
+``dot`` program when it is on PATH, else the pip-installed ``graphviz-pure``
+(the ``explain`` extra), so ``pip install "chainrule[explain]"`` alone draws.
 """
 
 from __future__ import annotations
@@ -13,20 +14,19 @@ from __future__ import annotations
 import html
 import os
 import shutil
+import subprocess
+import sys
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..tensor import Tensor
 from .format import fmt_value
-from .trace import Step, Trace, trace
+from .trace import Step, Trace, fmt_branches, trace
 
 GREEN = "#1a7f37"
 RED = "#cf222e"
-INSTALL = (
-    "install Graphviz: the 'dot' program comes from the system package (apt-get install -y graphviz, "
-    "brew install graphviz, or conda install graphviz) and the Python package from pip install graphviz"
-)
 _SYMBOLS = {
     "add": "+",
     "sub": "−",
@@ -39,10 +39,6 @@ _SYMBOLS = {
     "transpose": "ᵀ",
     "sum": "Σ",
 }
-
-
-class GraphvizUnavailable(RuntimeError):
-    """Rendering needs Graphviz, which is not installed here (the DOT source is still available)."""
 
 
 def _esc(text: str) -> str:
@@ -63,8 +59,69 @@ def _op_text(step: Step) -> str:
     return _SYMBOLS.get(step.op, step.op)
 
 
+class RendererUnavailable(RuntimeError):
+    """Nothing here can turn DOT into a picture (the DOT source is still available as ``.source``)."""
+
+
+GraphvizUnavailable = RendererUnavailable  # the name of chainrule 0.1
+
+
+INSTALL = (
+    "pip install 'chainrule[explain]' (it brings graphviz-pure, a self-contained Graphviz for SVG and PNG), "
+    "or install Graphviz's dot program (apt-get install graphviz, brew install graphviz, conda install graphviz)"
+)
+DOT_TIMEOUT_S = 60
+PIP_RENDERER = "graphviz-pure"
+
+
+def _pip_renderer() -> Optional[str]:
+    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv whose bin is not on PATH)."""
+    found = shutil.which(PIP_RENDERER)
+    if found:
+        return found
+    for folder in {sysconfig.get_path("scripts"), os.path.dirname(sys.executable)}:
+        candidate = shutil.which(PIP_RENDERER, path=folder) if folder else None
+        if candidate:
+            return candidate
+    return None
+
+
+def renderer() -> Optional[str]:
+    """The program :func:`render` would run: Graphviz's ``dot`` on PATH, else the pip-installed
+    ``graphviz-pure`` (a port of Graphviz 16.1 to Rust, one self-contained binary), else None."""
+    return shutil.which("dot") or _pip_renderer()
+
+
+def render(source: str, fmt: str = "svg") -> bytes:
+    """DOT source -> ``svg``/``png``/``pdf`` bytes, with the system ``dot`` when there is one, else the
+    pip-installed ``graphviz-pure`` (SVG and PNG).  Raises :class:`RendererUnavailable` saying what to install."""
+    program = renderer()
+    if program is None:
+        raise RendererUnavailable(f"cr.draw: nothing here can render the drawing; {INSTALL}")
+    is_dot = os.path.basename(program).lower().startswith("dot")
+    if fmt == "pdf" and not is_dot:
+        raise RendererUnavailable(
+            "cr.draw: PDF needs Graphviz's dot program, which is not on PATH; the pip-installed renderer writes "
+            "SVG and PNG (save to .svg or .png), or install Graphviz (apt-get install graphviz)"
+        )
+    try:
+        done = subprocess.run(
+            [program, f"-T{fmt}"],
+            input=source.encode("utf-8"),
+            capture_output=True,
+            timeout=DOT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RendererUnavailable(f"cr.draw: {program} could not run ({exc}); {INSTALL}") from None
+    if done.returncode != 0 or not done.stdout:
+        err = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RendererUnavailable(f"cr.draw: {program} -T{fmt} failed: {err[-1] if err else done.returncode}")
+    return done.stdout
+
+
 class Drawing:
-    """A drawing of a computational graph; ``.source`` is its DOT text."""
+    """A drawing of a computational graph; ``.source`` is its DOT text, ``.svg()`` the picture."""
 
     def __init__(self, source: str, title: str) -> None:
         self.source = source
@@ -72,33 +129,34 @@ class Drawing:
 
     def __repr__(self) -> str:
         lines = self.source.count("\n")
-        return f"<Drawing of {self.title}: {lines} lines of DOT; .save('graph.svg'), .source>"
+        return f"<Drawing of {self.title}: {lines} lines of DOT; .save('graph.svg'), .svg(), .source>"
 
     def _render(self, fmt: str) -> bytes:
-        try:
-            import graphviz
-        except ImportError:
-            raise GraphvizUnavailable(f"cr.draw: the graphviz Python package is missing; {INSTALL}") from None
-        if shutil.which("dot") is None:
-            raise GraphvizUnavailable(f"cr.draw: the Graphviz program 'dot' was not found on PATH; {INSTALL}")
-        try:
-            return graphviz.Source(self.source).pipe(format=fmt)
-        except graphviz.ExecutableNotFound:
-            raise GraphvizUnavailable(f"cr.draw: the Graphviz program 'dot' could not be run; {INSTALL}") from None
+        return render(self.source, fmt)
 
     def svg(self) -> str:
-        """The drawing as SVG text (needs Graphviz)."""
+        """The drawing as SVG text."""
         return self._render("svg").decode("utf-8")
 
     def png(self) -> bytes:
-        """The drawing as PNG bytes (needs Graphviz)."""
+        """The drawing as PNG bytes."""
         return self._render("png")
 
     def _repr_svg_(self) -> Optional[str]:
         try:
             return self.svg()
-        except GraphvizUnavailable:
-            return None
+        except RendererUnavailable:
+            return None  # the notebook falls back to _repr_html_, which says why
+
+    def _repr_html_(self) -> str:
+        try:
+            return self.svg()
+        except RendererUnavailable as exc:
+            return (
+                f"<p><b>chainrule could not draw this graph:</b> {_esc(str(exc))}</p>"
+                f"<details><summary>DOT source ({self.source.count(chr(10))} lines)</summary>"
+                f"<pre>{_esc(self.source)}</pre></details>"
+            )
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write ``.svg``, ``.png`` or ``.pdf`` (rendered) or ``.dot``/``.gv`` (the source), by suffix."""
@@ -205,7 +263,7 @@ def draw(
             continue
         grad_text = fmt_value(leaf.grad, p)
         if len(leaf.branches) > 1:
-            grad_text = " + ".join(fmt_value(v, p) for _, v in leaf.branches) + " = " + grad_text
+            grad_text = fmt_branches(leaf.branches, leaf.grad, p)
         lines.append(
             f"  {nid(leaf.label)} [shape=box, style=rounded, label=<<b>{_esc(leaf.label)}</b><br/>"
             f'<font color="{GREEN}">{_esc(fmt_value(leaf.value, p))}</font><br/>'
@@ -215,7 +273,7 @@ def draw(
     for s in drawn:
         extra = ""
         if len(s.branches) > 1:
-            total = " + ".join(fmt_value(v, p) for _, v in s.branches) + " = " + fmt_value(s.upstream, p)
+            total = fmt_branches(s.branches, s.upstream, p)
             extra = f'<br/><font color="{RED}" point-size="9">{_esc(total)}</font>'
         lines.append(
             f'  {nid(s.label)} [shape=circle, margin=0.02, tooltip="{_esc(s.label)} = {_esc(s.expression)}", '

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import io
+import shutil
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -35,7 +36,10 @@ def fmt_shape(shape: Sequence[int]) -> str:
 
 
 def fmt_value(v: Any, precision: int = 2, small: int = SMALL) -> str:
-    """A scalar as a number; a small array with its shape and values; a large one by its shape."""
+    """A scalar as a number; a small array as its values (a matrix with its shape after them); a large one by its shape.
+
+    The shape never comes first, so ``2x = [0.44, 0.52]`` cannot read as ``2·[...]``.
+    """
     if v is None:
         return ""
     if type(v) is float or np.ndim(v) == 0:
@@ -45,8 +49,9 @@ def fmt_value(v: Any, precision: int = 2, small: int = SMALL) -> str:
         arr = arr.astype(float)
     shape = fmt_shape(arr.shape)
     if arr.size <= small:
-        return f"{shape} {_nested(arr, precision)}"
-    return f"{shape} array"
+        values = _nested(arr, precision)
+        return values if arr.ndim == 1 else f"{values} ({shape})"
+    return f"array {shape}"
 
 
 def _nested(arr: np.ndarray, precision: int) -> str:
@@ -73,20 +78,25 @@ class Table:
 
     def rich(self) -> Any:
         from rich.table import Table as RichTable
+        from rich.text import Text
 
-        table = RichTable(title=self.title, show_lines=False, title_justify="left")
+        # Cells are plain text, never markup: a formula such as "[z>w]" must show as written.
+        table = RichTable(title=Text(self.title), show_lines=False, title_justify="left")
         for h in self.headers:
-            table.add_column(h, overflow="fold")
+            table.add_column(Text(h), overflow="fold")
         for r in self.rows:
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))
         return table
 
-    def text(self, width: int = 160) -> str:
+    def text(self, width: Optional[int] = None) -> str:
+        """The table as plain text, ``width`` columns wide (default: the terminal's width, as rich measures it)."""
         try:
             from rich.console import Console
         except ImportError:
             return self.plain()
         buf = io.StringIO()
+        if width is None:
+            width = shutil.get_terminal_size((100, 24)).columns
         console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
         console.print(self.rich())
         return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())

@@ -97,7 +97,7 @@ class Trace:
         for s in self.steps:
             upstream = fmt_value(s.upstream, p)
             if len(s.branches) > 1:
-                upstream = " + ".join(fmt_value(v, p) for _, v in s.branches) + " = " + upstream
+                upstream = fmt_branches(s.branches, s.upstream, p)
             head = [str(s.index), s.label, s.expression, fmt_value(s.value, p), upstream]
             first = True
             for e in s.inputs:
@@ -119,7 +119,7 @@ class Trace:
         for leaf in self.leaves:
             g = fmt_value(leaf.grad, p)
             if len(leaf.branches) > 1:
-                g = " + ".join(fmt_value(v, p) for _, v in leaf.branches) + " = " + g
+                g = fmt_branches(leaf.branches, leaf.grad, p)
             leaf_rows.append([leaf.label, fmt_value(leaf.value, p), g])
         leaves = Table(f"gradients of {self.output}", ["input", "value", f"d{self.output}/dinput"], leaf_rows)
         return steps, leaves
@@ -143,6 +143,12 @@ class Trace:
     def _repr_html_(self) -> str:
         a, b = self.tables()
         return a.html() + b.html()
+
+
+def fmt_branches(branches: list[tuple[str, Any]], total: Any, precision: int) -> str:
+    """A fan-out sum, each term labelled by the node it comes back from: ``1.00 (from n3) + 3.00 (from n5) = 4.00``."""
+    terms = " + ".join(f"{fmt_value(v, precision)} (from {who})" for who, v in branches)
+    return f"{terms} = {fmt_value(total, precision)}"
 
 
 def _is_number(text: str) -> bool:
@@ -235,6 +241,22 @@ def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[
     return out.replace("--", "").replace("+-", "-")
 
 
+def parameter_names(model: Any) -> dict[int, str]:
+    """``id(parameter) -> name`` from a module's ``named_parameters()`` (several modules: prefixed ``m0.``, ``m1.``)."""
+    if model is None:
+        return {}
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    out: dict[int, str] = {}
+    for k, m in enumerate(models):
+        named = getattr(m, "named_parameters", None)
+        if named is None:
+            raise TypeError(f"trace: model= expects a cr.nn.Module (or a list of them), got {type(m).__name__}")
+        prefix = f"m{k}." if len(models) > 1 else ""
+        for name, p in named():
+            out.setdefault(id(p), prefix + name)
+    return out
+
+
 # --- the walk ------------------------------------------------------------------------------
 
 
@@ -274,6 +296,7 @@ def trace(
     accumulate: bool = True,
     output_name: Optional[str] = None,
     precision: int = 2,
+    model: Any = None,
 ) -> Trace:
     """Run the backward pass of ``output`` step by step and return it as a :class:`Trace`.
 
@@ -283,6 +306,8 @@ def trace(
     graph is not freed, so ``cr.draw`` can follow.  ``names`` maps display names
     to tensors (``{"x": x, "w": w}``); other inputs are called ``x1, x2, ...`` and
     intermediate values ``n1, n2, ...`` in the order they were computed.
+    ``model`` (a ``cr.nn.Module``, or a list of them) names its parameters as
+    ``named_parameters()`` does (``0.weight``, ``0.bias``); ``names`` wins where both name a tensor.
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"trace: expected a Tensor, got {type(output).__name__}")
@@ -301,7 +326,7 @@ def trace(
         ) from None
     seed = _seed(output, grad, False)
 
-    labels: dict[int, str] = {}
+    labels: dict[int, str] = parameter_names(model)
     for name, t in (names or {}).items():
         labels[id(t)] = name
     out_label = output_name or labels.get(id(output), "out")
