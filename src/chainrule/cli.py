@@ -20,8 +20,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "explain an expression: values, the backward pass step by step, gradients",
     ),
     "derive": ("chainrule.explain.derive_command", "the matrix-form backward equations of a small program"),
+    "explore": (
+        "chainrule.explain.explore",
+        "serve the explorer on 127.0.0.1: type an expression, step through forward and backward in a browser",
+    ),
     "train": ("chainrule.train", "train an MLP on the bundled digits (or two moons) and save a checkpoint"),
 }
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reverse-mode automatic differentiation that shows its work.",
         epilog="With no command, chainrule explains the CS231n sigmoid neuron step by step.",
     )
+    parser.add_argument("--version", action="version", version=f"chainrule {_version()}")
     sub = parser.add_subparsers(dest="command")
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)

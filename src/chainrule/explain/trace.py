@@ -40,6 +40,10 @@ class Edge:
     local: Any = None  # its value where it is elementwise, else None
     grad: Any = None  # the gradient sent back (reduced to the input's shape); None for constants
     constant: bool = False
+    # For tensors small enough (see JACOBIAN_LIMIT): d output / d input, one row per output element, built by
+    # running the rule on each unit upstream gradient, and what its entries show (measured, not assumed).
+    jacobian: Any = None
+    structure: str = ""
 
 
 @dataclass
@@ -288,6 +292,49 @@ def _local_value(prim: Primitive, xp: Any, out: Any, i: int, args: tuple) -> Any
     return v
 
 
+JACOBIAN_LIMIT = 1024  # build a local Jacobian only when out.size * in.size is at most this
+
+
+def local_jacobian(prim: Primitive, xp: Any, out: Any, i: int, args: tuple) -> Optional[np.ndarray]:
+    """The local Jacobian d out / d input ``i`` as an (out.size, in.size) matrix, row k being the gradient the
+    rule (and the engine's broadcasting adjoint) sends for the unit upstream gradient at output element k."""
+    n_out, n_in = int(np.size(out)), int(np.size(args[i]))
+    if n_out * n_in > JACOBIAN_LIMIT or (np.ndim(out) == 0 and np.ndim(args[i]) == 0):
+        return None
+    rows = np.zeros((n_out, n_in))
+    for k in range(n_out):
+        unit = np.zeros(np.shape(out), dtype=np.float64)
+        unit.flat[k] = 1.0
+        try:
+            gi = _fit(_call_rule(prim, NUMPY, unit if np.ndim(out) else 1.0, np.asarray(out), i, args), args[i])
+        except Exception:
+            return None
+        rows[k] = np.broadcast_to(np.asarray(gi, dtype=np.float64), np.shape(args[i])).ravel()
+    return rows
+
+
+def jacobian_structure(J: Optional[np.ndarray]) -> str:
+    """What a measured Jacobian looks like: identity, diagonal, all entries equal, or how many are nonzero."""
+    if J is None:
+        return ""
+    nonzero = int(np.count_nonzero(J))
+    n_out, n_in = J.shape
+    if nonzero == 0:
+        return "zero"
+    if n_out == n_in and nonzero == np.count_nonzero(np.diag(J)):
+        d = np.diag(J)
+        if np.all(d == 1):
+            return "identity"
+        return "diagonal (elementwise: one number per element)"
+    if np.all(J == J.flat[0]):
+        return f"every entry {fmt_value(float(J.flat[0]), 2)} (each output depends equally on every input)"
+    if n_out > 1 and n_in > 1 and np.all(np.count_nonzero(J, axis=0) <= 1):
+        return f"each input reaches one output ({nonzero} of {J.size} entries nonzero)"
+    if nonzero == J.size:
+        return "dense: every entry nonzero at these values"
+    return f"{nonzero} of {J.size} entries nonzero at these values"
+
+
 def trace(
     output: Tensor,
     grad: Any = None,
@@ -371,12 +418,15 @@ def trace(
                 edges.append(Edge(operands[i], _copy(value), "", constant=True))
                 continue
             gi = _fit(_call_rule(prim, xp, g, out, i, args), value)
+            jac = local_jacobian(prim, xp, out, i, args)
             edge = Edge(
                 operands[i],
                 _copy(value),
                 local_formula(prim, i, operands, constants),
                 _local_value(prim, xp, out, i, args),
                 _copy(gi),
+                jacobian=jac,
+                structure=jacobian_structure(jac),
             )
             edges.append(edge)
             ikey = id(inp)
