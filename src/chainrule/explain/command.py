@@ -120,6 +120,7 @@ def _values_text(text: str) -> list[str]:
             joined[-1] += item
         else:
             joined.append(item)
+    joined = [item.rstrip(",") for item in joined if item.rstrip(",")]  # "x=1, y=2": the comma only separates
     return split_values(joined, "")[1] or []
 
 

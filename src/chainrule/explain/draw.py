@@ -21,12 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from ..tensor import Tensor
-from .format import fmt_value
+from .format import SMALL, fmt_shape, fmt_value
 from .trace import Step, Trace, fmt_branches, trace
 
 GREEN = "#1a7f37"
 RED = "#cf222e"
+GRAY = "#59636e"
 _SYMBOLS = {
     "add": "+",
     "sub": "−",
@@ -38,6 +41,8 @@ _SYMBOLS = {
     "sigmoid": "σ",
     "transpose": "ᵀ",
     "sum": "Σ",
+    "maximum": "max",
+    "minimum": "min",
 }
 
 
@@ -55,7 +60,8 @@ def _op_text(step: Step) -> str:
     if consts and step.op == "mul":
         return f"×{consts[0]}" if not consts[0].startswith("-") else f"×({consts[0]})"
     if step.op == "getitem":
-        return step.expression.split("[", 1)[-1].join(["[", ""])
+        index = "[" + step.expression.split("[", 1)[-1]
+        return index if len(index) <= 10 else "[·]"  # fancy indexing: the full index is in the tooltip
     return _SYMBOLS.get(step.op, step.op)
 
 
@@ -172,9 +178,15 @@ class Drawing:
 
 
 def _edge_label(value: Any, grad: Any, precision: int) -> str:
-    parts = [f'<font color="{GREEN}">{_esc(fmt_value(value, precision))}</font>']
+    """Value (green) over gradient (red); a small tensor's shape above them in gray, a large one by shape only."""
+    parts = []
+    small = np.ndim(value) == 0 or np.size(value) <= SMALL
+    if np.ndim(value) and small:
+        parts.append(f'<font color="{GRAY}" point-size="9">{_esc(fmt_shape(np.shape(value)))}</font>')
+    parts.append(f'<font color="{GREEN}">{_esc(fmt_value(value, precision))}</font>')
     if grad is not None:
-        parts.append(f'<font color="{RED}">{_esc(fmt_value(grad, precision))}</font>')
+        text = fmt_value(grad, precision) if small else f"gradient {fmt_shape(np.shape(grad))}"
+        parts.append(f'<font color="{RED}">{_esc(text)}</font>')
     return "<" + "<br/>".join(parts) + ">"
 
 
@@ -212,6 +224,17 @@ def _collapse(steps: list[Step], min_run: int) -> dict[str, tuple[str, list[Step
     return runs
 
 
+LR_DEPTH = 9
+
+
+def _depth(steps: list[Step]) -> int:
+    """The number of operations on the longest path from an input to the output."""
+    depth: dict[str, int] = {}
+    for s in reversed(steps):  # forward order
+        depth[s.label] = 1 + max((depth.get(e.label, 0) for e in s.inputs if not e.constant), default=0)
+    return max(depth.values(), default=0)
+
+
 def draw(
     output: Union[Tensor, Trace],
     grad: Any = None,
@@ -221,20 +244,27 @@ def draw(
     precision: int = 2,
     max_nodes: int = 80,
     collapse: int = 6,
-    rankdir: str = "LR",
+    rankdir: str = "auto",
+    max_width: float = 9.5,
 ) -> Drawing:
     """Draw the graph of ``output`` with forward values (green) and gradients (red).
 
     ``output`` is a tensor (its backward pass is traced without touching
     ``.grad``) or a :class:`Trace`.  Chains of more than ``collapse`` one-input
     operations become one summary node; beyond ``max_nodes`` operations the rest
-    of the graph is cut and marked.
+    of the graph is cut and marked.  ``rankdir="auto"`` draws left to right when the
+    longest path has at most ``LR_DEPTH`` operations (the CS231n figures) and top to
+    bottom otherwise (a model's loss), and a drawing wider than ``max_width`` inches
+    is scaled down to fit, so a notebook shows it whole.
     """
     if isinstance(output, Trace):
         tr = output
     else:
         tr = trace(output, grad, names=names, output_name=output_name, accumulate=False, precision=precision)
     p = precision
+    if rankdir not in ("auto", "LR", "TB", "RL", "BT"):
+        raise ValueError(f"cr.draw: rankdir must be 'auto', 'LR', 'TB', 'RL' or 'BT', got {rankdir!r}")
+    direction = rankdir if rankdir != "auto" else ("LR" if _depth(tr.steps) <= LR_DEPTH else "TB")
     runs = _collapse(tr.steps, collapse)
     skip_to: dict[str, str] = {}  # label of a collapsed step's input chain start -> summary node
     hidden: set[str] = set()
@@ -243,7 +273,8 @@ def draw(
         skip_to[first] = last_input
     lines = [
         "digraph chainrule {",
-        f'  graph [rankdir={rankdir}, fontname="Helvetica", fontsize=11, nodesep=0.35, ranksep=0.5,'
+        f'  graph [rankdir={direction}, size="{max_width:g},100", fontname="Helvetica", fontsize=11, nodesep=0.35,'
+        " ranksep=0.5,"
         f" label=<{_esc(tr.output)} = {_esc(fmt_value(tr.value, p))}: forward values in "
         f'<font color="{GREEN}">green</font>, gradients in <font color="{RED}">red</font>>, labelloc=t];',
         '  node [fontname="Helvetica", fontsize=11];',

@@ -1,0 +1,138 @@
+"""The explorer without a browser: the page is self-contained, its data is the trace's, the server is local and safe."""
+
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from chainrule.cli import main
+from chainrule.explain.command import explain_expression
+from chainrule.explain.explore import HOST, explain_request, make_server
+from chainrule.explain.page import page_data, render_page
+
+TENSOR_AT = ["W=[[1, 2, 3], [4, 5, 6]]", "a=[0.1, -0.2, 0.3]", "b=[0.5, -1]"]
+
+
+def embedded_data(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="trace-data">(.*?)</script>', page, re.S)
+    assert m, "the page embeds its data"
+    return json.loads(m.group(1))
+
+
+def test_html_page_is_self_contained_and_carries_the_trace(tmp_path, capsys):
+    path = tmp_path / "neuron.html"
+    assert main(["explain", "--html", str(path)]) == 0
+    assert "explorer page written to" in capsys.readouterr().out
+    page = path.read_text(encoding="utf-8")
+    # nothing to fetch: no external script, style sheet, font, image or link target
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert "@import" not in page and "url(" not in page and "<link" not in page
+    assert "default-src 'none'" in page  # and the page forbids it anyway
+    data = embedded_data(page)
+    assert data["value"] == "0.73" and "<svg" in data["svg"]
+    backward = data["backward"]
+    assert [s["upstream"] for s in backward[:4]] == ["1.00", "-0.53", "-0.53", "-0.20"]
+    div = backward[0]["inputs"][0]
+    assert div["formula"] == "-1/x²" and div["local"] == "-0.53" and div["line"] == "df/dn7 = 1.00 × -0.53 = -0.53"
+    grads = {leaf["label"]: leaf["grad"] for leaf in data["leaves"]}
+    assert grads == {"w0": "-0.20", "x0": "0.39", "w1": "-0.39", "x1": "-0.59", "w2": "0.20"}
+
+
+def test_tensor_page_has_shapes_jacobians_and_derive():
+    ex = explain_expression("sum(sigmoid(W @ a + b))", TENSOR_AT)
+    data = page_data(ex, draw_graph=False)
+    steps = {s["node"]: s for s in data["backward"]}
+    sigmoid = next(s for s in data["backward"] if s["op"] == "sigmoid")["inputs"][0]["jacobian"]
+    assert sigmoid["structure"].startswith("diagonal") and sigmoid["rows"] == sigmoid["cols"] == 2
+    matmul = next(s for s in data["backward"] if s["op"] == "matmul")
+    wrt_a = next(i for i in matmul["inputs"] if i["label"] == "a")["jacobian"]
+    # d(W @ a)/da is W itself: the page shows the measured matrix
+    np.testing.assert_allclose(wrt_a["entries"], [[1, 2, 3], [4, 5, 6]])
+    wrt_W = next(i for i in matmul["inputs"] if i["label"] == "W")["jacobian"]
+    assert wrt_W["structure"].startswith("each input reaches one output")
+    assert "dW" in data["derive"] and "2×3" in data["derive"]
+    assert any("shapes W: 2×3, a: 3 → 2" in (f.get("shapes") or "") for f in data["forward"])
+    assert steps  # (every step is keyed by its node)
+
+
+def test_script_data_cannot_close_the_script_element():
+    ex = explain_expression("x * 2", ["x=1"])
+    data = page_data(ex, draw_graph=False)
+    data["title"] = "</script><script>alert(1)</script>"
+    page = render_page(data)
+    assert page.count("</script>") == 2  # the data's and the page script's own
+    assert embedded_data(page)["title"] == data["title"]
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"expression": "x +", "values": "x=1"}, "invalid syntax"),
+        ({"expression": "__import__('os')", "values": ""}, "unknown function '__import__'"),
+        ({"expression": "x.__class__", "values": "x=1"}, "attribute access"),
+        ({"expression": "x * y", "values": "x=1"}, "missing value for y"),
+        ({"expression": "x", "values": "x=[1, 2"}, "invalid syntax"),
+        ({"expression": "x", "values": ["x=1"]}, "as text"),
+        (["not", "an object"], "send JSON"),
+        ({"expression": "x ** 1000", "values": "x=2"}, "too large"),
+    ],
+)
+def test_bad_requests_answer_one_line_errors(body, fragment):
+    reply = explain_request(body)
+    assert reply["ok"] is False and fragment in reply["error"] and "\n" not in reply["error"]
+
+
+def test_values_box_accepts_spaces_commas_and_lists():
+    reply = explain_request({"expression": "sum(w * x) + b", "values": "w=[1, 2], x = [3, 4],b=0.5"})
+    assert reply["ok"], reply
+    assert reply["data"]["value"] == "11.50"
+    assert reply["data"]["values_text"] == "w=[1.0,2.0] x=[3.0,4.0] b=0.5"
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = make_server("x * y", ["x=2", "y=-3"], port=0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def post(server, payload: bytes, path: str = "/explain"):
+    req = urllib.request.Request(server.url.rstrip("/") + path, data=payload, method="POST")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_server_binds_to_loopback_and_serves_the_page(server):
+    assert server.server_address[0] == HOST == "127.0.0.1"
+    with urllib.request.urlopen(server.url, timeout=30) as r:
+        page = r.read().decode("utf-8")
+    assert 'data-mode="server"' in page and embedded_data(page)["value"] == "-6.00"
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(server.url + "etc/passwd", timeout=30)
+
+
+def test_server_explains_and_refuses(server):
+    status, reply = post(server, json.dumps({"expression": "maximum(z, w)", "values": "z=2 w=-1"}).encode())
+    assert status == 200 and reply["ok"] and reply["data"]["value"] == "2.00"
+    assert reply["data"]["backward"][0]["inputs"][0]["formula"].startswith("[")
+    status, reply = post(server, b"{not json")
+    assert status == 400 and not reply["ok"]
+    status, reply = post(server, b"x" * 100_000)
+    assert status == 413 and "too large" in reply["error"]
+
+
+def test_explore_command_errors_exit_2(capsys):
+    assert main(["explore", "x +", "--at", "x=1", "--no-browser", "--port", "0"]) == 2
+    assert "invalid syntax" in capsys.readouterr().err
+    assert main(["explore", "--port", "70000"]) == 2
