@@ -81,7 +81,10 @@ PIP_RENDERER = "graphviz-pure"
 
 
 def _pip_renderer() -> Optional[str]:
-    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv whose bin is not on PATH)."""
+    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv whose bin is not on PATH).
+    ``CHAINRULE_NO_PIP_RENDERER=1`` ignores it (to see what a machine without it gets)."""
+    if os.environ.get("CHAINRULE_NO_PIP_RENDERER"):
+        return None
     found = shutil.which(PIP_RENDERER)
     if found:
         return found
