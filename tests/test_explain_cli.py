@@ -20,7 +20,7 @@ def test_no_command_explains_the_sigmoid_neuron(capsys):
     assert "CS231n sigmoid neuron" in out
     assert "f = 0.7311" in out
     assert "df/dw0 = -0.1966" in out and "df/dx0 = 0.3932" in out and "df/dx1 = -0.5898" in out
-    assert "-1/x² = -0.53" in out and "exp(x) = 0.37" in out  # the step table
+    assert "-1 / x² = -0.53" in out and "exp(x) = 0.37" in out  # the step table
 
 
 def test_explain_without_expression_is_the_same_neuron(capsys):
@@ -172,7 +172,7 @@ def test_version(capsys):
 def test_max_gate_is_visible_and_header_shows_the_parse(capsys):
     assert main(["explain", "max(z, w)", "--at", "z=2", "w=-1"]) == 0
     out = capsys.readouterr().out
-    assert "[z>w] = 1.00" in out and "[w>z] = 0.00" in out
+    assert "[z > w] + ½[z = w] = 1.00" in out and "[w > z] + ½[z = w] = 0.00" in out
     assert main(["explain", "1 / 1 + exp(-p)", "--at", "p=1"]) == 0
     out = capsys.readouterr().out
     assert "parsed as f = (1 / 1) + exp(-p)" in out and "note: 1 / 1 is evaluated first" in out
@@ -198,7 +198,7 @@ def test_without_any_renderer_the_table_is_printed_before_the_error(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1
-    assert "df/dx1 = -0.5898" in done.stdout and "-1/x² = -0.53" in done.stdout
+    assert "df/dx1 = -0.5898" in done.stdout and "-1 / x² = -0.53" in done.stdout
     assert "pip install 'chainrule[explain]'" in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
 

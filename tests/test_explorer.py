@@ -37,7 +37,7 @@ def test_html_page_is_self_contained_and_carries_the_trace(tmp_path, capsys):
     backward = data["backward"]
     assert [s["upstream"] for s in backward[:4]] == ["1.00", "-0.53", "-0.53", "-0.20"]
     div = backward[0]["inputs"][0]
-    assert div["formula"] == "-1/x²" and div["local"] == "-0.53" and div["line"] == "df/dn7 = 1.00 × -0.53 = -0.53"
+    assert div["formula"] == "-1 / x²" and div["local"] == "-0.53" and div["line"] == "df/dn7 = 1.00 × -0.53 = -0.53"
     grads = {leaf["label"]: leaf["grad"] for leaf in data["leaves"]}
     assert grads == {"w0": "-0.20", "x0": "0.39", "w1": "-0.39", "x1": "-0.59", "w2": "0.20"}
 

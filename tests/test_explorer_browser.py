@@ -71,7 +71,7 @@ class Watched:
 
 # The CS231n numbers, by the node's expression: what each backward step must show.
 NEURON_BACKWARD = {
-    "f = 1 / n7": ["upstream: df/df = 1.00", "-1/x² = -0.53", "df/dn7 = 1.00 × -0.53 = -0.53"],
+    "f = 1 / n7": ["upstream: df/df = 1.00", "-1 / x² = -0.53", "df/dn7 = 1.00 × -0.53 = -0.53"],
     "n7 = 1 + n6": ["df/dn7 = -0.53", "df/dn6 = -0.53 × 1.00 = -0.53"],
     "n6 = exp(n5)": ["exp(x) = 0.37", "df/dn5 = -0.53 × 0.37 = -0.20"],
     "n5 = -n4": ["df/dn4 = -0.20 × -1.00 = 0.20"],
@@ -160,7 +160,11 @@ def test_server_mode_explains_what_is_typed_and_shows_errors_inline(browser, ser
         w.page.click("#next")
     w.page.click("#next")  # the max gate, after the product
     text = w.step_text()
-    assert "[x>y] = 0.00" in text and "[y>x] = 1.00" in text and "df/dy = -4.00 × 1.00 = -4.00" in text
+    assert (
+        "[x > y] + ½[x = y] = 0.00" in text
+        and "[y > x] + ½[x = y] = 1.00" in text
+        and "df/dy = -4.00 × 1.00 = -4.00" in text
+    )
     w.shot("explorer-server.png")
 
     w.page.fill("#expr", "x +* 2")

@@ -36,7 +36,7 @@ def test_sigmoid_neuron_reproduces_the_lecture_node_by_node():
     inv = tr.steps[0]  # the 1/x gate
     e = only_input(inv)
     assert (r2(e.value), r2(inv.upstream), r2(e.local), r2(e.grad)) == (1.37, 1.0, -0.53, -0.53)
-    assert e.formula == "-1/x²"
+    assert e.formula == "-1 / x²"
 
     plus1 = tr.steps[1]
     e = only_input(plus1)
@@ -135,7 +135,7 @@ def test_markdown_and_html():
     f, env = neuron()
     tr = cr.trace(f, names=env, output_name="f")
     md = tr.to_markdown()
-    assert md.count("\n| ") >= 12 and "| 1 | f | 1 / n" in md and "-1/x² = -0.53" in md
+    assert md.count("\n| ") >= 12 and "| 1 | f | 1 / n" in md and "-1 / x² = -0.53" in md
     html = tr._repr_html_()
     assert html.count("<table>") == 2 and "-0.53" in html and "&" not in html.replace("&lt;", "").replace("&gt;", "")
 
@@ -160,16 +160,16 @@ def test_plain_text_without_rich(monkeypatch):
     monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails as if rich were not installed
     f, env = neuron()
     text = str(cr.trace(f, names=env, output_name="f"))
-    assert "┃" not in text and "-1/x² = -0.53" in text and "step  node" in text
+    assert "┃" not in text and "-1 / x² = -0.53" in text and "step  node" in text
 
 
 def test_local_formulas_keep_operand_names_when_several_inputs_vary():
     a = cr.tensor(2.0, requires_grad=True)
     b = cr.tensor(4.0, requires_grad=True)
     tr = cr.trace(a / b, names={"a": a, "b": b}, accumulate=False)
-    assert [e.formula for e in tr.steps[0].inputs] == ["1/b", "-a/b²"]
+    assert [e.formula for e in tr.steps[0].inputs] == ["1 / b", "-a / b²"]
     x = cr.tensor(1.37, requires_grad=True)
-    assert cr.trace(1 / x, names={"x": x}, accumulate=False).steps[0].inputs[-1].formula == "-1/x²"
+    assert cr.trace(1 / x, names={"x": x}, accumulate=False).steps[0].inputs[-1].formula == "-1 / x²"
 
 
 # --- what the learner sees: every formula visible, paths named, parameters named ----------------
@@ -188,9 +188,9 @@ def _rich_text(renderable, width=120) -> str:
 @pytest.mark.parametrize(
     "make, formulas",
     [
-        (lambda z, w: cr.maximum(z, w), ["[z>w] = 1.00", "[w>z] = 0.00"]),
-        (lambda z, w: cr.minimum(z, w), ["[z<w] = 0.00", "[w<z] = 1.00"]),
-        (lambda z, w: cr.relu(z) * w, ["[x>0] = 1.00"]),
+        (lambda z, w: cr.maximum(z, w), ["[z > w] + ½[z = w] = 1.00", "[w > z] + ½[z = w] = 0.00"]),
+        (lambda z, w: cr.minimum(z, w), ["[z < w] + ½[z = w] = 0.00", "[w < z] + ½[z = w] = 1.00"]),
+        (lambda z, w: cr.relu(z) * w, ["[x > 0] = 1.00"]),
     ],
 )
 def test_bracketed_formulas_are_visible_in_rich_and_print(make, formulas):

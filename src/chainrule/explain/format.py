@@ -71,19 +71,25 @@ def fmt_const(v: Any) -> str:
 class Table:
     """Rows of text cells rendered as a rich table, plain text, Markdown or HTML."""
 
-    def __init__(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    def __init__(
+        self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], keep_whole: Sequence[int] = ()
+    ) -> None:
         self.title = title
         self.headers = list(headers)
         self.rows = [list(r) for r in rows]
+        self.keep_whole = set(keep_whole)  # columns that wrap last (formulas)
 
-    def rich(self) -> Any:
+    def rich(self, width: int = 120) -> Any:
         from rich.table import Table as RichTable
         from rich.text import Text
 
         # Cells are plain text, never markup: a formula such as "[z>w]" must show as written.
         table = RichTable(title=Text(self.title), show_lines=False, title_justify="left")
-        for h in self.headers:
-            table.add_column(Text(h), overflow="fold")
+        for k, h in enumerate(self.headers):
+            # a formula folds badly: on a wide console its column keeps up to 30 characters whole, the others wrap
+            longest = max((len(r[k]) for r in self.rows), default=0)
+            keep = min(longest, 30, width // 4) if k in self.keep_whole and width >= 100 else None
+            table.add_column(Text(h), overflow="fold", min_width=keep)
         for r in self.rows:
             table.add_row(*(Text(c) for c in r))
         return table
@@ -96,9 +102,9 @@ class Table:
             return self.plain()
         buf = io.StringIO()
         if width is None:
-            width = shutil.get_terminal_size((100, 24)).columns
+            width = shutil.get_terminal_size((120, 24)).columns  # (not a terminal: 120)
         console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
-        console.print(self.rich())
+        console.print(self.rich(width))
         return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
     def plain(self) -> str:

@@ -118,6 +118,7 @@ class Trace:
             f"backward pass of {self.output} = {fmt_value(self.value, p)}, one step per node, output first",
             ["step", "node", "operation", "value", "upstream grad", "input", "local grad", "grad to input"],
             rows,
+            keep_whole=(6,),
         )
         leaf_rows = []
         for leaf in self.leaves:
@@ -137,8 +138,8 @@ class Trace:
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
         a, b = self.tables()
-        yield a.rich()
-        yield b.rich()
+        yield a.rich(options.max_width)
+        yield b.rich(options.max_width)
 
     def to_markdown(self) -> str:
         a, b = self.tables()
@@ -157,7 +158,7 @@ def fmt_branches(branches: list[tuple[str, Any]], total: Any, precision: int) ->
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        float(text.replace("−", "-"))
     except ValueError:
         return False
     return True
@@ -211,38 +212,80 @@ def expression(prim: Primitive, operands: list[str], params: tuple) -> str:
     return f"{name}({', '.join(list(operands) + extra)})"
 
 
-_LETTER = re.compile(r"(?<![A-Za-z_])([xyc])(?![A-Za-z_])")
+def local_derivative(
+    prim: Primitive, i: int, inputs: list[Any], params: tuple, out_shape: tuple[int, ...], upstream: Any
+) -> Any:
+    """Run ``prim``'s own VJP rule on symbolic arrays (``explain.symbolic``) and return the formula it computes
+    for input ``i``: with a unit ``upstream`` (``const(1)``) that is the local derivative of an elementwise
+    operation; with a named upstream (``var("g")``) it is the rule itself, as for a matrix product."""
+    from . import symbolic as S
+
+    out = S.prim(prim, tuple(inputs), params, out_shape)
+    return S.simplify(call_rule(prim, S.SYM, upstream, out, i, tuple(inputs) + tuple(params)))
 
 
-def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[Optional[Any]]) -> str:
-    """The local derivative of input ``i``, in terms of its operands (``x`` for a lone variable input) and constants."""
-    if not prim.local:
-        return "?"
-    template = prim.local[0] if prim.variadic else (prim.local[i] if i < len(prim.local) else "?")
-    letters = ("c", "x", "y") if prim.name == "where" else ("x", "y")
-    if prim.name == "pow" and i == 0 and constants[1] is not None and np.ndim(constants[1]) == 0:
-        n = float(constants[1])
-        if n == 2:
-            return "2x"
-        m = fmt_const(n - 1)
-        return f"{fmt_const(n)}·x^{m}" if n - 1 != 1 else f"{fmt_const(n)}x"
-    subs: dict[str, str] = {}
-    # A gate with one variable input reads as in the lecture notes ("-1/x²": x is that input); with
-    # several, every operand keeps its name ("-a/b²").
-    named_others = any(constants[k] is None for k in range(len(operands)) if k != i)
-    for j, letter in enumerate(letters):
-        if j >= len(operands):
-            break
-        if j == i:
-            subs[letter] = operands[j] if named_others else "x"
+_SQUARED = re.compile(r" / ([A-Za-z_][\w.]*) / \1(?![\w.^(])")
+
+
+def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[Optional[Any]], args: tuple) -> str:
+    """The local derivative of input ``i`` as the rule computes it, printed.
+
+    A gate with one variable input reads as in the lecture notes: that input is ``x`` (``1/x`` has
+    ``−1 / x²``); with several, every operand keeps its name (``∂(w0·x0)/∂w0 = x0``).  Constants appear as
+    numbers.  For a non-elementwise operation the formula is the VJP with the upstream gradient ``g``.
+    """
+    from . import symbolic as S
+
+    nin = len(operands)
+    tensors, params = args[:nin], args[nin:]
+    lone = sum(c is None for c in constants) == 1
+    inputs = []
+    for j in range(nin):
+        shape = tuple(np.shape(tensors[j]))
+        if constants[j] is not None:
+            c = np.asarray(constants[j], dtype=np.float64)
+            inputs.append(S.const(float(c), shape) if c.ndim == 0 else S.var(fmt_const(c), shape))
         else:
-            subs[letter] = fmt_const(constants[j]) if constants[j] is not None else operands[j]
+            inputs.append(S.var("x" if lone else operands[j], shape))
+    out_shape = tuple(np.shape(prim.fwd(*[np.asarray(t) for t in tensors], *params)))
+    elementwise = prim.name in ELEMENTWISE
+    upstream = S.const(1.0, out_shape) if elementwise else S.var("g", out_shape)
+    try:
+        text = S.render(local_derivative(prim, i, inputs, params, out_shape, upstream))
+    except Exception:  # an operation the symbolic namespace cannot follow: say so rather than guess
+        return "(see the rule)"
+    text = _tidy(text, scalar=not out_shape and all(np.ndim(t) == 0 for t in tensors))
+    return text if elementwise else f"{text}  (g = upstream)"
 
-    def repl(m: re.Match) -> str:
-        return subs.get(m.group(1), m.group(1))
 
-    out = _LETTER.sub(repl, template)
-    return out.replace("--", "").replace("+-", "-")
+_NONZERO_TEST = re.compile(r" ⊙ \[(-?[0-9.]+) ≠ 0\]")
+_POWER_ONE = re.compile(r"([A-Za-z_)][\w.]*)¹(?![⁰¹²³⁴⁵⁶⁷⁸⁹])")
+# where([a = b], 0.5, [a > b]) is [a > b] + ½[a = b] exactly (the two brackets never both hold)
+_TIE_HALF = re.compile(r"where\(\[([\w.]+) = ([\w.]+)\], 0\.5, \[([\w.]+ [<>] [\w.]+)\]\)")
+_LONG_DECIMAL = re.compile(r"(?<![\w.])(\d+\.\d{6,})(?![\w.])")
+
+
+def _fraction(m: re.Match) -> str:
+    from fractions import Fraction
+
+    v = float(m.group(1))
+    f = Fraction(v).limit_denominator(1000)
+    return f"{f.numerator}/{f.denominator}" if abs(float(f) - v) <= 1e-12 * max(1.0, abs(v)) else f"{v:.6g}"
+
+
+def _tidy(text: str, scalar: bool) -> str:
+    """Write the printed rule as a person would, without changing what it says.
+
+    ``a / y / y`` is ``a / y²``; the tie rule ``where([a = b], 0.5, [a > b])`` is ``[a > b] + ½[a = b]``;
+    ``x¹`` is ``x``; a factor ``[2 ≠ 0]`` is 1; ``0.333…`` is ``1/3``; ``−`` is ``-``; for scalars ``⊙`` is ``·``.
+    """
+    text = _SQUARED.sub(r" / \1²", text)
+    text = _TIE_HALF.sub(r"[\3] + ½[\1 = \2]", text)
+    text = _NONZERO_TEST.sub(lambda m: "" if float(m.group(1)) != 0 else m.group(0), text)
+    text = _POWER_ONE.sub(r"\1", text)
+    text = _LONG_DECIMAL.sub(_fraction, text)
+    text = text.replace("−", "-")  # the table's numbers use the ASCII minus: so do its formulas
+    return text.replace(" ⊙ ", "·") if scalar else text
 
 
 def parameter_names(model: Any) -> dict[int, str]:
@@ -422,7 +465,7 @@ def trace(
             edge = Edge(
                 operands[i],
                 _copy(value),
-                local_formula(prim, i, operands, constants),
+                local_formula(prim, i, operands, constants, args),
                 _local_value(prim, xp, out, i, args),
                 _copy(gi),
                 jacobian=jac,
