@@ -136,3 +136,29 @@ def test_explore_command_errors_exit_2(capsys):
     assert main(["explore", "x +", "--at", "x=1", "--no-browser", "--port", "0"]) == 2
     assert "invalid syntax" in capsys.readouterr().err
     assert main(["explore", "--port", "70000"]) == 2
+
+
+def test_explore_command_prints_its_local_address_and_serves(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainrule", "explore", "--at", "x=3", "x * x", "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert m, line
+        with urllib.request.urlopen(m.group(0), timeout=30) as r:
+            assert embedded_data(r.read().decode("utf-8"))["value"] == "9.00"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

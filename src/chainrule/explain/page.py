@@ -201,7 +201,7 @@ def page_data(ex: Any, *, draw_graph: bool = True) -> dict[str, Any]:
             }
             for leaf in tr.leaves
         ],
-        "table": tr.tables()[0].html() + tr.tables()[1].html(),
+        "table": "".join(t.html() for t in tr.tables()),
         "svg": svg,
         "svg_error": svg_error,
         "derive": _derive_text(ex),

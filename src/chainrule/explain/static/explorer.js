@@ -153,8 +153,13 @@
       var box = el("div", { cls: "input" });
       var who = "to " + inp.label + " = " + inp.value + (inp.shape ? "  (length " + inp.shape + ")" : "");
       box.appendChild(el("div", { cls: "who", text: who }));
-      var formula = "local gradient ∂" + s.node + "/∂" + inp.label + " = " + inp.formula;
-      if (inp.local && inp.local !== inp.formula) formula += " = " + inp.local;
+      var formula;
+      if (inp.local) { // elementwise: one local derivative per element
+        formula = "local gradient ∂" + s.node + "/∂" + inp.label + " = " + inp.formula;
+        if (inp.local !== inp.formula) formula += " = " + inp.local;
+      } else { // the rule that maps the upstream gradient g to this input's gradient
+        formula = "rule: d" + data.output + "/d" + inp.label + " = " + inp.formula;
+      }
       box.appendChild(el("div", { cls: "formula", text: formula }));
       box.appendChild(el("div", { cls: "calc", text: inp.line }));
       box.appendChild(el("div", { cls: "words", text: inp.words }));
