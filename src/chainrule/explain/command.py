@@ -125,9 +125,10 @@ def _values_text(text: str) -> list[str]:
 
 
 def _fmt4(v: Any) -> str:
+    """Four decimals; a negative zero (0 × a negative number) prints as 0."""
     if np.ndim(v) == 0:
-        return f"{float(v):.4f}"
-    return np.array2string(np.asarray(v), precision=4, separator=", ", threshold=50)
+        return f"{float(v) + 0.0:.4f}"
+    return np.array2string(np.asarray(v) + 0.0, precision=4, separator=", ", threshold=50)
 
 
 @dataclass

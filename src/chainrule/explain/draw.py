@@ -249,6 +249,7 @@ def draw(
     collapse: int = 6,
     rankdir: str = "auto",
     max_width: float = 9.5,
+    model: Any = None,
 ) -> Drawing:
     """Draw the graph of ``output`` with forward values (green) and gradients (red).
 
@@ -263,7 +264,9 @@ def draw(
     if isinstance(output, Trace):
         tr = output
     else:
-        tr = trace(output, grad, names=names, output_name=output_name, accumulate=False, precision=precision)
+        tr = trace(
+            output, grad, names=names, output_name=output_name, accumulate=False, precision=precision, model=model
+        )
     p = precision
     if rankdir not in ("auto", "LR", "TB", "RL", "BT"):
         raise ValueError(f"cr.draw: rankdir must be 'auto', 'LR', 'TB', 'RL' or 'BT', got {rankdir!r}")
