@@ -132,6 +132,20 @@ def test_server_explains_and_refuses(server):
     assert status == 413 and "too large" in reply["error"]
 
 
+def test_server_refuses_other_hosts(server):
+    req = urllib.request.Request(server.url, headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=30)
+    assert exc.value.code == 403
+
+
+def test_fan_out_is_the_sum_of_named_branches():
+    data = page_data(explain_expression("x * x + x", ["x=3"]), draw_graph=False)
+    (leaf,) = data["leaves"]
+    assert leaf["grad"] == "7.00"
+    assert [(b["from"], b["grad"]) for b in leaf["branches"]] == [("f", "1.00"), ("n1", "3.00"), ("n1", "3.00")]
+
+
 def test_explore_command_errors_exit_2(capsys):
     assert main(["explore", "x +", "--at", "x=1", "--no-browser", "--port", "0"]) == 2
     assert "invalid syntax" in capsys.readouterr().err

@@ -96,13 +96,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8")
 
+    def _local_host(self) -> bool:
+        """Only pages from this server may talk to it: a Host other than 127.0.0.1/localhost (a DNS-rebinding
+        page) is refused."""
+        port = self.server.server_address[1]
+        if self.headers.get("Host", "") in (f"{HOST}:{port}", f"localhost:{port}"):
+            return True
+        self._send(403, b"the explorer answers only http://127.0.0.1 on its own port\n", "text/plain; charset=utf-8")
+        return False
+
     def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+        if not self._local_host():
+            return
         if self.path.split("?", 1)[0] in ("/", "/index.html"):
             self._send(200, self.server.first_page, "text/html; charset=utf-8")
         else:
             self._send(404, b"not found: the explorer serves / and POST /explain\n", "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:  # noqa: N802
+        if not self._local_host():
+            return
         if self.path != "/explain":
             self._json(404, {"ok": False, "error": "POST to /explain"})
             return
