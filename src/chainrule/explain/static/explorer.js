@@ -100,7 +100,7 @@
 
   function highlight(step) {
     Object.keys(nodes).forEach(function (k) { nodes[k].classList.remove("current", "todo"); });
-    edges.forEach(function (e) { e.g.classList.remove("current-fwd", "current-bwd"); });
+    edges.forEach(function (e) { e.g.classList.remove("current-fwd", "current-bwd", "todo"); });
     var g = nodes[step.node];
     if (g) g.classList.add("current");
     if (step.phase === "forward") {
@@ -109,7 +109,10 @@
       Object.keys(nodes).forEach(function (k) {
         if (!seen[k] && k.indexOf(" (output)") < 0 && k.indexOf("const ") !== 0) nodes[k].classList.add("todo");
       });
-      edges.forEach(function (e) { if (e.to === step.node) e.g.classList.add("current-fwd"); });
+      edges.forEach(function (e) {
+        if (e.to === step.node) e.g.classList.add("current-fwd");
+        if (!seen[e.from] && e.from.indexOf("const ") !== 0) e.g.classList.add("todo"); // value not computed yet
+      });
     } else {
       edges.forEach(function (e) { if (e.to === step.node) e.g.classList.add("current-bwd"); });
     }
