@@ -248,7 +248,7 @@ def draw(
     max_nodes: int = 80,
     collapse: int = 6,
     rankdir: str = "auto",
-    max_width: float = 9.5,
+    max_width: float = 10.5,
     model: Any = None,
 ) -> Drawing:
     """Draw the graph of ``output`` with forward values (green) and gradients (red).
