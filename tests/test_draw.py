@@ -123,3 +123,26 @@ def test_svg_and_png_are_produced(tmp_path):
     png = d.save(tmp_path / "neuron.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert "<svg" in d._repr_svg_()
+
+
+def test_a_two_layer_mlp_drawing_fits_a_notebook():
+    rng = np.random.default_rng(0)
+    model = cr.nn.Sequential(cr.nn.Linear(4, 8), cr.nn.ReLU(), cr.nn.Linear(8, 3))
+    loss = cr.nn.cross_entropy(model(cr.tensor(rng.normal(size=(8, 4)))), rng.integers(0, 3, size=8))
+    d = cr.draw(loss, model=model)
+    src = d.source
+    assert "rankdir=TB" in src and 'size="10.5,100"' in src  # deep: top to bottom, and never wider than 10.5 in
+    assert "label=<[·]" in src and not re.search(r"label=<[^\n]*indices", src)  # the picking node is compact
+    assert '"0.weight" [shape=box' in src and '"2.bias" [shape=box' in src  # parameters by name
+    assert "array 8×3" in src and "gradient 8×3" in src  # large tensors by shape
+    if renderer() is None:
+        pytest.skip("no renderer here (dot or graphviz-pure)")
+    width = float(re.search(r'<svg width="([0-9.]+)pt"', d.svg()).group(1))
+    assert width <= 10.5 * 72
+
+
+def test_the_neuron_keeps_its_left_to_right_figure():
+    f, env = neuron()
+    assert "rankdir=LR" in cr.draw(f, names=env).source
+    with pytest.raises(ValueError, match="rankdir must be"):
+        cr.draw(f, names=env, rankdir="sideways")
