@@ -176,3 +176,12 @@ def test_explore_command_prints_its_local_address_and_serves(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_nan_and_inf_travel_as_valid_json():
+    reply = explain_request({"expression": "sum(log(v))", "values": "v=[-1, 0, 2]"})
+    assert reply["ok"]
+    text = json.dumps(reply, allow_nan=False)  # raises if any NaN/Infinity slipped through
+    assert "nan" in text and "-inf" in text  # the formatted values still say so
+    page = render_page(reply["data"])
+    assert embedded_data(page)["value"] == "nan"

@@ -200,13 +200,18 @@ def explain_expression(expression: Optional[str], at: Optional[list[str]], preci
         env[name] = cr.tensor(value, requires_grad=True)
     if not env:
         raise ParseError("the expression has no variables to differentiate; use names such as x", kind="value")
-    out = evaluate(node, env)
-    seed = None
-    notes = precedence_notes(expression)
-    if out.shape != ():
-        seed = np.ones(out.shape)
-        notes.append(f"f has shape {out.shape}: the backward pass starts from ones (the gradient of sum(f))")
-    tr = trace(out, seed, names=env, output_name="f", precision=precision)
+    with np.errstate(all="ignore"):  # nan and inf are shown in the table (and noted below), not warned about
+        out = evaluate(node, env)
+        seed = None
+        notes = precedence_notes(expression)
+        if out.shape != ():
+            seed = np.ones(out.shape)
+            notes.append(f"f has shape {out.shape}: the backward pass starts from ones (the gradient of sum(f))")
+        tr = trace(out, seed, names=env, output_name="f", precision=precision)
+    if not all(np.all(np.isfinite(s.value)) for s in tr.steps) or not np.all(np.isfinite(out.data)):
+        notes.append(
+            "some values are not finite (nan or inf): a log or sqrt of a negative number or 0, 1/0, or overflow"
+        )
     return Explanation(expression.strip(), to_text(node), title, used, env, out, tr, notes)
 
 

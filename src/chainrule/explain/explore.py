@@ -94,7 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, status: int, payload: Any) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8")
+        body = json.dumps(payload, allow_nan=False).encode("utf-8")  # (page data carries no NaN: see page._finite)
+        self._send(status, body, "application/json; charset=utf-8")
 
     def _local_host(self) -> bool:
         """Only pages from this server may talk to it: a Host other than 127.0.0.1/localhost (a DNS-rebinding

@@ -35,7 +35,13 @@ def _numbers(v: Any) -> Optional[list[float]]:
     """The values, flattened, for a small tensor (None for a scalar or a large one)."""
     if v is None or np.ndim(v) == 0 or np.size(v) > SMALL_VALUES:
         return None
-    return [float(x) for x in np.asarray(v, dtype=np.float64).ravel()]
+    return [_finite(x) for x in np.asarray(v, dtype=np.float64).ravel()]
+
+
+def _finite(x: Any) -> Optional[float]:
+    """A number for JSON: NaN and infinities are not JSON, so they travel as null (their text says nan/inf)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
 
 
 def _shape_note(v: Any) -> str:
@@ -49,7 +55,7 @@ def _jacobian(e: Edge, p: int) -> Optional[dict[str, Any]]:
     J = e.jacobian
     out: dict[str, Any] = {"rows": int(J.shape[0]), "cols": int(J.shape[1]), "structure": e.structure}
     if J.size <= HEATMAP_ENTRIES:
-        out["entries"] = [[float(x) for x in row] for row in J]
+        out["entries"] = [[_finite(x) for x in row] for row in J]
         out["text"] = [[fmt_value(float(x), p) for x in row] for row in J]
     return out
 
@@ -161,7 +167,8 @@ def _derive_text(ex: Any) -> Optional[str]:
         from .derive import derive
 
         shapes = {n: tuple(np.shape(ex.env[n].data)) for n in ex.names}
-        return str(derive(f"f = {ex.parsed}", shapes, check=False))
+        with np.errstate(all="ignore"):  # (derive runs the program once on values of its own)
+            return str(derive(f"f = {ex.parsed}", shapes, check=False))
     except Exception:  # derive covers a subset of what explain can trace; the page simply omits it
         return None
 
@@ -221,7 +228,7 @@ def _asset(name: str) -> str:
 
 def _script_json(data: Any) -> str:
     """JSON safe inside ``<script>``: ``</`` and ``<!--`` cannot end or confuse the element."""
-    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace("\u2028", "\\u2028")
+    return json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c").replace("\u2028", "\\u2028")
 
 
 def render_page(data: dict[str, Any], *, server: bool = False) -> str:

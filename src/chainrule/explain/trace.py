@@ -227,7 +227,14 @@ def local_derivative(
 _SQUARED = re.compile(r" / ([A-Za-z_][\w.]*) / \1(?![\w.^(])")
 
 
-def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[Optional[Any]], args: tuple) -> str:
+def local_formula(
+    prim: Primitive,
+    i: int,
+    operands: list[str],
+    constants: list[Optional[Any]],
+    args: tuple,
+    out_shape: Optional[tuple[int, ...]] = None,
+) -> str:
     """The local derivative of input ``i`` as the rule computes it, printed.
 
     A gate with one variable input reads as in the lecture notes: that input is ``x`` (``1/x`` has
@@ -247,7 +254,9 @@ def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[
             inputs.append(S.const(float(c), shape) if c.ndim == 0 else S.var(fmt_const(c), shape))
         else:
             inputs.append(S.var("x" if lone else operands[j], shape))
-    out_shape = tuple(np.shape(prim.fwd(*[np.asarray(t) for t in tensors], *params)))
+    if out_shape is None:
+        with np.errstate(all="ignore"):
+            out_shape = tuple(np.shape(prim.fwd(*[np.asarray(t) for t in tensors], *params)))
     elementwise = prim.name in ELEMENTWISE
     upstream = S.const(1.0, out_shape) if elementwise else S.var("g", out_shape)
     try:
@@ -465,7 +474,7 @@ def trace(
             edge = Edge(
                 operands[i],
                 _copy(value),
-                local_formula(prim, i, operands, constants, args),
+                local_formula(prim, i, operands, constants, args, tuple(np.shape(out))),
                 _local_value(prim, xp, out, i, args),
                 _copy(gi),
                 jacobian=jac,

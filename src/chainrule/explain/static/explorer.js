@@ -121,13 +121,16 @@
   // --- one step ---------------------------------------------------------------------------
   function heatmap(jac) {
     var max = 0;
-    jac.entries.forEach(function (row) { row.forEach(function (v) { max = Math.max(max, Math.abs(v)); }); });
+    jac.entries.forEach(function (row) {
+      row.forEach(function (v) { if (v !== null) max = Math.max(max, Math.abs(v)); });
+    });
     var table = el("table", { cls: "heat", "aria-label": "local Jacobian" });
     jac.entries.forEach(function (row, r) {
       var tr = el("tr");
       row.forEach(function (v, c) {
-        var a = max > 0 ? Math.abs(v) / max : 0;
-        var color = v >= 0 ? "rgba(207,34,46," + a.toFixed(3) + ")" : "rgba(9,105,218," + a.toFixed(3) + ")";
+        var a = max > 0 && v !== null ? Math.abs(v) / max : 0;
+        var color = v === null ? "#bbb" // nan or inf
+          : v >= 0 ? "rgba(207,34,46," + a.toFixed(3) + ")" : "rgba(9,105,218," + a.toFixed(3) + ")";
         tr.appendChild(el("td", { style: "background:" + color, title: "[" + r + "," + c + "] = " + jac.text[r][c] }));
       });
       table.appendChild(tr);
