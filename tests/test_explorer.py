@@ -185,3 +185,16 @@ def test_nan_and_inf_travel_as_valid_json():
     assert "nan" in text and "-inf" in text  # the formatted values still say so
     page = render_page(reply["data"])
     assert embedded_data(page)["value"] == "nan"
+
+
+def test_a_python_trace_saves_as_an_explorer_page(tmp_path):
+    import chainrule as cr
+
+    rng = np.random.default_rng(0)
+    model = cr.nn.Sequential(cr.nn.Linear(3, 4), cr.nn.ReLU(), cr.nn.Linear(4, 2))
+    loss = cr.nn.cross_entropy(model(cr.tensor(rng.normal(size=(5, 3)))), rng.integers(0, 2, size=5))
+    tr = cr.trace(loss, model=model, output_name="loss")
+    data = embedded_data(tr.save_html(tmp_path / "mlp.html").read_text(encoding="utf-8"))
+    assert data["title"] == "backward pass of loss"
+    assert [leaf["label"] for leaf in data["leaves"]] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert len(data["backward"]) == len(tr.steps) and data["backward"][0]["node"] == "loss"

@@ -16,6 +16,7 @@ import re
 import time
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -248,6 +249,14 @@ def render_page(data: dict[str, Any], *, server: bool = False) -> str:
         f"<script>\n{_asset('explorer.js')}\n</script>\n"
         "</body></html>\n"
     )
+
+
+def trace_page(tr: Trace, title: Optional[str] = None) -> str:
+    """The explorer page of a trace made in Python (``cr.trace(loss, model=model)``), for ``Trace.save_html``."""
+    ex = SimpleNamespace(
+        title=title or f"backward pass of {tr.output}", typed="", parsed="", names=[], env={}, notes=[], trace=tr
+    )
+    return render_page(page_data(ex))
 
 
 def write_page(ex: Any, path: Union[str, os.PathLike]) -> tuple[Path, float]:
