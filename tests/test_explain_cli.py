@@ -219,3 +219,14 @@ def test_without_dot_the_svg_is_drawn_by_the_pip_renderer(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "<svg" in (tmp_path / "n.svg").read_text() and "drawing written to" in done.stdout
+
+
+def test_output_piped_into_head_stops_quietly():
+    env = {"PYTHONPATH": SRC, "PATH": os.environ["PATH"]}
+    # the reader goes away before anything is written (as `| head -1` can): every write meets a closed pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainrule"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err
