@@ -132,12 +132,13 @@ _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 class _Decoder:
     """Rebuilds the object from a skeleton, accepting exactly what :func:`_encode` writes."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], path: str) -> None:
         self.arrays = arrays
+        self.path = path
         self.used: set[str] = set()
 
     def bad(self, node: Any, why: str) -> CheckpointError:
-        return CheckpointError(f"load: the checkpoint's index has {why} (at {str(node)[:60]!r})")
+        return CheckpointError(f"load: {self.path}: the index has {why} (at {str(node)[:60]!r})")
 
     def __call__(self, node: Any, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
@@ -338,48 +339,48 @@ def _open_regular(path: str) -> BinaryIO:
         raise
 
 
-def _npy_header(f: BinaryIO, name: str) -> tuple[np.dtype, tuple, int]:
+def _npy_header(f: BinaryIO, name: str, path: str) -> tuple[np.dtype, tuple, int]:
     """``(dtype, shape, header length)`` of a ``.npy`` stream, read with bounded memory."""
     magic = f.read(8)
     if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3) or magic[7] != 0:
-        raise CheckpointError(f"load: entry {name} is not a .npy array")
+        raise CheckpointError(f"load: {path}: entry {name} is not a .npy array")
     size_format = "<H" if magic[6] == 1 else "<I"
     raw = f.read(struct.calcsize(size_format))
     if len(raw) != struct.calcsize(size_format):
-        raise CheckpointError(f"load: entry {name} is truncated")
+        raise CheckpointError(f"load: {path}: entry {name} is truncated")
     (length,) = struct.unpack(size_format, raw)
     if length > MAX_NPY_HEADER:
-        raise CheckpointError(f"load: entry {name} declares a {length:,}-byte array header")
+        raise CheckpointError(f"load: {path}: entry {name} declares a {length:,}-byte array header")
     text = f.read(length)
     if len(text) != length:
-        raise CheckpointError(f"load: entry {name} is truncated")
+        raise CheckpointError(f"load: {path}: entry {name} is truncated")
     try:
         header = ast.literal_eval(text.decode("latin1" if magic[6] < 3 else "utf8"))
     except Exception:  # SyntaxError, ValueError, MemoryError, RecursionError on a hostile header
-        raise CheckpointError(f"load: entry {name} has an unreadable array header") from None
+        raise CheckpointError(f"load: {path}: entry {name} has an unreadable array header") from None
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
-        raise CheckpointError(f"load: entry {name} has a malformed array header")
+        raise CheckpointError(f"load: {path}: entry {name} has a malformed array header")
     descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
     if fortran is not False:
-        raise CheckpointError(f"load: entry {name} is in Fortran order; checkpoints store C-order arrays")
+        raise CheckpointError(f"load: {path}: entry {name} is in Fortran order; checkpoints store C-order arrays")
     if not isinstance(descr, str):
-        raise CheckpointError(f"load: entry {name} has a structured dtype; checkpoints store plain numeric arrays")
+        raise CheckpointError(f"load: {path}: entry {name} has a structured dtype; checkpoints store numeric arrays")
     try:
         dtype = np.dtype(descr)
     except (TypeError, ValueError):
-        raise CheckpointError(f"load: entry {name} has an unknown dtype {descr[:40]!r}") from None
+        raise CheckpointError(f"load: {path}: entry {name} has an unknown dtype {descr[:40]!r}") from None
     if (
         not isinstance(shape, tuple) or len(shape) > 32 or not all(type(n) is int and n >= 0 for n in shape)  # noqa: E721  (bool is not a size)
     ):
-        raise CheckpointError(f"load: entry {name} has an invalid shape {str(shape)[:60]}")
+        raise CheckpointError(f"load: {path}: entry {name} has an invalid shape {str(shape)[:60]}")
     return dtype, shape, len(magic) + len(raw) + length
 
 
-def _chunks(f: BinaryIO, n: int, name: str) -> Iterator[bytes]:
+def _chunks(f: BinaryIO, n: int, name: str, path: str = "the file") -> Iterator[bytes]:
     while n > 0:
         piece = f.read(min(n, CHUNK))
         if not piece:
-            raise CheckpointError(f"load: entry {name} is truncated")
+            raise CheckpointError(f"load: {path}: entry {name} is truncated")
         n -= len(piece)
         yield piece
 
@@ -438,7 +439,7 @@ def _entries(zf: zipfile.ZipFile, path: str, limit: int, why: str) -> dict[str, 
     for info in infos:
         key = info.filename[:-4]
         with zf.open(info) as f:
-            dtype, shape, offset = _npy_header(f, key)
+            dtype, shape, offset = _npy_header(f, key, path)
         if key in (META_KEY, HASH_KEY):
             if dtype != np.uint8 or len(shape) != 1:
                 raise CheckpointError(f"load: {path} has a malformed index")
@@ -533,7 +534,7 @@ def _load(f: BinaryIO, path: str, max_bytes: Optional[int]) -> Any:
             arrays[key] = _read_array(zf, entries[key], key, h)
         if h.hexdigest() != expected:  # the file changed after the first pass
             raise damaged
-    decode = _Decoder(arrays)
+    decode = _Decoder(arrays, path)
     try:
         obj = decode(tree)
     except RecursionError:
