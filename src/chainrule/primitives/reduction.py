@@ -77,9 +77,16 @@ def _shifted(x, axis):
     return x - m, m
 
 
+def _sum_wide(e, axis):
+    # A float16 sum of many terms overflows (70,000 ones are inf): accumulate in float32, as torch does.
+    if e.dtype == np.float16:
+        return np.sum(e, axis=axis, keepdims=True, dtype=np.float32)
+    return np.sum(e, axis=axis, keepdims=True)
+
+
 def _logsumexp(x, axis, keepdims):
     z, m = _shifted(x, axis)
-    out = np.log(np.sum(np.exp(z), axis=axis, keepdims=True)) + m
+    out = (np.log(_sum_wide(np.exp(z), axis)) + m).astype(z.dtype, copy=False)
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -105,13 +112,6 @@ def _shifted_by_max(x, axis):
     return x - np.max(x, axis=axis, keepdims=True)
 
 
-def _sum_wide(e, axis):
-    # A float16 sum of many terms overflows (70,000 ones are inf): accumulate in float32, as torch does.
-    if e.dtype == np.float16:
-        return np.sum(e, axis=axis, keepdims=True, dtype=np.float32)
-    return np.sum(e, axis=axis, keepdims=True)
-
-
 def _softmax(x, axis):
     with np.errstate(invalid="ignore"):
         e = np.exp(_shifted_by_max(x, axis))
@@ -131,7 +131,7 @@ defjvp(softmax, lambda xp, tangents, out, x, axis: out * (tangents[0] - xp.sum(t
 def _log_softmax(x, axis):
     with np.errstate(invalid="ignore"):
         z = _shifted_by_max(x, axis)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    return z - np.log(_sum_wide(np.exp(z), axis)).astype(z.dtype, copy=False)
 
 
 log_softmax = defprim("log_softmax", _log_softmax)
