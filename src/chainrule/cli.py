@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command's module
+    except KeyboardInterrupt:  # Ctrl-C during start-up: the shell's status for an interrupted command
+        return 130
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad input, 0 on --help
