@@ -529,7 +529,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dist-timeout",
-        type=_bounded(float, 0, True, "a positive number of seconds"),
+        type=_Bounded(float, 0, True, "a positive number of seconds up to a day", 86400.0),
         default=60.0,
         metavar="SECONDS",
         help="with --distributed: abort the job if a worker is silent this long (default: 60)",
@@ -638,7 +638,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .checkpoint import CheckpointError, load
+    from .checkpoint import CheckpointError, load, save
 
     err, out = sys.stderr, sys.stdout
     if args.distributed:
