@@ -143,7 +143,12 @@ class AvgPool2d(Module):
 
     def forward(self, x: Any) -> Tensor:
         return F.avg_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
             self.divisor_override,
         )
 
@@ -167,7 +172,11 @@ class Fold(Module):
     """col2im as a module: :func:`chainrule.nn.functional.fold`."""
 
     def __init__(
-        self, output_size: IntPair, kernel_size: IntPair, dilation: IntPair = 1, padding: IntPair = 0,
+        self,
+        output_size: IntPair,
+        kernel_size: IntPair,
+        dilation: IntPair = 1,
+        padding: IntPair = 0,
         stride: IntPair = 1,
     ) -> None:
         super().__init__()

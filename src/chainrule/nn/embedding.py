@@ -41,7 +41,9 @@ class Embedding(Module):
             F.embedding(np.zeros(0, np.int64), np.zeros((1, 1)), None, max_norm, norm_type, scale_grad_by_freq, sparse)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"Embedding: padding_idx {padding_idx} must lie in [-{num_embeddings}, {num_embeddings})")
+                raise ValueError(
+                    f"Embedding: padding_idx {padding_idx} must lie in [-{num_embeddings}, {num_embeddings})"
+                )
             padding_idx = int(padding_idx) % int(num_embeddings)
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         self.padding_idx = padding_idx

@@ -82,7 +82,7 @@ def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) 
 
 
 def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
-    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; the exponential sees ``min(x, 0)``, so it never overflows."""
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; exp sees ``min(x, 0)``, so it never overflows."""
     x = _t(input)
     negative = ops.minimum(x, 0.0)
     return ops.where(x.data > 0, x, (ops.exp(negative) - 1.0) * alpha)
@@ -136,7 +136,7 @@ def _cast(x: Tensor, dtype: Any) -> Tensor:
 
 
 def softmax(input: Any, dim: Optional[int] = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
-    """Softmax along ``dim``; with no ``dim``, torch's legacy choice (0 for 0-, 1- and 3-D input, else 1) and a warning."""
+    """Softmax along ``dim``; with no ``dim``, torch's legacy choice (0 for 0-, 1-, 3-D input, else 1), warning."""
     x = _cast(_t(input), dtype)
     return ops.softmax(x, _softmax_dim(x, dim, "softmax"))
 
@@ -330,7 +330,11 @@ def _batched(x: Tensor, op: str) -> tuple[Tensor, bool]:
 
 
 def _geometry(
-    op: str, size: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int], padding: tuple[int, int],
+    op: str,
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    padding: tuple[int, int],
     stride: tuple[int, int],
 ) -> tuple[int, int]:
     oh, ow = P.blocks(size, kernel, dilation, padding, stride)

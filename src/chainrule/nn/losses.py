@@ -319,14 +319,22 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, input: Any, target: Any) -> Tensor:  # noqa: A002
         return cross_entropy(
-            input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+            input,
+            target,
+            self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
             label_smoothing=self.label_smoothing,
         )
 
 
 class NLLLoss(_Loss):
     def __init__(
-        self, weight: Any = None, size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
+        self,
+        weight: Any = None,
+        size_average: Any = None,
+        ignore_index: int = -100,
+        reduce: Any = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -349,7 +357,11 @@ class L1Loss(_Loss):
 
 class BCEWithLogitsLoss(_Loss):
     def __init__(
-        self, weight: Any = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+        self,
+        weight: Any = None,
+        size_average: Any = None,
+        reduce: Any = None,
+        reduction: str = "mean",
         pos_weight: Any = None,
     ) -> None:
         super().__init__(size_average, reduce, reduction)

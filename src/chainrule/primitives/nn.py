@@ -49,9 +49,7 @@ def _unfold(x: np.ndarray, kernel: Pair, dilation: Pair, padding: Pair, stride: 
     return view.reshape(n, c * kh * kw, oh * ow)  # the one copy
 
 
-def _fold(
-    cols: np.ndarray, output_size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair
-) -> np.ndarray:
+def _fold(cols: np.ndarray, output_size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> np.ndarray:
     cols = np.asarray(cols)
     n, ckk, _ = cols.shape
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
