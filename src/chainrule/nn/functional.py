@@ -84,8 +84,9 @@ def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) 
 def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
     """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; exp sees ``min(x, 0)``, so it never overflows."""
     x = _t(input)
-    negative = ops.minimum(x, 0.0)
-    return ops.where(x.data > 0, x, (ops.exp(negative) - 1.0) * alpha)
+    positive = x.data > 0
+    negative = ops.where(positive, 0.0, x)  # not minimum(x, 0): at 0 the slope is alpha, as torch (no tie split)
+    return ops.where(positive, x, (ops.exp(negative) - 1.0) * alpha)
 
 
 def erf(input: Any) -> Tensor:  # noqa: A002
