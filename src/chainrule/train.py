@@ -52,7 +52,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # What --model cnn changes in the digits defaults.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"mlp": {}, "cnn": {"lr": 0.003, "epochs": 15}}
-CNN_CHANNELS = (16, 32)  # two 3×3 convolutions (padding 1), then a 2×2 max pool
+CNN_CHANNELS = (16, 32)  # two 3×3 convolutions (padding 1), each with BatchNorm, then a 2×2 max pool
 # Options that fix the model, the data or the optimizer: a resumed run must keep them.
 FIXED_ON_RESUME = ("dataset", "model", "hidden", "optimizer", "lr", "batch_size", "seed", "schedule", "weight_decay")
 
@@ -103,10 +103,11 @@ def build_model(cfg: Config, n_in: int, n_out: int) -> Any:
 
 
 def build_cnn(hidden: list[int], n_in: int, n_out: int, seed: int) -> Any:
-    """Conv(3×3) → ReLU → Conv(3×3) → ReLU → MaxPool(2) → Flatten → the ``hidden`` dense layers → ``n_out``.
+    """(Conv 3×3 → BatchNorm → ReLU) × 2 → MaxPool(2) → Flatten → the ``hidden`` dense layers → ``n_out``.
 
     The model takes the flat rows of the data set and views them as square
-    one-channel images first, so the training loop is the MLP's.
+    one-channel images first, so the training loop is the MLP's.  BatchNorm's
+    running statistics are buffers, so the checkpoint carries them.
     """
     import math
 
@@ -121,8 +122,10 @@ def build_cnn(hidden: list[int], n_in: int, n_out: int, seed: int) -> Any:
     return nn.Sequential(
         nn.Unflatten(1, (1, side, side)),
         nn.Conv2d(1, c1, 3, padding=1, rng=gen),
+        nn.BatchNorm2d(c1),
         nn.ReLU(),
         nn.Conv2d(c1, c2, 3, padding=1, rng=gen),
+        nn.BatchNorm2d(c2),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
@@ -140,7 +143,7 @@ def describe_model(cfg: Config, fancy: bool) -> str:
     k, c1, c2 = ("3×3", *CNN_CHANNELS) if fancy else ("3x3", *CNN_CHANNELS)
     flat = c2 * 16
     head = arrow.join(str(s) for s in [flat, *cfg.hidden, n_out])
-    return f"CNN conv {c1}@{k}{arrow}conv {c2}@{k}{arrow}maxpool 2{arrow}{head}"
+    return f"CNN conv {c1}@{k}, BN{arrow}conv {c2}@{k}, BN{arrow}maxpool 2{arrow}{head}"
 
 
 def build_optimizer(cfg: Config, params: Any) -> Any:
@@ -358,7 +361,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         choices=("mlp", "cnn"),
-        help="mlp (default) or cnn: two 3x3 convolutions and a max pool before the dense layers (digits only; "
+        help="mlp (default) or cnn: two 3x3 convolutions with batch norm and a max pool before the dense layers "
+        "(digits only; "
         f"default lr {MODEL_DEFAULTS['cnn']['lr']}, {MODEL_DEFAULTS['cnn']['epochs']} epochs)",
     )
     parser.add_argument(
