@@ -150,3 +150,22 @@ def test_buffers_follow_to_and_deepcopy_and_are_checked_on_assignment():
         m.load_state_dict({})
     with pytest.raises(KeyError, match="already a parameter"):
         nn.Linear(2, 2).register_buffer("weight", cr.tensor(np.zeros(2)))
+
+
+def test_sequential_from_an_ordered_dict_and_module_apply():
+    from collections import OrderedDict
+
+    seq = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3)), ("act", nn.ReLU())]))
+    ref = torch.nn.Sequential(OrderedDict([("conv", torch.nn.Conv2d(1, 2, 3)), ("act", torch.nn.ReLU())]))
+    assert list(seq.state_dict()) == list(ref.state_dict()) == ["conv.weight", "conv.bias"]
+    seen = []
+    seq.apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Conv2d", "ReLU", "Sequential"]  # children first, as torch's Module.apply
+
+    def set_conv_bias(m):
+        if isinstance(m, nn.Conv2d):
+            with cr.no_grad():
+                m.bias[...] = 1.0
+
+    seq.apply(set_conv_bias)
+    assert np.all(seq.conv.bias.data == 1.0)

@@ -219,6 +219,13 @@ class Module:
                 seen.add(id(t))
                 yield (f"{mname}.{name}" if mname else name), t
 
+    def apply(self, fn: Any) -> Module:
+        """Call ``fn(module)`` on every submodule, children before parents, then this one (``model.apply(init)``)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
     # --- modes and gradients ---------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         """Set training mode (Dropout active) on this module and its submodules."""
@@ -361,6 +368,10 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], Mapping):  # Sequential(OrderedDict(name=layer)), as torch
+            for name, m in modules[0].items():
+                self.add_module(str(name), m)
+            return
         for m in modules:
             self.append(m)
 
