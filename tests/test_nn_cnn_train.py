@@ -88,8 +88,15 @@ def test_checkpoints_from_before_model_resume_as_mlp(tmp_path):
     model.load_state_dict(cr.load(path)["model"])
 
 
-@pytest.mark.parametrize("argv", [["--model", "cnn", "--dataset", "moons"], ["--model", "rnn"]])
-def test_bad_model_options_exit_2_without_a_traceback(argv):
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model", "cnn", "--dataset", "moons"], "needs image data"),
+        (["--model", "rnn"], "invalid choice"),
+        (["--model", "cnn", "--distributed"], "running statistics"),
+    ],
+)
+def test_bad_model_options_exit_2_without_a_traceback(argv, message):
     code, _, err = run_cli(*argv, "--epochs", "1")
     assert code == 2
-    assert "Traceback" not in err and ("needs image data" in err or "invalid choice" in err)
+    assert "Traceback" not in err and message in err

@@ -434,6 +434,11 @@ def _config(args: argparse.Namespace, saved: Optional[dict[str, Any]]) -> Config
     model = saved.get("model", "mlp") if saved is not None else (getattr(args, "model", None) or "mlp")
     if model == "cnn" and dataset != "digits":
         raise ValueError(f"--model cnn needs image data: use --dataset digits (got {dataset})")
+    if model == "cnn" and getattr(args, "distributed", False):
+        raise ValueError(
+            "--model cnn with --distributed is not supported: each worker's BatchNorm would keep its own running "
+            "statistics (DistributedDataParallel averages gradients, not buffers); train the CNN in one process"
+        )
     base = {**DEFAULTS[dataset], **MODEL_DEFAULTS[model], "seed": 0, "dataset": dataset, "model": "mlp"}
     if saved is not None:
         base.update(saved)

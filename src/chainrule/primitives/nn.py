@@ -68,16 +68,28 @@ def _fold(cols: np.ndarray, output_size: Pair, kernel: Pair, dilation: Pair, pad
     return out
 
 
-def _call(xp: Any, prim: Primitive, *args: Any) -> Any:
-    """Run ``prim`` in the namespace a rule was called with: raw arrays, or recorded tensors."""
+def _result_shape(prim: Primitive, shape: tuple[int, ...], params: tuple) -> tuple[int, ...]:
+    """The shape ``unfold`` or ``fold`` gives an input of ``shape`` (for the symbolic namespace)."""
+    if prim.name == "unfold":
+        kernel, dilation, padding, stride = params
+        oh, ow = blocks(shape[2:], kernel, dilation, padding, stride)
+        return (shape[0], shape[1] * kernel[0] * kernel[1], oh * ow)
+    output_size, kernel = params[0], params[1]
+    return (shape[0], shape[1] // (kernel[0] * kernel[1])) + tuple(output_size)
+
+
+def _call(xp: Any, prim: Primitive, x: Any, *params: Any) -> Any:
+    """Run ``prim`` in the namespace a rule was called with: raw arrays, recorded tensors, or formulas."""
     name = getattr(xp, "name", "")
     if name == "tensor":
         from ..tensor import apply  # late: the tensor layer imports this table, not the other way round
 
-        return apply(prim, *args)
-    if name in ("numpy", "scalar"):
-        return prim.fwd(*args)
-    raise NotImplementedError(f"{prim.name}: its rule has no form in the {name!r} namespace (derive does not cover it)")
+        return apply(prim, x, *params)
+    if name == "symbolic":  # the trace prints the rule: the adjoint appears as a named call
+        from ..explain import symbolic as S
+
+        return S.prim(prim, (x,), params, _result_shape(prim, tuple(xp.shape(x)), params))
+    return prim.fwd(x, *params)
 
 
 unfold = defprim("unfold", _unfold, kind="linear", symbol="im2col")
