@@ -53,12 +53,22 @@ class Squares(Dataset):
         return {"x": np.array([i, i * i], dtype=np.float32), "label": i}
 
 
+class TensorPairs(Dataset):
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return cr.tensor(np.full(2, float(i))), i
+
+
 def test_a_map_style_dataset_is_collated_item_by_item():
     batches = list(DataLoader(Squares(), batch_size=2))
     assert len(batches) == 3
     assert batches[0]["x"].shape == (2, 2) and batches[0]["x"].dtype == np.float32
     assert batches[0]["label"].dtype == np.int64  # Python ints become int64, as torch collates them
     np.testing.assert_array_equal(batches[2]["label"].data, [4])
+    pairs = list(DataLoader(TensorPairs(), batch_size=2))
+    assert isinstance(pairs[0], list) and pairs[0][1].data.tolist() == [0, 1]  # a tuple item batches to a list
     raw = list(DataLoader(Squares(), batch_size=2, collate_fn=lambda items: [it["label"] for it in items]))
     assert raw == [[0, 1], [2, 3], [4]]
     assert list(DataLoader(Squares(), batch_size=None))[1]["label"] == 1  # batch_size=None: single items

@@ -350,3 +350,39 @@ def test_unfold_and_fold_modules_match_torch(dtype):
     compare_module(nn.Unfold(2, padding=1, stride=2), torch.nn.Unfold(2, padding=1, stride=2), x, dtype)
     cols = np.random.default_rng(1).standard_normal((2, 12, 6))
     compare_module(nn.Fold((3, 4), 2), torch.nn.Fold((3, 4), 2), cols, dtype)
+
+
+FUNCTIONAL = {
+    "relu": (lambda x: F.relu(x), lambda x: TF.relu(x)),
+    "relu6": (lambda x: F.relu6(x * 4), lambda x: TF.relu6(x * 4)),
+    "hardtanh": (lambda x: F.hardtanh(x, -0.5, 0.8), lambda x: TF.hardtanh(x, -0.5, 0.8)),
+    "sigmoid": (F.sigmoid, torch.sigmoid),
+    "tanh": (F.tanh, torch.tanh),
+    "softmax dim 0": (lambda x: F.softmax(x, dim=0), lambda x: TF.softmax(x, dim=0)),
+    "log_softmax dtype": (
+        lambda x: F.log_softmax(x, dim=-1, dtype=np.float64),
+        lambda x: TF.log_softmax(x, dim=-1, dtype=torch.float64),
+    ),
+    "layer_norm": (
+        lambda x: F.layer_norm(x, (4,), np.linspace(0.5, 2, 4), np.linspace(-1, 1, 4)),
+        lambda x: TF.layer_norm(
+            x, (4,), torch.linspace(0.5, 2, 4, dtype=x.dtype), torch.linspace(-1, 1, 4, dtype=x.dtype)
+        ),
+    ),
+    "flatten": (lambda x: F.flatten(x, 1), lambda x: torch.flatten(x, 1)),
+    "avg_pool2d unbatched": (lambda x: F.avg_pool2d(x, 2), lambda x: TF.avg_pool2d(x, 2)),
+}
+
+
+@pytest.mark.parametrize("label", list(FUNCTIONAL))
+def test_functional_forms_match_torch(label):
+    ours, theirs = FUNCTIONAL[label]
+    x = np.random.default_rng(9).standard_normal((3, 2, 4))
+    x[0, 0, :2] = [0.0, 1.5]
+    xi, xt = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, ref = ours(xi), theirs(xt)
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = np.random.default_rng(1).standard_normal(ref.shape)
+    out.backward(g)
+    ref.backward(torch.tensor(g))
+    np.testing.assert_allclose(xi.grad.data, xt.grad.numpy(), rtol=1e-10, atol=1e-12)

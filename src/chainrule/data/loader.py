@@ -106,7 +106,7 @@ def random_split(dataset: Any, lengths: Sequence[float], generator: Any = None) 
 
 def default_collate(batch: list[Any]) -> Any:
     """Stack a list of items into a batch: tensors, arrays and numbers become one tensor with a new first axis;
-    tuples, lists and dicts are collated entry by entry."""
+    tuples and lists (collated entry by entry) become lists, dicts stay dicts, as in torch."""
     first = batch[0]
     if isinstance(first, Tensor):
         from ..ops import stack
@@ -122,11 +122,10 @@ def default_collate(batch: list[Any]) -> Any:
     if isinstance(first, (tuple, list)):
         if any(len(b) != len(first) for b in batch):
             raise ValueError("default_collate: items of a batch have different lengths")
-        return (
-            type(first)(default_collate(list(col)) for col in zip(*batch))
-            if isinstance(first, tuple)
-            else [default_collate(list(col)) for col in zip(*batch)]
-        )
+        columns = [default_collate(list(col)) for col in zip(*batch)]
+        if isinstance(first, tuple) and hasattr(first, "_fields"):  # a namedtuple keeps its type
+            return type(first)(*columns)
+        return columns  # tuples and lists both become lists, as torch's default_collate does
     if isinstance(first, str):
         return list(batch)
     raise TypeError(f"default_collate: cannot batch items of type {type(first).__name__}; pass collate_fn=")

@@ -64,7 +64,10 @@ def relu6(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
 
 
 def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
-    return ops.clip(input, min_val, max_val)
+    """``x`` limited to ``[min_val, max_val]``; unlike ``clamp``, the gradient is 0 *at* the limits too (as torch)."""
+    x = _t(input)
+    inside = (x.data > min_val) & (x.data < max_val)
+    return ops.where(inside, x, np.clip(x.data, min_val, max_val))
 
 
 def sigmoid(input: Any) -> Tensor:  # noqa: A002
