@@ -60,6 +60,9 @@ CASES = {
     "reshape": lambda: cr.reshape(M(2, 3), (3, 2)),
     "broadcast_to": lambda: cr.broadcast_to(M(3), (2, 3)),
     "getitem": lambda: M(4, 3)[np.array([0, 2, 2])],
+    "unfold": lambda: cr.nn.functional.unfold(M(1, 2, 3, 4), 2, padding=1, stride=(1, 2)),
+    "fold": lambda: cr.nn.functional.fold(M(1, 8, 6), (3, 4), 2),
+    "erf": lambda: cr.nn.functional.erf(M(3)),
 }
 
 

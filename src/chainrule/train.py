@@ -4,7 +4,8 @@
 digits with Adam and a cosine schedule, a fixed seed and a fixed 80/20 split,
 prints a line per epoch (a live bar on a terminal), reports the held-out test
 accuracy, and saves a checkpoint.  ``--dataset moons`` is the micrograd demo:
-a small ReLU MLP with the max-margin hinge loss on two moons.
+a small ReLU MLP with the max-margin hinge loss on two moons.  ``--model cnn``
+trains a small convolutional net on the digits instead (as 1×8×8 images).
 
 Ctrl-C stops training: the state after the last complete epoch is saved to the
 checkpoint and the command exits with status 130 (128 + SIGINT, the shell
@@ -54,8 +55,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-4,
     },
 }
+# What --model cnn changes in the digits defaults.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"mlp": {}, "cnn": {"lr": 0.003, "epochs": 15}}
+CNN_CHANNELS = (16, 32)  # two 3×3 convolutions (padding 1), each with BatchNorm, then a 2×2 max pool
 # Options that fix the model, the data or the optimizer: a resumed run must keep them.
-FIXED_ON_RESUME = ("dataset", "hidden", "optimizer", "lr", "batch_size", "seed", "schedule", "weight_decay")
+FIXED_ON_RESUME = ("dataset", "model", "hidden", "optimizer", "lr", "batch_size", "seed", "schedule", "weight_decay")
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Config:
     seed: int = 0
     schedule: str = "cosine"
     weight_decay: float = 0.0
+    model: str = "mlp"  # last, so positional Config(...) calls from before --model keep their meaning
 
 
 @dataclass
@@ -97,7 +102,53 @@ def load_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def build_model(cfg: Config, n_in: int, n_out: int) -> Any:
     from . import nn
 
+    if cfg.model == "cnn":
+        return build_cnn(cfg.hidden, n_in, n_out, cfg.seed)
     return nn.MLP([n_in, *cfg.hidden, n_out], activation="relu", rng=cfg.seed)
+
+
+def build_cnn(hidden: list[int], n_in: int, n_out: int, seed: int) -> Any:
+    """(Conv 3×3 → BatchNorm → ReLU) × 2 → MaxPool(2) → Flatten → the ``hidden`` dense layers → ``n_out``.
+
+    The model takes the flat rows of the data set and views them as square
+    one-channel images first, so the training loop is the MLP's.  BatchNorm's
+    running statistics are buffers, so the checkpoint carries them.
+    """
+    import math
+
+    from . import nn
+
+    side = math.isqrt(n_in)
+    if side * side != n_in or side % 2:
+        raise ValueError(f"train: --model cnn needs square images of even side, got {n_in} features")
+    gen = nn.init.get_rng(seed)
+    c1, c2 = CNN_CHANNELS
+    flat = c2 * (side // 2) ** 2
+    return nn.Sequential(
+        nn.Unflatten(1, (1, side, side)),
+        nn.Conv2d(1, c1, 3, padding=1, rng=gen),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(),
+        nn.Conv2d(c1, c2, 3, padding=1, rng=gen),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.MLP([flat, *hidden, n_out], activation="relu", rng=gen),
+    )
+
+
+def describe_model(cfg: Config, fancy: bool) -> str:
+    """The architecture as one line: ``MLP 64 → 64 → 10`` or the conv net's layers."""
+    arrow = " → " if fancy else " -> "
+    n_in, n_out = (64, 10) if cfg.dataset == "digits" else (2, 1)
+    dense = arrow.join(str(s) for s in [n_in, *cfg.hidden, n_out])
+    if cfg.model != "cnn":
+        return f"MLP {dense}"
+    k, c1, c2 = ("3×3", *CNN_CHANNELS) if fancy else ("3x3", *CNN_CHANNELS)
+    flat = c2 * 16
+    head = arrow.join(str(s) for s in [flat, *cfg.hidden, n_out])
+    return f"CNN conv {c1}@{k}, BN{arrow}conv {c2}@{k}, BN{arrow}maxpool 2{arrow}{head}"
 
 
 def build_optimizer(cfg: Config, params: Any) -> Any:
@@ -490,6 +541,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dataset", choices=("digits", "moons"), help="data set (default: digits)")
     parser.add_argument(
+        "--model",
+        choices=("mlp", "cnn"),
+        help="mlp (default) or cnn: two 3x3 convolutions with batch norm and a max pool before the dense layers "
+        "(digits only; "
+        f"default lr {MODEL_DEFAULTS['cnn']['lr']}, {MODEL_DEFAULTS['cnn']['epochs']} epochs)",
+    )
+    parser.add_argument(
         "--hidden",
         type=_sizes,
         help=f"hidden layer sizes, comma-separated (default: {d['hidden'][0]} for digits, 16,16 for moons)",
@@ -539,17 +597,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace, saved: Optional[dict[str, Any]]) -> Config:
     """Options given on the command line, else the checkpoint's, else the data set's defaults."""
     dataset = saved["dataset"] if saved is not None else (args.dataset or "digits")
-    base = {**DEFAULTS[dataset], "seed": 0, "dataset": dataset}
+    model = saved.get("model", "mlp") if saved is not None else (getattr(args, "model", None) or "mlp")
+    if model == "cnn" and dataset != "digits":
+        raise ValueError(f"--model cnn needs image data: use --dataset digits (got {dataset})")
+    if model == "cnn" and getattr(args, "distributed", False):
+        raise ValueError(
+            "--model cnn with --distributed is not supported: each worker's BatchNorm would keep its own running "
+            "statistics (DistributedDataParallel averages gradients, not buffers); train the CNN in one process"
+        )
+    base = {**DEFAULTS[dataset], **MODEL_DEFAULTS[model], "seed": 0, "dataset": dataset, "model": "mlp"}
     if saved is not None:
         base.update(saved)
     given = {k: getattr(args, k) for k in ("hidden", "epochs", "lr", "optimizer", "batch_size", "seed", "schedule")}
     given["weight_decay"] = args.weight_decay
     given["dataset"] = args.dataset
+    given["model"] = getattr(args, "model", None)
     if saved is not None:
         clashes = [
             f"--{k.replace('_', '-')} {given[k]} (checkpoint: {saved[k]})"
             for k in FIXED_ON_RESUME
-            if given.get(k) is not None and given[k] != saved[k]
+            if given.get(k) is not None and given[k] != saved.get(k, "mlp" if k == "model" else None)
         ]
         if clashes:
             raise ValueError("--resume: these options differ from the checkpoint's run: " + ", ".join(clashes))
@@ -694,15 +761,13 @@ def _run(args: argparse.Namespace) -> int:
             return 2
 
     fancy = can_encode(out, "→×")
-    arch = (" → " if fancy else " -> ").join(
-        str(s) for s in [64 if cfg.dataset == "digits" else 2, *cfg.hidden, 10 if cfg.dataset == "digits" else 1]
-    )
+    arch = describe_model(cfg, fancy)
     loss_name = "cross-entropy" if cfg.dataset == "digits" else "hinge loss"
     if not args.quiet:
         x_train, _, x_test, _ = load_data(cfg.dataset)
         name = ("UCI digits 8×8" if fancy else "UCI digits 8x8") if cfg.dataset == "digits" else "two moons"
         what = f"{name} ({len(x_train)} train / {len(x_test)} test)"
-        print(f"{what}; MLP {arch}, ReLU, {loss_name}", file=out)
+        print(f"{what}; {arch}, ReLU, {loss_name}", file=out)
         print(
             f"{cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule} schedule), batch {cfg.batch_size}, "
             f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, seed {cfg.seed}",
@@ -756,6 +821,6 @@ def _run(args: argparse.Namespace) -> int:
         file=out,
     )
     if args.plot:
-        _save_plot(history, args.plot, f"chainrule train: {cfg.dataset}, MLP {arch}")
+        _save_plot(history, args.plot, f"chainrule train: {cfg.dataset}, {arch}")
         print(f"plot saved to {args.plot}", file=out)
     return 0
