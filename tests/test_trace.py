@@ -237,3 +237,27 @@ def test_local_jacobian_is_measured_from_the_rule_and_matches_torch():
     np.testing.assert_allclose(matmul.inputs[1].jacobian, ja.numpy())
     assert matmul.inputs[0].structure.startswith("each input reaches one output")
     assert tr.steps_for("tanh")[0].inputs[0].structure.startswith("diagonal")
+
+
+def test_a_models_parameters_are_named_without_being_told():
+    from chainrule import nn
+
+    model = nn.Sequential(nn.Linear(3, 2, rng=0), nn.ReLU(), nn.Linear(2, 1, rng=1))
+    x = cr.tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    t = cr.trace(model(x).sum())
+    assert sorted(leaf.label for leaf in t.leaves) == ["0.bias", "0.weight", "2.bias", "2.weight", "x1"]
+    assert "0.weight" in str(t)  # the printed table uses the same names
+
+
+def test_a_parameter_registered_in_two_models_keeps_a_neutral_name():
+    import copy
+
+    from chainrule import nn
+
+    a, b = nn.Sequential(nn.Linear(2, 1, rng=0)), nn.Sequential(nn.Linear(2, 1, rng=1))
+    twin = copy.deepcopy(a)
+    x = cr.tensor(np.ones((1, 2), np.float32))
+    t = cr.trace((a(x) + twin(x) + b(x)).sum(), names={"b_w": b[0].weight})
+    labels = {leaf.label for leaf in t.leaves}
+    assert "b_w" in labels and "0.bias" not in labels  # three models' 0.bias: none may claim the name
+    assert np.allclose(twin[0].weight.data, a[0].weight.data)

@@ -323,6 +323,34 @@ def parameter_names(model: Any) -> dict[int, str]:
     return out
 
 
+def _name_unlabelled_leaves(leaves: list[Tensor], labels: dict[int, str]) -> None:
+    """Leaves without a label: a module's parameter takes its registered name (``0.weight``), others ``x1, x2, ...``.
+
+    A registered name that two leaves share (two models' ``0.weight``) is not used.
+    """
+    from ..nn.module import qualified_name
+
+    found = {id(t): qualified_name(t) for t in leaves if id(t) not in labels}
+    taken = set(labels.values())
+    counts: dict[str, int] = {}
+    for name in found.values():
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+    k = 0
+    for leaf in leaves:
+        if id(leaf) in labels:
+            continue
+        name = found[id(leaf)]
+        if name is not None and counts[name] == 1 and name not in taken:
+            labels[id(leaf)] = name
+        else:
+            k += 1
+            while f"x{k}" in taken:
+                k += 1
+            labels[id(leaf)] = f"x{k}"
+        taken.add(labels[id(leaf)])
+
+
 # --- the walk ------------------------------------------------------------------------------
 
 
@@ -451,8 +479,7 @@ def trace(
             if inp is not None and inp._node is None and inp.requires_grad and id(inp) not in leaf_ids:
                 leaf_ids.add(id(inp))
                 leaf_order.append(inp)
-    for k, leaf in enumerate(leaf_order, 1):
-        labels.setdefault(id(leaf), f"x{k}")
+    _name_unlabelled_leaves(leaf_order, labels)
     named = [id(t) for t in (names or {}).values()]
     leaf_order.sort(key=lambda t: named.index(id(t)) if id(t) in named else len(named))
 

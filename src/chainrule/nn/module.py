@@ -15,9 +15,10 @@ attribute assignment, as in ``torch.nn``, so a layer is written as::
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -36,6 +37,58 @@ def Parameter(data: Any, dtype: Any = None) -> Tensor:  # noqa: N802  (named lik
     return Tensor(arr, True)
 
 
+# Who registered each parameter and submodule, under which name: id(obj) -> (ref to obj, ref to owner, name).
+# Read by qualified_name(), so the tools that show the work can call a model's tensors ``0.weight`` unasked.
+_OWNERS: dict[int, tuple[weakref.ref, weakref.ref, str]] = {}
+
+
+def _record_owner(obj: Any, owner: Any, name: str) -> None:
+    key = id(obj)
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        entry = _OWNERS.get(key)
+        if entry is not None and entry[0] is ref:
+            del _OWNERS[key]
+
+    _OWNERS[key] = (weakref.ref(obj, forget), weakref.ref(owner), name)
+
+
+def qualified_name(obj: Any) -> Optional[str]:
+    """The dotted name under which ``obj`` was last registered, from its outermost module (``0.weight``).
+
+    ``None`` for a tensor no module registered.  The name is relative to the
+    module that nothing else registered, as ``named_parameters()`` of that
+    module gives it.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    while True:
+        entry = _OWNERS.get(id(obj))
+        if entry is None or entry[0]() is not obj:
+            break
+        owner = entry[1]()
+        if owner is None or id(owner) in seen:
+            break
+        parts.append(entry[2])
+        seen.add(id(owner))
+        obj = owner
+    return ".".join(reversed(parts)) or None
+
+
+class _Registered(OrderedDict):
+    """A module's ``_parameters`` / ``_modules``: an ordered dict that records who holds each entry."""
+
+    def __init__(self, owner: Any = None) -> None:
+        super().__init__()
+        self._owner = weakref.ref(owner) if owner is not None else None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and value is not None:
+            _record_owner(value, owner, key)
+
+
 class IncompatibleKeys(NamedTuple):
     """What ``load_state_dict(strict=False)`` skipped."""
 
@@ -49,8 +102,8 @@ class Module:
     training: bool
 
     def __init__(self) -> None:
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_parameters", _Registered(self))
+        object.__setattr__(self, "_modules", _Registered(self))
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "training", True)
