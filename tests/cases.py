@@ -165,4 +165,33 @@ CASES: dict[str, list[Case]] = {
             fd_eps=1e-2,
         )
     ],
+    # --- convolutional-network primitives (chainrule/primitives/nn.py) ---
+    "unfold": [
+        Case(
+            lambda a: cr.nn.functional.unfold(a, (2, 3)),
+            lambda a: _torch().nn.functional.unfold(a, (2, 3)),
+            ((2, 2, 3, 4),),
+        ),
+        Case(
+            lambda a: cr.nn.functional.unfold(a, 2, dilation=(1, 2), padding=1, stride=2),
+            lambda a: _torch().nn.functional.unfold(a, 2, dilation=(1, 2), padding=1, stride=2),
+            ((1, 2, 4, 5),),
+            label="dilation, padding, stride",
+        ),
+    ],
+    "fold": [
+        Case(
+            lambda a: cr.nn.functional.fold(a, (3, 4), (2, 2)),
+            lambda a: _torch().nn.functional.fold(a, (3, 4), (2, 2)),
+            ((2, 8, 6),),
+            label="overlapping blocks add up",
+        ),
+        Case(
+            lambda a: cr.nn.functional.fold(a, (4, 4), 3, padding=1, stride=2),
+            lambda a: _torch().nn.functional.fold(a, (4, 4), 3, padding=1, stride=2),
+            ((1, 9, 4),),
+            label="padding, stride",
+        ),
+    ],
+    "erf": [Case(lambda a: cr.nn.functional.erf(a), lambda a: _torch().erf(a), ((3, 4),))],
 }

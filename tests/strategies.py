@@ -94,6 +94,9 @@ TORCH_NS = SimpleNamespace(
     stack=lambda ts, axis=0: torch.stack(ts, dim=axis),
     astype=lambda x, dtype: x.to(getattr(torch, np.dtype(dtype).name)),
     scatter_add=_scatter_add,
+    nn=SimpleNamespace(
+        functional=SimpleNamespace(unfold=torch.nn.functional.unfold, fold=torch.nn.functional.fold, erf=torch.erf)
+    ),
 )
 
 
@@ -548,6 +551,39 @@ def _astype(b: Builder, v: str) -> str:
     # float32 programs round-trip through float64 (exact); float64 programs make it a no-op,
     # so the float64 rendering used for finite differences stays smooth.
     return b.emit("astype", f"cr.astype(cr.astype({v}, np.float64), {{dt}})")
+
+
+def _image_shape(size: int) -> tuple[int, int, int, int]:
+    """``(1, 1, h, w)`` holding ``size`` values, as square as the factors allow."""
+    h = max(d for d in range(1, int(math.isqrt(size)) + 1) if size % d == 0)
+    return (1, 1, h, size // h)
+
+
+@template("unfold")
+def _unfold(b: Builder, v: str) -> str:
+    shape = _image_shape(math.prod(b.shapes[v]))
+    h, w = shape[2:]
+    padding = b.one_of([0, 1])
+    kernel = (b.draw(st.integers(1, h + 2 * padding)), b.draw(st.integers(1, min(w + 2 * padding, 3))))
+    stride = b.one_of([1, 2])
+    args = f"{kernel}, padding={padding}, stride={stride}"
+    return b.emit("unfold", f"cr.nn.functional.unfold(cr.reshape({v}, {shape}), {args})")
+
+
+@template("fold")
+def _fold(b: Builder, v: str) -> str:
+    size = math.prod(b.shapes[v])
+    k = max(d for d in (1, 2, 3) if size % d == 0)  # columns of k values, one block per column
+    blocks = size // k
+    return b.emit(
+        "fold",
+        f"cr.nn.functional.fold(cr.reshape({v}, (1, {k}, {blocks})), (1, {k + blocks - 1}), (1, {k}))",
+    )
+
+
+@template("erf")
+def _erf(b: Builder, v: str) -> str:
+    return b.emit("erf", f"cr.nn.functional.erf({v})")
 
 
 # primitives with a kink or a tie rule, where the subgradient convention matters

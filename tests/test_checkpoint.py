@@ -169,12 +169,21 @@ def test_foreign_files_rejected(tmp_path):
 
 
 def test_pickled_payload_is_never_unpickled(tmp_path):
+    """An object array (a pickle inside the .npy) is refused from its header, also with a valid digest."""
+    from chainrule import checkpoint
+
     path = tmp_path / "evil.npz"
     buf = io.BytesIO()
     np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    meta = b'{"format": "chainrule-checkpoint", "tree": {"k": "a0", "t": "array"}, "version": 1}'
+    digest = checkpoint._digest(meta, {"a0": np.array([0], dtype=object)})
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("a0.npy", buf.getvalue())
-    with pytest.raises(cr.CheckpointError, match="not a readable checkpoint"):
+        for key, raw in ((checkpoint.META_KEY, meta), (checkpoint.HASH_KEY, digest.encode())):
+            one = io.BytesIO()
+            np.save(one, np.frombuffer(raw, np.uint8))
+            zf.writestr(key + ".npy", one.getvalue())
+    with pytest.raises(cr.CheckpointError, match="dtype object"):
         cr.load(path)
 
 

@@ -10,7 +10,7 @@ tensor(8.0)
 
 from __future__ import annotations
 
-from . import data, nn, optim
+from . import data, nn, optim, utils
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .autodiff import GraphFreedError
 from .autodiff import grad as autograd_grad
@@ -155,6 +155,7 @@ __all__ = [
     "tensor",
     "trace",
     "transpose",
+    "utils",
     "value_and_grad",
     "vjp",
     "where",

@@ -1,4 +1,4 @@
-"""Optimizers (SGD, Adam, AdamW) and learning-rate schedules, with ``torch.optim`` semantics.
+"""Optimizers (SGD, Adam, AdamW, RMSprop) and learning-rate schedules, with ``torch.optim`` semantics.
 
 An optimizer takes an iterable of tensors, or of parameter groups (dicts with a
 ``"params"`` entry and per-group hyperparameters), exactly as in PyTorch::
@@ -300,6 +300,78 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), as ``torch.optim.RMSprop``.
+
+    ``v = alpha v + (1 - alpha) g²``; centered: ``m = alpha m + (1 - alpha) g`` and
+    ``v - m²`` replaces ``v``; ``d = g / (sqrt(v) + eps)``; with momentum
+    ``buf = momentum buf + d`` and ``p -= lr buf``, else ``p -= lr d``.
+    ``weight_decay`` adds ``wd * p`` to the gradient first.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "alpha": alpha,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "momentum": momentum,
+                "centered": centered,
+            },
+        )
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        if not 0 <= group["alpha"] <= 1:
+            raise ValueError(f"RMSprop: alpha must lie in [0, 1], got {group['alpha']}")
+        if not group["eps"] >= 0:
+            raise ValueError(f"RMSprop: eps must be >= 0, got {group['eps']}")
+        if not group["momentum"] >= 0:
+            raise ValueError(f"RMSprop: momentum must be >= 0, got {group['momentum']}")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        alpha, eps, wd, momentum = group["alpha"], group["eps"], group["weight_decay"], group["momentum"]
+        if wd:
+            g = g + wd * p
+        if "step" not in state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p)
+            if momentum > 0:
+                state["momentum_buffer"] = np.zeros_like(p)
+            if group["centered"]:
+                state["grad_avg"] = np.zeros_like(p)
+        state["step"] += 1
+        v = state["square_avg"]
+        v *= alpha
+        v += (1 - alpha) * (g * g)
+        if group["centered"]:
+            m = state["grad_avg"]
+            m *= alpha
+            m += (1 - alpha) * g
+            avg = np.sqrt(v - m * m)
+        else:
+            avg = np.sqrt(v)
+        avg += eps
+        if momentum > 0:
+            buf = state.setdefault("momentum_buffer", np.zeros_like(p))
+            buf *= momentum
+            buf += g / avg
+            p -= group["lr"] * buf
+        else:
+            p -= group["lr"] * (g / avg)
+
+
 # --- learning-rate schedules -------------------------------------------------------------
 class LRScheduler:
     """Base of the schedules: call ``step()`` once per epoch, after ``optimizer.step()``.
@@ -369,14 +441,126 @@ class CosineAnnealingLR(LRScheduler):
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
 
 
+class ExponentialLR(LRScheduler):
+    """Multiply the learning rate by ``gamma`` every epoch."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return base_lr * self.gamma**epoch
+
+
+class ReduceLROnPlateau:
+    """Cut the learning rate by ``factor`` when a metric has stopped improving for ``patience`` epochs.
+
+    Call ``step(metric)`` once per epoch with the validation loss (``mode="min"``)
+    or accuracy (``mode="max"``).  As ``torch.optim.lr_scheduler.ReduceLROnPlateau``:
+    an improvement must beat the best value by ``threshold`` (relative in
+    ``"rel"`` mode, absolute in ``"abs"``); after a cut, ``cooldown`` epochs pass
+    before bad epochs count again; no group goes below its ``min_lr``, and a cut
+    smaller than ``eps`` is skipped.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: Any = 0.0,
+        eps: float = 1e-8,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"ReduceLROnPlateau: expected an Optimizer, got {type(optimizer).__name__}")
+        if factor >= 1.0 or factor < 0:
+            raise ValueError(f"ReduceLROnPlateau: factor must lie in [0, 1), got {factor}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        n = len(optimizer.param_groups)
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != n:
+                raise ValueError(f"ReduceLROnPlateau: expected {n} min_lr values (one per group), got {len(min_lr)}")
+            self.min_lrs = [float(m) for m in min_lr]
+        else:
+            self.min_lrs = [float(min_lr)] * n
+        self.optimizer = optimizer
+        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
+        self.threshold, self.threshold_mode = float(threshold), threshold_mode
+        self.cooldown, self.eps = int(cooldown), float(eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    def is_better(self, a: float, best: float) -> bool:
+        if self.mode == "min":
+            return a < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
+        return a > (best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
+
+    @property
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def step(self, metrics: Any) -> None:
+        current = float(metrics.item() if hasattr(metrics, "item") else metrics)
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for g, floor in zip(self.optimizer.param_groups, self.min_lrs):
+                new = max(g["lr"] * self.factor, floor)
+                if g["lr"] - new > self.eps:
+                    g["lr"] = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "optimizer"})
+
+
 class _LRSchedulerNamespace:
     """``cr.optim.lr_scheduler.StepLR`` and friends, where a PyTorch user looks for them."""
 
     LRScheduler = LRScheduler
     StepLR = StepLR
     CosineAnnealingLR = CosineAnnealingLR
+    ExponentialLR = ExponentialLR
+    ReduceLROnPlateau = ReduceLROnPlateau
 
 
 lr_scheduler = _LRSchedulerNamespace()
 
-__all__ = ["SGD", "Adam", "AdamW", "CosineAnnealingLR", "LRScheduler", "Optimizer", "StepLR", "lr_scheduler"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "LRScheduler",
+    "Optimizer",
+    "RMSprop",
+    "ReduceLROnPlateau",
+    "StepLR",
+    "lr_scheduler",
+]

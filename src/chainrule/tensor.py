@@ -220,6 +220,8 @@ def op_error(prim: Primitive, values: tuple, nin: int, exc: Exception) -> Except
             "shapes cannot be broadcast together (NumPy rules: aligned from the right, "
             "each dimension pair must be equal or contain a 1)"
         )
+    if isinstance(exc, MemoryError):  # (NumPy's "Unable to allocate ..." names the result's size)
+        return MemoryError(f"{prim.name}: inputs with shapes {shapes}: {reason}")
     cls = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError)) else ValueError
     return cls(f"{prim.name}: inputs with shapes {shapes}: {reason}")
 
@@ -435,6 +437,12 @@ class Tensor:
         td = type(data)
         if td is not ndarray and td is not float:
             data = _norm(as_value(data))
+        elif _node is None and td is ndarray and data.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(f"Tensor: arrays of dtype {data.dtype} are not supported; use bool, int or float data")
+        if requires_grad and _node is None and not _float_dtype(data):
+            raise TypeError(
+                f"Tensor: only floating-point tensors can require gradients, got dtype {np.result_type(data)}"
+            )
         self._data = data
         self.requires_grad = requires_grad
         self._node = _node

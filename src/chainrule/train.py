@@ -4,7 +4,8 @@
 digits with Adam and a cosine schedule, a fixed seed and a fixed 80/20 split,
 prints a line per epoch (a live bar on a terminal), reports the held-out test
 accuracy, and saves a checkpoint.  ``--dataset moons`` is the micrograd demo:
-a small ReLU MLP with the max-margin hinge loss on two moons.
+a small ReLU MLP with the max-margin hinge loss on two moons.  ``--model cnn``
+trains a small convolutional net on the digits instead (as 1×8×8 images).
 
 Ctrl-C stops training: the state after the last complete epoch is saved to the
 checkpoint and the command exits with status 130 (128 + SIGINT, the shell
@@ -14,7 +15,12 @@ convention for an interrupted command); ``--resume`` continues from it.
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -49,8 +55,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-4,
     },
 }
+# What --model cnn changes in the digits defaults.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"mlp": {}, "cnn": {"lr": 0.003, "epochs": 15}}
+CNN_CHANNELS = (16, 32)  # two 3×3 convolutions (padding 1), each with BatchNorm, then a 2×2 max pool
 # Options that fix the model, the data or the optimizer: a resumed run must keep them.
-FIXED_ON_RESUME = ("dataset", "hidden", "optimizer", "lr", "batch_size", "seed", "schedule", "weight_decay")
+FIXED_ON_RESUME = ("dataset", "model", "hidden", "optimizer", "lr", "batch_size", "seed", "schedule", "weight_decay")
 
 
 @dataclass
@@ -64,6 +73,7 @@ class Config:
     seed: int = 0
     schedule: str = "cosine"
     weight_decay: float = 0.0
+    model: str = "mlp"  # last, so positional Config(...) calls from before --model keep their meaning
 
 
 @dataclass
@@ -92,7 +102,53 @@ def load_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def build_model(cfg: Config, n_in: int, n_out: int) -> Any:
     from . import nn
 
+    if cfg.model == "cnn":
+        return build_cnn(cfg.hidden, n_in, n_out, cfg.seed)
     return nn.MLP([n_in, *cfg.hidden, n_out], activation="relu", rng=cfg.seed)
+
+
+def build_cnn(hidden: list[int], n_in: int, n_out: int, seed: int) -> Any:
+    """(Conv 3×3 → BatchNorm → ReLU) × 2 → MaxPool(2) → Flatten → the ``hidden`` dense layers → ``n_out``.
+
+    The model takes the flat rows of the data set and views them as square
+    one-channel images first, so the training loop is the MLP's.  BatchNorm's
+    running statistics are buffers, so the checkpoint carries them.
+    """
+    import math
+
+    from . import nn
+
+    side = math.isqrt(n_in)
+    if side * side != n_in or side % 2:
+        raise ValueError(f"train: --model cnn needs square images of even side, got {n_in} features")
+    gen = nn.init.get_rng(seed)
+    c1, c2 = CNN_CHANNELS
+    flat = c2 * (side // 2) ** 2
+    return nn.Sequential(
+        nn.Unflatten(1, (1, side, side)),
+        nn.Conv2d(1, c1, 3, padding=1, rng=gen),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(),
+        nn.Conv2d(c1, c2, 3, padding=1, rng=gen),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.MLP([flat, *hidden, n_out], activation="relu", rng=gen),
+    )
+
+
+def describe_model(cfg: Config, fancy: bool) -> str:
+    """The architecture as one line: ``MLP 64 → 64 → 10`` or the conv net's layers."""
+    arrow = " → " if fancy else " -> "
+    n_in, n_out = (64, 10) if cfg.dataset == "digits" else (2, 1)
+    dense = arrow.join(str(s) for s in [n_in, *cfg.hidden, n_out])
+    if cfg.model != "cnn":
+        return f"MLP {dense}"
+    k, c1, c2 = ("3×3", *CNN_CHANNELS) if fancy else ("3x3", *CNN_CHANNELS)
+    flat = c2 * 16
+    head = arrow.join(str(s) for s in [flat, *cfg.hidden, n_out])
+    return f"CNN conv {c1}@{k}, BN{arrow}conv {c2}@{k}, BN{arrow}maxpool 2{arrow}{head}"
 
 
 def build_optimizer(cfg: Config, params: Any) -> Any:
@@ -203,23 +259,34 @@ def fit(
     on_epoch: Optional[Callable[[dict[str, Any]], None]] = None,
     stream: TextIO = sys.stdout,
     quiet: bool = False,
+    distributed: bool = False,
 ) -> tuple[Any, History, dict[str, Any], Optional[KeyboardInterrupt]]:
     """Train per ``cfg``; returns ``(model, history, last complete state, interruption or None)``.
 
     ``on_epoch`` is called with the state after each complete epoch.  A
     KeyboardInterrupt mid-epoch is caught and returned, with the state of the
     last complete epoch, so the caller can save it.
+
+    ``distributed``: this process is one rank of an MPI job (see
+    :mod:`chainrule.distributed`): every rank walks the same global batches,
+    trains on its shard of each, and averages gradients before each step.
     """
     from .tensor import Tensor
 
     x_train, y_train, x_test, y_test = load_data(cfg.dataset)
     n_out = 1 if cfg.dataset == "moons" else int(y_train.max()) + 1
     model = build_model(cfg, x_train.shape[1], n_out)
+    ddp = None
+    if distributed:
+        from . import distributed as dist
+
+        ddp = dist.DistributedDataParallel(model)
     opt = build_optimizer(cfg, model.parameters())
     history = History()
     start = 0
     if resume_state is not None:
         try:
+            _check_optimizer_like(resume_state["optimizer"], opt.state_dict())
             model.load_state_dict(resume_state["model"])
             opt.load_state_dict(resume_state["optimizer"])
             start = int(resume_state["epoch"])
@@ -241,15 +308,21 @@ def fit(
             n_batches = (n + bs - 1) // bs
             for b in range(n_batches):
                 idx = order[b * bs : (b + 1) * bs]
+                if ddp is not None:
+                    idx = dist.shard(idx)
                 out = model(Tensor(x_train[idx]))
                 loss, c = loss_and_correct(cfg, out, y_train[idx])
                 opt.zero_grad()
                 loss.backward()
+                if ddp is not None:
+                    ddp.all_reduce_gradients(num_samples=len(idx))
                 opt.step()
                 total_loss += float(loss.item()) * len(idx)
                 correct += c
                 seen += len(idx)
                 progress.update(epoch, b + 1, n_batches, total_loss / seen, correct / seen)
+            if ddp is not None:
+                total_loss, correct, seen = dist.all_reduce_totals(total_loss, correct, seen)
             lr = opt.param_groups[0]["lr"]
             if sched is not None:
                 sched.step()
@@ -271,6 +344,62 @@ def fit(
 
 
 # --- the command ------------------------------------------------------------------------------
+# The largest run the command accepts: the same bounds for flags and for a checkpoint's saved config.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1_000_000
+MAX_LAYERS = 16
+MAX_WIDTH = 4096
+MAX_PARAMETERS = 10_000_000  # weights and biases of the MLP (80 MB in float64, x3 with Adam's state)
+MAX_SEED = 2**63 - 1
+MAX_RATE = 1e6
+
+
+class _Bounded:
+    """A bounded number, checked the same way from a command-line flag and from a checkpoint.
+
+    Called with text it is an argparse type; :meth:`check` takes a value read
+    from a checkpoint, which must already have the right type (a saved ``"0.01"``
+    or ``1.5`` epochs is refused, not converted).
+    """
+
+    def __init__(self, kind: type, low: float, strict: bool, what: str, high: float) -> None:
+        self.kind, self.low, self.strict, self.what, self.high = kind, low, strict, what, high
+
+    def check(self, v: Any) -> Any:
+        ok_type = type(v) is int or (self.kind is float and type(v) is float)
+        if not ok_type:
+            raise ValueError(f"expected {self.what}, got {type(v).__name__} {str(v)[:40]!r}")
+        above = v > self.low if self.strict else v >= self.low
+        if not (above and v <= self.high and math.isfinite(v)):
+            raise ValueError(f"expected {self.what}, got {v!r}")
+        return self.kind(v)
+
+    def __call__(self, text: str) -> Any:
+        try:
+            v = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {self.what}, got {text!r}") from None
+        try:
+            return self.check(v)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _check_sizes(sizes: Any) -> list[int]:
+    """Hidden layer sizes: 1 to MAX_LAYERS positive ints, each at most MAX_WIDTH, MAX_PARAMETERS in all."""
+    if not isinstance(sizes, list) or not all(type(s) is int for s in sizes):
+        raise ValueError(f"hidden sizes must be a list of integers, got {str(sizes)[:60]}")
+    if not 1 <= len(sizes) <= MAX_LAYERS or any(not 1 <= s <= MAX_WIDTH for s in sizes):
+        raise ValueError(
+            f"hidden sizes must be 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH} units, got {str(sizes)[:60]}"
+        )
+    widths = [64, *sizes, 10]  # the larger data set's input and output sizes
+    n = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"hidden sizes {sizes} make {n:,} parameters; at most {MAX_PARAMETERS:,}")
+    return sizes
+
+
 def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.replace(" ", "").split(",") if s]
@@ -278,27 +407,131 @@ def _sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"hidden sizes must be comma-separated integers, got {text!r}") from None
     if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
-    return sizes
+    try:
+        return _check_sizes(sizes)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _bounded(convert: Callable[[str], Any], low: float, strict: bool, what: str) -> Callable[[str], Any]:
-    """An argparse type: ``convert(text)``, which must be above ``low`` (or at least ``low``)."""
+_positive_int = _Bounded(int, 0, True, f"a positive integer up to {MAX_EPOCHS:,}", MAX_EPOCHS)
+_batch_size = _Bounded(int, 0, True, f"a positive integer up to {MAX_BATCH:,}", MAX_BATCH)
+_seed = _Bounded(int, 0, False, "a non-negative integer seed", MAX_SEED)
+_nonneg_float = _Bounded(float, 0, False, f"a number >= 0 (finite, at most {MAX_RATE:g})", MAX_RATE)
+CHOICES = {
+    "dataset": ("digits", "moons"),
+    "optimizer": ("sgd", "adam", "adamw"),
+    "schedule": ("cosine", "step", "none"),
+}
 
-    def parse(text: str) -> Any:
-        try:
-            v = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (v > low if strict else v >= low):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+
+def _choice(field_name: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in CHOICES[field_name] or type(v) is not str:
+            raise ValueError(f"expected one of {', '.join(CHOICES[field_name])}, got {str(v)[:40]!r}")
         return v
 
-    return parse
+    return check
 
 
-_positive_int = _bounded(int, 0, True, "a positive integer")
-_seed = _bounded(int, 0, False, "a non-negative integer seed")
-_nonneg_float = _bounded(float, 0, False, "a number >= 0")
+# One validator per Config field, used by the flags (through argparse) and by --resume.
+CONFIG_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "dataset": _choice("dataset"),
+    "hidden": _check_sizes,
+    "epochs": _positive_int.check,
+    "lr": _nonneg_float.check,
+    "optimizer": _choice("optimizer"),
+    "batch_size": _batch_size.check,
+    "seed": _seed.check,
+    "schedule": _choice("schedule"),
+    "weight_decay": _nonneg_float.check,
+}
+
+
+def check_saved_config(saved: Any) -> dict[str, Any]:
+    """A checkpoint's run configuration, every field checked as strictly as its command-line flag."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"the run configuration is a {type(saved).__name__}, not a dict")
+    fields = Config.__dataclass_fields__
+    unknown = [k for k in saved if k not in fields]
+    if unknown:
+        raise ValueError(f"the run configuration has unknown fields {unknown[:5]}")
+    out = {}
+    for name, f in fields.items():
+        if name not in saved:
+            if name in CONFIG_CHECKS:
+                raise ValueError(f"the run configuration has no {name!r}")
+            continue  # a field added later: the default applies
+        check = CONFIG_CHECKS.get(name)
+        try:
+            if check is not None:
+                out[name] = check(saved[name])
+            else:  # a field without its own validator must at least have its default's type
+                default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+                if type(saved[name]) is not type(default):
+                    raise ValueError(f"expected {type(default).__name__}, got {type(saved[name]).__name__}")
+                out[name] = saved[name]
+        except ValueError as exc:
+            raise ValueError(f"the run configuration's {name!r}: {exc}") from None
+    return out
+
+
+def check_saved_state(state: Any) -> None:
+    """The rest of a ``chainrule train`` checkpoint: epoch, history, and the shape of the model/optimizer entries."""
+    keys = {"kind", "config", "epoch", "model", "optimizer", "history"}
+    if set(state) != keys:
+        raise ValueError(f"expected the entries {sorted(keys)}, found {sorted(map(str, state))[:8]}")
+    cfg = state["config"]
+    epoch = state["epoch"]
+    if type(epoch) is not int or not 0 <= epoch <= cfg["epochs"]:
+        raise ValueError(f"its epoch {str(epoch)[:40]!r} is not a whole number from 0 to {cfg['epochs']}")
+    history = state["history"]
+    names = list(History.__dataclass_fields__)
+    if not isinstance(history, dict) or sorted(history) != sorted(names):
+        raise ValueError(f"its history must have exactly the lists {names}")
+    for name in names:
+        values = history[name]
+        if not isinstance(values, list) or len(values) != epoch:
+            raise ValueError(f"its history {name!r} must be a list of {epoch} numbers (one per epoch)")
+        if not all(type(v) in (int, float) for v in values):
+            raise ValueError(f"its history {name!r} holds something other than numbers")
+    if not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict):
+        raise ValueError("its model and optimizer entries must be state dicts")
+
+
+def _check_optimizer_like(saved: Any, fresh: dict[str, Any]) -> None:
+    """The saved optimizer state has the same hyperparameters, of the same types, as a fresh optimizer."""
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        raise ValueError("optimizer: the parameter groups do not match this run")
+    for saved_g, own in zip(groups, fresh["param_groups"]):
+        if not isinstance(saved_g, dict) or set(saved_g) - {"initial_lr"} != set(own):
+            raise ValueError("optimizer: a parameter group's settings differ from this optimizer's")
+        if "initial_lr" in saved_g:  # set by the learning-rate schedule
+            own = {**own, "initial_lr": 0.0}
+        for k, v in own.items():
+            w = saved_g[k]
+            if k == "params":
+                if w != v:
+                    raise ValueError("optimizer: a parameter group lists other parameters")
+            elif type(w) is not type(v) or (isinstance(v, float) and not math.isfinite(w)):
+                raise ValueError(f"optimizer: setting {k!r} is {str(w)[:40]!r}, expected a {type(v).__name__}")
+            elif (
+                isinstance(v, tuple)
+                and not all(type(a) is type(b) for a, b in zip(w, v))
+                or (isinstance(v, tuple) and len(w) != len(v))
+            ):
+                raise ValueError(f"optimizer: setting {k!r} is {str(w)[:40]!r}")
+    state = saved.get("state")
+    if not isinstance(state, dict):
+        raise ValueError("optimizer: its state is not a dict")
+    for key, entry in state.items():
+        if type(key) is not int or not isinstance(entry, dict):
+            raise ValueError(f"optimizer: state entry {str(key)[:20]!r} is malformed")
+        for name, v in entry.items():
+            if isinstance(v, np.ndarray) or (hasattr(v, "data") and hasattr(v, "requires_grad")):
+                continue  # shapes and dtypes are checked by load_state_dict
+            if type(v) is not int or v < 0:
+                raise ValueError(f"optimizer: state {name!r} of parameter {key} is {str(v)[:40]!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -307,6 +540,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Ctrl-C saves the last complete epoch to the checkpoint and exits with status 130; --resume continues from it."
     )
     parser.add_argument("--dataset", choices=("digits", "moons"), help="data set (default: digits)")
+    parser.add_argument(
+        "--model",
+        choices=("mlp", "cnn"),
+        help="mlp (default) or cnn: two 3x3 convolutions with batch norm and a max pool before the dense layers "
+        "(digits only; "
+        f"default lr {MODEL_DEFAULTS['cnn']['lr']}, {MODEL_DEFAULTS['cnn']['epochs']} epochs)",
+    )
     parser.add_argument(
         "--hidden",
         type=_sizes,
@@ -322,7 +562,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="optimizer (default: adam; moons sgd); sgd uses Nesterov momentum 0.9",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, help=f"minibatch size (default: {d['batch_size']}; moons: the whole set)"
+        "--batch-size", type=_batch_size, help=f"minibatch size (default: {d['batch_size']}; moons: the whole set)"
     )
     parser.add_argument("--seed", type=_seed, help="seed for the weights and the shuffling (default: 0)")
     parser.add_argument(
@@ -339,22 +579,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint up to --epochs")
     parser.add_argument("--plot", metavar="PNG", help="save a loss/accuracy plot (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="print only the final result")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one worker of an MPI job (mpirun -n N chainrule train --distributed): each trains on its share of "
+        "every batch and gradients are averaged; rank 0 prints and saves (each epoch)",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=_Bounded(float, 0, True, "a positive number of seconds up to a day", 86400.0),
+        default=60.0,
+        metavar="SECONDS",
+        help="with --distributed: abort the job if a worker is silent this long (default: 60)",
+    )
 
 
 def _config(args: argparse.Namespace, saved: Optional[dict[str, Any]]) -> Config:
     """Options given on the command line, else the checkpoint's, else the data set's defaults."""
     dataset = saved["dataset"] if saved is not None else (args.dataset or "digits")
-    base = {**DEFAULTS[dataset], "seed": 0, "dataset": dataset}
+    model = saved.get("model", "mlp") if saved is not None else (getattr(args, "model", None) or "mlp")
+    if model == "cnn" and dataset != "digits":
+        raise ValueError(f"--model cnn needs image data: use --dataset digits (got {dataset})")
+    if model == "cnn" and getattr(args, "distributed", False):
+        raise ValueError(
+            "--model cnn with --distributed is not supported: each worker's BatchNorm would keep its own running "
+            "statistics (DistributedDataParallel averages gradients, not buffers); train the CNN in one process"
+        )
+    base = {**DEFAULTS[dataset], **MODEL_DEFAULTS[model], "seed": 0, "dataset": dataset, "model": "mlp"}
     if saved is not None:
         base.update(saved)
     given = {k: getattr(args, k) for k in ("hidden", "epochs", "lr", "optimizer", "batch_size", "seed", "schedule")}
     given["weight_decay"] = args.weight_decay
     given["dataset"] = args.dataset
+    given["model"] = getattr(args, "model", None)
     if saved is not None:
         clashes = [
             f"--{k.replace('_', '-')} {given[k]} (checkpoint: {saved[k]})"
             for k in FIXED_ON_RESUME
-            if given.get(k) is not None and given[k] != saved[k]
+            if given.get(k) is not None and given[k] != saved.get(k, "mlp" if k == "model" else None)
         ]
         if clashes:
             raise ValueError("--resume: these options differ from the checkpoint's run: " + ", ".join(clashes))
@@ -382,15 +644,87 @@ def _save_plot(history: History, path: str, title: str) -> None:
     plt.close(fig)
 
 
+class _DeferInterrupt:
+    """Inside the block Ctrl-C is remembered, not raised, so the save in it completes (main thread only)."""
+
+    def __enter__(self) -> _DeferInterrupt:
+        self.hit = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not None:  # (None: a handler not installed from Python, which we could not restore)
+                self.previous = previous
+                signal.signal(signal.SIGINT, self._remember)
+        return self
+
+    def _remember(self, signum: int, frame: Any) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _writable_path_problem(path: str) -> Optional[str]:
+    """Why a checkpoint cannot be written at ``path`` (checked before training), or None."""
+    directory = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        return f"{path} is a directory; give a file name"
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return f"{path} exists and is not a regular file"
+    if not os.path.isdir(directory):
+        return f"the directory {directory} does not exist"
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        return f"cannot write in {directory}: {exc.strerror or exc}"
+    return None
+
+
+def _save(state: dict[str, Any], path: str) -> tuple[Optional[str], bool]:
+    """Save with Ctrl-C held off until the file is complete: ``(error text or None, interrupted meanwhile)``."""
+    from .checkpoint import save
+
+    with _DeferInterrupt() as guard:
+        try:
+            save(state, path)
+            problem = None
+        except OSError as exc:
+            problem = f"could not save the checkpoint to {path}: {exc.strerror or exc}"
+    return problem, guard.hit
+
+
 def run(args: argparse.Namespace) -> int:
+    """``chainrule train``: Ctrl-C at any point exits with status 130 and no traceback."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\nchainrule train: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load, save
 
-    err = sys.stderr
+    err, out = sys.stderr, sys.stdout
+    if args.distributed:
+        from . import distributed as dist
+
+        try:
+            out, err = dist.start_job(args.dist_timeout)
+        except dist.DistributedError as exc:
+            print(f"chainrule train: --distributed: {exc}", file=err)
+            return 2
     path = args.checkpoint or f"chainrule-{args.dataset or 'digits'}.npz"
+    problem = _writable_path_problem(path)
+    if problem:
+        print(f"chainrule train: --checkpoint: {problem}", file=err)
+        return 2
     saved_state = None
     if args.resume:
         try:
-            saved_state = load(path)
+            saved_state = dist.load_from_main(path, load) if args.distributed else load(path)
         except FileNotFoundError:
             print(f"chainrule train: --resume: no checkpoint at {path} (give its path with --checkpoint)", file=err)
             return 2
@@ -402,14 +736,23 @@ def run(args: argparse.Namespace) -> int:
                 f"chainrule train: --resume: {path} is a checkpoint, but not one written by chainrule train", file=err
             )
             return 2
+        try:
+            saved_state["config"] = check_saved_config(saved_state.get("config"))
+            check_saved_state(saved_state)
+        except ValueError as exc:
+            print(f"chainrule train: --resume: {path} does not hold a usable run: {exc}", file=err)
+            return 2
     try:
         cfg = _config(args, saved_state["config"] if saved_state else None)
-    except (KeyError, TypeError) as exc:
-        print(f"chainrule train: --resume: {path} has a malformed run configuration ({exc})", file=err)
-        return 2
     except ValueError as exc:
         print(f"chainrule train: {exc}", file=err)
         return 2
+    if args.distributed:
+        try:
+            dist.check_batches(len(load_data(cfg.dataset)[0]), cfg.batch_size, dist.get_world_size())
+        except ValueError as exc:
+            print(f"chainrule train: {exc}", file=err)
+            return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -417,22 +760,21 @@ def run(args: argparse.Namespace) -> int:
             print("chainrule train: --plot needs matplotlib: pip install 'chainrule[plot]'", file=err)
             return 2
 
-    out = sys.stdout
     fancy = can_encode(out, "→×")
-    arch = (" → " if fancy else " -> ").join(
-        str(s) for s in [64 if cfg.dataset == "digits" else 2, *cfg.hidden, 10 if cfg.dataset == "digits" else 1]
-    )
+    arch = describe_model(cfg, fancy)
     loss_name = "cross-entropy" if cfg.dataset == "digits" else "hinge loss"
     if not args.quiet:
         x_train, _, x_test, _ = load_data(cfg.dataset)
         name = ("UCI digits 8×8" if fancy else "UCI digits 8x8") if cfg.dataset == "digits" else "two moons"
         what = f"{name} ({len(x_train)} train / {len(x_test)} test)"
-        print(f"{what}; MLP {arch}, ReLU, {loss_name}", file=out)
+        print(f"{what}; {arch}, ReLU, {loss_name}", file=out)
         print(
             f"{cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule} schedule), batch {cfg.batch_size}, "
             f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, seed {cfg.seed}",
             file=out,
         )
+        if args.distributed:
+            print(dist.describe(cfg.batch_size), file=out)
         if saved_state is not None:
             print(f"resuming from {path} after epoch {saved_state['epoch']}", file=out)
     if saved_state is not None and saved_state["epoch"] >= cfg.epochs:
@@ -440,20 +782,38 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        model, history, state, interrupted = fit(cfg, resume_state=saved_state, stream=out, quiet=args.quiet)
+        model, history, state, interrupted = fit(
+            cfg,
+            resume_state=saved_state,
+            stream=out,
+            quiet=args.quiet,
+            distributed=args.distributed,
+            on_epoch=dist.epoch_saver(path, save) if args.distributed else None,
+        )
     except ResumeError as exc:
         print(f"chainrule train: {exc}", file=err)
         return 2
     wall = time.perf_counter() - t0
+    if args.distributed and not dist.is_main_process():  # rank 0 reports and saves
+        return 0 if interrupted is None else EXIT_INTERRUPTED
     if interrupted is not None:
         if state["epoch"] == 0 or (saved_state is not None and state["epoch"] == saved_state["epoch"]):
             print("\ninterrupted before an epoch completed; nothing new saved", file=out)
         else:
-            save(state, path)
+            problem, _ = _save(state, path)  # a second Ctrl-C waits for the save to finish
+            if problem:
+                print(f"chainrule train: {problem}", file=err)
+                return 1
             print(f"\ninterrupted: saved epoch {state['epoch']} to {path}; continue with --resume", file=out)
         return EXIT_INTERRUPTED
 
-    save(state, path)
+    problem, hit = _save(state, path)
+    if problem:
+        print(f"chainrule train: {problem}", file=err)
+        return 1
+    if hit:
+        print(f"\ninterrupted while saving: the checkpoint {path} is complete (epoch {state['epoch']})", file=out)
+        return EXIT_INTERRUPTED
     final = history.test_acc[-1] if history.test_acc else float("nan")
     print(
         f"test accuracy {100 * final:.1f}% ({cfg.dataset}, {state['epoch']} epochs) in {wall:.1f}s; "
@@ -461,6 +821,6 @@ def run(args: argparse.Namespace) -> int:
         file=out,
     )
     if args.plot:
-        _save_plot(history, args.plot, f"chainrule train: {cfg.dataset}, MLP {arch}")
+        _save_plot(history, args.plot, f"chainrule train: {cfg.dataset}, {arch}")
         print(f"plot saved to {args.plot}", file=out)
     return 0

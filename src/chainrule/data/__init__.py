@@ -1,4 +1,6 @@
-"""Small data sets for training demos: the UCI handwritten digits (bundled) and two moons (generated).
+"""Data for training: ``DataLoader`` and ``TensorDataset`` (as ``torch.utils.data``), and small demo sets.
+
+The demo sets are the UCI handwritten digits (bundled) and two moons (generated).
 
 ``digits.npz`` is the test set of the UCI "Optical Recognition of Handwritten
 Digits" data set (E. Alpaydin and C. Kaynak, 1998; UCI Machine Learning
@@ -14,7 +16,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_digits", "make_moons", "train_test_split"]
+from .loader import DataLoader, Dataset, Subset, TensorDataset, default_collate, random_split
+
+__all__ = [
+    "DataLoader",
+    "Dataset",
+    "Subset",
+    "TensorDataset",
+    "default_collate",
+    "load_digits",
+    "make_moons",
+    "random_split",
+    "train_test_split",
+]
 
 
 def load_digits(dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:

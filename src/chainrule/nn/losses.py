@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
+from .module import Module
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -57,42 +58,215 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noq
     return _reduce(diff * diff, reduction, "mse_loss")
 
 
-def cross_entropy(logits: Any, targets: Any, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of ``logits`` of shape ``(N, C)`` against integer class ``targets`` of shape ``(N,)``.
+def _no_legacy(size_average: Any, reduce: Any, op: str) -> None:
+    if size_average is not None or reduce is not None:
+        raise ValueError(f"{op}: size_average and reduce are deprecated in torch and not supported; use reduction=")
 
-    Computed as ``-log_softmax(logits)[i, targets[i]]``, which is stable for any
-    logits (no ``exp`` overflow, no ``log(0)``).
+
+def _class_weight(weight: Any, c: int, dtype: np.dtype, op: str) -> np.ndarray | None:
+    if weight is None:
+        return None
+    if isinstance(weight, str):
+        raise TypeError(f"{op}: the third argument is weight (as in torch); pass the reduction as reduction={weight!r}")
+    w = _raw(weight).astype(dtype, copy=False)
+    if w.shape != (c,):
+        raise ValueError(f"{op}: weight must have one entry per class, shape ({c},), got {w.shape}")
+    return w
+
+
+def _classes_last(z: Tensor, y: np.ndarray, op: str) -> tuple[Tensor, np.ndarray, tuple[int, ...]]:
+    """Scores as ``(M, C)`` rows and targets as ``(M,)``, for input ``(N, C, d1, ...)``, ``(N, C)`` or ``(C,)``.
+
+    Also returns the shape an unreduced loss has (the targets' shape).
     """
-    z = _as_tensor(logits)
-    y = _raw(targets)
-    if z.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must have shape (N, C), got {z.shape}")
-    n, c = z.shape
+    if z.ndim == 1:
+        if y.shape != ():
+            raise ValueError(
+                f"{op}: logits must have shape (N, C), (C,) or (N, C, d1, ...); logits of shape {z.shape} "
+                f"need a 0-d target, got targets of shape {y.shape}"
+            )
+        return ops.reshape(z, (1, z.shape[0])), y.reshape(1), ()
+    want = (z.shape[0],) + z.shape[2:]
+    if y.shape != want:
+        raise ValueError(f"{op}: targets must have shape {want} to match logits {z.shape}, got {y.shape}")
+    if z.ndim == 2:
+        return z, y, want
+    perm = (0,) + tuple(range(2, z.ndim)) + (1,)
+    rows = ops.reshape(ops.transpose(z, perm), (-1, z.shape[1]))
+    return rows, y.reshape(-1), want
+
+
+def _check_targets(y: np.ndarray, c: int, ignore_index: int, shape: tuple[int, ...], op: str) -> np.ndarray:
+    """The mask of targets that count; raises on a target that is neither a class nor ``ignore_index``."""
+    keep = y != ignore_index
+    bad = keep & ((y < 0) | (y >= c))
+    if bad.any():
+        raise ValueError(f"{op}: target {y[bad][0]} is not a class index in [0, {c}) for logits of shape {shape}")
+    return keep
+
+
+def nll_loss(
+    input: Any,  # noqa: A002
+    target: Any,
+    weight: Any = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Negative log-likelihood of log-probabilities ``input`` at the class indices ``target`` (as torch).
+
+    ``loss_i = -weight[y_i] * input[i, y_i]``; targets equal to ``ignore_index``
+    count for nothing; ``"mean"`` divides by the summed weight of the counted targets.
+    """
+    _no_legacy(size_average, reduce, "nll_loss")
+    return _nll(_as_tensor(input), target, weight, ignore_index, reduction, "nll_loss")
+
+
+def _nll(logp: Tensor, target: Any, weight: Any, ignore_index: int, reduction: str, op: str) -> Tensor:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    y = _raw(target)
     if y.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {y.dtype}")
-    if y.shape != (n,):
-        raise ValueError(f"cross_entropy: targets must have shape ({n},) to match logits {z.shape}, got {y.shape}")
-    if n and (y.min() < 0 or y.max() >= c):
-        bad = y[(y < 0) | (y >= c)][0]
-        raise ValueError(f"cross_entropy: target {bad} is not a class index in [0, {c}) for logits of shape {z.shape}")
-    logp = ops.log_softmax(z, -1)
-    picked = logp[np.arange(n), y]
-    return _reduce(-picked, reduction, "cross_entropy")
+        raise TypeError(f"{op}: targets must be integer class indices, got dtype {y.dtype}")
+    rows, flat, out_shape = _classes_last(logp, y, op)
+    m, c = rows.shape
+    w = _class_weight(weight, c, rows.dtype, op)
+    keep = _check_targets(flat, c, ignore_index, logp.shape, op)
+    safe = np.where(keep, flat, 0)
+    picked = rows[np.arange(m), safe]
+    per = (w[safe] if w is not None else np.ones(m, rows.dtype)) * keep.astype(rows.dtype)
+    loss = -picked * per
+    if reduction == "none":
+        return ops.reshape(loss, out_shape)
+    total = ops.sum(loss)
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / np.asarray(per.sum(), rows.dtype)  # all targets ignored: 0/0 = nan, as torch
 
 
-def binary_cross_entropy_with_logits(logits: Any, targets: Any, reduction: str = "mean") -> Tensor:
-    """Binary cross-entropy of ``sigmoid(logits)`` against targets in ``[0, 1]``.
+def cross_entropy(
+    input: Any,  # noqa: A002
+    target: Any,
+    weight: Any = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Softmax cross-entropy, with ``torch.nn.functional.cross_entropy``'s arguments and results.
 
-    Uses ``(1 - y) x + softplus(-x)`` with ``softplus(-x) = logsumexp([0, -x])``:
-    stable for large ``|x|`` and smooth at ``x = 0``.
+    ``input`` holds unnormalized scores of shape ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``.
+    ``target`` is either integer class indices (shape ``(N,)``, ``()`` or
+    ``(N, d1, ...)``; ``ignore_index`` entries count for nothing) or class
+    probabilities of the input's shape.  ``weight`` rescales each class;
+    ``label_smoothing`` mixes the targets with the uniform distribution.
+    Computed from ``log_softmax``, so it is stable for any scores.
     """
-    x = _as_tensor(logits)
-    y = _raw(targets).astype(x.dtype, copy=False)
-    x = _match(x, y, "binary_cross_entropy_with_logits")
+    op = "cross_entropy"
+    _no_legacy(size_average, reduce, op)
+    z = _as_tensor(input)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must lie in [0, 1], got {label_smoothing}")
+    if z.ndim == 0:
+        raise ValueError(f"{op}: logits must have shape (N, C), (C,) or (N, C, d1, ...), got a 0-d tensor")
+    class_axis = 0 if z.ndim == 1 else 1
+    logp = ops.log_softmax(z, class_axis)
+    y = _raw(target)
+    c = z.shape[class_axis]
+    if y.dtype.kind == "f" and y.shape == z.shape:
+        return _soft_cross_entropy(logp, y, weight, reduction, label_smoothing, class_axis)
+    if y.dtype.kind not in "iu":
+        raise TypeError(
+            f"{op}: targets must be integer class indices, or float class probabilities of the logits' shape "
+            f"{z.shape}; got dtype {y.dtype} and shape {y.shape}"
+        )
+    nll = _nll(logp, y, weight, ignore_index, reduction, op)
+    if not label_smoothing:
+        return nll
+    # torch: (1 - eps) * nll + eps / C * smooth, smooth = -sum_c weight_c logp_c, normalized as nll is
+    w = _class_weight(weight, c, logp.dtype, op)
+    wshape = [1] * logp.ndim
+    wshape[class_axis] = c
+    weighted = logp * w.reshape(wshape) if w is not None else logp
+    keep = (y != ignore_index).astype(logp.dtype)
+    smooth = -ops.sum(weighted, class_axis) * keep
+    if reduction == "mean":
+        safe = np.where(y != ignore_index, y, 0)
+        denom = (w[safe] * keep).sum() if w is not None else keep.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = ops.sum(smooth) / np.asarray(denom, logp.dtype)
+    elif reduction == "sum":
+        smooth = ops.sum(smooth)
+    return (1.0 - label_smoothing) * nll + smooth * (label_smoothing / c)
+
+
+def _soft_cross_entropy(
+    logp: Tensor, y: np.ndarray, weight: Any, reduction: str, label_smoothing: float, class_axis: int
+) -> Tensor:
+    op = "cross_entropy"
+    c = logp.shape[class_axis]
+    y = y.astype(logp.dtype, copy=False)
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / c
+    w = _class_weight(weight, c, logp.dtype, op)
+    if w is not None:
+        wshape = [1] * logp.ndim
+        wshape[class_axis] = c
+        y = y * w.reshape(wshape)
+    loss = -ops.sum(logp * y, class_axis)
+    if reduction == "none":
+        return loss
+    total = ops.sum(loss)
+    return total if reduction == "sum" else total / np.asarray(max(loss.size, 1), logp.dtype)
+
+
+def binary_cross_entropy_with_logits(
+    input: Any,  # noqa: A002
+    target: Any,
+    weight: Any = None,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    pos_weight: Any = None,
+) -> Tensor:
+    """Binary cross-entropy of ``sigmoid(input)`` against targets in ``[0, 1]`` (torch's arguments).
+
+    Uses ``(1 - y) x + (1 + (pos_weight - 1) y) softplus(-x)`` with
+    ``softplus(-x) = logsumexp([0, -x])``: stable for large ``|x|`` and smooth
+    at ``x = 0``.  ``weight`` multiplies each element's loss; ``pos_weight``
+    (broadcast along the last axis) weighs the positive term.
+    """
+    op = "binary_cross_entropy_with_logits"
+    _no_legacy(size_average, reduce, op)
+    if isinstance(weight, str):
+        raise TypeError(f"{op}: the third argument is weight (as in torch); pass reduction={weight!r}")
+    x = _as_tensor(input)
+    y = _raw(target).astype(x.dtype, copy=False)
+    x = _match(x, y, op)
     if y.size and (y.min() < 0 or y.max() > 1):
-        raise ValueError("binary_cross_entropy_with_logits: targets must lie in [0, 1]")
+        raise ValueError(f"{op}: targets must lie in [0, 1]")
     softplus_neg = ops.logsumexp(ops.stack([np.zeros(x.shape, x.dtype), -x]), axis=0)
-    return _reduce((1 - y) * x + softplus_neg, reduction, "binary_cross_entropy_with_logits")
+    if pos_weight is not None:
+        pw = _raw(pos_weight).astype(x.dtype, copy=False)
+        loss = (1 - y) * x + (1 + (pw - 1) * y) * softplus_neg
+    else:
+        loss = (1 - y) * x + softplus_neg
+    if weight is not None:
+        loss = loss * _raw(weight).astype(x.dtype, copy=False)
+    return _reduce(loss, reduction, op)
+
+
+def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean absolute error ``|input - target|`` (the gradient at a zero difference is 0, as torch's)."""
+    x = _as_tensor(input)
+    t = _raw(target).astype(x.dtype, copy=False)
+    x = _match(x, t, "l1_loss")
+    return _reduce(ops.abs(x - t), reduction, "l1_loss")
 
 
 def hinge_loss(scores: Any, targets: Any, margin: float = 1.0, reduction: str = "mean") -> Tensor:
@@ -107,3 +281,94 @@ def hinge_loss(scores: Any, targets: Any, margin: float = 1.0, reduction: str = 
     y = y.astype(s.dtype)
     s = _match(s, y, "hinge_loss")
     return _reduce(ops.relu(margin - y * s), reduction, "hinge_loss")
+
+
+# --- the loss modules (torch.nn.CrossEntropyLoss and friends) ------------------------------------------
+class _Loss(Module):
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> None:
+        super().__init__()
+        _no_legacy(size_average, reduce, type(self).__name__)
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
+
+
+def _constant(x: Any) -> Any:
+    return None if x is None else Tensor(np.array(_raw(x)))
+
+
+class CrossEntropyLoss(_Loss):
+    """``loss(input, target)`` = :func:`cross_entropy` with the options given here (class weights are a buffer)."""
+
+    def __init__(
+        self,
+        weight: Any = None,
+        size_average: Any = None,
+        ignore_index: int = -100,
+        reduce: Any = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", _constant(weight))
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, input: Any, target: Any) -> Tensor:  # noqa: A002
+        return cross_entropy(
+            input,
+            target,
+            self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
+
+
+class NLLLoss(_Loss):
+    def __init__(
+        self,
+        weight: Any = None,
+        size_average: Any = None,
+        ignore_index: int = -100,
+        reduce: Any = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", _constant(weight))
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, input: Any, target: Any) -> Tensor:  # noqa: A002
+        return nll_loss(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+class MSELoss(_Loss):
+    def forward(self, input: Any, target: Any) -> Tensor:  # noqa: A002
+        return mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    def forward(self, input: Any, target: Any) -> Tensor:  # noqa: A002
+        return l1_loss(input, target, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    def __init__(
+        self,
+        weight: Any = None,
+        size_average: Any = None,
+        reduce: Any = None,
+        reduction: str = "mean",
+        pos_weight: Any = None,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", _constant(weight))
+        self.register_buffer("pos_weight", _constant(pos_weight))
+
+    def forward(self, input: Any, target: Any) -> Tensor:  # noqa: A002
+        return binary_cross_entropy_with_logits(
+            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+        )

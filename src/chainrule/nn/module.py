@@ -15,9 +15,10 @@ attribute assignment, as in ``torch.nn``, so a layer is written as::
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -36,6 +37,58 @@ def Parameter(data: Any, dtype: Any = None) -> Tensor:  # noqa: N802  (named lik
     return Tensor(arr, True)
 
 
+# Who registered each parameter and submodule, under which name: id(obj) -> (ref to obj, ref to owner, name).
+# Read by qualified_name(), so the tools that show the work can call a model's tensors ``0.weight`` unasked.
+_OWNERS: dict[int, tuple[weakref.ref, weakref.ref, str]] = {}
+
+
+def _record_owner(obj: Any, owner: Any, name: str) -> None:
+    key = id(obj)
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        entry = _OWNERS.get(key)
+        if entry is not None and entry[0] is ref:
+            del _OWNERS[key]
+
+    _OWNERS[key] = (weakref.ref(obj, forget), weakref.ref(owner), name)
+
+
+def qualified_name(obj: Any) -> Optional[str]:
+    """The dotted name under which ``obj`` was last registered, from its outermost module (``0.weight``).
+
+    ``None`` for a tensor no module registered.  The name is relative to the
+    module that nothing else registered, as ``named_parameters()`` of that
+    module gives it.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    while True:
+        entry = _OWNERS.get(id(obj))
+        if entry is None or entry[0]() is not obj:
+            break
+        owner = entry[1]()
+        if owner is None or id(owner) in seen:
+            break
+        parts.append(entry[2])
+        seen.add(id(owner))
+        obj = owner
+    return ".".join(reversed(parts)) or None
+
+
+class _Registered(OrderedDict):
+    """A module's ``_parameters`` / ``_modules``: an ordered dict that records who holds each entry."""
+
+    def __init__(self, owner: Any = None) -> None:
+        super().__init__()
+        self._owner = weakref.ref(owner) if owner is not None else None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and value is not None:
+            _record_owner(value, owner, key)
+
+
 class IncompatibleKeys(NamedTuple):
     """What ``load_state_dict(strict=False)`` skipped."""
 
@@ -49,8 +102,10 @@ class Module:
     training: bool
 
     def __init__(self) -> None:
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_parameters", _Registered(self))
+        object.__setattr__(self, "_modules", _Registered(self))
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "training", True)
 
     # --- registration through attributes ---------------------------------------
@@ -60,6 +115,14 @@ class Module:
             raise AttributeError(
                 f"{type(self).__name__}: call super().__init__() before assigning attributes in __init__"
             )
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(
+                    f"{type(self).__name__}.{name} is a buffer: assign a Tensor or None, got {type(value).__name__}"
+                )
+            buffers[name] = value
+            return
         params.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Tensor) and value.requires_grad:
@@ -74,6 +137,7 @@ class Module:
             self.__dict__.pop(name, None)
             self._modules[name] = value
         else:
+            _refuse_unregistered_container(self, name, value)
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
@@ -82,6 +146,8 @@ class Module:
             return d["_parameters"][name]
         if "_modules" in d and name in d["_modules"]:
             return d["_modules"][name]
+        if "_buffers" in d and name in d["_buffers"]:
+            return d["_buffers"][name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __delattr__(self, name: str) -> None:
@@ -89,6 +155,9 @@ class Module:
             del self._parameters[name]
         elif name in self._modules:
             del self._modules[name]
+        elif name in self._buffers:
+            del self._buffers[name]
+            self._non_persistent.discard(name)
         else:
             object.__delattr__(self, name)
 
@@ -100,6 +169,25 @@ class Module:
         if not isinstance(value, Tensor) or not value.requires_grad:
             raise TypeError(f"register_parameter: {name!r} must be a tensor that requires grad")
         setattr(self, name, value)
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Add a tensor that is state but not a parameter (BatchNorm's running statistics).
+
+        Buffers are not trained, are moved by :meth:`to`, and are saved in
+        :meth:`state_dict` unless ``persistent=False``.
+        """
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: the name must be a non-empty string without dots, got {name!r}")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got {type(tensor).__name__}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"register_buffer: {name!r} is already a parameter or submodule of {type(self).__name__}")
+        self.__dict__.pop(name, None)
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
 
     def add_module(self, name: str, module: Module) -> None:
         if not isinstance(module, Module):
@@ -153,6 +241,44 @@ class Module:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, tensor)`` for every buffer that is not ``None``."""
+        seen: set[int] = set()
+        mods = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for mname, mod in mods:
+            for bname, b in mod.__dict__.get("_buffers", {}).items():
+                if b is None or id(b) in seen:
+                    continue
+                seen.add(id(b))
+                yield (f"{mname}.{bname}" if mname else bname), b
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def _state_items(self) -> Iterator[tuple[str, Tensor]]:
+        """What a state dict holds, in torch's order: each module's parameters, then its persistent buffers."""
+        seen: set[int] = set()
+        for mname, mod in self.named_modules():
+            d = mod.__dict__
+            entries = list(d["_parameters"].items()) + [
+                (k, b)
+                for k, b in d.get("_buffers", {}).items()
+                if b is not None and k not in d.get("_non_persistent", ())
+            ]
+            for name, t in entries:
+                if id(t) in seen:
+                    continue
+                seen.add(id(t))
+                yield (f"{mname}.{name}" if mname else name), t
+
+    def apply(self, fn: Any) -> Module:
+        """Call ``fn(module)`` on every submodule, children before parents, then this one (``model.apply(init)``)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
     # --- modes and gradients ---------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         """Set training mode (Dropout active) on this module and its submodules."""
@@ -178,6 +304,10 @@ class Module:
                 p._data = np.asarray(p._data, dtype=dtype)
                 mark_modified(p)
                 p.grad = None
+            for b in self.buffers():  # floating buffers follow (integer counters stay), as in torch
+                if b.dtype.kind == "f":
+                    b._data = np.asarray(b._data, dtype=dtype)
+                    mark_modified(b)
         return self
 
     def float(self) -> Module:
@@ -188,8 +318,8 @@ class Module:
 
     # --- state -------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, Tensor]:
-        """Every parameter by dotted name, as detached copies (later updates do not change them)."""
-        return OrderedDict((name, tensor(p._data)) for name, p in self.named_parameters())
+        """Every parameter and persistent buffer by dotted name, as copies (later updates do not change them)."""
+        return OrderedDict((name, tensor(p._data)) for name, p in self._state_items())
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters by name.
@@ -201,7 +331,7 @@ class Module:
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"load_state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
-        own = dict(self.named_parameters())
+        own = dict(self._state_items())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
@@ -226,6 +356,8 @@ class Module:
                 )
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: {name!r} has non-numeric dtype {arr.dtype}")
+            if p.dtype.kind in "iu" and arr.dtype.kind == "f":
+                raise TypeError(f"load_state_dict: {name!r} is an integer buffer, got a {arr.dtype} value")
             staged.append((p, arr))
         with no_grad():
             for p, arr in staged:
@@ -252,11 +384,47 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
+_CONTAINERS = {list: "ModuleList", tuple: "ModuleList", dict: "ModuleDict"}
+
+
+def _refuse_unregistered_container(module: Module, name: str, value: Any) -> None:
+    """Refuse a plain list, tuple or dict of modules or parameters as an attribute.
+
+    torch accepts one and silently leaves its contents unregistered: their
+    parameters are missing from ``parameters()`` (so never trained) and from
+    ``state_dict()``.  chainrule raises instead and names the container that
+    registers them.  (To keep such a list unregistered on purpose, store it
+    with ``object.__setattr__(self, name, value)``.)
+    """
+    kind = _CONTAINERS.get(type(value))
+    if kind is None:
+        return
+    items = value.values() if isinstance(value, dict) else value
+    has_module = any(isinstance(v, Module) for v in items)
+    has_param = any(isinstance(v, Tensor) and v.requires_grad for v in items)
+    if not has_module and not has_param:
+        return
+    owner = type(module).__name__
+    if has_module:
+        container = f"cr.nn.{kind}"
+    else:
+        container = "cr.nn.ParameterDict" if kind == "ModuleDict" else "cr.nn.ParameterList"
+    raise TypeError(
+        f"{owner}.{name}: a plain {type(value).__name__} of {'modules' if has_module else 'parameters'} is not "
+        f"registered (its parameters would be neither trained nor saved); use self.{name} = {container}(...). "
+        f"To keep it unregistered on purpose: object.__setattr__(self, {name!r}, value)"
+    )
+
+
 class Sequential(Module):
     """Modules applied in order; submodules are named ``"0"``, ``"1"``, ..."""
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], Mapping):  # Sequential(OrderedDict(name=layer)), as torch
+            for name, m in modules[0].items():
+                self.add_module(str(name), m)
+            return
         for m in modules:
             self.append(m)
 

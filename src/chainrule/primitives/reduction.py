@@ -27,15 +27,23 @@ def _count(shape, axis):
     return float(math.prod(shape[a] for a in axis))
 
 
+def _inverse_count(shape, axis):
+    # 1/n as a Python float: it meets the gradient in the gradient's dtype without passing through n there
+    # (n = 70000 is inf in float16, and g / inf = 0; torch gives 1/70000 = 1.43e-05).
+    return 1.0 / _count(shape, axis)
+
+
 sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), kind="linear", symbol="Σ")
 defvjp(sum_, lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims), local=("1",))
 
 mean = defprim("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), kind="linear")
-defvjp(
-    mean,
-    lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims) / _count(xp.shape(x), axis),
-    local=("1/n",),
-)
+
+
+def _mean_dx(xp, g, out, x, axis, keepdims):
+    return expand(xp, g, xp.shape(x), axis, keepdims) * _inverse_count(xp.shape(x), axis)
+
+
+defvjp(mean, _mean_dx, local=("1/n",))
 
 
 def _extremum_dx(xp, g, out, x, axis, keepdims):
@@ -69,9 +77,16 @@ def _shifted(x, axis):
     return x - m, m
 
 
+def _sum_wide(e, axis):
+    # A float16 sum of many terms overflows (70,000 ones are inf): accumulate in float32, as torch does.
+    if e.dtype == np.float16:
+        return np.sum(e, axis=axis, keepdims=True, dtype=np.float32)
+    return np.sum(e, axis=axis, keepdims=True)
+
+
 def _logsumexp(x, axis, keepdims):
     z, m = _shifted(x, axis)
-    out = np.log(np.sum(np.exp(z), axis=axis, keepdims=True)) + m
+    out = (np.log(_sum_wide(np.exp(z), axis)) + m).astype(z.dtype, copy=False)
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -91,9 +106,16 @@ defjvp(
 )
 
 
+def _shifted_by_max(x, axis):
+    # softmax and log_softmax subtract the max as it is, as torch does: a row holding +inf gives NaN
+    # (logsumexp, like torch's, shifts by 0 instead where the max is infinite).
+    return x - np.max(x, axis=axis, keepdims=True)
+
+
 def _softmax(x, axis):
-    e = np.exp(_shifted(x, axis)[0])
-    return e / np.sum(e, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(_shifted_by_max(x, axis))
+    return (e / _sum_wide(e, axis)).astype(e.dtype, copy=False)
 
 
 softmax = defprim("softmax", _softmax)
@@ -107,8 +129,9 @@ defjvp(softmax, lambda xp, tangents, out, x, axis: out * (tangents[0] - xp.sum(t
 
 
 def _log_softmax(x, axis):
-    z, _ = _shifted(x, axis)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    with np.errstate(invalid="ignore"):
+        z = _shifted_by_max(x, axis)
+    return z - np.log(_sum_wide(np.exp(z), axis)).astype(z.dtype, copy=False)
 
 
 log_softmax = defprim("log_softmax", _log_softmax)

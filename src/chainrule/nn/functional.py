@@ -1,0 +1,592 @@
+"""``chainrule.nn.functional``: the stateless forms of the layers, with ``torch.nn.functional``'s names.
+
+``import chainrule.nn.functional as F`` then ``F.relu(x)``, ``F.conv2d(x, w, b, padding=1)``,
+``F.cross_entropy(logits, y)``.  Everything here is composed from registered
+primitives, so gradients (of any order) come from their rules; convolution is
+``unfold`` (im2col) followed by one matrix product, and max pooling picks the
+first maximum of each window, as torch does.
+
+Arguments a torch user would pass are accepted; the few that chainrule cannot
+honour (``ceil_mode=True``, ``max_norm=`` for embeddings, ...) raise an error
+that says so rather than being ignored.  ``inplace=True`` is accepted and the
+result is computed out of place: the returned tensor is the one torch returns,
+but the input is not overwritten.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .. import ops
+from ..primitives import nn as P
+from ..tensor import Tensor, apply, mark_modified
+from . import init
+from .losses import (
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    hinge_loss,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+)
+
+IntPair = Union[int, Sequence[int]]
+
+
+def _t(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+
+
+def _pair(value: IntPair, name: str, op: str, minimum: int = 1) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{op}: {name} must be at least {minimum}, got {value!r}")
+    return pair
+
+
+# --- activations -------------------------------------------------------------------------------------
+def relu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    return ops.relu(input)
+
+
+def relu6(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` limited to ``[min_val, max_val]``; unlike ``clamp``, the gradient is 0 *at* the limits too (as torch)."""
+    x = _t(input)
+    inside = (x.data > min_val) & (x.data < max_val)
+    return ops.where(inside, x, np.clip(x.data, min_val, max_val))
+
+
+def sigmoid(input: Any) -> Tensor:  # noqa: A002
+    return ops.sigmoid(input)
+
+
+def tanh(input: Any) -> Tensor:  # noqa: A002
+    return ops.tanh(input)
+
+
+def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` where ``x > 0``, else ``negative_slope * x`` (the slope at exactly 0 is ``negative_slope``, as torch)."""
+    x = _t(input)
+    return ops.where(x.data > 0, x, x * negative_slope)
+
+
+def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; exp sees ``min(x, 0)``, so it never overflows."""
+    x = _t(input)
+    positive = x.data > 0
+    negative = ops.where(positive, 0.0, x)  # not minimum(x, 0): at 0 the slope is alpha, as torch (no tie split)
+    return ops.where(positive, x, (ops.exp(negative) - 1.0) * alpha)
+
+
+def erf(input: Any) -> Tensor:  # noqa: A002
+    """The error function ``2/√π ∫₀ˣ exp(-t²) dt`` (``torch.erf``)."""
+    return apply(P.erf, _t(input))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def gelu(input: Any, approximate: str = "none") -> Tensor:  # noqa: A002
+    """``x · Φ(x)`` with the exact normal CDF (``approximate="none"``) or torch's tanh approximation."""
+    x = _t(input)
+    if approximate == "none":
+        return x * (erf(x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
+    if approximate == "tanh":
+        return x * (ops.tanh((x + x * x * x * 0.044715) * _SQRT_2_OVER_PI) + 1.0) * 0.5
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    x = _t(input)
+    return x * ops.sigmoid(x)
+
+
+def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+    """``log(1 + exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold`` (as torch)."""
+    x = _t(input)
+    bx = x * beta
+    smooth = ops.logsumexp(ops.stack([np.zeros(x.shape, x.dtype), bx]), axis=0) * (1.0 / beta)
+    return ops.where(bx.data > threshold, x, smooth)
+
+
+def _softmax_dim(x: Tensor, dim: Optional[int], op: str) -> int:
+    if dim is not None:
+        return int(dim)
+    legacy = 0 if x.ndim in (0, 1, 3) else 1
+    warnings.warn(
+        f"{op}: implicit dimension choice is deprecated (as in torch), using dim={legacy}; pass dim= explicitly",
+        UserWarning,
+        stacklevel=3,
+    )
+    return legacy
+
+
+def _cast(x: Tensor, dtype: Any) -> Tensor:
+    return x if dtype is None else ops.astype(x, np.dtype(dtype))
+
+
+def softmax(input: Any, dim: Optional[int] = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
+    """Softmax along ``dim``; with no ``dim``, torch's legacy choice (0 for 0-, 1-, 3-D input, else 1), warning."""
+    x = _cast(_t(input), dtype)
+    return ops.softmax(x, _softmax_dim(x, dim, "softmax"))
+
+
+def log_softmax(input: Any, dim: Optional[int] = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:  # noqa: A002
+    x = _cast(_t(input), dtype)
+    return ops.log_softmax(x, _softmax_dim(x, dim, "log_softmax"))
+
+
+# --- linear layers, dropout, normalization ------------------------------------------------------------
+def linear(input: Any, weight: Any, bias: Any = None) -> Tensor:  # noqa: A002
+    """``input @ weight.T + bias`` with ``weight`` of shape ``(out_features, in_features)``."""
+    x, w = _t(input), _t(weight)
+    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} and weight of shape {w.shape} do not fit: the weight must be "
+            f"(out_features, {x.shape[-1] if x.ndim else '?'})"
+        )
+    y = ops.matmul(x, w.T)
+    return y if bias is None else y + bias
+
+
+def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False, *, rng: Any = None) -> Tensor:  # noqa: A002
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``; the identity unless ``training``.
+
+    The mask comes from ``rng`` (a Generator or seed), by default the generator
+    ``cr.manual_seed`` resets.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p}")
+    x = _t(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * np.zeros(x.shape, x.dtype)
+    keep = init.get_rng(rng).random(x.shape) >= p
+    return x * (keep.astype(x.dtype) / np.asarray(1.0 - p, x.dtype))
+
+
+def _channel_shape(x: Tensor) -> tuple[int, ...]:
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def batch_norm(
+    input: Any,  # noqa: A002
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each channel (axis 1) of ``(N, C, ...)`` input, then scale by ``weight`` and shift by ``bias``.
+
+    In training mode the batch's mean and biased variance normalize, and the
+    running statistics (if given) move towards the batch's mean and *unbiased*
+    variance by ``momentum``, in place, as torch does.  Otherwise the running
+    statistics normalize.
+    """
+    x = _t(input)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must have shape (N, C, ...), got {x.shape}")
+    c = x.shape[1]
+    for name, s in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if s is not None and tuple(np.shape(s.data if isinstance(s, Tensor) else s)) != (c,):
+            raise ValueError(f"batch_norm: {name} must have shape ({c},) for input {x.shape}, got {np.shape(s)}")
+    shape = _channel_shape(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    if training:
+        count = x.size // c
+        if count <= 1:
+            raise ValueError(
+                f"batch_norm: expected more than 1 value per channel when training, got input of shape {x.shape}"
+            )
+        mean = ops.mean(x, axes, keepdims=True)
+        centered = x - mean
+        var = ops.mean(centered * centered, axes, keepdims=True)
+        y = centered / ops.sqrt(var + eps)
+        if running_mean is not None and running_var is not None:
+            _update_running(running_mean, mean.data.reshape(c), momentum)
+            _update_running(running_var, var.data.reshape(c) * (count / (count - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: evaluation mode (training=False) needs running_mean and running_var")
+        rm = np.asarray(running_mean.data, x.dtype).reshape(shape)
+        rv = np.asarray(running_var.data, x.dtype).reshape(shape)
+        y = (x - rm) * (1.0 / np.sqrt(rv + np.asarray(eps, x.dtype)))
+    if weight is not None:
+        y = y * ops.reshape(_t(weight), shape)
+    if bias is not None:
+        y = y + ops.reshape(_t(bias), shape)
+    return y
+
+
+def _update_running(stat: Tensor, batch: np.ndarray, momentum: float) -> None:
+    data = stat._data
+    if type(data) is not np.ndarray:
+        raise TypeError("batch_norm: running statistics must be array tensors of shape (C,)")
+    data *= 1.0 - momentum
+    data += momentum * batch.astype(data.dtype, copy=False)
+    mark_modified(stat)
+
+
+def layer_norm(
+    input: Any,  # noqa: A002
+    normalized_shape: Sequence[int],
+    weight: Any = None,
+    bias: Any = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    x = _t(input)
+    shape = tuple(int(s) for s in normalized_shape)
+    k = len(shape)
+    if x.shape[x.ndim - k :] != shape:
+        raise ValueError(f"layer_norm: input of shape {x.shape} must end with normalized_shape {shape}")
+    axes = tuple(range(x.ndim - k, x.ndim))
+    centered = x - ops.mean(x, axes, keepdims=True)
+    y = centered / ops.sqrt(ops.mean(centered * centered, axes, keepdims=True) + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+# --- embeddings and encodings ----------------------------------------------------------------------------
+def _indices(x: Any, op: str) -> np.ndarray:
+    idx = np.asarray(x.data if isinstance(x, Tensor) else x)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{op}: indices must be integers, got dtype {idx.dtype}")
+    return idx
+
+
+def embedding(
+    input: Any,  # noqa: A002
+    weight: Any,
+    padding_idx: Optional[int] = None,
+    max_norm: Optional[float] = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
+    """Rows of ``weight`` picked by the integer ``input``: shape ``input.shape + (embedding_dim,)``.
+
+    The gradient adds into the picked rows (repeats accumulate); the row
+    ``padding_idx`` receives no gradient, as in torch.
+    """
+    if max_norm is not None:
+        raise NotImplementedError(
+            "embedding: max_norm= (renormalizing rows in place during the forward) is not supported; "
+            "clip the weight yourself under cr.no_grad()"
+        )
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: scale_grad_by_freq and sparse gradients are not supported")
+    w = _t(weight)
+    if w.ndim != 2:
+        raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), got {w.shape}")
+    idx = _indices(input, "embedding")
+    n = w.shape[0]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        bad = idx[(idx < -n) | (idx >= n)][0]
+        raise IndexError(f"embedding: index {bad} is out of range for {n} embeddings (valid: 0 to {n - 1})")
+    out = w[idx]
+    if padding_idx is not None:
+        pad = padding_idx % n
+        hit = (idx % n) == pad
+        if hit.any():
+            out = ops.where(hit[..., None], out.detach(), out)
+    return out
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """Integer classes as int64 one-hot rows (``num_classes=-1``: one more than the largest class)."""
+    idx = _indices(tensor, "one_hot")
+    if idx.size and idx.min() < 0:
+        raise ValueError(f"one_hot: classes must be non-negative, got {idx.min()}")
+    n = int(idx.max()) + 1 if num_classes == -1 and idx.size else int(num_classes)
+    if idx.size and idx.max() >= n:
+        raise ValueError(f"one_hot: class {idx.max()} does not fit num_classes={n}")
+    return Tensor(np.eye(max(n, 0), dtype=np.int64)[idx])
+
+
+# --- convolution and pooling -------------------------------------------------------------------------------
+def _batched(x: Tensor, op: str) -> tuple[Tensor, bool]:
+    if x.ndim == 4:
+        return x, False
+    if x.ndim == 3:
+        return ops.reshape(x, (1,) + x.shape), True
+    raise ValueError(f"{op}: input must have shape (N, C, H, W) or (C, H, W), got {x.shape}")
+
+
+def _geometry(
+    op: str,
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    padding: tuple[int, int],
+    stride: tuple[int, int],
+) -> tuple[int, int]:
+    oh, ow = P.blocks(size, kernel, dilation, padding, stride)
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{op}: a kernel of {kernel} (dilation {dilation}) does not fit an input of {size} with padding "
+            f"{padding}: the output would be {oh}×{ow}"
+        )
+    return oh, ow
+
+
+def unfold(
+    input: Any,  # noqa: A002
+    kernel_size: IntPair,
+    dilation: IntPair = 1,
+    padding: IntPair = 0,
+    stride: IntPair = 1,
+) -> Tensor:
+    """im2col: every sliding block of ``(N, C, H, W)`` as a column of ``(N, C·kh·kw, L)`` (torch's layout)."""
+    x, single = _batched(_t(input), "unfold")
+    k, d = _pair(kernel_size, "kernel_size", "unfold"), _pair(dilation, "dilation", "unfold")
+    p, s = _pair(padding, "padding", "unfold", 0), _pair(stride, "stride", "unfold")
+    _geometry("unfold", x.shape[2:], k, d, p, s)
+    out = apply(P.unfold, x, k, d, p, s)
+    return ops.reshape(out, out.shape[1:]) if single else out
+
+
+def fold(
+    input: Any,  # noqa: A002
+    output_size: IntPair,
+    kernel_size: IntPair,
+    dilation: IntPair = 1,
+    padding: IntPair = 0,
+    stride: IntPair = 1,
+) -> Tensor:
+    """col2im, the adjoint of :func:`unfold`: columns ``(N, C·kh·kw, L)`` summed back into ``(N, C, H, W)``."""
+    cols = _t(input)
+    single = cols.ndim == 2
+    if single:
+        cols = ops.reshape(cols, (1,) + cols.shape)
+    if cols.ndim != 3:
+        raise ValueError(f"fold: input must have shape (N, C·kh·kw, L) or (C·kh·kw, L), got {_t(input).shape}")
+    size = _pair(output_size, "output_size", "fold")
+    k, d = _pair(kernel_size, "kernel_size", "fold"), _pair(dilation, "dilation", "fold")
+    p, s = _pair(padding, "padding", "fold", 0), _pair(stride, "stride", "fold")
+    oh, ow = _geometry("fold", size, k, d, p, s)
+    if cols.shape[1] % (k[0] * k[1]) or cols.shape[2] != oh * ow:
+        raise ValueError(
+            f"fold: input of shape {cols.shape} does not fit: dimension 1 must be a multiple of kh·kw = "
+            f"{k[0] * k[1]} and dimension 2 must be the {oh * ow} blocks of an {size} output"
+        )
+    out = apply(P.fold, cols, size, k, d, p, s)
+    return ops.reshape(out, out.shape[1:]) if single else out
+
+
+def _conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int]) -> Any:
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError("conv2d: padding='same' needs stride 1 (as in torch)")
+            total = [dilation[i] * (kernel[i] - 1) for i in range(2)]
+            if any(t % 2 for t in total):
+                raise NotImplementedError(
+                    f"conv2d: padding='same' with kernel {kernel} and dilation {dilation} needs uneven padding, "
+                    "which chainrule does not do; use an odd kernel size"
+                )
+            return (total[0] // 2, total[1] // 2)
+        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    return _pair(padding, "padding", "conv2d", 0)
+
+
+def conv2d(
+    input: Any,  # noqa: A002
+    weight: Any,
+    bias: Any = None,
+    stride: IntPair = 1,
+    padding: Union[IntPair, str] = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-D cross-correlation (what torch and every framework call convolution).
+
+    ``input`` is ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), ``weight`` is
+    ``(O, C/groups, kh, kw)`` and ``bias`` is ``(O,)``.  Computed as
+    ``unfold(input)`` followed by one matrix product per group with the weight
+    viewed as ``(O, C/groups·kh·kw)``.
+    """
+    x, single = _batched(_t(input), "conv2d")
+    w = _t(weight)
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: weight must have shape (out_channels, in_channels/groups, kh, kw), got {w.shape}")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive integer, got {groups!r}")
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if c % groups or o % groups or cg * groups != c:
+        raise ValueError(
+            f"conv2d: input with {c} channels and weight of shape {w.shape} do not fit groups={groups}: "
+            f"the weight's dimension 1 must be in_channels/groups = {c // groups if c % groups == 0 else '?'} "
+            f"and both channel counts must divide by {groups}"
+        )
+    s, d = _pair(stride, "stride", "conv2d"), _pair(dilation, "dilation", "conv2d")
+    p = _conv_padding(padding, (kh, kw), d, s)
+    oh, ow = _geometry("conv2d", (h, wd), (kh, kw), d, p, s)
+    cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
+    if groups == 1:
+        y = ops.matmul(ops.reshape(w, (o, cg * kh * kw)), cols)  # (N, O, L)
+    else:
+        g = int(groups)
+        grouped = ops.reshape(cols, (n, g, cg * kh * kw, oh * ow))
+        y = ops.matmul(ops.reshape(w, (g, o // g, cg * kh * kw)), grouped)  # (N, G, O/G, L)
+    y = ops.reshape(y, (n, o, oh, ow))
+    if bias is not None:
+        b = _t(bias)
+        if b.shape != (o,):
+            raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
+        y = y + ops.reshape(b, (o, 1, 1))
+    return ops.reshape(y, y.shape[1:]) if single else y
+
+
+def _pool_args(
+    op: str, kernel_size: IntPair, stride: Optional[IntPair], padding: IntPair, dilation: IntPair, ceil_mode: bool
+) -> tuple[tuple[int, int], ...]:
+    if ceil_mode:
+        raise NotImplementedError(f"{op}: ceil_mode=True is not supported; pad the input or pick a kernel that fits")
+    k = _pair(kernel_size, "kernel_size", op)
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and not stride) else _pair(stride, "stride", op)
+    p = _pair(padding, "padding", op, 0)
+    d = _pair(dilation, "dilation", op)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k} (as in torch)")
+    return k, s, p, d
+
+
+def max_pool2d(
+    input: Any,  # noqa: A002
+    kernel_size: IntPair,
+    stride: Optional[IntPair] = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """The largest value of each window (``stride`` defaults to the kernel size); padding counts as ``-inf``.
+
+    The gradient goes to the first maximum of each window (row-major order),
+    as torch's does; overlapping windows add up.  ``return_indices=True`` also
+    returns each maximum's flat position in its ``H·W`` plane (int64), as torch.
+    """
+    x, single = _batched(_t(input), "max_pool2d")
+    k, s, p, d = _pool_args("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
+    n, c, h, w = x.shape
+    oh, ow = _geometry("max_pool2d", (h, w), k, d, p, s)
+    raw = np.asarray(x.data)
+    if p != (0, 0):
+        fill = -np.inf if raw.dtype.kind == "f" else np.iinfo(raw.dtype).min
+        raw = np.pad(raw, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
+    windows = P.unfold.fwd(raw.reshape(n * c, 1, *raw.shape[2:]), k, d, (0, 0), s)  # (N·C, kh·kw, L)
+    best = np.argmax(windows, axis=1)  # first maximum; NaN wins, as in torch
+    ki, kj = np.divmod(best, k[1])
+    rows = (np.arange(oh) * s[0])[:, None] - p[0]
+    cols = (np.arange(ow) * s[1])[None, :] - p[1]
+    hh = rows.reshape(1, oh, 1) + (ki * d[0]).reshape(n * c, oh, ow)
+    ww = cols.reshape(1, 1, ow) + (kj * d[1]).reshape(n * c, oh, ow)
+    plane = hh * w + ww  # position inside each H·W plane
+    flat = plane + (np.arange(n * c) * (h * w)).reshape(n * c, 1, 1)
+    out = ops.reshape(ops.reshape(x, (n * c * h * w,))[flat.reshape(n, c, oh, ow)], (n, c, oh, ow))
+    if single:
+        out = ops.reshape(out, out.shape[1:])
+    if return_indices:
+        indices = plane.reshape((c, oh, ow) if single else (n, c, oh, ow)).astype(np.int64)
+        return out, Tensor(indices)
+    return out
+
+
+def avg_pool2d(
+    input: Any,  # noqa: A002
+    kernel_size: IntPair,
+    stride: Optional[IntPair] = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Optional[int] = None,
+) -> Tensor:
+    """The mean of each window (``stride`` defaults to the kernel size); padding counts as zeros unless
+    ``count_include_pad=False``."""
+    x, single = _batched(_t(input), "avg_pool2d")
+    k, s, p, d = _pool_args("avg_pool2d", kernel_size, stride, padding, 1, ceil_mode)
+    n, c, h, w = x.shape
+    oh, ow = _geometry("avg_pool2d", (h, w), k, d, p, s)
+    cols = apply(P.unfold, ops.reshape(x, (n * c, 1, h, w)), k, d, p, s)  # (N·C, kh·kw, L)
+    total = ops.sum(cols, 1)
+    if divisor_override is not None:
+        divisor: Any = np.asarray(float(divisor_override), x.dtype)
+    elif count_include_pad or p == (0, 0):
+        divisor = np.asarray(float(k[0] * k[1]), x.dtype)
+    else:
+        ones = np.ones((1, 1, h, w), x.dtype)
+        divisor = P.unfold.fwd(ones, k, d, p, s).sum(axis=1)  # real elements per window, (1, L)
+    out = ops.reshape(total / divisor, (n, c, oh, ow))
+    return ops.reshape(out, out.shape[1:]) if single else out
+
+
+def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # noqa: A002
+    """Merge dimensions ``start_dim`` through ``end_dim`` into one (``torch.flatten``)."""
+    x = _t(input)
+    nd = max(x.ndim, 1)
+    a, b = start_dim % nd, end_dim % nd
+    if not (-nd <= start_dim < nd and -nd <= end_dim < nd) or a > b:
+        raise ValueError(f"flatten: start_dim {start_dim} and end_dim {end_dim} do not fit a tensor of shape {x.shape}")
+    if x.ndim == 0:
+        return ops.reshape(x, (1,))
+    shape = x.shape[:a] + (math.prod(x.shape[a : b + 1]),) + x.shape[b + 1 :]
+    return ops.reshape(x, shape)
+
+
+__all__ = [
+    "avg_pool2d",
+    "batch_norm",
+    "binary_cross_entropy_with_logits",
+    "conv2d",
+    "cross_entropy",
+    "dropout",
+    "elu",
+    "embedding",
+    "erf",
+    "flatten",
+    "fold",
+    "gelu",
+    "hardtanh",
+    "hinge_loss",
+    "l1_loss",
+    "layer_norm",
+    "leaky_relu",
+    "linear",
+    "log_softmax",
+    "max_pool2d",
+    "mse_loss",
+    "nll_loss",
+    "one_hot",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "tanh",
+    "unfold",
+]

@@ -1,0 +1,220 @@
+"""``chainrule train`` against crafted checkpoints, unwritable paths and badly timed Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import checkpoint
+from chainrule import train as train_mod
+from chainrule.cli import main
+
+
+def run_cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["train", *argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A real two-epoch moons checkpoint (Adam, so the optimizer state has arrays and a step count)."""
+    path = tmp_path_factory.mktemp("train") / "m.npz"
+    code, _, _ = run_cli(
+        "--dataset", "moons", "--epochs", "2", "--optimizer", "adam", "--checkpoint", str(path), "--quiet"
+    )
+    assert code == 0
+    return cr.load(path)
+
+
+def _set(path, value):
+    def change(state):
+        node = state
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+
+    return change
+
+
+def _drop(path):
+    def change(state):
+        node = state
+        for k in path[:-1]:
+            node = node[k]
+        del node[path[-1]]
+
+    return change
+
+
+CRAFTED = {
+    "epoch=inf": _set(["epoch"], float("inf")),
+    "epoch=1.5": _set(["epoch"], 1.5),
+    "epoch=-1": _set(["epoch"], -1),
+    "epoch=True": _set(["epoch"], True),
+    "epoch beyond epochs": _set(["epoch"], 50),
+    "epoch='2'": _set(["epoch"], "2"),
+    "batch_size=0": _set(["config", "batch_size"], 0),
+    "batch_size=10**12": _set(["config", "batch_size"], 10**12),
+    "batch_size=1.0": _set(["config", "batch_size"], 1.0),
+    "hidden='abc'": _set(["config", "hidden"], "abc"),
+    "hidden=[]": _set(["config", "hidden"], []),
+    "hidden=[0]": _set(["config", "hidden"], [0]),
+    "hidden=[40000, 40000]": _set(["config", "hidden"], [40000, 40000]),
+    "hidden=[4096]*16": _set(["config", "hidden"], [4096] * 16),
+    "hidden=[16.0]": _set(["config", "hidden"], [16.0]),
+    "lr='0.01'": _set(["config", "lr"], "0.01"),
+    "lr=nan": _set(["config", "lr"], float("nan")),
+    "lr=-1": _set(["config", "lr"], -1.0),
+    "lr=inf": _set(["config", "lr"], float("inf")),
+    "weight_decay=None": _set(["config", "weight_decay"], None),
+    "epochs=0": _set(["config", "epochs"], 0),
+    "epochs=10**9": _set(["config", "epochs"], 10**9),
+    "seed=-5": _set(["config", "seed"], -5),
+    "seed=2**70": _set(["config", "seed"], 2**70),
+    "dataset='mnist'": _set(["config", "dataset"], "mnist"),
+    "optimizer='lbfgs'": _set(["config", "optimizer"], "lbfgs"),
+    "schedule=['cosine']": _set(["config", "schedule"], ["cosine"]),
+    "config missing lr": _drop(["config", "lr"]),
+    "config extra field": _set(["config", "eval"], "os.system('x')"),
+    "config a list": _set(["config"], [1, 2]),
+    "history not a dict": _set(["history"], [1]),
+    "history too short": _set(["history", "loss"], [0.5]),
+    "history of strings": _set(["history", "loss"], ["a", "b"]),
+    "no history": _drop(["history"]),
+    "model a list": _set(["model"], [1]),
+    "model wrong shape": _set(["model", "0.weight"], np.zeros((3, 3))),
+    "model missing key": _drop(["model", "0.weight"]),
+    "optimizer lr a string": _set(["optimizer", "param_groups", 0, "lr"], "fast"),
+    "optimizer betas too short": _set(["optimizer", "param_groups", 0, "betas"], (0.9,)),
+    "optimizer eps inf": _set(["optimizer", "param_groups", 0, "eps"], float("inf")),
+    "optimizer step a string": _set(["optimizer", "state", 0, "step"], "abc"),
+    "optimizer step negative": _set(["optimizer", "state", 0, "step"], -3),
+    "optimizer state wrong shape": _set(["optimizer", "state", 0, "exp_avg"], np.zeros(7)),
+    "optimizer state for a stranger": _set(["optimizer", "state", 99], {"step": 1}),
+    "optimizer group lists others": _set(["optimizer", "param_groups", 0, "params"], [9, 8]),
+    "optimizer no groups": _set(["optimizer", "param_groups"], []),
+    "extra top-level entry": _set(["note"], "hi"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_crafted_checkpoints_are_refused_with_one_line_and_no_traceback(tmp_path, saved, name, monkeypatch):
+    state = copy.deepcopy(saved)
+    CRAFTED[name](state)
+    path = tmp_path / "crafted.npz"
+    checkpoint.save(state, path)
+    trained = []
+    real_fit = train_mod.fit
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
+    code, out, err = run_cli("--resume", "--epochs", "3", "--checkpoint", str(path), "--quiet")
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chainrule train: --resume"), err
+    assert "Traceback" not in err + out
+    assert cr.load(path)["epoch"] == state["epoch"]  # the file is left as it was
+
+
+def test_the_unchanged_checkpoint_resumes(tmp_path, saved):
+    path = tmp_path / "ok.npz"
+    checkpoint.save(saved, path)
+    code, out, err = run_cli("--resume", "--epochs", "3", "--checkpoint", str(path), "--quiet")
+    assert code == 0 and err == "" and cr.load(path)["epoch"] == 3
+
+
+def test_flags_and_saved_config_share_one_validator():
+    parser = train_mod.argparse.ArgumentParser()
+    train_mod.add_arguments(parser)
+    for flag, text, value in [("--hidden", "40000,40000", [40000, 40000]), ("--batch-size", "0", 0)]:
+        with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+            parser.parse_args([flag, text])
+        key = flag[2:].replace("-", "_")
+        with pytest.raises(ValueError):
+            train_mod.CONFIG_CHECKS[key](value)
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        parser.parse_args(["--lr", "inf"])  # the flag used to accept inf
+
+
+@pytest.mark.parametrize(
+    "where,message",
+    [
+        ("nodir/x.npz", "the directory nodir does not exist"),
+        (".", "is a directory"),
+    ],
+)
+def test_unwritable_checkpoint_path_is_refused_before_training(tmp_path, monkeypatch, where, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: pytest.fail("trained before checking the path"))
+    code, out, err = run_cli("--dataset", "moons", "--epochs", "1", "--checkpoint", where)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_directory_is_refused_before_training(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: pytest.fail("trained before checking the path"))
+    code, _, err = run_cli("--dataset", "moons", "--checkpoint", str(ro / "x.npz"))
+    assert code == 2 and "cannot write in" in err
+
+
+def test_ctrl_c_during_start_up_exits_130_without_a_traceback(monkeypatch):
+    def interrupted(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "load_data", interrupted)
+    code, out, err = run_cli("--dataset", "moons", "--checkpoint", os.devnull + "-never")
+    assert code == 130 and "interrupted" in err and "Traceback" not in out + err
+
+
+def test_ctrl_c_while_the_commands_are_imported_exits_130(monkeypatch):
+    import chainrule.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["train"]) == 130
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs SIGINT")
+@pytest.mark.parametrize("when", ["interrupt-save", "final-save"])
+def test_a_second_ctrl_c_does_not_abort_the_save(tmp_path, monkeypatch, when):
+    """Ctrl-C arrives while the checkpoint is written: the save completes and the command exits 130."""
+    real_save = checkpoint.save
+    hits = []
+
+    def save_with_ctrl_c(state, path):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to the main thread right away
+        for _ in range(1000):  # give the handler bytecode boundaries to run at
+            pass
+        hits.append(state["epoch"])
+        real_save(state, path)
+
+    monkeypatch.setattr(checkpoint, "save", save_with_ctrl_c)
+    if when == "interrupt-save":
+        calls = {"n": 0}
+        real_accuracy = train_mod.accuracy
+
+        def interrupt_in_epoch_2(*args):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            return real_accuracy(*args)
+
+        monkeypatch.setattr(train_mod, "accuracy", interrupt_in_epoch_2)
+    path = tmp_path / "ck.npz"
+    code, out, err = run_cli("--dataset", "moons", "--epochs", "3", "--checkpoint", str(path), "--quiet")
+    assert code == 130 and "Traceback" not in out + err
+    want = 1 if when == "interrupt-save" else 3
+    assert hits == [want] and cr.load(path)["epoch"] == want
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
