@@ -200,9 +200,10 @@ def _structure(
 
 
 def _T(name: str) -> str:
-    """The transpose of an operand's name: ``a`` -> ``aᵀ``, ``(Wᵀ)`` -> ``W``."""
-    if name.startswith("(") and name.endswith("ᵀ)") and name[1:-2].isidentifier():
-        return name[1:-2]
+    """The transpose of an operand's name: ``a`` -> ``aᵀ``, ``(Wᵀ)`` and ``Wᵀ`` -> ``W``."""
+    for inner in (name[1:-2] if name.startswith("(") and name.endswith("ᵀ)") else None, name[:-1]):
+        if inner and name.endswith(("ᵀ", "ᵀ)")) and inner.isidentifier():
+            return inner
     return name + "ᵀ"
 
 
