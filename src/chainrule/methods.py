@@ -254,7 +254,9 @@ def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None, copy: b
     for a in args:
         if type(a) is Tensor:
             dtype = a.dtype
-        elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps", "meta", "xpu") or hasattr(a, "type"):
+        elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps", "meta", "xpu"):
+            device = a
+        elif type(getattr(a, "type", None)) is str:  # a device object
             device = a
         else:
             dtype = a

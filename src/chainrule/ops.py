@@ -890,7 +890,7 @@ def clone(x: Any) -> Tensor:
 def _bool_reduce(op: str, fn: Any, x: Any, dim: Any, keepdim: bool) -> Tensor:
     x = _t(x)
     axes = _axes(x, dim, op)
-    return Tensor(np.asarray(fn(np.asarray(x._data), axis=axes, keepdims=keepdim)))
+    return Tensor(np.asarray(fn(np.asarray(x._data), axis=axes, keepdims=bool(keepdim))))
 
 
 def all(x: Any, dim: Any = None, keepdim: Optional[bool] = None, *, axis: Any = None) -> Tensor:  # noqa: A001

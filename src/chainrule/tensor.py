@@ -792,9 +792,17 @@ class Tensor:
         return f"tensor({body}{tail})"
 
     # --- autodiff --------------------------------------------------------------
-    def backward(self, grad: Any = None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
+    def backward(
+        self,
+        grad: Any = None,
+        retain_graph: Optional[bool] = None,
+        create_graph: bool = False,
+        *,
+        gradient: Any = None,
+    ) -> None:
         """Backpropagate from this tensor, accumulating into the leaves' ``.grad``.
 
+        ``gradient=`` is torch's name for the seed ``grad``.
         ``grad`` is the seed (required unless the tensor is a scalar).  The
         graph's saved values are freed afterwards unless ``retain_graph`` is
         true (it defaults to ``create_graph``).  With ``create_graph=True`` the
@@ -802,6 +810,10 @@ class Tensor:
         """
         from .autodiff import run_backward
 
+        if gradient is not None:
+            if grad is not None:
+                raise TypeError("backward: give the seed as grad or gradient, not both")
+            grad = gradient
         run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
 
     # --- in-place operations (see inplace()) -----------------------------------------
