@@ -54,9 +54,10 @@ def _pow_dx(xp, g, out, x, y):
 def _pow_dy(xp, g, out, x, y):
     # torch: where((x == 0) & (y >= 0), 0, grad * out * log(x)).  Each branch reads log() of a base that
     # is 1 wherever that branch is masked out, so no masked branch holds log(0) (its derivative would be NaN).
-    nonzero = g * out * xp.log(xp.where(x == 0, 1.0, x))
+    zero = x == 0
+    nonzero = g * xp.where(zero, 0.0, out) * xp.log(xp.where(zero, 1.0, x))
     at_zero = g * out * xp.log(xp.where(y >= 0, 1.0, x))  # y < 0: out = inf, log(0) = -inf, as torch
-    return xp.where(x == 0, xp.where(y >= 0, 0.0, at_zero), nonzero)
+    return xp.where(zero, xp.where(y >= 0, 0.0, at_zero), nonzero)
 
 
 power = defprim("pow", np.power, nin=2, scalar_fwd=math.pow, kind="elementwise", symbol="**")
