@@ -90,9 +90,14 @@ idiom("randn_like", "shape")(lambda L: L.randn_like(_m(L)))
 idiom("rand_like", "shape")(lambda L: L.rand_like(_m(L)))
 idiom("randint", "shape")(lambda L: L.randint(0, 10, (3,)))
 idiom("randperm", "shape")(lambda L: L.randperm(5))
-idiom("manual_seed then randn reproducible")(
-    lambda L: (L.manual_seed(0), L.randn(3))[1].shape == (L.manual_seed(0), L.randn(3))[1].shape
-)
+
+
+@idiom("manual_seed makes randn reproducible")
+def _seeded(L: Any) -> Any:
+    L.manual_seed(3)
+    a = L.randn(3)
+    L.manual_seed(3)
+    return L.equal(a, L.randn(3))
 
 
 @idiom("from_numpy shares memory")
@@ -275,7 +280,8 @@ idiom("std")(lambda L: _m(L).std())
 idiom("std dim keepdim")(lambda L: _m(L).std(dim=0, keepdim=True))
 idiom("norm")(lambda L: _m(L).norm())
 idiom("norm p=1 dim")(lambda L: _m(L).norm(p=1, dim=1))
-idiom("torch.norm")(lambda L: L.norm(_v(L)) if hasattr(L, "norm") else L.linalg.norm(_v(L)))
+idiom("torch.norm")(lambda L: L.norm(_v(L)))
+idiom("torch.norm p dim")(lambda L: L.norm(_m(L), p=1, dim=0))
 idiom("linalg.norm")(lambda L: L.linalg.norm(_m(L)))
 idiom("linalg.vector_norm ord inf")(lambda L: L.linalg.vector_norm(_m(L), ord=float("inf"), dim=1))
 idiom("linalg.matrix_norm fro")(lambda L: L.linalg.matrix_norm(_m(L)))
@@ -534,12 +540,19 @@ def _is_enabled(L: Any) -> Any:
     return off, L.is_grad_enabled()
 
 
-@idiom("set_grad_enabled", "same")
+@idiom("set_grad_enabled context")
 def _set_enabled(L: Any) -> Any:
-    if hasattr(L, "set_grad_enabled"):
-        with L.set_grad_enabled(False):
-            return (_w(L) * 2).requires_grad
-    return False
+    with L.set_grad_enabled(False):
+        off = (_w(L) * 2).requires_grad
+    return off, (_w(L) * 2).requires_grad
+
+
+@idiom("set_grad_enabled call")
+def _set_enabled_call(L: Any) -> Any:
+    L.set_grad_enabled(False)
+    off = (_w(L) * 2).requires_grad
+    L.set_grad_enabled(True)
+    return off, L.is_grad_enabled()
 
 
 @idiom("detach")
@@ -577,9 +590,8 @@ def _hook(L: Any) -> Any:
 def _second(L: Any) -> Any:
     x = L.tensor(1.5, requires_grad=True)
     y = x**3
-    grad = L.autograd.grad if hasattr(L, "autograd") and hasattr(L.autograd, "grad") else L.autograd_grad
-    (g,) = grad(y, x, create_graph=True)
-    (h,) = grad(g, x)
+    (g,) = L.autograd.grad(y, x, create_graph=True)
+    (h,) = L.autograd.grad(g, x)
     return g.detach(), h
 
 

@@ -10,6 +10,8 @@ tensor(8.0)
 
 from __future__ import annotations
 
+from types import SimpleNamespace as _SimpleNamespace
+
 # --- torch's tensor API (issue 12): creation, dtypes, more functions, linalg ---------------
 from . import (
     data,
@@ -189,7 +191,7 @@ from .ops import (  # noqa: E402
     where,
 )
 from .primitive import REGISTRY, Primitive  # noqa: E402
-from .tensor import Size, Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad, tensor  # noqa: E402  # noqa: E402
+from .tensor import Size, Tensor, enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad, tensor  # noqa: E402  # noqa: E402
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
 
 float = float32  # noqa: A001  (torch.float is float32; builtins stay reachable as builtins.float)
@@ -197,6 +199,9 @@ int = int32  # noqa: A001
 bool = bool_  # noqa: A001
 clamp = clip
 absolute = abs
+norm = linalg.norm_torch
+set_grad_enabled = grad_enabled
+autograd = _SimpleNamespace(grad=autograd_grad)  # torch.autograd.grad's spelling
 
 manual_seed = nn.manual_seed
 

@@ -142,8 +142,6 @@ class DataView(np.ndarray):
         result = func(*plain_args, **plain_kwargs)
         if func.__name__ in _WRITING_FUNCTIONS and args and type(args[0]) is DataView:
             args[0]._touch()
-        if func.__name__ in ("may_share_memory", "shares_memory"):
-            return result
         return result
 
     def __repr__(self) -> str:
@@ -281,6 +279,20 @@ class inference_mode(_GradModeSwitch):
         stack.append(MODE.enabled)
         if self._mode:
             set_grad_enabled(False)
+
+
+class grad_enabled:
+    """torch's ``set_grad_enabled(flag)``: switches grad mode at once; as a context manager, restores it after."""
+
+    def __init__(self, mode: bool) -> None:
+        self._saved = MODE.enabled
+        set_grad_enabled(mode)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        set_grad_enabled(self._saved)
 
 
 class enable_grad(_GradModeSwitch):
