@@ -586,6 +586,18 @@ def _hook(L: Any) -> Any:
     return x.grad
 
 
+@idiom("register_hook on a leaf")
+def _leaf_hook(L: Any) -> Any:
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(g.sum().item()))
+    handle = x.register_hook(lambda g: g * 2)
+    (x * 3).sum().backward()
+    handle.remove()
+    (x * 3).sum().backward()
+    return x.grad, seen
+
+
 @idiom("autograd.grad create_graph second derivative")
 def _second(L: Any) -> Any:
     x = L.tensor(1.5, requires_grad=True)

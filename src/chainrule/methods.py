@@ -505,16 +505,18 @@ class _HookHandle:
 def _register_hook(self: Tensor, hook: Callable[[Tensor], Optional[Tensor]]) -> _HookHandle:
     """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces the gradient.
 
-    Works on tensors made by operations; on a leaf, register the hook on an
-    identity of it (``y = x * 1``) or transform ``x.grad`` after backward.
+    On a leaf the hook runs when backward() delivers its gradient into ``.grad``
+    (not for ``cr.autograd.grad``, which does not touch ``.grad``).
     """
     if not self.requires_grad:
         raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
     if self._node is None:
-        raise RuntimeError(
-            "register_hook: hooks on leaf tensors are not supported in chainrule; register it on a "
-            "tensor computed from the leaf (y = x * 1; y.register_hook(fn)) or edit x.grad after backward()"
-        )
+        from .tensor import add_leaf_hook
+
+        handle = _HookHandle([hook], hook)
+        remover = add_leaf_hook(self, hook)
+        handle.remove = remover  # type: ignore[method-assign]
+        return handle
     hooks: list = []
 
     def run(g: Any) -> Any:

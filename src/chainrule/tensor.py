@@ -946,6 +946,42 @@ class Tensor:
     # torch-style methods (sum, mean, permute, add_, ...) are attached by chainrule.methods.
 
 
+# register_hook on leaves: id(leaf) -> (weak reference to the leaf, hooks in order).
+LEAF_HOOKS: dict[int, tuple[Any, list]] = {}
+
+
+def add_leaf_hook(leaf: Tensor, hook: Callable) -> Callable[[], None]:
+    """Register ``hook(grad)`` to run when backward() delivers ``leaf``'s gradient; returns a remover."""
+    key = id(leaf)
+    entry = LEAF_HOOKS.get(key)
+    if entry is None or entry[0]() is not leaf:
+        entry = LEAF_HOOKS[key] = (weakref.ref(leaf, lambda _ref, k=key: LEAF_HOOKS.pop(k, None)), [])
+    entry[1].append(hook)
+
+    def remove() -> None:
+        if hook in entry[1]:
+            entry[1].remove(hook)
+
+    return remove
+
+
+def run_leaf_hooks(leaf: Tensor, g: Any) -> Any:
+    """The gradient after ``leaf``'s hooks (each may return a replacement; raw arrays stay raw)."""
+    raw = type(g) is not Tensor
+    for hook in list(LEAF_HOOKS[id(leaf)][1]):
+        replaced = hook(Tensor(g) if raw else g)
+        if replaced is not None:
+            if type(replaced) is not Tensor or replaced.shape != leaf.shape:
+                raise RuntimeError(
+                    f"register_hook: a hook must return None or a tensor of shape {leaf.shape}, got "
+                    f"{type(replaced).__name__} {getattr(replaced, 'shape', '')}"
+                )
+            g = replaced._data if raw else replaced
+    if raw and type(g) is ndarray and g.dtype != leaf.dtype:
+        g = g.astype(leaf.dtype)
+    return g
+
+
 def _constant_like(t: Tensor, value: Any) -> Tensor:
     """``value`` broadcast to ``t``'s shape; recorded as ``where`` (gradient 0 to ``t``) when ``t`` is in a graph."""
     v = value._data if type(value) is Tensor else value
