@@ -8,6 +8,7 @@ the backward pass is itself recorded.
 from __future__ import annotations
 
 import builtins
+import warnings
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any, Optional
@@ -165,7 +166,12 @@ def mean(
         x = x.astype(get_default_dtype())
     dim = pick("mean", "dim", dim, "axis", axis)
     keep = bool(pick("mean", "keepdim", keepdim, "keepdims", keepdims, False))
-    return apply(R.mean, x, _axes(x, dim, "mean"), keep)
+    axes = _axes(x, dim, "mean")
+    if x.size == 0:  # an empty axis averages to NaN, as torch, without NumPy's warning
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return apply(R.mean, x, axes, keep)
+    return apply(R.mean, x, axes, keep)
 
 
 def _extremum(prim: Any, x: Any, axis: Axis, keepdims: bool) -> Tensor:
