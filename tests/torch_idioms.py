@@ -133,6 +133,17 @@ idiom("is_leaf")(lambda L: (_w(L).is_leaf, (_w(L) * 2).is_leaf))
 idiom("requires_grad attribute")(lambda L: (_w(L).requires_grad, _m(L).requires_grad))
 idiom("grad_fn of a leaf is None")(lambda L: _w(L).grad_fn is None)
 idiom("grad_fn of a result is set")(lambda L: (_w(L) * 2).grad_fn is not None)
+
+
+@idiom("grad_fn.next_functions walk")
+def _next_functions(L: Any) -> Any:
+    w = _w(L)
+    y = (w * 2).exp()
+    ((mul, _),) = y.grad_fn.next_functions
+    (acc, _), (const, _) = mul.next_functions
+    return type(acc).__name__, acc.variable is w, const
+
+
 idiom("is_floating_point")(lambda L: (_m(L).is_floating_point(), L.tensor([1]).is_floating_point()))
 idiom("float()")(lambda L: L.tensor([1, 2]).float())
 idiom("double()")(lambda L: _m(L).double())

@@ -429,12 +429,34 @@ class GradFn:
             return ()
         out = []
         for inp in node_parts(self._t)[0]:
-            fn = inp.grad_fn if isinstance(inp, Tensor) else None
+            if not isinstance(inp, Tensor) or not inp.requires_grad:
+                fn = None
+            elif inp._node is None:
+                fn = AccumulateGrad(inp)
+            else:
+                fn = GradFn(inp)
             out.append((fn, 0))
         return tuple(out)
 
     def __repr__(self) -> str:
         return f"<{self.name()}>"
+
+
+class AccumulateGrad:
+    """In ``next_functions``: the end of a path at a leaf that requires grad (its ``.variable``)."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, leaf: Tensor) -> None:
+        self.variable = leaf
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    next_functions: tuple = ()
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
 
 
 def _grad_fn(self: Tensor) -> Optional[GradFn]:
