@@ -148,6 +148,23 @@ CASES: dict[str, list[Case]] = {
             label="index only one operand has",
         ),
     ],
+    "inv": [
+        Case(
+            lambda a: cr.linalg.inv(a @ a.mT + 2.0 * cr.eye(3, dtype=a.dtype)),
+            lambda a: _torch().linalg.inv(a @ a.mT + 2.0 * _torch().eye(3, dtype=a.dtype)),
+            ((3, 3),),
+        ),
+        Case(
+            lambda a: cr.linalg.inv(a + 3.0 * cr.eye(2, dtype=a.dtype)),
+            lambda a: _torch().linalg.inv(a + 3.0 * _torch().eye(2, dtype=a.dtype)),
+            ((2, 2, 2),),
+            label="batched",
+        ),
+    ],
+    "det": [
+        Case(lambda a: cr.linalg.det(a), lambda a: _torch().linalg.det(a), ((3, 3),)),
+        Case(lambda a: cr.linalg.det(a), lambda a: _torch().linalg.det(a), ((2, 2, 2),), label="batched"),
+    ],
     "matmul": [
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3, 4), (4, 2)), label="matrix"),
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((4,), (4, 2)), label="vector-matrix"),

@@ -90,6 +90,8 @@ TORCH_NS = SimpleNamespace(
     reshape=torch.reshape,
     transpose=lambda x, axes=None: x.permute(tuple(axes) if axes else tuple(range(x.ndim))[::-1]),
     permute=lambda x, dims: x.permute(tuple(dims)),
+    linalg=torch.linalg,
+    eye=lambda n, dtype=None: torch.eye(n, dtype=getattr(torch, np.dtype(dtype).name) if dtype else None),
     einsum=torch.einsum,
     broadcast_to=torch.broadcast_to,
     concatenate=lambda ts, axis=0: torch.cat(ts, dim=axis),
@@ -484,6 +486,22 @@ def _transpose(b: Builder, v: str) -> str:
     if perm == list(range(nd))[::-1] and b.draw(st.booleans()):
         return b.emit("transpose", f"cr.transpose({v})")
     return b.emit("transpose", f"cr.permute({v}, {tuple(perm)})")
+
+
+@template("inv", when=_nd(1))
+def _inv(b: Builder, v: str) -> str:
+    n = b.shapes[v][-1]
+    w = b.new_input((n, n))
+    # a well-conditioned matrix built from w (w wᵀ + 2 I), applied to v
+    return b.emit("inv", f"{v} @ cr.linalg.inv({w} @ {w}.mT + 2.0 * cr.eye({n}, dtype={{dt}}))")
+
+
+@template("det", when=_nd(1))
+def _det(b: Builder, v: str) -> str:
+    n = b.shapes[v][-1]
+    w = b.new_input((n, n))
+    # det(w wᵀ + 2 I) >= 2^n: far from singular, so its gradient det·A⁻ᵀ is well defined
+    return b.emit("det", f"cr.linalg.det({w} @ {w}.mT + 2.0 * cr.eye({n}, dtype={{dt}})) * {v}")
 
 
 @template("einsum", when=_nd(1))

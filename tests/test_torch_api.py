@@ -126,6 +126,21 @@ def _ops() -> list[tuple[str, Callable, Callable, list]]:
             lambda x, y: torch.einsum("bij,bjk->bik", [x, y]),
             [c, c.transpose(0, 2, 1).copy()],
         ),
+        ("linalg.inv", lambda x: cr.linalg.inv(x), lambda x: torch.linalg.inv(x), [m[:, :3] + 3 * np.eye(3)]),
+        (
+            "linalg.inv batched",
+            lambda x: cr.linalg.inv(x),
+            lambda x: torch.linalg.inv(x),
+            [c[:, :3, :3] + 3 * np.eye(3)],
+        ),
+        ("linalg.det", lambda x: cr.linalg.det(x), lambda x: torch.linalg.det(x), [m[:, :3].copy()]),
+        ("linalg.det batched", lambda x: cr.linalg.det(x), lambda x: torch.linalg.det(x), [c[:, :3, :3].copy()]),
+        (
+            "linalg.solve",
+            lambda x, y: cr.linalg.solve(x, y),
+            lambda x, y: torch.linalg.solve(x, y),
+            [m[:, :3] + 3 * np.eye(3), m],
+        ),
         ("mm", lambda x, y: cr.mm(x, y), lambda x, y: torch.mm(x, y), [m, m.T.copy()]),
         ("mv", lambda x, y: cr.mv(x, y), lambda x, y: torch.mv(x, y), [m, m[0]]),
         ("bmm", lambda x, y: cr.bmm(x, y), lambda x, y: torch.bmm(x, y), [c, c.transpose(0, 2, 1).copy()]),
@@ -431,6 +446,18 @@ def test_every_masked_rule_matches_torch_under_second_order(name, shift):
                 equal_nan=True,
                 err_msg=f"{name} {case.label} input {j} at {inputs}",
             )
+
+
+def test_singular_matrices_get_clear_errors():
+    with pytest.raises(ValueError, match=r"inv: the matrix of shape \(2, 2\) is singular"):
+        cr.linalg.inv(cr.ones(2, 2))
+    a = cr.ones(2, 2, requires_grad=True)
+    d = cr.linalg.det(a)
+    assert d.item() == 0.0
+    with pytest.raises(ValueError, match="needs an invertible matrix"):
+        d.backward()
+    with pytest.raises(ValueError, match="square matrix"):
+        cr.linalg.det(cr.ones(2, 3))
 
 
 def test_the_masked_sweep_covers_the_rules_that_mask():

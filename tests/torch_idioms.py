@@ -373,6 +373,9 @@ idiom("einsum matmul")(lambda L: L.einsum("ij,kj->ik", _m(L), _m(L)))
 idiom("einsum batched")(lambda L: L.einsum("bij,bjk->bik", L.ones(2, 2, 3), L.ones(2, 3, 2)))
 idiom("einsum trace-free sum")(lambda L: L.einsum("ij->", _m(L)))
 idiom("einsum ellipsis")(lambda L: L.einsum("...ij,j->...i", L.ones(2, 2, 3), L.tensor([1.0, 2.0, 3.0])))
+idiom("linalg.inv")(lambda L: L.linalg.inv(L.tensor([[2.0, 1.0], [1.0, 3.0]])))
+idiom("linalg.det")(lambda L: L.linalg.det(L.tensor([[2.0, 1.0], [1.0, 3.0]])))
+idiom("linalg.solve")(lambda L: L.linalg.solve(L.tensor([[2.0, 1.0], [1.0, 3.0]]), L.tensor([1.0, 2.0])))
 idiom("trace method")(lambda L: L.arange(9.0).reshape(3, 3).trace())
 
 # --- in-place ---------------------------------------------------------------------------------

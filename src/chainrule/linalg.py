@@ -1,4 +1,4 @@
-"""``cr.linalg``: vector and matrix norms (as ``torch.linalg``); inv/det/solve are not provided yet."""
+"""``cr.linalg``: norms, inverse, determinant and solve (as ``torch.linalg``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .tensor import Tensor
+from .primitives import linalg as L
+from .tensor import Tensor, apply
 
 
 def _safe_sqrt(s: Tensor) -> Tensor:
@@ -80,4 +81,32 @@ def norm_torch(x: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False) -
     return vector_norm(x, p, dim, keepdim)
 
 
-__all__ = ["norm", "vector_norm", "matrix_norm"]
+def _square(op: str, x: Tensor) -> None:
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{op}: expects a square matrix (or a batch of them), got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expects a floating-point tensor, got {x.dtype}; convert with .double()")
+
+
+def inv(x: Any) -> Tensor:
+    """The matrix inverse, batched over leading dims (a singular matrix raises)."""
+    x = ops._t(x)
+    _square("inv", x)
+    if np.any(np.linalg.cond(np.asarray(x._data)) > 1 / np.finfo(x.dtype).eps):
+        raise ValueError(f"inv: the matrix of shape {x.shape} is singular (or numerically so)")
+    return apply(L.inv, x)
+
+
+def det(x: Any) -> Tensor:
+    """The determinant, batched over leading dims; its gradient det(A)·A⁻ᵀ needs A invertible."""
+    x = ops._t(x)
+    _square("det", x)
+    return apply(L.det, x)
+
+
+def solve(a: Any, b: Any) -> Tensor:
+    """``x`` with ``a @ x = b``, as ``inv(a) @ b`` (fine for the small systems chainrule is for)."""
+    return ops.matmul(inv(a), b)
+
+
+__all__ = ["norm", "vector_norm", "matrix_norm", "inv", "det", "solve"]

@@ -129,3 +129,42 @@ def _einsum_jvp(xp, tangents, out, *args):
 einsum = defprim("einsum", _einsum, nin=-1)
 defvjp(einsum, _einsum_dx, local=("einsum of g with the other operands",))
 defjvp(einsum, _einsum_jvp)
+
+
+# --- inverse and determinant (batched over leading dims) ----------------------------------
+def _mT(xp, a):
+    return xp.swapaxes(a, -1, -2)
+
+
+def _inv_of(xp, x):
+    """inv(x) in the namespace of the rule: recorded on tensors, plain NumPy otherwise."""
+    if xp.name == "tensor":
+        from ..tensor import apply
+
+        return apply(inv, x)
+    try:
+        return np.linalg.inv(x)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            f"det: the gradient det(A)·A⁻ᵀ needs an invertible matrix; this one (shape {np.shape(x)}) is singular"
+        ) from None
+
+
+inv = defprim("inv", np.linalg.inv, symbol="⁻¹")
+defvjp(inv, lambda xp, g, out, x: -(_mT(xp, out) @ g @ _mT(xp, out)), local=("-A⁻ᵀ G A⁻ᵀ",))
+defjvp(inv, lambda xp, tangents, out, x: -(out @ tangents[0] @ out))
+
+
+def _det_dx(xp, g, out, x):
+    scale = xp.reshape(g * out, xp.shape(out) + (1, 1))
+    return scale * _mT(xp, _inv_of(xp, x))
+
+
+def _det_jvp(xp, tangents, out, x):
+    (t,) = tangents
+    return out * xp.sum(_mT(xp, _inv_of(xp, x)) * t, (-2, -1) if len(xp.shape(x)) > 2 else None)
+
+
+det = defprim("det", np.linalg.det)
+defvjp(det, _det_dx, local=("det(A)·A⁻ᵀ",))
+defjvp(det, _det_jvp)
