@@ -1,13 +1,17 @@
 """cr.draw: DOT source with every node, its value and its gradient; rendering when Graphviz is installed."""
 
+import html
 import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.explain.draw import GraphvizUnavailable
+from chainrule.explain.draw import GraphvizUnavailable, RendererUnavailable, _pip_renderer, renderer
+
+draw_module = sys.modules["chainrule.explain.draw"]
 
 HAS_DOT = shutil.which("dot") is not None
 
@@ -45,7 +49,7 @@ def test_draw_accepts_a_trace_and_shows_tensor_shapes():
     v = cr.tensor([1.0, 2.0], requires_grad=True)
     y = cr.sum(cr.tanh(W)) + cr.sum(v * v)
     src = cr.draw(cr.trace(y, names={"W": W, "v": v})).source
-    assert "50×40 array" in src and "2 [1.00, 2.00]" in src and "2 [2.00, 4.00]" in src
+    assert "array 50×40" in src and "[1.00, 2.00]" in src and "[2.00, 4.00]" in src
 
 
 def test_long_chains_are_collapsed():
@@ -67,17 +71,46 @@ def test_huge_graphs_are_cut():
     assert src.count("shape=circle") == 30 and "169 more operations not drawn" in src
 
 
-def test_rendering_needs_dot_and_says_how_to_install(monkeypatch, tmp_path):
+HAS_PIP_RENDERER = _pip_renderer() is not None
+
+
+def hide_dot(monkeypatch, tmp_path):
+    """PATH without Graphviz's dot, as for someone who ran only pip install."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert shutil.which("dot") is None
+
+
+def test_without_dot_the_pip_installed_renderer_draws(monkeypatch, tmp_path):
+    if not HAS_PIP_RENDERER:
+        pytest.skip("graphviz-pure is not installed (the explain and test extras bring it)")
+    hide_dot(monkeypatch, tmp_path)
     f, env = neuron()
     d = cr.draw(f, names=env)
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(GraphvizUnavailable, match="apt-get install -y graphviz"):
+    assert "graphviz-pure" in renderer()
+    svg = html.unescape(d.save(tmp_path / "neuron.svg").read_text())
+    assert "<svg" in svg and "1/x" in svg and "0.39" in svg and "-0.59" in svg
+    assert "<svg" in d._repr_svg_() and "<svg" in d._repr_html_()
+    assert d.png()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(RendererUnavailable, match="PDF needs Graphviz's dot program"):
+        d.save(tmp_path / "neuron.pdf")
+
+
+def test_with_no_renderer_the_error_says_what_to_install(monkeypatch, tmp_path):
+    hide_dot(monkeypatch, tmp_path)
+    monkeypatch.setattr(draw_module, "_pip_renderer", lambda: None)
+    f, env = neuron()
+    d = cr.draw(f, names=env)
+    assert renderer() is None
+    with pytest.raises(RendererUnavailable, match=r"pip install 'chainrule\[explain\]'.*apt-get install graphviz"):
         d.svg()
     assert d._repr_svg_() is None
-    d.save(tmp_path / "g.dot")  # the source never needs Graphviz
+    note = d._repr_html_()  # a notebook shows why, and the DOT source
+    assert "could not draw" in note and "pip install" in note and "digraph" in note
+    d.save(tmp_path / "g.dot")  # the source never needs a renderer
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
     with pytest.raises(ValueError, match="use .svg, .png"):
         d.save(tmp_path / "g.jpeg2")
+    assert GraphvizUnavailable is RendererUnavailable  # the old name still catches it
 
 
 def test_svg_and_png_are_produced(tmp_path):
@@ -90,3 +123,26 @@ def test_svg_and_png_are_produced(tmp_path):
     png = d.save(tmp_path / "neuron.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert "<svg" in d._repr_svg_()
+
+
+def test_a_two_layer_mlp_drawing_fits_a_notebook():
+    rng = np.random.default_rng(0)
+    model = cr.nn.Sequential(cr.nn.Linear(4, 8), cr.nn.ReLU(), cr.nn.Linear(8, 3))
+    loss = cr.nn.cross_entropy(model(cr.tensor(rng.normal(size=(8, 4)))), rng.integers(0, 3, size=8))
+    d = cr.draw(loss, model=model)
+    src = d.source
+    assert "rankdir=TB" in src and 'size="10.5,100"' in src  # deep: top to bottom, and never wider than 10.5 in
+    assert "label=<[·]" in src and not re.search(r"label=<[^\n]*indices", src)  # the picking node is compact
+    assert '"0.weight" [shape=box' in src and '"2.bias" [shape=box' in src  # parameters by name
+    assert "array 8×3" in src and "gradient 8×3" in src  # large tensors by shape
+    if renderer() is None:
+        pytest.skip("no renderer here (dot or graphviz-pure)")
+    width = float(re.search(r'<svg width="([0-9.]+)pt"', d.svg()).group(1))
+    assert width <= 10.5 * 72
+
+
+def test_the_neuron_keeps_its_left_to_right_figure():
+    f, env = neuron()
+    assert "rankdir=LR" in cr.draw(f, names=env).source
+    with pytest.raises(ValueError, match="rankdir must be"):
+        cr.draw(f, names=env, rankdir="sideways")

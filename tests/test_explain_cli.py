@@ -1,5 +1,6 @@
 """The chainrule command: explain and derive, their output and their exit codes."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ def test_no_command_explains_the_sigmoid_neuron(capsys):
     assert "CS231n sigmoid neuron" in out
     assert "f = 0.7311" in out
     assert "df/dw0 = -0.1966" in out and "df/dx0 = 0.3932" in out and "df/dx1 = -0.5898" in out
-    assert "-1/x² = -0.53" in out and "exp(x) = 0.37" in out  # the step table
+    assert "-1 / x² = -0.53" in out and "exp(x) = 0.37" in out  # the step table
 
 
 def test_explain_without_expression_is_the_same_neuron(capsys):
@@ -43,7 +44,7 @@ def test_explain_a_tensor_expression(capsys):
 def test_explain_markdown(capsys):
     assert main(["explain", "x * x", "--at", "x=3", "--markdown"]) == 0
     out = capsys.readouterr().out
-    assert "| step | node |" in out and "3.00 + 3.00 = 6.00" in out
+    assert "| step | node |" in out and "3.00 (from f) + 3.00 (from f) = 6.00" in out
 
 
 @pytest.mark.parametrize(
@@ -123,3 +124,109 @@ def test_derive_with_a_symbolic_batch(capsys):
     assert main(["derive", "z = a @ W.T + b; E = sum(tanh(z))", "--shape", "a=Bx3", "W=5x3", "b=5"]) == 0
     out = capsys.readouterr().out
     assert "dW = dzᵀ · a" in out and "B×3" in out and "with B = 7" in out
+
+
+# --- the command line as a learner types it -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["explain", "x * y", "--at", "x=3", "y=2"],
+        ["explain", "--at", "x=3", "y=2", "x * y"],  # options first
+        ["explain", "--at", "x=3", "--at", "y=2", "x * y"],  # --at repeated
+        ["explain", "x * y", "--at", "x=3,y=2"],  # comma-separated
+        ["explain", "--at", "x=3,y=2", "--precision", "3", "x * y"],
+    ],
+)
+def test_values_may_come_in_any_order_and_spelling(capsys, argv):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "f = 6.0000" in out and "df/dx = 2.0000" in out and "df/dy = 3.0000" in out
+
+
+def test_list_values_keep_their_commas(capsys):
+    assert main(["explain", "sum(w * x)", "--at", "w=[1, 2],x=[3, 4]"]) == 0
+    assert "f = 11.0000" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["-1", "16", "50", "two"])
+def test_precision_is_bounded(capsys, value):
+    assert main(["explain", "x * x", "--at", "x=3", "--precision", value]) == 2
+    err = capsys.readouterr().err
+    assert "--precision" in err and ("0 to 15" in err or "whole number" in err) and "Traceback" not in err
+
+
+def test_precision_15_shows_15_decimals(capsys):
+    assert main(["explain", "x / 3", "--at", "x=1", "--precision", "15"]) == 0
+    assert "0.333333333333333" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    import chainrule as cr
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"chainrule {cr.__version__}"
+
+
+def test_max_gate_is_visible_and_header_shows_the_parse(capsys):
+    assert main(["explain", "max(z, w)", "--at", "z=2", "w=-1"]) == 0
+    out = capsys.readouterr().out
+    assert "[z > w] + ½[z = w] = 1.00" in out and "[w > z] + ½[z = w] = 0.00" in out
+    assert main(["explain", "1 / 1 + exp(-p)", "--at", "p=1"]) == 0
+    out = capsys.readouterr().out
+    assert "parsed as f = (1 / 1) + exp(-p)" in out and "note: 1 / 1 is evaluated first" in out
+
+
+def test_table_follows_the_terminal_width():
+    env = {"PYTHONPATH": SRC, "COLUMNS": "80", "PATH": os.environ["PATH"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "chainrule"], capture_output=True, text=True, env=env, timeout=120, check=True
+    )
+    widths = [len(line) for line in done.stdout.splitlines()]
+    assert max(widths) <= 80 and "df/dx1 = -0.5898" in done.stdout
+
+
+def test_without_any_renderer_the_table_is_printed_before_the_error(tmp_path):
+    # no dot on PATH and a Python that cannot find graphviz-pure: the drawing fails, the table does not
+    env = {"PYTHONPATH": SRC, "PATH": str(tmp_path), "CHAINRULE_NO_PIP_RENDERER": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chainrule", "explain", "--svg", str(tmp_path / "n.svg")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "df/dx1 = -0.5898" in done.stdout and "-1 / x² = -0.53" in done.stdout
+    assert "pip install 'chainrule[explain]'" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_without_dot_the_svg_is_drawn_by_the_pip_renderer(tmp_path):
+    pytest.importorskip("rich")
+    from chainrule.explain.draw import _pip_renderer
+
+    if _pip_renderer() is None:
+        pytest.skip("graphviz-pure is not installed (the explain and test extras bring it)")
+    env = {"PYTHONPATH": SRC, "PATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "chainrule", "explain", "--svg", str(tmp_path / "n.svg")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "<svg" in (tmp_path / "n.svg").read_text() and "drawing written to" in done.stdout
+
+
+def test_output_piped_into_head_stops_quietly():
+    env = {"PYTHONPATH": SRC, "PATH": os.environ["PATH"]}
+    # the reader goes away before anything is written (as `| head -1` can): every write meets a closed pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainrule"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err

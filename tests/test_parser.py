@@ -16,6 +16,8 @@ from chainrule.explain.parse import (
     parse_expression,
     parse_program,
     parse_value,
+    precedence_notes,
+    to_text,
 )
 
 
@@ -162,3 +164,44 @@ def test_values():
 def test_parse_error_is_exported_and_is_a_value_error():
     assert cr.ParseError is ParseError
     assert issubclass(ParseError, ValueError)
+
+
+# --- max(x, y), the parsed form, precedence notes ---------------------------------------------------
+
+
+def test_max_and_min_of_two_arguments_are_elementwise():
+    x, y = cr.tensor([1.0, 5.0], requires_grad=True), cr.tensor([3.0, 2.0], requires_grad=True)
+    env = {"x": x, "y": y}
+    np.testing.assert_array_equal(evaluate(parse_expression("max(x, y)"), env).data, [3.0, 5.0])
+    np.testing.assert_array_equal(evaluate(parse_expression("min(x, y)"), env).data, [1.0, 2.0])
+    assert evaluate(parse_expression("max(x)"), env).data == 5.0  # one argument: still the reduction
+    with pytest.raises(ParseError, match="max\\(\\) takes 1 argument"):
+        parse_expression("max(x, y, x)")
+
+
+@pytest.mark.parametrize(
+    "typed, parsed",
+    [
+        ("1 / 1 + exp(-p)", "(1 / 1) + exp(-p)"),
+        ("1 / (1 + exp(-p))", "1 / (1 + exp(-p))"),
+        ("w0*x0 + w1*x1 + w2", "(w0 * x0) + (w1 * x1) + w2"),
+        ("-x**2", "-(x ** 2)"),
+        ("a - (b - c)", "a - (b - c)"),
+        ("x ** -2", "x ** (-2)"),
+        ("max(z, w) * 2", "maximum(z, w) * 2"),
+        ("sum(W @ a, axis=0).T", "sum(W @ a, axis=0).T"),
+    ],
+)
+def test_parsed_form_reads_back_with_its_parentheses(typed, parsed):
+    assert to_text(parse_expression(typed)) == parsed
+    # and it means the same: parsing the parsed form gives the same tree (columns aside)
+    assert to_text(parse_expression(parsed)) == parsed
+
+
+def test_precedence_notes_catch_the_division_slip():
+    assert precedence_notes("1 / 1 + exp(-p)") == [
+        "1 / 1 is evaluated first: / binds tighter than +; to divide by the whole sum write 1 / (...)"
+    ]
+    assert precedence_notes("1 / (1 + exp(-p))") == []
+    assert precedence_notes("(1 / 1) + exp(-p)") == []  # written with parentheses: the learner meant it
+    assert "** binds tighter than unary -" in precedence_notes("-x ** 2")[0]

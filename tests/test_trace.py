@@ -36,7 +36,7 @@ def test_sigmoid_neuron_reproduces_the_lecture_node_by_node():
     inv = tr.steps[0]  # the 1/x gate
     e = only_input(inv)
     assert (r2(e.value), r2(inv.upstream), r2(e.local), r2(e.grad)) == (1.37, 1.0, -0.53, -0.53)
-    assert e.formula == "-1/x²"
+    assert e.formula == "-1 / x²"
 
     plus1 = tr.steps[1]
     e = only_input(plus1)
@@ -95,7 +95,7 @@ def test_fan_out_shows_the_sum_of_the_branches():
     assert len(leaf.branches) == 3  # x*x sends two branches, + sends one
     assert sum(v for _, v in leaf.branches) == pytest.approx(leaf.grad)
     assert leaf.grad == 7.0 and x.grad.item() == 7.0
-    assert "1.00 + 3.00 + 3.00 = 7.00" in str(tr)
+    assert "1.00 (from out) + 3.00 (from n1) + 3.00 (from n1) = 7.00" in str(tr)
 
 
 def test_intermediate_fan_out():
@@ -115,7 +115,7 @@ def test_tensors_show_shapes_and_small_values_and_match_torch():
     f = cr.sum(cr.tanh(W @ x))
     tr = cr.trace(f, names={"W": W, "x": x})
     text = str(tr)
-    assert "2×3" in text and "2 [" in text  # the 2-vector shows its values
+    assert "(2×3)" in text and "x = [" in text  # the 2-vector shows its values, a matrix its shape after them
     Wt, xt = torch.tensor(W0, requires_grad=True), torch.tensor(x0, requires_grad=True)
     torch.tanh(Wt @ xt).sum().backward()
     np.testing.assert_allclose(tr.grad("W"), Wt.grad.numpy(), rtol=1e-12)
@@ -128,14 +128,14 @@ def test_tensors_show_shapes_and_small_values_and_match_torch():
 def test_large_tensors_are_shown_by_shape():
     z = cr.tensor(np.zeros((100, 40)), requires_grad=True)
     tr = cr.trace(cr.sum(cr.sigmoid(z)), names={"z": z})
-    assert "100×40 array" in str(tr)
+    assert "array 100×40" in str(tr)
 
 
 def test_markdown_and_html():
     f, env = neuron()
     tr = cr.trace(f, names=env, output_name="f")
     md = tr.to_markdown()
-    assert md.count("\n| ") >= 12 and "| 1 | f | 1 / n" in md and "-1/x² = -0.53" in md
+    assert md.count("\n| ") >= 12 and "| 1 | f | 1 / n" in md and "-1 / x² = -0.53" in md
     html = tr._repr_html_()
     assert html.count("<table>") == 2 and "-0.53" in html and "&" not in html.replace("&lt;", "").replace("&gt;", "")
 
@@ -160,13 +160,80 @@ def test_plain_text_without_rich(monkeypatch):
     monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails as if rich were not installed
     f, env = neuron()
     text = str(cr.trace(f, names=env, output_name="f"))
-    assert "┃" not in text and "-1/x² = -0.53" in text and "step  node" in text
+    assert "┃" not in text and "-1 / x² = -0.53" in text and "step  node" in text
 
 
 def test_local_formulas_keep_operand_names_when_several_inputs_vary():
     a = cr.tensor(2.0, requires_grad=True)
     b = cr.tensor(4.0, requires_grad=True)
     tr = cr.trace(a / b, names={"a": a, "b": b}, accumulate=False)
-    assert [e.formula for e in tr.steps[0].inputs] == ["1/b", "-a/b²"]
+    assert [e.formula for e in tr.steps[0].inputs] == ["1 / b", "-a / b²"]
     x = cr.tensor(1.37, requires_grad=True)
-    assert cr.trace(1 / x, names={"x": x}, accumulate=False).steps[0].inputs[-1].formula == "-1/x²"
+    assert cr.trace(1 / x, names={"x": x}, accumulate=False).steps[0].inputs[-1].formula == "-1 / x²"
+
+
+# --- what the learner sees: every formula visible, paths named, parameters named ----------------
+
+
+def _rich_text(renderable, width=120) -> str:
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(renderable)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make, formulas",
+    [
+        (lambda z, w: cr.maximum(z, w), ["[z > w] + ½[z = w] = 1.00", "[w > z] + ½[z = w] = 0.00"]),
+        (lambda z, w: cr.minimum(z, w), ["[z < w] + ½[z = w] = 0.00", "[w < z] + ½[z = w] = 1.00"]),
+        (lambda z, w: cr.relu(z) * w, ["[x > 0] = 1.00"]),
+    ],
+)
+def test_bracketed_formulas_are_visible_in_rich_and_print(make, formulas):
+    z, w = cr.tensor(2.0, requires_grad=True), cr.tensor(-1.0, requires_grad=True)
+    tr = cr.trace(make(z, w), names={"z": z, "w": w})
+    shown = [str(tr), _rich_text(tr)]
+    for text in shown:
+        for formula in formulas:
+            assert formula in text, (formula, text)
+
+
+def test_max_of_a_vector_shows_its_indicator():
+    v = cr.tensor([1.0, 3.0, 2.0], requires_grad=True)
+    text = _rich_text(cr.trace(cr.max(v), names={"v": v}))
+    assert "[" in text.split("max(v)")[1].split("\n")[0]  # the local-gradient cell is not swallowed as markup
+
+
+def test_vector_cells_do_not_start_with_their_length():
+    v = cr.tensor([0.22, 0.26], requires_grad=True)
+    text = str(cr.trace(cr.sum(v * v), names={"v": v}))
+    assert "[0.44, 0.52]" in text and "2 [" not in text
+
+
+def test_model_parameters_are_named_like_named_parameters():
+    rng = np.random.default_rng(0)
+    model = cr.nn.Sequential(cr.nn.Linear(3, 4), cr.nn.ReLU(), cr.nn.Linear(4, 2))
+    loss = cr.nn.cross_entropy(model(cr.tensor(rng.normal(size=(5, 3)))), rng.integers(0, 2, size=5))
+    tr = cr.trace(loss, model=model, accumulate=False)
+    assert [leaf.label for leaf in tr.leaves] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert "0.weight" in str(tr) and "x1" not in [leaf.label for leaf in tr.leaves]
+    np.testing.assert_allclose(tr.grad("2.bias").shape, (2,))
+    with pytest.raises(TypeError, match="model= expects a cr.nn.Module"):
+        cr.trace(loss, model=object(), accumulate=False)
+
+
+def test_local_jacobian_is_measured_from_the_rule_and_matches_torch():
+    W0, a0 = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]]), np.array([0.3, -0.1, 0.2])
+    W, a = cr.tensor(W0, requires_grad=True), cr.tensor(a0, requires_grad=True)
+    tr = cr.trace(cr.sum(cr.tanh(W @ a)), names={"W": W, "a": a})
+    matmul = tr.steps_for("matmul")[0]
+    Wt, at = torch.tensor(W0, requires_grad=True), torch.tensor(a0, requires_grad=True)
+    jW, ja = torch.autograd.functional.jacobian(lambda w, v: w @ v, (Wt, at))
+    np.testing.assert_allclose(matmul.inputs[0].jacobian, jW.reshape(2, 6).numpy())
+    np.testing.assert_allclose(matmul.inputs[1].jacobian, ja.numpy())
+    assert matmul.inputs[0].structure.startswith("each input reaches one output")
+    assert tr.steps_for("tanh")[0].inputs[0].structure.startswith("diagonal")

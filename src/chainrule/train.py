@@ -203,18 +203,28 @@ def fit(
     on_epoch: Optional[Callable[[dict[str, Any]], None]] = None,
     stream: TextIO = sys.stdout,
     quiet: bool = False,
+    distributed: bool = False,
 ) -> tuple[Any, History, dict[str, Any], Optional[KeyboardInterrupt]]:
     """Train per ``cfg``; returns ``(model, history, last complete state, interruption or None)``.
 
     ``on_epoch`` is called with the state after each complete epoch.  A
     KeyboardInterrupt mid-epoch is caught and returned, with the state of the
     last complete epoch, so the caller can save it.
+
+    ``distributed``: this process is one rank of an MPI job (see
+    :mod:`chainrule.distributed`): every rank walks the same global batches,
+    trains on its shard of each, and averages gradients before each step.
     """
     from .tensor import Tensor
 
     x_train, y_train, x_test, y_test = load_data(cfg.dataset)
     n_out = 1 if cfg.dataset == "moons" else int(y_train.max()) + 1
     model = build_model(cfg, x_train.shape[1], n_out)
+    ddp = None
+    if distributed:
+        from . import distributed as dist
+
+        ddp = dist.DistributedDataParallel(model)
     opt = build_optimizer(cfg, model.parameters())
     history = History()
     start = 0
@@ -241,15 +251,21 @@ def fit(
             n_batches = (n + bs - 1) // bs
             for b in range(n_batches):
                 idx = order[b * bs : (b + 1) * bs]
+                if ddp is not None:
+                    idx = dist.shard(idx)
                 out = model(Tensor(x_train[idx]))
                 loss, c = loss_and_correct(cfg, out, y_train[idx])
                 opt.zero_grad()
                 loss.backward()
+                if ddp is not None:
+                    ddp.all_reduce_gradients(num_samples=len(idx))
                 opt.step()
                 total_loss += float(loss.item()) * len(idx)
                 correct += c
                 seen += len(idx)
                 progress.update(epoch, b + 1, n_batches, total_loss / seen, correct / seen)
+            if ddp is not None:
+                total_loss, correct, seen = dist.all_reduce_totals(total_loss, correct, seen)
             lr = opt.param_groups[0]["lr"]
             if sched is not None:
                 sched.step()
@@ -339,6 +355,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint up to --epochs")
     parser.add_argument("--plot", metavar="PNG", help="save a loss/accuracy plot (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="print only the final result")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one worker of an MPI job (mpirun -n N chainrule train --distributed): each trains on its share of "
+        "every batch and gradients are averaged; rank 0 prints and saves (each epoch)",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=_bounded(float, 0, True, "a positive number of seconds"),
+        default=60.0,
+        metavar="SECONDS",
+        help="with --distributed: abort the job if a worker is silent this long (default: 60)",
+    )
 
 
 def _config(args: argparse.Namespace, saved: Optional[dict[str, Any]]) -> Config:
@@ -385,12 +414,20 @@ def _save_plot(history: History, path: str, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load, save
 
-    err = sys.stderr
+    err, out = sys.stderr, sys.stdout
+    if args.distributed:
+        from . import distributed as dist
+
+        try:
+            out, err = dist.start_job(args.dist_timeout)
+        except dist.DistributedError as exc:
+            print(f"chainrule train: --distributed: {exc}", file=err)
+            return 2
     path = args.checkpoint or f"chainrule-{args.dataset or 'digits'}.npz"
     saved_state = None
     if args.resume:
         try:
-            saved_state = load(path)
+            saved_state = dist.load_from_main(path, load) if args.distributed else load(path)
         except FileNotFoundError:
             print(f"chainrule train: --resume: no checkpoint at {path} (give its path with --checkpoint)", file=err)
             return 2
@@ -410,6 +447,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"chainrule train: {exc}", file=err)
         return 2
+    if args.distributed:
+        try:
+            dist.check_batches(len(load_data(cfg.dataset)[0]), cfg.batch_size, dist.get_world_size())
+        except ValueError as exc:
+            print(f"chainrule train: {exc}", file=err)
+            return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -417,7 +460,6 @@ def run(args: argparse.Namespace) -> int:
             print("chainrule train: --plot needs matplotlib: pip install 'chainrule[plot]'", file=err)
             return 2
 
-    out = sys.stdout
     fancy = can_encode(out, "→×")
     arch = (" → " if fancy else " -> ").join(
         str(s) for s in [64 if cfg.dataset == "digits" else 2, *cfg.hidden, 10 if cfg.dataset == "digits" else 1]
@@ -433,6 +475,8 @@ def run(args: argparse.Namespace) -> int:
             f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, seed {cfg.seed}",
             file=out,
         )
+        if args.distributed:
+            print(dist.describe(cfg.batch_size), file=out)
         if saved_state is not None:
             print(f"resuming from {path} after epoch {saved_state['epoch']}", file=out)
     if saved_state is not None and saved_state["epoch"] >= cfg.epochs:
@@ -440,11 +484,20 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        model, history, state, interrupted = fit(cfg, resume_state=saved_state, stream=out, quiet=args.quiet)
+        model, history, state, interrupted = fit(
+            cfg,
+            resume_state=saved_state,
+            stream=out,
+            quiet=args.quiet,
+            distributed=args.distributed,
+            on_epoch=dist.epoch_saver(path, save) if args.distributed else None,
+        )
     except ResumeError as exc:
         print(f"chainrule train: {exc}", file=err)
         return 2
     wall = time.perf_counter() - t0
+    if args.distributed and not dist.is_main_process():  # rank 0 reports and saves
+        return 0 if interrupted is None else EXIT_INTERRUPTED
     if interrupted is not None:
         if state["epoch"] == 0 or (saved_state is not None and state["epoch"] == saved_state["epoch"]):
             print("\ninterrupted before an epoch completed; nothing new saved", file=out)

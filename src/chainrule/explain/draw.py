@@ -4,8 +4,9 @@ Inputs are boxes, operations are circles; every edge carries the forward value
 (green, above) and the gradient flowing back along it (red, below).  Tensors
 show their shape, and their values when small.  Long chains of one-input
 operations are collapsed and very large graphs are cut, so a drawing stays
-legible.  The DOT text (``.source``) needs nothing; rendering needs the
-``graphviz`` Python package and the ``dot`` program from Graphviz.
+legible.  The DOT text (``.source``) needs nothing; rendering uses Graphviz's
+``dot`` program when it is on PATH, else the pip-installed ``graphviz-pure``
+(the ``explain`` extra), so ``pip install "chainrule[explain]"`` alone draws.
 """
 
 from __future__ import annotations
@@ -13,20 +14,22 @@ from __future__ import annotations
 import html
 import os
 import shutil
+import subprocess
+import sys
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from ..tensor import Tensor
-from .format import fmt_value
-from .trace import Step, Trace, trace
+from .format import SMALL, fmt_shape, fmt_value
+from .trace import Step, Trace, fmt_branches, trace
 
 GREEN = "#1a7f37"
 RED = "#cf222e"
-INSTALL = (
-    "install Graphviz: the 'dot' program comes from the system package (apt-get install -y graphviz, "
-    "brew install graphviz, or conda install graphviz) and the Python package from pip install graphviz"
-)
+GRAY = "#59636e"
 _SYMBOLS = {
     "add": "+",
     "sub": "−",
@@ -38,11 +41,9 @@ _SYMBOLS = {
     "sigmoid": "σ",
     "transpose": "ᵀ",
     "sum": "Σ",
+    "maximum": "max",
+    "minimum": "min",
 }
-
-
-class GraphvizUnavailable(RuntimeError):
-    """Rendering needs Graphviz, which is not installed here (the DOT source is still available)."""
 
 
 def _esc(text: str) -> str:
@@ -59,12 +60,77 @@ def _op_text(step: Step) -> str:
     if consts and step.op == "mul":
         return f"×{consts[0]}" if not consts[0].startswith("-") else f"×({consts[0]})"
     if step.op == "getitem":
-        return step.expression.split("[", 1)[-1].join(["[", ""])
+        index = "[" + step.expression.split("[", 1)[-1]
+        return index if len(index) <= 10 else "[·]"  # fancy indexing: the full index is in the tooltip
     return _SYMBOLS.get(step.op, step.op)
 
 
+class RendererUnavailable(RuntimeError):
+    """Nothing here can turn DOT into a picture (the DOT source is still available as ``.source``)."""
+
+
+GraphvizUnavailable = RendererUnavailable  # the name of chainrule 0.1
+
+
+INSTALL = (
+    "pip install 'chainrule[explain]' (it brings graphviz-pure, a self-contained Graphviz for SVG and PNG), "
+    "or install Graphviz's dot program (apt-get install graphviz, brew install graphviz, conda install graphviz)"
+)
+DOT_TIMEOUT_S = 60
+PIP_RENDERER = "graphviz-pure"
+
+
+def _pip_renderer() -> Optional[str]:
+    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv whose bin is not on PATH).
+    ``CHAINRULE_NO_PIP_RENDERER=1`` ignores it (to see what a machine without it gets)."""
+    if os.environ.get("CHAINRULE_NO_PIP_RENDERER"):
+        return None
+    found = shutil.which(PIP_RENDERER)
+    if found:
+        return found
+    for folder in {sysconfig.get_path("scripts"), os.path.dirname(sys.executable)}:
+        candidate = shutil.which(PIP_RENDERER, path=folder) if folder else None
+        if candidate:
+            return candidate
+    return None
+
+
+def renderer() -> Optional[str]:
+    """The program :func:`render` would run: Graphviz's ``dot`` on PATH, else the pip-installed
+    ``graphviz-pure`` (a port of Graphviz 16.1 to Rust, one self-contained binary), else None."""
+    return shutil.which("dot") or _pip_renderer()
+
+
+def render(source: str, fmt: str = "svg") -> bytes:
+    """DOT source -> ``svg``/``png``/``pdf`` bytes, with the system ``dot`` when there is one, else the
+    pip-installed ``graphviz-pure`` (SVG and PNG).  Raises :class:`RendererUnavailable` saying what to install."""
+    program = renderer()
+    if program is None:
+        raise RendererUnavailable(f"cr.draw: nothing here can render the drawing; {INSTALL}")
+    is_dot = os.path.basename(program).lower().startswith("dot")
+    if fmt == "pdf" and not is_dot:
+        raise RendererUnavailable(
+            "cr.draw: PDF needs Graphviz's dot program, which is not on PATH; the pip-installed renderer writes "
+            "SVG and PNG (save to .svg or .png), or install Graphviz (apt-get install graphviz)"
+        )
+    try:
+        done = subprocess.run(
+            [program, f"-T{fmt}"],
+            input=source.encode("utf-8"),
+            capture_output=True,
+            timeout=DOT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RendererUnavailable(f"cr.draw: {program} could not run ({exc}); {INSTALL}") from None
+    if done.returncode != 0 or not done.stdout:
+        err = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RendererUnavailable(f"cr.draw: {program} -T{fmt} failed: {err[-1] if err else done.returncode}")
+    return done.stdout
+
+
 class Drawing:
-    """A drawing of a computational graph; ``.source`` is its DOT text."""
+    """A drawing of a computational graph; ``.source`` is its DOT text, ``.svg()`` the picture."""
 
     def __init__(self, source: str, title: str) -> None:
         self.source = source
@@ -72,33 +138,34 @@ class Drawing:
 
     def __repr__(self) -> str:
         lines = self.source.count("\n")
-        return f"<Drawing of {self.title}: {lines} lines of DOT; .save('graph.svg'), .source>"
+        return f"<Drawing of {self.title}: {lines} lines of DOT; .save('graph.svg'), .svg(), .source>"
 
     def _render(self, fmt: str) -> bytes:
-        try:
-            import graphviz
-        except ImportError:
-            raise GraphvizUnavailable(f"cr.draw: the graphviz Python package is missing; {INSTALL}") from None
-        if shutil.which("dot") is None:
-            raise GraphvizUnavailable(f"cr.draw: the Graphviz program 'dot' was not found on PATH; {INSTALL}")
-        try:
-            return graphviz.Source(self.source).pipe(format=fmt)
-        except graphviz.ExecutableNotFound:
-            raise GraphvizUnavailable(f"cr.draw: the Graphviz program 'dot' could not be run; {INSTALL}") from None
+        return render(self.source, fmt)
 
     def svg(self) -> str:
-        """The drawing as SVG text (needs Graphviz)."""
+        """The drawing as SVG text."""
         return self._render("svg").decode("utf-8")
 
     def png(self) -> bytes:
-        """The drawing as PNG bytes (needs Graphviz)."""
+        """The drawing as PNG bytes."""
         return self._render("png")
 
     def _repr_svg_(self) -> Optional[str]:
         try:
             return self.svg()
-        except GraphvizUnavailable:
-            return None
+        except RendererUnavailable:
+            return None  # the notebook falls back to _repr_html_, which says why
+
+    def _repr_html_(self) -> str:
+        try:
+            return self.svg()
+        except RendererUnavailable as exc:
+            return (
+                f"<p><b>chainrule could not draw this graph:</b> {_esc(str(exc))}</p>"
+                f"<details><summary>DOT source ({self.source.count(chr(10))} lines)</summary>"
+                f"<pre>{_esc(self.source)}</pre></details>"
+            )
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write ``.svg``, ``.png`` or ``.pdf`` (rendered) or ``.dot``/``.gv`` (the source), by suffix."""
@@ -114,9 +181,15 @@ class Drawing:
 
 
 def _edge_label(value: Any, grad: Any, precision: int) -> str:
-    parts = [f'<font color="{GREEN}">{_esc(fmt_value(value, precision))}</font>']
+    """Value (green) over gradient (red); a small tensor's shape above them in gray, a large one by shape only."""
+    parts = []
+    small = np.ndim(value) == 0 or np.size(value) <= SMALL
+    if np.ndim(value) and small:
+        parts.append(f'<font color="{GRAY}" point-size="9">{_esc(fmt_shape(np.shape(value)))}</font>')
+    parts.append(f'<font color="{GREEN}">{_esc(fmt_value(value, precision))}</font>')
     if grad is not None:
-        parts.append(f'<font color="{RED}">{_esc(fmt_value(grad, precision))}</font>')
+        text = fmt_value(grad, precision) if small else f"gradient {fmt_shape(np.shape(grad))}"
+        parts.append(f'<font color="{RED}">{_esc(text)}</font>')
     return "<" + "<br/>".join(parts) + ">"
 
 
@@ -154,6 +227,17 @@ def _collapse(steps: list[Step], min_run: int) -> dict[str, tuple[str, list[Step
     return runs
 
 
+LR_DEPTH = 9
+
+
+def _depth(steps: list[Step]) -> int:
+    """The number of operations on the longest path from an input to the output."""
+    depth: dict[str, int] = {}
+    for s in reversed(steps):  # forward order
+        depth[s.label] = 1 + max((depth.get(e.label, 0) for e in s.inputs if not e.constant), default=0)
+    return max(depth.values(), default=0)
+
+
 def draw(
     output: Union[Tensor, Trace],
     grad: Any = None,
@@ -163,20 +247,30 @@ def draw(
     precision: int = 2,
     max_nodes: int = 80,
     collapse: int = 6,
-    rankdir: str = "LR",
+    rankdir: str = "auto",
+    max_width: float = 10.5,
+    model: Any = None,
 ) -> Drawing:
     """Draw the graph of ``output`` with forward values (green) and gradients (red).
 
     ``output`` is a tensor (its backward pass is traced without touching
     ``.grad``) or a :class:`Trace`.  Chains of more than ``collapse`` one-input
     operations become one summary node; beyond ``max_nodes`` operations the rest
-    of the graph is cut and marked.
+    of the graph is cut and marked.  ``rankdir="auto"`` draws left to right when the
+    longest path has at most ``LR_DEPTH`` operations (the CS231n figures) and top to
+    bottom otherwise (a model's loss), and a drawing wider than ``max_width`` inches
+    is scaled down to fit, so a notebook shows it whole.
     """
     if isinstance(output, Trace):
         tr = output
     else:
-        tr = trace(output, grad, names=names, output_name=output_name, accumulate=False, precision=precision)
+        tr = trace(
+            output, grad, names=names, output_name=output_name, accumulate=False, precision=precision, model=model
+        )
     p = precision
+    if rankdir not in ("auto", "LR", "TB", "RL", "BT"):
+        raise ValueError(f"cr.draw: rankdir must be 'auto', 'LR', 'TB', 'RL' or 'BT', got {rankdir!r}")
+    direction = rankdir if rankdir != "auto" else ("LR" if _depth(tr.steps) <= LR_DEPTH else "TB")
     runs = _collapse(tr.steps, collapse)
     skip_to: dict[str, str] = {}  # label of a collapsed step's input chain start -> summary node
     hidden: set[str] = set()
@@ -185,7 +279,8 @@ def draw(
         skip_to[first] = last_input
     lines = [
         "digraph chainrule {",
-        f'  graph [rankdir={rankdir}, fontname="Helvetica", fontsize=11, nodesep=0.35, ranksep=0.5,'
+        f'  graph [rankdir={direction}, size="{max_width:g},100", fontname="Helvetica", fontsize=11, nodesep=0.35,'
+        " ranksep=0.5,"
         f" label=<{_esc(tr.output)} = {_esc(fmt_value(tr.value, p))}: forward values in "
         f'<font color="{GREEN}">green</font>, gradients in <font color="{RED}">red</font>>, labelloc=t];',
         '  node [fontname="Helvetica", fontsize=11];',
@@ -205,7 +300,7 @@ def draw(
             continue
         grad_text = fmt_value(leaf.grad, p)
         if len(leaf.branches) > 1:
-            grad_text = " + ".join(fmt_value(v, p) for _, v in leaf.branches) + " = " + grad_text
+            grad_text = fmt_branches(leaf.branches, leaf.grad, p)
         lines.append(
             f"  {nid(leaf.label)} [shape=box, style=rounded, label=<<b>{_esc(leaf.label)}</b><br/>"
             f'<font color="{GREEN}">{_esc(fmt_value(leaf.value, p))}</font><br/>'
@@ -215,7 +310,7 @@ def draw(
     for s in drawn:
         extra = ""
         if len(s.branches) > 1:
-            total = " + ".join(fmt_value(v, p) for _, v in s.branches) + " = " + fmt_value(s.upstream, p)
+            total = fmt_branches(s.branches, s.upstream, p)
             extra = f'<br/><font color="{RED}" point-size="9">{_esc(total)}</font>'
         lines.append(
             f'  {nid(s.label)} [shape=circle, margin=0.02, tooltip="{_esc(s.label)} = {_esc(s.expression)}", '

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import io
+import shutil
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -35,7 +36,10 @@ def fmt_shape(shape: Sequence[int]) -> str:
 
 
 def fmt_value(v: Any, precision: int = 2, small: int = SMALL) -> str:
-    """A scalar as a number; a small array with its shape and values; a large one by its shape."""
+    """A scalar as a number; a small array as its values (a matrix with its shape after them); a large one by its shape.
+
+    The shape never comes first, so ``2x = [0.44, 0.52]`` cannot read as ``2·[...]``.
+    """
     if v is None:
         return ""
     if type(v) is float or np.ndim(v) == 0:
@@ -45,8 +49,9 @@ def fmt_value(v: Any, precision: int = 2, small: int = SMALL) -> str:
         arr = arr.astype(float)
     shape = fmt_shape(arr.shape)
     if arr.size <= small:
-        return f"{shape} {_nested(arr, precision)}"
-    return f"{shape} array"
+        values = _nested(arr, precision)
+        return values if arr.ndim == 1 else f"{values} ({shape})"
+    return f"array {shape}"
 
 
 def _nested(arr: np.ndarray, precision: int) -> str:
@@ -66,29 +71,40 @@ def fmt_const(v: Any) -> str:
 class Table:
     """Rows of text cells rendered as a rich table, plain text, Markdown or HTML."""
 
-    def __init__(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    def __init__(
+        self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], keep_whole: Sequence[int] = ()
+    ) -> None:
         self.title = title
         self.headers = list(headers)
         self.rows = [list(r) for r in rows]
+        self.keep_whole = set(keep_whole)  # columns that wrap last (formulas)
 
-    def rich(self) -> Any:
+    def rich(self, width: int = 120) -> Any:
         from rich.table import Table as RichTable
+        from rich.text import Text
 
-        table = RichTable(title=self.title, show_lines=False, title_justify="left")
-        for h in self.headers:
-            table.add_column(h, overflow="fold")
+        # Cells are plain text, never markup: a formula such as "[z>w]" must show as written.
+        table = RichTable(title=Text(self.title), show_lines=False, title_justify="left")
+        for k, h in enumerate(self.headers):
+            # a formula folds badly: on a wide console its column keeps up to 30 characters whole, the others wrap
+            longest = max((len(r[k]) for r in self.rows), default=0)
+            keep = min(longest, 30, width // 4) if k in self.keep_whole and width >= 100 else None
+            table.add_column(Text(h), overflow="fold", min_width=keep)
         for r in self.rows:
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))
         return table
 
-    def text(self, width: int = 160) -> str:
+    def text(self, width: Optional[int] = None) -> str:
+        """The table as plain text, ``width`` columns wide (default: the terminal's width, as rich measures it)."""
         try:
             from rich.console import Console
         except ImportError:
             return self.plain()
         buf = io.StringIO()
+        if width is None:
+            width = shutil.get_terminal_size((120, 24)).columns  # (not a terminal: 120)
         console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
-        console.print(self.rich())
+        console.print(self.rich(width))
         return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
     def plain(self) -> str:

@@ -53,9 +53,12 @@ FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
     "transpose": (1, ()),
 }
 
+# max(x, y) / min(x, y) with two arguments mean the elementwise maximum / minimum
+PAIRWISE = {"max": "maximum", "min": "minimum"}
+
 ALLOWED = (
     "allowed: numbers, names, + - * / ** @, unary -, x.T, and calls of " + ", ".join(sorted(FUNCTIONS)) + " (keywords"
-    " axis=, keepdims=)"
+    " axis=, keepdims=; max(x, y) and min(x, y) are elementwise)"
 )
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
@@ -151,6 +154,89 @@ def names_in(node: Node) -> list[str]:
         elif isinstance(n, Call):
             stack += list(reversed(n.args))
     return out
+
+
+# --- the parsed tree as text ----------------------------------------------------------------
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "neg": 3, "**": 4}
+
+
+def to_text(node: Node) -> str:
+    """The expression as chainrule parsed it, with parentheses around every operation inside another one
+    (a chain of the same operator, such as ``a + b + c``, keeps its plain left-to-right reading).
+
+    ``1 / 1 + exp(-p)`` reads back as ``(1 / 1) + exp(-p)``.
+    """
+    if isinstance(node, Num):
+        return fmt_number(node.value)
+    if isinstance(node, Name):
+        return node.id
+    if isinstance(node, Neg):
+        inner = node.operand
+        text = to_text(inner)
+        return f"-({text})" if isinstance(inner, (BinOp, Neg)) else f"-{text}"
+    if isinstance(node, BinOp):
+
+        def side(child: Node, left: bool) -> str:
+            text = to_text(child)
+            same_chain = isinstance(child, BinOp) and left and child.op == node.op and node.op != "**"
+            if isinstance(child, BinOp) and not same_chain:
+                return f"({text})"
+            if isinstance(child, Neg) and (not left or node.op == "**"):
+                return f"({text})"
+            if isinstance(child, Num) and child.value < 0 and (not left or node.op == "**"):
+                return f"({text})"
+            return text
+
+        return f"{side(node.left, True)} {node.op} {side(node.right, False)}"
+    if node.func == "transpose":
+        inner = to_text(node.args[0])
+        return f"({inner}).T" if not isinstance(node.args[0], (Name, Call)) else f"{inner}.T"
+    parts = [to_text(a) for a in node.args] + [f"{k}={v}" for k, v in node.kwargs]
+    return f"{node.func}({', '.join(parts)})"
+
+
+def fmt_number(value: float) -> str:
+    return str(int(value)) if value == int(value) and abs(value) < 1e15 else repr(value)
+
+
+def precedence_notes(text: str) -> list[str]:
+    """Warnings for the precedence slips learners make, found in the typed text (no parentheses where
+    they matter): ``1 / 1 + exp(-p)`` divides first, ``-x ** 2`` is ``-(x ** 2)``."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    source = text.strip()
+    lines = source.splitlines() or [""]
+    notes: list[str] = []
+
+    def segment(n: ast.AST) -> str:
+        return ast.get_source_segment(source, n) or ""
+
+    def bare(n: ast.AST) -> bool:  # written without parentheses around it
+        if getattr(n, "lineno", None) != getattr(n, "end_lineno", None):
+            return False
+        line = lines[n.lineno - 1]  # type: ignore[attr-defined]
+        before = line[: n.col_offset].rstrip()  # type: ignore[attr-defined]
+        after = line[n.end_col_offset :].lstrip()  # type: ignore[attr-defined]
+        return not (before.endswith("(") and after.startswith(")"))
+
+    for n in ast.walk(tree):
+        if len(notes) >= 3:
+            break
+        if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)):
+            for child in (n.left, n.right):
+                if isinstance(child, ast.BinOp) and isinstance(child.op, ast.Div) and bare(child):
+                    sign = "+" if isinstance(n.op, ast.Add) else "-"
+                    notes.append(
+                        f"{segment(child)} is evaluated first: / binds tighter than {sign}; "
+                        f"to divide by the whole sum write {segment(child.left)} / (...)"
+                    )
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            if isinstance(n.operand, ast.BinOp) and isinstance(n.operand.op, ast.Pow) and bare(n.operand):
+                notes.append(f"-{segment(n.operand)} is -({segment(n.operand)}): ** binds tighter than unary -")
+    return notes
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -304,6 +390,9 @@ class _Checker:
                 column=col,
             )
         nargs, keywords = FUNCTIONS[fname]
+        if fname in PAIRWISE and len(node.args) == 2 and not node.keywords:
+            # max(x, y) as CS231n writes the max gate, and as torch.max(a, b): the elementwise maximum
+            fname, (nargs, keywords) = PAIRWISE[fname], FUNCTIONS[PAIRWISE[fname]]
         if len(node.args) != nargs or any(isinstance(a, ast.Starred) for a in node.args):
             raise ParseError(f"{fname}() takes {nargs} argument(s), got {len(node.args)}", kind="syntax", column=col)
         kwargs = []

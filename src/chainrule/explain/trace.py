@@ -40,6 +40,10 @@ class Edge:
     local: Any = None  # its value where it is elementwise, else None
     grad: Any = None  # the gradient sent back (reduced to the input's shape); None for constants
     constant: bool = False
+    # For tensors small enough (see JACOBIAN_LIMIT): d output / d input, one row per output element, built by
+    # running the rule on each unit upstream gradient, and what its entries show (measured, not assumed).
+    jacobian: Any = None
+    structure: str = ""
 
 
 @dataclass
@@ -97,7 +101,7 @@ class Trace:
         for s in self.steps:
             upstream = fmt_value(s.upstream, p)
             if len(s.branches) > 1:
-                upstream = " + ".join(fmt_value(v, p) for _, v in s.branches) + " = " + upstream
+                upstream = fmt_branches(s.branches, s.upstream, p)
             head = [str(s.index), s.label, s.expression, fmt_value(s.value, p), upstream]
             first = True
             for e in s.inputs:
@@ -114,12 +118,13 @@ class Trace:
             f"backward pass of {self.output} = {fmt_value(self.value, p)}, one step per node, output first",
             ["step", "node", "operation", "value", "upstream grad", "input", "local grad", "grad to input"],
             rows,
+            keep_whole=(6,),
         )
         leaf_rows = []
         for leaf in self.leaves:
             g = fmt_value(leaf.grad, p)
             if len(leaf.branches) > 1:
-                g = " + ".join(fmt_value(v, p) for _, v in leaf.branches) + " = " + g
+                g = fmt_branches(leaf.branches, leaf.grad, p)
             leaf_rows.append([leaf.label, fmt_value(leaf.value, p), g])
         leaves = Table(f"gradients of {self.output}", ["input", "value", f"d{self.output}/dinput"], leaf_rows)
         return steps, leaves
@@ -133,8 +138,8 @@ class Trace:
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
         a, b = self.tables()
-        yield a.rich()
-        yield b.rich()
+        yield a.rich(options.max_width)
+        yield b.rich(options.max_width)
 
     def to_markdown(self) -> str:
         a, b = self.tables()
@@ -144,10 +149,26 @@ class Trace:
         a, b = self.tables()
         return a.html() + b.html()
 
+    def save_html(self, path: Any, title: Optional[str] = None) -> Any:
+        """Write the explorer page of this trace (one self-contained HTML file that steps through it)."""
+        from pathlib import Path
+
+        from .page import trace_page
+
+        target = Path(path)
+        target.write_text(trace_page(self, title), encoding="utf-8")
+        return target
+
+
+def fmt_branches(branches: list[tuple[str, Any]], total: Any, precision: int) -> str:
+    """A fan-out sum, each term labelled by the node it comes back from: ``1.00 (from n3) + 3.00 (from n5) = 4.00``."""
+    terms = " + ".join(f"{fmt_value(v, precision)} (from {who})" for who, v in branches)
+    return f"{terms} = {fmt_value(total, precision)}"
+
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        float(text.replace("−", "-"))
     except ValueError:
         return False
     return True
@@ -201,38 +222,105 @@ def expression(prim: Primitive, operands: list[str], params: tuple) -> str:
     return f"{name}({', '.join(list(operands) + extra)})"
 
 
-_LETTER = re.compile(r"(?<![A-Za-z_])([xyc])(?![A-Za-z_])")
+def local_derivative(
+    prim: Primitive, i: int, inputs: list[Any], params: tuple, out_shape: tuple[int, ...], upstream: Any
+) -> Any:
+    """Run ``prim``'s own VJP rule on symbolic arrays (``explain.symbolic``) and return the formula it computes
+    for input ``i``: with a unit ``upstream`` (``const(1)``) that is the local derivative of an elementwise
+    operation; with a named upstream (``var("g")``) it is the rule itself, as for a matrix product."""
+    from . import symbolic as S
+
+    out = S.prim(prim, tuple(inputs), params, out_shape)
+    return S.simplify(call_rule(prim, S.SYM, upstream, out, i, tuple(inputs) + tuple(params)))
 
 
-def local_formula(prim: Primitive, i: int, operands: list[str], constants: list[Optional[Any]]) -> str:
-    """The local derivative of input ``i``, in terms of its operands (``x`` for a lone variable input) and constants."""
-    if not prim.local:
-        return "?"
-    template = prim.local[0] if prim.variadic else (prim.local[i] if i < len(prim.local) else "?")
-    letters = ("c", "x", "y") if prim.name == "where" else ("x", "y")
-    if prim.name == "pow" and i == 0 and constants[1] is not None and np.ndim(constants[1]) == 0:
-        n = float(constants[1])
-        if n == 2:
-            return "2x"
-        m = fmt_const(n - 1)
-        return f"{fmt_const(n)}·x^{m}" if n - 1 != 1 else f"{fmt_const(n)}x"
-    subs: dict[str, str] = {}
-    # A gate with one variable input reads as in the lecture notes ("-1/x²": x is that input); with
-    # several, every operand keeps its name ("-a/b²").
-    named_others = any(constants[k] is None for k in range(len(operands)) if k != i)
-    for j, letter in enumerate(letters):
-        if j >= len(operands):
-            break
-        if j == i:
-            subs[letter] = operands[j] if named_others else "x"
+_SQUARED = re.compile(r" / ([A-Za-z_][\w.]*) / \1(?![\w.^(])")
+
+
+def local_formula(
+    prim: Primitive,
+    i: int,
+    operands: list[str],
+    constants: list[Optional[Any]],
+    args: tuple,
+    out_shape: Optional[tuple[int, ...]] = None,
+) -> str:
+    """The local derivative of input ``i`` as the rule computes it, printed.
+
+    A gate with one variable input reads as in the lecture notes: that input is ``x`` (``1/x`` has
+    ``−1 / x²``); with several, every operand keeps its name (``∂(w0·x0)/∂w0 = x0``).  Constants appear as
+    numbers.  For a non-elementwise operation the formula is the VJP with the upstream gradient ``g``.
+    """
+    from . import symbolic as S
+
+    nin = len(operands)
+    tensors, params = args[:nin], args[nin:]
+    lone = sum(c is None for c in constants) == 1
+    inputs = []
+    for j in range(nin):
+        shape = tuple(np.shape(tensors[j]))
+        if constants[j] is not None:
+            c = np.asarray(constants[j], dtype=np.float64)
+            inputs.append(S.const(float(c), shape) if c.ndim == 0 else S.var(fmt_const(c), shape))
         else:
-            subs[letter] = fmt_const(constants[j]) if constants[j] is not None else operands[j]
+            inputs.append(S.var("x" if lone else operands[j], shape))
+    if out_shape is None:
+        with np.errstate(all="ignore"):
+            out_shape = tuple(np.shape(prim.fwd(*[np.asarray(t) for t in tensors], *params)))
+    elementwise = prim.name in ELEMENTWISE
+    upstream = S.const(1.0, out_shape) if elementwise else S.var("g", out_shape)
+    try:
+        text = S.render(local_derivative(prim, i, inputs, params, out_shape, upstream))
+    except Exception:  # an operation the symbolic namespace cannot follow: say so rather than guess
+        return "(see the rule)"
+    text = _tidy(text, scalar=not out_shape and all(np.ndim(t) == 0 for t in tensors))
+    return text if elementwise else f"{text}  (g = upstream)"
 
-    def repl(m: re.Match) -> str:
-        return subs.get(m.group(1), m.group(1))
 
-    out = _LETTER.sub(repl, template)
-    return out.replace("--", "").replace("+-", "-")
+_NONZERO_TEST = re.compile(r" ⊙ \[(-?[0-9.]+) ≠ 0\]")
+_POWER_ONE = re.compile(r"([A-Za-z_)][\w.]*)¹(?![⁰¹²³⁴⁵⁶⁷⁸⁹])")
+# where([a = b], 0.5, [a > b]) is [a > b] + ½[a = b] exactly (the two brackets never both hold)
+_TIE_HALF = re.compile(r"where\(\[([\w.]+) = ([\w.]+)\], 0\.5, \[([\w.]+ [<>] [\w.]+)\]\)")
+_LONG_DECIMAL = re.compile(r"(?<![\w.])(\d+\.\d{6,})(?![\w.])")
+
+
+def _fraction(m: re.Match) -> str:
+    from fractions import Fraction
+
+    v = float(m.group(1))
+    f = Fraction(v).limit_denominator(1000)
+    return f"{f.numerator}/{f.denominator}" if abs(float(f) - v) <= 1e-12 * max(1.0, abs(v)) else f"{v:.6g}"
+
+
+def _tidy(text: str, scalar: bool) -> str:
+    """Write the printed rule as a person would, without changing what it says.
+
+    ``a / y / y`` is ``a / y²``; the tie rule ``where([a = b], 0.5, [a > b])`` is ``[a > b] + ½[a = b]``;
+    ``x¹`` is ``x``; a factor ``[2 ≠ 0]`` is 1; ``0.333…`` is ``1/3``; ``−`` is ``-``; for scalars ``⊙`` is ``·``.
+    """
+    text = _SQUARED.sub(r" / \1²", text)
+    text = _TIE_HALF.sub(r"[\3] + ½[\1 = \2]", text)
+    text = _NONZERO_TEST.sub(lambda m: "" if float(m.group(1)) != 0 else m.group(0), text)
+    text = _POWER_ONE.sub(r"\1", text)
+    text = _LONG_DECIMAL.sub(_fraction, text)
+    text = text.replace("−", "-")  # the table's numbers use the ASCII minus: so do its formulas
+    return text.replace(" ⊙ ", "·") if scalar else text
+
+
+def parameter_names(model: Any) -> dict[int, str]:
+    """``id(parameter) -> name`` from a module's ``named_parameters()`` (several modules: prefixed ``m0.``, ``m1.``)."""
+    if model is None:
+        return {}
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    out: dict[int, str] = {}
+    for k, m in enumerate(models):
+        named = getattr(m, "named_parameters", None)
+        if named is None:
+            raise TypeError(f"trace: model= expects a cr.nn.Module (or a list of them), got {type(m).__name__}")
+        prefix = f"m{k}." if len(models) > 1 else ""
+        for name, p in named():
+            out.setdefault(id(p), prefix + name)
+    return out
 
 
 # --- the walk ------------------------------------------------------------------------------
@@ -266,6 +354,49 @@ def _local_value(prim: Primitive, xp: Any, out: Any, i: int, args: tuple) -> Any
     return v
 
 
+JACOBIAN_LIMIT = 1024  # build a local Jacobian only when out.size * in.size is at most this
+
+
+def local_jacobian(prim: Primitive, xp: Any, out: Any, i: int, args: tuple) -> Optional[np.ndarray]:
+    """The local Jacobian d out / d input ``i`` as an (out.size, in.size) matrix, row k being the gradient the
+    rule (and the engine's broadcasting adjoint) sends for the unit upstream gradient at output element k."""
+    n_out, n_in = int(np.size(out)), int(np.size(args[i]))
+    if n_out * n_in > JACOBIAN_LIMIT or (np.ndim(out) == 0 and np.ndim(args[i]) == 0):
+        return None
+    rows = np.zeros((n_out, n_in))
+    for k in range(n_out):
+        unit = np.zeros(np.shape(out), dtype=np.float64)
+        unit.flat[k] = 1.0
+        try:
+            gi = _fit(_call_rule(prim, NUMPY, unit if np.ndim(out) else 1.0, np.asarray(out), i, args), args[i])
+        except Exception:
+            return None
+        rows[k] = np.broadcast_to(np.asarray(gi, dtype=np.float64), np.shape(args[i])).ravel()
+    return rows
+
+
+def jacobian_structure(J: Optional[np.ndarray]) -> str:
+    """What a measured Jacobian looks like: identity, diagonal, all entries equal, or how many are nonzero."""
+    if J is None:
+        return ""
+    nonzero = int(np.count_nonzero(J))
+    n_out, n_in = J.shape
+    if nonzero == 0:
+        return "zero"
+    if n_out == n_in and nonzero == np.count_nonzero(np.diag(J)):
+        d = np.diag(J)
+        if np.all(d == 1):
+            return "identity"
+        return "diagonal (elementwise: one number per element)"
+    if np.all(J == J.flat[0]):
+        return f"every entry {fmt_value(float(J.flat[0]), 2)} (each output depends equally on every input)"
+    if n_out > 1 and n_in > 1 and np.all(np.count_nonzero(J, axis=0) <= 1):
+        return f"each input reaches one output ({nonzero} of {J.size} entries nonzero)"
+    if nonzero == J.size:
+        return "dense: every entry nonzero at these values"
+    return f"{nonzero} of {J.size} entries nonzero at these values"
+
+
 def trace(
     output: Tensor,
     grad: Any = None,
@@ -274,6 +405,7 @@ def trace(
     accumulate: bool = True,
     output_name: Optional[str] = None,
     precision: int = 2,
+    model: Any = None,
 ) -> Trace:
     """Run the backward pass of ``output`` step by step and return it as a :class:`Trace`.
 
@@ -283,6 +415,8 @@ def trace(
     graph is not freed, so ``cr.draw`` can follow.  ``names`` maps display names
     to tensors (``{"x": x, "w": w}``); other inputs are called ``x1, x2, ...`` and
     intermediate values ``n1, n2, ...`` in the order they were computed.
+    ``model`` (a ``cr.nn.Module``, or a list of them) names its parameters as
+    ``named_parameters()`` does (``0.weight``, ``0.bias``); ``names`` wins where both name a tensor.
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"trace: expected a Tensor, got {type(output).__name__}")
@@ -301,7 +435,7 @@ def trace(
         ) from None
     seed = _seed(output, grad, False)
 
-    labels: dict[int, str] = {}
+    labels: dict[int, str] = parameter_names(model)
     for name, t in (names or {}).items():
         labels[id(t)] = name
     out_label = output_name or labels.get(id(output), "out")
@@ -346,12 +480,15 @@ def trace(
                 edges.append(Edge(operands[i], _copy(value), "", constant=True))
                 continue
             gi = _fit(_call_rule(prim, xp, g, out, i, args), value)
+            jac = local_jacobian(prim, xp, out, i, args)
             edge = Edge(
                 operands[i],
                 _copy(value),
-                local_formula(prim, i, operands, constants),
+                local_formula(prim, i, operands, constants, args, tuple(np.shape(out))),
                 _local_value(prim, xp, out, i, args),
                 _copy(gi),
+                jacobian=jac,
+                structure=jacobian_structure(jac),
             )
             edges.append(edge)
             ikey = id(inp)
