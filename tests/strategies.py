@@ -492,16 +492,16 @@ def _transpose(b: Builder, v: str) -> str:
 def _inv(b: Builder, v: str) -> str:
     n = b.shapes[v][-1]
     w = b.new_input((n, n))
-    # a well-conditioned matrix built from w (w wᵀ + 2 I), applied to v
-    return b.emit("inv", f"{v} @ cr.linalg.inv({w} @ {w}.mT + 2.0 * cr.eye({n}, dtype={{dt}}))")
+    # a well-conditioned matrix built from w (0.1 w wᵀ + I: eigenvalues >= 1), applied to v
+    return b.emit("inv", f"{v} @ cr.linalg.inv(0.1 * ({w} @ {w}.mT) + cr.eye({n}, dtype={{dt}}))")
 
 
 @template("det", when=_nd(1))
 def _det(b: Builder, v: str) -> str:
     n = b.shapes[v][-1]
     w = b.new_input((n, n))
-    # det(w wᵀ + 2 I) >= 2^n: far from singular, so its gradient det·A⁻ᵀ is well defined
-    return b.emit("det", f"cr.linalg.det({w} @ {w}.mT + 2.0 * cr.eye({n}, dtype={{dt}})) * {v}")
+    # det(0.1 w wᵀ + I) >= 1: far from singular (its gradient det·A⁻ᵀ is well defined) and of modest size
+    return b.emit("det", f"cr.linalg.det(0.1 * ({w} @ {w}.mT) + cr.eye({n}, dtype={{dt}})) * {v}")
 
 
 @template("einsum", when=_nd(1))
