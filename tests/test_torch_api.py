@@ -476,3 +476,21 @@ def test_a_planted_unsafe_masked_rule_is_caught(monkeypatch):
     with pytest.raises(AssertionError):
         for shift in (0, 1, 3):
             test_every_masked_rule_matches_torch_under_second_order("pow", shift)
+
+
+def test_retain_grad_fills_on_backward_only_as_torch():
+    def run(L):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        h = x * 3
+        h.retain_grad()
+        y = (h * h).sum()
+        L.autograd.grad(y, x, retain_graph=True)
+        before = h.grad
+        y.backward(retain_graph=True)
+        y.backward()
+        return before, h.grad, x.grad
+
+    (b, h, x), (tb, th, tx) = run(cr), run(torch)
+    assert b is None and tb is None
+    np.testing.assert_allclose(h.data, th.numpy())
+    np.testing.assert_allclose(x.data, tx.numpy())

@@ -195,6 +195,7 @@ class _Mode(threading.local):
     """
 
     enabled = True  # grad mode: record the graph
+    in_backward = 0  # inside Tensor.backward() (retain_grad fills .grad only then, as torch)
     anomaly = False  # detect_anomaly: check values and remember source lines
     record = 1
 
@@ -826,7 +827,11 @@ class Tensor:
             if grad is not None:
                 raise TypeError("backward: give the seed as grad or gradient, not both")
             grad = gradient
-        run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+        MODE.in_backward += 1
+        try:
+            run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+        finally:
+            MODE.in_backward -= 1
 
     # --- in-place operations (see inplace()) -----------------------------------------
     def __iadd__(self, other: Any) -> Tensor:
