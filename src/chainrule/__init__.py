@@ -22,7 +22,6 @@ from . import (
 from . import methods as _methods  # noqa: F401  (attaches torch-style Tensor methods)
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .autodiff import GraphFreedError
-from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
 from .checkpoint import CheckpointError, load, save
 from .creation import (  # noqa: E402
@@ -201,6 +200,7 @@ clamp = clip
 absolute = abs
 norm = linalg.norm_torch
 set_grad_enabled = grad_enabled
+autograd_grad = _methods.autograd_grad
 autograd = _SimpleNamespace(grad=autograd_grad)  # torch.autograd.grad's spelling
 
 manual_seed = nn.manual_seed

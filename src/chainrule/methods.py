@@ -479,13 +479,27 @@ def _retain_grad(self: Tensor) -> None:
         return
 
     def keep(g: Any) -> None:
-        if not MODE.in_backward:  # cr.autograd.grad and tools replaying the rules leave .grad alone
+        if not MODE.in_backward:  # tools replaying the rules (cr.trace) leave .grad alone
             return None
         value = g if type(g) is Tensor else Tensor(np.array(g) if isinstance(g, np.ndarray) else g)
         self._grad = value if self._grad is None else self._grad + value
         return None
 
     _hook_node(self, keep, "retain_grad")
+
+
+def autograd_grad(*args: Any, **kwargs: Any) -> tuple:
+    """``torch.autograd.grad``: gradients of outputs with respect to inputs (see :func:`chainrule.autodiff.grad`).
+
+    As in torch, tensors that called ``retain_grad()`` get their ``.grad`` filled by this too.
+    """
+    from .autodiff import grad
+
+    MODE.in_backward += 1
+    try:
+        return grad(*args, **kwargs)
+    finally:
+        MODE.in_backward -= 1
 
 
 Tensor.retain_grad = _retain_grad  # type: ignore[attr-defined]

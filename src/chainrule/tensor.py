@@ -195,7 +195,7 @@ class _Mode(threading.local):
     """
 
     enabled = True  # grad mode: record the graph
-    in_backward = 0  # inside Tensor.backward() (retain_grad fills .grad only then, as torch)
+    in_backward = 0  # inside backward() or autograd.grad (retain_grad fills .grad only then)
     anomaly = False  # detect_anomaly: check values and remember source lines
     record = 1
 
