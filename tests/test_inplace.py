@@ -224,6 +224,14 @@ def test_a_write_into_data_of_a_saved_array_is_detected_at_backward(write, who):
         z.backward()
 
 
+def test_torch_in_place_methods_on_data_are_tracked_too():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = cr.exp(x)
+    y.data.zero_()
+    with pytest.raises(RuntimeError, match="modified in place"):
+        y.sum().backward()
+
+
 def test_reading_data_is_free_of_side_effects():
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     y = cr.exp(x)

@@ -515,6 +515,27 @@ def _data_update(L: Any) -> Any:
     return p.detach(), p.requires_grad
 
 
+@idiom("old idioms on .data: p.grad.data.zero_(), p.data.add_(g, alpha=-lr)")
+def _old_data(L: Any) -> Any:
+    p = L.tensor([1.0, 2.0], requires_grad=True)
+    (p * p).sum().backward()
+    p.data.add_(p.grad.data, alpha=-0.25)
+    p.data.mul_(2).clamp_(max=1.5)
+    p.grad.data.zero_()
+    return p.detach(), p.grad
+
+
+@idiom("w.data.normal_ / fill_ / copy_", "shape")
+def _old_init(L: Any) -> Any:
+    w = L.zeros(2, 3, requires_grad=True)
+    w.data.normal_(0, 0.02)
+    b = L.zeros(3, requires_grad=True)
+    b.data.fill_(0.1)
+    c = L.zeros(3, requires_grad=True)
+    c.data.copy_(L.ones(3))
+    return w.detach(), b.detach(), c.detach()
+
+
 @idiom("no_grad result does not require grad")
 def _nograd(L: Any) -> Any:
     w = _w(L)

@@ -144,6 +144,46 @@ class DataView(np.ndarray):
             args[0]._touch()
         return result
 
+    # torch's in-place methods, for the old idioms ``p.grad.data.zero_()`` and ``w.data.normal_(0, 0.02)``
+    def _write(self, values: Any) -> DataView:
+        np.copyto(self.view(np.ndarray), _plain(values), casting="same_kind")
+        self._touch()
+        return self
+
+    def zero_(self) -> DataView:
+        return self._write(0)
+
+    def fill_(self, value: Any) -> DataView:
+        return self._write(value)
+
+    def copy_(self, src: Any) -> DataView:
+        return self._write(src)
+
+    def add_(self, other: Any, alpha: Any = 1) -> DataView:
+        return self._write(self.view(np.ndarray) + alpha * np.asarray(_plain(other)))
+
+    def sub_(self, other: Any, alpha: Any = 1) -> DataView:
+        return self._write(self.view(np.ndarray) - alpha * np.asarray(_plain(other)))
+
+    def mul_(self, other: Any) -> DataView:
+        return self._write(self.view(np.ndarray) * _plain(other))
+
+    def div_(self, other: Any) -> DataView:
+        return self._write(self.view(np.ndarray) / _plain(other))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> DataView:  # noqa: A002
+        return self._write(np.clip(self.view(np.ndarray), min, max))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> DataView:
+        from .nn.init import get_rng
+
+        return self._write(get_rng().normal(mean, std, self.shape))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> DataView:
+        from .nn.init import get_rng
+
+        return self._write(get_rng().uniform(a, b, self.shape))
+
     def __repr__(self) -> str:
         return repr(self.view(np.ndarray))
 
