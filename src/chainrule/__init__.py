@@ -69,11 +69,9 @@ from .ops import (  # noqa: E402
     add,
     addcdiv,
     addcmul,
-    all,
     allclose,
     amax,
     amin,
-    any,
     argmax,
     argmin,
     argsort,
@@ -143,7 +141,6 @@ from .ops import (  # noqa: E402
     outer,
     permute,
     permute_dims,
-    pow,
     power,
     prod,
     ravel,
@@ -152,7 +149,6 @@ from .ops import (  # noqa: E402
     repeat,
     reshape,
     roll,
-    round,
     rsqrt,
     scatter_add,
     sigmoid,
@@ -192,6 +188,12 @@ from .ops import (  # noqa: E402
 from .primitive import REGISTRY, Primitive  # noqa: E402
 from .tensor import Size, Tensor, enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad, tensor  # noqa: E402  # noqa: E402
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
+
+# torch's names that are also Python builtins: reachable as cr.all etc., never exported by `import *`
+all = _methods.ops.all  # noqa: A001
+any = _methods.ops.any  # noqa: A001
+pow = _methods.ops.pow  # noqa: A001
+round = _methods.ops.round  # noqa: A001
 
 float = float32  # noqa: A001  (torch.float is float32; builtins stay reachable as builtins.float)
 int = int32  # noqa: A001
@@ -293,25 +295,23 @@ __all__ = [
     "zeros_like",
 ]
 
-# issue 12: torch's tensor API
+# issue 12: torch's tensor API.  (cr.float, cr.int, cr.bool, cr.all, cr.any, cr.round and cr.pow exist
+# but stay out of __all__, so `from chainrule import *` never shadows Python's builtins of those names.)
 __all__ += [
     "Size",
     "ValuesIndices",
     "absolute",
     "addcdiv",
     "addcmul",
-    "all",
     "allclose",
     "amax",
     "amin",
-    "any",
     "arange",
     "argmax",
     "argmin",
     "argsort",
     "as_tensor",
     "bmm",
-    "bool",
     "bool_",
     "cat",
     "ceil",
@@ -336,7 +336,6 @@ __all__ += [
     "eye",
     "flatten",
     "flip",
-    "float",
     "float16",
     "float32",
     "float64",
@@ -351,7 +350,6 @@ __all__ += [
     "half",
     "hstack",
     "inference_mode",
-    "int",
     "int8",
     "int16",
     "int32",
@@ -381,7 +379,6 @@ __all__ += [
     "outer",
     "permute",
     "permute_dims",
-    "pow",
     "prod",
     "rand",
     "rand_like",
@@ -393,7 +390,6 @@ __all__ += [
     "reciprocal",
     "repeat",
     "roll",
-    "round",
     "rsqrt",
     "set_default_dtype",
     "short",
@@ -409,7 +405,6 @@ __all__ += [
     "tan",
     "tile",
     "topk",
-    "trace_of",
     "tril",
     "triu",
     "true_divide",
