@@ -271,3 +271,33 @@ def test_planted_missing_version_bump_would_give_a_stale_gradient(monkeypatch):
     y.data[...] = 5.0
     y.sum().backward()  # no error now ...
     assert not np.allclose(x.grad.data, np.exp([1.0, 2.0]))  # ... and the gradient is silently wrong
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda x: x[0].mul_(10),
+        lambda x: x.T[1].add_(1),
+        lambda x: x.reshape(4)[1:3].zero_(),
+        lambda x: x[:, 1].data.fill(0.0),
+    ],
+    ids=["row mul_", "transposed row add_", "reshaped slice zero_", "column .data fill"],
+)
+def test_an_in_place_write_through_a_view_marks_its_source(write):
+    """Views share memory with their source (and, as in torch, its version): no stale gradient via a view."""
+    x = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = cr.exp(x).sum()
+    with cr.no_grad():
+        write(x)
+    with pytest.raises(RuntimeError, match="an input of 'exp'.*modified in place"):
+        y.backward()
+
+
+def test_a_write_into_a_copy_leaves_the_source_alone():
+    x = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = cr.exp(x).sum()
+    with cr.no_grad():
+        x[[0, 1]].mul_(3)  # advanced indexing copies
+        x.T.reshape(4).zero_()  # reshaping a transpose copies
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, np.exp([[1.0, 2.0], [3.0, 4.0]]))

@@ -75,15 +75,39 @@ def mark_modified(t: Tensor) -> None:
     the source too (as torch shares the version counter): a detached leaf keeps
     a weak reference to its source in the otherwise unused ``_a`` slot, so it
     never keeps the source's graph alive.
+
+    A view made by indexing, reshaping or transposing shares memory with its
+    source too, so writing into the view marks the source (and its sources).
     """
     with _EPOCH_LOCK:
         EPOCHS.value += 1
-        t._version = EPOCHS.value
-        if t._node is None:
-            for ref in getattr(t, "_a", None) or ():
-                source = ref()
-                if source is not None:
-                    source._version = EPOCHS.value
+        now = EPOCHS.value
+        todo = [t]
+        seen: set[int] = set()
+        while todo:
+            x = todo.pop()
+            if id(x) in seen:
+                continue
+            seen.add(id(x))
+            x._version = now
+            node = x._node
+            if node is None:
+                for ref in getattr(x, "_a", None) or ():
+                    source = ref()
+                    if source is not None:
+                        todo.append(source)
+            elif node.name in VIEW_PRIMITIVES and node is not FREED:
+                source = x._a[0] if type(x._a) is tuple else x._a
+                if source is not None and _shares(x._data, source._data):
+                    todo.append(source)
+
+
+# Primitives whose NumPy forward may return a view of the first input (writes to it reach the input).
+VIEW_PRIMITIVES = frozenset({"getitem", "reshape", "transpose", "broadcast_to"})
+
+
+def _shares(a: Any, b: Any) -> bool:
+    return type(a) is ndarray and type(b) is ndarray and np.may_share_memory(a, b)
 
 
 _WRITING_FUNCTIONS = frozenset({"copyto", "putmask", "place", "put", "put_along_axis", "fill_diagonal"})
@@ -563,7 +587,29 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         if record == 2:
             _anomaly_hook(t)
         return t
-    return Tensor(out)
+    t = Tensor(out)
+    if prim.name in VIEW_PRIMITIVES and inputs[0] is not None and _shares(out, values_t[0]):
+        t._a = _view_sources(inputs[0])  # a view: in-place changes to it mark its sources (see mark_modified)
+    return t
+
+
+def _view_sources(src: Tensor) -> tuple:
+    """Weak references to ``src`` and every tensor whose memory it views (so a dropped middle view breaks nothing)."""
+    refs = [weakref.ref(src)]
+    x = src
+    while True:
+        node = x._node
+        if node is None:
+            refs.extend(getattr(x, "_a", None) or ())
+            break
+        if node is FREED or node.name not in VIEW_PRIMITIVES:
+            break
+        parent = x._a[0] if type(x._a) is tuple else x._a
+        if parent is None or not _shares(x._data, parent._data):
+            break
+        refs.append(weakref.ref(parent))
+        x = parent
+    return tuple(refs)
 
 
 def node_parts(t: Tensor) -> tuple[tuple, tuple]:
