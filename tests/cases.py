@@ -118,6 +118,53 @@ CASES: dict[str, list[Case]] = {
     ],
     "softmax": [Case(lambda a: cr.softmax(a, axis=-1), lambda a: _torch().softmax(a, dim=-1), ((3, 4),))],
     "log_softmax": [Case(lambda a: cr.log_softmax(a, axis=0), lambda a: _torch().log_softmax(a, dim=0), ((3, 4),))],
+    "einsum": [
+        Case(
+            lambda a, b: cr.einsum("ij,jk->ik", a, b), lambda a, b: _torch().einsum("ij,jk->ik", a, b), ((3, 4), (4, 2))
+        ),
+        Case(
+            lambda a, b: cr.einsum("bij,bj->bi", a, b),
+            lambda a, b: _torch().einsum("bij,bj->bi", a, b),
+            ((2, 3, 4), (2, 4)),
+            label="batched",
+        ),
+        Case(lambda a: cr.einsum("ij->j", a), lambda a: _torch().einsum("ij->j", a), ((3, 4),), label="sum"),
+        Case(
+            lambda a, b: cr.einsum("...i,i", a, b),
+            lambda a, b: _torch().einsum("...i,i", a, b),
+            ((2, 3, 4), (4,)),
+            label="ellipsis, implicit",
+        ),
+        Case(
+            lambda a, b: cr.einsum("i,j->ij", a, b),
+            lambda a, b: _torch().einsum("i,j->ij", a, b),
+            ((3,), (4,)),
+            label="outer",
+        ),
+        Case(
+            lambda a, b: cr.einsum("ij,k->i", a, b),
+            lambda a, b: _torch().einsum("ij,k->i", a, b),
+            ((3, 2), (4,)),
+            label="index only one operand has",
+        ),
+    ],
+    "inv": [
+        Case(
+            lambda a: cr.linalg.inv(a @ a.mT + 2.0 * cr.eye(3, dtype=a.dtype)),
+            lambda a: _torch().linalg.inv(a @ a.mT + 2.0 * _torch().eye(3, dtype=a.dtype)),
+            ((3, 3),),
+        ),
+        Case(
+            lambda a: cr.linalg.inv(a + 3.0 * cr.eye(2, dtype=a.dtype)),
+            lambda a: _torch().linalg.inv(a + 3.0 * _torch().eye(2, dtype=a.dtype)),
+            ((2, 2, 2),),
+            label="batched",
+        ),
+    ],
+    "det": [
+        Case(lambda a: cr.linalg.det(a), lambda a: _torch().linalg.det(a), ((3, 3),)),
+        Case(lambda a: cr.linalg.det(a), lambda a: _torch().linalg.det(a), ((2, 2, 2),), label="batched"),
+    ],
     "matmul": [
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3, 4), (4, 2)), label="matrix"),
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((4,), (4, 2)), label="vector-matrix"),
@@ -131,7 +178,8 @@ CASES: dict[str, list[Case]] = {
     "reshape": [Case(lambda a: a.reshape(4, 3), lambda a: a.reshape(4, 3), ((2, 6),))],
     "transpose": [
         Case(lambda a: a.T, lambda a: a.T, ((2, 3),)),
-        Case(lambda a: a.transpose(1, 2, 0), lambda a: a.permute(1, 2, 0), ((2, 3, 2),)),
+        Case(lambda a: a.permute(1, 2, 0), lambda a: a.permute(1, 2, 0), ((2, 3, 2),)),
+        Case(lambda a: a.transpose(0, 2), lambda a: a.transpose(0, 2), ((2, 3, 4),), label="torch's two-dim swap"),
     ],
     "broadcast_to": [Case(lambda a: cr.broadcast_to(a, (2, 3, 4)), lambda a: a.expand(2, 3, 4), ((3, 1),))],
     "getitem": [

@@ -89,6 +89,10 @@ TORCH_NS = SimpleNamespace(
     log_softmax=lambda x, axis: torch.log_softmax(x, dim=axis),
     reshape=torch.reshape,
     transpose=lambda x, axes=None: x.permute(tuple(axes) if axes else tuple(range(x.ndim))[::-1]),
+    permute=lambda x, dims: x.permute(tuple(dims)),
+    linalg=torch.linalg,
+    eye=lambda n, dtype=None: torch.eye(n, dtype=getattr(torch, np.dtype(dtype).name) if dtype else None),
+    einsum=torch.einsum,
     broadcast_to=torch.broadcast_to,
     concatenate=lambda ts, axis=0: torch.cat(ts, dim=axis),
     stack=lambda ts, axis=0: torch.stack(ts, dim=axis),
@@ -484,7 +488,33 @@ def _transpose(b: Builder, v: str) -> str:
         perm = perm[::-1]
     if perm == list(range(nd))[::-1] and b.draw(st.booleans()):
         return b.emit("transpose", f"cr.transpose({v})")
-    return b.emit("transpose", f"cr.transpose({v}, {tuple(perm)})")
+    return b.emit("transpose", f"cr.permute({v}, {tuple(perm)})")
+
+
+@template("inv", when=_nd(1))
+def _inv(b: Builder, v: str) -> str:
+    n = b.shapes[v][-1]
+    w = b.new_input((n, n))
+    # a well-conditioned matrix built from w (0.1 w wᵀ + I: eigenvalues >= 1), applied to v
+    return b.emit("inv", f"{v} @ cr.linalg.inv(0.1 * ({w} @ {w}.mT) + cr.eye({n}, dtype={{dt}}))")
+
+
+@template("det", when=_nd(1))
+def _det(b: Builder, v: str) -> str:
+    n = b.shapes[v][-1]
+    w = b.new_input((n, n))
+    # det(0.1 w wᵀ + I) >= 1: far from singular (its gradient det·A⁻ᵀ is well defined) and of modest size
+    return b.emit("det", f"cr.linalg.det(0.1 * ({w} @ {w}.mT) + cr.eye({n}, dtype={{dt}})) * {v}")
+
+
+@template("einsum", when=_nd(1))
+def _einsum(b: Builder, v: str) -> str:
+    s = b.shapes[v]
+    letters = "abcd"[: len(s)]
+    k = b.one_of([2, 3])
+    w = b.new_input((s[-1], k))
+    out = letters[:-1] + "z" if b.draw(st.booleans()) else "z"
+    return b.emit("einsum", f'cr.einsum("{letters},{letters[-1]}z->{out}", {v}, {w})')
 
 
 @template("broadcast_to")

@@ -300,7 +300,7 @@ def _mutate_result():
     # exp's rule reads its own result: overwriting it used to give a silently wrong gradient
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     h = cr.exp(x)
-    h[0] = 5.0
+    h.data[0] = 5.0  # a write through .data is seen too (h[0] = 5.0 is recorded, as torch's CopySlices)
     return h.sum()
 
 
@@ -383,6 +383,12 @@ BAD_INPUTS = [
     ("mul", lambda: _a() * _b(), ValueError, r"mul: inputs with shapes \(3, 4\), \(2, 4\)"),
     ("div", lambda: B / _a(), ValueError, r"div: inputs with shapes \(2, 4\), \(3, 4\)"),
     ("pow", lambda: _a() ** _b(), ValueError, r"pow: inputs with shapes \(3, 4\), \(2, 4\)"),
+    (
+        "einsum",
+        lambda: cr.einsum("ij,kj->ik", _a(), cr.tensor(np.ones((2, 3)))),
+        ValueError,
+        r"einsum: 'ij,kj->ik': index 'j' has size 4 in operand 0 but 3 in operand 1 \(shapes \(3, 4\), \(2, 3\)\)",
+    ),
     ("maximum", lambda: cr.maximum(_a(), _b()), ValueError, r"maximum: inputs with shapes \(3, 4\), \(2, 4\)"),
     ("minimum", lambda: cr.minimum(_a(), B), ValueError, r"minimum: inputs with shapes \(3, 4\), \(2, 4\)"),
     ("where", lambda: cr.where(_a() > 0, _a(), _b()), ValueError, r"where: inputs with shapes \(3, 4\), \(3, 4\), \(2"),
@@ -396,7 +402,6 @@ BAD_INPUTS = [
     ("clip", lambda: cr.clip(_a(), np.zeros(3), 1.0), ValueError, "clip: .*" + BROADCAST),
     ("axis out of range", lambda: _a().sum(axis=3), ValueError, r"sum: axis 3 is out of bounds.*\(3, 4\)"),
     ("repeated axis", lambda: _a().max(axis=(0, 0)), ValueError, "max: repeated axis"),
-    ("empty mean", lambda: cr.tensor(np.ones((0, 2))).mean(axis=0), ValueError, "mean: cannot average over an empty"),
     ("empty max", lambda: cr.tensor(np.ones((0, 2))).max(), ValueError, "max: the reduction has no identity"),
     ("0-d matmul", lambda: cr.tensor(2.0) @ _a(), ValueError, "matmul: operands must be at least 1-D"),
     ("string", lambda: cr.tensor("abc"), TypeError, "tensor: cannot make a tensor from str"),

@@ -259,11 +259,10 @@ def test_empty_arrays_match_torch(label, fn, tfn, shapes, dtype):
 @pytest.mark.parametrize(
     "call,fragment",
     [
-        (lambda x: x.mean(axis=0), "mean: cannot average over an empty axis"),
         (lambda x: x.max(axis=0), "max: the reduction has no identity"),
         (lambda x: cr.logsumexp(x), "logsumexp: the reduction has no identity"),
     ],
-    ids=["mean", "max", "logsumexp"],
+    ids=["max", "logsumexp"],
 )
 def test_reductions_without_identity_refuse_empty_input(call, fragment):
     with pytest.raises(ValueError, match=fragment):

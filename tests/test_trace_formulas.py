@@ -63,6 +63,7 @@ CASES = {
     "unfold": lambda: cr.nn.functional.unfold(M(1, 2, 3, 4), 2, padding=1, stride=(1, 2)),
     "fold": lambda: cr.nn.functional.fold(M(1, 8, 6), (3, 4), 2),
     "erf": lambda: cr.nn.functional.erf(M(3)),
+    "inv": lambda: cr.linalg.inv(M(2, 2, lo=-0.3, hi=0.3) + 2.0 * cr.eye(2)),
 }
 
 
@@ -119,7 +120,9 @@ def test_printed_formula_is_the_true_local_derivative(name):
 
 
 def test_every_primitive_with_a_rule_is_covered():
-    skipped = {"astype", "concatenate", "stack", "scatter_add"}  # dtype casts; variadic; the adjoint of indexing
+    # dtype casts; variadic (einsum too); the adjoint of indexing; det's rule needs inv, which the symbolic
+    # namespace does not have
+    skipped = {"astype", "concatenate", "stack", "einsum", "scatter_add", "det"}
     with_rules = {n for n, p in REGISTRY.items() if any(r is not None for r in p.vjps)}
     assert with_rules - skipped <= set(CASES), sorted(with_rules - skipped - set(CASES))
 

@@ -19,6 +19,7 @@ from .primitive import Primitive
 from .tensor import (
     EPOCHS,
     FREED,
+    LEAF_HOOKS,
     MODE,
     UNARY,
     Tensor,
@@ -28,6 +29,7 @@ from .tensor import (
     mark_modified,
     node_parts,
     release,
+    run_leaf_hooks,
 )
 
 ndarray = np.ndarray
@@ -392,6 +394,8 @@ def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: boo
         g = grads.get(key)
         if g is None:
             continue
+        if LEAF_HOOKS and key in LEAF_HOOKS:  # register_hook on a leaf (issue 12)
+            g = run_leaf_hooks(leaf, g)
         old = leaf.grad
         if create_graph:
             if not g.requires_grad:

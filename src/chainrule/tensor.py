@@ -75,15 +75,179 @@ def mark_modified(t: Tensor) -> None:
     the source too (as torch shares the version counter): a detached leaf keeps
     a weak reference to its source in the otherwise unused ``_a`` slot, so it
     never keeps the source's graph alive.
+
+    A view made by indexing, reshaping or transposing shares memory with its
+    source too, so writing into the view marks the source (and its sources).
     """
     with _EPOCH_LOCK:
         EPOCHS.value += 1
-        t._version = EPOCHS.value
-        if t._node is None:
-            for ref in getattr(t, "_a", None) or ():
-                source = ref()
-                if source is not None:
-                    source._version = EPOCHS.value
+        now = EPOCHS.value
+        todo = [t]
+        seen: set[int] = set()
+        while todo:
+            x = todo.pop()
+            if id(x) in seen:
+                continue
+            seen.add(id(x))
+            x._version = now
+            node = x._node
+            if node is None:
+                for ref in getattr(x, "_a", None) or ():
+                    source = ref()
+                    if source is not None:
+                        todo.append(source)
+            elif node.name in VIEW_PRIMITIVES and node is not FREED:
+                source = x._a[0] if type(x._a) is tuple else x._a
+                if source is not None and _shares(x._data, source._data):
+                    todo.append(source)
+
+
+# Primitives whose NumPy forward may return a view of the first input (writes to it reach the input).
+VIEW_PRIMITIVES = frozenset({"getitem", "reshape", "transpose", "broadcast_to"})
+
+
+def _shares(a: Any, b: Any) -> bool:
+    return type(a) is ndarray and type(b) is ndarray and np.may_share_memory(a, b)
+
+
+_WRITING_FUNCTIONS = frozenset({"copyto", "putmask", "place", "put", "put_along_axis", "fill_diagonal"})
+
+
+class DataView(np.ndarray):
+    """The array ``Tensor.data`` hands out: it shares the tensor's memory, and a write through it
+    (``[...] =``, ``-=``, ``fill``, ``np.copyto``, a ufunc's ``out=``) marks the tensor modified in
+    place, so a graph that saved the old value raises at ``backward()`` instead of giving a stale
+    gradient.  Results of arithmetic on it are plain NumPy arrays.
+    """
+
+    _owner: Optional[Tensor] = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        # A view (slice, transpose) still writes into the tensor; a copy does not.
+        self._owner = getattr(obj, "_owner", None) if self.base is not None else None
+
+    def _touch(self) -> None:
+        owner = self._owner
+        if owner is not None:
+            mark_modified(owner)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if type(value) is Tensor:
+            value = value._data
+        np.ndarray.__setitem__(self.view(np.ndarray), _raw_index(index), value)
+        self._touch()
+
+    def fill(self, value: Any) -> None:
+        self.view(np.ndarray).fill(value)
+        self._touch()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self.view(np.ndarray).sort(*args, **kwargs)
+        self._touch()
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        plain = tuple(_plain(a) for a in inputs)
+        out = kwargs.get("out")
+        written = [o for o in (out or ()) if type(o) is DataView]
+        if method == "at" and type(inputs[0]) is DataView:
+            written.append(inputs[0])
+        if out is not None:
+            kwargs["out"] = tuple(_plain(o) for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        for view in written:
+            view._touch()
+        if out is not None and len(out) == 1:
+            return out[0]
+        return result
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        plain_args = tuple(_plain(a) for a in args)
+        plain_kwargs = {k: _plain(v) for k, v in kwargs.items()}
+        result = func(*plain_args, **plain_kwargs)
+        if func.__name__ in _WRITING_FUNCTIONS and args and type(args[0]) is DataView:
+            args[0]._touch()
+        return result
+
+    # torch's in-place methods, for the old idioms ``p.grad.data.zero_()`` and ``w.data.normal_(0, 0.02)``
+    def _write(self, values: Any) -> DataView:
+        np.copyto(self.view(np.ndarray), _plain(values), casting="same_kind")
+        self._touch()
+        return self
+
+    def zero_(self) -> DataView:
+        return self._write(0)
+
+    def fill_(self, value: Any) -> DataView:
+        return self._write(value)
+
+    def copy_(self, src: Any) -> DataView:
+        return self._write(src)
+
+    def add_(self, other: Any, alpha: Any = 1) -> DataView:
+        return self._write(self.view(np.ndarray) + alpha * np.asarray(_plain(other)))
+
+    def sub_(self, other: Any, alpha: Any = 1) -> DataView:
+        return self._write(self.view(np.ndarray) - alpha * np.asarray(_plain(other)))
+
+    def mul_(self, other: Any) -> DataView:
+        return self._write(self.view(np.ndarray) * _plain(other))
+
+    def div_(self, other: Any) -> DataView:
+        return self._write(self.view(np.ndarray) / _plain(other))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> DataView:  # noqa: A002
+        return self._write(np.clip(self.view(np.ndarray), min, max))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> DataView:
+        from .nn.init import get_rng
+
+        return self._write(get_rng().normal(mean, std, self.shape))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> DataView:
+        from .nn.init import get_rng
+
+        return self._write(get_rng().uniform(a, b, self.shape))
+
+    def __repr__(self) -> str:
+        return repr(self.view(np.ndarray))
+
+    def __str__(self) -> str:
+        return str(self.view(np.ndarray))
+
+    def __reduce__(self) -> Any:
+        return self.view(np.ndarray).__reduce__()
+
+
+def _plain(a: Any) -> Any:
+    """A DataView as a plain ndarray, a Tensor as its value; anything else unchanged."""
+    t = type(a)
+    if t is DataView:
+        return a.view(np.ndarray)
+    if t is Tensor:
+        return a._data
+    if t is tuple:
+        return tuple(_plain(x) for x in a)
+    if t is list:
+        return [_plain(x) for x in a]
+    return a
+
+
+def check_grad_value(t: Tensor, value: Any) -> None:
+    """Refuse a ``.grad`` that is not a tensor of the tensor's own shape and dtype (as torch does)."""
+    if type(value) is not Tensor:
+        hint = ""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+            hint = "; to clear a gradient write p.grad = None (or p.grad.zero_())"
+        else:
+            hint = "; wrap an array as cr.tensor(array)"
+        raise TypeError(f"Tensor.grad: assigned grad must be a Tensor or None, got {type(value).__name__}{hint}")
+    if value.shape != t.shape:
+        raise ValueError(f"Tensor.grad: assigned grad has shape {value.shape}, but the tensor has shape {t.shape}")
+    if value.dtype != t.dtype:
+        raise TypeError(
+            f"Tensor.grad: assigned grad has dtype {value.dtype}, but the tensor has dtype {t.dtype}; "
+            f"convert it with .to({t.dtype.name})"
+        )
 
 
 class _Mode(threading.local):
@@ -95,6 +259,7 @@ class _Mode(threading.local):
     """
 
     enabled = True  # grad mode: record the graph
+    in_backward = 0  # inside backward() or autograd.grad (retain_grad fills .grad only then)
     anomaly = False  # detect_anomaly: check values and remember source lines
     record = 1
 
@@ -162,6 +327,39 @@ class no_grad(_GradModeSwitch):
     _target = False
 
 
+class inference_mode(_GradModeSwitch):
+    """torch's ``inference_mode``: here the same as ``no_grad`` (nothing is recorded).
+
+    ``cr.inference_mode(False)`` leaves grad mode as it is.
+    """
+
+    _target = False
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__()
+        self._mode = bool(mode)
+
+    def __enter__(self) -> None:
+        stack = self._local.__dict__.setdefault("saved", [])
+        stack.append(MODE.enabled)
+        if self._mode:
+            set_grad_enabled(False)
+
+
+class grad_enabled:
+    """torch's ``set_grad_enabled(flag)``: switches grad mode at once; as a context manager, restores it after."""
+
+    def __init__(self, mode: bool) -> None:
+        self._saved = MODE.enabled
+        set_grad_enabled(mode)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        set_grad_enabled(self._saved)
+
+
 class enable_grad(_GradModeSwitch):
     """Record operations again inside a ``no_grad`` region."""
 
@@ -169,6 +367,25 @@ class enable_grad(_GradModeSwitch):
 
 
 _NUMERIC_KINDS = frozenset("biuf")
+
+
+class _Defaults:
+    """Process-wide defaults (``cr.set_default_dtype``)."""
+
+    float = np.dtype(np.float64)
+
+
+DEFAULTS = _Defaults()
+_F64 = np.dtype(np.float64)
+_INT_KINDS = "biu"
+
+
+def promote_int(out: ndarray, av: Any, bv: Any = None) -> ndarray:
+    """torch's promotion where NumPy's differs: int with a Python float -> the default float dtype,
+    int with a float32 array -> float32 (NumPy gives float64 for both)."""
+    floats = [v.dtype for v in (av, bv) if type(v) is ndarray and v.dtype.kind == "f"]
+    target = floats[0] if floats else DEFAULTS.float
+    return out if target == out.dtype else out.astype(target)
 
 
 def as_value(x: Any, op: str = "tensor") -> Any:
@@ -255,6 +472,8 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
                 raise op_error(prim, (v,), 1, exc) from None
             if type(out) is not ndarray:
                 out = _norm(out)
+            elif out.dtype is _F64 and v.dtype.kind in _INT_KINDS:
+                out = promote_int(out, v)
         if x.requires_grad and (record := MODE.record):
             t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, x, UNARY, v)
             if record == 2:
@@ -310,6 +529,10 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
                 raise op_error(prim, (av, bv), 2, exc) from None
             if type(out) is not ndarray:
                 out = _norm(out)
+            elif out.dtype is _F64 and (
+                (ta is ndarray and av.dtype.kind in _INT_KINDS) or (tb is ndarray and bv.dtype.kind in _INT_KINDS)
+            ):
+                out = promote_int(out, av, bv)
         if need and (record := MODE.record):
             t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, a, b, av, bv)
             if record == 2:
@@ -366,7 +589,29 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         if record == 2:
             _anomaly_hook(t)
         return t
-    return Tensor(out)
+    t = Tensor(out)
+    if prim.name in VIEW_PRIMITIVES and inputs[0] is not None and _shares(out, values_t[0]):
+        t._a = _view_sources(inputs[0])  # a view: in-place changes to it mark its sources (see mark_modified)
+    return t
+
+
+def _view_sources(src: Tensor) -> tuple:
+    """Weak references to ``src`` and every tensor whose memory it views (so a dropped middle view breaks nothing)."""
+    refs = [weakref.ref(src)]
+    x = src
+    while True:
+        node = x._node
+        if node is None:
+            refs.extend(getattr(x, "_a", None) or ())
+            break
+        if node is FREED or node.name not in VIEW_PRIMITIVES:
+            break
+        parent = x._a[0] if type(x._a) is tuple else x._a
+        if parent is None or not _shares(x._data, parent._data):
+            break
+        refs.append(weakref.ref(parent))
+        x = parent
+    return tuple(refs)
 
 
 def node_parts(t: Tensor) -> tuple[tuple, tuple]:
@@ -396,6 +641,24 @@ def _float_dtype(v: Any) -> bool:
     return type(v) is float or v.dtype.kind == "f"
 
 
+class Size(int):
+    """``t.size``: the element count (an int, as NumPy's ``.size``) that can also be called as torch's
+    ``t.size()`` (the shape tuple) or ``t.size(dim)`` (one dim's length)."""
+
+    def __new__(cls, count: int, shape: tuple) -> Size:
+        obj = int.__new__(cls, count)
+        obj.shape = shape
+        return obj
+
+    def __call__(self, dim: Optional[int] = None) -> Any:
+        if dim is None:
+            return self.shape
+        nd = len(self.shape)
+        if not -nd <= int(dim) < max(nd, 1) or nd == 0:
+            raise IndexError(f"size: dim {dim} is out of range for a tensor with {nd} dims (shape {self.shape})")
+        return self.shape[int(dim)]
+
+
 class Tensor:
     """An array that records the operations applied to it, for backpropagation.
 
@@ -407,7 +670,7 @@ class Tensor:
         "_data",
         "requires_grad",
         "_node",
-        "grad",
+        "_grad",
         "_version",
         "_seq",
         "_epoch",
@@ -418,8 +681,13 @@ class Tensor:
         "_args",
         "__weakref__",
     )
-    __array_ufunc__ = None  # NumPy defers to our reflected operators: np_array * t is a Tensor
     __array_priority__ = 1000
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """``np_array * t`` and ``np.float64(2) + t`` stay in the graph; ``np.exp(t)`` names ``cr.exp``."""
+        from .interop import tensor_ufunc
+
+        return tensor_ufunc(ufunc, method, inputs, kwargs)
 
     def __init__(
         self,
@@ -446,7 +714,7 @@ class Tensor:
         self._data = data
         self.requires_grad = requires_grad
         self._node = _node
-        self.grad: Optional[Tensor] = None
+        self._grad: Optional[Tensor] = None
         self._version = 0
         if _node is not None:  # the graph-node record (see the module docstring)
             self._seq = _seq
@@ -460,17 +728,47 @@ class Tensor:
     # --- value and metadata ----------------------------------------------------
     @property
     def data(self) -> np.ndarray:
-        """The value as a NumPy array (a 0-d array for scalars)."""
+        """The value as a NumPy array (a 0-d array for scalars).
+
+        The array shares memory with the tensor, and writes through it
+        (``t.data[0] = 1``, ``t.data -= lr * g``) count as in-place changes, so
+        a graph that saved the old value refuses to backpropagate.
+        """
         d = self._data
-        return d if type(d) is ndarray else np.array(d)
+        view = (d if type(d) is ndarray else np.array(d)).view(DataView)
+        view._owner = self
+        return view
 
     @data.setter
     def data(self, value: Any) -> None:
+        d = self._data
+        if (
+            type(value) is DataView
+            and type(d) is ndarray
+            and value.base is d
+            and value.shape == d.shape
+            and value.strides == d.strides
+        ):
+            mark_modified(self)  # ``t.data -= x`` already wrote into the tensor's own array
+            return
         value = _norm(as_value(value, "Tensor.data"))
+        if type(d) is float and type(value) is ndarray and value.shape == () and value.dtype == np.float64:
+            value = float(value)  # keep the scalar fast path of a tensor made from a Python float
         if self.requires_grad and not _float_dtype(value):
             raise TypeError(f"Tensor.data: a tensor that requires grad needs float data, got {np.result_type(value)}")
         self._data = value
         mark_modified(self)
+
+    @property
+    def grad(self) -> Optional[Tensor]:
+        """The accumulated gradient (None until a backward pass reaches this leaf)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Optional[Tensor]) -> None:
+        if value is not None:
+            check_grad_value(self, value)
+        self._grad = value
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -483,9 +781,12 @@ class Tensor:
         return 0 if type(d) is float else d.ndim
 
     @property
-    def size(self) -> int:
+    def size(self) -> Size:
+        """The number of elements, as NumPy's ``.size``; called, torch's ``size()``/``size(dim)`` (the shape)."""
         d = self._data
-        return 1 if type(d) is float else d.size
+        if type(d) is float:
+            return Size(1, ())
+        return Size(d.size, d.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -513,15 +814,17 @@ class Tensor:
         return d.item()
 
     def numpy(self) -> np.ndarray:
+        """The value as a NumPy array: a copy if the tensor requires grad, else shared (writes are tracked)."""
         if self.requires_grad:
-            return self.data.copy()
+            return np.array(self._data)
         return self.data
 
     def tolist(self) -> Any:
         return self.data.tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self.data
+        d = self._data
+        arr = d if type(d) is ndarray else np.array(d)
         if dtype is not None:
             arr = arr.astype(dtype, copy=False)
         return arr.copy() if copy else arr
@@ -543,13 +846,11 @@ class Tensor:
         return self
 
     def astype(self, dtype: Any) -> Tensor:
+        """This tensor converted to ``dtype`` (itself when it already has it); differentiable between floats."""
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
             return self
         return apply(S.astype, self, dtype)
-
-    float = lambda self: self.astype(np.float32)  # noqa: E731  (torch's .float())
-    double = lambda self: self.astype(np.float64)  # noqa: E731
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -598,9 +899,17 @@ class Tensor:
         return f"tensor({body}{tail})"
 
     # --- autodiff --------------------------------------------------------------
-    def backward(self, grad: Any = None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
+    def backward(
+        self,
+        grad: Any = None,
+        retain_graph: Optional[bool] = None,
+        create_graph: bool = False,
+        *,
+        gradient: Any = None,
+    ) -> None:
         """Backpropagate from this tensor, accumulating into the leaves' ``.grad``.
 
+        ``gradient=`` is torch's name for the seed ``grad``.
         ``grad`` is the seed (required unless the tensor is a scalar).  The
         graph's saved values are freed afterwards unless ``retain_graph`` is
         true (it defaults to ``create_graph``).  With ``create_graph=True`` the
@@ -608,29 +917,61 @@ class Tensor:
         """
         from .autodiff import run_backward
 
-        run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+        if gradient is not None:
+            if grad is not None:
+                raise TypeError("backward: give the seed as grad or gradient, not both")
+            grad = gradient
+        MODE.in_backward += 1
+        try:
+            run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+        finally:
+            MODE.in_backward -= 1
+
+    # --- in-place operations (see inplace()) -----------------------------------------
+    def __iadd__(self, other: Any) -> Tensor:
+        return inplace(self, "+=", lambda: self + other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return inplace(self, "-=", lambda: self - other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return inplace(self, "*=", lambda: self * other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return inplace(self, "/=", lambda: self / other)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return inplace(self, "**=", lambda: self**other)
 
     def zero_(self) -> Tensor:
-        d = self._data
-        if type(d) is float:
-            self._data = 0.0
-        else:
-            d[...] = 0
-        mark_modified(self)
-        return self
+        """Set every element to 0 in place."""
+        return self.fill_(0)
+
+    def fill_(self, value: Any) -> Tensor:
+        """Set every element to ``value`` in place."""
+        if type(value) is Tensor and value.size != 1:
+            raise ValueError(f"fill_: the value must be a number or a one-element tensor, got shape {value.shape}")
+        return inplace(self, "fill_", lambda: _constant_like(self, value))
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        if self.requires_grad and self._node is None and MODE.enabled:
-            raise RuntimeError(
-                "setitem: a leaf tensor that requires grad cannot be modified in place "
-                "while recording; wrap the update in cr.no_grad()"
-            )
+        index = _raw_index(index)
+        if MODE.enabled and (self.requires_grad or (type(value) is Tensor and value.requires_grad)):
+            inplace(self, "setitem", lambda: _put(self, index, value))
+            return
+        if type(value) is Tensor:
+            value = value._data
         if type(self._data) is float:
             arr = np.array(self._data)
-            arr[_raw_index(index)] = as_value(value)
+            arr[index] = as_value(value)
             self._data = float(arr)
         else:
-            self._data[_raw_index(index)] = as_value(value)
+            try:
+                self._data[index] = as_value(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"setitem: cannot write a value of shape {np.shape(value)} into index {index!r} "
+                    f"of a tensor of shape {self.shape}: {exc}"
+                ) from None
         mark_modified(self)
 
     # --- operators -------------------------------------------------------------
@@ -701,110 +1042,155 @@ class Tensor:
     def __invert__(self) -> Tensor:
         return Tensor(np.asarray(np.logical_not(self._data)))
 
-    # --- methods mirroring the functions in chainrule.ops -------------------------
-    @property
-    def T(self) -> Tensor:
-        from .ops import transpose
+    # torch-style methods (sum, mean, permute, add_, ...) are attached by chainrule.methods.
 
-        return transpose(self)
 
-    @property
-    def mT(self) -> Tensor:
-        from .ops import swapaxes
+# register_hook on leaves: id(leaf) -> (weak reference to the leaf, hooks in order).
+LEAF_HOOKS: dict[int, tuple[Any, list]] = {}
 
-        return swapaxes(self, -1, -2)
 
-    exp = make_unary(E.exp)
+def add_leaf_hook(leaf: Tensor, hook: Callable) -> Callable[[], None]:
+    """Register ``hook(grad)`` to run when backward() delivers ``leaf``'s gradient; returns a remover."""
+    key = id(leaf)
+    entry = LEAF_HOOKS.get(key)
+    if entry is None or entry[0]() is not leaf:
+        entry = LEAF_HOOKS[key] = (weakref.ref(leaf, lambda _ref, k=key: LEAF_HOOKS.pop(k, None)), [])
+    entry[1].append(hook)
 
-    log = make_unary(E.log)
+    def remove() -> None:
+        if hook in entry[1]:
+            entry[1].remove(hook)
 
-    log1p = make_unary(E.log1p)
+    return remove
 
-    sqrt = make_unary(E.sqrt)
 
-    sin = make_unary(E.sin)
+def run_leaf_hooks(leaf: Tensor, g: Any) -> Any:
+    """The gradient after ``leaf``'s hooks (each may return a replacement; raw arrays stay raw)."""
+    raw = type(g) is not Tensor
+    for hook in list(LEAF_HOOKS[id(leaf)][1]):
+        replaced = hook(Tensor(g) if raw else g)
+        if replaced is not None:
+            if type(replaced) is not Tensor or replaced.shape != leaf.shape:
+                raise RuntimeError(
+                    f"register_hook: a hook must return None or a tensor of shape {leaf.shape}, got "
+                    f"{type(replaced).__name__} {getattr(replaced, 'shape', '')}"
+                )
+            g = replaced._data if raw else replaced
+    if raw and type(g) is ndarray and g.dtype != leaf.dtype:
+        g = g.astype(leaf.dtype)
+    return g
 
-    cos = make_unary(E.cos)
 
-    tanh = make_unary(E.tanh)
+def _constant_like(t: Tensor, value: Any) -> Tensor:
+    """``value`` broadcast to ``t``'s shape; recorded as ``where`` (gradient 0 to ``t``) when ``t`` is in a graph."""
+    v = value._data if type(value) is Tensor else value
+    if MODE.enabled and t.requires_grad:
+        from .ops import where
 
-    sigmoid = make_unary(E.sigmoid)
+        return where(np.zeros(t.shape, dtype=bool), t, v)
+    return Tensor(np.broadcast_to(np.asarray(v, dtype=t.dtype), t.shape))
 
-    relu = make_unary(E.relu)
 
-    def abs(self) -> Tensor:
-        return unary(E.absolute, self)
+def _put(t: Tensor, index: Any, value: Any) -> Tensor:
+    """``t`` with ``t[index]`` replaced by ``value``, as a recorded (differentiable) expression."""
+    from .ops import astype, broadcast_to, scatter_add, where
 
-    def clip(self, min: Any = None, max: Any = None) -> Tensor:
-        from .ops import clip
+    base = np.asarray(t._data)
+    chosen = np.zeros(base.shape, dtype=bool)
+    chosen[index] = True
+    selected_shape = base[index].shape
+    v = value if type(value) is Tensor else Tensor(np.asarray(as_value(value, "setitem"), dtype=t.dtype))
+    if v.dtype != t.dtype:
+        v = astype(v, t.dtype)
+    try:
+        v = broadcast_to(v, selected_shape)
+    except ValueError:
+        raise ValueError(
+            f"setitem: cannot write a value of shape {v.shape} into index {index!r} of a tensor of shape {t.shape} "
+            f"(the selection has shape {selected_shape})"
+        ) from None
+    return where(chosen, scatter_add(v, index, base.shape), t)
 
-        return clip(self, min, max)
 
-    clamp = clip
+_GRAPH_SLOTS = ("_node", "_seq", "_epoch", "_a", "_b", "_av", "_bv", "_args")
 
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import sum as _sum
+_LEAF_MESSAGE = (
+    "{op}: a leaf tensor that requires grad is being used in an in-place operation while gradients are "
+    "recorded (torch: 'a leaf Variable that requires grad is being used in an in-place operation'). "
+    "Update parameters inside `with cr.no_grad():`, e.g. `with cr.no_grad(): w -= lr * w.grad`."
+)
 
-        return _sum(self, axis, keepdims)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import mean
+def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
+    """Overwrite ``t``'s memory with ``compute()`` (the out-of-place result), as torch's in-place ops do.
 
-        return mean(self, axis, keepdims)
+    - A leaf that requires grad may change in place only with grad mode off
+      (``cr.no_grad()``), and keeps ``requires_grad``.
+    - The dtype stays ``t``'s: a result that cannot be cast safely (``int += 0.5``) raises.
+    - The change bumps ``t``'s version, so a graph that saved the old value raises at backward().
+    - If the result was recorded (``t`` or the operand is in a graph), ``t`` becomes that node:
+      the old value lives on in a fresh tensor the new node reads, as torch rebases history.
+    """
+    if t.requires_grad and t._node is None and MODE.enabled:
+        raise RuntimeError(_LEAF_MESSAGE.format(op=op))
+    result = compute()
+    new = result._data
+    d = t._data
+    if type(d) is float:
+        if np.shape(new) != () or not np.can_cast(np.result_type(new), np.float64, "same_kind"):
+            raise RuntimeError(
+                f"{op}: a result of shape {np.shape(new)} and dtype {np.result_type(new)} cannot be written "
+                "into a float64 scalar tensor"
+            )
+    else:
+        if np.broadcast_shapes(np.shape(new), d.shape) != d.shape:
+            raise RuntimeError(
+                f"{op}: the result has shape {np.shape(new)}, which does not fit the tensor's shape {d.shape} "
+                "(an in-place operation cannot change the shape); write t = t op x instead"
+            )
+        rtype = np.result_type(new)
+        if not np.can_cast(rtype, d.dtype, "same_kind"):
+            raise RuntimeError(
+                f"{op}: the result type {rtype} cannot be cast to the tensor's dtype {d.dtype} in place "
+                f"(torch refuses too); write t = t op x, or convert first with t.to(...)"
+            )
+        if not d.flags.writeable:
+            raise RuntimeError(f"{op}: this tensor's memory is read-only (a broadcast view?); clone() it first")
+    recorded = result._node is not None
+    if recorded:
+        old = Tensor(np.array(d) if type(d) is ndarray else d, t.requires_grad)
+        if t._node is not None:
+            for slot in _GRAPH_SLOTS:
+                setattr(old, slot, getattr(t, slot))
+        old._version = t._version
+        _redirect(result, t, d, old)
+    if type(d) is float:
+        t._data = float(new)
+    else:
+        d[...] = new
+    mark_modified(t)
+    if recorded:
+        for slot in _GRAPH_SLOTS:
+            setattr(t, slot, getattr(result, slot))
+        t._epoch = EPOCHS.value
+        t.requires_grad = True
+    return t
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import max as _max
 
-        return _max(self, axis, keepdims)
-
-    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import min as _min
-
-        return _min(self, axis, keepdims)
-
-    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import logsumexp
-
-        return logsumexp(self, axis, keepdims)
-
-    def softmax(self, axis: int = -1) -> Tensor:
-        from .ops import softmax
-
-        return softmax(self, axis)
-
-    def log_softmax(self, axis: int = -1) -> Tensor:
-        from .ops import log_softmax
-
-        return log_softmax(self, axis)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        from .ops import reshape
-
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return reshape(self, shape)
-
-    view = reshape
-
-    def transpose(self, *axes: Any) -> Tensor:
-        from .ops import transpose
-
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return transpose(self, axes or None)
-
-    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
-        from .ops import broadcast_to
-
-        return broadcast_to(self, shape)
-
-    def matmul(self, other: Any) -> Tensor:
-        from .ops import matmul
-
-        return matmul(self, other)
-
-    maximum = make_binary(E.maximum)
-    minimum = make_binary(E.minimum)
+def _redirect(node: Tensor, t: Tensor, d: Any, old: Tensor) -> None:
+    """In ``node``'s record, make the inputs that were ``t`` (and its saved value ``d``) point at ``old``."""
+    if node._args is None:
+        if node._a is t:
+            node._a = old
+        if node._av is d:
+            node._av = old._data
+        if node._b is t:
+            node._b = old
+        if node._bv is d:
+            node._bv = old._data
+        return
+    node._a = tuple(old if x is t else x for x in node._a)
+    node._args = tuple(old._data if v is d else v for v in node._args)
 
 
 def _raw_index(index: Any) -> Any:
@@ -827,6 +1213,11 @@ def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
             p.grad.zero_()
 
 
+def _has_dtype(data: Any) -> bool:
+    """Whether ``data`` carries its own dtype (an array or NumPy scalar), which tensor() keeps."""
+    return isinstance(data, (np.ndarray, np.generic, Tensor))
+
+
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """Make a tensor from a number, a nested list, a NumPy array or a tensor (always copies).
 
@@ -835,8 +1226,10 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     tensors can require gradients.
     """
     if isinstance(data, Tensor):
-        data = data._data
-    if dtype is None and type(data) is float:
+        if dtype is None and type(data._data) is float:
+            return Tensor(data._data, requires_grad)
+        data = np.asarray(data._data)
+    if dtype is None and type(data) is float and DEFAULTS.float is _F64:
         value: Any = data
     else:
         try:
@@ -848,6 +1241,8 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
                 f"tensor: cannot make a tensor from {type(data).__name__} data (NumPy dtype {arr.dtype}); "
                 "use bool, int or float values"
             )
+        if dtype is None and arr.dtype == np.float64 and DEFAULTS.float != arr.dtype and not _has_dtype(data):
+            arr = arr.astype(DEFAULTS.float)  # Python floats and lists take the default dtype, as in torch
         value = float(arr) if arr.ndim == 0 and arr.dtype == np.float64 else arr
     if requires_grad and not _float_dtype(value):
         raise TypeError(

@@ -27,7 +27,7 @@ defvjp(broadcast_to, lambda xp, g, out, x, shape: g, local=("1",))
 
 
 def _getitem(x, index):
-    return x[index]
+    return (x if type(x) is np.ndarray else np.asarray(x))[index]  # a Python float indexes as a 0-d array
 
 
 getitem = defprim("getitem", _getitem, kind="linear", symbol="[]")

@@ -1,0 +1,195 @@
+"""Making tensors: the default float dtype, torch's creation functions and dtype names.
+
+The default float dtype is float64 (NumPy's), not torch's float32: chainrule is
+for seeing and checking gradients, and float64 keeps finite-difference checks,
+the scalar fast path (Python floats) and printed traces exact.  Switch with
+``cr.set_default_dtype(cr.float32)`` to get torch's numbers.  It decides the
+dtype of tensors made from Python floats and lists, of the creation functions
+below, and of integer tensors mixed with Python floats (``int_tensor + 0.5``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import tensor as _tensor_module
+from .tensor import Tensor, tensor
+
+# dtype names as torch spells them (each is a NumPy dtype)
+float16 = half = np.dtype(np.float16)
+float32 = np.dtype(np.float32)
+float64 = double = np.dtype(np.float64)
+int8 = np.dtype(np.int8)
+int16 = short = np.dtype(np.int16)
+int32 = np.dtype(np.int32)
+int64 = long = np.dtype(np.int64)
+uint8 = np.dtype(np.uint8)
+bool_ = np.dtype(np.bool_)
+
+_FLOATS = (float32, float64)
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Choose the float dtype of new tensors: ``cr.float64`` (chainrule's default) or ``cr.float32`` (torch's)."""
+    d = np.dtype(dtype)
+    if d not in _FLOATS:
+        raise TypeError(f"set_default_dtype: only float32 or float64 can be the default, got {d}")
+    _tensor_module.DEFAULTS.float = d
+
+
+def get_default_dtype() -> np.dtype:
+    """The float dtype new tensors get (float64 unless changed by :func:`set_default_dtype`)."""
+    return _tensor_module.DEFAULTS.float
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    return get_default_dtype() if dtype is None else np.dtype(dtype)
+
+
+def _size(op: str, size: tuple) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    try:
+        out = tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: sizes are ints, or one tuple of ints; got {size!r}") from None
+    if any(s < 0 for s in out):
+        raise ValueError(f"{op}: sizes must be non-negative, got {out}")
+    return out
+
+
+def _made(arr: np.ndarray, requires_grad: bool) -> Tensor:
+    return tensor(arr, requires_grad=requires_grad) if requires_grad else Tensor(arr)
+
+
+def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
+    return _made(np.zeros(_size("zeros", size), _dtype(dtype)), requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``."""
+    return _made(np.ones(_size("ones", size), _dtype(dtype)), requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """An uninitialized tensor (here: zeros, so it is never garbage)."""
+    return _made(np.zeros(_size("empty", size), _dtype(dtype)), requires_grad)
+
+
+def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor filled with ``fill_value``; an int or bool value gives an int or bool tensor, as torch."""
+    size = _size("full", (size,) if isinstance(size, int) else tuple(size))
+    if dtype is None and isinstance(fill_value, (bool, int, np.integer)):
+        dtype = bool_ if isinstance(fill_value, bool) else int64
+    return _made(np.full(size, fill_value, _dtype(dtype)), requires_grad)
+
+
+def _like(x: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
+    x = x if type(x) is Tensor else Tensor(x)
+    return x.shape, (x.dtype if dtype is None else np.dtype(dtype))
+
+
+def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    shape, d = _like(x, dtype)
+    return _made(np.zeros(shape, d), requires_grad)
+
+
+def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    shape, d = _like(x, dtype)
+    return _made(np.ones(shape, d), requires_grad)
+
+
+def empty_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros_like(x, dtype, requires_grad)
+
+
+def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    shape, d = _like(x, dtype)
+    return _made(np.full(shape, fill_value, d), requires_grad)
+
+
+def _rng() -> np.random.Generator:
+    from .nn.init import get_rng
+
+    return get_rng()
+
+
+def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, generator: Any = None) -> Tensor:
+    """Standard normal samples (seed with ``cr.manual_seed``); ``randn(2, 3)`` or ``randn((2, 3))``."""
+    rng = generator if generator is not None else _rng()
+    return _made(rng.standard_normal(_size("randn", size)).astype(_dtype(dtype)), requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, generator: Any = None) -> Tensor:
+    """Uniform samples on [0, 1)."""
+    rng = generator if generator is not None else _rng()
+    return _made(rng.random(_size("rand", size)).astype(_dtype(dtype)), requires_grad)
+
+
+def randint(low: int, high: Optional[int] = None, size: Any = (), dtype: Any = None) -> Tensor:
+    """Integers in [low, high) (``randint(high, size)`` when one bound is given), int64 as torch."""
+    if high is None:
+        low, high = 0, low
+    size = (size,) if isinstance(size, int) else tuple(size)
+    return Tensor(_rng().integers(low, high, size=size).astype(int64 if dtype is None else np.dtype(dtype)))
+
+
+def randn_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    shape, d = _like(x, dtype)
+    return _made(_rng().standard_normal(shape).astype(d), requires_grad)
+
+
+def rand_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    shape, d = _like(x, dtype)
+    return _made(_rng().random(shape).astype(d), requires_grad)
+
+
+def randperm(n: int, dtype: Any = None) -> Tensor:
+    return Tensor(_rng().permutation(int(n)).astype(int64 if dtype is None else np.dtype(dtype)))
+
+
+def eye(n: int, m: Optional[int] = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """The identity matrix (``n`` by ``m``, square by default)."""
+    return _made(np.eye(int(n), None if m is None else int(m), dtype=_dtype(dtype)), requires_grad)
+
+
+def arange(*args: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """``arange(end)``, ``arange(start, end, step)``: int64 for ints, the default float dtype otherwise."""
+    arr = np.arange(*args)
+    if dtype is not None:
+        arr = arr.astype(dtype)
+    elif arr.dtype.kind == "f":
+        arr = arr.astype(get_default_dtype())
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype(int64)
+    return _made(arr, requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    return _made(np.linspace(start, end, int(steps)).astype(_dtype(dtype)), requires_grad)
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor sharing memory with ``arr`` (as torch.from_numpy): writes to either show in both.
+
+    Writes made directly to ``arr`` are not seen by in-place detection; change
+    the tensor through its own methods (or ``.data``) while a graph holds it.
+    """
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy: expected a NumPy array, got {type(arr).__name__}; use cr.tensor(data)")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: arrays of dtype {arr.dtype} are not supported; use bool, int or float data")
+    return Tensor(arr.view(np.ndarray))
+
+
+def as_tensor(data: Any, dtype: Any = None) -> Tensor:
+    """Like :func:`tensor`, but an ndarray or tensor of the right dtype is used without a copy."""
+    if type(data) is Tensor and (dtype is None or data.dtype == np.dtype(dtype)):
+        return data
+    if isinstance(data, np.ndarray) and (dtype is None or data.dtype == np.dtype(dtype)):
+        return from_numpy(data)
+    return tensor(data, dtype=dtype)

@@ -1,0 +1,572 @@
+"""Tensor methods with torch's names and NumPy's, attached to :class:`~chainrule.tensor.Tensor`.
+
+Each method is the function of the same name in :mod:`chainrule.ops` (or
+:mod:`chainrule.linalg`) with the tensor as first argument, so there is one
+implementation per operation.  In-place methods (``add_``, ``clamp_`` ...)
+compute the out-of-place result and write it into the tensor's memory through
+:func:`chainrule.tensor.inplace`, which also keeps in-place detection informed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+
+from . import linalg, ops
+from .tensor import FREED, MODE, Tensor, inplace, no_grad
+
+
+def _same(fn: Callable) -> Callable:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
+        return fn(self, *args, **kwargs)
+
+    method.__name__ = getattr(fn, "__name__", "method")
+    method.__doc__ = fn.__doc__
+    return method
+
+
+# --- methods that are the ops functions -------------------------------------------------
+_PLAIN = [
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "abs",
+    "sign",
+    "maximum",
+    "minimum",
+    "clip",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "reshape",
+    "permute",
+    "permute_dims",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "t",
+    "broadcast_to",
+    "expand",
+    "expand_as",
+    "repeat",
+    "tile",
+    "unsqueeze",
+    "squeeze",
+    "flatten",
+    "ravel",
+    "split",
+    "chunk",
+    "unbind",
+    "matmul",
+    "dot",
+    "var",
+    "std",
+    "pow",
+    "square",
+    "masked_fill",
+    "clone",
+    "allclose",
+    "isclose",
+    "all",
+    "any",
+    "where",
+    "exp2",
+    "log2",
+    "log10",
+    "rsqrt",
+    "reciprocal",
+    "neg",
+    "tan",
+    "sinh",
+    "cosh",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "frac",
+    "prod",
+    "cumsum",
+    "outer",
+    "mm",
+    "bmm",
+    "mv",
+    "lerp",
+    "addcmul",
+    "addcdiv",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "nan_to_num",
+    "diag",
+    "tril",
+    "triu",
+    "trace",
+    "take_along_dim",
+    "gather",
+    "roll",
+    "flip",
+    "sort",
+    "argsort",
+    "topk",
+    "logical_not",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "count_nonzero",
+    "sub",
+    "add",
+    "mul",
+    "div",
+    "true_divide",
+    "multiply",
+    "subtract",
+    "divide",
+    "clamp_min",
+    "clamp_max",
+]
+for _name in _PLAIN:
+    setattr(Tensor, _name, _same(getattr(ops, _name)))
+
+Tensor.clamp = Tensor.clip  # type: ignore[attr-defined]
+Tensor.absolute = Tensor.abs  # type: ignore[attr-defined]
+Tensor.view = Tensor.reshape  # type: ignore[attr-defined]
+Tensor.view_as = lambda self, other: ops.reshape(self, other.shape)  # type: ignore[attr-defined]
+Tensor.reshape_as = Tensor.view_as  # type: ignore[attr-defined]
+
+
+def _mT(self: Tensor) -> Tensor:
+    """The last two dims swapped (a batch of matrices transposed)."""
+    return ops.swapaxes(self, -1, -2)
+
+
+def _T(self: Tensor) -> Tensor:
+    """All dims reversed (the matrix transpose for 2-D), as NumPy's and torch's ``.T``."""
+    return ops.permute_dims(self)
+
+
+Tensor.T = property(_T)  # type: ignore[attr-defined]
+Tensor.mT = property(_mT)  # type: ignore[attr-defined]
+Tensor.H = Tensor.T  # type: ignore[attr-defined]
+
+
+# --- metadata ---------------------------------------------------------------------------
+def _dim(self: Tensor) -> int:
+    """The number of dims (``ndim``)."""
+    return self.ndim
+
+
+def _numel(self: Tensor) -> int:
+    """The number of elements."""
+    return int(self.size)
+
+
+Tensor.dim = _dim  # type: ignore[attr-defined]
+Tensor.ndimension = _dim  # type: ignore[attr-defined]
+Tensor.numel = _numel  # type: ignore[attr-defined]
+Tensor.nelement = _numel  # type: ignore[attr-defined]
+Tensor.is_floating_point = lambda self: self.dtype.kind == "f"  # type: ignore[attr-defined]
+Tensor.element_size = lambda self: self.dtype.itemsize  # type: ignore[attr-defined]
+Tensor.device = property(lambda self: "cpu")  # type: ignore[attr-defined]
+Tensor.is_cuda = property(lambda self: False)  # type: ignore[attr-defined]
+Tensor.itemsize = property(lambda self: self.dtype.itemsize)  # type: ignore[attr-defined]
+Tensor.nbytes = property(lambda self: int(self.size) * self.dtype.itemsize)  # type: ignore[attr-defined]
+
+
+# --- dtype and device conversions -------------------------------------------------------
+def _cast(dtype: Any) -> Callable:
+    d = np.dtype(dtype)
+
+    def method(self: Tensor) -> Tensor:
+        return self.astype(d)
+
+    method.__doc__ = f"This tensor as {d.name}."
+    return method
+
+
+Tensor.float = _cast(np.float32)  # type: ignore[attr-defined]
+Tensor.double = _cast(np.float64)  # type: ignore[attr-defined]
+Tensor.half = _cast(np.float16)  # type: ignore[attr-defined]
+Tensor.long = _cast(np.int64)  # type: ignore[attr-defined]
+Tensor.int = _cast(np.int32)  # type: ignore[attr-defined]
+Tensor.short = _cast(np.int16)  # type: ignore[attr-defined]
+Tensor.bool = _cast(np.bool_)  # type: ignore[attr-defined]
+Tensor.byte = _cast(np.uint8)  # type: ignore[attr-defined]
+
+_DEVICE_MESSAGE = (
+    "{op}: chainrule runs on the CPU with NumPy; there is no '{dev}' device. Drop the call, or use "
+    ".to('cpu') / .cpu(), which return the tensor itself"
+)
+
+
+def _device_name(device: Any) -> str:
+    return str(getattr(device, "type", device))
+
+
+def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None, copy: bool = False, **kw: Any) -> Tensor:
+    """``to(dtype)``, ``to('cpu')``, ``to(other_tensor)``, ``to(device, dtype)``: as torch, on the CPU only."""
+    kw.pop("non_blocking", None)
+    if kw:
+        raise TypeError(f"to: unexpected arguments {sorted(kw)}")
+    for a in args:
+        if type(a) is Tensor:
+            dtype = a.dtype
+        elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps", "meta", "xpu"):
+            device = a
+        elif type(getattr(a, "type", None)) is str:  # a device object
+            device = a
+        else:
+            dtype = a
+    if device is not None and _device_name(device).split(":")[0] != "cpu":
+        raise RuntimeError(_DEVICE_MESSAGE.format(op="to", dev=_device_name(device)))
+    out = self if dtype is None else self.astype(np.dtype(dtype))
+    return ops.clone(out) if copy and out is self else out
+
+
+def _cpu(self: Tensor) -> Tensor:
+    """This tensor (chainrule tensors always live on the CPU)."""
+    return self
+
+
+def _cuda(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    raise RuntimeError(_DEVICE_MESSAGE.format(op="cuda", dev="cuda"))
+
+
+def _type(self: Tensor, dtype: Any = None) -> Any:
+    """Without an argument, the dtype's name; with one, the tensor converted (as torch's ``type``)."""
+    if dtype is None:
+        return self.dtype.name
+    return self.astype(np.dtype(dtype))
+
+
+Tensor.to = _to  # type: ignore[attr-defined]
+Tensor.cpu = _cpu  # type: ignore[attr-defined]
+Tensor.cuda = _cuda  # type: ignore[attr-defined]
+Tensor.type = _type  # type: ignore[attr-defined]
+Tensor.type_as = lambda self, other: self.astype(other.dtype)  # type: ignore[attr-defined]
+Tensor.contiguous = lambda self: self  # type: ignore[attr-defined]
+
+
+def _new(fill: Callable) -> Callable:
+    def method(self: Tensor, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        from .creation import _size
+
+        arr = fill(_size("new", size), self.dtype if dtype is None else np.dtype(dtype))
+        return Tensor(arr, False).requires_grad_(requires_grad) if requires_grad else Tensor(arr)
+
+    return method
+
+
+Tensor.new_zeros = _new(np.zeros)  # type: ignore[attr-defined]
+Tensor.new_ones = _new(np.ones)  # type: ignore[attr-defined]
+Tensor.new_empty = _new(np.zeros)  # type: ignore[attr-defined]
+Tensor.new_full = lambda self, size, value, dtype=None: Tensor(  # type: ignore[attr-defined]
+    np.full(tuple(size), value, self.dtype if dtype is None else np.dtype(dtype))
+)
+Tensor.new_tensor = lambda self, data, dtype=None: Tensor(  # type: ignore[attr-defined]
+    np.array(data, dtype=self.dtype if dtype is None else dtype)
+)
+
+
+# --- in-place methods ---------------------------------------------------------------------
+def _inplace_binary(name: str, fn: Callable) -> Callable:
+    def method(self: Tensor, other: Any, *args: Any, **kwargs: Any) -> Tensor:
+        return inplace(self, name, lambda: fn(self, other, *args, **kwargs))
+
+    method.__name__ = name
+    method.__doc__ = f"In place: ``self = {fn.__name__}(self, other)``, keeping this tensor's memory and dtype."
+    return method
+
+
+def _inplace_unary(name: str, fn: Callable) -> Callable:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return inplace(self, name, lambda: fn(self, *args, **kwargs))
+
+    method.__name__ = name
+    method.__doc__ = f"In place: ``self = {getattr(fn, '__name__', name)}(self)``."
+    return method
+
+
+def _add(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    return self + (other if alpha == 1 else alpha * ops._t(other))
+
+
+def _sub(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    return self - (other if alpha == 1 else alpha * ops._t(other))
+
+
+Tensor.add_ = _inplace_binary("add_", _add)  # type: ignore[attr-defined]
+Tensor.sub_ = _inplace_binary("sub_", _sub)  # type: ignore[attr-defined]
+Tensor.mul_ = _inplace_binary("mul_", lambda a, b: a * b)  # type: ignore[attr-defined]
+Tensor.div_ = _inplace_binary("div_", lambda a, b: a / b)  # type: ignore[attr-defined]
+Tensor.pow_ = _inplace_binary("pow_", lambda a, b: a**b)  # type: ignore[attr-defined]
+Tensor.masked_fill_ = _inplace_binary("masked_fill_", ops.masked_fill)  # type: ignore[attr-defined]
+Tensor.copy_ = _inplace_binary(  # type: ignore[attr-defined]
+    "copy_", lambda a, src: ops.clone(ops.broadcast_to(ops.astype(ops._t(src), a.dtype), a.shape))
+)
+Tensor.lerp_ = _inplace_binary("lerp_", ops.lerp)  # type: ignore[attr-defined]
+Tensor.addcmul_ = _inplace_binary("addcmul_", ops.addcmul)  # type: ignore[attr-defined]
+Tensor.addcdiv_ = _inplace_binary("addcdiv_", ops.addcdiv)  # type: ignore[attr-defined]
+Tensor.clamp_min_ = _inplace_binary("clamp_min_", ops.clamp_min)  # type: ignore[attr-defined]
+Tensor.clamp_max_ = _inplace_binary("clamp_max_", ops.clamp_max)  # type: ignore[attr-defined]
+for _name in (
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "neg",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "sin",
+    "cos",
+    "sign",
+    "square",
+    "reciprocal",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "clip",
+    "log1p",
+    "nan_to_num",
+):
+    setattr(Tensor, _name + "_", _inplace_unary(_name + "_", getattr(ops, _name)))
+Tensor.clamp_ = Tensor.clip_  # type: ignore[attr-defined]
+Tensor.negative_ = Tensor.neg_  # type: ignore[attr-defined]
+
+
+def _random_fill(name: str, draw: Callable) -> Callable:
+    def method(self: Tensor, *args: Any, generator: Any = None) -> Tensor:
+        from .nn.init import get_rng
+
+        rng = generator if generator is not None else get_rng()
+        values = np.asarray(draw(rng, self.shape, *args), dtype=self.dtype)
+        return inplace(self, name, lambda: Tensor(values))
+
+    method.__name__ = name
+    return method
+
+
+Tensor.uniform_ = _random_fill("uniform_", lambda rng, shape, a=0.0, b=1.0: rng.uniform(a, b, shape))  # type: ignore[attr-defined]
+Tensor.normal_ = _random_fill("normal_", lambda rng, shape, m=0.0, s=1.0: rng.normal(m, s, shape))  # type: ignore[attr-defined]
+Tensor.bernoulli_ = _random_fill("bernoulli_", lambda rng, shape, p=0.5: rng.random(shape) < p)  # type: ignore[attr-defined]
+
+
+def _detach_(self: Tensor) -> Tensor:
+    """Cut this tensor from its graph, in place (it becomes a leaf that does not require grad)."""
+    if self._node is not None:
+        self._node = None
+        self._a = self._b = self._av = self._bv = self._args = None
+    self.requires_grad = False
+    return self
+
+
+Tensor.detach_ = _detach_  # type: ignore[attr-defined]
+
+
+# --- autograd helpers ---------------------------------------------------------------------
+class GradFn:
+    """What ``t.grad_fn`` returns for a tensor made by an operation: its name and its inputs' nodes."""
+
+    __slots__ = ("_t",)
+
+    def __init__(self, t: Tensor) -> None:
+        self._t = t
+
+    def name(self) -> str:
+        """The operation, in torch's spelling (``MulBackward``)."""
+        return f"{''.join(p.capitalize() for p in self._t._node.name.split('_'))}Backward"
+
+    @property
+    def next_functions(self) -> tuple:
+        from .tensor import node_parts
+
+        if self._t._node is FREED:
+            return ()
+        out = []
+        for inp in node_parts(self._t)[0]:
+            if not isinstance(inp, Tensor) or not inp.requires_grad:
+                fn = None
+            elif inp._node is None:
+                fn = AccumulateGrad(inp)
+            else:
+                fn = GradFn(inp)
+            out.append((fn, 0))
+        return tuple(out)
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+
+class AccumulateGrad:
+    """In ``next_functions``: the end of a path at a leaf that requires grad (its ``.variable``)."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, leaf: Tensor) -> None:
+        self.variable = leaf
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    next_functions: tuple = ()
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
+def _grad_fn(self: Tensor) -> Optional[GradFn]:
+    """The operation that made this tensor (None for a leaf), as torch's ``grad_fn``."""
+    if self._node is None:
+        return None
+    return GradFn(self)
+
+
+Tensor.grad_fn = property(_grad_fn)  # type: ignore[attr-defined]
+
+
+def _hook_node(t: Tensor, on_grad: Callable[[Any], Any], op: str) -> None:
+    """Put an identity node in front of non-leaf ``t`` whose backward calls ``on_grad(g)``.
+
+    ``t`` keeps its identity and value; its former record moves to a fresh
+    tensor that the identity node reads (so tensors already made from ``t`` and
+    those made later both send their gradients through the hook).
+    """
+    from .primitive import Primitive, defvjp
+    from .tensor import _GRAPH_SLOTS, EPOCHS, UNARY, _next_seq
+
+    old = Tensor(t._data, True)
+    for slot in _GRAPH_SLOTS:
+        setattr(old, slot, getattr(t, slot))
+    old._version = t._version
+
+    def rule(xp: Any, g: Any, out: Any, x: Any) -> Any:
+        replaced = on_grad(g)
+        return g if replaced is None else replaced
+
+    prim = Primitive(op, lambda x: x, kind="linear")
+    defvjp(prim, rule, local=("1",))
+    t._node = prim
+    t._seq = _next_seq()
+    t._epoch = EPOCHS.value
+    t._a, t._b, t._av, t._bv, t._args = old, UNARY, old._data, None, None
+
+
+def _retain_grad(self: Tensor) -> None:
+    """Keep this non-leaf tensor's gradient in ``.grad`` after backward (a leaf keeps it anyway)."""
+    if not self.requires_grad:
+        raise RuntimeError("retain_grad: this tensor does not require grad, so it will have no gradient")
+    if self._node is None or getattr(self, "_retains", False):
+        return
+
+    def keep(g: Any) -> None:
+        if not MODE.in_backward:  # tools replaying the rules (cr.trace) leave .grad alone
+            return None
+        value = g if type(g) is Tensor else Tensor(np.array(g) if isinstance(g, np.ndarray) else g)
+        self._grad = value if self._grad is None else self._grad + value
+        return None
+
+    _hook_node(self, keep, "retain_grad")
+
+
+def autograd_grad(*args: Any, **kwargs: Any) -> tuple:
+    """``torch.autograd.grad``: gradients of outputs with respect to inputs (see :func:`chainrule.autodiff.grad`).
+
+    As in torch, tensors that called ``retain_grad()`` get their ``.grad`` filled by this too.
+    """
+    from .autodiff import grad
+
+    MODE.in_backward += 1
+    try:
+        return grad(*args, **kwargs)
+    finally:
+        MODE.in_backward -= 1
+
+
+Tensor.retain_grad = _retain_grad  # type: ignore[attr-defined]
+Tensor.retains_grad = property(lambda self: self._node is not None and self._node.name == "retain_grad")  # type: ignore[attr-defined]
+
+
+class _HookHandle:
+    def __init__(self, hooks: list, fn: Callable) -> None:
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self) -> None:
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+def _register_hook(self: Tensor, hook: Callable[[Tensor], Optional[Tensor]]) -> _HookHandle:
+    """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces the gradient.
+
+    On a leaf the hook runs when backward() delivers its gradient into ``.grad``
+    (not for ``cr.autograd.grad``, which does not touch ``.grad``).
+    """
+    if not self.requires_grad:
+        raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
+    if self._node is None:
+        from .tensor import add_leaf_hook
+
+        handle = _HookHandle([hook], hook)
+        remover = add_leaf_hook(self, hook)
+        handle.remove = remover  # type: ignore[method-assign]
+        return handle
+    hooks: list = []
+
+    def run(g: Any) -> Any:
+        current = g
+        for fn in list(hooks):
+            arg = current if type(current) is Tensor else Tensor(current)
+            with no_grad() if type(g) is not Tensor else _nullcontext():
+                replaced = fn(arg)
+            if replaced is not None:
+                current = (
+                    replaced
+                    if type(g) is Tensor
+                    else np.asarray(replaced._data if type(replaced) is Tensor else replaced)
+                )
+        return current
+
+    hooks.append(hook)
+    _hook_node(self, run, "hook")
+    return _HookHandle(hooks, hook)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+Tensor.register_hook = _register_hook  # type: ignore[attr-defined]
+
+Tensor.norm = lambda self, p="fro", dim=None, keepdim=False: linalg.norm_torch(self, p, dim, keepdim)  # type: ignore[attr-defined]
+
+
+def _where_method(self: Tensor, condition: Any, other: Any) -> Tensor:
+    """torch's ``x.where(condition, y)``: ``x`` where ``condition`` holds, else ``y``."""
+    return ops.where(condition, self, other)
+
+
+Tensor.where = _where_method  # type: ignore[attr-defined]
