@@ -37,6 +37,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Optional, Union
@@ -181,14 +182,25 @@ def destroy_process_group() -> None:
 
 
 # --- collectives with a deadline ----------------------------------------------------------------
-def abort(message: str, code: int = ABORT_CODE) -> None:
-    """Print ``message`` (with this rank) to stderr and end every process of the job with status ``code``."""
+def abort(message: str, code: int = ABORT_CODE, before: str = "") -> None:
+    """Print ``message`` (with this rank) to stderr and end every process of the job with status ``code``.
+
+    ``before`` (a traceback) and the message go out in one write, so the
+    launcher cannot interleave them with another rank's lines, and a peer's
+    abort cannot cut them in half.
+    """
     g = _GROUP
     who = f"rank {g.rank}/{g.size}" if g is not None else "chainrule.distributed"
-    sys.stderr.write(f"chainrule: {who}: {message}\n")
-    sys.stderr.flush()
     sys.stdout.flush()
+    sys.stderr.flush()
+    text = f"{before}chainrule: {who}: {message}\n".encode("utf-8", "replace")
+    try:
+        while text:
+            text = text[os.write(2, text) :]
+    except OSError:
+        pass
     if g is not None:
+        time.sleep(0.2)  # let the launcher forward the message before Abort tears the job down
         g.comm.Abort(code)
     os._exit(code)  # pragma: no cover  (Abort does not return)
 
@@ -607,8 +619,7 @@ def start_job(timeout: Optional[float]) -> tuple[Any, Any]:
 
 def _abort_on_uncaught(kind: type, exc: BaseException, tb: Any) -> None:
     """An uncaught exception on one rank ends the whole job now, instead of leaving the others waiting."""
-    sys.__excepthook__(kind, exc, tb)
-    abort(f"uncaught {kind.__name__}; aborting the job")
+    abort(f"uncaught {kind.__name__}; aborting the job", before="".join(traceback.format_exception(kind, exc, tb)))
 
 
 def describe(batch_size: int) -> str:
