@@ -92,7 +92,7 @@ def _classes_last(z: Tensor, y: np.ndarray, op: str) -> tuple[Tensor, np.ndarray
     if z.ndim == 2:
         return z, y, want
     perm = (0,) + tuple(range(2, z.ndim)) + (1,)
-    rows = ops.reshape(ops.transpose(z, perm), (-1, z.shape[1]))
+    rows = ops.reshape(ops.permute(z, perm), (-1, z.shape[1]))
     return rows, y.reshape(-1), want
 
 
