@@ -47,6 +47,13 @@ def _torch():
     return torch
 
 
+def _linear(x, W, b):
+    from chainrule.primitives.linear import linear
+    from chainrule.tensor import apply
+
+    return apply(linear, x, W, b)
+
+
 IDX = np.array([0, 2, 2, 1])
 MASK = np.array([[True, False, True], [False, True, True]])
 
@@ -127,6 +134,11 @@ CASES: dict[str, list[Case]] = {
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((2, 1, 2, 3), (3, 3, 2)), label="batch broadcast"),
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3,), (2, 3, 2)), label="vector-batched"),
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((2, 2, 3), (3,)), label="batched-vector"),
+    ],
+    "linear": [
+        Case(_linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((5, 4), (3, 4), (3,)), label="batch"),
+        Case(_linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((4,), (3, 4), (3,)), label="vector"),
+        Case(_linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((2, 3, 4), (2, 4), (2,)), label="3-d"),
     ],
     "reshape": [Case(lambda a: a.reshape(4, 3), lambda a: a.reshape(4, 3), ((2, 6),))],
     "transpose": [
