@@ -16,6 +16,7 @@ from .autodiff import GraphFreedError
 from .autodiff import grad as autograd_grad
 from .check import GradcheckError, gradcheck
 from .checkpoint import CheckpointError, load, save
+from .compile import CompileError, compile  # noqa: A004  (cr.compile, as torch.compile)
 from .custom import custom_vjp
 from .explain import ParseError, derive, draw, trace  # noqa: E402  (the tools read the engine above)
 from .forward import JVPError, hessian, hvp, jacfwd, jvp, linearize
@@ -77,6 +78,8 @@ clamp = clip
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompileError",
+    "compile",
     "REGISTRY",
     "CheckpointError",
     "AnomalyError",
