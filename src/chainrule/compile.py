@@ -334,14 +334,14 @@ def _describe(v: Any) -> str:
 class _Gen:
     """Writes the schedule of one trace as the source of a function ``replay(A, L, E)``."""
 
-    def __init__(self, tracer: _Tracer, arg_raw: list[Any], leaf_pre: set[int], args: list[Any]) -> None:
+    def __init__(self, tracer: _Tracer, arg_raw: list[Any], fresh: set[int], args: list[Any]) -> None:
         self.tr = tracer
         self.tr_args = args
         self.lines: list[str] = []
         self.ns: dict[str, Any] = {"NP": NUMPY, "SC": SCALAR, "fit": _fitv, "deliver": _deliver, "norm": _norm}
         self.ns["seed"] = _seed_like
         self.arg_raw = arg_raw
-        self.leaf_pre = leaf_pre
+        self.fresh = fresh  # ids of the tensors made during the traced call
         self.leaves: list[Tensor] = []
         self.leaf_index: dict[int, int] = {}
         self.loaded: set[int] = set()
@@ -370,7 +370,7 @@ class _Gen:
     def leaf(self, t: Tensor) -> str:
         m = self.leaf_index.get(id(t))
         if m is None:
-            if id(t) not in self.leaf_pre and id(t) not in self.tr.arg_ids:
+            if id(t) in self.fresh and id(t) not in self.tr.arg_ids:
                 raise CompileError(
                     f"compile: an operation used a tensor of shape {t.shape} that was made inside the function "
                     "without being recorded (under no_grad, or from .data / a NumPy result): its value would be "
@@ -651,7 +651,11 @@ class Compiled:
                         f"compile: argument {j} (shape {a.shape}) is a non-leaf tensor made by '{a.op}': a replay "
                         "cannot backpropagate into the graph that made it; pass a leaf, or detach() it"
                     )
-            pre = {id(o) for o in gc.get_objects() if type(o) is Tensor}
+            # Tensors made during the call are told apart by the collector's youngest generation: empty it
+            # now, and keep the collector off until the call returns, so whatever is in it then is new.
+            gc_was_on = gc.isenabled()
+            gc.collect(0)
+            gc.disable()
             tensor_args = [a for a in values if type(a) is Tensor]
             tainted = {id(a) for a in tensor_args if not a.requires_grad}
             tracer = _Tracer(_next_seq(), EPOCHS.value, tainted, {id(a) for a in tensor_args})
@@ -667,13 +671,16 @@ class Compiled:
                     finally:
                         autodiff.TRACING.tracer = None
             finally:
+                fresh = {id(o) for o in gc.get_objects(0) if type(o) is Tensor}
+                if gc_was_on:
+                    gc.enable()
                 for a in tensor_args:
                     if id(a) in tainted:
                         a.requires_grad = False
                         _TAINTED.pop(id(a), None)
             spec, out_tensors = _spec(result, values)
             tracer.see(out_tensors)
-            entry = _generate(tracer, values, pre, spec, out_tensors)
+            entry = _generate(tracer, values, fresh, spec, out_tensors)
             self.traces += 1
             self.cache[key] = entry
             self.cache.move_to_end(key)
@@ -741,9 +748,9 @@ def _build(spec: Any, outs: list, values: list, leaves: list) -> Any:
     return tuple(items) if kind == "tuple" else items
 
 
-def _generate(tracer: _Tracer, values: list, pre: set[int], spec: Any, outs: list[Tensor]) -> _Entry:
+def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: list[Tensor]) -> _Entry:
     raw = [a._data if type(a) is Tensor else a for a in values]
-    gen = _Gen(tracer, raw, pre, values)
+    gen = _Gen(tracer, raw, fresh, values)
     forward = sorted(tracer.nodes.values(), key=lambda n: n.seq)
     _requires_grad_as_eager(tracer, forward)
     items: list[tuple] = [(n.seq, "node", n) for n in forward] + list(tracer.events)
