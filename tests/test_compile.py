@@ -284,3 +284,40 @@ def test_a_planted_wrong_template_is_caught_by_the_eager_comparison(monkeypatch)
     w.grad = None
     f()
     assert w.grad.item() == 3.0
+
+
+def test_a_library_conversion_of_an_argument_is_refused_not_frozen():
+    w = cr.tensor(np.ones((3, 1)), requires_grad=True)
+
+    def f(x, y):
+        loss = cr.nn.hinge_loss(x @ w, y)  # converts y to a float copy: that copy would be frozen
+        loss.backward()
+        return loss
+
+    x = cr.tensor(np.ones((4, 3)))
+    with pytest.raises(CompileError, match="made something else from it"):
+        cr.compile(f)(x, cr.tensor(np.array([[1], [-1], [1], [1]])))
+
+
+def test_a_target_used_as_it_is_follows_each_call():
+    w = cr.tensor(np.ones(3), requires_grad=True)
+
+    def f(x, y):
+        loss = cr.nn.mse_loss(x * w, y)  # same dtype: mse_loss uses y's own array
+        loss.backward()
+        return loss
+
+    compiled = cr.compile(f)
+    x = cr.tensor(np.arange(3.0))
+    for k in range(3):
+        y = cr.tensor(np.full(3, float(k)))
+        got = compiled(x, y).item()
+        w.grad = None
+        assert got == f(x, y).item()
+        w.grad = None
+    assert compiled.traces == 1
+
+
+def test_numpy_array_arguments_are_refused():
+    with pytest.raises(CompileError, match=r"pass cr\.tensor\(array\)"):
+        cr.compile(lambda a: cr.tensor(a).sum())(np.ones(2))

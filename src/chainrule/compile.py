@@ -134,6 +134,7 @@ class _Tracer:
         self.events: list[tuple] = []  # (seq, kind, payload)
         self.suspended = 0
         self.modified_by_events: set[int] = set()
+        self.reads: list[tuple] = []  # values of this call read by chainrule's own functions
 
     def see(self, roots: list[Tensor]) -> None:
         """Record every node reachable from ``roots`` that was made during this call."""
@@ -238,10 +239,16 @@ def _active() -> Optional[_Tracer]:
     return tr if tr is not None and not tr.suspended else None
 
 
+def _traced_value(tr: _Tracer, t: Tensor) -> bool:
+    """Whether ``t`` holds data of this call (an argument, or a value computed during it)."""
+    return id(t) in tr.arg_ids or (t._node is not None and t._seq >= tr.start_seq)
+
+
 def _watch_read(name: str, original: Callable) -> Callable:
     @functools.wraps(original)
     def wrapper(self: Tensor, *a: Any, **k: Any) -> Any:
-        if _active() is not None:
+        tr = _active()
+        if tr is not None:
             where = _caller_outside_package()
             if where is not None:
                 raise CompileError(
@@ -249,6 +256,10 @@ def _watch_read(name: str, original: Callable) -> Callable:
                     "a replay cannot follow Python control flow on data. Return the tensor and read it "
                     "outside the compiled function (or leave this function uncompiled)"
                 )
+            result = original(self, *a, **k)
+            if _traced_value(tr, self):
+                tr.reads.append((f"Tensor.{name}", self.shape, result))
+            return result
         return original(self, *a, **k)
 
     return wrapper
@@ -274,7 +285,11 @@ class _Watch:
                         f"compile: {where} reads Tensor.data (shape {t.shape}) while tracing: a replay cannot "
                         "repeat raw NumPy work on it. Use chainrule operations, or cr.optim for updates"
                     )
-            return prop.fget(t)
+            result = prop.fget(t)
+            tr = _active()
+            if tr is not None and _traced_value(tr, t):
+                tr.reads.append(("Tensor.data", t.shape, result))
+            return result
 
         def set_data(t: Tensor, value: Any) -> None:
             if _active() is not None and _caller_outside_package() is not None:
@@ -348,6 +363,8 @@ class _Gen:
         self.var: dict[int, str] = {}  # node tensor id -> value variable
         self.consts = itertools.count()
         self.const_names: dict[int, str] = {}
+        self.mapped: set[int] = set()  # raw arrays the schedule takes from arguments or computed values
+        self.out_var: dict[int, str] = {}  # id of a computed value -> its variable
         self.events: list[Callable] = []
         self.outputs_spec: Any = None
 
@@ -386,9 +403,15 @@ class _Gen:
 
     def raw(self, v: Any) -> str:
         """A raw value in a node's arguments: an argument's array if it is one, else a constant."""
-        for j, a in enumerate(self.arg_raw):
-            if a is v and type(v) is ndarray:
-                return f"a{j}"
+        if type(v) is ndarray:
+            for j, a in enumerate(self.arg_raw):
+                if a is v:
+                    self.mapped.add(id(v))
+                    return f"a{j}"
+            name = self.out_var.get(id(v))
+            if name is not None:
+                self.mapped.add(id(v))
+                return name
         if type(v) is tuple:
             parts = [self.raw(x) for x in v]
             return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
@@ -432,6 +455,8 @@ class _Gen:
         else:
             expr = f"norm({self.fn('f_' + prim.name, prim.fwd)}({', '.join(ops + statics)}))"
         self.lines.append(f"    {v} = {expr}  # {prim.name} -> {_describe(node.out)}")
+        if type(node.out) is ndarray:
+            self.out_var[id(node.out)] = v
 
     def backward(self, root: Tensor, order_ids: list[int]) -> None:
         nodes = self.tr.nodes
@@ -592,7 +617,10 @@ class Compiled:
                 dtype = None if type(d) is float else d.dtype
                 parts.append(("T", type(d) is float, np.shape(d), dtype, a.requires_grad))
             elif t is ndarray:
-                parts.append(("A", a.shape, a.dtype))
+                raise CompileError(
+                    f"compile: argument {j} is a NumPy array; pass cr.tensor(array) instead (a tensor's uses are "
+                    "recorded, an array's NumPy operations are not)"
+                )
             elif t in (int, float, bool, str, type(None)) or isinstance(a, np.generic):
                 parts.append(("V", t, a))
             else:
@@ -773,6 +801,15 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
             out_exprs.append(gen._leaf_ref(t))
     gen.lines.append(f"    return [{', '.join(out_exprs)}]")
     _check_versions(tracer, gen, values)
+    for what, shape, value in tracer.reads:
+        if type(value) is ndarray and id(value) in gen.mapped:
+            continue  # used as it is (e.g. class labels as an index): the replay passes the new one
+        raise CompileError(
+            f"compile: a chainrule function read the value of a tensor of shape {shape} ({what}) computed in or "
+            "passed to the compiled function and made something else from it (a converted copy, a Python "
+            "number); the replay would reuse the first call's result. Compute it with chainrule operations "
+            "before the call, or leave this function uncompiled"
+        )
     source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(gen.lines) + "\n"
     ns = dict(gen.ns)
     exec(builtins.compile(source, "<cr.compile schedule>", "exec"), ns)  # our own generated code, never user text
