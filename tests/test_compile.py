@@ -321,3 +321,21 @@ def test_a_target_used_as_it_is_follows_each_call():
 def test_numpy_array_arguments_are_refused():
     with pytest.raises(CompileError, match=r"pass cr\.tensor\(array\)"):
         cr.compile(lambda a: cr.tensor(a).sum())(np.ones(2))
+
+
+@pytest.mark.parametrize("dataset", ["digits", "moons"])
+def test_train_compile_gives_the_same_run(dataset):
+    import argparse
+    import io
+
+    from chainrule import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--dataset", dataset, "--epochs", "2", "--quiet"])
+    cfg = train._config(args, None)
+    runs = [train.fit(cfg, stream=io.StringIO(), quiet=True, compiled=c) for c in (False, True)]
+    (m1, h1, _, _), (m2, h2, _, _) = runs
+    assert h1.loss == h2.loss and h1.train_acc == h2.train_acc and h1.test_acc == h2.test_acc
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)

@@ -131,6 +131,37 @@ def loss_and_correct(cfg: Config, out: Any, y: np.ndarray) -> tuple[Any, int]:
     return loss, correct
 
 
+def _compiled_step(cfg: Config, model: Any, opt: Any) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """``train --compile``: forward, loss, backward and update under ``cr.compile``.
+
+    The labels enter as tensors; the hinge loss's -1/+1 targets are made with tensor
+    operations so the replay recomputes them for every batch.
+    """
+    from . import nn, ops
+    from .compile import compile as cr_compile
+
+    def step(x: Any, y: Any) -> tuple[Any, Any]:
+        out = model(x)
+        if cfg.dataset == "moons":  # nn.hinge_loss's formula, on labels kept as a tensor
+            signs = (y * 2 - 1).astype(out.dtype).reshape(out.shape)
+            loss = ops.mean(ops.relu(1.0 - signs * out))
+        else:
+            loss = nn.cross_entropy(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, out
+
+    return cr_compile(step)
+
+
+def _correct(cfg: Config, out: Any, y: np.ndarray) -> int:
+    """Correct predictions in a batch (what loss_and_correct counts)."""
+    if cfg.dataset == "moons":
+        return int(np.sum((out.data[:, 0] > 0) == (y == 1)))
+    return int(np.sum(np.argmax(out.data, axis=1) == y))
+
+
 def accuracy(cfg: Config, model: Any, x: np.ndarray, y: np.ndarray) -> float:
     from .tensor import Tensor, no_grad
 
@@ -203,6 +234,7 @@ def fit(
     on_epoch: Optional[Callable[[dict[str, Any]], None]] = None,
     stream: TextIO = sys.stdout,
     quiet: bool = False,
+    compiled: bool = False,
 ) -> tuple[Any, History, dict[str, Any], Optional[KeyboardInterrupt]]:
     """Train per ``cfg``; returns ``(model, history, last complete state, interruption or None)``.
 
@@ -231,6 +263,7 @@ def fit(
     progress = Progress(stream, cfg.epochs, quiet)
     n = len(x_train)
     bs = min(cfg.batch_size, n)
+    train_step = _compiled_step(cfg, model, opt) if compiled else None
     try:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -241,11 +274,15 @@ def fit(
             n_batches = (n + bs - 1) // bs
             for b in range(n_batches):
                 idx = order[b * bs : (b + 1) * bs]
-                out = model(Tensor(x_train[idx]))
-                loss, c = loss_and_correct(cfg, out, y_train[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                if train_step is not None:  # --compile: the same step, replayed (see _compiled_step)
+                    loss, out = train_step(Tensor(x_train[idx]), Tensor(y_train[idx]))
+                    c = _correct(cfg, out, y_train[idx])
+                else:
+                    out = model(Tensor(x_train[idx]))
+                    loss, c = loss_and_correct(cfg, out, y_train[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
                 total_loss += float(loss.item()) * len(idx)
                 correct += c
                 seen += len(idx)
@@ -339,6 +376,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint up to --epochs")
     parser.add_argument("--plot", metavar="PNG", help="save a loss/accuracy plot (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="print only the final result")
+    parser.add_argument(
+        "--compile", action="store_true", help="trace the training step once and replay it (cr.compile; same results)"
+    )
 
 
 def _config(args: argparse.Namespace, saved: Optional[dict[str, Any]]) -> Config:
@@ -384,6 +424,7 @@ def _save_plot(history: History, path: str, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load, save
+    from .compile import CompileError
 
     err = sys.stderr
     path = args.checkpoint or f"chainrule-{args.dataset or 'digits'}.npz"
@@ -440,9 +481,14 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        model, history, state, interrupted = fit(cfg, resume_state=saved_state, stream=out, quiet=args.quiet)
+        model, history, state, interrupted = fit(
+            cfg, resume_state=saved_state, stream=out, quiet=args.quiet, compiled=getattr(args, "compile", False)
+        )
     except ResumeError as exc:
         print(f"chainrule train: {exc}", file=err)
+        return 2
+    except CompileError as exc:
+        print(f"chainrule train: --compile: {exc}", file=err)
         return 2
     wall = time.perf_counter() - t0
     if interrupted is not None:
