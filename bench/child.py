@@ -1,7 +1,7 @@
 """Entry point of the suite's fresh child processes (memory and deep-chain workloads).
 
     python bench/child.py memory sigmoid chainrule|torch
-    python bench/child.py memory mlp chainrule|torch STEPS
+    python bench/child.py memory mlp chainrule|torch|chainrule-nn|chainrule-nn-compiled|torch-nn STEPS
     python bench/child.py deep_chain chainrule|torch N
     python bench/child.py scalar_mlp chainrule|chainrule-compiled|micrograd|torch default|off STEPS
 
@@ -114,6 +114,15 @@ def memory_mlp(lib: str, steps: int) -> dict:
     x, y = m.make_batch()
     if lib == "chainrule":
         step: Callable[[], float] = m.chainrule_step(params, x, y)
+    elif lib == "chainrule-nn":
+        step = m.chainrule_nn_step(params, x, y)
+    elif lib == "chainrule-nn-compiled":
+        step = m.chainrule_nn_step(params, x, y, compiled=True)
+        step()  # the trace happens here, before the baseline: the peak is that of the replayed steps
+    elif lib == "torch-nn":
+        import torch
+
+        step = m.torch_nn_step(torch, params, x, y)
     else:
         import torch
 

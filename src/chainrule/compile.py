@@ -33,6 +33,7 @@ import gc
 import itertools
 import math
 import os
+import re
 import sys
 import threading
 import types
@@ -810,7 +811,8 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
             "number); the replay would reuse the first call's result. Compute it with chainrule operations "
             "before the call, or leave this function uncompiled"
         )
-    source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(gen.lines) + "\n"
+    lines = _release_early(gen.lines) if any(type(n.out) is ndarray for n in forward) else gen.lines
+    source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(lines) + "\n"
     ns = dict(gen.ns)
     exec(builtins.compile(source, "<cr.compile schedule>", "exec"), ns)  # our own generated code, never user text
     entry = _Entry()
@@ -824,6 +826,28 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     entry.events = gen.events
     entry.out_spec = spec
     return entry
+
+
+_VAR = re.compile(r"\b(?:v|g|lg)\d+\b")
+
+
+def _release_early(lines: list[str]) -> list[str]:
+    """Insert ``del`` after each array's last use, so intermediates are freed as eager backward frees them."""
+    last: dict[str, int] = {}
+    for k, line in enumerate(lines):
+        code = line.split("#", 1)[0]
+        for name in _VAR.findall(code):
+            last[name] = k
+    ends: dict[int, list[str]] = {}
+    for name, k in last.items():
+        if not lines[k].lstrip().startswith("return"):
+            ends.setdefault(k, []).append(name)
+    out = []
+    for k, line in enumerate(lines):
+        out.append(line)
+        if k in ends:
+            out.append("    del " + ", ".join(sorted(ends[k], key=lambda n: (len(n), n))))
+    return out
 
 
 def _check_versions(tracer: _Tracer, gen: _Gen, values: list) -> None:

@@ -224,10 +224,11 @@ class SGD(Optimizer):
         if not _same_kind(p, g, lr, wd, momentum, keep):
             self._update_allocating(p, g, state, group)
             return
-        # In place: every product goes into a scratch buffer shared by parameters of one shape, so
-        # a step allocates no arrays, and each value is rounded exactly as the allocating form rounds it.
-        s1, s2 = self._scratch(p)
+        # In place: every product goes into a scratch buffer shared by all parameters, so a step
+        # allocates no arrays, and each value is rounded exactly as the allocating form rounds it.
+        s2 = self._scratch(p, 0)
         if wd:
+            s1 = self._scratch(p, 1)
             np.multiply(p, wd, out=s1)
             s1 += g  # g + wd * p (addition commutes exactly)
             g = s1
@@ -251,13 +252,14 @@ class SGD(Optimizer):
         np.multiply(g, lr, out=s2)
         p -= s2
 
-    def _scratch(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _scratch(self, p: np.ndarray, which: int) -> np.ndarray:
+        """A scratch array shaped like ``p``: a view of one flat buffer per dtype, as large as the largest parameter."""
         pool = self.__dict__.setdefault("_scratch_pool", {})
-        key = (p.shape, p.dtype)
-        bufs = pool.get(key)
-        if bufs is None:
-            bufs = pool[key] = (np.empty(p.shape, p.dtype), np.empty(p.shape, p.dtype))
-        return bufs
+        key = (p.dtype, which)
+        flat = pool.get(key)
+        if flat is None or flat.size < p.size:
+            flat = pool[key] = np.empty(p.size, p.dtype)
+        return flat[: p.size].reshape(p.shape)
 
     def _update_allocating(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         """The straightforward form, for mixed dtypes or shapes (where NumPy's promotion decides the rounding)."""
