@@ -339,3 +339,33 @@ def test_train_compile_gives_the_same_run(dataset):
     assert h1.loss == h2.loss and h1.train_acc == h2.train_acc and h1.test_acc == h2.test_acc
     for p, q in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_array_equal(p.data, q.data)
+
+
+GLOBAL_SCALE = 2.0
+step = 0  # a global that shares its name with the attribute opt.step
+
+
+def test_global_numbers_guarded_but_attribute_names_are_not_globals():
+    global GLOBAL_SCALE, step
+    w = cr.tensor(np.ones(2), requires_grad=True)
+    opt = cr.optim.SGD([w], lr=0.1)
+
+    def f(x):
+        loss = (w * x * GLOBAL_SCALE).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = cr.compile(f)
+    x = cr.tensor(np.ones(2))
+    for step in range(3):  # noqa: B007  (changes the global named like opt.step)
+        compiled(x)
+    assert compiled.traces == 1 and compiled.replays == 2
+    GLOBAL_SCALE = 3.0
+    try:
+        expected = float((w.data * 3.0).sum())
+        assert compiled(x).item() == expected  # the new value is used: a re-trace, not a stale replay
+        assert compiled.traces == 2
+    finally:
+        GLOBAL_SCALE = 2.0

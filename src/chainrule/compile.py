@@ -579,11 +579,19 @@ def _number_guards(fn: Callable) -> tuple:
         if type(v) in (int, float, bool, str):
             out.append((name, v))
     g = getattr(fn, "__globals__", {})
-    for name in code.co_names:
+    for name in _global_names(code):
         v = g.get(name)
         if type(v) in (int, float, bool, str):
             out.append((name, v))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """Names the code reads as globals (not attribute names, which co_names lists too)."""
+    import dis
+
+    return tuple(sorted({i.argval for i in dis.get_instructions(code) if i.opname == "LOAD_GLOBAL"}))
 
 
 class Compiled:
