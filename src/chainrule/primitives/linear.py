@@ -16,6 +16,8 @@ from ..primitive import defjvp, defprim, defvjp
 
 
 def _linear(x, W, b):
+    if np.ndim(W) != 2 or np.ndim(x) < 1 or np.shape(x)[-1] != np.shape(W)[1]:
+        raise ValueError("W must have shape (out_features, in_features) with in_features equal to x's last dimension")
     y = np.matmul(x, W.T)
     if type(y) is np.ndarray and np.result_type(y, b) == y.dtype and np.shape(b) == y.shape[-1:]:
         np.add(y, b, out=y)  # the product is a fresh array: add the bias in place (same values as y + b)
