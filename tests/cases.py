@@ -47,13 +47,6 @@ def _torch():
     return torch
 
 
-def _linear(x, W, b):
-    from chainrule.primitives.linear import linear
-    from chainrule.tensor import apply
-
-    return apply(linear, x, W, b)
-
-
 IDX = np.array([0, 2, 2, 1])
 MASK = np.array([[True, False, True], [False, True, True]])
 
@@ -136,9 +129,9 @@ CASES: dict[str, list[Case]] = {
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((2, 2, 3), (3,)), label="batched-vector"),
     ],
     "linear": [
-        Case(_linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((5, 4), (3, 4), (3,)), label="batch"),
-        Case(_linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((4,), (3, 4), (3,)), label="vector"),
-        Case(_linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((2, 3, 4), (2, 4), (2,)), label="3-d"),
+        Case(cr.linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((5, 4), (3, 4), (3,)), label="batch"),
+        Case(cr.linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((4,), (3, 4), (3,)), label="vector"),
+        Case(cr.linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((2, 3, 4), (2, 4), (2,)), label="3-d"),
     ],
     "reshape": [Case(lambda a: a.reshape(4, 3), lambda a: a.reshape(4, 3), ((2, 6),))],
     "transpose": [

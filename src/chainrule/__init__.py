@@ -68,6 +68,7 @@ from .ops import (
     zeros_like,
 )
 from .primitive import REGISTRY, Primitive
+from .primitives.linear import apply_linear as linear
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp
 
@@ -80,6 +81,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CompileError",
     "compile",
+    "linear",
     "REGISTRY",
     "CheckpointError",
     "AnomalyError",

@@ -8,8 +8,8 @@ from typing import Any, Union
 import numpy as np
 
 from .. import ops
-from ..primitives.linear import linear as _linear
-from ..tensor import Tensor, apply
+from ..primitives.linear import apply_linear as _linear
+from ..tensor import Tensor
 from . import init
 from .module import Module, Sequential
 
@@ -89,7 +89,7 @@ class Linear(Module):
         if self.bias is None:
             return ops.matmul(x, self.weight.T)
         # one fused primitive: x @ Wᵀ + b, with the weight gradient gᵀ x formed in W's own layout
-        return apply(_linear, x, self.weight, self.bias)
+        return _linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
