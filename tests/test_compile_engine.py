@@ -97,3 +97,13 @@ def test_sgd_mixed_dtypes_keep_numpy_promotion():
     SGD([p], lr=np.float64(0.1)).step()  # a float64 scalar: NumPy computes lr * g in float64
     expected = (np.float32(1) - np.float64(0.1) * np.full(3, 0.3, np.float32)).astype(np.float32)
     np.testing.assert_array_equal(p.data, expected)
+
+
+def test_trace_shows_the_fused_linear_with_its_operands():
+    lin = cr.nn.Linear(3, 2, rng=0)
+    x = cr.tensor(np.ones((1, 3)), requires_grad=True)
+    t = cr.trace(cr.tanh(lin(x)).sum())
+    assert "linear(x1, x2, x3)" in str(t)
+    (step,) = [s for s in t.steps if s.op == "linear"]
+    # local gradients: the weight for the input, the input for the weight, 1 for the bias
+    assert [e.formula for e in step.inputs] == ["x2", "x1", "1"]
