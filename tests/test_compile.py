@@ -369,3 +369,40 @@ def test_global_numbers_guarded_but_attribute_names_are_not_globals():
         assert compiled.traces == 2
     finally:
         GLOBAL_SCALE = 2.0
+
+
+def test_grad_cleared_by_hand_inside_is_refused():
+    w = cr.tensor(np.ones(2), requires_grad=True)
+
+    def f(x):
+        loss = (w * x).sum()
+        loss.backward()
+        w.grad = None  # not a recorded call: a replay would accumulate instead
+        return loss
+
+    with pytest.raises(CompileError, match=r"\.grad of a tensor of shape \(2,\) was replaced"):
+        cr.compile(f)(cr.tensor(np.ones(2)))
+
+
+def test_accumulating_gradients_follow_the_callers_state():
+    """Without zero_grad inside, .grad accumulates across calls as in eager, also when the caller clears it."""
+    w1 = cr.tensor(np.ones(2), requires_grad=True)
+    w2 = cr.tensor(np.ones(2), requires_grad=True)
+
+    def make(w):
+        def f(x):
+            loss = (w * x * w).sum()
+            loss.backward()
+            return loss
+
+        return f
+
+    eager, compiled = make(w1), cr.compile(make(w2))
+    x = cr.tensor(np.array([1.0, 2.0]))
+    for k in range(5):
+        if k == 3:
+            w1.grad = w2.grad = None
+        eager(x)
+        compiled(x)
+        np.testing.assert_array_equal(w1.grad.data, w2.grad.data)
+    assert compiled.replays >= 1 and compiled.traces >= 2  # a different .grad state traces again

@@ -136,6 +136,8 @@ class _Tracer:
         self.suspended = 0
         self.modified_by_events: set[int] = set()
         self.reads: list[tuple] = []  # values of this call read by chainrule's own functions
+        self.grads: dict[int, tuple] = {}  # leaf id -> (leaf, the .grad object a recorded step left)
+        self.grad_guard: list[tuple] = []  # (leaf, grad was None) where a backward first met the leaf
 
     def see(self, roots: list[Tensor]) -> None:
         """Record every node reachable from ``roots`` that was made during this call."""
@@ -172,6 +174,16 @@ class _Tracer:
         root = roots[0]
         self.see([root])
         order = [n for n in autodiff.toposort([root])]
+        leaves = {
+            id(inp): inp
+            for t in order
+            for inp in node_parts(t)[0]
+            if inp is not None and inp._node is None and inp.requires_grad and id(inp) not in self.tainted
+        }
+        self.check_grads()
+        for key, leaf in leaves.items():
+            if key not in self.grads:  # first seen here: the replay checks it starts in the same state
+                self.grad_guard.append((leaf, leaf.grad is None))
         self.events.append((_next_seq(), "backward", (root, [id(t) for t in order])))
         # the real walk, with the argument taint lifted so no gradient goes to the arguments
         self.suspended += 1
@@ -181,12 +193,28 @@ class _Tracer:
         finally:
             _restore_taint(flags)
             self.suspended -= 1
+        self.note_grads(leaves.values())
         return None
 
-    def call(self, label: str, fn: Callable, args: tuple, modifies: list[Tensor]) -> Any:
+    def note_grads(self, leaves: Any) -> None:
+        """Remember the ``.grad`` objects a recorded step left, to notice changes nothing recorded."""
+        for leaf in leaves:
+            self.grads[id(leaf)] = (leaf, leaf.grad)
+
+    def check_grads(self) -> None:
+        for leaf, g in self.grads.values():
+            if leaf.grad is not g:
+                raise CompileError(
+                    f"compile: the .grad of a tensor of shape {leaf.shape} was replaced inside the function outside "
+                    "backward() and zero_grad() (e.g. p.grad = None); a replay would not repeat it. Use "
+                    "optimizer.zero_grad() or model.zero_grad() inside, or clear it outside"
+                )
+
+    def call(self, label: str, fn: Callable, args: tuple, modifies: list[Tensor], params: list[Tensor]) -> Any:
         """An optimizer or module method the replay will call again, at the same point."""
         if self.suspended:
             return fn(*args)
+        self.check_grads()
         self.events.append((_next_seq(), "call", (label, functools.partial(fn, *args))))
         self.modified_by_events.update(id(p) for p in modifies)
         self.suspended += 1
@@ -196,6 +224,7 @@ class _Tracer:
         finally:
             _restore_taint(flags)
             self.suspended -= 1
+            self.note_grads(params)  # zero_grad() and step() may set or clear these gradients
 
 
 def _untraced(fn: Callable, *args: Any) -> Any:
@@ -309,19 +338,22 @@ class _Watch:
             if closure is not None:
                 raise CompileError("compile: optimizer.step(closure) is not supported inside a compiled function")
             params = [p for g in opt.param_groups for p in g["params"]]
-            return tr.call(f"{type(opt).__name__}.step()", _orig, (opt,), params)
+            return tr.call(f"{type(opt).__name__}.step()", _orig, (opt,), params, params)
 
         def opt_zero(opt: Any, set_to_none: bool = True, _orig: Any = Optimizer.zero_grad) -> Any:
             tr = _active()
             if tr is None:
                 return _orig(opt, set_to_none)
-            return tr.call(f"{type(opt).__name__}.zero_grad(set_to_none={set_to_none})", _orig, (opt, set_to_none), [])
+            params = [p for g in opt.param_groups for p in g["params"]]
+            label = f"{type(opt).__name__}.zero_grad(set_to_none={set_to_none})"
+            return tr.call(label, _orig, (opt, set_to_none), [], params)
 
         def mod_zero(mod: Any, set_to_none: bool = True, _orig: Any = Module.zero_grad) -> Any:
             tr = _active()
             if tr is None:
                 return _orig(mod, set_to_none)
-            return tr.call(f"{type(mod).__name__}.zero_grad(set_to_none={set_to_none})", _orig, (mod, set_to_none), [])
+            label = f"{type(mod).__name__}.zero_grad(set_to_none={set_to_none})"
+            return tr.call(label, _orig, (mod, set_to_none), [], list(mod.parameters()))
 
         self._patch(Optimizer, "step", opt_step)
         self._patch(Optimizer, "zero_grad", opt_zero)
@@ -562,7 +594,7 @@ def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
 
 
 class _Entry:
-    __slots__ = ("replay", "source", "leaves", "leaf_guard", "events", "out_spec", "n_tensor_args")
+    __slots__ = ("replay", "source", "leaves", "leaf_guard", "grad_guard", "events", "out_spec", "n_tensor_args")
 
 
 def _number_guards(fn: Callable) -> tuple:
@@ -657,6 +689,9 @@ class Compiled:
 
     @staticmethod
     def _leaves_match(entry: _Entry) -> bool:
+        for leaf, was_none in entry.grad_guard:  # accumulate into .grad, or start it: as in the trace
+            if (leaf.grad is None) != was_none:
+                return False
         for t, (is_float, shape, dtype, rg) in zip(entry.leaves, entry.leaf_guard):
             d = t._data
             if (type(d) is float) != is_float or t.requires_grad != rg or t._node is not None:
@@ -715,6 +750,7 @@ class Compiled:
                     if id(a) in tainted:
                         a.requires_grad = False
                         _TAINTED.pop(id(a), None)
+            tracer.check_grads()
             spec, out_tensors = _spec(result, values)
             tracer.see(out_tensors)
             entry = _generate(tracer, values, fresh, spec, out_tensors)
@@ -832,6 +868,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
         for t in gen.leaves
     ]
     entry.events = gen.events
+    entry.grad_guard = list(tracer.grad_guard)
     entry.out_spec = spec
     return entry
 
