@@ -406,3 +406,16 @@ def test_accumulating_gradients_follow_the_callers_state():
         compiled(x)
         np.testing.assert_array_equal(w1.grad.data, w2.grad.data)
     assert compiled.replays >= 1 and compiled.traces >= 2  # a different .grad state traces again
+
+
+def test_negative_labels_on_a_replay_get_eager_checks_not_a_silent_wrap():
+    _, _, step = _model_and_step()
+    compiled = cr.compile(step)
+    x = cr.tensor(X)
+    compiled(x, cr.tensor(Y))
+    compiled(x, cr.tensor(Y))
+    assert compiled.replays == 1
+    bad = Y.copy()
+    bad[0] = -1  # NumPy would index class 2; cross_entropy refuses it
+    with pytest.raises(ValueError, match="cross_entropy: target -1 is not a class index"):
+        compiled(x, cr.tensor(bad))

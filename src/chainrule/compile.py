@@ -398,6 +398,7 @@ class _Gen:
         self.const_names: dict[int, str] = {}
         self.mapped: set[int] = set()  # raw arrays the schedule takes from arguments or computed values
         self.out_var: dict[int, str] = {}  # id of a computed value -> its variable
+        self.index_guard: list[tuple[int, bool]] = []  # (argument, had negative values)
         self.events: list[Callable] = []
         self.outputs_spec: Any = None
 
@@ -477,6 +478,8 @@ class _Gen:
         nin = len(node.inputs)
         ops = [self.operand(node, i) for i in range(nin)]
         statics = [self.raw(v) for v in node.vals[nin:]]
+        if prim.name in ("getitem", "scatter_add"):
+            self._guard_indices(node.vals[nin:])
         v = f"v{len(self.var)}"
         self.var[id(node.tensor)] = v
         scalar = not node.via_apply and prim.scalar_fwd is not None
@@ -556,6 +559,22 @@ class _Gen:
         pairs = ", ".join(f"({ref}, {g})" for ref, g in leaf_order)
         self.lines.append(f"    deliver([{pairs}])")
 
+    def _guard_indices(self, statics: Any) -> None:
+        """Integer index arrays taken from arguments: whether they held negative values is part of the guard.
+
+        Library functions check their labels when they trace (``cross_entropy`` refuses a negative
+        class), and NumPy would silently wrap a negative index on a replay: a call whose index
+        arrays change sign therefore traces again, and gets eager's checks.
+        """
+        items = statics if isinstance(statics, (tuple, list)) else (statics,)
+        for v in items:
+            if isinstance(v, (tuple, list)):
+                self._guard_indices(v)
+            elif type(v) is ndarray and v.dtype.kind in "iu":
+                for j, a in enumerate(self.arg_raw):
+                    if a is v:
+                        self.index_guard.append((j, bool(v.size and v.min() < 0)))
+
     def _leaf_ref(self, t: Tensor) -> str:
         j = self._arg_index(t)
         if j is not None:
@@ -594,7 +613,7 @@ def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
 
 
 class _Entry:
-    __slots__ = ("replay", "source", "leaves", "leaf_guard", "grad_guard", "events", "out_spec", "n_tensor_args")
+    __slots__ = ("replay", "source", "leaves", "leaf_guard", "grad_guard", "index_guard", "events", "out_spec")
 
 
 def _number_guards(fn: Callable) -> tuple:
@@ -682,7 +701,7 @@ class Compiled:
             return self.fn(*args, **kwargs)
         key = self._key(args, kwargs)
         entry = self.cache.get(key)
-        if entry is not None and self._leaves_match(entry):
+        if entry is not None and self._leaves_match(entry) and _indices_match(entry, args, kwargs):
             self.cache.move_to_end(key)
             return self._replay(entry, args, kwargs)
         return self._trace(key, args, kwargs)
@@ -767,6 +786,17 @@ class Compiled:
         if self._last is None:
             raise RuntimeError("compile: nothing traced yet; call the compiled function once first")
         return self._last.source
+
+
+def _indices_match(entry: _Entry, args: tuple, kwargs: dict) -> bool:
+    if not entry.index_guard:
+        return True
+    values = list(args) + [kwargs[k] for k in sorted(kwargs)]
+    for j, had_negative in entry.index_guard:
+        v = values[j]._data
+        if bool(v.size and v.min() < 0) != had_negative:
+            return False
+    return True
 
 
 def _flagged(f: Callable, ran: list) -> Callable:
@@ -869,6 +899,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     ]
     entry.events = gen.events
     entry.grad_guard = list(tracer.grad_guard)
+    entry.index_guard = gen.index_guard
     entry.out_spec = spec
     return entry
 
