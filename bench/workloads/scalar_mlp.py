@@ -170,7 +170,7 @@ PAIRS = [
 def run(ctx: Any) -> list[dict]:
     """Each library in its own fresh process per round (it imports only itself), rounds interleaved."""
     import chainrule as cr
-    from common import compare_rows, rows_vs, run_child, stats
+    from common import compare_rows, row, rows_vs, run_child, stats
 
     libs = dict(LIBS)
     if not hasattr(cr, "compile"):
@@ -183,13 +183,20 @@ def run(ctx: Any) -> list[dict]:
     rounds: dict[str, list[list[float]]] = {}
     first: dict[str, list[float]] = {}
     info: dict[str, dict] = {}
+    failed: dict[str, dict] = {}
     for _ in range(rounds_n):
         for gc_mode in ("default", "off"):
             for label, lib in libs.items():
                 if lib == "torch" and gc_mode == "off":
                     continue
                 name = f"{label}, GC {gc_mode}"
-                out = run_child(ctx, "scalar_mlp", lib, gc_mode, str(steps))
+                if name in failed:
+                    continue
+                try:
+                    out = run_child(ctx, "scalar_mlp", lib, gc_mode, str(steps))
+                except RuntimeError as exc:  # one library that cannot run must not hide the others
+                    failed[name] = row("scalar_mlp", name, None, "", note=f"failed: {exc}")
+                    continue
                 rounds.setdefault(name, []).append(out["times"])
                 first.setdefault(name, out["losses"][:2])
                 info.setdefault(name, {"gc_collections": []})["gc_collections"].append(out["gc_collections"])
@@ -202,4 +209,4 @@ def run(ctx: Any) -> list[dict]:
     rows = rows_vs("scalar_mlp", {k: s["median"] for k, s in st.items()}, "s/step", {}, extras=st)
     for r in rows:
         r["ratio"] = r["ratio_best"] = None
-    return rows + compare_rows("scalar_mlp", rounds, PAIRS)
+    return rows + compare_rows("scalar_mlp", rounds, PAIRS) + list(failed.values())
