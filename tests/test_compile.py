@@ -419,3 +419,19 @@ def test_negative_labels_on_a_replay_get_eager_checks_not_a_silent_wrap():
     bad[0] = -1  # NumPy would index class 2; cross_entropy refuses it
     with pytest.raises(ValueError, match="cross_entropy: target -1 is not a class index"):
         compiled(x, cr.tensor(bad))
+
+
+def test_random_draws_inside_are_refused_and_eval_mode_compiles():
+    model = cr.nn.Sequential(cr.nn.Linear(5, 4, rng=0), cr.nn.Dropout(0.5, rng=3), cr.nn.Linear(4, 3, rng=1))
+
+    def f(x):
+        loss = model(x).sum()
+        loss.backward()
+        return loss
+
+    with pytest.raises(CompileError, match="draws random numbers"):
+        cr.compile(f)(cr.tensor(X))
+    model.eval()  # dropout is the identity: nothing random left
+    compiled = cr.compile(f)
+    assert compiled(cr.tensor(X)).item() == compiled(cr.tensor(X)).item()
+    assert compiled.replays == 1

@@ -616,6 +616,42 @@ class _Entry:
     __slots__ = ("replay", "source", "leaves", "leaf_guard", "grad_guard", "index_guard", "events", "out_spec")
 
 
+def _state_holders(fn: Callable, values: list) -> tuple[list, list[Tensor]]:
+    """Random generators and tensors held by the modules the function can reach (closure, globals, arguments).
+
+    A trace cannot repeat random draws (a Dropout mask would be frozen) nor in-place updates of
+    a module's own tensors outside an optimizer (running statistics): both are checked around it.
+    """
+    from .nn import init as nn_init
+    from .nn.module import Module
+
+    roots: list = list(values)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        for cell in fn.__closure__ or ():
+            try:
+                roots.append(cell.cell_contents)
+            except ValueError:
+                pass
+        g = getattr(fn, "__globals__", {})
+        roots += [g[name] for name in _global_names(code) if name in g]
+    if getattr(fn, "__self__", None) is not None:
+        roots.append(fn.__self__)
+    gens: dict[int, Any] = {id(nn_init._DEFAULT): nn_init._DEFAULT} if hasattr(nn_init, "_DEFAULT") else {}
+    tensors: dict[int, Tensor] = {}
+    for r in roots:
+        if not isinstance(r, Module):
+            continue
+        for m in r.modules():
+            for v in vars(m).values():
+                for item in v.values() if isinstance(v, dict) else (v,):
+                    if isinstance(item, np.random.Generator):
+                        gens[id(item)] = item
+                    elif type(item) is Tensor:
+                        tensors[id(item)] = item
+    return list(gens.values()), list(tensors.values())
+
+
 def _number_guards(fn: Callable) -> tuple:
     """Python numbers the function's code can read from its closure and globals (part of the cache key)."""
     out = []
@@ -748,6 +784,8 @@ class Compiled:
             gc.collect(0)
             gc.disable()
             tensor_args = [a for a in values if type(a) is Tensor]
+            gens, held = _state_holders(self.fn, values)
+            rng_states = [g.bit_generator.state for g in gens]
             tainted = {id(a) for a in tensor_args if not a.requires_grad}
             tracer = _Tracer(_next_seq(), EPOCHS.value, tainted, {id(a) for a in tensor_args})
             for a in tensor_args:
@@ -770,6 +808,18 @@ class Compiled:
                         a.requires_grad = False
                         _TAINTED.pop(id(a), None)
             tracer.check_grads()
+            if any(g.bit_generator.state != st for g, st in zip(gens, rng_states)):
+                raise CompileError(
+                    "compile: the function draws random numbers (e.g. Dropout in training mode): a replay would "
+                    "reuse the first call's draws. Leave the training step uncompiled, or compile it with the "
+                    "model in eval() mode"
+                )
+            for t in held:
+                if t._version > tracer.start_epoch and id(t) not in tracer.modified_by_events:
+                    raise CompileError(
+                        f"compile: a module's tensor of shape {t.shape} was updated in place during the call outside "
+                        "an optimizer step (e.g. running statistics): a replay would not repeat it"
+                    )
             spec, out_tensors = _spec(result, values)
             tracer.see(out_tensors)
             entry = _generate(tracer, values, fresh, spec, out_tensors)
