@@ -1,8 +1,9 @@
 """Entry point of the suite's fresh child processes (memory and deep-chain workloads).
 
     python bench/child.py memory sigmoid chainrule|torch
-    python bench/child.py memory mlp chainrule|torch STEPS
+    python bench/child.py memory mlp chainrule|torch|chainrule-nn|chainrule-nn-compiled|torch-nn STEPS
     python bench/child.py deep_chain chainrule|torch N
+    python bench/child.py scalar_mlp chainrule|chainrule-compiled|micrograd|torch default|off STEPS
 
 Prints one JSON line.  The parent (bench/run.py) has already set the thread variables
 in the environment this process inherits; chainrule is imported from <repo>/src.
@@ -113,6 +114,15 @@ def memory_mlp(lib: str, steps: int) -> dict:
     x, y = m.make_batch()
     if lib == "chainrule":
         step: Callable[[], float] = m.chainrule_step(params, x, y)
+    elif lib == "chainrule-nn":
+        step = m.chainrule_nn_step(params, x, y)
+    elif lib == "chainrule-nn-compiled":
+        step = m.chainrule_nn_step(params, x, y, compiled=True)
+        step()  # the trace happens here, before the baseline: the peak is that of the replayed steps
+    elif lib == "torch-nn":
+        import torch
+
+        step = m.torch_nn_step(torch, params, x, y)
     else:
         import torch
 
@@ -150,9 +160,35 @@ def deep_chain(lib: str, n: int) -> dict:
     return res
 
 
+def scalar_steps(lib: str, gc_mode: str, steps: int) -> dict:
+    """`steps` timed two-moons training steps (after one untimed), in a process that imports only `lib`.
+
+    gc_mode "default": the collector runs as it does for any user (nothing frozen, nothing
+    forced); "off": gc.disable() for the timed steps (the engine's own cost).
+    """
+    from workloads import scalar_mlp as w
+
+    model, step = w.build_for(lib)
+    losses = [step(model, 0)]
+    if gc_mode == "off":
+        gc.collect()
+        gc.disable()
+    times = []
+    gc0 = sum(s["collections"] for s in gc.get_stats())
+    for k in range(1, steps + 1):
+        t0 = time.perf_counter()
+        losses.append(step(model, k))
+        times.append(time.perf_counter() - t0)
+    collections = sum(s["collections"] for s in gc.get_stats()) - gc0
+    gc.enable()
+    return {"times": times, "losses": losses, "gc_collections": collections}
+
+
 def main(argv: list[str]) -> int:
     kind = argv[0]
-    if kind == "memory" and argv[1] == "sigmoid":
+    if kind == "scalar_mlp":
+        out = scalar_steps(argv[1], argv[2], int(argv[3]))
+    elif kind == "memory" and argv[1] == "sigmoid":
         out = memory_sigmoid(argv[2])
     elif kind == "memory" and argv[1] == "mlp":
         out = memory_mlp(argv[2], int(argv[3]))

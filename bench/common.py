@@ -171,16 +171,26 @@ def compare(
     settle: bool = True,
     cpu: Optional[dict[str, list[float]]] = None,
     timed_collect: bool = False,
+    rounds: Optional[dict[str, list[list[float]]]] = None,
+    freeze: bool = True,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, `repeat` timed calls each.
 
     Every function is warmed up, then the libraries take turns in rounds of `block`
     timed calls each.  Rounds spread slow drifts of machine load over all libraries.
-    With `settle` (for multi-threaded work), each turn starts with a short pause and
-    one untimed call, so that one library's idle BLAS / OpenMP / Eigen worker threads
-    (which spin for a while after each parallel region) do not steal the cores from
-    the next library's timed calls; without it, round-robin timing of BLAS-heavy
-    steps made PyTorch look up to ~10x slower on the 2-core machine.
+    With `settle` (for multi-threaded work), each turn starts with a pause of
+    SETTLE_S (0.3 s) and one untimed call, so that one library's idle BLAS / OpenMP /
+    Eigen worker threads do not steal the cores from the next library's timed calls.
+    0.3 s because that is measured, not guessed: after a NumPy GEMM an OpenBLAS worker
+    keeps spinning for about 124 ms of CPU; with the 20 ms pause this suite used
+    before, torch shared its cores with that thread and chainrule/torch on the MLP
+    step read 0.91-1.31 where a 0.3 s pause reads 1.34-1.38 (issue 15).
+
+    `rounds`, if given, receives each library's samples grouped by round, so that
+    ratios can be taken round by round (see `compare_rows`): a ratio of two
+    libraries timed seconds apart is not disturbed by a load change minutes later.
+    With `freeze=False` nothing is hidden from the garbage collector: the natural
+    cost a user pays (their imports included).
 
     Before timing, every object alive (the imported libraries, the models) is moved
     out of the garbage collector's sight with gc.freeze(): otherwise each full
@@ -200,13 +210,20 @@ def compare(
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    per_round: dict[str, list[list[float]]] = rounds if rounds is not None else {}
+    per_round.update({k: [] for k in fns})
     gc.collect()
-    gc.freeze()
+    if freeze:
+        gc.freeze()
     try:
-        _rounds(fns, repeat, block, settle, times, cpu, timed_collect)
+        _rounds(fns, repeat, block, settle, times, cpu, timed_collect, per_round)
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
     return times
+
+
+SETTLE_S = 0.3
 
 
 def _rounds(
@@ -217,13 +234,15 @@ def _rounds(
     times: dict[str, list[float]],
     cpu: Optional[dict[str, list[float]]],
     timed_collect: bool,
+    per_round: dict[str, list[list[float]]],
 ) -> None:
     while any(len(t) < repeat for t in times.values()):
         for name, fn in fns.items():
             gc.collect()  # the previous library's cyclic garbage is not this one's to collect
             if settle:
-                time.sleep(0.02)
+                time.sleep(SETTLE_S)
                 fn()
+            start = len(times[name])
             for _ in range(min(block, repeat - len(times[name]))):
                 c0 = time.process_time()
                 t0 = time.perf_counter()
@@ -233,6 +252,7 @@ def _rounds(
                 times[name].append(time.perf_counter() - t0)
                 if cpu is not None:
                     cpu.setdefault(name, []).append(time.process_time() - c0)
+            per_round[name].append(times[name][start:])
 
 
 def stats(ts: list[float], scale: float = 1.0) -> dict:
@@ -318,6 +338,30 @@ def rows_vs(
     return out
 
 
+def compare_rows(
+    workload: str,
+    rounds: dict[str, list[list[float]]],
+    pairs: list[tuple[str, str, Optional[float]]],
+) -> list[dict]:
+    """One row per (chainrule variant, peer, target): the ratio of medians, the ratio of
+    bests, and the range of the per-round ratios (median of the variant's samples in a
+    round over the peer's in the same round).  Lower is better for chainrule."""
+    out = []
+    for subject, peer, target in pairs:
+        if subject not in rounds or peer not in rounds:
+            continue
+        a = [t for r in rounds[subject] for t in r]
+        b = [t for r in rounds[peer] for t in r]
+        per = [statistics.median(x) / statistics.median(y) for x, y in zip(rounds[subject], rounds[peer]) if x and y]
+        ratio = statistics.median(a) / statistics.median(b)
+        r = row(workload, f"{subject} / {peer}", None, "", metric="ratio", ratio=ratio, target=target)
+        r["ratio_best"] = min(a) / min(b)
+        r["per_round"] = per
+        r["extra"] = {"per_round": per}
+        out.append(r)
+    return out
+
+
 def _fmt_value(v: Optional[float], unit: str) -> str:
     if v is None:
         return "-"
@@ -328,8 +372,15 @@ def _fmt_value(v: Optional[float], unit: str) -> str:
     return f"{v:.3g} {unit}"
 
 
+def _fmt_range(r: dict) -> str:
+    per = r.get("per_round")
+    return f"{min(per):.3g}–{max(per):.3g} ({len(per)} rounds)" if per else ""
+
+
 def format_row(r: dict) -> str:
     ratio = "" if r["ratio"] is None else f"ratio {r['ratio']:.3g}"
+    if r.get("per_round"):
+        ratio += f" per round {_fmt_range(r)}"
     target = "" if r["target"] is None else f"target <= {r['target']:.3g} -> {'MET' if r['met'] else 'not met'}"
     return (
         f"{r['library']:<16} {r['metric']:<12} {_fmt_value(r['value'], r['unit']):>14}  {ratio}  {target}  {r['note']}"
@@ -342,8 +393,8 @@ def table(rows: list[dict]) -> str:
     `median` is what the ratio and the target use; `best` (the fastest repeat) and the
     ratio of bests show what the libraries do when the shared machine leaves them alone.
     """
-    head = "| workload | library | metric | median | best | chainrule / peer | (best) | target | met? |"
-    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    head = "| workload | library | metric | median | best | chainrule / peer | per-round | (best) | target | met? |"
+    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3g}"
         target = "" if r["target"] is None else f"<= {r['target']:.3g}"
@@ -353,7 +404,7 @@ def table(rows: list[dict]) -> str:
             value = f"{value} ({r['note']})"
         best = "" if r.get("best") is None else _fmt_value(r["best"], r["unit"])
         ratio_best = "" if r.get("ratio_best") is None else f"{r['ratio_best']:.3g}"
-        cells = (r["workload"], r["library"], r["metric"], value, best, ratio, ratio_best, target, met)
+        cells = (r["workload"], r["library"], r["metric"], value, best, ratio, _fmt_range(r), ratio_best, target, met)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

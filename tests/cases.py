@@ -175,6 +175,11 @@ CASES: dict[str, list[Case]] = {
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((3,), (2, 3, 2)), label="vector-batched"),
         Case(lambda a, b: a @ b, lambda a, b: a @ b, ((2, 2, 3), (3,)), label="batched-vector"),
     ],
+    "linear": [
+        Case(cr.linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((5, 4), (3, 4), (3,)), label="batch"),
+        Case(cr.linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((4,), (3, 4), (3,)), label="vector"),
+        Case(cr.linear, lambda x, W, b: _torch().nn.functional.linear(x, W, b), ((2, 3, 4), (2, 4), (2,)), label="3-d"),
+    ],
     "reshape": [Case(lambda a: a.reshape(4, 3), lambda a: a.reshape(4, 3), ((2, 6),))],
     "transpose": [
         Case(lambda a: a.T, lambda a: a.T, ((2, 3),)),

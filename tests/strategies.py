@@ -75,6 +75,7 @@ TORCH_NS = SimpleNamespace(
     tanh=torch.tanh,
     sigmoid=torch.sigmoid,
     relu=torch.relu,
+    linear=torch.nn.functional.linear,
     abs=torch.abs,
     sum=_reduce(torch.sum),
     mean=_reduce(torch.mean),
@@ -461,6 +462,14 @@ def _matmul(b: Builder, v: str) -> str:
         return b.emit("matmul", f"{v} @ {w}")
     w = b.new_input((batch,) + (1,) * (len(s) - 2) + (s[-1], k))
     return b.emit("matmul", f"{v} @ {w}")
+
+
+@template("linear", when=_nd(1))
+def _linear(b: Builder, v: str) -> str:
+    k = b.one_of([2, 1, 3])
+    w = b.new_input((k, b.shapes[v][-1]))
+    bias = b.new_input((k,))
+    return b.emit("linear", f"cr.linear({v}, {w}, {bias})")
 
 
 def _factor_shapes(size: int) -> list[tuple[int, ...]]:

@@ -14,7 +14,8 @@ import pytest
 
 import chainrule as cr
 from chainrule.primitive import REGISTRY
-from chainrule.tensor import MODE
+from chainrule.primitives.linear import linear as LINEAR
+from chainrule.tensor import MODE, apply
 
 
 class gc_disabled:
@@ -403,6 +404,12 @@ BAD_INPUTS = [
     ("axis out of range", lambda: _a().sum(axis=3), ValueError, r"sum: axis 3 is out of bounds.*\(3, 4\)"),
     ("repeated axis", lambda: _a().max(axis=(0, 0)), ValueError, "max: repeated axis"),
     ("empty max", lambda: cr.tensor(np.ones((0, 2))).max(), ValueError, "max: the reduction has no identity"),
+    (
+        "linear",
+        lambda: apply(LINEAR, _a(), np.ones((2, 5)), np.ones(2)),
+        ValueError,
+        r"linear: inputs with shapes \(3, 4\), \(2, 5\), \(2,\): W must have shape \(out_features, in_features\)",
+    ),
     ("0-d matmul", lambda: cr.tensor(2.0) @ _a(), ValueError, "matmul: operands must be at least 1-D"),
     ("string", lambda: cr.tensor("abc"), TypeError, "tensor: cannot make a tensor from str"),
     ("list of strings", lambda: cr.tensor(["a", "b"]), TypeError, "tensor: cannot make a tensor from list"),

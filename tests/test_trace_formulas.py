@@ -64,6 +64,7 @@ CASES = {
     "fold": lambda: cr.nn.functional.fold(M(1, 8, 6), (3, 4), 2),
     "erf": lambda: cr.nn.functional.erf(M(3)),
     "inv": lambda: cr.linalg.inv(M(2, 2, lo=-0.3, hi=0.3) + 2.0 * cr.eye(2)),
+    "linear": lambda: cr.linear(M(4, 3), M(2, 3), M(2)),
 }
 
 

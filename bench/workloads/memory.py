@@ -20,11 +20,29 @@ TITLE = "peak memory above baseline (fresh process each): sigmoid+sum backward o
 def run(ctx: Any) -> list[dict]:
     from common import rows_vs, run_child
 
-    libs = ["chainrule"] + (["torch"] if ctx.peer("torch") is not None else [])
+    torch = ctx.peer("torch") is not None
     steps = 20 if ctx.quick else 100
     rows = []
-    for case, args in (("sigmoid", ()), (f"mlp x{steps} steps", (str(steps),))):
-        results = {lib: run_child(ctx, "memory", case.split()[0], lib, *args) for lib in libs}
+    cases = [
+        ("sigmoid", "sigmoid", (), ["chainrule"] + (["torch"] if torch else [])),
+        (f"mlp x{steps} steps", "mlp", (str(steps),), ["chainrule"] + (["torch"] if torch else [])),
+        (
+            f"mlp nn x{steps} steps",
+            "mlp",
+            (str(steps),),
+            ["chainrule-nn", "chainrule-nn-compiled"] + (["torch-nn"] if torch else []),
+        ),
+    ]
+    for title, case, args, libs in cases:
+        results = {lib: run_child(ctx, "memory", case, lib, *args) for lib in libs}
         values = {lib: r["peak_mib"] for lib, r in results.items()}
-        rows += rows_vs(f"memory {case}", values, "MiB", {"torch": 1.0}, metric="peak RSS", extras=results)
+        if "torch-nn" in values:  # each chainrule variant against torch's nn step
+            for lib in ("chainrule-nn", "chainrule-nn-compiled"):
+                sub = {"chainrule": values[lib], "torch-nn": values["torch-nn"]}
+                r = rows_vs(f"memory {title}", sub, "MiB", {"torch-nn": 0.5}, metric="peak RSS", extras=results)
+                r[0]["library"] = lib
+                rows += r if lib == "chainrule-nn" else r[:1] + [dict(r[1], library=f"torch-nn (vs {lib})")]
+            continue
+        target = 1.0 if case == "sigmoid" else 0.5  # issue 7's target for one backward, issue 15's for training
+        rows += rows_vs(f"memory {title}", values, "MiB", {"torch": target}, metric="peak RSS", extras=results)
     return rows

@@ -1,10 +1,18 @@
 """Workload 3: one MLP training step, 784-512-512-10, ReLU, softmax cross-entropy, batch 256, float32, SGD.
 
-Each library gets the same float32 weights (W[in, out], b[out]) and the same batch, and
-runs ``logits = relu(relu(x @ W1 + b1) @ W2 + b2) @ W3 + b3``, ``loss = -mean(log_softmax
-(logits)[arange(B), y])``, backward, then ``p -= 0.01 * grad`` (chainrule: ``cr`` ops and
-integer-array indexing, no ``cr.nn``).  Peers: PyTorch eager, JAX with ``jit`` (the whole
-step, update included) and without, and the hand-written NumPy step (numpy_mlp.py).
+Each library gets the same float32 weights and the same batch.  Variants, each timed
+in the same interleaved rounds (issue 15: tuned code beside the code users write):
+
+* ``chainrule ops`` / ``torch ops``: ``relu(x @ W + b)`` with W[in, out], loss
+  ``-log_softmax(logits)[arange(B), y].mean()``, update ``p -= 0.01 * grad``;
+* ``chainrule ops+CE`` / ``torch ops+CE``: the same with ``cr.nn.cross_entropy`` /
+  ``torch.nn.functional.cross_entropy``;
+* ``chainrule nn`` / ``torch nn``: the PyTorch tutorial's way, ``nn.Sequential`` of
+  ``nn.Linear`` and ``nn.ReLU``, ``cross_entropy``, ``optim.SGD`` with ``zero_grad()``;
+* ``chainrule nn compiled``: the ``chainrule nn`` step under ``cr.compile``;
+* JAX with ``jit`` (the whole step, update included) and without, and the
+  hand-written NumPy step (numpy_mlp.py).
+
 Achieved GFLOP/s counts 6 * B * sum(in * out) flops per step (2 for the forward GEMMs, 4
 for the two backward GEMMs each).  The machine's NumPy float32 GEMM rate at 1024 and 2048
 is reported as the arithmetic limit.  All losses must agree on the first two steps.
@@ -94,6 +102,122 @@ def torch_step(torch: Any, params: list, x0: np.ndarray, y0: np.ndarray) -> Call
     return step
 
 
+def chainrule_ce_step(params: list, x0: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    import chainrule as cr
+
+    ps = [(cr.tensor(W, requires_grad=True), cr.tensor(b, requires_grad=True)) for W, b in params]
+    flat = [p for pair in ps for p in pair]
+    x = cr.tensor(x0)
+    lr = np.float32(LR)
+
+    def step() -> float:
+        h = x
+        for k, (W, b) in enumerate(ps):
+            h = h @ W + b
+            if k < len(ps) - 1:
+                h = cr.relu(h)
+        loss = cr.nn.cross_entropy(h, y)
+        loss.backward()
+        for p in flat:
+            p.data -= lr * p.grad.data
+            p.grad = None
+        return loss.item()
+
+    return step
+
+
+def torch_ce_step(torch: Any, params: list, x0: np.ndarray, y0: np.ndarray) -> Callable[[], float]:
+    ps = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True)) for W, b in params]
+    flat = [p for pair in ps for p in pair]
+    x = torch.tensor(x0)
+    y = torch.tensor(y0)
+    F = torch.nn.functional
+
+    def step() -> float:
+        h = x
+        for k, (W, b) in enumerate(ps):
+            h = h @ W + b
+            if k < len(ps) - 1:
+                h = torch.relu(h)
+        loss = F.cross_entropy(h, y)
+        loss.backward()
+        with torch.no_grad():
+            for p in flat:
+                p.sub_(p.grad, alpha=LR)
+                p.grad = None
+        return loss.item()
+
+    return step
+
+
+def chainrule_nn_model(params: list) -> Any:
+    """``nn.Sequential(Linear, ReLU, Linear, ReLU, Linear)`` holding the shared weights (W[out, in] layout)."""
+    import chainrule as cr
+
+    layers: list = []
+    for k, (W, b) in enumerate(params):
+        lin = cr.nn.Linear(W.shape[0], W.shape[1])
+        lin.weight.data = np.ascontiguousarray(W.T)
+        lin.bias.data = b.copy()
+        layers.append(lin)
+        if k < len(params) - 1:
+            layers.append(cr.nn.ReLU())
+    return cr.nn.Sequential(*layers)
+
+
+def chainrule_nn_train_step(params: list) -> tuple[Callable[[Any, Any], Any], Any]:
+    """The tutorial step as a function of (x, y) returning the loss tensor (what cr.compile takes)."""
+    import chainrule as cr
+
+    model = chainrule_nn_model(params)
+    opt = cr.optim.SGD(model.parameters(), lr=LR)
+
+    def train_step(x: Any, y: Any) -> Any:
+        opt.zero_grad()
+        loss = cr.nn.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return train_step, model
+
+
+def chainrule_nn_step(params: list, x0: np.ndarray, y0: np.ndarray, compiled: bool = False) -> Callable[[], float]:
+    import chainrule as cr
+
+    train_step, _ = chainrule_nn_train_step(params)
+    if compiled:
+        train_step = cr.compile(train_step)
+    x, y = cr.tensor(x0), cr.tensor(y0)
+    return lambda: train_step(x, y).item()
+
+
+def torch_nn_step(torch: Any, params: list, x0: np.ndarray, y0: np.ndarray) -> Callable[[], float]:
+    nn = torch.nn
+    layers: list = []
+    for k, (W, b) in enumerate(params):
+        lin = nn.Linear(W.shape[0], W.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(W.T))
+            lin.bias.copy_(torch.tensor(b))
+        layers.append(lin)
+        if k < len(params) - 1:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    x, y = torch.tensor(x0), torch.tensor(y0)
+    F = torch.nn.functional
+
+    def step() -> float:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
 def jax_steps(params: list, x0: np.ndarray, y0: np.ndarray) -> dict[str, Callable[[], float]]:
     import jax
     import jax.numpy as jnp
@@ -146,40 +270,73 @@ def gemm_rate(n: int, repeat: int) -> float:
 
 
 def build(ctx: Any) -> dict[str, Callable[[], float]]:
+    import chainrule as cr
+
     params = init_params()
     x, y = make_batch()
-    fns = {"chainrule": chainrule_step(params, x, y)}
     torch = ctx.peer("torch")
+    fns = {"chainrule ops": chainrule_step(params, x, y)}
     if torch is not None:
-        fns["torch eager"] = torch_step(torch, params, x, y)
+        fns["torch ops"] = torch_step(torch, params, x, y)
+    fns["chainrule ops+CE"] = chainrule_ce_step(params, x, y)
+    if torch is not None:
+        fns["torch ops+CE"] = torch_ce_step(torch, params, x, y)
+    fns["chainrule nn"] = chainrule_nn_step(params, x, y)
+    if hasattr(cr, "compile"):
+        fns["chainrule nn compiled"] = chainrule_nn_step(params, x, y, compiled=True)
+    if torch is not None:
+        fns["torch nn"] = torch_nn_step(torch, params, x, y)
     if ctx.peer("jax") is not None:
         fns.update(jax_steps(params, x, y))
     fns["NumPy by hand"] = numpy_step(params, x, y)
     return fns
 
 
+PAIRS = [
+    ("chainrule ops", "torch ops", 1.15),
+    ("chainrule ops+CE", "torch ops+CE", 1.15),
+    ("chainrule nn", "torch nn", 1.15),
+    ("chainrule nn compiled", "torch nn", 1.0),
+    ("chainrule nn compiled", "torch ops", None),
+    ("chainrule nn compiled", "chainrule nn", None),
+    ("chainrule ops", "NumPy by hand", None),
+    ("chainrule nn compiled", "NumPy by hand", None),
+    ("chainrule ops", "JAX jit", None),
+]
+
+
 def run(ctx: Any) -> list[dict]:
-    from common import compare, row, rows_vs, stats
+    from common import compare, compare_rows, row, rows_vs, stats
 
     fns = build(ctx)
-    first = {name: (fn(), fn()) for name, fn in fns.items()}
-    ref = first["chainrule"]
+    first, failed = {}, []
+    for name, fn in list(fns.items()):
+        try:
+            first[name] = (fn(), fn())
+        except Exception as exc:  # one variant that cannot run (e.g. a CompileError) must not hide the others
+            failed.append(row("mlp_step", name, None, "", note=f"failed: {type(exc).__name__}: {exc}"))
+            del fns[name]
+    ref = first["chainrule ops"]
     for name, got in first.items():
         if not np.allclose(got, ref, rtol=1e-4, atol=1e-5):
             raise AssertionError(f"mlp_step: {name} losses {got} differ from chainrule's {ref}")
     warmup, repeat = (2, 10) if ctx.quick else (5, 40)
     cpu: dict[str, list[float]] = {}
-    times = compare(fns, warmup, repeat, block=5, cpu=cpu)
+    rounds: dict[str, list[list[float]]] = {}
+    times = compare(fns, warmup, repeat, block=5, cpu=cpu, rounds=rounds)
     st = {}
     for k, v in times.items():
         s = stats(v, 1e3)
         s["gflops"] = FLOPS / (s["median"] / 1e3) / 1e9
         s["cpu_median"] = stats(cpu[k], 1e3)["median"]  # all threads: up to threads x wall
         st[k] = s
-    st["chainrule"]["check_first_two_losses"] = list(ref)
+    st["chainrule ops"]["check_first_two_losses"] = list(ref)
     values = {k: s["median"] for k, s in st.items()}
     notes = {k: f"{s['gflops']:.0f} GFLOP/s" for k, s in st.items()}
-    rows = rows_vs("mlp_step", values, "ms/step", {"torch eager": 1.0}, extras=st, notes=notes)
+    rows = rows_vs("mlp_step", values, "ms/step", {}, extras=st, notes=notes)
+    for r in rows:
+        r["ratio"] = r["ratio_best"] = None  # ratios are the pairs below, each against its own counterpart
+    rows += compare_rows("mlp_step", rounds, PAIRS) + failed
     reps = 3 if ctx.quick else 10
     for n in (1024, 2048):
         rows.append(row("mlp_step", f"NumPy GEMM {n}", gemm_rate(n, reps), "GFLOP/s", metric="gemm f32"))

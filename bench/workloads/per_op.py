@@ -6,7 +6,9 @@ Reported: microseconds per op = (forward + backward time) / (3 * iterations).  W
 four elements the arithmetic is nothing, so this is the framework's own cost per op.
 
 Peers: PyTorch eager, HIPS autograd, and JAX eager (``jax.grad`` without ``jit``: every
-primitive is dispatched one by one).  All gradients must agree before timing.
+primitive is dispatched one by one).  The same chain on a shape-(4096,) input, for
+chainrule and PyTorch, shows the cost of memory traffic and of the saved values each
+node keeps alive.  All gradients must agree before timing.
 """
 
 from __future__ import annotations
@@ -97,10 +99,19 @@ def jax_fn(x0: np.ndarray) -> Callable[[], np.ndarray]:
     return lambda: np.asarray(g(x).block_until_ready())
 
 
+PAIRS = [
+    ("chainrule", "torch eager", 0.45),
+    ("chainrule (4096,)", "torch (4096,)", 0.8),
+    ("chainrule", "HIPS autograd", None),
+    ("chainrule", "JAX eager", None),
+]
+
+
 def run(ctx: Any) -> list[dict]:
-    from common import compare, rows_vs, stats
+    from common import compare, compare_rows, rows_vs, stats
 
     x0 = np.array([0.1, -0.5, 0.9, 2.0], dtype=np.float32)
+    big = np.random.default_rng(0).uniform(-2, 2, 4096).astype(np.float32)
     fns = {"chainrule": chainrule_fn(x0)}
     torch = ctx.peer("torch")
     if torch is not None:
@@ -110,21 +121,29 @@ def run(ctx: Any) -> list[dict]:
     if ctx.peer("jax") is not None:
         fns["JAX eager"] = jax_fn(x0)
     ref = fns["chainrule"]()
+    fns["chainrule (4096,)"] = chainrule_fn(big)
+    if torch is not None:
+        fns["torch (4096,)"] = torch_fn(torch, big)
+        np.testing.assert_allclose(fns["chainrule (4096,)"](), fns["torch (4096,)"](), rtol=1e-4, atol=1e-6)
     # informational: no ratio is taken against chainrule's own scalar path
     fns["chainrule (Python float)"] = scalar = chainrule_scalar_fn(float(x0[0]))
     if not np.isclose(scalar(), ref[0], rtol=1e-4):
         raise AssertionError("per_op: chainrule's scalar path disagrees with its array path")
     for name, fn in fns.items():
-        if name == "chainrule (Python float)":
+        if name in ("chainrule (Python float)", "chainrule (4096,)", "torch (4096,)"):
             continue
         got = fn()
         if not np.allclose(got, ref, rtol=1e-4, atol=1e-6):
             raise AssertionError(f"per_op: {name} gradient {got} differs from chainrule's {ref}")
     warmup, repeat = (2, 10) if ctx.quick else (5, 40)
     cpu: dict[str, list[float]] = {}
-    times = compare(fns, warmup, repeat, block=5, cpu=cpu)
+    rounds: dict[str, list[list[float]]] = {}
+    times = compare(fns, warmup, repeat, block=5, cpu=cpu, rounds=rounds)
     st = {k: stats(v, 1e6 / OPS) for k, v in times.items()}
     for k in st:
         st[k]["cpu_median"] = stats(cpu[k], 1e6 / OPS)["median"]
     values = {k: s["median"] for k, s in st.items()}
-    return rows_vs("per_op", values, "us/op", {"torch eager": 0.5}, extras=st)
+    rows = rows_vs("per_op", values, "us/op", {}, extras=st)
+    for r in rows:
+        r["ratio"] = r["ratio_best"] = None
+    return rows + compare_rows("per_op", rounds, PAIRS)

@@ -4,8 +4,13 @@ MLP 2-16-16-1 (ReLU hidden layers, linear output), 100 points, max-margin hinge 
 mean(relu(1 - y * score)) + 1e-4 * sum(p²), one forward / backward / SGD update per
 step with micrograd's schedule lr = 1 - 0.9 k / 100.  The same model code runs on
 chainrule scalar tensors (Python-float fast path), micrograd ``Value`` and PyTorch 0-d
-float64 tensors; the inputs are constant nodes of each library, built once.  All three
+float64 tensors; the inputs are constant nodes of each library, built once.  All
 start from the same weights, and the first two losses must agree before timing.
+
+Each library runs in a fresh process per round that imports only that library
+(bench/child.py), so no library's garbage or imports are collected on another's
+clock; rounds are interleaved.  Two GC modes: ``default`` (the collector as any user
+has it: what micrograd-style code costs) and ``off`` (the engines' own work).
 """
 
 from __future__ import annotations
@@ -108,49 +113,100 @@ def build_chainrule() -> tuple[ScalarMLP, Callable]:
     return ScalarMLP(lambda v, g: cr.tensor(v, requires_grad=g), init_weights(), x, y), chainrule_step
 
 
-def build(ctx: Any) -> dict[str, tuple[ScalarMLP, Callable]]:
+def build_chainrule_compiled() -> tuple[ScalarMLP, Callable]:
+    """The same model; forward and backward under ``cr.compile``, the update as in the eager step."""
+    import chainrule as cr
+
+    model, _ = build_chainrule()
+
+    @cr.compile
+    def loss_and_grads() -> Any:
+        loss = model.loss()
+        loss.backward()
+        return loss
+
+    def step(model: ScalarMLP, k: int) -> float:
+        loss = loss_and_grads()
+        lr = 1.0 - 0.9 * (k % 100) / 100
+        for p in model.params:
+            p.data = p.item() - lr * p.grad.item()
+            p.grad = None
+        return loss.item()
+
+    return model, step
+
+
+def build_for(lib: str) -> tuple[ScalarMLP, Callable]:
+    """The model and step of one library (each child process builds only its own)."""
     x, y = two_moons()
     w = init_weights()
-    models = {"chainrule": build_chainrule()}
-    mg = ctx.peer("micrograd")
-    if mg is not None:
-        models["micrograd"] = (ScalarMLP(lambda v, g: mg.Value(v), w, x, y), micrograd_step)
-    torch = ctx.peer("torch")
-    if torch is not None:
+    if lib == "chainrule":
+        return build_chainrule()
+    if lib == "chainrule-compiled":
+        return build_chainrule_compiled()
+    if lib == "micrograd":
+        from micrograd.engine import Value
+
+        return ScalarMLP(lambda v, g: Value(v), w, x, y), micrograd_step
+    if lib == "torch":
+        import torch
+
         make = lambda v, g: torch.tensor(v, dtype=torch.float64, requires_grad=g)  # noqa: E731
-        models["torch 0-d"] = (ScalarMLP(make, w, x, y), make_torch_step(torch))
-    return models
+        return ScalarMLP(make, w, x, y), make_torch_step(torch)
+    raise ValueError(f"scalar_mlp: unknown library {lib!r}")
+
+
+LIBS = {"chainrule": "chainrule", "chainrule compiled": "chainrule-compiled", "micrograd": "micrograd"}
+PAIRS = [
+    ("chainrule, GC default", "micrograd, GC default", 1 / 8),
+    ("chainrule, GC off", "micrograd, GC off", 1 / 1.5),
+    ("chainrule, GC default", "micrograd, GC off", 1 / 1.5),
+    ("chainrule compiled, GC default", "micrograd, GC default", 1 / 50),
+    ("chainrule compiled, GC default", "chainrule, GC default", None),
+    ("chainrule, GC default", "torch 0-d, GC default", 1 / 3),
+]
 
 
 def run(ctx: Any) -> list[dict]:
-    from common import compare, rows_vs, stats
+    """Each library in its own fresh process per round (it imports only itself), rounds interleaved."""
+    import chainrule as cr
+    from common import compare_rows, row, rows_vs, run_child, stats
 
-    models = build(ctx)
-    counters = dict.fromkeys(models, 0)
-
-    def stepper(name: str) -> Callable[[], float]:
-        model, step = models[name]
-
-        def go() -> float:
-            counters[name] += 1
-            return step(model, counters[name] - 1)
-
-        return go
-
-    fns = {name: stepper(name) for name in models}
-    # Check: from the same weights, the first two losses agree (the second one tests the gradients too).
-    first = {name: (fn(), fn()) for name, fn in fns.items()}
-    ref = first["chainrule"]
-    for name, got in first.items():
+    libs = dict(LIBS)
+    if not hasattr(cr, "compile"):
+        libs.pop("chainrule compiled")
+    if ctx.peer("micrograd") is None:
+        libs.pop("micrograd")
+    if ctx.peer("torch") is not None:
+        libs["torch 0-d"] = "torch"
+    rounds_n, steps = (2, 1) if ctx.quick else (4, 3)
+    rounds: dict[str, list[list[float]]] = {}
+    first: dict[str, list[float]] = {}
+    info: dict[str, dict] = {}
+    failed: dict[str, dict] = {}
+    for _ in range(rounds_n):
+        for gc_mode in ("default", "off"):
+            for label, lib in libs.items():
+                if lib == "torch" and gc_mode == "off":
+                    continue
+                name = f"{label}, GC {gc_mode}"
+                if name in failed:
+                    continue
+                try:
+                    out = run_child(ctx, "scalar_mlp", lib, gc_mode, str(steps))
+                except RuntimeError as exc:  # one library that cannot run must not hide the others
+                    failed[name] = row("scalar_mlp", name, None, "", note=f"failed: {exc}")
+                    continue
+                rounds.setdefault(name, []).append(out["times"])
+                first.setdefault(name, out["losses"][:2])
+                info.setdefault(name, {"gc_collections": []})["gc_collections"].append(out["gc_collections"])
+    ref = first["chainrule, GC default"]
+    for name, got in first.items():  # same weights: the first two losses agree (the second tests gradients)
         if not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(got, ref)):
             raise AssertionError(f"scalar_mlp: {name} losses {got} differ from chainrule's {ref}")
-    warmup, repeat = (0, 3) if ctx.quick else (1, 7)
-    cpu: dict[str, list[float]] = {}
-    times = compare(fns, warmup, repeat, settle=False, cpu=cpu, timed_collect=True)
-    st = {k: stats(v) for k, v in times.items()}
-    for k in st:
-        st[k]["cpu_median"] = stats(cpu[k])["median"]
-    values = {k: s["median"] for k, s in st.items()}
-    targets = {"micrograd": 1 / 5, "torch 0-d": 1 / 3}
-    st["chainrule"]["check_first_two_losses"] = list(ref)
-    return rows_vs("scalar_mlp", values, "s/step", targets, extras=st)
+    st = {k: {**stats([t for r in v for t in r]), **info[k]} for k, v in rounds.items()}
+    st["chainrule, GC default"]["check_first_two_losses"] = list(ref)
+    rows = rows_vs("scalar_mlp", {k: s["median"] for k, s in st.items()}, "s/step", {}, extras=st)
+    for r in rows:
+        r["ratio"] = r["ratio_best"] = None
+    return rows + compare_rows("scalar_mlp", rounds, PAIRS) + list(failed.values())

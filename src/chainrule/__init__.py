@@ -25,6 +25,7 @@ from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .autodiff import GraphFreedError
 from .check import GradcheckError, gradcheck
 from .checkpoint import CheckpointError, load, save
+from .compile import CompileError, compile  # noqa: A004  (cr.compile, as torch.compile)
 from .creation import (  # noqa: E402
     arange,
     as_tensor,
@@ -205,12 +206,16 @@ norm = linalg.norm_torch
 set_grad_enabled = grad_enabled
 autograd_grad = _methods.autograd_grad
 autograd = _SimpleNamespace(grad=autograd_grad)  # torch.autograd.grad's spelling
+from .primitives.linear import apply_linear as linear  # noqa: E402
 
 manual_seed = nn.manual_seed
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompileError",
+    "compile",
+    "linear",
     "REGISTRY",
     "CheckpointError",
     "AnomalyError",

@@ -38,6 +38,15 @@ ndarray = np.ndarray
 _DELIVERY_LOCK = threading.Lock()
 
 
+class _Tracing(threading.local):
+    """``cr.compile``'s tracer for this thread while it traces a call (else None): it sees each backward()."""
+
+    tracer: Any = None
+
+
+TRACING = _Tracing()
+
+
 class GraphFreedError(RuntimeError):
     """Raised when backward reaches a node whose saved values were already released."""
 
@@ -176,6 +185,9 @@ def run_backward(
     ``inputs`` nothing is written: the gradients with respect to those tensors
     (leaves or not) are returned, ``None`` where an input is unreachable.
     """
+    tracer = TRACING.tracer
+    if tracer is not None:  # cr.compile is tracing this thread: it records the walk, then runs this function
+        return tracer.backward(roots, seeds, retain_graph, create_graph, inputs)
     if retain_graph is None:
         retain_graph = create_graph
     seed_values = [_seed(r, s, create_graph) for r, s in zip(roots, seeds)]

@@ -219,6 +219,50 @@ class SGD(Optimizer):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        wd, momentum, lr = group["weight_decay"], group["momentum"], group["lr"]
+        keep = 1 - group["dampening"]
+        if not _same_kind(p, g, lr, wd, momentum, keep):
+            self._update_allocating(p, g, state, group)
+            return
+        # In place: every product goes into a scratch buffer shared by all parameters, so a step
+        # allocates no arrays, and each value is rounded exactly as the allocating form rounds it.
+        s2 = self._scratch(p, 0)
+        if wd:
+            s1 = self._scratch(p, 1)
+            np.multiply(p, wd, out=s1)
+            s1 += g  # g + wd * p (addition commutes exactly)
+            g = s1
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype)
+            else:
+                buf *= momentum
+                if keep == 1:
+                    buf += g
+                else:
+                    np.multiply(g, keep, out=s2)
+                    buf += s2
+            if group["nesterov"]:
+                np.multiply(buf, momentum, out=s2)
+                s2 += g  # g + momentum * buf
+                g = s2
+            else:
+                g = buf
+        np.multiply(g, lr, out=s2)
+        p -= s2
+
+    def _scratch(self, p: np.ndarray, which: int) -> np.ndarray:
+        """A scratch array shaped like ``p``: a view of one flat buffer per dtype, as large as the largest parameter."""
+        pool = self.__dict__.setdefault("_scratch_pool", {})
+        key = (p.dtype, which)
+        flat = pool.get(key)
+        if flat is None or flat.size < p.size:
+            flat = pool[key] = np.empty(p.size, p.dtype)
+        return flat[: p.size].reshape(p.shape)
+
+    def _update_allocating(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """The straightforward form, for mixed dtypes or shapes (where NumPy's promotion decides the rounding)."""
         wd, momentum = group["weight_decay"], group["momentum"]
         if wd:
             g = g + wd * p
@@ -231,6 +275,13 @@ class SGD(Optimizer):
                 buf += (1 - group["dampening"]) * g
             g = g + momentum * buf if group["nesterov"] else buf
         p -= group["lr"] * g
+
+
+def _same_kind(p: np.ndarray, g: np.ndarray, *scalars: Any) -> bool:
+    """Whether ``g`` matches ``p`` and every hyperparameter is a weak Python number (so products stay in p's dtype)."""
+    if g.shape != p.shape or g.dtype != p.dtype:
+        return False
+    return all(type(v) in (int, float) for v in scalars)
 
 
 class Adam(Optimizer):

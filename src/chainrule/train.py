@@ -187,6 +187,37 @@ def loss_and_correct(cfg: Config, out: Any, y: np.ndarray) -> tuple[Any, int]:
     return loss, correct
 
 
+def _compiled_step(cfg: Config, model: Any, opt: Any) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """``train --compile``: forward, loss, backward and update under ``cr.compile``.
+
+    The labels enter as tensors; the hinge loss's -1/+1 targets are made with tensor
+    operations so the replay recomputes them for every batch.
+    """
+    from . import nn, ops
+    from .compile import compile as cr_compile
+
+    def step(x: Any, y: Any) -> tuple[Any, Any]:
+        out = model(x)
+        if cfg.dataset == "moons":  # nn.hinge_loss's formula, on labels kept as a tensor
+            signs = (y * 2 - 1).astype(out.dtype).reshape(out.shape)
+            loss = ops.mean(ops.relu(1.0 - signs * out))
+        else:
+            loss = nn.cross_entropy(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, out
+
+    return cr_compile(step)
+
+
+def _correct(cfg: Config, out: Any, y: np.ndarray) -> int:
+    """Correct predictions in a batch (what loss_and_correct counts)."""
+    if cfg.dataset == "moons":
+        return int(np.sum((out.data[:, 0] > 0) == (y == 1)))
+    return int(np.sum(np.argmax(out.data, axis=1) == y))
+
+
 def accuracy(cfg: Config, model: Any, x: np.ndarray, y: np.ndarray) -> float:
     from .tensor import Tensor, no_grad
 
@@ -260,6 +291,7 @@ def fit(
     stream: TextIO = sys.stdout,
     quiet: bool = False,
     distributed: bool = False,
+    compiled: bool = False,
 ) -> tuple[Any, History, dict[str, Any], Optional[KeyboardInterrupt]]:
     """Train per ``cfg``; returns ``(model, history, last complete state, interruption or None)``.
 
@@ -298,6 +330,7 @@ def fit(
     progress = Progress(stream, cfg.epochs, quiet)
     n = len(x_train)
     bs = min(cfg.batch_size, n)
+    train_step = _compiled_step(cfg, model, opt) if compiled else None
     try:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -310,13 +343,17 @@ def fit(
                 idx = order[b * bs : (b + 1) * bs]
                 if ddp is not None:
                     idx = dist.shard(idx)
-                out = model(Tensor(x_train[idx]))
-                loss, c = loss_and_correct(cfg, out, y_train[idx])
-                opt.zero_grad()
-                loss.backward()
-                if ddp is not None:
-                    ddp.all_reduce_gradients(num_samples=len(idx))
-                opt.step()
+                if train_step is not None:  # --compile: the same step, replayed (see _compiled_step)
+                    loss, out = train_step(Tensor(x_train[idx]), Tensor(y_train[idx]))
+                    c = _correct(cfg, out, y_train[idx])
+                else:
+                    out = model(Tensor(x_train[idx]))
+                    loss, c = loss_and_correct(cfg, out, y_train[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    if ddp is not None:
+                        ddp.all_reduce_gradients(num_samples=len(idx))
+                    opt.step()
                 total_loss += float(loss.item()) * len(idx)
                 correct += c
                 seen += len(idx)
@@ -592,6 +629,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="with --distributed: abort the job if a worker is silent this long (default: 60)",
     )
+    parser.add_argument(
+        "--compile", action="store_true", help="trace the training step once and replay it (cr.compile; same results)"
+    )
 
 
 def _config(args: argparse.Namespace, saved: Optional[dict[str, Any]]) -> Config:
@@ -706,8 +746,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load, save
+    from .compile import CompileError
 
     err, out = sys.stderr, sys.stdout
+    if args.distributed and getattr(args, "compile", False):
+        print(
+            "chainrule train: --compile and --distributed do not combine yet (the compiled step has no allreduce); "
+            "use one of them",
+            file=err,
+        )
+        return 2
     if args.distributed:
         from . import distributed as dist
 
@@ -789,9 +837,13 @@ def _run(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             distributed=args.distributed,
             on_epoch=dist.epoch_saver(path, save) if args.distributed else None,
+            compiled=args.compile,
         )
     except ResumeError as exc:
         print(f"chainrule train: {exc}", file=err)
+        return 2
+    except CompileError as exc:
+        print(f"chainrule train: --compile: {exc}", file=err)
         return 2
     wall = time.perf_counter() - t0
     if args.distributed and not dist.is_main_process():  # rank 0 reports and saves

@@ -8,6 +8,7 @@ from typing import Any, Union
 import numpy as np
 
 from .. import ops
+from ..primitives.linear import apply_linear as _linear
 from ..tensor import Tensor
 from . import init
 from .module import Module, Sequential
@@ -85,10 +86,10 @@ class Linear(Module):
                 f"Linear({self.in_features}, {self.out_features}): input of shape {x.shape} must have "
                 f"{self.in_features} features in its last dimension"
             )
-        y = ops.matmul(x, self.weight.T)
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        if self.bias is None:
+            return ops.matmul(x, self.weight.T)
+        # one fused primitive: x @ Wᵀ + b, with the weight gradient gᵀ x formed in W's own layout
+        return _linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

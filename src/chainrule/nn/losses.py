@@ -133,6 +133,11 @@ def _nll(logp: Tensor, target: Any, weight: Any, ignore_index: int, reduction: s
     m, c = rows.shape
     w = _class_weight(weight, c, rows.dtype, op)
     keep = _check_targets(flat, c, ignore_index, logp.shape, op)
+    if w is None and keep.all():  # the common case: index with the targets as they are (cr.compile maps them)
+        loss = -rows[np.arange(m), flat]
+        if reduction == "none":
+            return ops.reshape(loss, out_shape)
+        return ops.sum(loss) if reduction == "sum" else ops.sum(loss) / np.asarray(m, rows.dtype)
     safe = np.where(keep, flat, 0)
     picked = rows[np.arange(m), safe]
     per = (w[safe] if w is not None else np.ones(m, rows.dtype)) * keep.astype(rows.dtype)

@@ -1,0 +1,1002 @@
+"""``cr.compile``: trace one call of a function, replay later calls from the recorded schedule.
+
+The first call with a given signature (argument shapes, dtypes, ``requires_grad``,
+Python-number arguments and the numbers in the function's closure and globals)
+runs eagerly while a tracer watches it.  The tracer records every primitive the
+call applied, every ``backward()`` and every optimizer ``step()`` / ``zero_grad()``,
+and writes them out as one straight-line Python function: the primitives'
+forwards and VJP rules called directly on the raw values (NumPy arrays, or
+Python floats with inlined arithmetic for scalar graphs), gradients summed in
+the order the eager walk sums them, no Tensor objects, no graph, no heap.
+Later calls with the same signature run that function; a different signature
+traces again (a small cache keeps the last few).  ``compiled.code()`` shows the
+schedule as readable code.
+
+What a trace cannot see, it refuses, so a replay is never silently stale:
+
+* reading a tensor's value in the function (``item()``, ``float()``, ``if t:``,
+  ``.data``, ``.numpy()``), i.e. Python control flow on data: raises
+  :class:`CompileError` naming the line;
+* tensors made inside the function without being recorded (under ``no_grad``, or
+  from ``.data``), and tensors modified in place outside an optimizer step;
+* ``backward(create_graph=True)``, ``grad(...)`` with ``inputs``, explicit seeds.
+
+Outputs come back detached (call ``backward()`` inside the function).  Under
+``no_grad()`` or anomaly detection the function simply runs eagerly.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import gc
+import itertools
+import math
+import os
+import re
+import sys
+import threading
+import types
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+
+from . import autodiff
+from .numeric import NUMPY, SCALAR
+from .primitive import Primitive
+from .tensor import EPOCHS, FREED, MODE, Tensor, _next_seq, _norm, node_parts
+
+ndarray = np.ndarray
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_TRACE_LOCK = threading.RLock()
+
+
+class CompileError(RuntimeError):
+    """The function does something a recorded schedule could not repeat faithfully."""
+
+
+# --- helpers the generated code calls ----------------------------------------------------------
+
+
+def _fitv(gi: Any, v: Any) -> Any:
+    """The engine's reduction of a gradient to its input's shape and dtype (as in ``_walk_numeric``)."""
+    if type(v) is float:
+        return gi if type(gi) is float else float(np.sum(gi))
+    if type(gi) is not ndarray or gi.shape != v.shape or gi.dtype is not v.dtype:
+        return autodiff._fit(gi, v)
+    return gi
+
+
+def _deliver(pairs: list) -> None:
+    """Accumulate finished leaf gradients into ``.grad`` exactly as eager backward does."""
+    grads = {id(leaf): g for leaf, g in pairs}
+    leaves = {id(leaf): leaf for leaf, _ in pairs}
+    with autodiff._DELIVERY_LOCK:
+        autodiff._deliver(grads, leaves, False)
+
+
+def _seed_like(out: Any) -> Any:
+    return 1.0 if type(out) is float else np.ones((), out.dtype)
+
+
+# Scalar (Python float) forms of the commonest primitives: the same expressions the
+# primitives' scalar forwards and VJP rules evaluate, written inline.
+_SCALAR_FWD = {
+    "add": "{0} + {1}",
+    "sub": "{0} - {1}",
+    "mul": "{0} * {1}",
+    "div": "{0} / {1}",
+    "neg": "-{0}",
+    "relu": "({0} if ({0} > 0 or {0} != {0}) else 0.0)",
+}
+_SCALAR_VJP = {
+    ("add", 0): "{g}",
+    ("add", 1): "{g}",
+    ("sub", 0): "{g}",
+    ("sub", 1): "-{g}",
+    ("mul", 0): "{g} * {1}",
+    ("mul", 1): "{g} * {0}",
+    ("div", 0): "{g} / {1}",
+    ("div", 1): "-{g} * {out} / {1}",
+    ("neg", 0): "-{g}",
+    ("relu", 0): "{g} * ({0} > 0)",
+    ("tanh", 0): "{g} * (1.0 - {out} * {out})",
+    ("exp", 0): "{g} * {out}",
+}
+
+
+# --- the trace -------------------------------------------------------------------------------------
+
+
+class _Node:
+    __slots__ = ("seq", "prim", "inputs", "vals", "out", "tensor", "rg", "via_apply")
+
+    def __init__(self, t: Tensor) -> None:
+        self.seq = t._seq
+        self.prim: Primitive = t._node
+        self.inputs, self.vals = node_parts(t)
+        self.out = t._data
+        self.tensor = t
+        self.via_apply = t._args is not None  # made by tensor.apply (never the scalar fast path)
+        self.rg = False  # requires_grad as eager (untainted) would have it
+
+
+class _Tracer:
+    """Watches one eager call: primitives (through the graph), backward() calls, optimizer calls."""
+
+    def __init__(self, start_seq: int, start_epoch: int, tainted: set[int], arg_ids: set[int]) -> None:
+        self.start_seq = start_seq
+        self.start_epoch = start_epoch
+        self.tainted = tainted
+        self.arg_ids = arg_ids
+        self.nodes: dict[int, _Node] = {}
+        self.events: list[tuple] = []  # (seq, kind, payload)
+        self.suspended = 0
+        self.modified_by_events: set[int] = set()
+        self.reads: list[tuple] = []  # values of this call read by chainrule's own functions
+        self.grads: dict[int, tuple] = {}  # leaf id -> (leaf, the .grad object a recorded step left)
+        self.grad_guard: list[tuple] = []  # (leaf, grad was None) where a backward first met the leaf
+
+    def see(self, roots: list[Tensor]) -> None:
+        """Record every node reachable from ``roots`` that was made during this call."""
+        stack = [r for r in roots if isinstance(r, Tensor) and r._node is not None]
+        while stack:
+            t = stack.pop()
+            if id(t) in self.nodes:
+                continue
+            if t._node is FREED:
+                continue  # freed by a backward() this tracer already saw
+            if t._seq < self.start_seq:
+                raise CompileError(
+                    f"compile: the function uses a tensor of shape {t.shape} made by '{t._node.name}' outside it "
+                    "with gradient tracking (a graph built before the call); pass it as an argument, or detach() it"
+                )
+            self.nodes[id(t)] = _Node(t)
+            for inp in node_parts(t)[0]:
+                if inp is not None and inp._node is not None:
+                    stack.append(inp)
+
+    def backward(self, roots, seeds, retain_graph, create_graph, inputs):  # called by autodiff.run_backward
+        if self.suspended:
+            return _untraced(autodiff.run_backward, roots, seeds, retain_graph, create_graph, inputs)
+        if create_graph or inputs is not None:
+            raise CompileError(
+                "compile: backward(create_graph=True) and grad(...) are not supported inside a compiled "
+                "function; call them outside cr.compile"
+            )
+        if len(roots) != 1 or seeds[0] is not None:
+            raise CompileError(
+                "compile: only backward() of one scalar tensor without an explicit gradient is supported "
+                "inside a compiled function"
+            )
+        root = roots[0]
+        self.see([root])
+        order = [n for n in autodiff.toposort([root])]
+        leaves = {
+            id(inp): inp
+            for t in order
+            for inp in node_parts(t)[0]
+            if inp is not None and inp._node is None and inp.requires_grad and id(inp) not in self.tainted
+        }
+        self.check_grads()
+        for key, leaf in leaves.items():
+            if key not in self.grads:  # first seen here: the replay checks it starts in the same state
+                self.grad_guard.append((leaf, leaf.grad is None))
+        self.events.append((_next_seq(), "backward", (root, [id(t) for t in order])))
+        # the real walk, with the argument taint lifted so no gradient goes to the arguments
+        self.suspended += 1
+        flags = _lift_taint(self)
+        try:
+            _untraced(autodiff.run_backward, roots, seeds, retain_graph, create_graph, inputs)
+        finally:
+            _restore_taint(flags)
+            self.suspended -= 1
+        self.note_grads(leaves.values())
+        return None
+
+    def note_grads(self, leaves: Any) -> None:
+        """Remember the ``.grad`` objects a recorded step left, to notice changes nothing recorded."""
+        for leaf in leaves:
+            self.grads[id(leaf)] = (leaf, leaf.grad)
+
+    def check_grads(self) -> None:
+        for leaf, g in self.grads.values():
+            if leaf.grad is not g:
+                raise CompileError(
+                    f"compile: the .grad of a tensor of shape {leaf.shape} was replaced inside the function outside "
+                    "backward() and zero_grad() (e.g. p.grad = None); a replay would not repeat it. Use "
+                    "optimizer.zero_grad() or model.zero_grad() inside, or clear it outside"
+                )
+
+    def call(self, label: str, fn: Callable, args: tuple, modifies: list[Tensor], params: list[Tensor]) -> Any:
+        """An optimizer or module method the replay will call again, at the same point."""
+        if self.suspended:
+            return fn(*args)
+        self.check_grads()
+        self.events.append((_next_seq(), "call", (label, functools.partial(fn, *args))))
+        self.modified_by_events.update(id(p) for p in modifies)
+        self.suspended += 1
+        flags = _lift_taint(self)
+        try:
+            return fn(*args)
+        finally:
+            _restore_taint(flags)
+            self.suspended -= 1
+            self.note_grads(params)  # zero_grad() and step() may set or clear these gradients
+
+
+def _untraced(fn: Callable, *args: Any) -> Any:
+    saved = autodiff.TRACING.tracer
+    autodiff.TRACING.tracer = None
+    try:
+        return fn(*args)
+    finally:
+        autodiff.TRACING.tracer = saved
+
+
+_TAINTED: dict[int, Tensor] = {}
+
+
+def _lift_taint(tracer: _Tracer) -> list[Tensor]:
+    lifted = [t for t in _TAINTED.values() if id(t) in tracer.tainted]
+    for t in lifted:
+        t.requires_grad = False
+    return lifted
+
+
+def _restore_taint(lifted: list[Tensor]) -> None:
+    for t in lifted:
+        t.requires_grad = True
+
+
+# --- watching what the function does with tensors while tracing ------------------------------------
+
+_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__array__")
+
+
+def _caller_outside_package() -> Optional[str]:
+    """``file:line`` of the nearest frame outside chainrule, if the read comes from user code."""
+    f = sys._getframe(2)
+    if f.f_code.co_filename.startswith(_PACKAGE_DIR):
+        return None
+    return f"{f.f_code.co_filename}:{f.f_lineno}"
+
+
+def _active() -> Optional[_Tracer]:
+    tr = autodiff.TRACING.tracer
+    return tr if tr is not None and not tr.suspended else None
+
+
+def _traced_value(tr: _Tracer, t: Tensor) -> bool:
+    """Whether ``t`` holds data of this call (an argument, or a value computed during it)."""
+    return id(t) in tr.arg_ids or (t._node is not None and t._seq >= tr.start_seq)
+
+
+def _watch_read(name: str, original: Callable) -> Callable:
+    @functools.wraps(original)
+    def wrapper(self: Tensor, *a: Any, **k: Any) -> Any:
+        tr = _active()
+        if tr is not None:
+            where = _caller_outside_package()
+            if where is not None:
+                raise CompileError(
+                    f"compile: {where} reads a tensor's value (Tensor.{name}, shape {self.shape}) while tracing; "
+                    "a replay cannot follow Python control flow on data. Return the tensor and read it "
+                    "outside the compiled function (or leave this function uncompiled)"
+                )
+            result = original(self, *a, **k)
+            if _traced_value(tr, self):
+                tr.reads.append((f"Tensor.{name}", self.shape, result))
+            return result
+        return original(self, *a, **k)
+
+    return wrapper
+
+
+class _Watch:
+    """Patches Tensor value reads and optimizer / module calls for the duration of one trace."""
+
+    def __enter__(self) -> None:
+        from .nn.module import Module
+        from .optim import Optimizer
+
+        self.saved: list[tuple[Any, str, Any]] = []
+        for name in _READS:
+            self._patch(Tensor, name, _watch_read(name, Tensor.__dict__[name]))
+        prop = Tensor.__dict__["data"]
+
+        def get_data(t: Tensor) -> Any:
+            if _active() is not None:
+                where = _caller_outside_package()
+                if where is not None:
+                    raise CompileError(
+                        f"compile: {where} reads Tensor.data (shape {t.shape}) while tracing: a replay cannot "
+                        "repeat raw NumPy work on it. Use chainrule operations, or cr.optim for updates"
+                    )
+            tr = _active()
+            # chainrule's own code gets the tensor's array itself (not a fresh tracked view), so a value
+            # used as it is (labels as an index) is recognised by identity when the schedule is written
+            result = t._data if tr is not None and type(t._data) is ndarray else prop.fget(t)
+            if tr is not None and _traced_value(tr, t):
+                tr.reads.append(("Tensor.data", t.shape, result))
+            return result
+
+        def set_data(t: Tensor, value: Any) -> None:
+            if _active() is not None and _caller_outside_package() is not None:
+                raise CompileError(
+                    f"compile: {_caller_outside_package()} assigns Tensor.data (shape {t.shape}) while tracing: "
+                    "a replay would not repeat it. Use an optimizer (cr.optim) inside, or update outside"
+                )
+            prop.fset(t, value)
+
+        self._patch(Tensor, "data", property(get_data, set_data, doc=prop.__doc__))
+
+        def opt_step(opt: Any, closure: Any = None, _orig: Any = Optimizer.step) -> Any:
+            tr = _active()
+            if tr is None:
+                return _orig(opt, closure)
+            if closure is not None:
+                raise CompileError("compile: optimizer.step(closure) is not supported inside a compiled function")
+            params = [p for g in opt.param_groups for p in g["params"]]
+            return tr.call(f"{type(opt).__name__}.step()", _orig, (opt,), params, params)
+
+        def opt_zero(opt: Any, set_to_none: bool = True, _orig: Any = Optimizer.zero_grad) -> Any:
+            tr = _active()
+            if tr is None:
+                return _orig(opt, set_to_none)
+            params = [p for g in opt.param_groups for p in g["params"]]
+            label = f"{type(opt).__name__}.zero_grad(set_to_none={set_to_none})"
+            return tr.call(label, _orig, (opt, set_to_none), [], params)
+
+        def mod_zero(mod: Any, set_to_none: bool = True, _orig: Any = Module.zero_grad) -> Any:
+            tr = _active()
+            if tr is None:
+                return _orig(mod, set_to_none)
+            label = f"{type(mod).__name__}.zero_grad(set_to_none={set_to_none})"
+            return tr.call(label, _orig, (mod, set_to_none), [], list(mod.parameters()))
+
+        self._patch(Optimizer, "step", opt_step)
+        self._patch(Optimizer, "zero_grad", opt_zero)
+        self._patch(Module, "zero_grad", mod_zero)
+
+    def _patch(self, cls: type, name: str, value: Any) -> None:
+        self.saved.append((cls, name, cls.__dict__[name]))
+        setattr(cls, name, value)
+
+    def __exit__(self, *exc: Any) -> None:
+        for cls, name, value in reversed(self.saved):
+            setattr(cls, name, value)
+
+
+# --- code generation --------------------------------------------------------------------------------
+
+
+def _describe(v: Any) -> str:
+    if type(v) is float:
+        return "float"
+    if type(v) is ndarray:
+        return f"{tuple(v.shape)} {v.dtype}"
+    return type(v).__name__
+
+
+class _Gen:
+    """Writes the schedule of one trace as the source of a function ``replay(A, L, E)``."""
+
+    def __init__(self, tracer: _Tracer, arg_raw: list[Any], fresh: set[int], args: list[Any]) -> None:
+        self.tr = tracer
+        self.tr_args = args
+        self.lines: list[str] = []
+        self.ns: dict[str, Any] = {"NP": NUMPY, "SC": SCALAR, "fit": _fitv, "deliver": _deliver, "norm": _norm}
+        self.ns["seed"] = _seed_like
+        self.arg_raw = arg_raw
+        self.fresh = fresh  # ids of the tensors made during the traced call
+        self.leaves: list[Tensor] = []
+        self.leaf_index: dict[int, int] = {}
+        self.loaded: set[int] = set()
+        self.var: dict[int, str] = {}  # node tensor id -> value variable
+        self.consts = itertools.count()
+        self.const_names: dict[int, str] = {}
+        self.mapped: set[int] = set()  # raw arrays the schedule takes from arguments or computed values
+        self.out_var: dict[int, str] = {}  # id of a computed value -> its variable
+        self.index_guard: list[tuple[int, bool]] = []  # (argument, had negative values)
+        self.events: list[Callable] = []
+        self.outputs_spec: Any = None
+
+    # names of things
+    def fn(self, key: str, f: Any) -> str:
+        self.ns.setdefault(key, f)
+        return key
+
+    def const(self, v: Any) -> str:
+        if type(v) in (int, bool) or (type(v) is float and math.isfinite(v)):
+            return repr(v)
+        if v is None:
+            return "None"
+        name = self.const_names.get(id(v))
+        if name is None:
+            name = self.const_names[id(v)] = f"c{next(self.consts)}"
+            self.ns[name] = v
+        return name
+
+    def leaf(self, t: Tensor) -> str:
+        m = self.leaf_index.get(id(t))
+        if m is None:
+            if id(t) in self.fresh and id(t) not in self.tr.arg_ids:
+                raise CompileError(
+                    f"compile: an operation used a tensor of shape {t.shape} that was made inside the function "
+                    "without being recorded (under no_grad, or from .data / a NumPy result): its value would be "
+                    "frozen into the replay. Make it outside and pass it in, or compute it with chainrule operations"
+                )
+            m = self.leaf_index[id(t)] = len(self.leaves)
+            self.leaves.append(t)
+        name = f"p{m}"
+        if m not in self.loaded:
+            self.loaded.add(m)
+            self.lines.append(f"    {name} = L[{m}]._data  # {_describe(t._data)}")
+        return name
+
+    def raw(self, v: Any) -> str:
+        """A raw value in a node's arguments: an argument's array if it is one, else a constant."""
+        if type(v) is ndarray:
+            for j, a in enumerate(self.arg_raw):
+                if a is v:
+                    self.mapped.add(id(v))
+                    return f"a{j}"
+            name = self.out_var.get(id(v))
+            if name is not None:
+                self.mapped.add(id(v))
+                return name
+        if type(v) is tuple:
+            parts = [self.raw(x) for x in v]
+            return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        return self.const(v)
+
+    def operand(self, node: _Node, i: int) -> str:
+        inp = node.inputs[i] if i < len(node.inputs) else None
+        if inp is None:
+            return self.raw(node.vals[i])
+        if id(inp) in self.var:
+            return self.var[id(inp)]
+        if id(inp) in self.tr.nodes:
+            raise CompileError("compile: internal error: a node is used before it was computed")
+        if inp._node is not None:  # a node freed or made outside: see() would have raised; be safe
+            raise CompileError(f"compile: a tensor of shape {inp.shape} from outside the traced call reached the graph")
+        j = self._arg_index(inp)
+        if j is not None:
+            return f"a{j}"
+        return self.leaf(inp)
+
+    def _arg_index(self, t: Tensor) -> Optional[int]:
+        for j, a in enumerate(self.tr_args):
+            if a is t:
+                return j
+        return None
+
+    # the schedule
+    def forward(self, node: _Node) -> None:
+        prim = node.prim
+        nin = len(node.inputs)
+        ops = [self.operand(node, i) for i in range(nin)]
+        statics = [self.raw(v) for v in node.vals[nin:]]
+        if prim.name in ("getitem", "scatter_add"):
+            self._guard_indices(node.vals[nin:])
+        v = f"v{len(self.var)}"
+        self.var[id(node.tensor)] = v
+        scalar = not node.via_apply and prim.scalar_fwd is not None
+        scalar = scalar and all(type(x) in (float, int) for x in node.vals[:nin])
+        if scalar and prim.name in _SCALAR_FWD and not statics:
+            expr = _SCALAR_FWD[prim.name].format(*ops)
+        elif scalar and not statics:
+            expr = f"float({self.fn('sf_' + prim.name, prim.scalar_fwd)}({', '.join(ops)}))"
+        else:
+            expr = f"norm({self.fn('f_' + prim.name, prim.fwd)}({', '.join(ops + statics)}))"
+        self.lines.append(f"    {v} = {expr}  # {prim.name} -> {_describe(node.out)}")
+        if type(node.out) is ndarray:
+            self.out_var[id(node.out)] = v
+
+    def backward(self, root: Tensor, order_ids: list[int]) -> None:
+        nodes = self.tr.nodes
+        rn = nodes[id(root)]
+        if not rn.rg:
+            raise CompileError(
+                "backward: this tensor does not require grad: no input of its computation has "
+                "requires_grad=True (or it was computed under no_grad())"
+            )
+        if rn.out is not None and np.shape(rn.out) != ():
+            raise CompileError(f"compile: backward() of a tensor of shape {np.shape(rn.out)} needs a gradient seed")
+        gvar: dict[int, str] = {}
+        counter = itertools.count()
+        g0 = f"g{next(counter)}"
+        gvar[id(root)] = g0
+        self.lines.append(f"    # backward() of {self.var[id(root)]}")
+        self.lines.append(f"    {g0} = seed({self.var[id(root)]})")
+        leaf_g: dict[int, str] = {}
+        leaf_order: list[str] = []
+        seq_order = sorted((nodes[i] for i in order_ids), key=lambda n: -n.seq)
+        for node in seq_order:
+            g = gvar.get(id(node.tensor))
+            if g is None:
+                continue
+            prim = node.prim
+            out = self.var[id(node.tensor)]
+            scalar = type(node.out) is float and prim.scalar_fwd is not None
+            xp = "SC" if scalar else "NP"
+            nin = len(node.inputs)
+            args = [self.operand(node, i) for i in range(nin)] + [self.raw(v) for v in node.vals[nin:]]
+            for i, inp in enumerate(node.inputs):
+                if inp is None or not self._rg(inp):
+                    continue
+                if prim.variadic:
+                    rule = self.fn(f"d_{prim.name}", prim.vjps[0])
+                    expr = f"{rule}(NP, {g}, {out}, {i}, {', '.join(args)})"
+                else:
+                    if prim.vjps[i] is None:
+                        continue
+                    tmpl = _SCALAR_VJP.get((prim.name, i)) if scalar else None
+                    if tmpl is not None:
+                        expr = tmpl.format(*args, g=g, out=out)
+                    else:
+                        rule = self.fn(f"d{i}_{prim.name}", prim.vjps[i])
+                        expr = f"{rule}({xp}, {g}, {out}, {', '.join(args)})"
+                if not scalar or type(node.vals[i]) is not float:
+                    expr = f"fit({expr}, {args[i]})"
+                if inp._node is not None and id(inp) in nodes:
+                    target = gvar.get(id(inp))
+                    if target is None:
+                        gvar[id(inp)] = target = f"g{next(counter)}"
+                        self.lines.append(f"    {target} = {expr}  # to {self.var[id(inp)]}")
+                    else:
+                        self.lines.append(f"    {target} = {target} + {expr}")
+                else:
+                    src = args[i]
+                    target = leaf_g.get(id(inp))
+                    if target is None:
+                        leaf_g[id(inp)] = target = f"lg{next(counter)}"
+                        leaf_order.append((self._leaf_ref(inp), target))
+                        self.lines.append(f"    {target} = {expr}  # to leaf {src}")
+                    else:
+                        self.lines.append(f"    {target} = {target} + {expr}")
+        pairs = ", ".join(f"({ref}, {g})" for ref, g in leaf_order)
+        self.lines.append(f"    deliver([{pairs}])")
+
+    def _guard_indices(self, statics: Any) -> None:
+        """Integer index arrays taken from arguments: whether they held negative values is part of the guard.
+
+        Library functions check their labels when they trace (``cross_entropy`` refuses a negative
+        class), and NumPy would silently wrap a negative index on a replay: a call whose index
+        arrays change sign therefore traces again, and gets eager's checks.
+        """
+        items = statics if isinstance(statics, (tuple, list)) else (statics,)
+        for v in items:
+            if isinstance(v, (tuple, list)):
+                self._guard_indices(v)
+            elif type(v) is ndarray and v.dtype.kind in "iu":
+                for j, a in enumerate(self.arg_raw):
+                    if a is v:
+                        self.index_guard.append((j, bool(v.size and v.min() < 0)))
+
+    def _leaf_ref(self, t: Tensor) -> str:
+        j = self._arg_index(t)
+        if j is not None:
+            return f"A[{j}]"
+        self.leaf(t)
+        return f"L[{self.leaf_index[id(t)]}]"
+
+    def _rg(self, t: Tensor) -> bool:
+        n = self.tr.nodes.get(id(t))
+        if n is not None:
+            return n.rg
+        return t.requires_grad and id(t) not in self.tr.tainted
+
+    def call(self, label: str, fn: Callable) -> None:
+        k = len(self.events)
+        self.events.append(fn)
+        self.lines.append(f"    E[{k}]()  # {label}")
+        self.loaded.clear()  # an update may have replaced a leaf's value (Python floats are immutable)
+
+
+def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
+    """Whether each node would have required grad without the arguments' taint (forward order)."""
+    for n in order:
+        need = False
+        for i, inp in enumerate(n.inputs):
+            if inp is None:
+                continue
+            m = tracer.nodes.get(id(inp))
+            rg = m.rg if m is not None else (inp.requires_grad and id(inp) not in tracer.tainted)
+            if rg and (not n.via_apply or n.prim.differentiable(i)):
+                need = True
+        n.rg = need
+
+
+# --- the compiled function ---------------------------------------------------------------------------
+
+
+class _Entry:
+    __slots__ = ("replay", "source", "leaves", "leaf_guard", "grad_guard", "index_guard", "events", "out_spec")
+
+
+def _state_holders(fn: Callable, values: list) -> tuple[list, list[Tensor]]:
+    """Random generators and tensors held by the modules the function can reach (closure, globals, arguments).
+
+    A trace cannot repeat random draws (a Dropout mask would be frozen) nor in-place updates of
+    a module's own tensors outside an optimizer (running statistics): both are checked around it.
+    """
+    from .nn import init as nn_init
+    from .nn.module import Module
+
+    roots: list = list(values)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        for cell in fn.__closure__ or ():
+            try:
+                roots.append(cell.cell_contents)
+            except ValueError:
+                pass
+        g = getattr(fn, "__globals__", {})
+        roots += [g[name] for name in _global_names(code) if name in g]
+    if getattr(fn, "__self__", None) is not None:
+        roots.append(fn.__self__)
+    gens: dict[int, Any] = {id(nn_init._DEFAULT): nn_init._DEFAULT} if hasattr(nn_init, "_DEFAULT") else {}
+    tensors: dict[int, Tensor] = {}
+    for r in roots:
+        if not isinstance(r, Module):
+            continue
+        for m in r.modules():
+            for v in vars(m).values():
+                for item in v.values() if isinstance(v, dict) else (v,):
+                    if isinstance(item, np.random.Generator):
+                        gens[id(item)] = item
+                    elif type(item) is Tensor:
+                        tensors[id(item)] = item
+    return list(gens.values()), list(tensors.values())
+
+
+def _number_guards(fn: Callable) -> tuple:
+    """Python numbers the function's code can read from its closure and globals (part of the cache key)."""
+    out = []
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            v = cell.cell_contents
+        except ValueError:
+            continue
+        if type(v) in (int, float, bool, str):
+            out.append((name, v))
+    g = getattr(fn, "__globals__", {})
+    for name in _global_names(code):
+        v = g.get(name)
+        if type(v) in (int, float, bool, str):
+            out.append((name, v))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """Names the code reads as globals (not attribute names, which co_names lists too)."""
+    import dis
+
+    return tuple(sorted({i.argval for i in dis.get_instructions(code) if i.opname == "LOAD_GLOBAL"}))
+
+
+class Compiled:
+    """A function traced once per signature and replayed from its schedule (see :func:`compile`)."""
+
+    def __init__(self, fn: Callable, cache_size: int = 8) -> None:
+        if not callable(fn):
+            raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
+        if cache_size < 1:
+            raise ValueError(f"compile: cache_size must be at least 1, got {cache_size}")
+        self.fn = fn
+        self.cache_size = cache_size
+        self.cache: OrderedDict = OrderedDict()
+        self.traces = 0  # how many times the function was traced
+        self.replays = 0
+        self._last: Optional[_Entry] = None
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<cr.compile of {getattr(self.fn, '__qualname__', self.fn)}: {len(self.cache)} traces cached>"
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:  # decorating a method
+        return self if obj is None else types.MethodType(self, obj)
+
+    # the signature a trace is valid for
+    def _key(self, args: tuple, kwargs: dict) -> tuple:
+        parts: list = [MODE.enabled]
+        for j, a in enumerate(list(args) + [kwargs[k] for k in sorted(kwargs)]):
+            t = type(a)
+            if t is Tensor:
+                d = a._data
+                dtype = None if type(d) is float else d.dtype
+                parts.append(("T", type(d) is float, np.shape(d), dtype, a.requires_grad))
+            elif t is ndarray:
+                raise CompileError(
+                    f"compile: argument {j} is a NumPy array; pass cr.tensor(array) instead (a tensor's uses are "
+                    "recorded, an array's NumPy operations are not)"
+                )
+            elif t in (int, float, bool, str, type(None)) or isinstance(a, np.generic):
+                parts.append(("V", t, a))
+            else:
+                try:
+                    hash(a)
+                except TypeError:
+                    raise CompileError(
+                        f"compile: argument {j} ({t.__name__}) can be neither replayed nor guarded; pass tensors, "
+                        "NumPy arrays, numbers, or objects that are the same on every call"
+                    ) from None
+                parts.append(("O", id(a)))
+        parts.append(tuple(sorted(kwargs)))
+        parts.append(_number_guards(self.fn))
+        return tuple(parts)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not MODE.enabled or MODE.anomaly or autodiff.TRACING.tracer is not None:
+            return self.fn(*args, **kwargs)
+        key = self._key(args, kwargs)
+        entry = self.cache.get(key)
+        if entry is not None and self._leaves_match(entry) and _indices_match(entry, args, kwargs):
+            self.cache.move_to_end(key)
+            return self._replay(entry, args, kwargs)
+        return self._trace(key, args, kwargs)
+
+    @staticmethod
+    def _leaves_match(entry: _Entry) -> bool:
+        for leaf, was_none in entry.grad_guard:  # accumulate into .grad, or start it: as in the trace
+            if (leaf.grad is None) != was_none:
+                return False
+        for t, (is_float, shape, dtype, rg) in zip(entry.leaves, entry.leaf_guard):
+            d = t._data
+            if (type(d) is float) != is_float or t.requires_grad != rg or t._node is not None:
+                return False
+            if not is_float and (d.shape != shape or d.dtype != dtype):
+                return False
+        return True
+
+    def _replay(self, entry: _Entry, args: tuple, kwargs: dict) -> Any:
+        values = list(args) + [kwargs[k] for k in sorted(kwargs)]
+        raw = [a._data if type(a) is Tensor else a for a in values]
+        ran = [False]
+        events = [_flagged(f, ran) for f in entry.events]
+        try:
+            outs = entry.replay(values, raw, entry.leaves, events)
+        except (ArithmeticError, ValueError):
+            if ran[0]:
+                raise
+            return self.fn(*args, **kwargs)  # math-domain trouble on floats: eager has the IEEE fallbacks
+        self.replays += 1
+        return _build(entry.out_spec, outs, values, entry.leaves)
+
+    def _trace(self, key: tuple, args: tuple, kwargs: dict) -> Any:
+        with _TRACE_LOCK:
+            values = list(args) + [kwargs[k] for k in sorted(kwargs)]
+            for j, a in enumerate(values):
+                if type(a) is Tensor and a._node is not None:
+                    raise CompileError(
+                        f"compile: argument {j} (shape {a.shape}) is a non-leaf tensor made by '{a.op}': a replay "
+                        "cannot backpropagate into the graph that made it; pass a leaf, or detach() it"
+                    )
+            # Tensors made during the call are told apart by the collector's youngest generation: empty it
+            # now, and keep the collector off until the call returns, so whatever is in it then is new.
+            gc_was_on = gc.isenabled()
+            gc.collect(0)
+            gc.disable()
+            tensor_args = [a for a in values if type(a) is Tensor]
+            gens, held = _state_holders(self.fn, values)
+            rng_states = [g.bit_generator.state for g in gens]
+            tainted = {id(a) for a in tensor_args if not a.requires_grad}
+            tracer = _Tracer(_next_seq(), EPOCHS.value, tainted, {id(a) for a in tensor_args})
+            for a in tensor_args:
+                if id(a) in tainted:
+                    _TAINTED[id(a)] = a
+                    a.requires_grad = True  # so every operation on an argument is recorded
+            try:
+                with _Watch():
+                    autodiff.TRACING.tracer = tracer
+                    try:
+                        result = self.fn(*args, **kwargs)
+                    finally:
+                        autodiff.TRACING.tracer = None
+            finally:
+                fresh = {id(o) for o in gc.get_objects(0) if type(o) is Tensor}
+                if gc_was_on:
+                    gc.enable()
+                for a in tensor_args:
+                    if id(a) in tainted:
+                        a.requires_grad = False
+                        _TAINTED.pop(id(a), None)
+            tracer.check_grads()
+            if any(g.bit_generator.state != st for g, st in zip(gens, rng_states)):
+                raise CompileError(
+                    "compile: the function draws random numbers (e.g. Dropout in training mode): a replay would "
+                    "reuse the first call's draws. Leave the training step uncompiled, or compile it with the "
+                    "model in eval() mode"
+                )
+            for t in held:
+                if t._version > tracer.start_epoch and id(t) not in tracer.modified_by_events:
+                    raise CompileError(
+                        f"compile: a module's tensor of shape {t.shape} was updated in place during the call outside "
+                        "an optimizer step (e.g. running statistics): a replay would not repeat it"
+                    )
+            spec, out_tensors = _spec(result, values)
+            tracer.see(out_tensors)
+            entry = _generate(tracer, values, fresh, spec, out_tensors)
+            self.traces += 1
+            self.cache[key] = entry
+            self.cache.move_to_end(key)
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+            self._last = entry
+            return _detach(result)
+
+    def code(self) -> str:
+        """The schedule of the most recent trace, as Python source."""
+        if self._last is None:
+            raise RuntimeError("compile: nothing traced yet; call the compiled function once first")
+        return self._last.source
+
+
+def _indices_match(entry: _Entry, args: tuple, kwargs: dict) -> bool:
+    if not entry.index_guard:
+        return True
+    values = list(args) + [kwargs[k] for k in sorted(kwargs)]
+    for j, had_negative in entry.index_guard:
+        v = values[j]._data
+        if bool(v.size and v.min() < 0) != had_negative:
+            return False
+    return True
+
+
+def _flagged(f: Callable, ran: list) -> Callable:
+    def go() -> Any:
+        ran[0] = True
+        return f()
+
+    return go
+
+
+def _spec(result: Any, values: list) -> tuple[Any, list[Tensor]]:
+    """How to rebuild the function's return value from the replay's outputs."""
+    outs: list[Tensor] = []
+
+    def one(r: Any) -> Any:
+        if r is None:
+            return ("none",)
+        if type(r) is Tensor:
+            for j, a in enumerate(values):
+                if a is r:
+                    return ("arg", j)
+            outs.append(r)
+            return ("tensor", len(outs) - 1)
+        if type(r) in (tuple, list):
+            return (type(r).__name__, [one(x) for x in r])
+        raise CompileError(
+            f"compile: the function returned a {type(r).__name__}; a compiled function returns tensors "
+            "(or tuples / lists of them, or None): return the loss tensor and call .item() outside"
+        )
+
+    return one(result), outs
+
+
+def _detach(r: Any) -> Any:
+    if type(r) is Tensor and r._node is not None:
+        return Tensor(r._data)
+    if type(r) in (tuple, list):
+        return type(r)(_detach(x) for x in r)
+    return r
+
+
+def _build(spec: Any, outs: list, values: list, leaves: list) -> Any:
+    kind = spec[0]
+    if kind == "none":
+        return None
+    if kind == "arg":
+        return values[spec[1]]
+    if kind == "tensor":
+        o = outs[spec[1]]
+        return o if type(o) is Tensor else Tensor(o)
+    items = [_build(s, outs, values, leaves) for s in spec[1]]
+    return tuple(items) if kind == "tuple" else items
+
+
+def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: list[Tensor]) -> _Entry:
+    raw = [a._data if type(a) is Tensor else a for a in values]
+    gen = _Gen(tracer, raw, fresh, values)
+    forward = sorted(tracer.nodes.values(), key=lambda n: n.seq)
+    _requires_grad_as_eager(tracer, forward)
+    items: list[tuple] = [(n.seq, "node", n) for n in forward] + list(tracer.events)
+    items.sort(key=lambda it: it[0])
+    sig = ", ".join(f"a{j}" for j in range(len(values)))
+    for j, v in enumerate(values):
+        gen.lines.append(f"    a{j} = R[{j}]  # argument {j}: {_describe(v._data if type(v) is Tensor else v)}")
+    for _, kind, payload in items:
+        if kind == "node":
+            gen.forward(payload)
+        elif kind == "backward":
+            gen.backward(*payload)
+        else:
+            gen.call(*payload)
+    out_exprs = []
+    for t in outs:
+        if id(t) in gen.var:
+            out_exprs.append(gen.var[id(t)])
+        else:
+            out_exprs.append(gen._leaf_ref(t))
+    gen.lines.append(f"    return [{', '.join(out_exprs)}]")
+    _check_versions(tracer, gen, values)
+    for what, shape, value in tracer.reads:
+        if type(value) is ndarray and id(value) in gen.mapped:
+            continue  # used as it is (e.g. class labels as an index): the replay passes the new one
+        raise CompileError(
+            f"compile: a chainrule function read the value of a tensor of shape {shape} ({what}) computed in or "
+            "passed to the compiled function and made something else from it (a converted copy, a Python "
+            "number); the replay would reuse the first call's result. Compute it with chainrule operations "
+            "before the call, or leave this function uncompiled"
+        )
+    lines = _release_early(gen.lines) if any(type(n.out) is ndarray for n in forward) else gen.lines
+    source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(lines) + "\n"
+    ns = dict(gen.ns)
+    exec(builtins.compile(source, "<cr.compile schedule>", "exec"), ns)  # our own generated code, never user text
+    entry = _Entry()
+    entry.replay = ns["replay"]
+    entry.source = source
+    entry.leaves = gen.leaves
+    entry.leaf_guard = [
+        (type(t._data) is float, np.shape(t._data), None if type(t._data) is float else t._data.dtype, t.requires_grad)
+        for t in gen.leaves
+    ]
+    entry.events = gen.events
+    entry.grad_guard = list(tracer.grad_guard)
+    entry.index_guard = gen.index_guard
+    entry.out_spec = spec
+    return entry
+
+
+_VAR = re.compile(r"\b(?:v|g|lg)\d+\b")
+
+
+def _release_early(lines: list[str]) -> list[str]:
+    """Insert ``del`` after each array's last use, so intermediates are freed as eager backward frees them."""
+    last: dict[str, int] = {}
+    for k, line in enumerate(lines):
+        code = line.split("#", 1)[0]
+        for name in _VAR.findall(code):
+            last[name] = k
+    ends: dict[int, list[str]] = {}
+    for name, k in last.items():
+        if not lines[k].lstrip().startswith("return"):
+            ends.setdefault(k, []).append(name)
+    out = []
+    for k, line in enumerate(lines):
+        out.append(line)
+        if k in ends:
+            out.append("    del " + ", ".join(sorted(ends[k], key=lambda n: (len(n), n))))
+    return out
+
+
+def _check_versions(tracer: _Tracer, gen: _Gen, values: list) -> None:
+    """Refuse a trace in which a tensor the schedule reads was modified in place outside a recorded call."""
+    watched = list(gen.leaves) + [a for a in values if type(a) is Tensor]
+    for t in watched:
+        if t._version > tracer.start_epoch and id(t) not in tracer.modified_by_events:
+            raise CompileError(
+                f"compile: a tensor of shape {t.shape} was modified in place inside the function outside an "
+                "optimizer step (e.g. p.data -= ... or t[...] = ...); a replay would not repeat it. Use a "
+                "cr.optim optimizer inside the function, or modify it outside"
+            )
+
+
+def compile(fn: Optional[Callable] = None, *, cache_size: int = 8) -> Any:  # noqa: A001  (cr.compile, as torch.compile)
+    """Trace ``fn`` once per signature and replay later calls from the recorded schedule.
+
+    Use as ``step = cr.compile(step)`` or as a decorator (``@cr.compile`` or
+    ``@cr.compile(cache_size=4)``).  See the module docstring for what is guarded
+    and what is refused; ``step.code()`` prints the schedule.
+    """
+    if fn is None:
+        return lambda f: Compiled(f, cache_size)
+    return Compiled(fn, cache_size)
