@@ -230,3 +230,13 @@ def test_output_piped_into_head_stops_quietly():
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_shape_takes_x_in_either_case_and_refuses_a_star(capsys):
+    from chainrule.cli import main
+
+    assert main(["derive", "z = W @ a; E = sum(z)", "--shape", "W=4X3", "a=3x1", "--no-check"]) == 0
+    out = capsys.readouterr().out
+    assert "z = W · a   4×1" in out and "4×3" in out  # W read as 4×3
+    assert main(["derive", "z = W @ a; E = sum(z)", "--shape", "W=4*3", "a=3x1"]) == 2
+    assert "'*' is not a shape separator" in capsys.readouterr().err

@@ -27,3 +27,16 @@ def test_examples_print_what_they_show(name):
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     runner.run(test)
     assert runner.failures == 0, f"{runner.failures} example(s) in {name} print something else"
+
+
+def script_examples(path: Path) -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    return [b for b in blocks if not b.lstrip().startswith(">>>") and "import chainrule" in b]
+
+
+@pytest.mark.parametrize("index", range(len(script_examples(ROOT / "README.md"))))
+def test_readme_scripts_run_as_pasted(index, tmp_path, monkeypatch):
+    """Each README script block (imports included) runs on its own, in an empty folder."""
+    monkeypatch.chdir(tmp_path)
+    source = script_examples(ROOT / "README.md")[index]
+    exec(compile(source, f"README.md script {index}", "exec"), {"__name__": "__readme__"})  # the project's own docs

@@ -52,12 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_shape(name: str, text: str) -> tuple:
-    """``64x32`` / ``64×32`` / ``64,32`` / ``Bx32`` (a symbolic batch size) / ``scalar`` -> a shape tuple."""
+    """``64x32`` / ``64X32`` / ``64×32`` / ``64,32`` / ``Bx32`` (B symbolic) / ``scalar`` -> a shape tuple."""
     t = text.strip()
     shown = f"{name}={text}" if text.isprintable() else f"{name}={text!r}"  # a newline would break the one-line message
     if t.lower() in ("scalar", "()", ""):
         return ()
-    parts = re.split(r"[x×,*]", t)
+    if "*" in t:
+        raise ParseError(
+            f"--shape {shown}: '*' is not a shape separator (it reads as a product); join the dimensions with x, "
+            "as in 64x32",
+            kind="shape",
+        )
+    parts = re.split(r"[xX×,]", t)
     dims: list = []
     for p in parts:
         p = p.strip()
