@@ -14,22 +14,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..primitive import REGISTRY
 from . import symbolic as S
 
-ELEMENTWISE_UNARY = {
-    "exp",
-    "log",
-    "log1p",
-    "sqrt",
-    "sin",
-    "cos",
-    "tanh",
-    "sigmoid",
-    "relu",
-    "abs",
-    "clip",
-}
-ELEMENTWISE_BINARY = {"mul", "div", "pow", "maximum", "minimum"}
+
+def is_elementwise(prim: str) -> bool:
+    """From the registry's forward-mode tag (one source): elementwise primitives, and mul (bilinear)."""
+    p = REGISTRY.get(prim)
+    return prim == "mul" or (p is not None and p.kind == "elementwise")
+
+
 GATES = {"relu", "maximum", "minimum", "abs", "clip", "where", "max", "min"}  # entries may be 0 at some points
 
 
@@ -126,7 +120,7 @@ def _structure(
             f"{copies} stacked {sign}identities, one per copy made by broadcasting (each row has one {sign}1)",
             "a sum over the broadcast axes (the adjoint of a copy is a sum)",
         )
-    if prim in ELEMENTWISE_UNARY or prim in ELEMENTWISE_BINARY or prim == "where":
+    if is_elementwise(prim):
         if same:
             return Structure(
                 "diagonal",
