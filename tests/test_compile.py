@@ -435,3 +435,42 @@ def test_random_draws_inside_are_refused_and_eval_mode_compiles():
     compiled = cr.compile(f)
     assert compiled(cr.tensor(X)).item() == compiled(cr.tensor(X)).item()
     assert compiled.replays == 1
+
+
+def test_switching_train_and_eval_retraces_instead_of_replaying_the_other_mode():
+    m = cr.nn.Sequential(cr.nn.Linear(3, 4, rng=0), cr.nn.Dropout(0.5))
+    x = cr.tensor(np.random.default_rng(0).standard_normal((5, 3)))
+    m.eval()
+    f = cr.compile(lambda x: m(x).sum())
+    f(x)
+    m.train()  # dropout is now active: a replay of the eval trace would silently skip it
+    with pytest.raises(cr.CompileError):
+        f(x)
+    m.eval()
+    assert f(x).item() == m(x).sum().item()
+
+
+def test_a_replaced_parameter_is_read_not_the_traced_one():
+    m = cr.nn.Linear(3, 1, rng=0)
+    x = cr.tensor(np.ones((2, 3)))
+    f = cr.compile(lambda x: m(x).sum())
+    f(x)
+    m.weight = cr.nn.Parameter(np.zeros((1, 3)))
+    assert f(x).item() == m(x).sum().item() == float(m.bias.data.sum()) * 2
+    assert f.traces == 2
+
+
+SCALE = np.float64(1.0)
+
+
+def test_a_numpy_scalar_global_is_guarded_like_a_python_number():
+    global SCALE
+    w = cr.tensor([1.0, 2.0], requires_grad=True)
+    x = cr.tensor([3.0, 4.0])
+    f = cr.compile(lambda x: (w * x).sum() * SCALE)
+    assert f(x).item() == 11.0
+    SCALE = np.float64(2.0)
+    try:
+        assert f(x).item() == 22.0
+    finally:
+        SCALE = np.float64(1.0)

@@ -40,3 +40,10 @@ def test_readme_scripts_run_as_pasted(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     source = script_examples(ROOT / "README.md")[index]
     exec(compile(source, f"README.md script {index}", "exec"), {"__name__": "__readme__"})  # the project's own docs
+
+
+def test_compile_doc_prints_the_schedule_it_shows(capsys):
+    text = (ROOT / "docs" / "compile.md").read_text(encoding="utf-8")
+    code, shown = re.search(r"```python\n(.*?)```\n\nprints \(a real run\)\n\n```\n(.*?)```", text, re.S).groups()
+    exec(compile(code, "docs/compile.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
+    assert capsys.readouterr().out == shown

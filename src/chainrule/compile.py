@@ -138,6 +138,7 @@ class _Tracer:
         self.reads: list[tuple] = []  # values of this call read by chainrule's own functions
         self.grads: dict[int, tuple] = {}  # leaf id -> (leaf, the .grad object a recorded step left)
         self.grad_guard: list[tuple] = []  # (leaf, grad was None) where a backward first met the leaf
+        self.modules: dict[int, Any] = {}  # id -> module called during the trace (its mode and tensors are guarded)
 
     def see(self, roots: list[Tensor]) -> None:
         """Record every node reachable from ``roots`` that was made during this call."""
@@ -357,9 +358,16 @@ class _Watch:
             label = f"{type(mod).__name__}.zero_grad(set_to_none={set_to_none})"
             return tr.call(label, _orig, (mod, set_to_none), [], list(mod.parameters()))
 
+        def mod_call(mod: Any, *args: Any, _orig: Any = Module.__call__, **kwargs: Any) -> Any:
+            tr = _active()
+            if tr is not None:
+                tr.modules.setdefault(id(mod), mod)
+            return _orig(mod, *args, **kwargs)
+
         self._patch(Optimizer, "step", opt_step)
         self._patch(Optimizer, "zero_grad", opt_zero)
         self._patch(Module, "zero_grad", mod_zero)
+        self._patch(Module, "__call__", mod_call)
 
     def _patch(self, cls: type, name: str, value: Any) -> None:
         self.saved.append((cls, name, cls.__dict__[name]))
@@ -615,7 +623,17 @@ def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
 
 
 class _Entry:
-    __slots__ = ("replay", "source", "leaves", "leaf_guard", "grad_guard", "index_guard", "events", "out_spec")
+    __slots__ = (
+        "replay",
+        "source",
+        "leaves",
+        "leaf_guard",
+        "grad_guard",
+        "index_guard",
+        "events",
+        "out_spec",
+        "module_guard",
+    )
 
 
 def _state_holders(fn: Callable, values: list) -> tuple[list, list[Tensor]]:
@@ -654,6 +672,13 @@ def _state_holders(fn: Callable, values: list) -> tuple[list, list[Tensor]]:
     return list(gens.values()), list(tensors.values())
 
 
+def _module_state(mod: Any) -> tuple:
+    """What a replay assumes of a module it called: its mode and which parameter and buffer objects it holds."""
+    d = vars(mod)
+    held = [*d.get("_parameters", {}).items(), *d.get("_buffers", {}).items()]
+    return (mod.training, tuple((name, id(t)) for name, t in held))
+
+
 def _number_guards(fn: Callable) -> tuple:
     """Python numbers the function's code can read from its closure and globals (part of the cache key)."""
     out = []
@@ -665,12 +690,12 @@ def _number_guards(fn: Callable) -> tuple:
             v = cell.cell_contents
         except ValueError:
             continue
-        if type(v) in (int, float, bool, str):
+        if type(v) in (int, float, bool, str) or isinstance(v, np.generic):
             out.append((name, v))
     g = getattr(fn, "__globals__", {})
     for name in _global_names(code):
         v = g.get(name)
-        if type(v) in (int, float, bool, str):
+        if type(v) in (int, float, bool, str) or isinstance(v, np.generic):
             out.append((name, v))
     return tuple(out)
 
@@ -746,6 +771,9 @@ class Compiled:
 
     @staticmethod
     def _leaves_match(entry: _Entry) -> bool:
+        for mod, state in entry.module_guard:  # train()/eval(), and the very tensors each module holds
+            if _module_state(mod) != state:
+                return False
         for leaf, was_none in entry.grad_guard:  # accumulate into .grad, or start it: as in the trace
             if (leaf.grad is None) != was_none:
                 return False
@@ -951,6 +979,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     ]
     entry.events = gen.events
     entry.grad_guard = list(tracer.grad_guard)
+    entry.module_guard = [(m, _module_state(m)) for m in tracer.modules.values()]
     entry.index_guard = gen.index_guard
     entry.out_spec = spec
     return entry
