@@ -495,3 +495,18 @@ def test_retain_grad_fills_on_backward_and_autograd_grad_as_torch():
     assert tb is not None
     np.testing.assert_allclose(h.data, th.numpy())
     np.testing.assert_allclose(x.data, tx.numpy())
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "var", "std"])
+def test_an_empty_dim_reduces_every_dim_as_torch(name):
+    x = np.arange(6.0).reshape(2, 3)
+    want = getattr(torch, name)(torch.tensor(x), dim=())
+    for empty in ((), []):
+        got = getattr(cr, name)(cr.tensor(x), dim=empty)
+        assert got.shape == tuple(want.shape) and np.allclose(got.numpy(), want.numpy())
+    assert cr.sum(cr.tensor(x), axis=()).shape == (2, 3)  # NumPy's spelling keeps NumPy's meaning
+
+
+def test_logsumexp_refuses_an_empty_dim():
+    with pytest.raises(ValueError, match="dim=None"):
+        cr.logsumexp(cr.ones(2, 3), dim=())

@@ -111,6 +111,17 @@ def pick(op: str, torch_name: str, torch_value: Any, numpy_name: str, numpy_valu
 
 
 # --- reductions ---------------------------------------------------------------------
+def _no_empty_dim(op: str, dim: Any) -> Any:
+    if isinstance(dim, (tuple, list)) and len(dim) == 0:
+        raise ValueError(f"{op}: dim=() is refused (torch fails on it); give dim=None to reduce every dim")
+    return dim
+
+
+def _all_if_empty(dim: Any) -> Any:
+    """torch reads ``dim=()`` in sum, mean, amax, amin, var, std as every dim (NumPy's ``axis=()``: none)."""
+    return None if isinstance(dim, (tuple, list)) and len(dim) == 0 else dim
+
+
 def _axes(x: Tensor, axis: Axis, op: str) -> Optional[tuple[int, ...]]:
     if axis is None:
         return None
@@ -140,7 +151,7 @@ def sum(  # noqa: A001
     x = _t(x)
     if dtype is not None:
         x = x.astype(dtype)
-    dim = pick("sum", "dim", dim, "axis", axis)
+    dim = pick("sum", "dim", _all_if_empty(dim), "axis", axis)
     keep = bool(pick("sum", "keepdim", keepdim, "keepdims", keepdims, False))
     if x.dtype == np.bool_:
         x = x.astype(np.int64)  # torch: summing booleans counts them
@@ -164,7 +175,7 @@ def mean(
         from .creation import get_default_dtype
 
         x = x.astype(get_default_dtype())
-    dim = pick("mean", "dim", dim, "axis", axis)
+    dim = pick("mean", "dim", _all_if_empty(dim), "axis", axis)
     keep = bool(pick("mean", "keepdim", keepdim, "keepdims", keepdims, False))
     axes = _axes(x, dim, "mean")
     if x.size == 0:  # an empty axis averages to NaN, as torch, without NumPy's warning
@@ -303,7 +314,7 @@ def amax(
     return _extremum(
         R.max_,
         x,
-        pick("amax", "dim", dim, "axis", axis),
+        pick("amax", "dim", _all_if_empty(dim), "axis", axis),
         bool(pick("amax", "keepdim", keepdim, "keepdims", keepdims, False)),
     )
 
@@ -315,7 +326,7 @@ def amin(
     return _extremum(
         R.min_,
         x,
-        pick("amin", "dim", dim, "axis", axis),
+        pick("amin", "dim", _all_if_empty(dim), "axis", axis),
         bool(pick("amin", "keepdim", keepdim, "keepdims", keepdims, False)),
     )
 
@@ -326,7 +337,7 @@ def logsumexp(
     return _extremum(
         R.logsumexp,
         x,
-        pick("logsumexp", "dim", dim, "axis", axis),
+        pick("logsumexp", "dim", _no_empty_dim("logsumexp", dim), "axis", axis),
         bool(pick("logsumexp", "keepdim", keepdim, "keepdims", keepdims, False)),
     )
 
@@ -846,7 +857,7 @@ def var(
 ) -> Tensor:
     """Variance over ``dim``; torch's default ``correction=1`` (unbiased).  NumPy's ``ddof`` is the same knob."""
     x = _t(x)
-    dim = pick("var", "dim", dim, "axis", axis)
+    dim = pick("var", "dim", _all_if_empty(dim), "axis", axis)
     keep = bool(pick("var", "keepdim", keepdim or None, "keepdims", keepdims, False))
     if unbiased is not None:
         corr = 1 if unbiased else 0
