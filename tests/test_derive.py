@@ -356,7 +356,7 @@ def test_at_values_the_cs231n_example(capsys):
     argv = ["derive", "q = W @ x; f = sum(q * q)", "--at", "W=[[0.1,0.5],[-0.3,0.8]]", "x=[0.2,0.4]"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "dW = 2×2 [[0.0880, 0.1760], [0.1040, 0.2080]]" in out and "dx = 2 [-0.1120, 0.6360]" in out
+    assert "dW = [[0.0880, 0.1760], [0.1040, 0.2080]] (2×2)" in out and "dx = [-0.1120, 0.6360]" in out
     assert "∂(W @ x)/∂x  (2×2, dense):" in out and "[-0.3   0.8]" in out
     assert "both uses of q together" in out
     bad = ["derive", "q = W @ x; f = sum(q * q)", "--at", "W=[[0.1,0.5]]", "x=[0.2,0.4]", "--shape", "W=2x2"]

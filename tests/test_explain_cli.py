@@ -240,3 +240,15 @@ def test_shape_takes_x_in_either_case_and_refuses_a_star(capsys):
     assert "z = W · a   4×1" in out and "4×3" in out  # W read as 4×3
     assert main(["derive", "z = W @ a; E = sum(z)", "--shape", "W=4*3", "a=3x1"]) == 2
     assert "'*' is not a shape separator" in capsys.readouterr().err
+
+
+def test_derive_at_with_a_named_subterm_and_nan_entries_prints_them(capsys):
+    from chainrule.cli import main
+
+    assert main(["derive", "E = sum(x ** y)", "--shape", "x=3", "y=3", "--at", "x=[1,2,3]", "y=[0.5,1,1]"]) == 0
+    assert "dx = [0.5000, 1.0000, 1.0000]" in capsys.readouterr().out  # values first, no leading length
+    assert main(["derive", "E = sum(log(x))", "--shape", "x=2", "--at", "x=[-1,2]"]) == 0
+    captured = capsys.readouterr()
+    assert "[nan  nan]" in captured.out and "RuntimeWarning" not in captured.err  # NaN shown, never as 0
+    assert main(["derive", "E = sum(x)", "--shape", "x=3", "--seed", "-1"]) == 2
+    assert "expected a seed from 0 to 2**32-1, got -1" in capsys.readouterr().err

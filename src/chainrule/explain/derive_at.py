@@ -15,30 +15,19 @@ import numpy as np
 
 from .derive_check import _run_forward
 from .derive_run import load
+from .format import fmt_value as format_value
 from .parse import evaluate, parse_expression, parse_program
 
 MAX_SHOWN = 64  # a local Jacobian with more entries is described, not printed
 
 
-def _number(v: float) -> str:
-    return f"{v:.4f}" if v == 0 or 1e-4 <= abs(v) < 1e6 else f"{v:.4e}"
-
-
-def _nested(a: np.ndarray) -> str:
-    return _number(float(a)) if a.ndim == 0 else "[" + ", ".join(_nested(x) for x in a) + "]"
-
-
 def fmt_value(v: np.ndarray) -> str:
-    """``0.1160``; ``2 [0.2200, 0.2600]``; a large array by its shape only."""
-    v = np.asarray(v, dtype=np.float64)
-    if v.ndim == 0:
-        return _number(float(v))
-    shape = "×".join(map(str, v.shape))
-    return f"{shape} {_nested(v)}" if v.size <= 36 else f"{shape} array"
+    """The trace's formatting (values first, the shape after a matrix), with four decimals."""
+    return format_value(np.asarray(v, dtype=np.float64), precision=4)
 
 
 def _matrix(J: np.ndarray) -> list[str]:
-    cells = [[f"{v:.4g}" if abs(v) > 1e-12 else "0" for v in row] for row in J]
+    cells = [[f"{v:.4g}" if not abs(v) <= 1e-12 else "0" for v in row] for row in J]  # NaN and inf print as such
     width = max(len(c) for row in cells for c in row)
     return ["      [" + "  ".join(c.rjust(width) for c in row) + "]" for row in cells]
 
@@ -51,8 +40,9 @@ def at_text(d: Any, values: Mapping[str, Any]) -> str:
 
     prog = parse_program(_generic(d.program))
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
-    grads = load(d.numpy())(**arrays)
-    env = _run_forward(prog, arrays)
+    with np.errstate(all="ignore"):  # NaN and inf are printed where they arise, not warned about
+        grads = load(d.numpy())(**arrays)
+        env = _run_forward(prog, arrays)
     out = ["at the given values (from the exported equations):"]
     for name, t in env.items():
         if name in arrays or name == prog.output:
@@ -65,7 +55,8 @@ def at_text(d: Any, values: Mapping[str, Any]) -> str:
             out.append(f"  {ln.name} = {fmt_value(np.asarray(grads[key]))}")
     notes, seen = [], set()
     for j in d.jacobians:  # an operand used twice (q * q) is shown once: the whole derivative, both terms added
-        if j.input.isidentifier() and j.rows * j.cols <= MAX_SHOWN and (j.operation, j.input) not in seen:
+        small = j.rows * j.cols <= MAX_SHOWN
+        if j.input.isidentifier() and j.input in env and small and (j.operation, j.input) not in seen:
             seen.add((j.operation, j.input))
             notes.append(j)
     if notes:

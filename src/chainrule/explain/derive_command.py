@@ -48,7 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate at these values, e.g. W=[[0.1,0.5],[-0.3,0.8]] x=[0.2,0.4] (gives the shapes too)",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the check against central differences")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the numerical check (default 0)")
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="random seed of the numerical check, 0 to 2**32-1 (default 0)"
+    )
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32-1, got {value}")
+    return value
 
 
 def parse_shape(name: str, text: str) -> tuple:
