@@ -218,3 +218,14 @@ def test_a_second_ctrl_c_does_not_abort_the_save(tmp_path, monkeypatch, when):
     want = 1 if when == "interrupt-save" else 3
     assert hits == [want] and cr.load(path)["epoch"] == want
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_plot_path_that_cannot_be_written_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    from chainrule.cli import main
+
+    monkeypatch.chdir(tmp_path)  # where the default checkpoint would be written
+    assert main(["train", "--epochs", "1", "--plot", str(tmp_path / "nodir" / "p.png")]) == 2
+    assert "--plot: the directory" in capsys.readouterr().err
+    assert main(["train", "--epochs", "1", "--plot", str(tmp_path / "p.txt")]) == 2
+    assert "must end in one of .png" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.npz"))  # nothing trained, nothing saved

@@ -705,6 +705,9 @@ class _DeferInterrupt:
             signal.signal(signal.SIGINT, self.previous)
 
 
+PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
+
+
 def _writable_path_problem(path: str) -> Optional[str]:
     """Why a checkpoint cannot be written at ``path`` (checked before training), or None."""
     directory = os.path.dirname(path) or "."
@@ -807,6 +810,13 @@ def _run(args: argparse.Namespace) -> int:
         except ImportError:
             print("chainrule train: --plot needs matplotlib: pip install 'chainrule[plot]'", file=err)
             return 2
+        problem = _writable_path_problem(args.plot)
+        suffix = os.path.splitext(args.plot)[1].lower().lstrip(".")
+        if problem is None and suffix not in PLOT_FORMATS:
+            problem = f"{args.plot}: the file name must end in one of {', '.join('.' + f for f in PLOT_FORMATS)}"
+        if problem:
+            print(f"chainrule train: --plot: {problem}", file=err)
+            return 2
 
     fancy = can_encode(out, "→×")
     arch = describe_model(cfg, fancy)
@@ -868,7 +878,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     final = history.test_acc[-1] if history.test_acc else float("nan")
     print(
-        f"test accuracy {100 * final:.1f}% ({cfg.dataset}, {state['epoch']} epochs) in {wall:.1f}s; "
+        f"test accuracy {100 * final:.1f}% ({cfg.dataset}, {state['epoch']} epoch{'s' if state['epoch'] != 1 else ''}) "
+        f"in {wall:.1f}s; "
         f"checkpoint saved to {path}",
         file=out,
     )
