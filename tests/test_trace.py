@@ -261,3 +261,13 @@ def test_a_parameter_registered_in_two_models_keeps_a_neutral_name():
     labels = {leaf.label for leaf in t.leaves}
     assert "b_w" in labels and "0.bias" not in labels  # three models' 0.bias: none may claim the name
     assert np.allclose(twin[0].weight.data, a[0].weight.data)
+
+
+def test_a_one_input_formula_never_borrows_the_name_of_a_program_variable_called_x():
+    x, y = cr.tensor(4.0, requires_grad=True), cr.tensor(2.0, requires_grad=True)
+    t = cr.trace(cr.log(y) * x, names={"x": x, "y": y})
+    (log_step,) = [s for s in t.steps if s.op == "log"]
+    assert log_step.inputs[0].formula == "1 / y"  # not 1 / x, which would read as 1/4 here
+    a = cr.tensor(2.0, requires_grad=True)
+    (only,) = cr.trace(1.0 / a, names={"a": a}).steps
+    assert [e.formula for e in only.inputs if e.formula] == ["-1 / x²"]  # the lecture's placeholder otherwise

@@ -244,12 +244,15 @@ def local_formula(
     constants: list[Optional[Any]],
     args: tuple,
     out_shape: Optional[tuple[int, ...]] = None,
+    names_in_use: frozenset = frozenset(),
 ) -> str:
     """The local derivative of input ``i`` as the rule computes it, printed.
 
     A gate with one variable input reads as in the lecture notes: that input is ``x`` (``1/x`` has
-    ``−1 / x²``); with several, every operand keeps its name (``∂(w0·x0)/∂w0 = x0``).  Constants appear as
-    numbers.  For a non-elementwise operation the formula is the VJP with the upstream gradient ``g``.
+    ``−1 / x²``), unless the program has a variable of its own called ``x`` (in ``names_in_use``), when
+    the operand keeps its name; with several, every operand keeps its name (``∂(w0·x0)/∂w0 = x0``).
+    Constants appear as numbers.  For a non-elementwise operation the formula is the VJP with the upstream
+    gradient ``g``.
     """
     from . import symbolic as S
 
@@ -263,7 +266,8 @@ def local_formula(
             c = np.asarray(constants[j], dtype=np.float64)
             inputs.append(S.const(float(c), shape) if c.ndim == 0 else S.var(fmt_const(c), shape))
         else:
-            inputs.append(S.var("x" if lone else operands[j], shape))
+            placeholder = "x" if "x" not in names_in_use or operands[j] == "x" else operands[j]
+            inputs.append(S.var(placeholder if lone else operands[j], shape))
     if out_shape is None:
         with np.errstate(all="ignore"):
             out_shape = tuple(np.shape(prim.fwd(*[np.asarray(t) for t in tensors], *params)))
@@ -480,6 +484,7 @@ def trace(
                 leaf_ids.add(id(inp))
                 leaf_order.append(inp)
     _name_unlabelled_leaves(leaf_order, labels)
+    leaf_names = frozenset(labels[id(t)] for t in leaf_order)  # a variable called x: formulas keep operand names
     named = [id(t) for t in (names or {}).values()]
     leaf_order.sort(key=lambda t: named.index(id(t)) if id(t) in named else len(named))
 
@@ -494,6 +499,7 @@ def trace(
         view = node_of(t)
         prim, inputs, args = view.prim, view.inputs, view.args
         nin = len(inputs)
+        in_use = leaf_names
         # an input tensor outside the graph (a constant such as exp(2), computed without gradients) reads as a constant
         in_graph = [x is not None and id(x) in labels for x in inputs]
         operands = [labels[id(x)] if g else fmt_const(args[j]) for j, (x, g) in enumerate(zip(inputs, in_graph))]
@@ -511,7 +517,7 @@ def trace(
             edge = Edge(
                 operands[i],
                 _copy(value),
-                local_formula(prim, i, operands, constants, args, tuple(np.shape(out))),
+                local_formula(prim, i, operands, constants, args, tuple(np.shape(out)), in_use),
                 _local_value(prim, xp, out, i, args),
                 _copy(gi),
                 jacobian=jac,
