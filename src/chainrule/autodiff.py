@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from heapq import heapify, heappop, heappush
+from operator import attrgetter
 from typing import Any, Optional
 
 import numpy as np
@@ -195,6 +196,15 @@ def run_backward(
         if r._node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
     wanted = None if inputs is None else {id(t) for t in inputs}
+    if wanted is None and not create_graph and not MODE.anomaly and _SLOTS_LOCK.acquire(blocking=False):
+        try:  # the common case: one walk at a time uses the tensors' own _bg slots
+            done = _walk_slots(roots, seed_values, retain_graph)
+        finally:
+            _SLOTS_LOCK.release()
+        if done is not None:
+            with _DELIVERY_LOCK:
+                _deliver(done[0], done[1], False)
+            return None
     needed = None if wanted is None else _needed(toposort(roots), wanted)
 
     # Non-leaf tensors are keyed by their node's sequence number (the heap holds
@@ -236,6 +246,213 @@ def run_backward(
     with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
         _deliver(leaf_grads, leaves, create_graph)
     return None
+
+
+# One thread at a time may keep gradients in the tensors' ``_bg`` slots; a backward
+# that finds the lock taken (another thread, or a hook calling backward inside a
+# walk) takes the dictionary walk instead.
+_SLOTS_LOCK = threading.Lock()
+
+
+class _NoGrad:
+    """The ``_bg`` mark of a tensor this walk reached that has received no gradient yet."""
+
+    def __repr__(self) -> str:
+        return "NOGRAD"
+
+
+_NOGRAD = _NoGrad()
+_BY_SEQ = attrgetter("_seq")
+
+
+def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: bool) -> Optional[tuple]:
+    """First-order backward into ``.grad`` without a heap or dictionaries: returns ``(leaf_grads, leaves)``.
+
+    Collects the nodes reachable from ``roots`` with an explicit stack, marking
+    each by its ``_bg`` slot, and sweeps them newest first: every input was made
+    before the node that reads it, so decreasing ``_seq`` is a topological order.
+    Gradients accumulate in ``_bg``; each slot is None again afterwards, also
+    when a rule raises.  Returns None, having changed nothing, when some input
+    is newer than its reader (a hook node put in front of a tensor already
+    used): the heap walk handles that order.
+    """
+    nograd = _NOGRAD
+    order: list[Tensor] = []
+    reached: list[Tensor] = []  # leaves marked by the collection
+    stack = list(roots)
+    keep = order.append
+    push = stack.append
+    ordered = True
+    while stack:
+        t = stack.pop()
+        if t._bg is not None:
+            continue
+        t._bg = nograd
+        if t._node is None:
+            reached.append(t)
+            continue
+        keep(t)
+        seq = t._seq
+        if t._args is None:
+            a = t._a
+            if a is not None and a.requires_grad and a._bg is None:
+                if a._node is not None and a._seq > seq:
+                    ordered = False
+                push(a)
+            b = t._b
+            if b is not UNARY and b is not None and b.requires_grad and b._bg is None:
+                if b._node is not None and b._seq > seq:
+                    ordered = False
+                push(b)
+        else:
+            for inp in t._a:
+                if inp is not None and inp.requires_grad and inp._bg is None:
+                    if inp._node is not None and inp._seq > seq:
+                        ordered = False
+                    push(inp)
+    if not ordered:
+        for t in order:
+            t._bg = None
+        for t in reached:
+            t._bg = None
+        return None
+    for r, s in zip(roots, seeds):
+        prev = r._bg
+        r._bg = s if prev is nograd else prev + s
+    leaves: list[Tensor] = [r for r in roots if r._node is None]
+    order.sort(key=_BY_SEQ, reverse=True)
+    try:
+        _sweep(order, leaves, retain_graph)
+    except BaseException:
+        for t in order:
+            t._bg = None
+        for t in reached:
+            t._bg = None
+        raise
+    leaf_grads: dict[int, Any] = {}
+    leaf_map: dict[int, Tensor] = {}
+    for leaf in leaves:
+        key = id(leaf)
+        if key not in leaf_map:
+            leaf_map[key] = leaf
+            leaf_grads[key] = leaf._bg
+    for t in reached:
+        t._bg = None
+    return leaf_grads, leaf_map
+
+
+def _sweep(order: list[Tensor], leaves: list[Tensor], retain_graph: bool) -> None:
+    """:func:`_walk_slots`' hot loop: apply each node's rules, newest node first."""
+    nograd = _NOGRAD
+    now = EPOCHS.value
+    got = leaves.append
+    scalar_xp = SCALAR
+    for t in order:
+        g = t._bg
+        t._bg = None
+        if g is nograd:  # reached, but no rule sent it a gradient
+            continue
+        prim = t._node
+        if prim is FREED:
+            raise GraphFreedError(_FREED_MESSAGE)
+        if t._epoch != now:
+            _check_fresh(t)
+        out = t._data
+        vjps = prim.vjps
+        if t._args is None and not prim.variadic:
+            b = t._b
+            av = t._av
+            scalar = type(out) is float and prim.scalar_fwd is not None
+            if b is UNARY:
+                a = t._a
+                if a is not None and a.requires_grad and (rule := vjps[0]) is not None:
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, av)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), av)
+                    else:
+                        gi = rule(NUMPY, g, out, av)
+                    if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
+                        gi = _fit(gi, av)
+                    prev = a._bg
+                    if prev is nograd:
+                        a._bg = gi
+                        if a._node is None:
+                            got(a)
+                    else:
+                        a._bg = prev + gi
+            else:
+                bv = t._bv
+                a = t._a
+                if a is not None and a.requires_grad and (rule := vjps[0]) is not None:
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, av, bv)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), av, bv)
+                    else:
+                        gi = rule(NUMPY, g, out, av, bv)
+                    if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
+                        gi = _fit(gi, av)
+                    prev = a._bg
+                    if prev is nograd:
+                        a._bg = gi
+                        if a._node is None:
+                            got(a)
+                    else:
+                        a._bg = prev + gi
+                if b is not None and b.requires_grad and (rule := vjps[1]) is not None:
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, av, bv)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), av, bv)
+                    else:
+                        gi = rule(NUMPY, g, out, av, bv)
+                    if type(gi) is not float or type(bv) is not float:  # arrays: reduce to the input's shape
+                        gi = _fit(gi, bv)
+                    prev = b._bg
+                    if prev is nograd:
+                        b._bg = gi
+                        if b._node is None:
+                            got(b)
+                    else:
+                        b._bg = prev + gi
+        else:
+            inputs, vals = node_parts(t)
+            scalar = type(out) is float and prim.scalar_fwd is not None
+            for i, inp in enumerate(inputs):
+                if inp is None or not inp.requires_grad:
+                    continue
+                if prim.variadic:
+                    gi = vjps[0](NUMPY, g, out, i, *vals)
+                else:
+                    rule = vjps[i]
+                    if rule is None:
+                        continue
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, *vals)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), *vals)
+                    else:
+                        gi = rule(NUMPY, g, out, *vals)
+                gi = _fit(gi, vals[i])
+                prev = inp._bg
+                if prev is nograd:
+                    inp._bg = gi
+                    if inp._node is None:
+                        got(inp)
+                else:
+                    inp._bg = prev + gi
+        if not retain_graph:  # release(t), inlined: this loop is hot
+            t._node = FREED
+            t._a = t._b = t._av = t._bv = t._args = None
 
 
 def _walk_numeric(state: tuple, retain_graph: bool) -> None:
