@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from heapq import heapify, heappop, heappush
-from operator import attrgetter
 from typing import Any, Optional
 
 import numpy as np
@@ -198,13 +197,12 @@ def run_backward(
     wanted = None if inputs is None else {id(t) for t in inputs}
     if wanted is None and not create_graph and not MODE.anomaly and _SLOTS_LOCK.acquire(blocking=False):
         try:  # the common case: one walk at a time uses the tensors' own _bg slots
-            done = _walk_slots(roots, seed_values, retain_graph)
+            leaf_grads, leaves = _walk_slots(roots, seed_values, retain_graph)
         finally:
             _SLOTS_LOCK.release()
-        if done is not None:
-            with _DELIVERY_LOCK:
-                _deliver(done[0], done[1], False)
-            return None
+        with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
+            _deliver(leaf_grads, leaves, False)
+        return None
     needed = None if wanted is None else _needed(toposort(roots), wanted)
 
     # Non-leaf tensors are keyed by their node's sequence number (the heap holds
@@ -254,104 +252,74 @@ def run_backward(
 _SLOTS_LOCK = threading.Lock()
 
 
-class _NoGrad:
-    """The ``_bg`` mark of a tensor this walk reached that has received no gradient yet."""
+def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: bool) -> tuple:
+    """First-order backward into ``.grad`` without a heap: returns ``(leaf_grads, leaves)`` for :func:`_deliver`.
 
-    def __repr__(self) -> str:
-        return "NOGRAD"
-
-
-_NOGRAD = _NoGrad()
-_BY_SEQ = attrgetter("_seq")
-
-
-def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: bool) -> Optional[tuple]:
-    """First-order backward into ``.grad`` without a heap or dictionaries: returns ``(leaf_grads, leaves)``.
-
-    Collects the nodes reachable from ``roots`` with an explicit stack, marking
-    each by its ``_bg`` slot, and sweeps them newest first: every input was made
-    before the node that reads it, so decreasing ``_seq`` is a topological order.
-    Gradients accumulate in ``_bg``; each slot is None again afterwards, also
-    when a rule raises.  Returns None, having changed nothing, when some input
-    is newer than its reader (a hook node put in front of a tensor already
-    used): the heap walk handles that order.
+    Gradients accumulate in the tensors' own ``_bg`` slots; nodes waiting for
+    their turn sit in one dict keyed by creation number, and a cursor walks the
+    numbers down (every input was made before the node that reads it, so that
+    is a topological order).  Every slot is None again afterwards, also when a
+    rule raises.
     """
-    nograd = _NOGRAD
-    order: list[Tensor] = []
-    reached: list[Tensor] = []  # leaves marked by the collection
-    stack = list(roots)
-    keep = order.append
-    push = stack.append
-    ordered = True
-    while stack:
-        t = stack.pop()
-        if t._bg is not None:
-            continue
-        t._bg = nograd
-        if t._node is None:
-            reached.append(t)
-            continue
-        keep(t)
-        seq = t._seq
-        if t._args is None:
-            a = t._a
-            if a is not None and a.requires_grad and a._bg is None:
-                if a._node is not None and a._seq > seq:
-                    ordered = False
-                push(a)
-            b = t._b
-            if b is not UNARY and b is not None and b.requires_grad and b._bg is None:
-                if b._node is not None and b._seq > seq:
-                    ordered = False
-                push(b)
-        else:
-            for inp in t._a:
-                if inp is not None and inp.requires_grad and inp._bg is None:
-                    if inp._node is not None and inp._seq > seq:
-                        ordered = False
-                    push(inp)
-    if not ordered:
-        for t in order:
-            t._bg = None
-        for t in reached:
-            t._bg = None
-        return None
+    pending: dict[int, Tensor] = {}
+    leaves: list[Tensor] = []
     for r, s in zip(roots, seeds):
         prev = r._bg
-        r._bg = s if prev is nograd else prev + s
-    leaves: list[Tensor] = [r for r in roots if r._node is None]
-    order.sort(key=_BY_SEQ, reverse=True)
+        if prev is None:
+            r._bg = s
+            if r._node is None:
+                leaves.append(r)
+            else:
+                pending[r._seq] = r
+        else:
+            r._bg = prev + s
     try:
-        _sweep(order, leaves, retain_graph)
+        if pending:
+            _sweep(pending, leaves, retain_graph)
     except BaseException:
-        for t in order:
+        for t in pending.values():
             t._bg = None
-        for t in reached:
+        for t in leaves:
             t._bg = None
         raise
     leaf_grads: dict[int, Any] = {}
     leaf_map: dict[int, Tensor] = {}
     for leaf in leaves:
         key = id(leaf)
-        if key not in leaf_map:
-            leaf_map[key] = leaf
-            leaf_grads[key] = leaf._bg
-    for t in reached:
-        t._bg = None
+        leaf_map[key] = leaf
+        leaf_grads[key] = leaf._bg
+        leaf._bg = None
     return leaf_grads, leaf_map
 
 
-def _sweep(order: list[Tensor], leaves: list[Tensor], retain_graph: bool) -> None:
-    """:func:`_walk_slots`' hot loop: apply each node's rules, newest node first."""
-    nograd = _NOGRAD
+def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool) -> None:
+    """:func:`_walk_slots`' hot loop: take the newest waiting node, apply its rules, pass the gradients on.
+
+    The cursor steps down one creation number at a time; a long run of numbers
+    that no waiting node has (nodes of other graphs) jumps to the newest waiting
+    one.  An input newer than the node reading it (a hook put in front of a tensor
+    already used) moves the cursor back up to it, as a heap would.
+    """
     now = EPOCHS.value
     got = leaves.append
     scalar_xp = SCALAR
-    for t in order:
+    pop = pending.pop
+    seq = max(pending)
+    misses = 0
+    while pending:
+        t = pop(seq, None)
+        if t is None:
+            misses += 1
+            if misses > len(pending) + 8:
+                seq = max(pending)
+                misses = 0
+            else:
+                seq -= 1
+            continue
+        misses = 0
+        seq -= 1
         g = t._bg
         t._bg = None
-        if g is nograd:  # reached, but no rule sent it a gradient
-            continue
         prim = t._node
         if prim is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
@@ -377,10 +345,15 @@ def _sweep(order: list[Tensor], leaves: list[Tensor], retain_graph: bool) -> Non
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
                         gi = _fit(gi, av)
                     prev = a._bg
-                    if prev is nograd:
+                    if prev is None:
                         a._bg = gi
                         if a._node is None:
                             got(a)
+                        else:
+                            iseq = a._seq
+                            pending[iseq] = a
+                            if iseq > seq:
+                                seq = iseq
                     else:
                         a._bg = prev + gi
             else:
@@ -398,10 +371,15 @@ def _sweep(order: list[Tensor], leaves: list[Tensor], retain_graph: bool) -> Non
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
                         gi = _fit(gi, av)
                     prev = a._bg
-                    if prev is nograd:
+                    if prev is None:
                         a._bg = gi
                         if a._node is None:
                             got(a)
+                        else:
+                            iseq = a._seq
+                            pending[iseq] = a
+                            if iseq > seq:
+                                seq = iseq
                     else:
                         a._bg = prev + gi
                 if b is not None and b.requires_grad and (rule := vjps[1]) is not None:
@@ -416,10 +394,15 @@ def _sweep(order: list[Tensor], leaves: list[Tensor], retain_graph: bool) -> Non
                     if type(gi) is not float or type(bv) is not float:  # arrays: reduce to the input's shape
                         gi = _fit(gi, bv)
                     prev = b._bg
-                    if prev is nograd:
+                    if prev is None:
                         b._bg = gi
                         if b._node is None:
                             got(b)
+                        else:
+                            iseq = b._seq
+                            pending[iseq] = b
+                            if iseq > seq:
+                                seq = iseq
                     else:
                         b._bg = prev + gi
         else:
@@ -444,10 +427,15 @@ def _sweep(order: list[Tensor], leaves: list[Tensor], retain_graph: bool) -> Non
                         gi = rule(NUMPY, g, out, *vals)
                 gi = _fit(gi, vals[i])
                 prev = inp._bg
-                if prev is nograd:
+                if prev is None:
                     inp._bg = gi
                     if inp._node is None:
                         got(inp)
+                    else:
+                        iseq = inp._seq
+                        pending[iseq] = inp
+                        if iseq > seq:
+                            seq = iseq
                 else:
                     inp._bg = prev + gi
         if not retain_graph:  # release(t), inlined: this loop is hot
