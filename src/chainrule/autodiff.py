@@ -195,7 +195,7 @@ def run_backward(
         if r._node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
     wanted = None if inputs is None else {id(t) for t in inputs}
-    if wanted is None and not create_graph and not MODE.anomaly and _SLOTS_LOCK.acquire(blocking=False):
+    if wanted is None and not create_graph and not MODE.anomaly and SLOT_WALK and _SLOTS_LOCK.acquire(blocking=False):
         try:  # the common case: one walk at a time uses the tensors' own _bg slots
             leaf_grads, leaves = _walk_slots(roots, seed_values, retain_graph)
         finally:
@@ -250,6 +250,7 @@ def run_backward(
 # that finds the lock taken (another thread, or a hook calling backward inside a
 # walk) takes the dictionary walk instead.
 _SLOTS_LOCK = threading.Lock()
+SLOT_WALK = True  # False: every first-order backward takes the heap walk (for A/B checks: bench/ab_backward.py)
 
 
 def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: bool) -> tuple:
