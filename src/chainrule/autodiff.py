@@ -344,7 +344,13 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool)
                     else:
                         gi = rule(NUMPY, g, out, av)
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
-                        gi = _fit(gi, av)
+                        if (
+                            type(av) is not ndarray
+                            or type(gi) is not ndarray
+                            or gi.shape != av.shape
+                            or gi.dtype is not av.dtype
+                        ):
+                            gi = _fit(gi, av)
                     prev = a._bg
                     if prev is None:
                         a._bg = gi
@@ -370,7 +376,13 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool)
                     else:
                         gi = rule(NUMPY, g, out, av, bv)
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
-                        gi = _fit(gi, av)
+                        if (
+                            type(av) is not ndarray
+                            or type(gi) is not ndarray
+                            or gi.shape != av.shape
+                            or gi.dtype is not av.dtype
+                        ):
+                            gi = _fit(gi, av)
                     prev = a._bg
                     if prev is None:
                         a._bg = gi
@@ -393,7 +405,13 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool)
                     else:
                         gi = rule(NUMPY, g, out, av, bv)
                     if type(gi) is not float or type(bv) is not float:  # arrays: reduce to the input's shape
-                        gi = _fit(gi, bv)
+                        if (
+                            type(bv) is not ndarray
+                            or type(gi) is not ndarray
+                            or gi.shape != bv.shape
+                            or gi.dtype is not bv.dtype
+                        ):
+                            gi = _fit(gi, bv)
                     prev = b._bg
                     if prev is None:
                         b._bg = gi
