@@ -276,7 +276,7 @@ def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: boo
             r._bg = prev + s
     try:
         if pending:
-            _sweep(pending, leaves, retain_graph)
+            _sweep(pending, leaves, retain_graph, max(pending))
     except BaseException:
         for t in pending.values():
             t._bg = None
@@ -293,7 +293,7 @@ def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: boo
     return leaf_grads, leaf_map
 
 
-def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool) -> None:
+def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool, seq: int) -> None:
     """:func:`_walk_slots`' hot loop: take the newest waiting node, apply its rules, pass the gradients on.
 
     The cursor steps down one creation number at a time; a long run of numbers
@@ -305,7 +305,6 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool)
     got = leaves.append
     scalar_xp = SCALAR
     pop = pending.pop
-    seq = max(pending)
     misses = 0
     while pending:
         t = pop(seq, None)
@@ -460,6 +459,14 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool)
         if not retain_graph:  # release(t), inlined: this loop is hot
             t._node = FREED
             t._a = t._b = t._av = t._bv = t._args = None
+
+
+# CPython 3.11 specializes a function's bytecode (slot reads, float arithmetic) only
+# once it has been entered 8 times, however long its loops run.  The sweep is entered
+# once per backward(), so a fresh process's first 7 backward passes would run it
+# unspecialized, at about twice the time: enter it with nothing to do first.
+for _ in range(8):
+    _sweep({}, [], False, 0)
 
 
 def _walk_numeric(state: tuple, retain_graph: bool) -> None:
