@@ -195,6 +195,14 @@ def run_backward(
         if r._node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
     wanted = None if inputs is None else {id(t) for t in inputs}
+    if wanted is None and not create_graph and not MODE.anomaly and SLOT_WALK and _SLOTS_LOCK.acquire(blocking=False):
+        try:  # the common case: one walk at a time uses the tensors' own _bg slots
+            leaf_grads, leaves = _walk_slots(roots, seed_values, retain_graph)
+        finally:
+            _SLOTS_LOCK.release()
+        with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
+            _deliver(leaf_grads, leaves, False)
+        return None
     needed = None if wanted is None else _needed(toposort(roots), wanted)
 
     # Non-leaf tensors are keyed by their node's sequence number (the heap holds
@@ -236,6 +244,229 @@ def run_backward(
     with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
         _deliver(leaf_grads, leaves, create_graph)
     return None
+
+
+# One thread at a time may keep gradients in the tensors' ``_bg`` slots; a backward
+# that finds the lock taken (another thread, or a hook calling backward inside a
+# walk) takes the dictionary walk instead.
+_SLOTS_LOCK = threading.Lock()
+SLOT_WALK = True  # False: every first-order backward takes the heap walk (for A/B checks: bench/ab_backward.py)
+
+
+def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: bool) -> tuple:
+    """First-order backward into ``.grad`` without a heap: returns ``(leaf_grads, leaves)`` for :func:`_deliver`.
+
+    Gradients accumulate in the tensors' own ``_bg`` slots; nodes waiting for
+    their turn sit in one dict keyed by creation number, and a cursor walks the
+    numbers down (every input was made before the node that reads it, so that
+    is a topological order).  Every slot is None again afterwards, also when a
+    rule raises.
+    """
+    pending: dict[int, Tensor] = {}
+    leaves: list[Tensor] = []
+    for r, s in zip(roots, seeds):
+        prev = r._bg
+        if prev is None:
+            r._bg = s
+            if r._node is None:
+                leaves.append(r)
+            else:
+                pending[r._seq] = r
+        else:
+            r._bg = prev + s
+    try:
+        if pending:
+            _sweep(pending, leaves, retain_graph, max(pending))
+    except BaseException:
+        for t in pending.values():
+            t._bg = None
+        for t in leaves:
+            t._bg = None
+        raise
+    leaf_grads: dict[int, Any] = {}
+    leaf_map: dict[int, Tensor] = {}
+    for leaf in leaves:
+        key = id(leaf)
+        leaf_map[key] = leaf
+        leaf_grads[key] = leaf._bg
+        leaf._bg = None
+    return leaf_grads, leaf_map
+
+
+def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool, seq: int) -> None:
+    """:func:`_walk_slots`' hot loop: take the newest waiting node, apply its rules, pass the gradients on.
+
+    The cursor steps down one creation number at a time; a long run of numbers
+    that no waiting node has (nodes of other graphs) jumps to the newest waiting
+    one.  An input newer than the node reading it (a hook put in front of a tensor
+    already used) moves the cursor back up to it, as a heap would.
+    """
+    now = EPOCHS.value
+    got = leaves.append
+    scalar_xp = SCALAR
+    pop = pending.pop
+    misses = 0
+    while pending:
+        t = pop(seq, None)
+        if t is None:
+            misses += 1
+            if misses > len(pending) + 8:
+                seq = max(pending)
+                misses = 0
+            else:
+                seq -= 1
+            continue
+        misses = 0
+        seq -= 1
+        g = t._bg
+        t._bg = None
+        prim = t._node
+        if prim is FREED:
+            raise GraphFreedError(_FREED_MESSAGE)
+        if t._epoch != now:
+            _check_fresh(t)
+        out = t._data
+        vjps = prim.vjps
+        if t._args is None and not prim.variadic:
+            b = t._b
+            av = t._av
+            scalar = type(out) is float and prim.scalar_fwd is not None
+            if b is UNARY:
+                a = t._a
+                if a is not None and a.requires_grad and (rule := vjps[0]) is not None:
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, av)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), av)
+                    else:
+                        gi = rule(NUMPY, g, out, av)
+                    if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
+                        if (
+                            type(av) is not ndarray
+                            or type(gi) is not ndarray
+                            or gi.shape != av.shape
+                            or gi.dtype is not av.dtype
+                        ):
+                            gi = _fit(gi, av)
+                    prev = a._bg
+                    if prev is None:
+                        a._bg = gi
+                        if a._node is None:
+                            got(a)
+                        else:
+                            iseq = a._seq
+                            pending[iseq] = a
+                            if iseq > seq:
+                                seq = iseq
+                    else:
+                        a._bg = prev + gi
+            else:
+                bv = t._bv
+                a = t._a
+                if a is not None and a.requires_grad and (rule := vjps[0]) is not None:
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, av, bv)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), av, bv)
+                    else:
+                        gi = rule(NUMPY, g, out, av, bv)
+                    if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
+                        if (
+                            type(av) is not ndarray
+                            or type(gi) is not ndarray
+                            or gi.shape != av.shape
+                            or gi.dtype is not av.dtype
+                        ):
+                            gi = _fit(gi, av)
+                    prev = a._bg
+                    if prev is None:
+                        a._bg = gi
+                        if a._node is None:
+                            got(a)
+                        else:
+                            iseq = a._seq
+                            pending[iseq] = a
+                            if iseq > seq:
+                                seq = iseq
+                    else:
+                        a._bg = prev + gi
+                if b is not None and b.requires_grad and (rule := vjps[1]) is not None:
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, av, bv)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), av, bv)
+                    else:
+                        gi = rule(NUMPY, g, out, av, bv)
+                    if type(gi) is not float or type(bv) is not float:  # arrays: reduce to the input's shape
+                        if (
+                            type(bv) is not ndarray
+                            or type(gi) is not ndarray
+                            or gi.shape != bv.shape
+                            or gi.dtype is not bv.dtype
+                        ):
+                            gi = _fit(gi, bv)
+                    prev = b._bg
+                    if prev is None:
+                        b._bg = gi
+                        if b._node is None:
+                            got(b)
+                        else:
+                            iseq = b._seq
+                            pending[iseq] = b
+                            if iseq > seq:
+                                seq = iseq
+                    else:
+                        b._bg = prev + gi
+        else:
+            inputs, vals = node_parts(t)
+            scalar = type(out) is float and prim.scalar_fwd is not None
+            for i, inp in enumerate(inputs):
+                if inp is None or not inp.requires_grad:
+                    continue
+                if prim.variadic:
+                    gi = vjps[0](NUMPY, g, out, i, *vals)
+                else:
+                    rule = vjps[i]
+                    if rule is None:
+                        continue
+                    if scalar:
+                        try:
+                            gi = rule(scalar_xp, g, out, *vals)
+                        except (ArithmeticError, ValueError):
+                            with np.errstate(all="ignore"):
+                                gi = rule(NUMPY, np.float64(g), np.float64(out), *vals)
+                    else:
+                        gi = rule(NUMPY, g, out, *vals)
+                gi = _fit(gi, vals[i])
+                prev = inp._bg
+                if prev is None:
+                    inp._bg = gi
+                    if inp._node is None:
+                        got(inp)
+                    else:
+                        iseq = inp._seq
+                        pending[iseq] = inp
+                        if iseq > seq:
+                            seq = iseq
+                else:
+                    inp._bg = prev + gi
+        if not retain_graph:  # release(t), inlined: this loop is hot
+            t._node = FREED
+            t._a = t._b = t._av = t._bv = t._args = None
+
+
+# CPython 3.11 specializes a function's bytecode (slot reads, float arithmetic) only
+# once it has been entered 8 times, however long its loops run.  The sweep is entered
+# once per backward(), so a fresh process's first 7 backward passes would run it
+# unspecialized, at about twice the time: enter it with nothing to do first.
+for _ in range(8):
+    _sweep({}, [], False, 0)
 
 
 def _walk_numeric(state: tuple, retain_graph: bool) -> None:

@@ -19,6 +19,9 @@ the cyclic garbage collector's share of a scalar graph small:
 - any other operation: ``_a`` the tuple of inputs and ``_args`` the forward's
   raw arguments (input values, then static parameters such as ``axis``).
 
+``_bg`` (on every tensor) is scratch space for one backward walk at a time: the
+gradient received so far, so the hot walk needs no dictionaries (None between walks).
+
 The node slots are set only on nodes, so read them after checking ``_node``.
 Tools read nodes through :mod:`chainrule.graph`, never these slots.
 """
@@ -679,6 +682,7 @@ class Tensor:
         "_av",
         "_bv",
         "_args",
+        "_bg",
         "__weakref__",
     )
     __array_priority__ = 1000
@@ -716,6 +720,7 @@ class Tensor:
         self._node = _node
         self._grad: Optional[Tensor] = None
         self._version = 0
+        self._bg = None  # backward's gradient accumulator while a walk holds the slots (see autodiff._walk_slots)
         if _node is not None:  # the graph-node record (see the module docstring)
             self._seq = _seq
             self._epoch = _epoch
