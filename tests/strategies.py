@@ -519,7 +519,7 @@ def _det(b: Builder, v: str) -> str:
 @template("einsum", when=_nd(1))
 def _einsum(b: Builder, v: str) -> str:
     s = b.shapes[v]
-    letters = "abcd"[: len(s)]
+    letters = "abcdefgh"[: len(s)]  # one letter per axis (a fold can hand over 5-D values)
     k = b.one_of([2, 3])
     w = b.new_input((s[-1], k))
     out = letters[:-1] + "z" if b.draw(st.booleans()) else "z"
