@@ -464,7 +464,7 @@ def _hook_node(t: Tensor, on_grad: Callable[[Any], Any], op: str) -> None:
         return g if replaced is None else replaced
 
     prim = Primitive(op, lambda x: x, kind="linear")
-    defvjp(prim, rule, local=("1",))
+    defvjp(prim, rule)
     t._node = prim
     t._seq = _next_seq()
     t._epoch = EPOCHS.value

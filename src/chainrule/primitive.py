@@ -38,8 +38,8 @@ class Primitive:
             variadic primitive has a single rule called as ``rule(xp, g, out, i, *args)``.
         kind: ``"elementwise"``, ``"linear"``, ``"bilinear"`` or ``None``; read by forward mode.
         jvp: an explicit forward-mode rule ``jvp(xp, tangents, out, *args)`` or ``None``.
-        symbol: how the operation is written in formulas (``"+"``, ``"exp"``).
-        local: per input, the local derivative as a readable formula (for traces).
+        symbol: how the operation is written in formulas (``"+"``, ``"exp"``).  (The trace's local-gradient
+            formulas are not stored: they are the VJP rules themselves, run on symbolic arrays.)
     """
 
     __slots__ = (
@@ -52,7 +52,6 @@ class Primitive:
         "kind",
         "jvp",
         "symbol",
-        "local",
         "doc",
     )
 
@@ -76,7 +75,6 @@ class Primitive:
         self.kind = kind
         self.jvp: Optional[Rule] = None
         self.symbol = symbol or name
-        self.local: tuple[str, ...] = ()
         self.doc = doc
 
     def __repr__(self) -> str:
@@ -98,12 +96,11 @@ def defprim(name: str, fwd: Callable[..., Any], **options: Any) -> Primitive:
     return prim
 
 
-def defvjp(prim: Primitive, *rules: Optional[Rule], local: tuple[str, ...] = ()) -> Primitive:
+def defvjp(prim: Primitive, *rules: Optional[Rule]) -> Primitive:
     """Attach VJP rules to ``prim``: one per input, ``None`` where not differentiable."""
     if not prim.variadic and len(rules) != prim.nin:
         raise ValueError(f"defvjp: primitive {prim.name!r} has {prim.nin} inputs but {len(rules)} rules were given")
     prim.vjps = tuple(rules)
-    prim.local = tuple(local)
     return prim
 
 

@@ -16,24 +16,23 @@ from ..primitive import defprim, defvjp
 # --- arithmetic -------------------------------------------------------------
 
 add = defprim("add", np.add, nin=2, scalar_fwd=operator.add, kind="linear", symbol="+")
-defvjp(add, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g, local=("1", "1"))
+defvjp(add, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g)
 
 sub = defprim("sub", np.subtract, nin=2, scalar_fwd=operator.sub, kind="linear", symbol="-")
-defvjp(sub, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g, local=("1", "-1"))
+defvjp(sub, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g)
 
 mul = defprim("mul", np.multiply, nin=2, scalar_fwd=operator.mul, kind="bilinear", symbol="*")
-defvjp(mul, lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x, local=("y", "x"))
+defvjp(mul, lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x)
 
 div = defprim("div", np.true_divide, nin=2, scalar_fwd=operator.truediv, kind="elementwise", symbol="/")
 defvjp(
     div,
     lambda xp, g, out, x, y: g / y,
     lambda xp, g, out, x, y: -g * out / y,
-    local=("1/y", "-x/y²"),
 )
 
 neg = defprim("neg", np.negative, scalar_fwd=operator.neg, kind="linear", symbol="-")
-defvjp(neg, lambda xp, g, out, x: -g, local=("-1",))
+defvjp(neg, lambda xp, g, out, x: -g)
 
 
 def _pow_dx(xp, g, out, x, y):
@@ -65,33 +64,33 @@ def _pow_dy(xp, g, out, x, y):
 
 
 power = defprim("pow", np.power, nin=2, scalar_fwd=math.pow, kind="elementwise", symbol="**")
-defvjp(power, _pow_dx, _pow_dy, local=("y·x^(y-1)", "x^y·log(x)"))
+defvjp(power, _pow_dx, _pow_dy)
 
 # --- unary math ---------------------------------------------------------------
 
 absolute = defprim("abs", np.abs, scalar_fwd=abs, kind="elementwise")
-defvjp(absolute, lambda xp, g, out, x: g * xp.sign(x), local=("sign(x)",))
+defvjp(absolute, lambda xp, g, out, x: g * xp.sign(x))
 
 exp = defprim("exp", np.exp, scalar_fwd=math.exp, kind="elementwise")
-defvjp(exp, lambda xp, g, out, x: g * out, local=("exp(x)",))
+defvjp(exp, lambda xp, g, out, x: g * out)
 
 log = defprim("log", np.log, scalar_fwd=math.log, kind="elementwise")
-defvjp(log, lambda xp, g, out, x: g / x, local=("1/x",))
+defvjp(log, lambda xp, g, out, x: g / x)
 
 log1p = defprim("log1p", np.log1p, scalar_fwd=math.log1p, kind="elementwise")
-defvjp(log1p, lambda xp, g, out, x: g / (x + 1.0), local=("1/(1+x)",))
+defvjp(log1p, lambda xp, g, out, x: g / (x + 1.0))
 
 sqrt = defprim("sqrt", np.sqrt, scalar_fwd=math.sqrt, kind="elementwise", symbol="√")
-defvjp(sqrt, lambda xp, g, out, x: g / (out * 2.0), local=("1/(2√x)",))
+defvjp(sqrt, lambda xp, g, out, x: g / (out * 2.0))
 
 sin = defprim("sin", np.sin, scalar_fwd=math.sin, kind="elementwise")
-defvjp(sin, lambda xp, g, out, x: g * xp.cos(x), local=("cos(x)",))
+defvjp(sin, lambda xp, g, out, x: g * xp.cos(x))
 
 cos = defprim("cos", np.cos, scalar_fwd=math.cos, kind="elementwise")
-defvjp(cos, lambda xp, g, out, x: -g * xp.sin(x), local=("-sin(x)",))
+defvjp(cos, lambda xp, g, out, x: -g * xp.sin(x))
 
 tanh = defprim("tanh", np.tanh, scalar_fwd=math.tanh, kind="elementwise")
-defvjp(tanh, lambda xp, g, out, x: g * (1.0 - out * out), local=("1-tanh²(x)",))
+defvjp(tanh, lambda xp, g, out, x: g * (1.0 - out * out))
 
 
 def _sigmoid(x):
@@ -108,7 +107,7 @@ def _sigmoid_scalar(x):
 
 
 sigmoid = defprim("sigmoid", _sigmoid, scalar_fwd=_sigmoid_scalar, kind="elementwise", symbol="σ")
-defvjp(sigmoid, lambda xp, g, out, x: g * (out * (1.0 - out)), local=("σ(x)(1-σ(x))",))
+defvjp(sigmoid, lambda xp, g, out, x: g * (out * (1.0 - out)))
 
 
 def _relu_scalar(x):
@@ -116,7 +115,7 @@ def _relu_scalar(x):
 
 
 relu = defprim("relu", lambda x: np.maximum(x, 0), scalar_fwd=_relu_scalar, kind="elementwise")
-defvjp(relu, lambda xp, g, out, x: g * (x > 0), local=("[x>0]",))
+defvjp(relu, lambda xp, g, out, x: g * (x > 0))
 
 # --- gates that route the gradient (ties split evenly, as torch.maximum does) --
 
@@ -146,10 +145,10 @@ def _min_scalar(x, y):
 
 
 maximum = defprim("maximum", np.maximum, nin=2, scalar_fwd=_max_scalar, kind="elementwise")
-defvjp(maximum, _max_dx, _max_dy, local=("[x>y]", "[y>x]"))
+defvjp(maximum, _max_dx, _max_dy)
 
 minimum = defprim("minimum", np.minimum, nin=2, scalar_fwd=_min_scalar, kind="elementwise")
-defvjp(minimum, _min_dx, _min_dy, local=("[x<y]", "[y<x]"))
+defvjp(minimum, _min_dx, _min_dy)
 
 where = defprim("where", np.where, nin=3, kind="elementwise")
 defvjp(
@@ -157,7 +156,6 @@ defvjp(
     None,
     lambda xp, g, out, c, x, y: xp.where(c, g, 0.0),
     lambda xp, g, out, c, x, y: xp.where(c, 0.0, g),
-    local=("", "[c]", "[not c]"),
 )
 
 
@@ -175,4 +173,4 @@ def _clip_dx(xp, g, out, x, lo, hi):
 
 
 clip = defprim("clip", _clip, nin=1, kind="elementwise")
-defvjp(clip, _clip_dx, local=("[lo≤x≤hi]",))
+defvjp(clip, _clip_dx)

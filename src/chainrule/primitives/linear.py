@@ -72,7 +72,7 @@ linear = defprim(
     symbol="linear",
     doc="x @ Wᵀ + b (nn.Linear), with W of shape (out_features, in_features)",
 )
-defvjp(linear, _linear_dx, _linear_dW, _linear_db, local=("y", "x", "1"))  # x: the input, y: W (trace letters)
+defvjp(linear, _linear_dx, _linear_dW, _linear_db)  # x: the input, y: W (trace letters)
 defjvp(linear, _linear_jvp)
 
 

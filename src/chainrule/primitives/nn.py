@@ -107,8 +107,8 @@ def _fold_dx(
     return _call(xp, unfold, g, kernel, dilation, padding, stride)
 
 
-defvjp(unfold, _unfold_dx, local=("col2im (sum back over the blocks)",))
-defvjp(fold, _fold_dx, local=("im2col (copy out to the blocks)",))
+defvjp(unfold, _unfold_dx)
+defvjp(fold, _fold_dx)
 
 
 # --- erf, for the exact GELU ---------------------------------------------------------------
@@ -123,6 +123,6 @@ def _erf(x: Any) -> np.ndarray:
 
 
 erf = defprim("erf", _erf, scalar_fwd=math.erf, kind="elementwise")
-defvjp(erf, lambda xp, g, out, x: g * (_TWO_OVER_SQRT_PI * xp.exp(-(x * x))), local=("2/√π·exp(-x²)",))
+defvjp(erf, lambda xp, g, out, x: g * (_TWO_OVER_SQRT_PI * xp.exp(-(x * x))))
 
 __all__ = ["blocks", "erf", "fold", "unfold"]

@@ -34,7 +34,7 @@ def _inverse_count(shape, axis):
 
 
 sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), kind="linear", symbol="Σ")
-defvjp(sum_, lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims), local=("1",))
+defvjp(sum_, lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims))
 
 mean = defprim("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), kind="linear")
 
@@ -43,7 +43,7 @@ def _mean_dx(xp, g, out, x, axis, keepdims):
     return expand(xp, g, xp.shape(x), axis, keepdims) * _inverse_count(xp.shape(x), axis)
 
 
-defvjp(mean, _mean_dx, local=("1/n",))
+defvjp(mean, _mean_dx)
 
 
 def _extremum_dx(xp, g, out, x, axis, keepdims):
@@ -63,11 +63,11 @@ def _extremum_jvp(xp, tangents, out, x, axis, keepdims):
 
 
 max_ = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
-defvjp(max_, _extremum_dx, local=("[x = max]",))
+defvjp(max_, _extremum_dx)
 defjvp(max_, _extremum_jvp)
 
 min_ = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims))
-defvjp(min_, _extremum_dx, local=("[x = min]",))
+defvjp(min_, _extremum_dx)
 defjvp(min_, _extremum_jvp)
 
 
@@ -96,7 +96,6 @@ defvjp(
     lambda xp, g, out, x, axis, keepdims: (
         expand(xp, g, xp.shape(x), axis, keepdims) * xp.exp(x - expand(xp, out, xp.shape(x), axis, keepdims))
     ),
-    local=("softmax(x)",),
 )
 defjvp(
     logsumexp,
@@ -122,7 +121,6 @@ softmax = defprim("softmax", _softmax)
 defvjp(
     softmax,
     lambda xp, g, out, x, axis: out * (g - xp.sum(g * out, axis, True)),
-    local=("diag(s) - s sᵀ",),
 )
 # The Jacobian diag(s) - s sᵀ is symmetric, so the JVP has the VJP's formula.
 defjvp(softmax, lambda xp, tangents, out, x, axis: out * (tangents[0] - xp.sum(tangents[0] * out, axis, True)))
@@ -138,6 +136,5 @@ log_softmax = defprim("log_softmax", _log_softmax)
 defvjp(
     log_softmax,
     lambda xp, g, out, x, axis: g - xp.exp(out) * xp.sum(g, axis, True),
-    local=("I - 1 softmax(x)ᵀ",),
 )
 defjvp(log_softmax, lambda xp, tangents, out, x, axis: tangents[0] - xp.sum(xp.exp(out) * tangents[0], axis, True))

@@ -8,7 +8,7 @@ from ..numeric import NUMPY
 from ..primitive import defprim, defvjp
 
 reshape = defprim("reshape", np.reshape, kind="linear")
-defvjp(reshape, lambda xp, g, out, x, shape: xp.reshape(g, xp.shape(x)), local=("1",))
+defvjp(reshape, lambda xp, g, out, x, shape: xp.reshape(g, xp.shape(x)))
 
 
 def inverse_permutation(axes):
@@ -19,11 +19,11 @@ def inverse_permutation(axes):
 
 
 transpose = defprim("transpose", np.transpose, kind="linear", symbol="ᵀ")
-defvjp(transpose, lambda xp, g, out, x, axes: xp.transpose(g, inverse_permutation(axes)), local=("1",))
+defvjp(transpose, lambda xp, g, out, x, axes: xp.transpose(g, inverse_permutation(axes)))
 
 # The engine sums a gradient over broadcast axes, so broadcast_to's rule is the identity.
 broadcast_to = defprim("broadcast_to", np.broadcast_to, kind="linear")
-defvjp(broadcast_to, lambda xp, g, out, x, shape: g, local=("1",))
+defvjp(broadcast_to, lambda xp, g, out, x, shape: g)
 
 
 def _getitem(x, index):
@@ -31,10 +31,10 @@ def _getitem(x, index):
 
 
 getitem = defprim("getitem", _getitem, kind="linear", symbol="[]")
-defvjp(getitem, lambda xp, g, out, x, index: xp.scatter_add(g, index, xp.shape(x)), local=("1",))
+defvjp(getitem, lambda xp, g, out, x, index: xp.scatter_add(g, index, xp.shape(x)))
 
 scatter_add = defprim("scatter_add", NUMPY.scatter_add, kind="linear")
-defvjp(scatter_add, lambda xp, g, out, x, index, shape: xp.getitem(g, index), local=("1",))
+defvjp(scatter_add, lambda xp, g, out, x, index, shape: xp.getitem(g, index))
 
 
 def _concatenate(*args):
@@ -50,7 +50,7 @@ def _concatenate_dx(xp, g, out, i, *args):
 
 
 concatenate = defprim("concatenate", _concatenate, nin=-1, kind="linear")
-defvjp(concatenate, _concatenate_dx, local=("1",))
+defvjp(concatenate, _concatenate_dx)
 
 
 def _stack(*args):
@@ -63,9 +63,9 @@ def _stack_dx(xp, g, out, i, *args):
 
 
 stack = defprim("stack", _stack, nin=-1, kind="linear")
-defvjp(stack, _stack_dx, local=("1",))
+defvjp(stack, _stack_dx)
 
 astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), kind="linear")
-defvjp(astype, lambda xp, g, out, x, dtype: xp.astype(g, np.result_type(x)), local=("1",))
+defvjp(astype, lambda xp, g, out, x, dtype: xp.astype(g, np.result_type(x)))
 
 __all__ = ["reshape", "transpose", "broadcast_to", "getitem", "scatter_add", "concatenate", "stack", "astype"]
