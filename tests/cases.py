@@ -118,6 +118,9 @@ CASES: dict[str, list[Case]] = {
     ],
     "softmax": [Case(lambda a: cr.softmax(a, axis=-1), lambda a: _torch().softmax(a, dim=-1), ((3, 4),))],
     "log_softmax": [Case(lambda a: cr.log_softmax(a, axis=0), lambda a: _torch().log_softmax(a, dim=0), ((3, 4),))],
+    "to_device": [  # NumPy -> torch (CPU) -> back: the move and its adjoint, each way
+        Case(lambda a: a.to(_torch().device("cpu")) * 2.0, lambda a: a * 2.0, ((3, 4),), label="numpy to torch"),
+    ],
     "einsum": [
         Case(
             lambda a, b: cr.einsum("ij,jk->ik", a, b), lambda a, b: _torch().einsum("ij,jk->ik", a, b), ((3, 4), (4, 2))

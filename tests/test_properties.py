@@ -147,15 +147,20 @@ def test_printed_program_is_the_program_that_ran(prog):
     assert printed.getvalue().startswith("tensor(")
 
 
+# to_device moves data between array libraries; the generated programs are NumPy-only, so
+# tests/test_backends.py checks it (values, gradients and second order on torch and array-api-strict).
+GENERATED = sorted(set(REGISTRY) - {"to_device"})
+
+
 def test_every_primitive_has_a_template():
-    assert set(TEMPLATES) == set(REGISTRY), (
-        f"primitives without a program template in tests/strategies.py: {sorted(set(REGISTRY) - set(TEMPLATES))}; "
-        f"templates for unknown primitives: {sorted(set(TEMPLATES) - set(REGISTRY))}"
+    assert set(TEMPLATES) == set(GENERATED), (
+        f"primitives without a program template in tests/strategies.py: {sorted(set(GENERATED) - set(TEMPLATES))}; "
+        f"templates for unknown primitives: {sorted(set(TEMPLATES) - set(GENERATED))}"
     )
     assert set(CASES) == set(REGISTRY)
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", GENERATED)
 @settings(max_examples=max(5, settings().max_examples // 4))
 @given(data=st.data())
 def test_every_primitive_is_generated_and_checked(name, data):

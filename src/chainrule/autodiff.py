@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .backend import device_of, is_foreign, namespace_of
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
 from .tensor import (
@@ -119,7 +120,15 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
                 f"backward: a gradient can be created implicitly only for a scalar output, but this "
                 f"tensor has shape {root.shape}; pass grad= of that shape, or reduce it first (e.g. .sum())"
             )
-        value: Any = 1.0 if type(root._data) is float else np.ones((), root.dtype)
+        rd = root._data
+        if type(rd) is float:
+            value: Any = 1.0
+        elif type(rd) is ndarray:
+            value = np.ones((), root.dtype)
+        else:
+            value = namespace_of(rd).xp.ones((), dtype=rd.dtype, device=device_of(rd))
+    elif type(root._data) is not ndarray and is_foreign(root._data):
+        return _seed_foreign(root, grad, create_graph)
     else:
         if create_graph and isinstance(grad, Tensor):
             if grad.shape != root.shape:
@@ -134,18 +143,58 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
     return Tensor(value) if create_graph else value
 
 
+def _ns(out: Any) -> Any:
+    """The namespace a node's rules run on: NumPy, or the library of a foreign array."""
+    if type(out) is ndarray or type(out) is float or not is_foreign(out):
+        return NUMPY
+    return namespace_of(out)
+
+
+def _seed_foreign(root: Tensor, grad: Any, create_graph: bool) -> Any:
+    """A given seed for a root held by another array library: the root's library, device and dtype."""
+    from .backend import finite, move
+
+    rd = root._data
+    value = grad._data if isinstance(grad, Tensor) else grad
+    ns = namespace_of(rd)
+    if not is_foreign(value) or namespace_of(value) is not ns:
+        value = move(np.asarray(value) if not is_foreign(value) else value, device_of(rd))
+        if not is_foreign(value):
+            value = ns.xp.asarray(value, device=device_of(rd))
+    if tuple(value.shape) != tuple(root.shape):
+        raise ValueError(f"backward: grad has shape {tuple(value.shape)} but the output has shape {tuple(root.shape)}")
+    if not finite(value):
+        raise ValueError("backward: the gradient seed contains NaN or Inf")
+    value = ns.xp.astype(value, rd.dtype, copy=True)
+    return Tensor(value) if create_graph else value
+
+
 def _fit(gi: Any, value: Any) -> Any:
     """Reduce a raw gradient to its input's shape (broadcasting's adjoint) and dtype."""
     if type(value) is float:
         if type(gi) is float:
             return gi
-        return float(np.sum(gi))
+        return float(np.sum(gi)) if not is_foreign(gi) else float(namespace_of(gi).sum(gi))
+    if type(value) is not ndarray and is_foreign(value):
+        return _fit_foreign(gi, value)
     if type(gi) is not ndarray:
         gi = np.asarray(gi)
     if gi.shape != value.shape:
         gi = NUMPY.unbroadcast(gi, value.shape)
     if gi.dtype != value.dtype:
         gi = gi.astype(value.dtype)
+    return gi
+
+
+def _fit_foreign(gi: Any, value: Any) -> Any:
+    ns = namespace_of(value)
+    shape = tuple(value.shape)
+    if not is_foreign(gi):  # a number (a rule such as pow's at y == 0 returns g * 0.0 on a scalar g)
+        return ns.xp.full(shape, float(gi), dtype=value.dtype, device=device_of(value))
+    if tuple(gi.shape) != shape:
+        gi = ns.unbroadcast(gi, shape) if len(gi.shape) >= len(shape) else ns.xp.broadcast_to(gi, shape)
+    if gi.dtype != value.dtype:
+        gi = ns.xp.astype(gi, value.dtype)
     return gi
 
 
@@ -341,7 +390,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                             with np.errstate(all="ignore"):
                                 gi = rule(NUMPY, np.float64(g), np.float64(out), av)
                     else:
-                        gi = rule(NUMPY, g, out, av)
+                        gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, av)
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
                         if (
                             type(av) is not ndarray
@@ -373,7 +422,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                             with np.errstate(all="ignore"):
                                 gi = rule(NUMPY, np.float64(g), np.float64(out), av, bv)
                     else:
-                        gi = rule(NUMPY, g, out, av, bv)
+                        gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, av, bv)
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
                         if (
                             type(av) is not ndarray
@@ -402,7 +451,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                             with np.errstate(all="ignore"):
                                 gi = rule(NUMPY, np.float64(g), np.float64(out), av, bv)
                     else:
-                        gi = rule(NUMPY, g, out, av, bv)
+                        gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, av, bv)
                     if type(gi) is not float or type(bv) is not float:  # arrays: reduce to the input's shape
                         if (
                             type(bv) is not ndarray
@@ -430,7 +479,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                 if inp is None or not inp.requires_grad:
                     continue
                 if prim.variadic:
-                    gi = vjps[0](NUMPY, g, out, i, *vals)
+                    gi = vjps[0](NUMPY if type(out) is ndarray else _ns(out), g, out, i, *vals)
                 else:
                     rule = vjps[i]
                     if rule is None:
@@ -442,7 +491,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                             with np.errstate(all="ignore"):
                                 gi = rule(NUMPY, np.float64(g), np.float64(out), *vals)
                     else:
-                        gi = rule(NUMPY, g, out, *vals)
+                        gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, *vals)
                 gi = _fit(gi, vals[i])
                 prev = inp._bg
                 if prev is None:
@@ -507,7 +556,7 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
             if inp is None or not inp.requires_grad:
                 continue
             if prim.variadic:
-                gi = vjps[0](NUMPY, g, out, i, *vals)
+                gi = vjps[0](NUMPY if type(out) is ndarray else _ns(out), g, out, i, *vals)
             else:
                 rule = vjps[i]
                 if rule is None:
@@ -519,11 +568,11 @@ def _walk_numeric(state: tuple, retain_graph: bool) -> None:
                         with np.errstate(all="ignore"):
                             gi = rule(NUMPY, np.float64(g), np.float64(out), *vals)
                 else:
-                    gi = rule(NUMPY, g, out, *vals)
+                    gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, *vals)
             v = vals[i]
             if type(v) is float:
                 if type(gi) is not float:
-                    gi = float(np.sum(gi))
+                    gi = _fit(gi, v)
             elif type(gi) is not ndarray or gi.shape != v.shape or gi.dtype is not v.dtype:
                 gi = _fit(gi, v)
             if inp._node is None:
@@ -590,7 +639,7 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
         else:
             out = t._data
             rargs = vals
-            xp = SCALAR if (type(out) is float and prim.scalar_fwd is not None) else NUMPY
+            xp = SCALAR if (type(out) is float and prim.scalar_fwd is not None) else _ns(out)
         for i in range(nin):
             inp = inputs[i]
             if inp is None or not inp.requires_grad:
@@ -645,8 +694,11 @@ def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: boo
                 g = Tensor(np.array(g._data) if type(g._data) is ndarray else g._data)
             leaf.grad = g if old is None else old + g
             continue
-        if type(g) is ndarray and (id(g) in delivered or g.base is not None or not g.flags.writeable):
-            g = g.copy()
+        if type(g) is ndarray:
+            if id(g) in delivered or g.base is not None or not g.flags.writeable:
+                g = g.copy()
+        elif type(g) is not float and is_foreign(g):
+            g = namespace_of(g).xp.asarray(g, copy=True)  # a rule may hand on a view (broadcast, the seed)
         delivered.add(id(g))
         if old is None:
             leaf.grad = Tensor(g)

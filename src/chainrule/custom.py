@@ -39,7 +39,7 @@ class custom_vjp:
         if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
             raise TypeError("custom_vjp: the forward must take a fixed number of positional inputs")
         self.nin = len(params)
-        self.prim = Primitive(name or getattr(fwd, "__name__", "custom"), fwd, nin=self.nin)
+        self.prim = Primitive(name or getattr(fwd, "__name__", "custom"), fwd, nin=self.nin, plain=True)
         self._rule: Optional[Callable[..., Any]] = None
         functools.update_wrapper(self, fwd)
 

@@ -463,7 +463,7 @@ def _hook_node(t: Tensor, on_grad: Callable[[Any], Any], op: str) -> None:
         replaced = on_grad(g)
         return g if replaced is None else replaced
 
-    prim = Primitive(op, lambda x: x, kind="linear")
+    prim = Primitive(op, lambda x: x, kind="linear", plain=True)
     defvjp(prim, rule)
     t._node = prim
     t._seq = _next_seq()

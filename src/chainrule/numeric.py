@@ -84,8 +84,67 @@ def _np_swapaxes(x: Any, a: int, b: int) -> Any:
     return np.swapaxes(x, a, b)
 
 
+def _np_getitem(x: Any, index: Any) -> Any:
+    return (x if type(x) is np.ndarray else np.asarray(x))[index]  # a Python float indexes as a 0-d array
+
+
+def _np_add_fresh(y: Any, b: Any) -> Any:
+    """``y + b`` where ``y`` is a fresh array the caller owns: added in place when the result fits ``y``."""
+    if type(y) is np.ndarray and np.result_type(y, b) == y.dtype and np.shape(b) == y.shape[-1:]:
+        np.add(y, b, out=y)  # the same values as y + b, without a second array
+        return y
+    return y + b
+
+
+def _np_widesum(x: Any, axis: Any) -> Any:
+    """A sum keeping dims; float16 accumulates in float32 (70,000 float16 ones sum to inf), as torch does."""
+    if x.dtype == np.float16:
+        return np.sum(x, axis=axis, keepdims=True, dtype=np.float32)
+    return np.sum(x, axis=axis, keepdims=True)
+
+
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def _np_erf(x: Any) -> np.ndarray:
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    return np.asarray(_ERF(x), dtype=dtype)
+
+
 NUMPY = SimpleNamespace(
     name="numpy",
+    # forwards (the Array API's names)
+    add=np.add,
+    subtract=np.subtract,
+    multiply=np.multiply,
+    divide=np.true_divide,
+    negative=np.negative,
+    pow=np.power,
+    abs=np.abs,
+    log1p=np.log1p,
+    tanh=np.tanh,
+    maximum=np.maximum,
+    minimum=np.minimum,
+    clip=np.clip,
+    isfinite=np.isfinite,
+    mean=lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
+    max=lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+    min=lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
+    concat=lambda arrays, axis=0: np.concatenate(arrays, axis=axis),
+    stack=lambda arrays, axis=0: np.stack(arrays, axis=axis),
+    einsum=np.einsum,
+    inv=np.linalg.inv,
+    det=np.linalg.det,
+    erf=_np_erf,
+    add_fresh=_np_add_fresh,
+    widesum=_np_widesum,
+    zeros_as=lambda shape, like: np.zeros(shape, dtype=like.dtype),
+    contiguous=np.ascontiguousarray,
+    pad=lambda x, ph, pw: np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))),
+    # the rules' vocabulary (shared with SCALAR, TENSOR and the symbolic namespace)
+    indicator=lambda cond, like: cond,
+    dtype_of=np.result_type,
     exp=np.exp,
     log=np.log,
     sin=np.sin,
@@ -100,7 +159,7 @@ NUMPY = SimpleNamespace(
     broadcast_to=np.broadcast_to,
     transpose=np.transpose,
     swapaxes=_np_swapaxes,
-    getitem=lambda x, index: np.asarray(x)[index],
+    getitem=_np_getitem,
     scatter_add=_np_scatter_add,
     astype=lambda x, dtype: np.asarray(x).astype(dtype, copy=False),
     matmul=np.matmul,
@@ -143,6 +202,8 @@ SCALAR = SimpleNamespace(
     getitem=NUMPY.getitem,
     scatter_add=_np_scatter_add,
     astype=NUMPY.astype,
+    indicator=lambda cond, like: cond,
+    dtype_of=np.result_type,
     matmul=np.matmul,
     unbroadcast=_np_unbroadcast,
 )

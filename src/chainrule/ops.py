@@ -721,6 +721,9 @@ TENSOR = SimpleNamespace(
     astype=astype,
     matmul=matmul,
     unbroadcast=unbroadcast,
+    indicator=lambda cond, like: cond,
+    dtype_of=lambda x: x.dtype if type(x) is Tensor else np.result_type(x),
+    einsum=lambda equation, *operands: einsum(equation, *operands),
 )
 
 

@@ -1,7 +1,7 @@
 """The primitive registry: every differentiable operation is defined here once.
 
 A :class:`Primitive` holds everything the rest of chainrule reads about an
-operation: its NumPy forward, an optional fast forward for Python floats, one
+operation: its forward, an optional fast forward for Python floats, one
 vector-Jacobian-product (VJP) rule per differentiable input, a forward-mode tag,
 and the readable pieces the explanation tools print.
 
@@ -13,12 +13,21 @@ arrays (first-order backprop), on Python floats (the scalar fast path), on
 chainrule tensors (gradients of gradients) and on symbolic arrays (``derive``).
 Broadcasting is *not* handled by rules: the engine reduces every gradient back
 to its input's shape.
+
+Forwards are written once too, against the same kind of namespace: either the
+name of a namespace function (``"exp"``: ``xp.exp``) or ``fwd(xp, *args)``.
+``prim.fwd`` is that forward bound to NumPy (the fast path every NumPy array
+takes); ``prim.xfwd(xp, *args)`` runs it on any array library (see
+:mod:`chainrule.backend`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from functools import partial
+from typing import Any, Optional, Union
+
+from .numeric import NUMPY
 
 Rule = Callable[..., Any]
 
@@ -30,7 +39,8 @@ class Primitive:
 
     Attributes:
         name: the registry key and the name shown in traces and drawings.
-        fwd: the NumPy forward ``fwd(*args)``.
+        fwd: the forward bound to NumPy, ``fwd(*args)``.
+        xfwd: the forward on any namespace, ``xfwd(xp, *args)``.
         scalar_fwd: a forward for Python floats (math module), or ``None``.
         nin: how many leading positional args are tensor inputs (``-1``: all but
             the last argument, for variadic operations such as ``concatenate``).
@@ -38,6 +48,7 @@ class Primitive:
             variadic primitive has a single rule called as ``rule(xp, g, out, i, *args)``.
         kind: ``"elementwise"``, ``"linear"``, ``"bilinear"`` or ``None``; read by forward mode.
         jvp: an explicit forward-mode rule ``jvp(xp, tangents, out, *args)`` or ``None``.
+        plain: ``fwd`` is ``fwd(*args)`` with no namespace argument (user-defined primitives).
         symbol: how the operation is written in formulas (``"+"``, ``"exp"``).  (The trace's local-gradient
             formulas are not stored: they are the VJP rules themselves, run on symbolic arrays.)
     """
@@ -45,6 +56,7 @@ class Primitive:
     __slots__ = (
         "name",
         "fwd",
+        "xfwd",
         "scalar_fwd",
         "nin",
         "vjps",
@@ -58,16 +70,25 @@ class Primitive:
     def __init__(
         self,
         name: str,
-        fwd: Callable[..., Any],
+        fwd: Union[str, Callable[..., Any]],
         *,
         nin: int = 1,
         scalar_fwd: Optional[Callable[..., Any]] = None,
         kind: Optional[str] = None,
         symbol: Optional[str] = None,
         doc: str = "",
+        plain: bool = False,
     ) -> None:
         self.name = name
-        self.fwd = fwd
+        if plain:  # a user's forward over arrays, fwd(*args) (cr.custom_vjp): called as it is on any library
+            self.fwd = fwd
+            self.xfwd = lambda xp, *args: fwd(*args)
+        elif isinstance(fwd, str):  # a namespace function by name: NumPy's own function is the fast path
+            self.fwd = getattr(NUMPY, fwd)
+            self.xfwd = _by_name(fwd)
+        else:
+            self.fwd = partial(fwd, NUMPY)
+            self.xfwd = fwd
         self.scalar_fwd = scalar_fwd
         self.nin = nin
         self.variadic = nin < 0
@@ -87,7 +108,15 @@ class Primitive:
         return i < len(self.vjps) and self.vjps[i] is not None
 
 
-def defprim(name: str, fwd: Callable[..., Any], **options: Any) -> Primitive:
+def _by_name(fname: str) -> Callable[..., Any]:
+    def named(xp: Any, *args: Any) -> Any:
+        return getattr(xp, fname)(*args)
+
+    named.__name__ = fname
+    return named
+
+
+def defprim(name: str, fwd: Union[str, Callable[..., Any]], **options: Any) -> Primitive:
     """Create and register a primitive (see :class:`Primitive` for the options)."""
     if name in REGISTRY:
         raise ValueError(f"defprim: a primitive named {name!r} is already registered")

@@ -29,6 +29,7 @@ Tools read nodes through :mod:`chainrule.graph`, never these slots.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +38,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
+from .backend import common_namespace, is_foreign, namespace_of, native_dtype
 from .primitive import Primitive
 from .primitives import elementwise as E
 from .primitives import shape as S
@@ -44,7 +46,7 @@ from .primitives import shape as S
 ndarray = np.ndarray
 
 # The primitive of a node whose saved values were released by backward().
-FREED = Primitive("<freed by backward>", lambda *a: None)
+FREED = Primitive("<freed by backward>", lambda *a: None, plain=True)
 
 
 class _Unary:
@@ -404,6 +406,8 @@ def as_value(x: Any, op: str = "tensor") -> Any:
         return float(x)
     if t is bool:
         return np.asarray(x)
+    if is_foreign(x):  # another array library's array stays in its library (see chainrule.backend)
+        return x
     if isinstance(x, (np.generic, list, tuple)) or hasattr(x, "__array__"):
         arr = np.asarray(x)
         if arr.dtype.kind not in _NUMERIC_KINDS:
@@ -424,11 +428,13 @@ def _norm(out: Any) -> Any:
         return out
     if t is float or t is np.float64:
         return float(out)
+    if is_foreign(out):
+        return out
     return np.asarray(out)
 
 
 def _shape_text(v: Any) -> str:
-    return str(tuple(np.shape(v)))
+    return str(tuple(v.shape)) if is_foreign(v) else str(tuple(np.shape(v)))
 
 
 def op_error(prim: Primitive, values: tuple, nin: int, exc: Exception) -> Exception:
@@ -444,6 +450,50 @@ def op_error(prim: Primitive, values: tuple, nin: int, exc: Exception) -> Except
         return MemoryError(f"{prim.name}: inputs with shapes {shapes}: {reason}")
     cls = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError)) else ValueError
     return cls(f"{prim.name}: inputs with shapes {shapes}: {reason}")
+
+
+_FLOAT_ONLY = frozenset(
+    ("div", "pow", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "erf", "softmax", "log_softmax")
+    + ("logsumexp", "mean", "inv", "det")
+)
+_KEEPS_DTYPE = frozenset(("getitem", "scatter_add", "reshape", "transpose", "broadcast_to", "astype", "concatenate"))
+
+
+def foreign_forward(prim: Primitive, values: tuple, nin: int) -> Any:
+    """Run ``prim`` on another array library's arrays (one library and one device per operation).
+
+    Integer and bool inputs meeting floats become floats first, as in torch and
+    NumPy (the Array API standard refuses mixed kinds).
+    """
+    ns = common_namespace(prim.name, values[:nin])
+    if ns is None:  # no foreign array after all (a NumPy 0-d array, say): the NumPy forward
+        try:
+            return _norm(prim.fwd(*values))
+        except Exception as exc:
+            raise op_error(prim, values, nin, exc) from None
+    xp = ns.xp
+    vals = list(values)
+    for i in range(nin):  # NumPy scalars and 0-d arrays join as Python numbers
+        v = vals[i]
+        if isinstance(v, (np.ndarray, np.generic)):
+            vals[i] = v.item()
+    if prim.name not in _KEEPS_DTYPE:
+        first = 1 if prim.name == "where" else 0
+        ins = vals[first:nin]
+        arrays = [v for v in ins if is_foreign(v)]
+        floats = [v.dtype for v in arrays if xp.isdtype(v.dtype, "real floating")]
+        if len(floats) < len(arrays) and (floats or prim.name in _FLOAT_ONLY or any(type(v) is float for v in ins)):
+            target = floats[0] if floats else native_dtype(ns, DEFAULTS.float)
+            for i in range(first, nin):
+                v = vals[i]
+                if is_foreign(v) and not xp.isdtype(v.dtype, "real floating"):
+                    vals[i] = xp.astype(v, target)
+    try:
+        return prim.xfwd(ns, *vals)
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        raise op_error(prim, tuple(vals), nin, exc) from None
 
 
 def _scalar_fallback(prim: Primitive, values: tuple) -> Any:
@@ -468,6 +518,8 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
                 out = _scalar_fallback(prim, (v,))
             if type(out) is not float:
                 out = float(out)
+        elif type(v) is not ndarray and type(v) is not float:
+            out = foreign_forward(prim, (v,), 1)
         else:
             try:
                 out = fwd(v)
@@ -525,6 +577,10 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
                 out = _scalar_fallback(prim, (av, bv))
             if type(out) is not float:
                 out = float(out)
+        elif (ta is not ndarray and ta is not float and ta is not int) or (
+            tb is not ndarray and tb is not float and tb is not int
+        ):
+            out = foreign_forward(prim, (av, bv), 2)
         else:
             try:
                 out = fwd(av, bv)
@@ -582,11 +638,17 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
             values[i] = as_value(a, prim.name)
             inputs.append(None)
     values_t = tuple(values)
-    try:
-        out = prim.fwd(*values_t)
-    except Exception as exc:
-        raise op_error(prim, values_t, nin, exc) from None
-    out = _norm(out)
+    for i in range(nin):
+        v = values_t[i]
+        if type(v) is not ndarray and type(v) is not float and type(v) is not int and is_foreign(v):
+            out = foreign_forward(prim, values_t, nin)
+            break
+    else:
+        try:
+            out = prim.fwd(*values_t)
+        except Exception as exc:
+            raise op_error(prim, values_t, nin, exc) from None
+        out = _norm(out)
     if need and (record := MODE.record):
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record == 2:
@@ -641,7 +703,12 @@ def _anomaly_hook(t: Tensor) -> None:
 
 
 def _float_dtype(v: Any) -> bool:
-    return type(v) is float or v.dtype.kind == "f"
+    if type(v) is float:
+        return True
+    kind = getattr(v.dtype, "kind", None)
+    if kind is not None:
+        return kind == "f"
+    return namespace_of(v).xp.isdtype(v.dtype, "real floating")
 
 
 class Size(int):
@@ -740,6 +807,8 @@ class Tensor:
         a graph that saved the old value refuses to backpropagate.
         """
         d = self._data
+        if type(d) is not ndarray and type(d) is not float:
+            return d  # another library's array, as it is (writes through it are not tracked)
         view = (d if type(d) is ndarray else np.array(d)).view(DataView)
         view._owner = self
         return view
@@ -794,9 +863,41 @@ class Tensor:
         return Size(d.size, d.shape)
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> Any:
+        """The NumPy dtype (for another library's array, that library's dtype object)."""
         d = self._data
         return np.dtype(np.float64) if type(d) is float else d.dtype
+
+    @property
+    def device(self) -> Any:
+        """``"cpu"`` for NumPy data; for another library's array, that library's device object."""
+        from .backend import device_of
+
+        return device_of(self._data)
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """This tensor on a device and/or in a dtype (itself when nothing changes), as ``torch.Tensor.to``.
+
+        A device is ``"cpu"`` (NumPy data stays NumPy; another library's array
+        moves to its host), ``"cuda"``/``"cuda:N"`` (CuPy if installed, else
+        torch), or a library's own device object such as ``torch.device("cpu")``.
+        ``to(other)`` takes ``other``'s device and dtype.  The move is
+        differentiable: the gradient comes back in this tensor's library.
+        """
+        device, dtype = device_and_dtype("Tensor.to", args, kwargs)
+        out = self
+        if device is not None:
+            from .backend import move
+
+            if move(self._data, device) is not self._data:
+                out = apply(S.to_device, self, device, source_placement(self._data))
+        if dtype is not None:
+            out = out.astype(dtype)
+        return out
+
+    def cpu(self) -> Tensor:
+        """This tensor with its data in host memory (``to("cpu")``)."""
+        return self.to("cpu")
 
     @property
     def is_leaf(self) -> bool:
@@ -814,21 +915,34 @@ class Tensor:
         d = self._data
         if type(d) is float:
             return d
+        if type(d) is not ndarray:
+            if math.prod(d.shape) != 1:
+                raise ValueError(
+                    f"item: only a tensor with one element converts to a Python number, got shape {tuple(d.shape)}"
+                )
+            return _foreign_numpy(d).item()
         if d.size != 1:
             raise ValueError(f"item: only a tensor with one element converts to a Python number, got shape {d.shape}")
         return d.item()
 
     def numpy(self) -> np.ndarray:
-        """The value as a NumPy array: a copy if the tensor requires grad, else shared (writes are tracked)."""
+        """The value as a NumPy array: a copy if the tensor requires grad, else shared (writes are tracked).
+
+        Another library's array is copied to host memory."""
+        d = self._data
+        if type(d) is not ndarray and type(d) is not float:
+            return np.array(_foreign_numpy(d))
         if self.requires_grad:
-            return np.array(self._data)
+            return np.array(d)
         return self.data
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return self.numpy().tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         d = self._data
+        if type(d) is not ndarray and type(d) is not float:
+            d = _foreign_numpy(d)
         arr = d if type(d) is ndarray else np.array(d)
         if dtype is not None:
             arr = arr.astype(dtype, copy=False)
@@ -852,6 +966,10 @@ class Tensor:
 
     def astype(self, dtype: Any) -> Tensor:
         """This tensor converted to ``dtype`` (itself when it already has it); differentiable between floats."""
+        d = self._data
+        if type(d) is not ndarray and type(d) is not float:
+            dtype = native_dtype(namespace_of(d), dtype)
+            return self if dtype == d.dtype else apply(S.astype, self, dtype)
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
             return self
@@ -888,6 +1006,8 @@ class Tensor:
 
     def __repr__(self) -> str:
         d = self._data
+        if type(d) is not ndarray and type(d) is not float:
+            return _foreign_repr(self, d)
         body = (
             repr(d)
             if type(d) is float
@@ -1018,7 +1138,11 @@ class Tensor:
 
     # Comparisons are not differentiable: they give boolean tensors.
     def _compare(self, other: Any, fn: Callable) -> Tensor:
-        return Tensor(np.asarray(fn(self._data, as_value(other, "compare"))))
+        a, b = self._data, as_value(other, "compare")
+        if (type(a) is not ndarray and is_foreign(a)) or (type(b) is not ndarray and is_foreign(b)):
+            ns = common_namespace("compare", (a, b))
+            return Tensor(getattr(ns.xp, fn.__name__)(a, b))  # NumPy's names for these are the standard's
+        return Tensor(np.asarray(fn(a, b)))
 
     def __lt__(self, other: Any) -> Tensor:
         return self._compare(other, np.less)
@@ -1198,6 +1322,52 @@ def _redirect(node: Tensor, t: Tensor, d: Any, old: Tensor) -> None:
     node._args = tuple(old._data if v is d else v for v in node._args)
 
 
+def device_and_dtype(op: str, args: tuple, kwargs: dict) -> tuple[Any, Any]:
+    """``(device, dtype)`` from torch's ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(tensor)``."""
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    if kwargs:
+        raise TypeError(f"{op}: unexpected keyword arguments {sorted(kwargs)} (valid: device, dtype)")
+    for a in args:
+        if isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        elif isinstance(a, str) and (a in ("cpu", "cuda") or a.startswith(("cuda:", "cpu:"))):
+            device = a
+        elif isinstance(a, (str, np.dtype)) or (isinstance(a, type) and issubclass(a, np.generic)):
+            dtype = a
+        elif type(a).__name__ == "dtype" and not isinstance(a, np.dtype):  # another library's dtype object
+            dtype = a
+        else:
+            device = a
+    return device, dtype
+
+
+def source_placement(value: Any) -> Any:
+    """Where ``value`` lives, as :func:`chainrule.backend.move` takes it back: ``"numpy"`` or a device object."""
+    if type(value) is float or type(value) is ndarray:
+        return "numpy"
+    from .backend import device_of
+
+    return device_of(value)
+
+
+def _foreign_numpy(d: Any) -> np.ndarray:
+    from .backend import to_numpy
+
+    return to_numpy(d)
+
+
+def _foreign_repr(t: Tensor, d: Any) -> str:
+    from .backend import library_name
+
+    body = np.array2string(np.asarray(_foreign_numpy(d)), separator=", ", threshold=20, edgeitems=3, prefix="tensor(")
+    extras = [f"dtype={d.dtype}", f"device={t.device}", f"library={library_name(d)}"]
+    if t._node is not None and t._node is not FREED:
+        extras.append(f"op={t._node.name}")
+    elif t.requires_grad:
+        extras.append("requires_grad=True")
+    return f"tensor({body}, {', '.join(extras)})"
+
+
 def _raw_index(index: Any) -> Any:
     """An index with any tensors in it replaced by their arrays."""
     if type(index) is Tensor:
@@ -1218,22 +1388,56 @@ def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
             p.grad.zero_()
 
 
+def _foreign_tensor(data: Any, requires_grad: bool, dtype: Any, device: Any) -> Tensor:
+    """``tensor()`` for another library's array, or for any data sent to a device that is not NumPy's."""
+    from .backend import move
+
+    if not is_foreign(data):
+        data = tensor(data, dtype=dtype)._data  # NumPy's reading of lists and numbers, then the move
+        dtype = None
+    value = move(data, device)
+    ns = namespace_of(value) if is_foreign(value) else None
+    if ns is None:  # the move came back to NumPy (cuda -> "cpu" for CuPy)
+        return tensor(value, requires_grad, dtype)
+    xp = ns.xp
+    if not (xp.isdtype(value.dtype, "numeric") or xp.isdtype(value.dtype, "bool")):
+        raise TypeError(f"tensor: {ns.library} data of dtype {value.dtype} is not supported; use bool, int or float")
+    if dtype is not None:
+        value = xp.astype(value, native_dtype(ns, dtype), copy=True)
+    elif value is data:
+        value = xp.asarray(value, copy=True)
+    if ns.library == "torch" and value.requires_grad:
+        value = value.detach()
+    if requires_grad and not xp.isdtype(value.dtype, "real floating"):
+        raise TypeError(
+            f"tensor: only floating-point tensors can require gradients, got dtype {value.dtype}; pass float data"
+        )
+    return Tensor(value, requires_grad)
+
+
 def _has_dtype(data: Any) -> bool:
     """Whether ``data`` carries its own dtype (an array or NumPy scalar), which tensor() keeps."""
     return isinstance(data, (np.ndarray, np.generic, Tensor))
 
 
-def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
-    """Make a tensor from a number, a nested list, a NumPy array or a tensor (always copies).
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> Tensor:
+    """Make a tensor from a number, a nested list, an array or a tensor (always copies).
 
     Python floats and float64 scalars keep the scalar fast path; ``dtype`` picks
-    a NumPy dtype (``"float32"``, ``np.float64``, ...).  Only floating-point
+    a dtype (``"float32"``, ``np.float64``, ...).  Only floating-point
     tensors can require gradients.
+
+    An array of another library (a torch tensor, a CuPy or JAX array,
+    ``array_api_strict``) stays in that library and on its device.  ``device``
+    moves the data: ``"cpu"``, ``"cuda"``/``"cuda:N"`` (CuPy if installed, else
+    torch) or a library's own device object (see :mod:`chainrule.backend`).
     """
     if isinstance(data, Tensor):
-        if dtype is None and type(data._data) is float:
+        if dtype is None and device is None and type(data._data) is float:
             return Tensor(data._data, requires_grad)
-        data = np.asarray(data._data)
+        data = data._data
+    if is_foreign(data) or (device is not None and device != "cpu"):
+        return _foreign_tensor(data, requires_grad, dtype, device)
     if dtype is None and type(data) is float and DEFAULTS.float is _F64:
         value: Any = data
     else:

@@ -243,6 +243,8 @@ SYM = SimpleNamespace(
     astype=lambda x, dtype: x,
     matmul=matmul,
     unbroadcast=_unbroadcast,
+    indicator=lambda cond, like: cond,  # a comparison prints as its 0/1 indicator already
+    dtype_of=lambda x: None,
 )
 
 

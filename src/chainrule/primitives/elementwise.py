@@ -15,23 +15,23 @@ from ..primitive import defprim, defvjp
 
 # --- arithmetic -------------------------------------------------------------
 
-add = defprim("add", np.add, nin=2, scalar_fwd=operator.add, kind="linear", symbol="+")
+add = defprim("add", "add", nin=2, scalar_fwd=operator.add, kind="linear", symbol="+")
 defvjp(add, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g)
 
-sub = defprim("sub", np.subtract, nin=2, scalar_fwd=operator.sub, kind="linear", symbol="-")
+sub = defprim("sub", "subtract", nin=2, scalar_fwd=operator.sub, kind="linear", symbol="-")
 defvjp(sub, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g)
 
-mul = defprim("mul", np.multiply, nin=2, scalar_fwd=operator.mul, kind="bilinear", symbol="*")
+mul = defprim("mul", "multiply", nin=2, scalar_fwd=operator.mul, kind="bilinear", symbol="*")
 defvjp(mul, lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x)
 
-div = defprim("div", np.true_divide, nin=2, scalar_fwd=operator.truediv, kind="elementwise", symbol="/")
+div = defprim("div", "divide", nin=2, scalar_fwd=operator.truediv, kind="elementwise", symbol="/")
 defvjp(
     div,
     lambda xp, g, out, x, y: g / y,
     lambda xp, g, out, x, y: -g * out / y,
 )
 
-neg = defprim("neg", np.negative, scalar_fwd=operator.neg, kind="linear", symbol="-")
+neg = defprim("neg", "negative", scalar_fwd=operator.neg, kind="linear", symbol="-")
 defvjp(neg, lambda xp, g, out, x: -g)
 
 
@@ -63,40 +63,40 @@ def _pow_dy(xp, g, out, x, y):
     return xp.where(zero, xp.where(y >= 0, 0.0, at_zero), nonzero)
 
 
-power = defprim("pow", np.power, nin=2, scalar_fwd=math.pow, kind="elementwise", symbol="**")
+power = defprim("pow", "pow", nin=2, scalar_fwd=math.pow, kind="elementwise", symbol="**")
 defvjp(power, _pow_dx, _pow_dy)
 
 # --- unary math ---------------------------------------------------------------
 
-absolute = defprim("abs", np.abs, scalar_fwd=abs, kind="elementwise")
+absolute = defprim("abs", "abs", scalar_fwd=abs, kind="elementwise")
 defvjp(absolute, lambda xp, g, out, x: g * xp.sign(x))
 
-exp = defprim("exp", np.exp, scalar_fwd=math.exp, kind="elementwise")
+exp = defprim("exp", "exp", scalar_fwd=math.exp, kind="elementwise")
 defvjp(exp, lambda xp, g, out, x: g * out)
 
-log = defprim("log", np.log, scalar_fwd=math.log, kind="elementwise")
+log = defprim("log", "log", scalar_fwd=math.log, kind="elementwise")
 defvjp(log, lambda xp, g, out, x: g / x)
 
-log1p = defprim("log1p", np.log1p, scalar_fwd=math.log1p, kind="elementwise")
+log1p = defprim("log1p", "log1p", scalar_fwd=math.log1p, kind="elementwise")
 defvjp(log1p, lambda xp, g, out, x: g / (x + 1.0))
 
-sqrt = defprim("sqrt", np.sqrt, scalar_fwd=math.sqrt, kind="elementwise", symbol="√")
+sqrt = defprim("sqrt", "sqrt", scalar_fwd=math.sqrt, kind="elementwise", symbol="√")
 defvjp(sqrt, lambda xp, g, out, x: g / (out * 2.0))
 
-sin = defprim("sin", np.sin, scalar_fwd=math.sin, kind="elementwise")
+sin = defprim("sin", "sin", scalar_fwd=math.sin, kind="elementwise")
 defvjp(sin, lambda xp, g, out, x: g * xp.cos(x))
 
-cos = defprim("cos", np.cos, scalar_fwd=math.cos, kind="elementwise")
+cos = defprim("cos", "cos", scalar_fwd=math.cos, kind="elementwise")
 defvjp(cos, lambda xp, g, out, x: -g * xp.sin(x))
 
-tanh = defprim("tanh", np.tanh, scalar_fwd=math.tanh, kind="elementwise")
+tanh = defprim("tanh", "tanh", scalar_fwd=math.tanh, kind="elementwise")
 defvjp(tanh, lambda xp, g, out, x: g * (1.0 - out * out))
 
 
-def _sigmoid(x):
+def _sigmoid(xp, x):
     # exp(-|x|) never overflows; both branches are exact where they are used.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _sigmoid_scalar(x):
@@ -114,26 +114,26 @@ def _relu_scalar(x):
     return x if (x > 0 or x != x) else 0.0
 
 
-relu = defprim("relu", lambda x: np.maximum(x, 0), scalar_fwd=_relu_scalar, kind="elementwise")
-defvjp(relu, lambda xp, g, out, x: g * (x > 0))
+relu = defprim("relu", lambda xp, x: xp.maximum(x, 0), scalar_fwd=_relu_scalar, kind="elementwise")
+defvjp(relu, lambda xp, g, out, x: g * xp.indicator(x > 0, g))
 
 # --- gates that route the gradient (ties split evenly, as torch.maximum does) --
 
 
 def _max_dx(xp, g, out, x, y):
-    return xp.where(x == y, g * 0.5, g * (x > y))
+    return xp.where(x == y, g * 0.5, g * xp.indicator(x > y, g))
 
 
 def _max_dy(xp, g, out, x, y):
-    return xp.where(x == y, g * 0.5, g * (y > x))
+    return xp.where(x == y, g * 0.5, g * xp.indicator(y > x, g))
 
 
 def _min_dx(xp, g, out, x, y):
-    return xp.where(x == y, g * 0.5, g * (x < y))
+    return xp.where(x == y, g * 0.5, g * xp.indicator(x < y, g))
 
 
 def _min_dy(xp, g, out, x, y):
-    return xp.where(x == y, g * 0.5, g * (y < x))
+    return xp.where(x == y, g * 0.5, g * xp.indicator(y < x, g))
 
 
 def _max_scalar(x, y):
@@ -144,13 +144,13 @@ def _min_scalar(x, y):
     return x if (x < y or x != x) else y
 
 
-maximum = defprim("maximum", np.maximum, nin=2, scalar_fwd=_max_scalar, kind="elementwise")
+maximum = defprim("maximum", "maximum", nin=2, scalar_fwd=_max_scalar, kind="elementwise")
 defvjp(maximum, _max_dx, _max_dy)
 
-minimum = defprim("minimum", np.minimum, nin=2, scalar_fwd=_min_scalar, kind="elementwise")
+minimum = defprim("minimum", "minimum", nin=2, scalar_fwd=_min_scalar, kind="elementwise")
 defvjp(minimum, _min_dx, _min_dy)
 
-where = defprim("where", np.where, nin=3, kind="elementwise")
+where = defprim("where", "where", nin=3, kind="elementwise")
 defvjp(
     where,
     None,
@@ -159,16 +159,16 @@ defvjp(
 )
 
 
-def _clip(x, lo, hi):
-    return np.clip(x, lo, hi)
+def _clip(xp, x, lo, hi):
+    return xp.clip(x, lo, hi)
 
 
 def _clip_dx(xp, g, out, x, lo, hi):
     inside = g
     if lo is not None:
-        inside = inside * (x >= lo)
+        inside = inside * xp.indicator(x >= lo, g)
     if hi is not None:
-        inside = inside * (x <= hi)
+        inside = inside * xp.indicator(x <= hi, g)
     return inside
 
 

@@ -33,7 +33,7 @@ def _matmul_dy(xp, g, out, x, y):
     return xp.swapaxes(x, -1, -2) @ g
 
 
-matmul = defprim("matmul", np.matmul, nin=2, kind="bilinear", symbol="@")
+matmul = defprim("matmul", "matmul", nin=2, kind="bilinear", symbol="@")
 defvjp(matmul, _matmul_dx, _matmul_dy)
 
 
@@ -82,8 +82,8 @@ def parse_einsum(equation: str, ndims: list[int]) -> str:
     return ",".join(out_terms) + "->" + out
 
 
-def _einsum(*args):
-    return np.einsum(args[-1], *args[:-1])
+def _einsum(xp, *args):
+    return xp.einsum(args[-1], *args[:-1])
 
 
 def _einsum_dx(xp, g, out, i, *args):
@@ -97,8 +97,7 @@ def _einsum_dx(xp, g, out, i, *args):
     reachable = set(out_sub).union(*others) if others else set(out_sub)
     kept = "".join(c for c in mine if c in reachable)
     grad_eq = ",".join([out_sub] + others) + "->" + kept
-    ein = _tensor_einsum if xp.name == "tensor" else np.einsum
-    part = ein(grad_eq, g, *[o for k, o in enumerate(operands) if k != i])
+    part = xp.einsum(grad_eq, g, *[o for k, o in enumerate(operands) if k != i])
     if kept == mine:
         return part
     shape = xp.shape(operands[i])
@@ -107,21 +106,14 @@ def _einsum_dx(xp, g, out, i, *args):
     return xp.broadcast_to(expanded, shape)
 
 
-def _tensor_einsum(eq, *ops):
-    from ..ops import einsum
-
-    return einsum(eq, *ops)
-
-
 def _einsum_jvp(xp, tangents, out, *args):
     """Multilinear: the sum over operands of the einsum with that operand replaced by its tangent."""
     eq, operands = args[-1], args[:-1]
-    ein = _tensor_einsum if xp.name == "tensor" else np.einsum
     total = None
     for i, t in enumerate(tangents):
         if t is None:
             continue
-        term = ein(eq, *[t if k == i else o for k, o in enumerate(operands)])
+        term = xp.einsum(eq, *[t if k == i else o for k, o in enumerate(operands)])
         total = term if total is None else total + term
     return total
 
@@ -137,20 +129,20 @@ def _mT(xp, a):
 
 
 def _inv_of(xp, x):
-    """inv(x) in the namespace of the rule: recorded on tensors, plain NumPy otherwise."""
+    """inv(x) in the namespace of the rule: recorded on tensors, plain arrays otherwise."""
     if xp.name == "tensor":
         from ..tensor import apply
 
         return apply(inv, x)
     try:
-        return np.linalg.inv(x)
+        return xp.inv(x)
     except np.linalg.LinAlgError:
         raise ValueError(
-            f"det: the gradient det(A)·A⁻ᵀ needs an invertible matrix; this one (shape {np.shape(x)}) is singular"
+            f"det: the gradient det(A)·A⁻ᵀ needs an invertible matrix; this one (shape {tuple(xp.shape(x))}) is singular"
         ) from None
 
 
-inv = defprim("inv", np.linalg.inv, symbol="⁻¹")
+inv = defprim("inv", "inv", symbol="⁻¹")
 defvjp(inv, lambda xp, g, out, x: -(_mT(xp, out) @ g @ _mT(xp, out)))
 defjvp(inv, lambda xp, tangents, out, x: -(out @ tangents[0] @ out))
 
@@ -165,6 +157,6 @@ def _det_jvp(xp, tangents, out, x):
     return out * xp.sum(_mT(xp, _inv_of(xp, x)) * t, (-2, -1) if len(xp.shape(x)) > 2 else None)
 
 
-det = defprim("det", np.linalg.det)
+det = defprim("det", "det")
 defvjp(det, _det_dx)
 defjvp(det, _det_jvp)

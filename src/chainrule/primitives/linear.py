@@ -10,19 +10,15 @@ the engine sums it over the batch axes, as it does for any broadcast input.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..primitive import defjvp, defprim, defvjp
 
 
-def _linear(x, W, b):
-    if np.ndim(W) != 2 or np.ndim(x) < 1 or np.shape(x)[-1] != np.shape(W)[1]:
+def _linear(xp, x, W, b):
+    xs, ws = xp.shape(x), xp.shape(W)
+    if len(ws) != 2 or len(xs) < 1 or xs[-1] != ws[1]:
         raise ValueError("W must have shape (out_features, in_features) with in_features equal to x's last dimension")
-    y = np.matmul(x, W.T)
-    if type(y) is np.ndarray and np.result_type(y, b) == y.dtype and np.shape(b) == y.shape[-1:]:
-        np.add(y, b, out=y)  # the product is a fresh array: add the bias in place (same values as y + b)
-        return y
-    return y + b
+    # Wᵀ is a view; the product is a fresh array, so the bias is added into it (same values as y + b)
+    return xp.add_fresh(xp.matmul(x, xp.swapaxes(W, -1, -2)), b)
 
 
 def _rows(xp, a):

@@ -37,34 +37,41 @@ def blocks(size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair
     )
 
 
-def _unfold(x: np.ndarray, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> np.ndarray:
-    x = np.asarray(x)
-    n, c, h, w = x.shape
+def _unfold(xp: Any, x: Any, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> Any:
+    n, c, h, w = xp.shape(x)
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
     oh, ow = blocks((h, w), kernel, dilation, padding, stride)
     if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    s0, s1, s2, s3 = x.strides
-    view = as_strided(x, (n, c, kh, kw, oh, ow), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
-    return view.reshape(n, c * kh * kw, oh * ow)  # the one copy
+        x = xp.pad(x, ph, pw)
+    if xp.name == "numpy":  # one strided view of every block, copied once
+        x = np.asarray(x)
+        s0, s1, s2, s3 = x.strides
+        view = as_strided(x, (n, c, kh, kw, oh, ow), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+        return view.reshape(n, c * kh * kw, oh * ow)
+    # any other library: one strided slice per kernel offset, stacked
+    offsets = [
+        x[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return xp.reshape(xp.stack(offsets, axis=2), (n, c * kh * kw, oh * ow))
 
 
-def _fold(cols: np.ndarray, output_size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> np.ndarray:
-    cols = np.asarray(cols)
-    n, ckk, _ = cols.shape
+def _fold(xp: Any, cols: Any, output_size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> Any:
+    n, ckk, _ = xp.shape(cols)
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
     h, w = output_size
     oh, ow = blocks(output_size, kernel, dilation, padding, stride)
     c = ckk // (kh * kw)
-    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    grid = cols.reshape(n, c, kh, kw, oh, ow)
+    out = xp.zeros_as((n, c, h + 2 * ph, w + 2 * pw), cols)
+    grid = xp.reshape(cols, (n, c, kh, kw, oh, ow))
     for i in range(kh):
         for j in range(kw):
             rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
             columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
             out[:, :, rows, columns] += grid[:, :, i, j]
     if ph or pw:
-        out = np.ascontiguousarray(out[:, :, ph : ph + h, pw : pw + w])
+        out = xp.contiguous(out[:, :, ph : ph + h, pw : pw + w])
     return out
 
 
@@ -89,7 +96,7 @@ def _call(xp: Any, prim: Primitive, x: Any, *params: Any) -> Any:
         from ..explain import symbolic as S
 
         return S.prim(prim, (x,), params, _result_shape(prim, tuple(xp.shape(x)), params))
-    return prim.fwd(x, *params)
+    return prim.fwd(x, *params) if name == "numpy" else prim.xfwd(xp, x, *params)
 
 
 unfold = defprim("unfold", _unfold, kind="linear", symbol="im2col")
@@ -112,17 +119,9 @@ defvjp(fold, _fold_dx)
 
 
 # --- erf, for the exact GELU ---------------------------------------------------------------
-_ERF = np.frompyfunc(math.erf, 1, 1)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
-
-def _erf(x: Any) -> np.ndarray:
-    x = np.asarray(x)
-    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
-    return np.asarray(_ERF(x), dtype=dtype)
-
-
-erf = defprim("erf", _erf, scalar_fwd=math.erf, kind="elementwise")
+erf = defprim("erf", "erf", scalar_fwd=math.erf, kind="elementwise")
 defvjp(erf, lambda xp, g, out, x: g * (_TWO_OVER_SQRT_PI * xp.exp(-(x * x))))
 
 __all__ = ["blocks", "erf", "fold", "unfold"]

@@ -33,10 +33,10 @@ def _inverse_count(shape, axis):
     return 1.0 / _count(shape, axis)
 
 
-sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), kind="linear", symbol="Σ")
+sum_ = defprim("sum", lambda xp, x, axis, keepdims: xp.sum(x, axis, keepdims), kind="linear", symbol="Σ")
 defvjp(sum_, lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims))
 
-mean = defprim("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), kind="linear")
+mean = defprim("mean", lambda xp, x, axis, keepdims: xp.mean(x, axis, keepdims), kind="linear")
 
 
 def _mean_dx(xp, g, out, x, axis, keepdims):
@@ -49,7 +49,7 @@ defvjp(mean, _mean_dx)
 def _extremum_dx(xp, g, out, x, axis, keepdims):
     # Route to the winners; exact ties share the gradient evenly (as torch.amax does).
     shape = xp.shape(x)
-    winners = x == expand(xp, out, shape, axis, keepdims)
+    winners = xp.indicator(x == expand(xp, out, shape, axis, keepdims), g)
     count = xp.sum(winners, axis, True)
     return expand(xp, g, shape, axis, keepdims) * winners / xp.broadcast_to(count, shape)
 
@@ -58,36 +58,34 @@ def _extremum_jvp(xp, tangents, out, x, axis, keepdims):
     # The tangent of the winner; the mean over exact ties (the transpose of the VJP's even split).
     (t,) = tangents
     shape = xp.shape(x)
-    winners = x == expand(xp, out, shape, axis, keepdims)
+    winners = xp.indicator(x == expand(xp, out, shape, axis, keepdims), t)
     return xp.sum(t * winners, axis, keepdims) / xp.sum(winners, axis, keepdims)
 
 
-max_ = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
+max_ = defprim("max", lambda xp, x, axis, keepdims: xp.max(x, axis, keepdims))
 defvjp(max_, _extremum_dx)
 defjvp(max_, _extremum_jvp)
 
-min_ = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims))
+min_ = defprim("min", lambda xp, x, axis, keepdims: xp.min(x, axis, keepdims))
 defvjp(min_, _extremum_dx)
 defjvp(min_, _extremum_jvp)
 
 
-def _shifted(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
+def _shifted(xp, x, axis):
+    m = xp.max(x, axis, True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
     return x - m, m
 
 
-def _sum_wide(e, axis):
-    # A float16 sum of many terms overflows (70,000 ones are inf): accumulate in float32, as torch does.
-    if e.dtype == np.float16:
-        return np.sum(e, axis=axis, keepdims=True, dtype=np.float32)
-    return np.sum(e, axis=axis, keepdims=True)
-
-
-def _logsumexp(x, axis, keepdims):
-    z, m = _shifted(x, axis)
-    out = (np.log(_sum_wide(np.exp(z), axis)) + m).astype(z.dtype, copy=False)
-    return out if keepdims else np.squeeze(out, axis=axis)
+def _logsumexp(xp, x, axis, keepdims):
+    # xp.widesum keeps dims and sums float16 in float32 (70,000 float16 ones are inf), as torch does.
+    z, m = _shifted(xp, x, axis)
+    out = xp.astype(xp.log(xp.widesum(xp.exp(z), axis)) + m, xp.dtype_of(z))
+    if keepdims:
+        return out
+    shape = xp.shape(x)
+    removed = range(len(shape)) if axis is None else axis
+    return xp.reshape(out, tuple(s for i, s in enumerate(shape) if i not in removed))
 
 
 logsumexp = defprim("logsumexp", _logsumexp)
@@ -105,16 +103,16 @@ defjvp(
 )
 
 
-def _shifted_by_max(x, axis):
+def _shifted_by_max(xp, x, axis):
     # softmax and log_softmax subtract the max as it is, as torch does: a row holding +inf gives NaN
     # (logsumexp, like torch's, shifts by 0 instead where the max is infinite).
-    return x - np.max(x, axis=axis, keepdims=True)
+    return x - xp.max(x, axis, True)
 
 
-def _softmax(x, axis):
+def _softmax(xp, x, axis):
     with np.errstate(invalid="ignore"):
-        e = np.exp(_shifted_by_max(x, axis))
-    return (e / _sum_wide(e, axis)).astype(e.dtype, copy=False)
+        e = xp.exp(_shifted_by_max(xp, x, axis))
+    return xp.astype(e / xp.widesum(e, axis), xp.dtype_of(e))
 
 
 softmax = defprim("softmax", _softmax)
@@ -126,10 +124,10 @@ defvjp(
 defjvp(softmax, lambda xp, tangents, out, x, axis: out * (tangents[0] - xp.sum(tangents[0] * out, axis, True)))
 
 
-def _log_softmax(x, axis):
+def _log_softmax(xp, x, axis):
     with np.errstate(invalid="ignore"):
-        z = _shifted_by_max(x, axis)
-    return z - np.log(_sum_wide(np.exp(z), axis)).astype(z.dtype, copy=False)
+        z = _shifted_by_max(xp, x, axis)
+    return z - xp.astype(xp.log(xp.widesum(xp.exp(z), axis)), xp.dtype_of(z))
 
 
 log_softmax = defprim("log_softmax", _log_softmax)

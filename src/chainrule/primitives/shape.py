@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..numeric import NUMPY
 from ..primitive import defprim, defvjp
 
-reshape = defprim("reshape", np.reshape, kind="linear")
+reshape = defprim("reshape", "reshape", kind="linear")
 defvjp(reshape, lambda xp, g, out, x, shape: xp.reshape(g, xp.shape(x)))
 
 
@@ -18,27 +15,23 @@ def inverse_permutation(axes):
     return tuple(inv)
 
 
-transpose = defprim("transpose", np.transpose, kind="linear", symbol="ᵀ")
+transpose = defprim("transpose", "transpose", kind="linear", symbol="ᵀ")
 defvjp(transpose, lambda xp, g, out, x, axes: xp.transpose(g, inverse_permutation(axes)))
 
 # The engine sums a gradient over broadcast axes, so broadcast_to's rule is the identity.
-broadcast_to = defprim("broadcast_to", np.broadcast_to, kind="linear")
+broadcast_to = defprim("broadcast_to", "broadcast_to", kind="linear")
 defvjp(broadcast_to, lambda xp, g, out, x, shape: g)
 
 
-def _getitem(x, index):
-    return (x if type(x) is np.ndarray else np.asarray(x))[index]  # a Python float indexes as a 0-d array
-
-
-getitem = defprim("getitem", _getitem, kind="linear", symbol="[]")
+getitem = defprim("getitem", "getitem", kind="linear", symbol="[]")
 defvjp(getitem, lambda xp, g, out, x, index: xp.scatter_add(g, index, xp.shape(x)))
 
-scatter_add = defprim("scatter_add", NUMPY.scatter_add, kind="linear")
+scatter_add = defprim("scatter_add", "scatter_add", kind="linear")
 defvjp(scatter_add, lambda xp, g, out, x, index, shape: xp.getitem(g, index))
 
 
-def _concatenate(*args):
-    return np.concatenate(args[:-1], axis=args[-1])
+def _concatenate(xp, *args):
+    return xp.concat(args[:-1], axis=args[-1])
 
 
 def _concatenate_dx(xp, g, out, i, *args):
@@ -53,8 +46,8 @@ concatenate = defprim("concatenate", _concatenate, nin=-1, kind="linear")
 defvjp(concatenate, _concatenate_dx)
 
 
-def _stack(*args):
-    return np.stack(args[:-1], axis=args[-1])
+def _stack(xp, *args):
+    return xp.stack(args[:-1], axis=args[-1])
 
 
 def _stack_dx(xp, g, out, i, *args):
@@ -65,7 +58,41 @@ def _stack_dx(xp, g, out, i, *args):
 stack = defprim("stack", _stack, nin=-1, kind="linear")
 defvjp(stack, _stack_dx)
 
-astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), kind="linear")
-defvjp(astype, lambda xp, g, out, x, dtype: xp.astype(g, np.result_type(x)))
+astype = defprim("astype", lambda xp, x, dtype: xp.astype(x, dtype), kind="linear")
+defvjp(astype, lambda xp, g, out, x, dtype: xp.astype(g, xp.dtype_of(x)))
 
-__all__ = ["reshape", "transpose", "broadcast_to", "getitem", "scatter_add", "concatenate", "stack", "astype"]
+
+def _to_device(xp, x, device, source):
+    from ..backend import move
+
+    return move(x, device)
+
+
+def _to_device_dx(xp, g, out, x, device, source):
+    """The gradient goes back where ``x`` lives (``source``: ``"numpy"`` or a device object)."""
+    if xp.name == "tensor":
+        from ..tensor import apply, source_placement
+
+        return apply(to_device, g, source, source_placement(g._data))
+    if xp.name == "symbolic":
+        return g
+    from ..backend import move, to_numpy
+
+    return to_numpy(g) if source == "numpy" else move(g, source)
+
+
+# Moving between devices or array libraries (Tensor.to): linear, and its adjoint is the move back.
+to_device = defprim("to_device", _to_device, kind="linear", symbol="to")
+defvjp(to_device, _to_device_dx)
+
+__all__ = [
+    "reshape",
+    "transpose",
+    "broadcast_to",
+    "getitem",
+    "scatter_add",
+    "concatenate",
+    "stack",
+    "astype",
+    "to_device",
+]
