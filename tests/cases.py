@@ -119,7 +119,12 @@ CASES: dict[str, list[Case]] = {
     "softmax": [Case(lambda a: cr.softmax(a, axis=-1), lambda a: _torch().softmax(a, dim=-1), ((3, 4),))],
     "log_softmax": [Case(lambda a: cr.log_softmax(a, axis=0), lambda a: _torch().log_softmax(a, dim=0), ((3, 4),))],
     "to_device": [  # NumPy -> torch (CPU) -> back: the move and its adjoint, each way
-        Case(lambda a: a.to(_torch().device("cpu")) * 2.0, lambda a: a * 2.0, ((3, 4),), label="numpy to torch"),
+        Case(
+            lambda a: (a.to(_torch().device("cpu")) * 2.0).to("numpy"),
+            lambda a: a * 2.0,
+            ((3, 4),),
+            label="to torch and back",
+        ),
     ],
     "einsum": [
         Case(
@@ -153,12 +158,12 @@ CASES: dict[str, list[Case]] = {
     ],
     "inv": [
         Case(
-            lambda a: cr.linalg.inv(a @ a.mT + 2.0 * cr.eye(3, dtype=a.dtype)),
+            lambda a: cr.linalg.inv(a @ a.mT + 2.0 * cr.eye(3, dtype=a.dtype, device=a.device)),
             lambda a: _torch().linalg.inv(a @ a.mT + 2.0 * _torch().eye(3, dtype=a.dtype)),
             ((3, 3),),
         ),
         Case(
-            lambda a: cr.linalg.inv(a + 3.0 * cr.eye(2, dtype=a.dtype)),
+            lambda a: cr.linalg.inv(a + 3.0 * cr.eye(2, dtype=a.dtype, device=a.device)),
             lambda a: _torch().linalg.inv(a + 3.0 * _torch().eye(2, dtype=a.dtype)),
             ((2, 2, 2),),
             label="batched",

@@ -158,7 +158,7 @@ idiom("cpu()")(lambda L: _m(L).cpu())
 idiom("numpy()")(lambda L: _m(L).numpy())
 idiom("detach().numpy()")(lambda L: _w(L).detach().numpy())
 idiom("type_as")(lambda L: L.tensor([1, 2]).type_as(_m(L)))
-idiom("cuda refused", "raises", "CPU")(lambda L: _m(L).to("cuda"))
+idiom("cuda refused", "raises", "CUDA")(lambda L: _m(L).to("cuda"))
 
 # --- indexing and slicing ------------------------------------------------------------------
 idiom("index row")(lambda L: _m(L)[0])

@@ -135,6 +135,10 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
                 raise ValueError(f"backward: grad has shape {grad.shape} but the output has shape {root.shape}")
             return grad
         value = as_value(grad, "backward")
+        if is_foreign(value):  # a seed from another library for a NumPy root: NumPy's copy of it
+            from .backend import to_numpy
+
+            value = to_numpy(value)
         if np.shape(value) != root.shape:
             raise ValueError(f"backward: grad has shape {np.shape(value)} but the output has shape {root.shape}")
         if not np.all(np.isfinite(value)):

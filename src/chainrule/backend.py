@@ -8,8 +8,10 @@ on it through an :class:`ArrayNamespace`: chainrule's small numeric vocabulary
 ``xp.swapaxes``, ``xp.scatter_add``) implemented on the library's standard
 namespace, found with ``array_api_compat.array_namespace``.
 
-Devices: ``"cpu"`` means NumPy for new data; ``"cuda"`` / ``"cuda:1"`` means
-CuPy when it is installed, else torch.  A library's own device object
+Devices: ``"cpu"`` means NumPy for new data (an array already in another
+library moves to that library's host memory); ``"cuda"`` / ``"cuda:1"`` means
+CuPy when it is installed, else torch; ``"numpy"`` means a NumPy array on the
+host, whatever library the data is in.  A library's own device object
 (``torch.device("cpu")``, ``array_api_strict.Device(...)``) picks that library.
 """
 
@@ -208,6 +210,20 @@ def move(value: Any, device: Any) -> Any:
     )
 
 
+_NUMPY_DTYPES: dict[Any, np.dtype] = {}
+
+
+def numpy_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype named as another library's dtype object (``torch.float32`` -> ``float32``)."""
+    found = _NUMPY_DTYPES.get(dtype)
+    if found is None:
+        if isinstance(dtype, np.dtype):
+            return dtype
+        found = np.dtype(str(dtype).rsplit(".", 1)[-1].strip("'>"))
+        _NUMPY_DTYPES[dtype] = found
+    return found
+
+
 def native_dtype(ns: ArrayNamespace, dtype: Any) -> Any:
     """A dtype given the NumPy way (``"float32"``, ``np.float64``) or natively, as ``ns``'s dtype object."""
     if isinstance(dtype, (str, type, np.dtype)):
@@ -217,6 +233,19 @@ def native_dtype(ns: ArrayNamespace, dtype: Any) -> Any:
             raise TypeError(f"dtype {name} is not available in {ns.library}")
         return found
     return dtype
+
+
+def _numbers_too(fn: Any, on_numbers: Any) -> Any:
+    """``fn`` that also takes a Python number (a constant operand in a rule), answering with NumPy's IEEE rules."""
+
+    def call(x: Any) -> Any:
+        if type(x) is float or type(x) is int:
+            with np.errstate(all="ignore"):
+                return float(on_numbers(np.float64(x)))
+        return fn(x)
+
+    call.__name__ = getattr(fn, "__name__", "call")
+    return call
 
 
 class ArrayNamespace:
@@ -240,15 +269,6 @@ class ArrayNamespace:
             "divide",
             "negative",
             "pow",
-            "abs",
-            "exp",
-            "log",
-            "log1p",
-            "sqrt",
-            "sin",
-            "cos",
-            "tanh",
-            "sign",
             "matmul",
             "isfinite",
             "reshape",
@@ -262,6 +282,8 @@ class ArrayNamespace:
             "asarray",
         ):
             setattr(self, fname, getattr(xp, fname))
+        for fname in ("abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sign"):
+            setattr(self, fname, _numbers_too(getattr(xp, fname), getattr(np, fname)))
         self.power = xp.pow
         self.transpose = self._transpose
         self._native = sys.modules.get(library)
@@ -290,6 +312,8 @@ class ArrayNamespace:
         return native_dtype(self, DEFAULTS.float)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
+        if isinstance(cond, (np.ndarray, np.bool_)):  # a constant condition made by NumPy
+            cond = bool(cond) if np.ndim(cond) == 0 else self.xp.asarray(cond, device=_device_of_any(a, b))
         if type(cond) is bool:  # a Python comparison of numbers: one side, broadcast as the other would be
             pick, other = (a, b) if cond else (b, a)
             if hasattr(pick, "shape") or not hasattr(other, "shape"):
@@ -344,27 +368,41 @@ class ArrayNamespace:
             return x
         return self.xp.astype(x, dtype)
 
-    def index(self, index: Any, like: Any) -> Any:
-        """An index with its NumPy/list integer arrays made arrays of this library, on ``like``'s device."""
+    def index(self, index: Any, ndim: int, device: Any) -> Any:
+        """An index for an array of ``ndim`` dims: NumPy/list integer arrays made this library's (on ``device``),
+        and NumPy's implicit trailing slices spelled out (``...``), as the standard asks."""
         items = index if type(index) is tuple else (index,)
-        if all(i is None or i is Ellipsis or isinstance(i, (slice, int)) or is_foreign(i) for i in items):
-            return index
-        device = compat().device(like)
+        masks = any(
+            (isinstance(i, (np.ndarray, list)) and np.asarray(i).dtype.kind == "b")
+            or (is_foreign(i) and self.xp.isdtype(i.dtype, "bool"))
+            for i in items
+        )
+        if not any(i is Ellipsis for i in items) and not masks and sum(i is not None for i in items) < ndim:
+            items = items + (Ellipsis,)
         fixed = []
         for i in items:
-            if isinstance(i, (np.ndarray, list, np.integer)):
+            if isinstance(i, (np.ndarray, list, np.integer, np.bool_)):
                 arr = np.asarray(i)
-                if arr.dtype.kind == "b":
-                    raise IndexError(
-                        f"getitem: boolean masks are not supported on {self.library} arrays (the result's shape depends "
-                        "on the data); use cr.where"
-                    )
-                i = int(arr) if arr.ndim == 0 else self.xp.asarray(arr.astype(np.int64), device=device)
+                if arr.ndim == 0:
+                    i = bool(arr) if arr.dtype.kind == "b" else int(arr)
+                else:
+                    i = self.xp.asarray(arr if arr.dtype.kind == "b" else arr.astype(np.int64), device=device)
             fixed.append(i)
-        return tuple(fixed) if type(index) is tuple else fixed[0]
+        return tuple(fixed) if len(fixed) != 1 or type(index) is tuple else fixed[0]
 
     def getitem(self, x: Any, index: Any) -> Any:
-        return x[self.index(index, x)]
+        index = self.index(index, len(x.shape), compat().device(x))
+        items = index if type(index) is tuple else (index,)
+        first = items[0]
+        if (
+            is_foreign(first)
+            and self.xp.isdtype(first.dtype, "integral")
+            and all(i is Ellipsis or (type(i) is slice and i == slice(None)) for i in items[1:])
+        ):  # one integer array on the first axis: the standard's take (it allows no slices beside an index array)
+            flat = self.xp.reshape(first, (-1,))
+            taken = self.xp.take(x, flat, axis=0)
+            return self.xp.reshape(taken, tuple(first.shape) + tuple(x.shape[1:]))
+        return x[index]
 
     def scatter_add(self, g: Any, index: Any, shape: tuple[int, ...]) -> Any:
         """The adjoint of ``x[index]``: zeros of ``shape`` with ``g`` added at ``index`` (repeats add up)."""
@@ -372,7 +410,7 @@ class ArrayNamespace:
 
         device = compat().device(g)
         out = self.xp.zeros(tuple(shape), dtype=g.dtype, device=device)
-        index = self.index(index, g)
+        index = self.index(index, len(shape), device)
         if is_basic_index(index):
             out[index] = g
             return out
@@ -445,8 +483,29 @@ class ArrayNamespace:
             x = self.xp.concat([side, x, side], axis=2)
         return x
 
-    def full_like_zeros(self, shape: tuple[int, ...], like: Any) -> Any:
+    def zeros_as(self, shape: tuple[int, ...], like: Any) -> Any:
         return self.xp.zeros(tuple(shape), dtype=like.dtype, device=compat().device(like))
+
+    def widesum(self, x: Any, axis: Any) -> Any:
+        """A sum keeping dims; float16 accumulates in float32, as torch does."""
+        half = getattr(self.xp, "float16", None)
+        wide = self.xp.float32 if half is not None and x.dtype == half else None
+        return self.xp.sum(x, axis=axis, keepdims=True, dtype=wide)
+
+    @staticmethod
+    def add_fresh(y: Any, b: Any) -> Any:
+        return y + b
+
+    @staticmethod
+    def contiguous(x: Any) -> Any:
+        return x
+
+
+def _device_of_any(*values: Any) -> Any:
+    for v in values:
+        if is_foreign(v):
+            return compat().device(v)
+    return None
 
 
 def _host_index(index: Any) -> Any:
@@ -471,5 +530,6 @@ __all__ = [
     "move",
     "namespace_of",
     "native_dtype",
+    "numpy_dtype",
     "to_numpy",
 ]

@@ -60,55 +60,65 @@ def _size(op: str, size: tuple) -> tuple[int, ...]:
     return out
 
 
-def _made(arr: np.ndarray, requires_grad: bool) -> Tensor:
+def _made(arr: np.ndarray, requires_grad: bool, device: Any = None) -> Tensor:
+    """A new tensor of ``arr``; ``device`` moves it (made on the host, then moved: simple, not the fastest)."""
+    if device is not None and device != "cpu":
+        return tensor(arr, requires_grad=requires_grad, device=device)
     return tensor(arr, requires_grad=requires_grad) if requires_grad else Tensor(arr)
 
 
-def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
-    return _made(np.zeros(_size("zeros", size), _dtype(dtype)), requires_grad)
+    return _made(np.zeros(_size("zeros", size), _dtype(dtype)), requires_grad, device)
 
 
-def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """A tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``."""
-    return _made(np.ones(_size("ones", size), _dtype(dtype)), requires_grad)
+    return _made(np.ones(_size("ones", size), _dtype(dtype)), requires_grad, device)
 
 
-def empty(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def empty(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """An uninitialized tensor (here: zeros, so it is never garbage)."""
-    return _made(np.zeros(_size("empty", size), _dtype(dtype)), requires_grad)
+    return _made(np.zeros(_size("empty", size), _dtype(dtype)), requires_grad, device)
 
 
-def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """A tensor filled with ``fill_value``; an int or bool value gives an int or bool tensor, as torch."""
     size = _size("full", (size,) if isinstance(size, int) else tuple(size))
     if dtype is None and isinstance(fill_value, (bool, int, np.integer)):
         dtype = bool_ if isinstance(fill_value, bool) else int64
-    return _made(np.full(size, fill_value, _dtype(dtype)), requires_grad)
+    return _made(np.full(size, fill_value, _dtype(dtype)), requires_grad, device)
 
 
 def _like(x: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
     x = x if type(x) is Tensor else Tensor(x)
-    return x.shape, (x.dtype if dtype is None else np.dtype(dtype))
+    return tuple(x.shape), (x.dtype if dtype is None else np.dtype(dtype))
 
 
-def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def _device(x: Any, device: Any) -> Any:
+    """``device``, or by default the device (and array library) of ``x``, as torch's ``*_like`` functions do."""
+    if device is not None:
+        return device
+    return x.device if type(x) is Tensor else None
+
+
+def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     shape, d = _like(x, dtype)
-    return _made(np.zeros(shape, d), requires_grad)
+    return _made(np.zeros(shape, d), requires_grad, _device(x, device))
 
 
-def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     shape, d = _like(x, dtype)
-    return _made(np.ones(shape, d), requires_grad)
+    return _made(np.ones(shape, d), requires_grad, _device(x, device))
 
 
-def empty_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return zeros_like(x, dtype, requires_grad)
+def empty_like(x: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    return zeros_like(x, dtype, requires_grad, device)
 
 
-def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     shape, d = _like(x, dtype)
-    return _made(np.full(shape, fill_value, d), requires_grad)
+    return _made(np.full(shape, fill_value, d), requires_grad, _device(x, device))
 
 
 def _rng() -> np.random.Generator:
@@ -117,16 +127,20 @@ def _rng() -> np.random.Generator:
     return get_rng()
 
 
-def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, generator: Any = None) -> Tensor:
+def randn(
+    *size: Any, dtype: Any = None, requires_grad: bool = False, generator: Any = None, device: Any = None
+) -> Tensor:
     """Standard normal samples (seed with ``cr.manual_seed``); ``randn(2, 3)`` or ``randn((2, 3))``."""
     rng = generator if generator is not None else _rng()
-    return _made(rng.standard_normal(_size("randn", size)).astype(_dtype(dtype)), requires_grad)
+    return _made(rng.standard_normal(_size("randn", size)).astype(_dtype(dtype)), requires_grad, device)
 
 
-def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, generator: Any = None) -> Tensor:
+def rand(
+    *size: Any, dtype: Any = None, requires_grad: bool = False, generator: Any = None, device: Any = None
+) -> Tensor:
     """Uniform samples on [0, 1)."""
     rng = generator if generator is not None else _rng()
-    return _made(rng.random(_size("rand", size)).astype(_dtype(dtype)), requires_grad)
+    return _made(rng.random(_size("rand", size)).astype(_dtype(dtype)), requires_grad, device)
 
 
 def randint(low: int, high: Optional[int] = None, size: Any = (), dtype: Any = None) -> Tensor:
@@ -137,26 +151,26 @@ def randint(low: int, high: Optional[int] = None, size: Any = (), dtype: Any = N
     return Tensor(_rng().integers(low, high, size=size).astype(int64 if dtype is None else np.dtype(dtype)))
 
 
-def randn_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def randn_like(x: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     shape, d = _like(x, dtype)
-    return _made(_rng().standard_normal(shape).astype(d), requires_grad)
+    return _made(_rng().standard_normal(shape).astype(d), requires_grad, _device(x, device))
 
 
-def rand_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def rand_like(x: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     shape, d = _like(x, dtype)
-    return _made(_rng().random(shape).astype(d), requires_grad)
+    return _made(_rng().random(shape).astype(d), requires_grad, _device(x, device))
 
 
 def randperm(n: int, dtype: Any = None) -> Tensor:
     return Tensor(_rng().permutation(int(n)).astype(int64 if dtype is None else np.dtype(dtype)))
 
 
-def eye(n: int, m: Optional[int] = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def eye(n: int, m: Optional[int] = None, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """The identity matrix (``n`` by ``m``, square by default)."""
-    return _made(np.eye(int(n), None if m is None else int(m), dtype=_dtype(dtype)), requires_grad)
+    return _made(np.eye(int(n), None if m is None else int(m), dtype=_dtype(dtype)), requires_grad, device)
 
 
-def arange(*args: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def arange(*args: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """``arange(end)``, ``arange(start, end, step)``: int64 for ints, the default float dtype otherwise."""
     arr = np.arange(*args)
     if dtype is not None:
@@ -165,12 +179,14 @@ def arange(*args: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor
         arr = arr.astype(get_default_dtype())
     elif arr.dtype.kind in "iu":
         arr = arr.astype(int64)
-    return _made(arr, requires_grad)
+    return _made(arr, requires_grad, device)
 
 
-def linspace(start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def linspace(
+    start: float, end: float, steps: int, dtype: Any = None, requires_grad: bool = False, device: Any = None
+) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
-    return _made(np.linspace(start, end, int(steps)).astype(_dtype(dtype)), requires_grad)
+    return _made(np.linspace(start, end, int(steps)).astype(_dtype(dtype)), requires_grad, device)
 
 
 def from_numpy(arr: np.ndarray) -> Tensor:

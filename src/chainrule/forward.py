@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from . import autodiff
+from .backend import is_foreign, namespace_of
 from .graph import node_of, topological
 from .numeric import NUMPY
 from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
-from .tensor import Tensor, apply, as_value, enable_grad
+from .tensor import Tensor, apply, as_value, enable_grad, tensor
 from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables
 
 ndarray = np.ndarray
@@ -62,7 +63,11 @@ def jvp_source(prim: Primitive) -> str:
 
 def _zeros(value: Any, tensors: bool) -> Any:
     """Zeros shaped like a primal value or tensor, as a raw array or a constant tensor."""
-    z = np.zeros(np.shape(value._data if type(value) is Tensor else value), dtype=_dtype(value))
+    raw = value._data if type(value) is Tensor else value
+    if is_foreign(raw):
+        z = namespace_of(raw).zeros_as(tuple(raw.shape), raw)
+    else:
+        z = np.zeros(np.shape(raw), dtype=_dtype(value))
     return Tensor(z) if tensors else z
 
 
@@ -145,7 +150,7 @@ def _transposed_vjp(prim: Primitive, tangents: Sequence[Any], out: Any, args: Se
     nin = len(tangents)
     # inputs with a tangent are tensors in the recorded graph; constants stay raw, as in backprop
     args_t = [as_tensor(a) if i < nin and tangents[i] is not None else a for i, a in enumerate(args)]
-    g = Tensor(np.zeros(out_t.shape, out_t.dtype), True)
+    g = Tensor(_zeros(out_t, False), True)
     with enable_grad():
         total = None
         for i, t in enumerate(tangents):
@@ -186,6 +191,8 @@ def _fit(t: Any, out: Any, tensors: bool) -> Any:
         return t
     if type(out) is float:
         return float(t)
+    if type(out) is not ndarray and is_foreign(out):  # another library's array (a to_device node's result)
+        return t
     if type(t) is not ndarray:
         t = np.asarray(t)
     if t.shape != out.shape:
@@ -308,7 +315,7 @@ def _pack(items: Sequence[Any], multi: bool) -> Any:
 def _result(t: Any, like: Tensor, nested: bool) -> Any:
     """A tangent (``None`` = zero) as the caller sees it: a tensor when nested, else a float or array."""
     if t is None:
-        z = 0.0 if type(like._data) is float else np.zeros(like.shape, like.dtype)
+        z = 0.0 if type(like._data) is float else _zeros(like, False)
         return Tensor(z) if nested else z
     if nested:
         return t if type(t) is Tensor else Tensor(t)
@@ -335,6 +342,8 @@ def _seed(tangent: Any, var: Tensor, i: int, tensors: bool, op: str) -> Any:
         return value if value.dtype == var.dtype else value.astype(var.dtype)
     if type(var._data) is float:
         value = float(value)
+    elif is_foreign(var._data):
+        value = tensor(value, dtype=var.dtype, device=var.device)._data  # the primal's library and device
     else:
         value = np.array(value, dtype=var.dtype)  # a copy: the sweep may hand it back as an output tangent
     return Tensor(value) if tensors else value
@@ -347,6 +356,10 @@ def _sequence(x: Any, op: str, what: str) -> tuple:
             f"for a function of one argument write {op}(f, (x,), (v,))"
         )
     return tuple(x)
+
+
+def _any_foreign(variables: Sequence[Tensor]) -> bool:
+    return any(type(v._data) is not ndarray and type(v._data) is not float for v in variables)
 
 
 def _wants_tensors(nested: bool, tangents: Sequence[Any]) -> bool:
@@ -370,9 +383,10 @@ def jvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux: b
         raise ValueError("jvp: primals is empty; f needs at least one argument to differentiate")
     new, variables, nested = _variables(primals, tuple(range(len(primals))), "jvp")
     tensors = _wants_tensors(nested, tangents)
-    seeds = [_seed(t, v, i, tensors, "jvp") for i, (t, v) in enumerate(zip(tangents, variables))]
+    sweep = tensors or _any_foreign(variables)  # another array library: sweep with the engine's own ops
+    seeds = [_seed(t, v, i, sweep, "jvp") for i, (t, v) in enumerate(zip(tangents, variables))]
     outs, multi, aux = _evaluate(f, new, {}, "jvp", has_aux)
-    touts = Recording(outs, variables, tensors).push(seeds)
+    touts = Recording(outs, variables, sweep).push(seeds)
     values = [o if tensors else _raw(o) for o in outs]
     result = (_pack(values, multi), _pack([_result(t, o, tensors) for t, o in zip(touts, outs)], multi))
     return result + (_aux(aux, tensors),) if has_aux else result

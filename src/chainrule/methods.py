@@ -185,8 +185,7 @@ Tensor.numel = _numel  # type: ignore[attr-defined]
 Tensor.nelement = _numel  # type: ignore[attr-defined]
 Tensor.is_floating_point = lambda self: self.dtype.kind == "f"  # type: ignore[attr-defined]
 Tensor.element_size = lambda self: self.dtype.itemsize  # type: ignore[attr-defined]
-Tensor.device = property(lambda self: "cpu")  # type: ignore[attr-defined]
-Tensor.is_cuda = property(lambda self: False)  # type: ignore[attr-defined]
+Tensor.is_cuda = property(lambda self: "cuda" in str(self.device))  # type: ignore[attr-defined]
 Tensor.itemsize = property(lambda self: self.dtype.itemsize)  # type: ignore[attr-defined]
 Tensor.nbytes = property(lambda self: int(self.size) * self.dtype.itemsize)  # type: ignore[attr-defined]
 
@@ -212,8 +211,9 @@ Tensor.bool = _cast(np.bool_)  # type: ignore[attr-defined]
 Tensor.byte = _cast(np.uint8)  # type: ignore[attr-defined]
 
 _DEVICE_MESSAGE = (
-    "{op}: chainrule runs on the CPU with NumPy; there is no '{dev}' device. Drop the call, or use "
-    ".to('cpu') / .cpu(), which return the tensor itself"
+    "{op}: there is no '{dev}' device in chainrule; devices are 'cpu' (NumPy), 'cuda' or 'cuda:N' "
+    "(CuPy if installed, else torch), 'numpy' (NumPy, from any library), or an array library's own "
+    "device object such as torch.device('cpu')"
 )
 
 
@@ -222,32 +222,56 @@ def _device_name(device: Any) -> str:
 
 
 def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None, copy: bool = False, **kw: Any) -> Tensor:
-    """``to(dtype)``, ``to('cpu')``, ``to(other_tensor)``, ``to(device, dtype)``: as torch, on the CPU only."""
+    """``to(dtype)``, ``to(device)``, ``to(other_tensor)``, ``to(device, dtype)``, as torch.
+
+    A device is ``"cpu"`` (NumPy data stays NumPy; another library's array moves
+    to its host), ``"cuda"``/``"cuda:N"`` (CuPy if installed, else torch),
+    ``"numpy"`` (a NumPy array, from any library), or a library's own device
+    object such as ``torch.device("cpu")``.  The move is
+    differentiable: the gradient comes back in this tensor's library.
+    """
     kw.pop("non_blocking", None)
     if kw:
         raise TypeError(f"to: unexpected arguments {sorted(kw)}")
     for a in args:
         if type(a) is Tensor:
-            dtype = a.dtype
-        elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps", "meta", "xpu"):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "numpy", "mps", "meta", "xpu"):
             device = a
-        elif type(getattr(a, "type", None)) is str:  # a device object
+        elif type(getattr(a, "type", None)) is str or type(a).__name__ == "Device":  # a device object
             device = a
         else:
             dtype = a
-    if device is not None and _device_name(device).split(":")[0] != "cpu":
-        raise RuntimeError(_DEVICE_MESSAGE.format(op="to", dev=_device_name(device)))
-    out = self if dtype is None else self.astype(np.dtype(dtype))
+    out = self
+    if device is not None:
+        if isinstance(device, str) and device.split(":")[0] not in ("cpu", "cuda", "numpy"):
+            raise RuntimeError(_DEVICE_MESSAGE.format(op="to", dev=_device_name(device)))
+        out = _move(self, device)
+    if dtype is not None:
+        out = out.astype(dtype)
     return ops.clone(out) if copy and out is self else out
 
 
+def _move(t: Tensor, device: Any) -> Tensor:
+    from .backend import move
+    from .primitives.shape import to_device
+    from .tensor import apply, source_placement
+
+    if move(t._data, device) is t._data:
+        return t
+    return apply(to_device, t, device, source_placement(t._data))
+
+
 def _cpu(self: Tensor) -> Tensor:
-    """This tensor (chainrule tensors always live on the CPU)."""
-    return self
+    """This tensor in host memory (itself for NumPy data; another library's array moves to its host)."""
+    return _move(self, "cpu")
 
 
-def _cuda(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-    raise RuntimeError(_DEVICE_MESSAGE.format(op="cuda", dev="cuda"))
+def _cuda(self: Tensor, device: Any = None, **kwargs: Any) -> Tensor:
+    """This tensor on a CUDA device (CuPy if installed, else torch); ``device`` is an index or ``"cuda:N"``."""
+    kwargs.pop("non_blocking", None)
+    name = "cuda" if device is None else (f"cuda:{device}" if isinstance(device, int) else str(device))
+    return _move(self, name)
 
 
 def _type(self: Tensor, dtype: Any = None) -> Any:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .backend import device_of, namespace_of
 from .numeric import normalize_axes, unbroadcast_axes
 from .primitives import elementwise as E
 from .primitives import linalg as L
@@ -97,7 +98,7 @@ def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
 def sign(x: Any) -> Tensor:
     """The sign of each element; its gradient is zero (as torch's), also at 0."""
     x = _t(x)
-    return _zero_grad_values(x, np.sign(np.asarray(x._data)))
+    return _zero_grad_values(x, _raw_fn(x, "sign"))
 
 
 # --- torch's and NumPy's argument names ---------------------------------------------
@@ -699,6 +700,14 @@ def _shape(x: Any) -> tuple[int, ...]:
     return x.shape if type(x) is Tensor else np.shape(x)
 
 
+def _indicator(cond: Any, like: Any) -> Any:
+    """A comparison as 0/1 numbers: NumPy does arithmetic on bools; the Array API standard does not."""
+    d = cond._data if type(cond) is Tensor else cond
+    if type(d) is np.ndarray or type(d) is bool or type(d) is float:
+        return cond
+    return cond.astype(like.dtype if type(like) is Tensor else np.result_type(like))
+
+
 # The namespace the VJP rules see when the backward pass is recorded (create_graph=True).
 TENSOR = SimpleNamespace(
     name="tensor",
@@ -721,7 +730,7 @@ TENSOR = SimpleNamespace(
     astype=astype,
     matmul=matmul,
     unbroadcast=unbroadcast,
-    indicator=lambda cond, like: cond,
+    indicator=lambda cond, like: _indicator(cond, like),
     dtype_of=lambda x: x.dtype if type(x) is Tensor else np.result_type(x),
     einsum=lambda equation, *operands: einsum(equation, *operands),
 )
@@ -814,8 +823,23 @@ def clamp_max(x: Any, max: Any) -> Tensor:  # noqa: A002
     return clip(x, None, max)
 
 
-def _zero_grad_values(x: Tensor, values: np.ndarray) -> Tensor:
+def _raw_fn(x: Tensor, name: str) -> Any:
+    """``name`` (sign, floor, ceil, trunc) applied to ``x``'s raw values, in ``x``'s array library."""
+    d = x._data
+    if type(d) is not np.ndarray and type(d) is not float:
+        return getattr(namespace_of(d).xp, name)(d)
+    return getattr(np, name)(np.asarray(d))
+
+
+def _zero_grad_values(x: Tensor, values: Any) -> Tensor:
     """``values`` (computed from ``x``) as a tensor whose gradient to ``x`` is zero, as torch's floor/round."""
+    d = x._data
+    if type(d) is not np.ndarray and type(d) is not float:
+        ns = namespace_of(d)
+        if x.requires_grad:
+            never = ns.xp.zeros(tuple(d.shape), dtype=ns.xp.bool, device=device_of(d))
+            return where(never, x, ns.xp.astype(values, d.dtype))
+        return Tensor(values)
     if x.requires_grad:
         return where(np.zeros(x.shape, dtype=bool), x, values.astype(x.dtype))
     return Tensor(np.asarray(values))
@@ -823,12 +847,12 @@ def _zero_grad_values(x: Tensor, values: np.ndarray) -> Tensor:
 
 def floor(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, np.floor(x._data))
+    return _zero_grad_values(x, _raw_fn(x, "floor"))
 
 
 def ceil(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, np.ceil(x._data))
+    return _zero_grad_values(x, _raw_fn(x, "ceil"))
 
 
 def round(x: Any, decimals: int = 0) -> Tensor:  # noqa: A001
@@ -839,7 +863,7 @@ def round(x: Any, decimals: int = 0) -> Tensor:  # noqa: A001
 
 def trunc(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, np.trunc(x._data))
+    return _zero_grad_values(x, _raw_fn(x, "trunc"))
 
 
 def frac(x: Any) -> Tensor:

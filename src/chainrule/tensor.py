@@ -38,7 +38,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
-from .backend import common_namespace, is_foreign, namespace_of, native_dtype
+from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype
 from .primitive import Primitive
 from .primitives import elementwise as E
 from .primitives import shape as S
@@ -860,13 +860,18 @@ class Tensor:
         d = self._data
         if type(d) is float:
             return Size(1, ())
+        if type(d) is not ndarray:
+            return Size(math.prod(d.shape), tuple(d.shape))
         return Size(d.size, d.shape)
 
     @property
-    def dtype(self) -> Any:
-        """The NumPy dtype (for another library's array, that library's dtype object)."""
+    def dtype(self) -> np.dtype:
+        """The NumPy dtype (for another library's array, the NumPy dtype of the same name)."""
         d = self._data
-        return np.dtype(np.float64) if type(d) is float else d.dtype
+        if type(d) is float:
+            return _F64
+        dt = d.dtype
+        return dt if type(d) is ndarray else numpy_dtype(dt)
 
     @property
     def device(self) -> Any:
@@ -874,30 +879,6 @@ class Tensor:
         from .backend import device_of
 
         return device_of(self._data)
-
-    def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """This tensor on a device and/or in a dtype (itself when nothing changes), as ``torch.Tensor.to``.
-
-        A device is ``"cpu"`` (NumPy data stays NumPy; another library's array
-        moves to its host), ``"cuda"``/``"cuda:N"`` (CuPy if installed, else
-        torch), or a library's own device object such as ``torch.device("cpu")``.
-        ``to(other)`` takes ``other``'s device and dtype.  The move is
-        differentiable: the gradient comes back in this tensor's library.
-        """
-        device, dtype = device_and_dtype("Tensor.to", args, kwargs)
-        out = self
-        if device is not None:
-            from .backend import move
-
-            if move(self._data, device) is not self._data:
-                out = apply(S.to_device, self, device, source_placement(self._data))
-        if dtype is not None:
-            out = out.astype(dtype)
-        return out
-
-    def cpu(self) -> Tensor:
-        """This tensor with its data in host memory (``to("cpu")``)."""
-        return self.to("cpu")
 
     @property
     def is_leaf(self) -> bool:
@@ -1320,25 +1301,6 @@ def _redirect(node: Tensor, t: Tensor, d: Any, old: Tensor) -> None:
         return
     node._a = tuple(old if x is t else x for x in node._a)
     node._args = tuple(old._data if v is d else v for v in node._args)
-
-
-def device_and_dtype(op: str, args: tuple, kwargs: dict) -> tuple[Any, Any]:
-    """``(device, dtype)`` from torch's ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(tensor)``."""
-    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-    if kwargs:
-        raise TypeError(f"{op}: unexpected keyword arguments {sorted(kwargs)} (valid: device, dtype)")
-    for a in args:
-        if isinstance(a, Tensor):
-            device, dtype = a.device, a.dtype
-        elif isinstance(a, str) and (a in ("cpu", "cuda") or a.startswith(("cuda:", "cpu:"))):
-            device = a
-        elif isinstance(a, (str, np.dtype)) or (isinstance(a, type) and issubclass(a, np.generic)):
-            dtype = a
-        elif type(a).__name__ == "dtype" and not isinstance(a, np.dtype):  # another library's dtype object
-            dtype = a
-        else:
-            device = a
-    return device, dtype
 
 
 def source_placement(value: Any) -> Any:

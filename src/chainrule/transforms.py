@@ -15,6 +15,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import autodiff
+from .backend import is_foreign, namespace_of
 from .primitives import shape as S
 from .tensor import Tensor, apply, as_value, enable_grad
 
@@ -59,6 +60,15 @@ def _variables(args: Sequence[Any], nums: tuple[int, ...], op: str) -> tuple[lis
             var = apply(S.reshape, a, a.shape)
         else:
             value = as_value(a, op)
+            if is_foreign(value):  # another library's array: a fresh copy in that library
+                if not namespace_of(value).xp.isdtype(value.dtype, "real floating"):
+                    raise TypeError(
+                        f"{op}: argument {n} must be floating point to be differentiated, got {value.dtype}"
+                    )
+                var = Tensor(namespace_of(value).xp.asarray(value, copy=True), True)
+                new[n] = var
+                variables.append(var)
+                continue
             kind = "f" if type(value) is float else np.result_type(value).kind
             if kind != "f":
                 raise TypeError(
@@ -77,7 +87,11 @@ def _raw(x: Any) -> Any:
 
 
 def _zeros_like(t: Tensor, nested: bool) -> Any:
-    z = 0.0 if type(t._data) is float else np.zeros(t.shape, t.dtype)
+    d = t._data
+    if is_foreign(d):
+        z: Any = namespace_of(d).zeros_as(tuple(d.shape), d)
+    else:
+        z = 0.0 if type(d) is float else np.zeros(t.shape, t.dtype)
     return Tensor(z) if nested else z
 
 

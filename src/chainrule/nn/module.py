@@ -294,20 +294,48 @@ class Module:
         """Clear the gradients of all parameters (to ``None``, or to zeros in place)."""
         clear_grads(self.parameters(), set_to_none)
 
-    def to(self, dtype: Any) -> Module:
-        """Convert every parameter to a floating ``dtype`` in place (the tensors stay the same objects)."""
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"Module.to: parameters need a floating-point dtype, got {dtype}")
+    def to(self, *args: Any, device: Any = None, dtype: Any = None) -> Module:
+        """Move and/or convert every parameter and floating buffer in place, as torch's ``Module.to``.
+
+        ``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(tensor)``.  A
+        device is ``"cpu"``, ``"cuda"``/``"cuda:N"``, ``"numpy"`` or an array
+        library's device object (``torch.device("cpu")`` runs the model on torch
+        tensors); see :mod:`chainrule.backend`.  The parameter tensors stay the
+        same objects, so an optimizer made earlier keeps working; their gradients
+        are cleared.  Integer buffers (counters) keep their dtype, as in torch.
+        """
+        from ..backend import move
+
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "numpy"):
+                device = a
+            elif isinstance(a, (str, np.dtype)) or (isinstance(a, type) and issubclass(a, np.generic)):
+                dtype = a
+            else:
+                device = a
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            if dtype.kind != "f":
+                raise TypeError(f"Module.to: parameters need a floating-point dtype, got {dtype}")
+        moved = [(p, True) for p in self.parameters()] + [(b, False) for b in self.buffers()]
+        new_values = []
+        for t, is_param in moved:  # every move first, so a failure leaves the module as it was
+            value = t._data
+            if device is not None:
+                value = move(value, device)
+            if dtype is not None and (is_param or t.dtype.kind == "f"):
+                value = tensor(value, dtype=dtype)._data
+            new_values.append(value)
         with no_grad():
-            for p in self.parameters():
-                p._data = np.asarray(p._data, dtype=dtype)
-                mark_modified(p)
-                p.grad = None
-            for b in self.buffers():  # floating buffers follow (integer counters stay), as in torch
-                if b.dtype.kind == "f":
-                    b._data = np.asarray(b._data, dtype=dtype)
-                    mark_modified(b)
+            for (t, is_param), value in zip(moved, new_values):
+                if value is t._data:
+                    continue
+                t._data = value
+                mark_modified(t)
+                if is_param:
+                    t.grad = None
         return self
 
     def float(self) -> Module:

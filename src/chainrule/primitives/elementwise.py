@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 import operator
 
-import numpy as np
-
 from ..primitive import defprim, defvjp
 
 # --- arithmetic -------------------------------------------------------------

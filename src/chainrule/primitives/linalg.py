@@ -138,7 +138,8 @@ def _inv_of(xp, x):
         return xp.inv(x)
     except np.linalg.LinAlgError:
         raise ValueError(
-            f"det: the gradient det(A)·A⁻ᵀ needs an invertible matrix; this one (shape {tuple(xp.shape(x))}) is singular"
+            f"det: the gradient det(A)·A⁻ᵀ needs an invertible matrix; "
+            f"this one (shape {tuple(xp.shape(x))}) is singular"
         ) from None
 
 
