@@ -128,6 +128,22 @@ def to_numpy(x: Any) -> np.ndarray:
         return np.asarray(x)
 
 
+def host_view(x: Any) -> Optional[np.ndarray]:
+    """A writable NumPy array sharing ``x``'s memory, where the library allows one (torch and
+    array-api-strict on the CPU); else None (a GPU array)."""
+    lib = library_name(x)
+    if lib == "torch":
+        return x.detach().numpy() if x.device.type == "cpu" else None
+    if lib == "array_api_strict":
+        view = getattr(x, "_array", None)  # the NumPy array the strict wrapper holds
+        return view if isinstance(view, np.ndarray) and view.flags.writeable else None
+    try:
+        view = np.from_dlpack(x)
+    except Exception:  # noqa: BLE001 - a device array, or a library without host DLPack export
+        return None
+    return view if view.flags.writeable else None
+
+
 def _cuda_library() -> str:
     if "cupy" in sys.modules or _importable("cupy"):
         return "cupy"
@@ -525,6 +541,7 @@ __all__ = [
     "common_namespace",
     "device_of",
     "finite",
+    "host_view",
     "is_foreign",
     "library_name",
     "move",

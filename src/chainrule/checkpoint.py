@@ -92,7 +92,7 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], where: str, depth: int = 0)
     if depth > MAX_DEPTH:
         raise ValueError(f"save: {where} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(obj, (Tensor, np.ndarray)):
-        arr = np.asarray(obj.data if isinstance(obj, Tensor) else obj)
+        arr = np.asarray(_host(obj._data) if isinstance(obj, Tensor) else obj)
         if not arr.flags.c_contiguous:
             arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         why = _check_dtype(arr.dtype)
@@ -274,6 +274,26 @@ def _fsync_directory(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _host(value: Any) -> Any:
+    """Another library's array (a torch tensor, a GPU array) as a host NumPy array; NumPy data as it is."""
+    from .backend import is_foreign, to_numpy
+
+    return to_numpy(value) if is_foreign(value) else value
+
+
+def _onto(obj: Any, device: Any) -> Any:
+    """``obj`` with every tensor moved to ``device`` (see :func:`chainrule.tensor`)."""
+    if isinstance(obj, Tensor):
+        from .tensor import tensor
+
+        return tensor(obj._data, obj.requires_grad, device=device)
+    if isinstance(obj, dict):
+        return type(obj)((k, _onto(v, device)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_onto(v, device) for v in obj)
+    return obj
 
 
 def save(obj: Any, path: str | os.PathLike) -> None:
@@ -545,8 +565,12 @@ def _load(f: BinaryIO, path: str, max_bytes: Optional[int]) -> Any:
     return obj
 
 
-def load(path: str | os.PathLike, max_bytes: Optional[int] = None) -> Any:
+def load(path: str | os.PathLike, max_bytes: Optional[int] = None, device: Any = None) -> Any:
     """Read a checkpoint written by :func:`save`; arrays come back as arrays and tensors as tensors.
+
+    Tensors saved from any array library were written as host NumPy arrays; they
+    load as NumPy tensors, or onto ``device`` (``"cuda"``, ``torch.device("cpu")``,
+    ... as for :func:`chainrule.tensor`).
 
     ``max_bytes`` caps what loading may allocate (the arrays and the index).
     By default the cap is 1 GiB and at most 256 times the file's size (but
@@ -562,7 +586,7 @@ def load(path: str | os.PathLike, max_bytes: Optional[int] = None) -> Any:
         raise TypeError(f"load: max_bytes must be a non-negative int or None, got {max_bytes!r}")
     try:
         with _open_regular(path) as f:
-            return _load(f, path, max_bytes)
+            loaded = _load(f, path, max_bytes)
     except (CheckpointError, FileNotFoundError):
         raise
     except MemoryError:
@@ -575,3 +599,4 @@ def load(path: str | os.PathLike, max_bytes: Optional[int] = None) -> Any:
         ) from None
     except Exception as exc:  # zlib.error and other decoder failures on damaged data
         raise CheckpointError(f"load: {path} is corrupted ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return loaded if device is None else _onto(loaded, device)

@@ -97,7 +97,11 @@ class Optimizer:
                     if p.grad is None:
                         continue
                     g = p.grad._data
-                    arr = _array(p._data)
+                    d = p._data
+                    if type(d) is not np.ndarray and type(d) is not float:
+                        self._update_foreign(p, group)
+                        continue
+                    arr = _array(d)
                     if type(g) is not np.ndarray:
                         g = np.asarray(g, dtype=arr.dtype)
                     self._update(arr, g, self.state.setdefault(id(p), {}), group)
@@ -108,6 +112,22 @@ class Optimizer:
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def _update_foreign(self, p: Tensor, group: dict[str, Any]) -> None:
+        """The same NumPy update on another library's parameter: in place through a shared host view
+        (torch and array-api-strict on the CPU: the arithmetic, and so the result, is NumPy's); for a
+        device array, on a host copy that is then moved back (correct, not fast).  State stays NumPy."""
+        from .backend import host_view, move, to_numpy
+
+        d = p._data
+        g = p.grad._data
+        view = host_view(d)
+        arr = view if view is not None else np.array(to_numpy(d))
+        g_host = to_numpy(g) if type(g) is not np.ndarray else g
+        self._update(arr, np.asarray(g_host, dtype=arr.dtype), self.state.setdefault(id(p), {}), group)
+        if view is None:
+            p._data = move(arr, p.device)
+        mark_modified(p)
 
     # --- state dicts (indices instead of tensors, as torch.optim does) ------------------
     def state_dict(self) -> dict[str, Any]:

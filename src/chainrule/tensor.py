@@ -482,6 +482,12 @@ def foreign_forward(prim: Primitive, values: tuple, nin: int) -> Any:
         ins = vals[first:nin]
         arrays = [v for v in ins if is_foreign(v)]
         floats = [v.dtype for v in arrays if xp.isdtype(v.dtype, "real floating")]
+        if any(f != floats[0] for f in floats):
+            raise TypeError(
+                f"{prim.name}: {ns.library} arrays of dtypes {', '.join(sorted(set(map(str, floats))))} in one "
+                "operation; on other libraries' arrays chainrule does not promote between float dtypes (torch's "
+                "matmul refuses too): convert one side first, e.g. x.to(np.float32) or x.double()"
+            )
         if len(floats) < len(arrays) and (floats or prim.name in _FLOAT_ONLY or any(type(v) is float for v in ins)):
             target = floats[0] if floats else native_dtype(ns, DEFAULTS.float)
             for i in range(first, nin):
@@ -580,6 +586,10 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
         elif (ta is not ndarray and ta is not float and ta is not int) or (
             tb is not ndarray and tb is not float and tb is not int
         ):
+            if a is None and type(av) is ndarray and av.ndim == 0:
+                av = av.item()  # a NumPy 0-d constant joins another library's array as a Python number
+            if b is None and type(bv) is ndarray and bv.ndim == 0:
+                bv = bv.item()
             out = foreign_forward(prim, (av, bv), 2)
         else:
             try:
@@ -641,6 +651,10 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
     for i in range(nin):
         v = values_t[i]
         if type(v) is not ndarray and type(v) is not float and type(v) is not int and is_foreign(v):
+            values_t = tuple(  # NumPy 0-d constants join as Python numbers (in the record too)
+                x.item() if j < nin and inputs[j] is None and type(x) is ndarray and x.ndim == 0 else x
+                for j, x in enumerate(values_t)
+            )
             out = foreign_forward(prim, values_t, nin)
             break
     else:

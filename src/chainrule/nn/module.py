@@ -96,6 +96,12 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
+def _host(value: Any) -> Any:
+    from ..backend import is_foreign, to_numpy
+
+    return to_numpy(value) if is_foreign(value) else value
+
+
 class Module:
     """Base class of layers and models: call it like a function to run ``forward``."""
 
@@ -376,7 +382,7 @@ class Module:
             if name not in state_dict:
                 continue
             value = state_dict[name]
-            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            arr = np.asarray(_host(value._data if isinstance(value, Tensor) else value))
             if arr.shape != p.shape:
                 raise ValueError(
                     f"load_state_dict for {type(self).__name__}: {name!r} has shape {arr.shape} in the state dict "
@@ -391,6 +397,8 @@ class Module:
             for p, arr in staged:
                 if type(p._data) is float:
                     p._data = float(arr)
+                elif type(p._data) is not np.ndarray:  # another library's array: the values, moved there
+                    p._data = tensor(arr, dtype=p.dtype, device=p.device)._data
                 else:
                     np.copyto(p._data, arr, casting="unsafe")
                 mark_modified(p)

@@ -1,0 +1,165 @@
+"""Everything above the engine on other array libraries: nn, optim, save/load, gradcheck, errors."""
+
+from __future__ import annotations
+
+import array_api_strict
+import numpy as np
+import pytest
+import torch
+
+import chainrule as cr
+from chainrule.backend import library_name
+
+DEVICES = {"torch": torch.device("cpu"), "array_api_strict": array_api_strict.Device("CPU_DEVICE")}
+MAKE = {"torch": torch.asarray, "array_api_strict": array_api_strict.asarray}
+
+
+def _train(lib, optimizer, steps=5):
+    model = cr.nn.Sequential(cr.nn.Linear(4, 8, rng=0), cr.nn.Tanh(), cr.nn.Linear(8, 3, rng=1))
+    if lib is not None:
+        model.to(DEVICES[lib])
+    opt = optimizer(model.parameters())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    make = MAKE[lib] if lib else np.asarray
+    X, Y = cr.tensor(make(x)), cr.tensor(make(y))
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = cr.nn.cross_entropy(model(X), Y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return model, opt, losses
+
+
+OPTIMIZERS = {
+    "sgd-momentum-wd": lambda p: cr.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    "adam": lambda p: cr.optim.Adam(p, lr=0.01),
+    "rmsprop": lambda p: cr.optim.RMSprop(p, lr=0.01),
+}
+
+
+@pytest.mark.parametrize("lib", sorted(DEVICES))
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_five_training_steps_equal_the_numpy_run(lib, opt):
+    ref_model, ref_opt, ref_losses = _train(None, OPTIMIZERS[opt])
+    model, opt_, losses = _train(lib, OPTIMIZERS[opt])
+    # float32 everywhere; torch's and NumPy's kernels round differently in the last bit
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        assert library_name(p.data) == lib, "a parameter left its library"
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-6)
+    assert len(opt_.state) == len(ref_opt.state)
+    for p, q in zip(model.parameters(), ref_model.parameters()):  # optimizer state (buffers, moments) too
+        st, ref_st = opt_.state[id(p)], ref_opt.state[id(q)]
+        assert set(st) == set(ref_st)
+        for k, v in ref_st.items():
+            np.testing.assert_allclose(np.asarray(st[k]), np.asarray(v), rtol=1e-5, atol=1e-6)
+
+
+def test_a_wrong_update_on_the_foreign_path_is_caught(monkeypatch):
+    """Plant a bug in the foreign-array update only: the comparison above must notice."""
+    original = cr.optim.Optimizer._update_foreign
+
+    def doubled(self, p, group):
+        original(self, p, group)
+        original(self, p, group)
+
+    monkeypatch.setattr(cr.optim.Optimizer, "_update_foreign", doubled)
+    with pytest.raises(AssertionError):
+        test_five_training_steps_equal_the_numpy_run("torch", "sgd-momentum-wd")
+
+
+def test_save_copies_to_host_and_load_puts_tensors_on_a_chosen_device(tmp_path):
+    model, _, _ = _train("torch", OPTIMIZERS["adam"], steps=2)
+    path = tmp_path / "model.npz"
+    cr.save(model.state_dict(), path)
+    on_host = cr.load(path)
+    assert all(library_name(t.data) == "numpy" for t in on_host.values())
+    on_torch = cr.load(path, device=torch.device("cpu"))
+    for (name, t), p in zip(on_torch.items(), model.parameters()):
+        assert isinstance(t.data, torch.Tensor), name
+        np.testing.assert_array_equal(t.numpy(), p.numpy())
+    fresh = cr.nn.Sequential(cr.nn.Linear(4, 8, rng=5), cr.nn.Tanh(), cr.nn.Linear(8, 3, rng=6)).to(torch.device("cpu"))
+    fresh.load_state_dict(on_host)
+    for p, q in zip(fresh.parameters(), model.parameters()):
+        assert isinstance(p.data, torch.Tensor)
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_gradcheck_checks_other_libraries_in_float64_on_the_host():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float32)
+    assert cr.gradcheck(lambda t: cr.sum(cr.tanh(t) * t), x)
+    with pytest.raises(cr.GradcheckError):
+        cr.gradcheck(_wrong_square, x)  # a planted wrong rule is caught through the host copy too
+
+
+def _wrong_square(t):
+    @cr.custom_vjp
+    def square(a):
+        return a * a
+
+    @square.defvjp
+    def _(g, out, a):
+        return (g * a,)  # should be 2 a g
+
+    return cr.sum(square(t))
+
+
+@pytest.mark.parametrize("lib", sorted(DEVICES))
+def test_tensor_keeps_its_library_and_numpy_copies_to_host(lib):
+    a = MAKE[lib](np.array([1.0, 2.0, 3.0]))
+    t = cr.tensor(a, requires_grad=True)
+    assert library_name(t.data) == lib and t.device == DEVICES[lib] or str(t.device) == str(DEVICES[lib])
+    assert t.dtype == np.float64 and t.shape == (3,)
+    host = t.numpy()
+    assert isinstance(host, np.ndarray) and host.tolist() == [1.0, 2.0, 3.0]
+    host[0] = 99.0  # a copy: the tensor is unchanged
+    assert t.numpy()[0] == 1.0
+    back = t.to("numpy")
+    assert isinstance(back.data, np.ndarray)
+    (back * back).sum().backward()
+    assert library_name(t.grad.data) == lib  # the gradient came back through the move
+    np.testing.assert_array_equal(t.grad.numpy(), [2.0, 4.0, 6.0])
+
+
+def test_mixing_libraries_in_one_operation_is_refused_naming_both():
+    t = cr.tensor(torch.ones(3))
+    s = cr.tensor(array_api_strict.ones(3))
+    with pytest.raises(TypeError, match="add: cannot mix a torch array with a array_api_strict array"):
+        t + s
+    with pytest.raises(TypeError, match="mul: cannot mix a torch array with a NumPy array of shape \\(3,\\)"):
+        t * cr.tensor(np.ones(3))
+    with pytest.raises(TypeError, match="float32.*float64|float64.*float32"):
+        cr.tensor(torch.ones(3, dtype=torch.float32)) + cr.tensor(torch.ones(3, dtype=torch.float64))
+    # Python numbers mix with anything, and stay in the array's library and dtype
+    out = t * 2.0 + 1
+    assert isinstance(out.data, torch.Tensor) and out.dtype == np.float32
+
+
+def test_mixing_devices_is_refused_naming_both():
+    t = cr.tensor(torch.ones(3))
+    m = cr.tensor(torch.ones(3, device="meta"))
+    with pytest.raises(ValueError, match="expected all arrays on one device, got cpu and meta"):
+        t + m
+
+
+def test_bad_devices_are_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match="expected 'cpu', 'cuda' or 'cuda:N'"):
+        cr.tensor([1.0], device="gpu")
+    with pytest.raises(RuntimeError, match="no 'mps' device"):
+        cr.tensor([1.0]).to("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            cr.tensor([1.0], device="cuda")
+
+
+def test_creation_functions_take_a_device_and_like_functions_follow_their_input():
+    d = torch.device("cpu")
+    assert isinstance(cr.zeros(2, 3, device=d).data, torch.Tensor)
+    assert isinstance(cr.eye(3, device=d).data, torch.Tensor)
+    x = cr.tensor(array_api_strict.ones((2, 2)))
+    assert library_name(cr.zeros_like(x).data) == "array_api_strict"
+    assert library_name(cr.ones_like(np.ones(2)).data) == "numpy"
