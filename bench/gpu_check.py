@@ -11,7 +11,8 @@
    on CuPy arrays where CuPy is installed.
 
 Exit status: 0 when everything ran and passed, 1 on a failure, 2 when no CUDA
-device is present (nothing was checked).
+device is present (nothing was checked).  ``--cpu-dry-run`` runs part 2 on torch CPU
+tensors with a small MLP, to check the script itself on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _chainrule_step(cr, np, params, device, x0, y0):
     return step
 
 
-def _torch_step(torch, params, x0, y0):
+def _torch_step(torch, params, x0, y0, device="cuda"):
     layers = []
     for i, (w, b) in enumerate(params):
         lin = torch.nn.Linear(w.shape[1], w.shape[0])
@@ -93,9 +94,9 @@ def _torch_step(torch, params, x0, y0):
         layers.append(lin)
         if i < len(params) - 1:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers).cuda()
+    model = torch.nn.Sequential(*layers).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.as_tensor(x0, device="cuda"), torch.as_tensor(y0, device="cuda")
+    x, y = torch.as_tensor(x0, device=device), torch.as_tensor(y0, device=device)
 
     def step():
         opt.zero_grad()
@@ -122,12 +123,16 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--skip-suite", action="store_true")
+    p.add_argument("--cpu-dry-run", action="store_true", help="part 2 only, on torch CPU, MLP 256-256-256-10")
     args = p.parse_args()
-    if not _cuda_available():
+    global SIZES, BATCH
+    if args.cpu_dry_run:
+        SIZES, BATCH = (256, 256, 256, 10), 128
+    elif not _cuda_available():
         print("gpu_check: no CUDA device here (neither torch nor CuPy finds one): nothing was checked")
         return 2
     status = 0
-    if not args.skip_suite:
+    if not args.skip_suite and not args.cpu_dry_run:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_gpu.py"], cwd=ROOT
         )
@@ -142,9 +147,17 @@ def main() -> int:
     rng = np.random.default_rng(1)
     x0 = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
     y0 = rng.integers(0, SIZES[-1], BATCH)
-    runs = {"torch CUDA eager": (_torch_step(torch, params, x0, y0), torch.cuda.synchronize)}
-    runs["chainrule on torch CUDA"] = (_chainrule_step(cr, np, params, "cuda", x0, y0), torch.cuda.synchronize)
-    if importlib.util.find_spec("cupy") is not None:
+    if args.cpu_dry_run:
+
+        def sync():
+            return None
+
+        runs = {f"torch {where} eager": (_torch_step(torch, params, x0, y0, "cpu"), sync)}
+        runs[f"chainrule on torch {where}"] = (_chainrule_step(cr, np, params, torch.device("cpu"), x0, y0), sync)
+    else:
+        runs = {f"torch {where} eager": (_torch_step(torch, params, x0, y0), torch.cuda.synchronize)}
+        runs[f"chainrule on torch {where}"] = (_chainrule_step(cr, np, params, "cuda", x0, y0), torch.cuda.synchronize)
+    if importlib.util.find_spec("cupy") is not None and not args.cpu_dry_run:
         import cupy
 
         sync = cupy.cuda.Device().synchronize
@@ -156,7 +169,7 @@ def main() -> int:
         for name, (step, sync) in runs.items():
             time.sleep(0.3)
             times[name].append(_time(step, sync, args.steps))
-    base = statistics.median(times["torch CUDA eager"])
+    base = statistics.median(times[f"torch {where} eager"])
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, float32, {args.steps} steps x {args.rounds} rounds:")
     for name, ts in times.items():
         med = statistics.median(ts)
