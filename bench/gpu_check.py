@@ -147,6 +147,7 @@ def main() -> int:
     rng = np.random.default_rng(1)
     x0 = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
     y0 = rng.integers(0, SIZES[-1], BATCH)
+    where = "CPU (dry run)" if args.cpu_dry_run else "CUDA"
     if args.cpu_dry_run:
 
         def sync():
