@@ -154,6 +154,13 @@ class _Tracer:
                     f"compile: the function uses a tensor of shape {t.shape} made by '{t._node.name}' outside it "
                     "with gradient tracking (a graph built before the call); pass it as an argument, or detach() it"
                 )
+            d = t._data
+            if type(d) is not np.ndarray and type(d) is not float:
+                raise CompileError(
+                    f"compile: '{t._node.name}' made a {type(d).__module__.split('.')[0]} array; cr.compile replays "
+                    "NumPy and Python-float programs only: run this function without cr.compile on other array "
+                    "libraries' arrays"
+                )
             self.nodes[id(t)] = _Node(t)
             for inp in node_parts(t)[0]:
                 if inp is not None and inp._node is not None:
