@@ -47,3 +47,10 @@ def test_compile_doc_prints_the_schedule_it_shows(capsys):
     code, shown = re.search(r"```python\n(.*?)```\n\nprints \(a real run\)\n\n```\n(.*?)```", text, re.S).groups()
     exec(compile(code, "docs/compile.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
     assert capsys.readouterr().out == shown
+
+
+def test_backends_doc_prints_what_it_shows(capsys):
+    text = (ROOT / "docs" / "backends.md").read_text(encoding="utf-8")
+    code, shown = re.search(r"```python\n(.*?)```\n\nprints \(a real run\)\n\n```\n(.*?)```", text, re.S).groups()
+    exec(compile(code, "docs/backends.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
+    assert capsys.readouterr().out == shown
