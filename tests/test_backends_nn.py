@@ -181,3 +181,26 @@ def test_compile_refuses_other_libraries_arrays_and_the_eager_call_still_works()
     eager = cr.sum(model(x))
     eager.backward()
     assert isinstance(model.weight.grad.data, torch.Tensor)
+
+
+@pytest.mark.parametrize("lib", sorted(DEVICES))
+def test_in_place_updates_stay_in_the_library(lib):
+    ones = {"torch": torch.ones, "array_api_strict": array_api_strict.ones}[lib]
+    p = cr.tensor(ones(3), requires_grad=True)
+    (p * p).sum().backward()
+    with cr.no_grad():
+        p -= 0.1 * p.grad  # the torch habit
+    np.testing.assert_allclose(p.numpy(), [0.8, 0.8, 0.8])
+    assert library_name(p.data) == lib
+    q = cr.tensor(ones(3))
+    q[0] = 5.0
+    q += 2
+    np.testing.assert_array_equal(q.numpy(), [7.0, 3.0, 3.0])
+    p.grad.zero_()
+    assert not np.any(p.grad.numpy())
+    a = cr.tensor(ones(3), requires_grad=True)
+    b = a * 1.0
+    b += a  # recorded in place: the gradient counts both uses
+    b.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [2.0, 2.0, 2.0])
+    assert library_name(a.grad.data) == lib

@@ -307,6 +307,10 @@ class ArrayNamespace:
     def __repr__(self) -> str:
         return f"<chainrule namespace over {self.library}>"
 
+    @staticmethod
+    def device_of(x: Any) -> Any:
+        return compat().device(x)
+
     # --- the vocabulary the rules share with NUMPY, SCALAR, TENSOR and the symbolic namespace -----
     @staticmethod
     def shape(x: Any) -> tuple[int, ...]:

@@ -1084,6 +1084,20 @@ class Tensor:
             arr = np.array(self._data)
             arr[index] = as_value(value)
             self._data = float(arr)
+        elif type(self._data) is not ndarray:  # another library's array: its index and values
+            ns = namespace_of(self._data)
+            raw = as_value(value)
+            if not is_foreign(raw):
+                raw = (
+                    float(raw) if np.ndim(raw) == 0 else ns.xp.asarray(np.asarray(raw), device=ns.device_of(self._data))
+                )
+            try:
+                self._data[ns.index(index, len(self._data.shape), ns.device_of(self._data))] = raw
+            except (IndexError, TypeError) as exc:
+                raise IndexError(
+                    f"setitem: {ns.library} cannot assign at index {index!r} ({exc}); the Array API standard "
+                    "assigns only at ints and slices: use cr.where for a masked or indexed update"
+                ) from None
         else:
             try:
                 self._data[index] = as_value(value)
@@ -1208,6 +1222,16 @@ def run_leaf_hooks(leaf: Tensor, g: Any) -> Any:
 def _constant_like(t: Tensor, value: Any) -> Tensor:
     """``value`` broadcast to ``t``'s shape; recorded as ``where`` (gradient 0 to ``t``) when ``t`` is in a graph."""
     v = value._data if type(value) is Tensor else value
+    d = t._data
+    if type(d) is not ndarray and type(d) is not float:  # another library's array: its own full()
+        ns = namespace_of(d)
+        filled = ns.xp.full(tuple(d.shape), float(v) if not is_foreign(v) else v, dtype=d.dtype, device=ns.device_of(d))
+        if MODE.enabled and t.requires_grad:
+            from .ops import where
+
+            never = ns.xp.zeros(tuple(d.shape), dtype=ns.xp.bool, device=ns.device_of(d))
+            return where(never, t, filled)
+        return Tensor(filled)
     if MODE.enabled and t.requires_grad:
         from .ops import where
 
@@ -1272,17 +1296,19 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
                 f"{op}: the result has shape {np.shape(new)}, which does not fit the tensor's shape {d.shape} "
                 "(an in-place operation cannot change the shape); write t = t op x instead"
             )
-        rtype = np.result_type(new)
-        if not np.can_cast(rtype, d.dtype, "same_kind"):
+        rtype = _numpy_dtype_of(new)
+        if not np.can_cast(rtype, _numpy_dtype_of(d), "same_kind"):
             raise RuntimeError(
                 f"{op}: the result type {rtype} cannot be cast to the tensor's dtype {d.dtype} in place "
                 f"(torch refuses too); write t = t op x, or convert first with t.to(...)"
             )
-        if not d.flags.writeable:
+        if type(d) is ndarray and not d.flags.writeable:
             raise RuntimeError(f"{op}: this tensor's memory is read-only (a broadcast view?); clone() it first")
+    foreign = type(d) is not ndarray and type(d) is not float
     recorded = result._node is not None
     if recorded:
-        old = Tensor(np.array(d) if type(d) is ndarray else d, t.requires_grad)
+        kept = np.array(d) if type(d) is ndarray else (namespace_of(d).xp.asarray(d, copy=True) if foreign else d)
+        old = Tensor(kept, t.requires_grad)
         if t._node is not None:
             for slot in _GRAPH_SLOTS:
                 setattr(old, slot, getattr(t, slot))
@@ -1290,6 +1316,8 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
         _redirect(result, t, d, old)
     if type(d) is float:
         t._data = float(new)
+    elif foreign:
+        _write_foreign(t, d, new)
     else:
         d[...] = new
     mark_modified(t)
@@ -1299,6 +1327,27 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
         t._epoch = EPOCHS.value
         t.requires_grad = True
     return t
+
+
+def _numpy_dtype_of(v: Any) -> np.dtype:
+    if type(v) is ndarray:
+        return v.dtype
+    if type(v) is not float and is_foreign(v):
+        return numpy_dtype(v.dtype)
+    return np.result_type(v)
+
+
+def _write_foreign(t: Tensor, d: Any, new: Any) -> None:
+    """``d[...] = new`` for another library's array; a library without item assignment (JAX) gets a new array."""
+    xp = namespace_of(d).xp
+    if not is_foreign(new) or namespace_of(new).xp is not xp:
+        new = xp.asarray(np.asarray(new), device=namespace_of(d).device_of(d))
+    if new.dtype != d.dtype:
+        new = xp.astype(new, d.dtype)
+    try:
+        d[...] = new
+    except (TypeError, ValueError, NotImplementedError):
+        t._data = xp.broadcast_to(new, tuple(d.shape))
 
 
 def _redirect(node: Tensor, t: Tensor, d: Any, old: Tensor) -> None:
