@@ -508,6 +508,9 @@ def _scalar_fallback(prim: Primitive, values: tuple) -> Any:
         return prim.fwd(*(np.float64(v) if type(v) in (float, int) else v for v in values))
 
 
+_new_tensor = object.__new__
+
+
 def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
     """The function ``f(x)`` applying a one-input primitive (hot path: one frame per call)."""
     fwd = prim.fwd
@@ -536,7 +539,17 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
             elif out.dtype is _F64 and v.dtype.kind in _INT_KINDS:
                 out = promote_int(out, v)
         if x.requires_grad and (record := MODE.record):
-            t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, x, UNARY, v)
+            t = _new_tensor(Tensor)  # the node record, slot by slot (as Tensor(out, True, prim, ...) but faster)
+            t._data = out
+            t.requires_grad = True
+            t._node = prim
+            t._grad = t._bg = t._bv = t._args = None
+            t._version = 0
+            t._seq = _next_seq()
+            t._epoch = EPOCHS.value
+            t._a = x
+            t._b = UNARY
+            t._av = v
             if record == 2:
                 _anomaly_hook(t)
             return t
@@ -603,7 +616,18 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
             ):
                 out = promote_int(out, av, bv)
         if need and (record := MODE.record):
-            t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, a, b, av, bv)
+            t = _new_tensor(Tensor)  # the node record, slot by slot (as Tensor(out, True, prim, ...) but faster)
+            t._data = out
+            t.requires_grad = True
+            t._node = prim
+            t._grad = t._bg = t._args = None
+            t._version = 0
+            t._seq = _next_seq()
+            t._epoch = EPOCHS.value
+            t._a = a
+            t._b = b
+            t._av = av
+            t._bv = bv
             if record == 2:
                 _anomaly_hook(t)
             return t
