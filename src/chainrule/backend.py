@@ -431,6 +431,8 @@ class ArrayNamespace:
         device = compat().device(g)
         out = self.xp.zeros(tuple(shape), dtype=g.dtype, device=device)
         index = self.index(index, len(shape), device)
+        if self.library in ("jax", "jaxlib"):  # immutable arrays: the functional update
+            return out.at[index].add(g)
         if is_basic_index(index):
             out[index] = g
             return out
@@ -511,6 +513,13 @@ class ArrayNamespace:
         half = getattr(self.xp, "float16", None)
         wide = self.xp.float32 if half is not None and x.dtype == half else None
         return self.xp.sum(x, axis=axis, keepdims=True, dtype=wide)
+
+    def add_at(self, out: Any, index: Any, values: Any) -> Any:
+        """``out[index] += values`` (a basic index), returning the result (a new array on JAX)."""
+        if self.library in ("jax", "jaxlib"):
+            return out.at[index].add(values)
+        out[index] = out[index] + values
+        return out
 
     @staticmethod
     def add_fresh(y: Any, b: Any) -> Any:

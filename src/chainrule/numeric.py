@@ -96,6 +96,11 @@ def _np_add_fresh(y: Any, b: Any) -> Any:
     return y + b
 
 
+def _np_add_at(out: Any, index: Any, values: Any) -> Any:
+    out[index] += values
+    return out
+
+
 def _np_widesum(x: Any, axis: Any) -> Any:
     """A sum keeping dims; float16 accumulates in float32 (70,000 float16 ones sum to inf), as torch does."""
     if x.dtype == np.float16:
@@ -139,6 +144,7 @@ NUMPY = SimpleNamespace(
     erf=_np_erf,
     add_fresh=_np_add_fresh,
     widesum=_np_widesum,
+    add_at=_np_add_at,
     zeros_as=lambda shape, like: np.zeros(shape, dtype=like.dtype),
     contiguous=np.ascontiguousarray,
     pad=lambda x, ph, pw: np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))),

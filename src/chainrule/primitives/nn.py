@@ -69,7 +69,7 @@ def _fold(xp: Any, cols: Any, output_size: Pair, kernel: Pair, dilation: Pair, p
         for j in range(kw):
             rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
             columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-            out[:, :, rows, columns] += grid[:, :, i, j, ...]
+            out = xp.add_at(out, (slice(None), slice(None), rows, columns), grid[:, :, i, j, ...])
     if ph or pw:
         out = xp.contiguous(out[:, :, ph : ph + h, pw : pw + w])
     return out
