@@ -789,13 +789,11 @@ class _Gen:
         target = self.gvar[id(z)] = f"g{next(self.gcount)}"
         buf = self.new_buf(target, lv.shape, lv.dtype, "grad")
         lsv, r, c = self.var[id(lsm)], self.raw(rows), self.raw(y)
-        self.lines += [
-            f"    # fused softmax-cross-entropy backward to {zv}: (softmax - onehot) * -{g}, into a buffer",
-            f"    {target} = np.exp({lsv}, out={buf})  # softmax from the saved log_softmax",
-            f"    np.multiply({target}, {g}[:, None], out={target})",
-            f"    np.subtract(0.0, {target}, out={target})",
-            f"    {target}[{r}, {c}] += {g}  # the one-hot term",
-        ]
+        self.lines.append(
+            f"    # fused softmax-cross-entropy backward to {zv}: (softmax - onehot) * -{g}, into a buffer"
+        )
+        names = {"dz": target, "buf": buf, "logp": lsv, "gy": g, "rows": r, "y": c}
+        self.lines += ["    " + line.format(**names) for line in _FUSED_CE]
         return True
 
     def _guard_indices(self, statics: Any) -> None:
@@ -833,6 +831,14 @@ class _Gen:
         self.lines.append(f"    E[{k}]()  # {label}")
         self.loaded.clear()  # an update may have replaced a leaf's value (Python floats are immutable)
 
+
+# The fused backward of log_softmax -> getitem[rows, y] (see _Gen._fused_cross_entropy).
+_FUSED_CE = (
+    "{dz} = np.exp({logp}, out={buf})  # softmax from the saved log_softmax",
+    "np.multiply({dz}, {gy}[:, None], out={dz})",
+    "np.subtract(0.0, {dz}, out={dz})",
+    "{dz}[{rows}, {y}] += {gy}  # the one-hot term",
+)
 
 # primitives whose VJP rules never read their own output: their output buffer may be overwritten in place
 _OUT_FREE = ("linear", "matmul", "add")
