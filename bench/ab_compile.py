@@ -33,7 +33,8 @@ def main() -> int:
     import numpy as np
 
     import chainrule as cr
-    from chainrule import compile as C
+
+    C = sys.modules["chainrule.compile"]  # the module (cr.compile is the function)
     from workloads import mlp_step as m
 
     params = m.init_params()
@@ -45,6 +46,7 @@ def main() -> int:
         train_step, _ = m.chainrule_nn_train_step(params)
         compiled = cr.compile(train_step)
         compiled(x, y)  # the trace: the schedule is written with this BUFFERS setting
+        assert ("out=b0" in compiled.code()) == buffers
         steps[name] = lambda c=compiled: c(x, y).item()
     C.BUFFERS = True
     eager, _ = m.chainrule_nn_train_step(params)
@@ -63,6 +65,15 @@ def main() -> int:
     for name, losses in first.items():
         if not np.allclose(losses, first["buffered"], rtol=1e-5):
             raise AssertionError(f"{name}: losses {losses} differ from {first['buffered']}")
+    import tracemalloc
+
+    print("NumPy allocations in one step (tracemalloc, independent of machine load):")
+    for name in ("buffered", "allocating", "eager"):
+        tracemalloc.start()
+        steps[name]()
+        size, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"  {name:<11} peak {peak / 2**20:6.2f} MiB above the step's start")
     per_round = {name: [] for name in steps}
     for _ in range(args.rounds):
         for name, f in steps.items():
