@@ -4,10 +4,12 @@ The first call with a given signature (argument shapes, dtypes, ``requires_grad`
 Python-number arguments and the numbers in the function's closure and globals)
 runs eagerly while a tracer watches it.  The tracer records every primitive the
 call applied, every ``backward()`` and every optimizer ``step()`` / ``zero_grad()``,
-and writes them out as one straight-line Python function: the primitives'
-forwards and VJP rules called directly on the raw values (NumPy arrays, or
-Python floats with inlined arithmetic for scalar graphs), gradients summed in
-the order the eager walk sums them, no Tensor objects, no graph, no heap.
+and writes them out as one straight-line Python function: for arrays, NumPy
+calls into buffers allocated once (``out=`` GEMMs, in-place bias and ReLU, a
+fused softmax-cross-entropy backward; see docs/compile.md), and the primitives'
+forwards and VJP rules for everything else; for Python floats, inlined
+arithmetic.  Gradients are summed in the order the eager walk sums them, with
+eager's roundings: no Tensor objects, no graph, no heap.
 Later calls with the same signature run that function; a different signature
 traces again (a small cache keeps the last few).  ``compiled.code()`` shows the
 schedule as readable code.
@@ -1317,8 +1319,9 @@ def _assign_buffers(gen: _Gen) -> list[str]:
         active.append((last[name], name, p))
     gen.lines = [_BUF.sub(lambda m: phys[m.group(0)], line) for line in gen.lines]
     gen.ns.update(arrays)
-    mib = sum(a.nbytes for a in arrays.values()) / 2**20
-    header = [f"    # buffers (allocated once, reused by every replay; {mib:.2f} MiB):"]
+    nbytes = sum(a.nbytes for a in arrays.values())
+    size = f"{nbytes / 2**20:.2f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
+    header = [f"    # buffers (allocated once, reused by every replay; {size}):"]
     header += [f"    #   {p}: {_describe(a)}" for p, a in arrays.items()]
     if gen.slots:
         header.append(f"    #   S[0..{len(gen.slots) - 1}]: leaf gradients, reused while nobody else holds them")
