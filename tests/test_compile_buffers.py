@@ -314,3 +314,31 @@ def test_in_place_edit_of_a_parameter_inside_is_still_refused():
 
     with pytest.raises(C.CompileError, match="Tensor.data"):
         cr.compile(step)(cr.tensor(X), cr.tensor(Y))
+
+
+def test_two_microbatches_accumulate_into_the_first_backwards_gradients():
+    """Two backward() calls before one step: the second adds into the .grad arrays the first left (slots)."""
+
+    def make():
+        model = _mlp()
+        opt = cr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x1, y1, x2, y2):
+            opt.zero_grad()
+            first = cr.nn.cross_entropy(model(x1), y1)
+            first.backward()
+            second = cr.nn.cross_entropy(model(x2), y2)
+            second.backward()
+            opt.step()
+            return first + second
+
+        return model, opt, step
+
+    m1, o1, eager = make()
+    m2, o2, step = make()
+    compiled = cr.compile(step)
+    batches = [cr.tensor(X[:8]), cr.tensor(Y[:8]), cr.tensor(X[8:]), cr.tensor(Y[8:])]
+    for _ in range(4):
+        np.testing.assert_array_equal(eager(*batches).data, compiled(*batches).data)
+        _assert_same_state(m1, o1, m2, o2)
+    assert compiled.replays == 3 and compiled.code().count("fused softmax-cross-entropy") == 2
