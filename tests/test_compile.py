@@ -236,14 +236,22 @@ def test_unsupported_backward_forms_are_refused():
         cr.compile(lambda: 1.5)()
 
 
-def test_schedule_prints_the_whole_step():
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffers", "allocating"])
+def test_schedule_prints_the_whole_step(buffered, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["chainrule.compile"], "BUFFERS", buffered)
     _, _, step = _model_and_step()
     compiled = cr.compile(step)
     compiled(cr.tensor(X), cr.tensor(Y))
     src = compiled.code()
-    for piece in ("SGD.zero_grad", "f_linear(", "# backward() of", "d1_linear(", "deliver(", "SGD.step()"):
+    if buffered:
+        fwd, pieces = "np.matmul(", ("# buffers", "out=b0", "fused softmax-cross-entropy", "rec(S, 0)")
+    else:
+        fwd, pieces = "f_linear(", ("d1_linear(",)
+    for piece in ("SGD.zero_grad", fwd, "# backward() of", "deliver(", "SGD.step()", *pieces):
         assert piece in src
-    assert src.index("SGD.zero_grad") < src.index("f_linear(") < src.index("deliver(") < src.index("SGD.step()")
+    assert src.index("SGD.zero_grad") < src.index(fwd) < src.index("deliver(") < src.index("SGD.step()")
 
 
 def test_decorator_forms_and_no_grad_runs_eagerly():

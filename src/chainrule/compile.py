@@ -4,10 +4,12 @@ The first call with a given signature (argument shapes, dtypes, ``requires_grad`
 Python-number arguments and the numbers in the function's closure and globals)
 runs eagerly while a tracer watches it.  The tracer records every primitive the
 call applied, every ``backward()`` and every optimizer ``step()`` / ``zero_grad()``,
-and writes them out as one straight-line Python function: the primitives'
-forwards and VJP rules called directly on the raw values (NumPy arrays, or
-Python floats with inlined arithmetic for scalar graphs), gradients summed in
-the order the eager walk sums them, no Tensor objects, no graph, no heap.
+and writes them out as one straight-line Python function: for arrays, NumPy
+calls into buffers allocated once (``out=`` GEMMs, in-place bias and ReLU, a
+fused softmax-cross-entropy backward; see docs/compile.md), and the primitives'
+forwards and VJP rules for everything else; for Python floats, inlined
+arithmetic.  Gradients are summed in the order the eager walk sums them, with
+eager's roundings: no Tensor objects, no graph, no heap.
 Later calls with the same signature run that function; a different signature
 traces again (a small cache keeps the last few).  ``compiled.code()`` shows the
 schedule as readable code.
@@ -79,6 +81,45 @@ def _deliver(pairs: list) -> None:
 
 def _seed_like(out: Any) -> Any:
     return 1.0 if type(out) is float else np.ones((), out.dtype)
+
+
+# Array schedules write into buffers allocated when the schedule is written (``out=`` calls).
+# ``BUFFERS = False`` writes the allocating schedule instead (bench/ab_compile.py compares the two).
+BUFFERS = True
+
+
+def _recycled_refs() -> int:
+    """The reference count :func:`_recycle` sees for an array that nothing outside its slot list holds."""
+    slots = [np.empty(1)]
+    return _recycle(slots, 0, probe=True)
+
+
+def _recycle(slots: list, k: int, probe: bool = False) -> Any:
+    """Slot ``k``'s array if nothing else holds it (a ``.grad`` or a view of it), else a fresh one in its place.
+
+    A leaf gradient is stored in ``.grad`` as the array itself, as eager backward stores it.  The
+    next replay may write into it again only if nobody can see it any more: ``zero_grad()``
+    dropped it and no ``p.grad`` the caller kept, no view and no optimizer state refers to it.
+    """
+    a = slots[k]
+    n = sys.getrefcount(a)
+    if probe:
+        return n
+    if n > _FREE_REFS:
+        a = slots[k] = np.empty_like(a)
+    return a
+
+
+_FREE_REFS = _recycled_refs()
+
+
+def _unshare(x: Any, bufs: tuple) -> Any:
+    """A copy of ``x`` if it is (a view of) one of the schedule's buffers, which the next replay overwrites."""
+    if type(x) is ndarray:
+        for b in bufs:
+            if x is b or x.base is b:
+                return x.copy()
+    return x
 
 
 # Scalar (Python float) forms of the commonest primitives: the same expressions the
@@ -418,6 +459,16 @@ class _Gen:
         self.index_guard: list[tuple[int, bool]] = []  # (argument, had negative values)
         self.events: list[Callable] = []
         self.outputs_spec: Any = None
+        self.gcount = itertools.count()  # gradient names, unique over every backward() of the trace
+        # the buffered array schedule (see _assign_buffers)
+        self.buffered = False
+        self.bufs: dict[str, tuple] = {}  # logical buffer name -> (shape, dtype)
+        self.alias: dict[str, set[str]] = {}  # variable -> logical buffers it may be, or be a view of
+        self.owned: set[str] = set()  # variables that are exactly a buffer no other live variable shares
+        self.producer: dict[str, str] = {}  # buffered variable -> the primitive that wrote it
+        self.uses: dict[int, int] = {}  # id(tensor) -> nodes, outputs and backward roots that read it
+        self.slots: list[ndarray] = []  # leaf gradients, recycled across replays when nobody holds them
+        self.ns.update({"np": np, "S": self.slots, "rec": _recycle, "unshare": _unshare})
 
     # names of things
     def fn(self, key: str, f: Any) -> str:
@@ -489,6 +540,79 @@ class _Gen:
                 return j
         return None
 
+    # buffers
+    def new_buf(self, var: str, shape: tuple, dtype: Any, prim: str) -> str:
+        """A logical buffer for ``var`` (physical buffers are shared by disjoint lifetimes later)."""
+        name = f"b_{var}"
+        self.bufs[name] = (tuple(shape), np.dtype(dtype))
+        self.alias[var] = {name}
+        self.owned.add(var)
+        self.producer[var] = prim
+        return name
+
+    def note_alias(self, var: str, expr: str) -> None:
+        """A variable computed by a generic call may be (a view of) any buffer its expression reads."""
+        if not self.bufs:
+            return
+        seen = self.alias.setdefault(var, set())
+        for name in _VAR.findall(expr):
+            seen.update(self.alias.get(name, ()))
+
+    def may_overwrite(self, t: Tensor, var: str) -> bool:
+        """Whether ``var`` (tensor ``t``'s value) may be overwritten by its only reader.
+
+        Its buffer must be ours, no other node, output or backward root may read it, and the
+        primitive that wrote it must not read its own output in its VJP rules.
+        """
+        return var in self.owned and self.uses.get(id(t), 0) == 1 and self.producer.get(var) in _OUT_FREE
+
+    def unshared(self, var: str) -> str:
+        bufs = sorted(self.alias.get(var, ()))
+        if not bufs:
+            return var
+        return f"unshare({var}, ({', '.join(bufs)},))"
+
+    def _forward_buffered(self, node: _Node, v: str, ops: list[str]) -> Optional[list[str]]:
+        """``out=`` forms of the array primitives of a training step, or None for the generic call."""
+        name, vals, out = node.prim.name, node.vals, node.out
+        if type(out) is not ndarray or out.dtype.kind != "f":
+            return None
+        desc = f"{name} -> {_describe(out)}"
+        if name == "linear" and _floats(out.dtype, *vals[:3]):
+            x, W, b = vals[:3]
+            if x.ndim == 2 and W.ndim == 2 and b.shape == (W.shape[0],) and out.shape == (x.shape[0], W.shape[0]):
+                buf = self.new_buf(v, out.shape, out.dtype, name)
+                return [
+                    f"    {v} = np.matmul({ops[0]}, {ops[1]}.T, out={buf})  # {desc}: x @ Wᵀ (a view) into a buffer",
+                    f"    np.add({v}, {ops[2]}, out={v})  # + bias, in place",
+                ]
+        if name == "matmul" and _floats(out.dtype, *vals[:2]):
+            x, y = vals[:2]
+            if x.ndim == 2 and y.ndim == 2:
+                buf = self.new_buf(v, out.shape, out.dtype, name)
+                return [f"    {v} = np.matmul({ops[0]}, {ops[1]}, out={buf})  # {desc}"]
+        inp = node.inputs[0] if node.inputs else None
+        if name == "add" and inp is not None and _floats(out.dtype, vals[0]) and vals[0].shape == out.shape:
+            xv = self.var.get(id(inp))
+            if xv is not None and ops[1] != xv and self.may_overwrite(inp, xv):
+                self._take_over(v, xv, name)
+                return [f"    {v} = np.add({xv}, {ops[1]}, out={xv})  # {desc}, in place in {xv}'s buffer"]
+        if name == "relu" and _floats(out.dtype, vals[0]) and vals[0].shape == out.shape:
+            xv = self.var.get(id(inp)) if inp is not None else None
+            if xv is not None and self.may_overwrite(inp, xv):
+                self._take_over(v, xv, name)
+                return [f"    {v} = np.maximum({xv}, 0, out={xv})  # {desc}, in place"]
+            buf = self.new_buf(v, out.shape, out.dtype, name)
+            return [f"    {v} = np.maximum({ops[0]}, 0, out={buf})  # {desc}"]
+        return None
+
+    def _take_over(self, new: str, old: str, prim: str) -> None:
+        """``new`` is written over ``old``'s buffer (``old`` is not read again)."""
+        self.alias[new] = set(self.alias[old])
+        self.owned.discard(old)
+        self.owned.add(new)
+        self.producer[new] = prim
+
     # the schedule
     def forward(self, node: _Node) -> None:
         prim = node.prim
@@ -501,6 +625,11 @@ class _Gen:
         self.var[id(node.tensor)] = v
         scalar = not node.via_apply and prim.scalar_fwd is not None
         scalar = scalar and all(type(x) in (float, int) for x in node.vals[:nin])
+        fast = self._forward_buffered(node, v, ops) if self.buffered and not scalar else None
+        if fast is not None:
+            self.lines.extend(fast)
+            self.out_var[id(node.out)] = v
+            return
         if scalar and prim.name in _SCALAR_FWD and not statics:
             expr = _SCALAR_FWD[prim.name].format(*ops)
         elif scalar and not statics:
@@ -508,6 +637,7 @@ class _Gen:
         else:
             expr = f"norm({self.fn('f_' + prim.name, prim.fwd)}({', '.join(ops + statics)}))"
         self.lines.append(f"    {v} = {expr}  # {prim.name} -> {_describe(node.out)}")
+        self.note_alias(v, expr)
         if type(node.out) is ndarray:
             self.out_var[id(node.out)] = v
 
@@ -521,17 +651,16 @@ class _Gen:
             )
         if rn.out is not None and np.shape(rn.out) != ():
             raise CompileError(f"compile: backward() of a tensor of shape {np.shape(rn.out)} needs a gradient seed")
-        gvar: dict[int, str] = {}
-        counter = itertools.count()
-        g0 = f"g{next(counter)}"
-        gvar[id(root)] = g0
+        self.gvar: dict[int, str] = {}
+        self.leaf_g: dict[int, str] = {}
+        self.leaf_order: list[tuple[str, str]] = []
+        g0 = f"g{next(self.gcount)}"
+        self.gvar[id(root)] = g0
         self.lines.append(f"    # backward() of {self.var[id(root)]}")
         self.lines.append(f"    {g0} = seed({self.var[id(root)]})")
-        leaf_g: dict[int, str] = {}
-        leaf_order: list[str] = []
         seq_order = sorted((nodes[i] for i in order_ids), key=lambda n: -n.seq)
         for node in seq_order:
-            g = gvar.get(id(node.tensor))
+            g = self.gvar.get(id(node.tensor))
             if g is None:
                 continue
             prim = node.prim
@@ -540,6 +669,8 @@ class _Gen:
             xp = "SC" if scalar else "NP"
             nin = len(node.inputs)
             args = [self.operand(node, i) for i in range(nin)] + [self.raw(v) for v in node.vals[nin:]]
+            if self.buffered and not scalar and self._backward_buffered(node, g, args):
+                continue
             for i, inp in enumerate(node.inputs):
                 if inp is None or not self._rg(inp):
                     continue
@@ -557,24 +688,122 @@ class _Gen:
                         expr = f"{rule}({xp}, {g}, {out}, {', '.join(args)})"
                 if not scalar or type(node.vals[i]) is not float:
                     expr = f"fit({expr}, {args[i]})"
-                if inp._node is not None and id(inp) in nodes:
-                    target = gvar.get(id(inp))
-                    if target is None:
-                        gvar[id(inp)] = target = f"g{next(counter)}"
-                        self.lines.append(f"    {target} = {expr}  # to {self.var[id(inp)]}")
-                    else:
-                        self.lines.append(f"    {target} = {target} + {expr}")
-                else:
-                    src = args[i]
-                    target = leaf_g.get(id(inp))
-                    if target is None:
-                        leaf_g[id(inp)] = target = f"lg{next(counter)}"
-                        leaf_order.append((self._leaf_ref(inp), target))
-                        self.lines.append(f"    {target} = {expr}  # to leaf {src}")
-                    else:
-                        self.lines.append(f"    {target} = {target} + {expr}")
-        pairs = ", ".join(f"({ref}, {g})" for ref, g in leaf_order)
+                self.put(inp, args[i], expr)
+        pairs = ", ".join(f"({ref}, {self.unshared(g)})" for ref, g in self.leaf_order)
         self.lines.append(f"    deliver([{pairs}])")
+
+    def put(self, inp: Tensor, src: str, expr: str, into: Optional[Callable] = None, over: str = "") -> None:
+        """Send a gradient to ``inp``: ``expr`` allocates it; ``into(buffer)`` writes it into a buffer.
+
+        The first gradient of a node goes into a new buffer (or over ``over``, a gradient read
+        only here); a leaf's into a recycled slot (it is stored in ``.grad``); a second one is
+        added as eager adds it (``target + expr``, a fresh array).
+        """
+        value = inp._data
+        if inp._node is not None and id(inp) in self.tr.nodes:
+            target = self.gvar.get(id(inp))
+            if target is None:
+                self.gvar[id(inp)] = target = f"g{next(self.gcount)}"
+                to = f"to {self.var[id(inp)]}"
+                if into is None:
+                    self.lines.append(f"    {target} = {expr}  # {to}")
+                    self.note_alias(target, expr)
+                elif over and over in self.owned:
+                    self._take_over(target, over, "grad")
+                    self.lines.append(f"    {target} = {into(over)}  # {to}, in place in {over}'s buffer")
+                else:
+                    buf = self.new_buf(target, value.shape, value.dtype, "grad")
+                    self.lines.append(f"    {target} = {into(buf)}  # {to}")
+                return
+        else:
+            target = self.leaf_g.get(id(inp))
+            if target is None:
+                self.leaf_g[id(inp)] = target = f"lg{next(self.gcount)}"
+                self.leaf_order.append((self._leaf_ref(inp), target))
+                if into is None:
+                    self.lines.append(f"    {target} = {expr}  # to leaf {src}")
+                    self.note_alias(target, expr)
+                else:
+                    k = len(self.slots)
+                    self.slots.append(np.empty(value.shape, value.dtype))
+                    self.lines.append(f"    {target} = {into(f'rec(S, {k})')}  # to leaf {src} (recycled array)")
+                return
+        self.owned.discard(target)
+        self.lines.append(f"    {target} = {target} + {expr}")
+        self.note_alias(target, expr)
+
+    def _backward_buffered(self, node: _Node, g: str, args: list[str]) -> bool:
+        """VJPs written with ``out=`` (and the fused softmax-cross-entropy); False leaves the node to the rules."""
+        name, vals, out = node.prim.name, node.vals, node.out
+        if type(out) is not ndarray or out.dtype.kind != "f":
+            return False
+        want = [i for i, inp in enumerate(node.inputs) if inp is not None and self._rg(inp)]
+        if name == "linear" and _floats(out.dtype, *vals[:3]):
+            x, W, b = vals[:3]
+            if not (x.ndim == 2 and W.ndim == 2 and b.shape == (W.shape[0],)):
+                return False
+            forms = {
+                0: lambda o: f"np.matmul({g}, {args[1]}{o})",
+                1: lambda o: f"np.matmul({g}.T, {args[0]}{o})",
+                2: lambda o: f"np.sum({g}, axis=0{o})",
+            }
+        elif name == "matmul" and _floats(out.dtype, *vals[:2]) and vals[0].ndim == 2 and vals[1].ndim == 2:
+            forms = {
+                0: lambda o: f"np.matmul({g}, {args[1]}.T{o})",
+                1: lambda o: f"np.matmul({args[0]}.T, {g}{o})",
+            }
+        elif name == "relu" and _floats(out.dtype, vals[0]) and vals[0].shape == out.shape:
+            mask = f"b_m{len(self.bufs)}"
+            self.bufs[mask] = (out.shape, np.dtype(bool))
+            forms = {0: lambda o: f"np.multiply({g}, np.greater({args[0]}, 0, out={mask}){o})"}
+            for i in want:
+                self.put(node.inputs[i], args[i], forms[i](""), lambda b: forms[0](", out=" + b), over=g)
+            return True
+        elif name == "getitem":
+            return self._fused_cross_entropy(node, g)
+        else:
+            return False
+        for i in want:
+            self.put(node.inputs[i], args[i], forms[i](""), lambda b, form=forms[i]: form(", out=" + b))
+        return True
+
+    def _fused_cross_entropy(self, node: _Node, g: str) -> bool:
+        """``log_softmax(z)[rows, y]``'s backward in one buffer: ``dz = onehot(y) * gy - softmax(z) * gy``.
+
+        ``gy`` is the gradient of the picked entries (``-1/N`` everywhere under ``neg`` and
+        ``mean``, as ``cross_entropy`` computes).  The eager walk forms the one-hot scatter and
+        then ``G - exp(out) * sum(G, axis)``; here ``exp(out) * gy`` is subtracted from 0 and
+        ``gy`` added at ``(rows, y)``: the same roundings, so the same bits.
+        """
+        nodes = self.tr.nodes
+        lsm = node.inputs[0]
+        ln = nodes.get(id(lsm)) if lsm is not None else None
+        if ln is None or ln.prim.name != "log_softmax" or self.uses.get(id(lsm)) != 1:
+            return False
+        z, lv = ln.inputs[0], ln.out
+        if z is None or id(z) not in nodes or id(z) in self.gvar or not self._rg(z):
+            return False
+        if not (_floats(lv.dtype, lv, ln.vals[0]) and lv.ndim == 2 and ln.vals[1] in (1, -1, (1,), (-1,))):
+            return False
+        index = node.vals[1]
+        n = lv.shape[0]
+        if type(index) is not tuple or len(index) != 2 or not all(type(a) is ndarray for a in index):
+            return False
+        rows, y = index
+        if rows.dtype.kind not in "iu" or y.dtype.kind not in "iu" or y.shape != (n,):
+            return False
+        if not np.array_equal(rows, np.arange(n)) or node.out.shape != (n,) or node.out.dtype != lv.dtype:
+            return False
+        zv = self.var[id(z)]
+        target = self.gvar[id(z)] = f"g{next(self.gcount)}"
+        buf = self.new_buf(target, lv.shape, lv.dtype, "grad")
+        lsv, r, c = self.var[id(lsm)], self.raw(rows), self.raw(y)
+        self.lines.append(
+            f"    # fused softmax-cross-entropy backward to {zv}: (softmax - onehot) * -{g}, into a buffer"
+        )
+        names = {"dz": target, "buf": buf, "logp": lsv, "gy": g, "rows": r, "y": c}
+        self.lines += ["    " + line.format(**names) for line in _FUSED_CE]
+        return True
 
     def _guard_indices(self, statics: Any) -> None:
         """Integer index arrays taken from arguments: whether they held negative values is part of the guard.
@@ -612,6 +841,23 @@ class _Gen:
         self.loaded.clear()  # an update may have replaced a leaf's value (Python floats are immutable)
 
 
+# The fused backward of log_softmax -> getitem[rows, y] (see _Gen._fused_cross_entropy).
+_FUSED_CE = (
+    "{dz} = np.exp({logp}, out={buf})  # softmax from the saved log_softmax",
+    "np.multiply({dz}, {gy}[:, None], out={dz})",
+    "np.subtract(0.0, {dz}, out={dz})",
+    "{dz}[{rows}, {y}] += {gy}  # the one-hot term",
+)
+
+# primitives whose VJP rules never read their own output: their output buffer may be overwritten in place
+_OUT_FREE = ("linear", "matmul", "add")
+
+
+def _floats(dtype: Any, *vals: Any) -> bool:
+    """All ``vals`` are arrays of the one floating dtype ``dtype`` (so ``out=`` keeps eager's rounding)."""
+    return all(type(v) is ndarray and v.dtype == dtype for v in vals) and np.dtype(dtype).kind == "f"
+
+
 def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
     """Whether each node would have required grad without the arguments' taint (forward order)."""
     for n in order:
@@ -640,6 +886,7 @@ class _Entry:
         "events",
         "out_spec",
         "module_guard",
+        "lock",
     )
 
 
@@ -797,12 +1044,18 @@ class Compiled:
         raw = [a._data if type(a) is Tensor else a for a in values]
         ran = [False]
         events = [_flagged(f, ran) for f in entry.events]
+        lock = entry.lock
+        if lock is not None and not lock.acquire(blocking=False):
+            return self.fn(*args, **kwargs)  # the buffers are in use (another thread, or a call from a hook)
         try:
             outs = entry.replay(values, raw, entry.leaves, events)
         except (ArithmeticError, ValueError):
             if ran[0]:
                 raise
             return self.fn(*args, **kwargs)  # math-domain trouble on floats: eager has the IEEE fallbacks
+        finally:
+            if lock is not None:
+                lock.release()
         self.replays += 1
         return _build(entry.out_spec, outs, values, entry.leaves)
 
@@ -943,6 +1196,8 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     gen = _Gen(tracer, raw, fresh, values)
     forward = sorted(tracer.nodes.values(), key=lambda n: n.seq)
     _requires_grad_as_eager(tracer, forward)
+    gen.buffered = BUFFERS and any(type(n.out) is ndarray for n in forward)
+    gen.uses = _uses(forward, tracer.events, outs)
     items: list[tuple] = [(n.seq, "node", n) for n in forward] + list(tracer.events)
     items.sort(key=lambda it: it[0])
     sig = ", ".join(f"a{j}" for j in range(len(values)))
@@ -958,7 +1213,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     out_exprs = []
     for t in outs:
         if id(t) in gen.var:
-            out_exprs.append(gen.var[id(t)])
+            out_exprs.append(gen.unshared(gen.var[id(t)]))  # a returned value must outlive the next replay
         else:
             out_exprs.append(gen._leaf_ref(t))
     gen.lines.append(f"    return [{', '.join(out_exprs)}]")
@@ -972,8 +1227,9 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
             "number); the replay would reuse the first call's result. Compute it with chainrule operations "
             "before the call, or leave this function uncompiled"
         )
+    header = _assign_buffers(gen) if gen.bufs else []
     lines = _release_early(gen.lines) if any(type(n.out) is ndarray for n in forward) else gen.lines
-    source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(lines) + "\n"
+    source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(header + lines) + "\n"
     ns = dict(gen.ns)
     exec(builtins.compile(source, "<cr.compile schedule>", "exec"), ns)  # our own generated code, never user text
     entry = _Entry()
@@ -989,7 +1245,94 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     entry.module_guard = [(m, _module_state(m)) for m in tracer.modules.values()]
     entry.index_guard = gen.index_guard
     entry.out_spec = spec
+    entry.lock = threading.Lock() if gen.bufs or gen.slots else None
     return entry
+
+
+def _uses(forward: list[_Node], events: list[tuple], outs: list[Tensor]) -> dict[int, int]:
+    """How many nodes (as an input or through a static array), outputs and backward roots read each tensor."""
+    uses: dict[int, int] = {}
+    made = {id(n.out): id(n.tensor) for n in forward if type(n.out) is ndarray}
+
+    def count(key: int) -> None:
+        uses[key] = uses.get(key, 0) + 1
+
+    def statics(v: Any) -> None:
+        if type(v) in (tuple, list):
+            for x in v:
+                statics(x)
+        elif type(v) is ndarray and id(v) in made:
+            count(made[id(v)])
+
+    for n in forward:
+        for inp in n.inputs:
+            if inp is not None:
+                count(id(inp))
+        statics(n.vals[len(n.inputs) :])
+    for _, kind, payload in events:
+        if kind == "backward":
+            count(id(payload[0]))
+    for t in outs:
+        count(id(t))
+    return uses
+
+
+_BUF = re.compile(r"\bb_[vgm]\d+\b")
+
+
+def _assign_buffers(gen: _Gen) -> list[str]:
+    """Give the logical buffers physical arrays, shared where lifetimes do not overlap; rename them in the lines.
+
+    A buffer lives from the line that first writes it to the last line that reads it or any
+    variable that may be (a view of) it.  One whose last line comes before another's first, of
+    the same shape and dtype, lends it its array (never on the same line: an ``out=`` never
+    overlaps an operand).  Returns the header lines that list the buffers.
+    """
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    holders: dict[str, set[str]] = {}
+    for var, bufs in gen.alias.items():
+        for b in bufs:
+            holders.setdefault(b, set()).add(var)
+    for k, line in enumerate(gen.lines):
+        code = line.split("#", 1)[0]
+        for name in _BUF.findall(code):
+            first.setdefault(name, k)
+            last[name] = k
+        for var in _VAR.findall(code):
+            for b in gen.alias.get(var, ()):
+                last[b] = max(last.get(b, k), k)
+    free: dict[tuple, list[str]] = {}
+    active: list[tuple[int, str, str]] = []
+    phys: dict[str, str] = {}
+    arrays: dict[str, ndarray] = {}
+    for name in sorted(first, key=lambda b: (first[b], b)):
+        start = first[name]
+        keep = []
+        for end, other, p in active:
+            if end < start:
+                free.setdefault(gen.bufs[other], []).append(p)
+            else:
+                keep.append((end, other, p))
+        active = keep
+        shape, dtype = gen.bufs[name]
+        pool = free.get((shape, dtype))
+        if pool:
+            p = pool.pop()
+        else:
+            p = f"b{len(arrays)}"
+            arrays[p] = np.empty(shape, dtype)
+        phys[name] = p
+        active.append((last[name], name, p))
+    gen.lines = [_BUF.sub(lambda m: phys[m.group(0)], line) for line in gen.lines]
+    gen.ns.update(arrays)
+    nbytes = sum(a.nbytes for a in arrays.values())
+    size = f"{nbytes / 2**20:.2f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
+    header = [f"    # buffers (allocated once, reused by every replay; {size}):"]
+    header += [f"    #   {p}: {_describe(a)}" for p, a in arrays.items()]
+    if gen.slots:
+        header.append(f"    #   S[0..{len(gen.slots) - 1}]: leaf gradients, reused while nobody else holds them")
+    return header
 
 
 _VAR = re.compile(r"\b(?:v|g|lg)\d+\b")
