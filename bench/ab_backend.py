@@ -9,7 +9,8 @@ versions of one package cannot share a process), alternating which goes first, w
 0.3 s settle before each.  A child times the workloads of ``bench/workloads``: the
 per-op chain at shapes (4,) and (4096,), the scalar chain, and the MLP step
 (784-512-512-10, batch 256, float32, ops and ``nn`` variants), each the median of
-several repeats, and prints them as JSON.  The table gives, per workload, the median
+several repeats (the fastest, since slower repeats on a shared machine measure the
+neighbours), and prints them as JSON.  The table gives, per workload, the median
 of the per-round ratios new/old and their range.
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 from workloads import mlp_step as m, per_op as p
 
 def med(fn, reps, inner=1):
+    # the fastest of the repeats: on a shared machine the slower ones measure the neighbours
     fn()
     times = []
     for _ in range(reps):
@@ -39,7 +41,7 @@ def med(fn, reps, inner=1):
         for _ in range(inner):
             fn()
         times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+    return min(times)
 
 out = {}
 rng = np.random.default_rng(0)
@@ -67,10 +69,11 @@ def run_child(src: str, threads: int) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(prog="bench/ab_backend.py")
     p.add_argument("--base", required=True, help="the older checkout (its src/ is used)")
+    p.add_argument("--new", default=os.path.dirname(HERE), help="the newer checkout (default: this one)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    new_src = os.path.join(os.path.dirname(HERE), "src")
+    new_src = os.path.join(os.path.abspath(args.new), "src")
     old_src = os.path.join(os.path.abspath(args.base), "src")
     ratios: dict[str, list[float]] = {}
     for r in range(args.rounds):
