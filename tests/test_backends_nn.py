@@ -204,3 +204,76 @@ def test_in_place_updates_stay_in_the_library(lib):
     b.sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), [2.0, 2.0, 2.0])
     assert library_name(a.grad.data) == lib
+
+
+def test_layers_and_losses_built_from_numpy_constants_run_on_torch():
+    """Dropout masks, loss weights and BatchNorm statistics are NumPy constants; on torch they join torch."""
+    F = cr.nn.functional
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal((10, 3)).astype(np.float32)
+    y0 = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, -100])
+    t0 = rng.random((10, 3)).astype(np.float32)
+    w0 = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+
+    def losses(make):
+        x = cr.tensor(make(x0), requires_grad=True)
+        y, t, w = cr.tensor(make(y0)), cr.tensor(make(t0)), cr.tensor(make(w0))
+        total = (
+            F.cross_entropy(x, y, weight=w)
+            + F.cross_entropy(x, y, label_smoothing=0.1)
+            + F.mse_loss(x, t)
+            + F.binary_cross_entropy_with_logits(x, t)
+        )
+        total.backward()
+        return total.item(), x.grad.numpy(), x.grad.data
+
+    ref, ref_grad, _ = losses(np.asarray)
+    got, grad, native = losses(torch.asarray)
+    assert isinstance(native, torch.Tensor)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    drop = cr.nn.Dropout(0.5)(cr.tensor(torch.ones(1000)))
+    assert isinstance(drop.data, torch.Tensor) and set(np.unique(drop.numpy())) == {0.0, 2.0}
+
+
+def test_batch_norm_on_torch_equals_numpy_in_training_and_evaluation():
+    x0 = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    results = []
+    for device in (None, torch.device("cpu")):
+        m = cr.nn.BatchNorm1d(3)
+        if device is not None:
+            m.to(device)
+        x = cr.tensor(x0 if device is None else torch.asarray(x0), requires_grad=True)
+        y = m(x)
+        (y * y).sum().backward()
+        m.eval()
+        z = m(cr.tensor(x0 if device is None else torch.asarray(x0)))
+        results.append((y.numpy(), x.grad.numpy(), m.running_mean.numpy(), m.running_var.numpy(), z.numpy()))
+        if device is not None:
+            assert isinstance(z.data, torch.Tensor) and isinstance(m.running_var.data, torch.Tensor)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("index", [1, slice(0, 2), np.array([0, 2]), torch.tensor([0, 2])], ids=str)
+def test_setitem_inside_a_graph_on_torch(index):
+    w = cr.tensor(torch.ones(3), requires_grad=True)
+    y = w * 2
+    y[index] = 5.0
+    (y * y).sum().backward()
+    wn = cr.tensor(np.ones(3), requires_grad=True)
+    yn = wn * 2
+    yn[index.numpy() if isinstance(index, torch.Tensor) else index] = 5.0
+    (yn * yn).sum().backward()
+    np.testing.assert_array_equal(y.numpy(), yn.numpy())
+    np.testing.assert_array_equal(w.grad.numpy(), wn.grad.numpy())
+    assert isinstance(w.grad.data, torch.Tensor)
+
+
+def test_like_functions_follow_a_raw_array_and_jacobians_refuse_other_libraries():
+    assert isinstance(cr.zeros_like(torch.ones(2)).data, torch.Tensor)
+    for transform in (cr.jacfwd, cr.jacrev, cr.hessian):
+        with pytest.raises(NotImplementedError, match="not supported by jacobian, jacrev, jacfwd and hessian"):
+            transform(lambda a: (a * a).sum())(torch.tensor([1.0, 2.0]))
+    hv = cr.hvp(lambda a: (a * a * a).sum(), torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0]))
+    assert isinstance(hv, torch.Tensor) and hv.tolist() == [6.0, 0.0]

@@ -99,7 +99,11 @@ def _device(x: Any, device: Any) -> Any:
     """``device``, or by default the device (and array library) of ``x``, as torch's ``*_like`` functions do."""
     if device is not None:
         return device
-    return x.device if type(x) is Tensor else None
+    if type(x) is Tensor:
+        return x.device
+    from .backend import device_of, is_foreign
+
+    return device_of(x) if is_foreign(x) else None
 
 
 def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:

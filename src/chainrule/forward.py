@@ -40,7 +40,7 @@ from .numeric import NUMPY
 from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
 from .tensor import Tensor, apply, as_value, enable_grad, tensor
-from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables
+from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables, refuse_other_libraries
 
 ndarray = np.ndarray
 
@@ -437,6 +437,7 @@ def jacfwd(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable
 
         nums = _argnums(argnums, len(args), "jacfwd")
         new, variables, nested = _variables(args, nums, "jacfwd")
+        refuse_other_libraries(variables, "jacfwd")
         outs, multi, aux = _evaluate(f, new, kwargs, "jacfwd", has_aux)
         recording = Recording(outs, variables, nested)
         # columns[o][j]: the tangent of output o for each basis direction of variable j

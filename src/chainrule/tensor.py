@@ -459,11 +459,23 @@ _FLOAT_ONLY = frozenset(
 _KEEPS_DTYPE = frozenset(("getitem", "scatter_add", "reshape", "transpose", "broadcast_to", "astype", "concatenate"))
 
 
+def _adopt(const: ndarray, other: Any) -> Any:
+    """A NumPy constant (not a tensor) meeting another library's array: a 0-d one as a Python number,
+    a larger one converted to that library and device, as torch converts a NumPy operand."""
+    if const.ndim == 0:
+        return const.item()
+    if not is_foreign(other):
+        return const
+    ns = namespace_of(other)
+    return ns.xp.asarray(const, device=ns.device_of(other))
+
+
 def foreign_forward(prim: Primitive, values: tuple, nin: int) -> Any:
     """Run ``prim`` on another array library's arrays (one library and one device per operation).
 
-    Integer and bool inputs meeting floats become floats first, as in torch and
-    NumPy (the Array API standard refuses mixed kinds).
+    Integer and bool inputs meeting floats become floats first (the first float
+    input's dtype, else chainrule's default float dtype, as on NumPy arrays; the
+    Array API standard itself refuses mixed kinds).
     """
     ns = common_namespace(prim.name, values[:nin])
     if ns is None:  # no foreign array after all (a NumPy 0-d array, say): the NumPy forward
@@ -599,10 +611,10 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
         elif (ta is not ndarray and ta is not float and ta is not int) or (
             tb is not ndarray and tb is not float and tb is not int
         ):
-            if a is None and type(av) is ndarray and av.ndim == 0:
-                av = av.item()  # a NumPy 0-d constant joins another library's array as a Python number
-            if b is None and type(bv) is ndarray and bv.ndim == 0:
-                bv = bv.item()
+            if a is None and type(av) is ndarray:  # a NumPy constant joins the other side's library
+                av = _adopt(av, bv)
+            if b is None and type(bv) is ndarray:
+                bv = _adopt(bv, av)
             out = foreign_forward(prim, (av, bv), 2)
         else:
             try:
@@ -675,8 +687,8 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
     for i in range(nin):
         v = values_t[i]
         if type(v) is not ndarray and type(v) is not float and type(v) is not int and is_foreign(v):
-            values_t = tuple(  # NumPy 0-d constants join as Python numbers (in the record too)
-                x.item() if j < nin and inputs[j] is None and type(x) is ndarray and x.ndim == 0 else x
+            values_t = tuple(  # NumPy constants join that library (in the record too)
+                _adopt(x, v) if j < nin and inputs[j] is None and type(x) is ndarray else x
                 for j, x in enumerate(values_t)
             )
             out = foreign_forward(prim, values_t, nin)
@@ -1267,7 +1279,25 @@ def _put(t: Tensor, index: Any, value: Any) -> Tensor:
     """``t`` with ``t[index]`` replaced by ``value``, as a recorded (differentiable) expression."""
     from .ops import astype, broadcast_to, scatter_add, where
 
-    base = np.asarray(t._data)
+    d = t._data
+    if type(d) is not ndarray and type(d) is not float:  # another library's array: masks and values there
+        from .backend import to_numpy
+
+        items = index if type(index) is tuple else (index,)
+        host = tuple(to_numpy(i) if is_foreign(i) else i for i in items)
+        host_index = host if type(index) is tuple else host[0]
+        shape = tuple(d.shape)
+        mask = np.zeros(shape, dtype=bool)
+        mask[host_index] = True
+        selected_shape = np.zeros(shape, dtype=bool)[host_index].shape
+        ns = namespace_of(d)
+        chosen: Any = ns.xp.asarray(mask, device=ns.device_of(d))
+        if type(value) is not Tensor:
+            value = tensor(as_value(value, "setitem"), dtype=t.dtype, device=t.device)
+        v = astype(value, t.dtype) if value.dtype != t.dtype else value
+        v = broadcast_to(v, selected_shape)
+        return where(chosen, scatter_add(v, index, shape), t)
+    base = np.asarray(d)
     chosen = np.zeros(base.shape, dtype=bool)
     chosen[index] = True
     selected_shape = base[index].shape

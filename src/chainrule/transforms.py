@@ -81,6 +81,17 @@ def _variables(args: Sequence[Any], nums: tuple[int, ...], op: str) -> tuple[lis
     return new, variables, nested
 
 
+def refuse_other_libraries(variables: Sequence[Tensor], op: str) -> None:
+    """jacobian/jacrev/jacfwd/hessian build their result on NumPy: refuse other libraries' arrays, loudly."""
+    for v in variables:
+        if type(v._data) is not np.ndarray and type(v._data) is not float:
+            raise NotImplementedError(
+                f"{op}: arrays of {type(v._data).__module__.split('.')[0]} are not supported by jacobian, jacrev, "
+                "jacfwd and hessian yet; pass NumPy arrays (x.numpy()), or use cr.grad, vjp, jvp or hvp, which "
+                "keep the array's library"
+            )
+
+
 def _raw(x: Any) -> Any:
     """A tensor's value as a float (scalars) or ndarray."""
     return x._data if isinstance(x, Tensor) else x
@@ -191,6 +202,7 @@ def jacobian(f: Callable, argnums: ArgNums = 0) -> Callable:
 
         nums = _argnums(argnums, len(args), "jacobian")
         new, variables, nested = _variables(args, nums, "jacobian")
+        refuse_other_libraries(variables, "jacobian")
         out = _call(f, new, kwargs, "jacobian")
         m = out.size
         rows: list[list[Any]] = [[] for _ in variables]

@@ -221,13 +221,14 @@ def batch_norm(
         var = ops.mean(centered * centered, axes, keepdims=True)
         y = centered / ops.sqrt(var + eps)
         if running_mean is not None and running_var is not None:
-            _update_running(running_mean, mean.data.reshape(c), momentum)
-            _update_running(running_var, var.data.reshape(c) * (count / (count - 1)), momentum)
+            _update_running(running_mean, _host(mean.data).reshape(c), momentum)
+            _update_running(running_var, _host(var.data).reshape(c) * (count / (count - 1)), momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation mode (training=False) needs running_mean and running_var")
-        rm = np.asarray(running_mean.data, x.dtype).reshape(shape)
-        rv = np.asarray(running_var.data, x.dtype).reshape(shape)
+        # NumPy constants: on another library's input they join its library (as torch converts them)
+        rm = np.asarray(_host(_t(running_mean).data), x.dtype).reshape(shape)
+        rv = np.asarray(_host(_t(running_var).data), x.dtype).reshape(shape)
         y = (x - rm) * (1.0 / np.sqrt(rv + np.asarray(eps, x.dtype)))
     if weight is not None:
         y = y * ops.reshape(_t(weight), shape)
@@ -236,12 +237,28 @@ def batch_norm(
     return y
 
 
+def _host(value: Any) -> np.ndarray:
+    from ..backend import is_foreign, to_numpy
+
+    return to_numpy(value) if is_foreign(value) else np.asarray(value)
+
+
 def _update_running(stat: Tensor, batch: np.ndarray, momentum: float) -> None:
+    from ..backend import host_view, is_foreign, move
+
     data = stat._data
-    if type(data) is not np.ndarray:
+    foreign = is_foreign(data)
+    if type(data) is not np.ndarray and not foreign:
         raise TypeError("batch_norm: running statistics must be array tensors of shape (C,)")
-    data *= 1.0 - momentum
-    data += momentum * batch.astype(data.dtype, copy=False)
+    arr = data if not foreign else host_view(data)
+    if arr is None:  # a device array: update a host copy, then move it back
+        arr = np.array(_host(data))
+        arr *= 1.0 - momentum
+        arr += momentum * batch.astype(arr.dtype, copy=False)
+        stat._data = move(arr, stat.device)
+    else:
+        arr *= 1.0 - momentum
+        arr += momentum * batch.astype(arr.dtype, copy=False)
     mark_modified(stat)
 
 

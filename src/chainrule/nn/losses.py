@@ -24,7 +24,12 @@ def _as_tensor(x: Any) -> Tensor:
 
 
 def _raw(x: Any) -> np.ndarray:
-    return np.asarray(x.data if isinstance(x, Tensor) else x)
+    """Targets and weights as NumPy arrays (another library's array is copied to the host; the
+    constants built from them join the input's library again when they meet it)."""
+    from ..backend import is_foreign, to_numpy
+
+    raw = x.data if isinstance(x, Tensor) else x  # (.data: cr.compile watches this read)
+    return np.asarray(to_numpy(raw) if is_foreign(raw) else raw)
 
 
 def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
@@ -255,7 +260,9 @@ def binary_cross_entropy_with_logits(
     x = _match(x, y, op)
     if y.size and (y.min() < 0 or y.max() > 1):
         raise ValueError(f"{op}: targets must lie in [0, 1]")
-    softplus_neg = ops.logsumexp(ops.stack([np.zeros(x.shape, x.dtype), -x]), axis=0)
+    from ..creation import zeros_like  # (zeros in x's library and on its device)
+
+    softplus_neg = ops.logsumexp(ops.stack([zeros_like(x), -x]), axis=0)
     if pos_weight is not None:
         pw = _raw(pos_weight).astype(x.dtype, copy=False)
         loss = (1 - y) * x + (1 + (pw - 1) * y) * softplus_neg
