@@ -112,7 +112,11 @@ def _wrong_square(t):
 def test_tensor_keeps_its_library_and_numpy_copies_to_host(lib):
     a = MAKE[lib](np.array([1.0, 2.0, 3.0]))
     t = cr.tensor(a, requires_grad=True)
-    assert library_name(t.data) == lib and t.device == DEVICES[lib] or str(t.device) == str(DEVICES[lib])
+    assert library_name(t.data) == lib
+    assert str(t.device) == str(DEVICES[lib])
+    shown = repr(t)  # what a user reads: the values, the library's dtype and device, the library
+    assert shown.startswith("tensor([1., 2., 3.]") and f"library={lib}" in shown and "requires_grad=True" in shown
+    assert "float64" in shown and f"device={DEVICES[lib]}" in shown
     assert t.dtype == np.float64 and t.shape == (3,)
     host = t.numpy()
     assert isinstance(host, np.ndarray) and host.tolist() == [1.0, 2.0, 3.0]

@@ -54,6 +54,7 @@ from typing import Any, BinaryIO, Optional
 
 import numpy as np
 
+from .backend import to_numpy
 from .tensor import Tensor
 
 FORMAT = "chainrule-checkpoint"
@@ -92,7 +93,7 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], where: str, depth: int = 0)
     if depth > MAX_DEPTH:
         raise ValueError(f"save: {where} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(obj, (Tensor, np.ndarray)):
-        arr = np.asarray(_host(obj._data) if isinstance(obj, Tensor) else obj)
+        arr = np.asarray(to_numpy(obj._data) if isinstance(obj, Tensor) else obj)  # (host copies of any library)
         if not arr.flags.c_contiguous:
             arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         why = _check_dtype(arr.dtype)
@@ -274,13 +275,6 @@ def _fsync_directory(directory: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _host(value: Any) -> Any:
-    """Another library's array (a torch tensor, a GPU array) as a host NumPy array; NumPy data as it is."""
-    from .backend import is_foreign, to_numpy
-
-    return to_numpy(value) if is_foreign(value) else value
 
 
 def _onto(obj: Any, device: Any) -> Any:

@@ -38,7 +38,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
-from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype
+from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype, to_numpy
 from .primitive import Primitive
 from .primitives import elementwise as E
 from .primitives import shape as S
@@ -674,25 +674,25 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
     values = list(args)
     inputs: list = []
     need = False
+    foreign = None  # the first input of another array library, if any
     for i in range(nin):
         a = args[i]
         if type(a) is Tensor:
-            values[i] = a._data
+            v = values[i] = a._data
             need = need or (a.requires_grad and prim.differentiable(i))
             inputs.append(a)
         else:
-            values[i] = as_value(a, prim.name)
+            v = values[i] = as_value(a, prim.name)
             inputs.append(None)
+        if foreign is None and type(v) is not ndarray and type(v) is not float and type(v) is not int:
+            foreign = v if is_foreign(v) else None
     values_t = tuple(values)
-    for i in range(nin):
-        v = values_t[i]
-        if type(v) is not ndarray and type(v) is not float and type(v) is not int and is_foreign(v):
-            values_t = tuple(  # NumPy constants join that library (in the record too)
-                _adopt(x, v) if j < nin and inputs[j] is None and type(x) is ndarray else x
-                for j, x in enumerate(values_t)
-            )
-            out = foreign_forward(prim, values_t, nin)
-            break
+    if foreign is not None:
+        values_t = tuple(  # NumPy constants join that library (in the record too)
+            _adopt(x, foreign) if j < nin and inputs[j] is None and type(x) is ndarray else x
+            for j, x in enumerate(values_t)
+        )
+        out = foreign_forward(prim, values_t, nin)
     else:
         try:
             out = prim.fwd(*values_t)
@@ -951,7 +951,7 @@ class Tensor:
                 raise ValueError(
                     f"item: only a tensor with one element converts to a Python number, got shape {tuple(d.shape)}"
                 )
-            return _foreign_numpy(d).item()
+            return to_numpy(d).item()
         if d.size != 1:
             raise ValueError(f"item: only a tensor with one element converts to a Python number, got shape {d.shape}")
         return d.item()
@@ -962,7 +962,7 @@ class Tensor:
         Another library's array is copied to host memory."""
         d = self._data
         if type(d) is not ndarray and type(d) is not float:
-            return np.array(_foreign_numpy(d))
+            return np.array(to_numpy(d))
         if self.requires_grad:
             return np.array(d)
         return self.data
@@ -973,7 +973,7 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         d = self._data
         if type(d) is not ndarray and type(d) is not float:
-            d = _foreign_numpy(d)
+            d = to_numpy(d)
         arr = d if type(d) is ndarray else np.array(d)
         if dtype is not None:
             arr = arr.astype(dtype, copy=False)
@@ -1429,16 +1429,10 @@ def source_placement(value: Any) -> Any:
     return device_of(value)
 
 
-def _foreign_numpy(d: Any) -> np.ndarray:
-    from .backend import to_numpy
-
-    return to_numpy(d)
-
-
 def _foreign_repr(t: Tensor, d: Any) -> str:
     from .backend import library_name
 
-    body = np.array2string(np.asarray(_foreign_numpy(d)), separator=", ", threshold=20, edgeitems=3, prefix="tensor(")
+    body = np.array2string(np.asarray(to_numpy(d)), separator=", ", threshold=20, edgeitems=3, prefix="tensor(")
     extras = [f"dtype={d.dtype}", f"device={t.device}", f"library={library_name(d)}"]
     if t._node is not None and t._node is not FREED:
         extras.append(f"op={t._node.name}")

@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .. import ops
+from ..backend import to_numpy
 from ..primitives import nn as P
 from ..tensor import Tensor, apply, mark_modified
 from . import init
@@ -221,26 +222,20 @@ def batch_norm(
         var = ops.mean(centered * centered, axes, keepdims=True)
         y = centered / ops.sqrt(var + eps)
         if running_mean is not None and running_var is not None:
-            _update_running(running_mean, _host(mean.data).reshape(c), momentum)
-            _update_running(running_var, _host(var.data).reshape(c) * (count / (count - 1)), momentum)
+            _update_running(running_mean, to_numpy(mean.data).reshape(c), momentum)
+            _update_running(running_var, to_numpy(var.data).reshape(c) * (count / (count - 1)), momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation mode (training=False) needs running_mean and running_var")
         # NumPy constants: on another library's input they join its library (as torch converts them)
-        rm = np.asarray(_host(_t(running_mean).data), x.dtype).reshape(shape)
-        rv = np.asarray(_host(_t(running_var).data), x.dtype).reshape(shape)
+        rm = np.asarray(to_numpy(_t(running_mean).data), x.dtype).reshape(shape)
+        rv = np.asarray(to_numpy(_t(running_var).data), x.dtype).reshape(shape)
         y = (x - rm) * (1.0 / np.sqrt(rv + np.asarray(eps, x.dtype)))
     if weight is not None:
         y = y * ops.reshape(_t(weight), shape)
     if bias is not None:
         y = y + ops.reshape(_t(bias), shape)
     return y
-
-
-def _host(value: Any) -> np.ndarray:
-    from ..backend import is_foreign, to_numpy
-
-    return to_numpy(value) if is_foreign(value) else np.asarray(value)
 
 
 def _update_running(stat: Tensor, batch: np.ndarray, momentum: float) -> None:
@@ -252,7 +247,7 @@ def _update_running(stat: Tensor, batch: np.ndarray, momentum: float) -> None:
         raise TypeError("batch_norm: running statistics must be array tensors of shape (C,)")
     arr = data if not foreign else host_view(data)
     if arr is None:  # a device array: update a host copy, then move it back
-        arr = np.array(_host(data))
+        arr = np.array(to_numpy(data))
         arr *= 1.0 - momentum
         arr += momentum * batch.astype(arr.dtype, copy=False)
         stat._data = move(arr, stat.device)

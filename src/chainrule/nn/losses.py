@@ -26,10 +26,9 @@ def _as_tensor(x: Any) -> Tensor:
 def _raw(x: Any) -> np.ndarray:
     """Targets and weights as NumPy arrays (another library's array is copied to the host; the
     constants built from them join the input's library again when they meet it)."""
-    from ..backend import is_foreign, to_numpy
+    from ..backend import to_numpy
 
-    raw = x.data if isinstance(x, Tensor) else x  # (.data: cr.compile watches this read)
-    return np.asarray(to_numpy(raw) if is_foreign(raw) else raw)
+    return np.asarray(to_numpy(x.data if isinstance(x, Tensor) else x))  # (.data: cr.compile watches this read)
 
 
 def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:

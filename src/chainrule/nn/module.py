@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
+from ..backend import to_numpy
 from ..tensor import Tensor, clear_grads, mark_modified, no_grad, tensor
 
 
@@ -94,12 +95,6 @@ class IncompatibleKeys(NamedTuple):
 
     missing_keys: list[str]
     unexpected_keys: list[str]
-
-
-def _host(value: Any) -> Any:
-    from ..backend import is_foreign, to_numpy
-
-    return to_numpy(value) if is_foreign(value) else value
 
 
 class Module:
@@ -382,7 +377,7 @@ class Module:
             if name not in state_dict:
                 continue
             value = state_dict[name]
-            arr = np.asarray(_host(value._data if isinstance(value, Tensor) else value))
+            arr = np.asarray(to_numpy(value._data if isinstance(value, Tensor) else value))
             if arr.shape != p.shape:
                 raise ValueError(
                     f"load_state_dict for {type(self).__name__}: {name!r} has shape {arr.shape} in the state dict "
