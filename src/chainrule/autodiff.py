@@ -702,7 +702,10 @@ def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: boo
             if id(g) in delivered or g.base is not None or not g.flags.writeable:
                 g = g.copy()
         elif type(g) is not float and is_foreign(g):
-            g = namespace_of(g).xp.asarray(g, copy=True)  # a rule may hand on a view (broadcast, the seed)
+            # a rule may hand on a view (a broadcast): copy it, as a NumPy view is copied above; a fresh
+            # torch tensor (no ``_base``) delivered once is stored as it is, as a fresh NumPy array is
+            if id(g) in delivered or getattr(g, "_base", True) is not None:
+                g = namespace_of(g).xp.asarray(g, copy=True)
         delivered.add(id(g))
         if old is None:
             leaf.grad = Tensor(g)

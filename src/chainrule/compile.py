@@ -46,9 +46,10 @@ from typing import Any, Optional
 import numpy as np
 
 from . import autodiff
+from .backend import device_of, is_foreign, library_name, namespace_of
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
-from .tensor import EPOCHS, FREED, MODE, Tensor, _next_seq, _norm, node_parts
+from .tensor import EPOCHS, FREED, MODE, Tensor, _next_seq, _norm, foreign_forward, node_parts
 
 ndarray = np.ndarray
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -80,7 +81,52 @@ def _deliver(pairs: list) -> None:
 
 
 def _seed_like(out: Any) -> Any:
-    return 1.0 if type(out) is float else np.ones((), out.dtype)
+    if type(out) is float:
+        return 1.0
+    if type(out) is ndarray:
+        return np.ones((), out.dtype)
+    return namespace_of(out).xp.ones((), dtype=out.dtype, device=device_of(out))  # as autodiff._seed makes it
+
+
+# --- arrays of other libraries (torch tensors, CuPy and JAX arrays, ...) -------------------------
+
+
+def _is_array(v: Any) -> bool:
+    """A NumPy array or another Array API library's array (not a Python or NumPy number)."""
+    return type(v) is ndarray or (type(v) is not float and type(v) is not int and is_foreign(v))
+
+
+def _torch(v: Any) -> bool:
+    return type(v) is not ndarray and type(v) is not float and is_foreign(v) and library_name(v) == "torch"
+
+
+def _int_array(v: Any) -> bool:
+    if type(v) is ndarray:
+        return v.dtype.kind in "iu"
+    return _is_array(v) and namespace_of(v).xp.isdtype(v.dtype, "integral")
+
+
+def _has_negative(v: Any) -> bool:
+    if type(v) is ndarray:
+        return bool(v.size and v.min() < 0)
+    n = 1
+    for s in v.shape:
+        n *= s
+    return bool(n and namespace_of(v).xp.min(v) < 0)
+
+
+def _call_foreign(prim: Primitive, nin: int, *values: Any) -> Any:
+    """A replayed operation on another library's arrays: the engine's own foreign forward, as eager runs it."""
+    return foreign_forward(prim, values, nin)
+
+
+def _empty(shape: tuple, dtype: Any) -> Any:
+    """A buffer: ``dtype`` is a NumPy dtype, or ``(library dtype, device)`` for a torch buffer."""
+    if type(dtype) is tuple:
+        import torch
+
+        return torch.empty(shape, dtype=dtype[0], device=dtype[1])
+    return np.empty(shape, dtype)
 
 
 # Array schedules write into buffers allocated when the schedule is written (``out=`` calls).
@@ -119,6 +165,10 @@ def _unshare(x: Any, bufs: tuple) -> Any:
         for b in bufs:
             if x is b or x.base is b:
                 return x.copy()
+    elif type(x) is not float and _torch(x):
+        for b in bufs:
+            if type(b) is not ndarray and x.untyped_storage().data_ptr() == b.untyped_storage().data_ptr():
+                return x.clone()
     return x
 
 
@@ -194,13 +244,6 @@ class _Tracer:
                 raise CompileError(
                     f"compile: the function uses a tensor of shape {t.shape} made by '{t._node.name}' outside it "
                     "with gradient tracking (a graph built before the call); pass it as an argument, or detach() it"
-                )
-            d = t._data
-            if type(d) is not np.ndarray and type(d) is not float:
-                raise CompileError(
-                    f"compile: '{t._node.name}' made a {type(d).__module__.split('.')[0]} array; cr.compile replays "
-                    "NumPy and Python-float programs only: run this function without cr.compile on other array "
-                    "libraries' arrays"
                 )
             self.nodes[id(t)] = _Node(t)
             for inp in node_parts(t)[0]:
@@ -367,7 +410,7 @@ class _Watch:
             tr = _active()
             # chainrule's own code gets the tensor's array itself (not a fresh tracked view), so a value
             # used as it is (labels as an index) is recognised by identity when the schedule is written
-            result = t._data if tr is not None and type(t._data) is ndarray else prop.fget(t)
+            result = t._data if tr is not None and _is_array(t._data) else prop.fget(t)
             if tr is not None and _traced_value(tr, t):
                 tr.reads.append(("Tensor.data", t.shape, result))
             return result
@@ -434,6 +477,8 @@ def _describe(v: Any) -> str:
         return "float"
     if type(v) is ndarray:
         return f"{tuple(v.shape)} {v.dtype}"
+    if _is_array(v):
+        return f"{tuple(v.shape)} {library_name(v)} {str(v.dtype).replace('torch.', '')} on {device_of(v)}"
     return type(v).__name__
 
 
@@ -505,7 +550,7 @@ class _Gen:
 
     def raw(self, v: Any) -> str:
         """A raw value in a node's arguments: an argument's array if it is one, else a constant."""
-        if type(v) is ndarray:
+        if _is_array(v):
             for j, a in enumerate(self.arg_raw):
                 if a is v:
                     self.mapped.add(id(v))
@@ -544,7 +589,7 @@ class _Gen:
     def new_buf(self, var: str, shape: tuple, dtype: Any, prim: str) -> str:
         """A logical buffer for ``var`` (physical buffers are shared by disjoint lifetimes later)."""
         name = f"b_{var}"
-        self.bufs[name] = (tuple(shape), np.dtype(dtype))
+        self.bufs[name] = (tuple(shape), _buffer_dtype(dtype))
         self.alias[var] = {name}
         self.owned.add(var)
         self.producer[var] = prim
@@ -575,6 +620,8 @@ class _Gen:
     def _forward_buffered(self, node: _Node, v: str, ops: list[str]) -> Optional[list[str]]:
         """``out=`` forms of the array primitives of a training step, or None for the generic call."""
         name, vals, out = node.prim.name, node.vals, node.out
+        if _torch(out):
+            return self._forward_torch(node, v, ops)
         if type(out) is not ndarray or out.dtype.kind != "f":
             return None
         desc = f"{name} -> {_describe(out)}"
@@ -606,6 +653,32 @@ class _Gen:
             return [f"    {v} = np.maximum({ops[0]}, 0, out={buf})  # {desc}"]
         return None
 
+    def _forward_torch(self, node: _Node, v: str, ops: list[str]) -> Optional[list[str]]:
+        """The torch forms of :meth:`_forward_buffered`: the same kernels eager calls, with ``out=``."""
+        name, vals, out = node.prim.name, node.vals, node.out
+        if not out.dtype.is_floating_point:
+            return None
+        self.ns.setdefault("torch", sys.modules["torch"])
+        desc = f"{name} -> {_describe(out)}"
+        if name == "linear" and _torch_floats(out.dtype, *vals[:3]):
+            x, W, b = vals[:3]
+            if x.ndim == 2 and W.ndim == 2 and tuple(b.shape) == (W.shape[0],):
+                buf = self.new_buf(v, tuple(out.shape), out, name)
+                return [
+                    f"    {v} = torch.matmul({ops[0]}, {ops[1]}.T, out={buf})  # {desc}: x @ Wᵀ (a view) into a buffer",
+                    f"    torch.add({v}, {ops[2]}, out={v})  # + bias, in place",
+                ]
+        if name == "matmul" and _torch_floats(out.dtype, *vals[:2]) and vals[0].ndim == 2 and vals[1].ndim == 2:
+            buf = self.new_buf(v, tuple(out.shape), out, name)
+            return [f"    {v} = torch.matmul({ops[0]}, {ops[1]}, out={buf})  # {desc}"]
+        inp = node.inputs[0] if node.inputs else None
+        if name == "relu" and _torch_floats(out.dtype, vals[0]) and vals[0].shape == out.shape:
+            xv = self.var.get(id(inp)) if inp is not None else None
+            if xv is not None and self.may_overwrite(inp, xv):
+                self._take_over(v, xv, name)
+                return [f"    {v} = torch.clamp_min_({xv}, 0)  # {desc}, in place"]
+        return None
+
     def _take_over(self, new: str, old: str, prim: str) -> None:
         """``new`` is written over ``old``'s buffer (``old`` is not read again)."""
         self.alias[new] = set(self.alias[old])
@@ -634,11 +707,14 @@ class _Gen:
             expr = _SCALAR_FWD[prim.name].format(*ops)
         elif scalar and not statics:
             expr = f"float({self.fn('sf_' + prim.name, prim.scalar_fwd)}({', '.join(ops)}))"
+        elif any(type(x) is not ndarray and type(x) is not float and is_foreign(x) for x in node.vals[:nin]):
+            f = self.fn(f"xf_{prim.name}_{nin}", functools.partial(_call_foreign, prim, nin))
+            expr = f"{f}({', '.join(ops + statics)})"
         else:
             expr = f"norm({self.fn('f_' + prim.name, prim.fwd)}({', '.join(ops + statics)}))"
         self.lines.append(f"    {v} = {expr}  # {prim.name} -> {_describe(node.out)}")
         self.note_alias(v, expr)
-        if type(node.out) is ndarray:
+        if _is_array(node.out):
             self.out_var[id(node.out)] = v
 
     def backward(self, root: Tensor, order_ids: list[int]) -> None:
@@ -666,7 +742,7 @@ class _Gen:
             prim = node.prim
             out = self.var[id(node.tensor)]
             scalar = type(node.out) is float and prim.scalar_fwd is not None
-            xp = "SC" if scalar else "NP"
+            xp = "SC" if scalar else self.namespace(node.out)
             nin = len(node.inputs)
             args = [self.operand(node, i) for i in range(nin)] + [self.raw(v) for v in node.vals[nin:]]
             if self.buffered and not scalar and self._backward_buffered(node, g, args):
@@ -692,6 +768,13 @@ class _Gen:
         pairs = ", ".join(f"({ref}, {self.unshared(g)})" for ref, g in self.leaf_order)
         self.lines.append(f"    deliver([{pairs}])")
 
+    def namespace(self, out: Any) -> str:
+        """The name of the namespace a node's rules run on in eager backward (``autodiff._ns``)."""
+        ns = autodiff._ns(out)
+        if ns is NUMPY:
+            return "NP"
+        return self.fn(f"X_{ns.library}", ns)
+
     def put(self, inp: Tensor, src: str, expr: str, into: Optional[Callable] = None, over: str = "") -> None:
         """Send a gradient to ``inp``: ``expr`` allocates it; ``into(buffer)`` writes it into a buffer.
 
@@ -712,7 +795,8 @@ class _Gen:
                     self._take_over(target, over, "grad")
                     self.lines.append(f"    {target} = {into(over)}  # {to}, in place in {over}'s buffer")
                 else:
-                    buf = self.new_buf(target, value.shape, value.dtype, "grad")
+                    like = value.dtype if type(value) is ndarray else value
+                    buf = self.new_buf(target, tuple(value.shape), like, "grad")
                     self.lines.append(f"    {target} = {into(buf)}  # {to}")
                 return
         else:
@@ -720,7 +804,7 @@ class _Gen:
             if target is None:
                 self.leaf_g[id(inp)] = target = f"lg{next(self.gcount)}"
                 self.leaf_order.append((self._leaf_ref(inp), target))
-                if into is None:
+                if into is None or type(value) is not ndarray:
                     self.lines.append(f"    {target} = {expr}  # to leaf {src}")
                     self.note_alias(target, expr)
                 else:
@@ -735,6 +819,8 @@ class _Gen:
     def _backward_buffered(self, node: _Node, g: str, args: list[str]) -> bool:
         """VJPs written with ``out=`` (and the fused softmax-cross-entropy); False leaves the node to the rules."""
         name, vals, out = node.prim.name, node.vals, node.out
+        if _torch(out):
+            return self._backward_torch(node, g, args)
         if type(out) is not ndarray or out.dtype.kind != "f":
             return False
         want = [i for i, inp in enumerate(node.inputs) if inp is not None and self._rg(inp)]
@@ -767,7 +853,42 @@ class _Gen:
             self.put(node.inputs[i], args[i], forms[i](""), lambda b, form=forms[i]: form(", out=" + b))
         return True
 
-    def _fused_cross_entropy(self, node: _Node, g: str) -> bool:
+    def _backward_torch(self, node: _Node, g: str, args: list[str]) -> bool:
+        """The torch forms of :meth:`_backward_buffered` (the kernels eager's rules call, with ``out=``)."""
+        name, vals, out = node.prim.name, node.vals, node.out
+        if not out.dtype.is_floating_point:
+            return False
+        want = [i for i, inp in enumerate(node.inputs) if inp is not None and self._rg(inp)]
+        if name == "linear" and _torch_floats(out.dtype, *vals[:3]):
+            x, W, b = vals[:3]
+            if not (x.ndim == 2 and W.ndim == 2 and tuple(b.shape) == (W.shape[0],)):
+                return False
+            forms = {
+                0: lambda o: f"torch.matmul({g}, {args[1]}{o})",
+                1: lambda o: f"torch.matmul({g}.T, {args[0]}{o})",
+                2: lambda o: f"torch.sum({g}, dim=0{o})",
+            }
+        elif name == "matmul" and _torch_floats(out.dtype, *vals[:2]) and vals[0].ndim == 2 and vals[1].ndim == 2:
+            forms = {
+                0: lambda o: f"torch.matmul({g}, {args[1]}.T{o})",
+                1: lambda o: f"torch.matmul({args[0]}.T, {g}{o})",
+            }
+        elif name == "relu" and _torch_floats(out.dtype, vals[0]) and vals[0].shape == out.shape:
+            mask = f"b_m{len(self.bufs)}"
+            self.bufs[mask] = (tuple(out.shape), _buffer_dtype(vals[0], bool))
+            forms = {0: lambda o: f"torch.mul({g}, torch.gt({args[0]}, 0, out={mask}){o})"}
+            for i in want:
+                self.put(node.inputs[i], args[i], forms[i](""), lambda b: forms[0](", out=" + b), over=g)
+            return True
+        elif name == "getitem":
+            return self._fused_cross_entropy(node, g, torch=True)
+        else:
+            return False
+        for i in want:
+            self.put(node.inputs[i], args[i], forms[i](""), lambda b, form=forms[i]: form(", out=" + b))
+        return True
+
+    def _fused_cross_entropy(self, node: _Node, g: str, torch: bool = False) -> bool:
         """``log_softmax(z)[rows, y]``'s backward in one buffer: ``dz = onehot(y) * gy - softmax(z) * gy``.
 
         ``gy`` is the gradient of the picked entries (``-1/N`` everywhere under ``neg`` and
@@ -783,26 +904,32 @@ class _Gen:
         z, lv = ln.inputs[0], ln.out
         if z is None or id(z) not in nodes or id(z) in self.gvar or not self._rg(z):
             return False
-        if not (_floats(lv.dtype, lv, ln.vals[0]) and lv.ndim == 2 and ln.vals[1] in (1, -1, (1,), (-1,))):
+        same = _torch_floats if torch else _floats
+        if not (same(lv.dtype, lv, ln.vals[0]) and lv.ndim == 2 and ln.vals[1] in (1, -1, (1,), (-1,))):
             return False
         index = node.vals[1]
         n = lv.shape[0]
-        if type(index) is not tuple or len(index) != 2 or not all(type(a) is ndarray for a in index):
+        if type(index) is not tuple or len(index) != 2 or not all(_int_array(a) for a in index):
             return False
         rows, y = index
-        if rows.dtype.kind not in "iu" or y.dtype.kind not in "iu" or y.shape != (n,):
+        if torch and not _torch(y):
             return False
-        if not np.array_equal(rows, np.arange(n)) or node.out.shape != (n,) or node.out.dtype != lv.dtype:
+        if tuple(y.shape) != (n,) or tuple(node.out.shape) != (n,) or node.out.dtype != lv.dtype:
+            return False
+        if tuple(rows.shape) != (n,) or not np.array_equal(np.asarray(rows.tolist()), np.arange(n)):
             return False
         zv = self.var[id(z)]
         target = self.gvar[id(z)] = f"g{next(self.gcount)}"
-        buf = self.new_buf(target, lv.shape, lv.dtype, "grad")
-        lsv, r, c = self.var[id(lsm)], self.raw(rows), self.raw(y)
+        buf = self.new_buf(target, tuple(lv.shape), lv if torch else lv.dtype, "grad")
+        lsv, c = self.var[id(lsm)], self.raw(y)
+        if torch and type(rows) is ndarray:
+            rows = sys.modules["torch"].as_tensor(rows, device=y.device)  # the row numbers, once, on y's device
+        r = self.raw(rows)
         self.lines.append(
             f"    # fused softmax-cross-entropy backward to {zv}: (softmax - onehot) * -{g}, into a buffer"
         )
         names = {"dz": target, "buf": buf, "logp": lsv, "gy": g, "rows": r, "y": c}
-        self.lines += ["    " + line.format(**names) for line in _FUSED_CE]
+        self.lines += ["    " + line.format(**names) for line in (_FUSED_CE_TORCH if torch else _FUSED_CE)]
         return True
 
     def _guard_indices(self, statics: Any) -> None:
@@ -816,10 +943,10 @@ class _Gen:
         for v in items:
             if isinstance(v, (tuple, list)):
                 self._guard_indices(v)
-            elif type(v) is ndarray and v.dtype.kind in "iu":
+            elif _int_array(v):
                 for j, a in enumerate(self.arg_raw):
                     if a is v:
-                        self.index_guard.append((j, bool(v.size and v.min() < 0)))
+                        self.index_guard.append((j, _has_negative(v)))
 
     def _leaf_ref(self, t: Tensor) -> str:
         j = self._arg_index(t)
@@ -848,6 +975,12 @@ _FUSED_CE = (
     "np.subtract(0.0, {dz}, out={dz})",
     "{dz}[{rows}, {y}] += {gy}  # the one-hot term",
 )
+_FUSED_CE_TORCH = (
+    "{dz} = torch.exp({logp}, out={buf})  # softmax from the saved log_softmax",
+    "torch.mul({dz}, {gy}[:, None], out={dz})",
+    "torch.neg({dz}, out={dz})",
+    "{dz}[{rows}, {y}] += {gy}  # the one-hot term",
+)
 
 # primitives whose VJP rules never read their own output: their output buffer may be overwritten in place
 _OUT_FREE = ("linear", "matmul", "add")
@@ -856,6 +989,24 @@ _OUT_FREE = ("linear", "matmul", "add")
 def _floats(dtype: Any, *vals: Any) -> bool:
     """All ``vals`` are arrays of the one floating dtype ``dtype`` (so ``out=`` keeps eager's rounding)."""
     return all(type(v) is ndarray and v.dtype == dtype for v in vals) and np.dtype(dtype).kind == "f"
+
+
+def _torch_floats(dtype: Any, *vals: Any) -> bool:
+    """:func:`_floats` for torch tensors: one floating dtype, one device."""
+    if not dtype.is_floating_point or not all(type(v) is not ndarray and _torch(v) for v in vals):
+        return False
+    return all(v.dtype == dtype and v.device == vals[0].device for v in vals)
+
+
+def _buffer_dtype(dtype_or_like: Any, kind: Any = None) -> Any:
+    """What :func:`_empty` needs: a NumPy dtype, or ``(torch dtype, device)`` from a torch tensor ``like``."""
+    if _torch(dtype_or_like):
+        if kind is bool:
+            import torch
+
+            return (torch.bool, dtype_or_like.device)
+        return (dtype_or_like.dtype, dtype_or_like.device)
+    return np.dtype(kind if kind is not None else dtype_or_like)
 
 
 def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
@@ -991,8 +1142,10 @@ class Compiled:
             t = type(a)
             if t is Tensor:
                 d = a._data
-                dtype = None if type(d) is float else d.dtype
-                parts.append(("T", type(d) is float, np.shape(d), dtype, a.requires_grad))
+                if type(d) is float:
+                    parts.append(("T", True, (), None, a.requires_grad))
+                else:  # the array's library and device too: a trace on torch CPU tensors is not one for CUDA
+                    parts.append(("T", type(d), tuple(d.shape), d.dtype, a.requires_grad, _device(d)))
             elif t is ndarray:
                 raise CompileError(
                     f"compile: argument {j} is a NumPy array; pass cr.tensor(array) instead (a tensor's uses are "
@@ -1031,11 +1184,8 @@ class Compiled:
         for leaf, was_none in entry.grad_guard:  # accumulate into .grad, or start it: as in the trace
             if (leaf.grad is None) != was_none:
                 return False
-        for t, (is_float, shape, dtype, rg) in zip(entry.leaves, entry.leaf_guard):
-            d = t._data
-            if (type(d) is float) != is_float or t.requires_grad != rg or t._node is not None:
-                return False
-            if not is_float and (d.shape != shape or d.dtype != dtype):
+        for t, guard in zip(entry.leaves, entry.leaf_guard):
+            if _leaf_state(t) != guard:
                 return False
         return True
 
@@ -1128,13 +1278,25 @@ class Compiled:
         return self._last.source
 
 
+def _device(d: Any) -> Any:
+    return "cpu" if type(d) is ndarray else str(device_of(d))
+
+
+def _leaf_state(t: Tensor) -> tuple:
+    """What a replay assumes of a parameter: its kind of value (library, shape, dtype, device), requires_grad."""
+    d = t._data
+    if type(d) is float:
+        return (float, t.requires_grad, t._node is None)
+    return (type(d), tuple(d.shape), d.dtype, _device(d), t.requires_grad, t._node is None)
+
+
 def _indices_match(entry: _Entry, args: tuple, kwargs: dict) -> bool:
     if not entry.index_guard:
         return True
     values = list(args) + [kwargs[k] for k in sorted(kwargs)]
     for j, had_negative in entry.index_guard:
         v = values[j]._data
-        if bool(v.size and v.min() < 0) != had_negative:
+        if _has_negative(v) != had_negative:
             return False
     return True
 
@@ -1196,7 +1358,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     gen = _Gen(tracer, raw, fresh, values)
     forward = sorted(tracer.nodes.values(), key=lambda n: n.seq)
     _requires_grad_as_eager(tracer, forward)
-    gen.buffered = BUFFERS and any(type(n.out) is ndarray for n in forward)
+    gen.buffered = BUFFERS and any(_is_array(n.out) for n in forward)
     gen.uses = _uses(forward, tracer.events, outs)
     items: list[tuple] = [(n.seq, "node", n) for n in forward] + list(tracer.events)
     items.sort(key=lambda it: it[0])
@@ -1219,7 +1381,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     gen.lines.append(f"    return [{', '.join(out_exprs)}]")
     _check_versions(tracer, gen, values)
     for what, shape, value in tracer.reads:
-        if type(value) is ndarray and id(value) in gen.mapped:
+        if _is_array(value) and id(value) in gen.mapped:
             continue  # used as it is (e.g. class labels as an index): the replay passes the new one
         raise CompileError(
             f"compile: a chainrule function read the value of a tensor of shape {shape} ({what}) computed in or "
@@ -1228,7 +1390,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
             "before the call, or leave this function uncompiled"
         )
     header = _assign_buffers(gen) if gen.bufs else []
-    lines = _release_early(gen.lines) if any(type(n.out) is ndarray for n in forward) else gen.lines
+    lines = _release_early(gen.lines) if any(_is_array(n.out) for n in forward) else gen.lines
     source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(header + lines) + "\n"
     ns = dict(gen.ns)
     exec(builtins.compile(source, "<cr.compile schedule>", "exec"), ns)  # our own generated code, never user text
@@ -1236,10 +1398,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     entry.replay = ns["replay"]
     entry.source = source
     entry.leaves = gen.leaves
-    entry.leaf_guard = [
-        (type(t._data) is float, np.shape(t._data), None if type(t._data) is float else t._data.dtype, t.requires_grad)
-        for t in gen.leaves
-    ]
+    entry.leaf_guard = [_leaf_state(t) for t in gen.leaves]
     entry.events = gen.events
     entry.grad_guard = list(tracer.grad_guard)
     entry.module_guard = [(m, _module_state(m)) for m in tracer.modules.values()]
@@ -1252,7 +1411,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
 def _uses(forward: list[_Node], events: list[tuple], outs: list[Tensor]) -> dict[int, int]:
     """How many nodes (as an input or through a static array), outputs and backward roots read each tensor."""
     uses: dict[int, int] = {}
-    made = {id(n.out): id(n.tensor) for n in forward if type(n.out) is ndarray}
+    made = {id(n.out): id(n.tensor) for n in forward if _is_array(n.out)}
 
     def count(key: int) -> None:
         uses[key] = uses.get(key, 0) + 1
@@ -1261,7 +1420,7 @@ def _uses(forward: list[_Node], events: list[tuple], outs: list[Tensor]) -> dict
         if type(v) in (tuple, list):
             for x in v:
                 statics(x)
-        elif type(v) is ndarray and id(v) in made:
+        elif _is_array(v) and id(v) in made:
             count(made[id(v)])
 
     for n in forward:
@@ -1321,12 +1480,12 @@ def _assign_buffers(gen: _Gen) -> list[str]:
             p = pool.pop()
         else:
             p = f"b{len(arrays)}"
-            arrays[p] = np.empty(shape, dtype)
+            arrays[p] = _empty(shape, dtype)
         phys[name] = p
         active.append((last[name], name, p))
     gen.lines = [_BUF.sub(lambda m: phys[m.group(0)], line) for line in gen.lines]
     gen.ns.update(arrays)
-    nbytes = sum(a.nbytes for a in arrays.values())
+    nbytes = sum(a.nbytes if type(a) is ndarray else a.element_size() * a.numel() for a in arrays.values())
     size = f"{nbytes / 2**20:.2f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
     header = [f"    # buffers (allocated once, reused by every replay; {size}):"]
     header += [f"    #   {p}: {_describe(a)}" for p, a in arrays.items()]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..backend import is_foreign
 from ..tensor import Tensor
 from .module import Module
 
@@ -138,6 +139,9 @@ def _nll(logp: Tensor, target: Any, weight: Any, ignore_index: int, reduction: s
     w = _class_weight(weight, c, rows.dtype, op)
     keep = _check_targets(flat, c, ignore_index, logp.shape, op)
     if w is None and keep.all():  # the common case: index with the targets as they are (cr.compile maps them)
+        native = target.data if isinstance(target, Tensor) else target
+        if flat.shape == y.shape and not isinstance(native, np.ndarray) and is_foreign(native):
+            flat = native  # another library's labels index in their library (and a compiled replay reads them)
         loss = -rows[np.arange(m), flat]
         if reduction == "none":
             return ops.reshape(loss, out_shape)
@@ -194,7 +198,7 @@ def cross_entropy(
             f"{op}: targets must be integer class indices, or float class probabilities of the logits' shape "
             f"{z.shape}; got dtype {y.dtype} and shape {y.shape}"
         )
-    nll = _nll(logp, y, weight, ignore_index, reduction, op)
+    nll = _nll(logp, target, weight, ignore_index, reduction, op)
     if not label_smoothing:
         return nll
     # torch: (1 - eps) * nll + eps / C * smooth, smooth = -sum_c weight_c logp_c, normalized as nll is
