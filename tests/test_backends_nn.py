@@ -263,3 +263,17 @@ def test_like_functions_follow_a_raw_array_and_jacobians_refuse_other_libraries(
             transform(lambda a: (a * a).sum())(torch.tensor([1.0, 2.0]))
     hv = cr.hvp(lambda a: (a * a * a).sum(), torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0]))
     assert isinstance(hv, torch.Tensor) and hv.tolist() == [6.0, 0.0]
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_plain_sgd_on_torch_tensors_is_torchs_own_update_bit_for_bit(weight_decay):
+    rng = np.random.default_rng(5)
+    w0, g0 = rng.standard_normal((2, 7, 3)).astype(np.float32)
+    p = cr.tensor(torch.tensor(w0), requires_grad=True)
+    p.grad = cr.tensor(torch.tensor(g0))
+    cr.optim.SGD([p], lr=0.1, weight_decay=weight_decay).step()
+    ref = torch.tensor(w0, requires_grad=True)
+    ref.grad = torch.tensor(g0)
+    torch.optim.SGD([ref], lr=0.1, weight_decay=weight_decay).step()
+    assert isinstance(p.data, torch.Tensor) and torch.equal(p.data, ref.detach())
+    assert p._version > 0  # in-place detection sees the update

@@ -10,6 +10,8 @@ in the same interleaved rounds (issue 15: tuned code beside the code users write
 * ``chainrule nn`` / ``torch nn``: the PyTorch tutorial's way, ``nn.Sequential`` of
   ``nn.Linear`` and ``nn.ReLU``, ``cross_entropy``, ``optim.SGD`` with ``zero_grad()``;
 * ``chainrule nn compiled``: the ``chainrule nn`` step under ``cr.compile``;
+* ``chainrule nn on torch`` / ``chainrule nn compiled on torch``: the same chainrule code with
+  the model moved to torch CPU tensors (``model.to(torch.device("cpu"))``): torch's kernels;
 * JAX with ``jit`` (the whole step, update included) and without, and the
   hand-written NumPy step (numpy_mlp.py).
 
@@ -182,13 +184,20 @@ def chainrule_nn_train_step(params: list) -> tuple[Callable[[Any, Any], Any], An
     return train_step, model
 
 
-def chainrule_nn_step(params: list, x0: np.ndarray, y0: np.ndarray, compiled: bool = False) -> Callable[[], float]:
+def chainrule_nn_step(
+    params: list, x0: np.ndarray, y0: np.ndarray, compiled: bool = False, torch: Any = None
+) -> Callable[[], float]:
+    """The tutorial step; with ``torch``, the same chainrule code on torch CPU tensors (torch's kernels)."""
     import chainrule as cr
 
-    train_step, _ = chainrule_nn_train_step(params)
+    train_step, model = chainrule_nn_train_step(params)
+    if torch is not None:
+        model.to(torch.device("cpu"))
+        x, y = cr.tensor(torch.tensor(x0)), cr.tensor(torch.tensor(y0))
+    else:
+        x, y = cr.tensor(x0), cr.tensor(y0)
     if compiled:
         train_step = cr.compile(train_step)
-    x, y = cr.tensor(x0), cr.tensor(y0)
     return lambda: train_step(x, y).item()
 
 
@@ -286,6 +295,8 @@ def build(ctx: Any) -> dict[str, Callable[[], float]]:
         fns["chainrule nn compiled"] = chainrule_nn_step(params, x, y, compiled=True)
     if torch is not None:
         fns["torch nn"] = torch_nn_step(torch, params, x, y)
+        fns["chainrule nn on torch"] = chainrule_nn_step(params, x, y, torch=torch)
+        fns["chainrule nn compiled on torch"] = chainrule_nn_step(params, x, y, compiled=True, torch=torch)
     if ctx.peer("jax") is not None:
         fns.update(jax_steps(params, x, y))
     fns["NumPy by hand"] = numpy_step(params, x, y)
@@ -297,6 +308,8 @@ PAIRS = [
     ("chainrule ops+CE", "torch ops+CE", 1.15),
     ("chainrule nn", "torch nn", 1.15),
     ("chainrule nn compiled", "torch nn", 1.0),
+    ("chainrule nn on torch", "torch nn", None),
+    ("chainrule nn compiled on torch", "torch nn", 0.9),
     ("chainrule nn compiled", "torch ops", None),
     ("chainrule nn compiled", "chainrule nn", None),
     ("chainrule ops", "NumPy by hand", None),

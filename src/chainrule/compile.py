@@ -67,7 +67,7 @@ def _fitv(gi: Any, v: Any) -> Any:
     """The engine's reduction of a gradient to its input's shape and dtype (as in ``_walk_numeric``)."""
     if type(v) is float:
         return gi if type(gi) is float else float(np.sum(gi))
-    if type(gi) is not ndarray or gi.shape != v.shape or gi.dtype is not v.dtype:
+    if type(gi) is not type(v) or gi.shape != v.shape or gi.dtype != v.dtype:  # any library's arrays
         return autodiff._fit(gi, v)
     return gi
 

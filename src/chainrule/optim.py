@@ -113,6 +113,10 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _update_native(self, p: Any, g: Any, group: dict[str, Any]) -> bool:
+        """Update another library's parameter with that library's own in-place kernels; False: not here."""
+        return False
+
     def _update_foreign(self, p: Tensor, group: dict[str, Any]) -> None:
         """The same NumPy update on another library's parameter: in place through a shared host view
         (torch and array-api-strict on the CPU: the arithmetic, and so the result, is NumPy's); for a
@@ -121,9 +125,14 @@ class Optimizer:
 
         d = p._data
         g = p.grad._data
+        if self._update_native(d, g, group):
+            mark_modified(p)
+            return
         view = host_view(d)
         arr = view if view is not None else np.array(to_numpy(d))
-        g_host = to_numpy(g) if type(g) is not np.ndarray else g
+        g_host = g if type(g) is np.ndarray else host_view(g)  # read in place where the library allows
+        if g_host is None:
+            g_host = to_numpy(g)
         self._update(arr, np.asarray(g_host, dtype=arr.dtype), self.state.setdefault(id(p), {}), group)
         if view is None:
             p._data = move(arr, p.device)
@@ -271,6 +280,23 @@ class SGD(Optimizer):
                 g = buf
         np.multiply(g, lr, out=s2)
         p -= s2
+
+    def _update_native(self, p: Any, g: Any, group: dict[str, Any]) -> bool:
+        """Plain SGD (no momentum) on a torch tensor: ``p.add_(g, alpha=-lr)``, torch's own update.
+
+        The kernel torch.optim.SGD runs, so a chainrule step on torch tensors leaves the same bits
+        as torch's, on any device, without a host round trip.  With momentum (state) the NumPy
+        update of :meth:`_update` runs through a host view instead.
+        """
+        from .backend import library_name
+
+        if group["momentum"] or library_name(p) != "torch" or library_name(g) != "torch":
+            return False
+        if p.dtype != g.dtype or p.device != g.device or p.shape != g.shape:
+            return False
+        wd = group["weight_decay"]
+        p.add_(g.add(p, alpha=wd) if wd else g, alpha=-group["lr"])
+        return True
 
     def _scratch(self, p: np.ndarray, which: int) -> np.ndarray:
         """A scratch array shaped like ``p``: a view of one flat buffer per dtype, as large as the largest parameter."""
