@@ -27,6 +27,7 @@ from .tensor import (
     _norm,
     as_value,
     enable_grad,
+    graph_done,
     mark_modified,
     node_parts,
     release,
@@ -241,6 +242,19 @@ def run_backward(
     tracer = TRACING.tracer
     if tracer is not None:  # cr.compile is tracing this thread: it records the walk, then runs this function
         return tracer.backward(roots, seeds, retain_graph, create_graph, inputs)
+    try:
+        return _run_backward(roots, seeds, retain_graph, create_graph, inputs)
+    finally:
+        graph_done()  # the collector's thresholds go back (see chainrule.collector)
+
+
+def _run_backward(
+    roots: Sequence[Tensor],
+    seeds: Sequence[Any],
+    retain_graph: Optional[bool],
+    create_graph: bool,
+    inputs: Optional[Sequence[Tensor]],
+) -> Optional[list]:
     if retain_graph is None:
         retain_graph = create_graph
     seed_values = [_seed(r, s, create_graph) for r, s in zip(roots, seeds)]

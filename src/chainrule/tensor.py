@@ -37,6 +37,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import collector
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
 from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype, to_numpy
 from .primitive import Primitive
@@ -258,22 +259,42 @@ def check_grad_value(t: Tensor, value: Any) -> None:
 class _Mode(threading.local):
     """Per-thread switches read on every operation.
 
-    ``record`` folds the two switches into the one value the hot path reads:
-    0 (grad mode off), 1 (recording), 2 (recording with anomaly checks).
+    ``record`` folds the switches into the one value the hot path reads:
+    0 (grad mode off), 1 (recording), 2 (recording with anomaly checks), 3 (recording;
+    the next node recorded pauses the cyclic collector, see :mod:`chainrule.collector`).
     Change the switches only through :func:`set_grad_enabled` / :func:`set_anomaly_enabled`.
     """
 
     enabled = True  # grad mode: record the graph
     in_backward = 0  # inside backward() or autograd.grad (retain_grad fills .grad only then)
     anomaly = False  # detect_anomaly: check values and remember source lines
-    record = 1
+    gc_pending = True  # the next recorded node should pause the collector (until the next backward)
+    record = 3
 
 
 MODE = _Mode()
 
 
 def _refresh() -> None:
-    MODE.record = (2 if MODE.anomaly else 1) if MODE.enabled else 0
+    MODE.record = (2 if MODE.anomaly else 3 if MODE.gc_pending else 1) if MODE.enabled else 0
+
+
+def _record_hook(t: Tensor, record: int) -> None:
+    """The rare cases of recording a node: anomaly checks (2), or the first node since a backward (3)."""
+    if record == 2:
+        _anomaly_hook(t)
+    else:
+        collector.pause()
+        MODE.gc_pending = False
+        _refresh()
+
+
+def graph_done() -> None:
+    """A backward finished: the collector's thresholds go back, and the next node recorded pauses it again."""
+    collector.resume()
+    if not MODE.gc_pending:
+        MODE.gc_pending = True
+        _refresh()
 
 
 def set_grad_enabled(flag: bool) -> None:
@@ -562,8 +583,8 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
             t._a = x
             t._b = UNARY
             t._av = v
-            if record == 2:
-                _anomaly_hook(t)
+            if record != 1:
+                _record_hook(t, record)
             return t
         return Tensor(out)
 
@@ -640,8 +661,8 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
             t._b = b
             t._av = av
             t._bv = bv
-            if record == 2:
-                _anomaly_hook(t)
+            if record != 1:
+                _record_hook(t, record)
             return t
         return Tensor(out)
 
@@ -701,8 +722,8 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         out = _norm(out)
     if need and (record := MODE.record):
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
-        if record == 2:
-            _anomaly_hook(t)
+        if record != 1:
+            _record_hook(t, record)
         return t
     t = Tensor(out)
     if prim.name in VIEW_PRIMITIVES and inputs[0] is not None and _shares(out, values_t[0]):
