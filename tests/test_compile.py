@@ -349,6 +349,39 @@ def test_train_compile_gives_the_same_run(dataset):
         np.testing.assert_array_equal(p.data, q.data)
 
 
+@pytest.mark.parametrize(
+    ("argv", "compiled"),
+    [
+        ([], True),  # the MLP: compiled by default (twice as fast, the same run)
+        (["--no-compile"], False),
+        (["--compile"], True),
+        (["--model", "cnn"], False),  # batch norm's running statistics cannot be replayed
+        (["--model", "cnn", "--compile"], True),  # asked for: tried, and refused loudly by cr.compile
+    ],
+)
+def test_train_compiles_by_default_where_a_replay_can_run(argv, compiled):
+    import argparse
+
+    from chainrule import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.distributed = False
+    assert train._compiles(args, train._config(args, None)) is compiled
+
+
+def test_train_with_cnn_and_compile_says_why_it_cannot(capsys, tmp_path):
+    from chainrule import cli
+
+    code = cli.main(
+        ["train", "--model", "cnn", "--epochs", "1", "--compile", "--quiet", "--checkpoint", str(tmp_path / "x.npz")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule train: --compile:") and "Traceback" not in err
+
+
 GLOBAL_SCALE = 2.0
 step = 0  # a global that shares its name with the attribute opt.step
 
