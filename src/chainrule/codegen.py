@@ -136,6 +136,8 @@ def code(x: Any, used: set[str], exact: bool = False, index: IndexText = None) -
     if op == "outer":
         return f"np.outer({c[0]}, {c[1]})"
     if op == "scatter":
+        if exact:  # the helper accumulates in float64 and with np.add.at: not the rules' scatter_add
+            raise ExportError("no exact NumPy spelling for scatter")
         used.add("scatter")
         where = repr(x.params[0]) if index is None else index(x.params[0], False)
         return f"scatter({c[0]}, {where}, {_shape(x.shape)})"
