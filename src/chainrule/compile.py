@@ -1072,10 +1072,16 @@ def _stand_in_gradient(out: Any) -> Any:
     return rng.standard_normal(out.shape).astype(out.dtype)
 
 
-def _probe_value(v: Any, k: int) -> Any:
-    """A float array like ``v`` holding NaN, infinities, signed zeros, tiny and huge values (others: ``v``)."""
+def _probe_value(v: Any, k: int, fill: Optional[float] = None) -> Any:
+    """A float array like ``v`` holding NaN, infinities, signed zeros, tiny and huge values (others: ``v``).
+
+    With ``fill``, the array is that one value throughout (a row of +inf, a matrix of zeros).
+    """
     if type(v) is not ndarray or v.dtype.kind != "f" or not v.size:
         return v
+    if fill is not None:
+        with np.errstate(all="ignore"):
+            return np.full(v.shape, fill, v.dtype)
     rng = np.random.default_rng(k)
     a = rng.standard_normal(v.size) * 3.0
     s = np.array(_SPECIALS)
@@ -1114,10 +1120,14 @@ def _form(what: tuple, lead: list, vals: list, sym_ops: list, statics: tuple, ar
     except Exception:  # no symbolic spelling (a namespace function or an operation the generator lacks)
         return None
     form = _Form(text, frozenset(used), fn, sym_ops)
-    probe = [_probe_value(v, k) for k, v in enumerate(lead + vals)]
-    lead, vals = probe[: len(lead)], probe[len(lead) :]
-    wrap, target = ("norm", None) if what[0] == "f" else ("fit", vals[what[2]])
-    form.mode = _match(form, lead, vals, arrays, wrap, _want(what, statics), target)
+    want = _want(what, statics)
+    modes = set()
+    for fill in (None, *_SPECIALS[:5], _SPECIALS[-1]):  # a mixed probe, then every operand full of one special
+        probe = [_probe_value(v, k, fill) for k, v in enumerate(lead + vals)]
+        p_lead, p_vals = probe[: len(lead)], probe[len(lead) :]
+        wrap, target = ("norm", None) if what[0] == "f" else ("fit", p_vals[what[2]])
+        modes.add(_match(form, p_lead, p_vals, arrays, wrap, want, target))
+    form.mode = modes.pop() if len(modes) == 1 else None
     return form if form.mode is not None else None
 
 
