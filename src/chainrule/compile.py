@@ -6,9 +6,10 @@ runs eagerly while a tracer watches it.  The tracer records every primitive the
 call applied, every ``backward()`` and every optimizer ``step()`` / ``zero_grad()``,
 and writes them out as one straight-line Python function: for arrays, NumPy
 calls into buffers allocated once (``out=`` GEMMs, in-place bias and ReLU, a
-fused softmax-cross-entropy backward; see docs/compile.md), and the primitives'
-forwards and VJP rules for everything else; for Python floats, inlined
-arithmetic.  Gradients are summed in the order the eager walk sums them, with
+fused softmax-cross-entropy backward; see docs/compile.md), and for everything
+else the primitives' forwards and VJP rules written out as NumPy expressions by
+:mod:`chainrule.codegen` (each checked bit for bit against the rule when traced,
+else called as it is); for Python floats, inlined arithmetic.  Gradients are summed in the order the eager walk sums them, with
 eager's roundings: no Tensor objects, no graph, no heap.
 Later calls with the same signature run that function; a different signature
 traces again (a small cache keeps the last few).  ``compiled.code()`` shows the
