@@ -9,8 +9,9 @@ calls into buffers allocated once (``out=`` GEMMs, in-place bias and ReLU, a
 fused softmax-cross-entropy backward; see docs/compile.md), and for everything
 else the primitives' forwards and VJP rules written out as NumPy expressions by
 :mod:`chainrule.codegen` (each checked bit for bit against the rule when traced,
-else called as it is); for Python floats, inlined arithmetic.  Gradients are summed in the order the eager walk sums them, with
-eager's roundings: no Tensor objects, no graph, no heap.
+else called as it is); for Python floats, inlined arithmetic.  Gradients are
+summed in the order the eager walk sums them, with eager's roundings: no Tensor
+objects, no graph, no heap.
 Later calls with the same signature run that function; a different signature
 traces again (a small cache keeps the last few).  ``compiled.code()`` shows the
 schedule as readable code.
