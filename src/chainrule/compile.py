@@ -930,8 +930,10 @@ class _Gen:
         key = (what, tuple(specs), skey) if skey is not None else None
         form = _WRITTEN.get(key, False) if key is not None else False
         if form is False:
-            form = _form(what, lead, vals, sym_ops, statics, arrays, symbolic)
+            form = _form(what, lead, vals, sym_ops, statics, arrays, symbolic) if _registered(what[1]) else None
             if key is not None:
+                if len(_WRITTEN) >= _CACHE_SIZE:
+                    _WRITTEN.clear()
                 _WRITTEN[key] = form
         if form is None:
             return None
@@ -941,6 +943,8 @@ class _Gen:
             return None
         for k, a in enumerate(arrays):
             real[f"_s{k}"] = self.raw(a)
+        if any(m.group(0) not in real for m in _PLACEHOLDER.finditer(form.text)):
+            return None
         text = _PLACEHOLDER.sub(lambda m: real[m.group(0)], form.text)
         self.helpers = self.helpers | form.used
         if mode == "":
@@ -1005,6 +1009,7 @@ def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
 _WRITTEN: dict = {}  # (what, operand specs, statics) -> _Form, or None (no spelling, or it failed the probe)
 _PLACEHOLDER = re.compile(r"\b_(?:g|o|s?\d+)\b")
 _KEY_ARRAY = 4096  # index arrays up to this size are part of the cache key by value (larger: not cached)
+_CACHE_SIZE = 4096  # forms kept (the cache starts again when full)
 _SPECIALS = (np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0, 0.5, -2.5, 1e-3, 3e4, 1e-41, -1e38)
 
 
@@ -1031,6 +1036,13 @@ def _sym_prim(prim: Primitive, inputs: tuple, statics: tuple, shape: tuple) -> A
 def _array_node(node: _Node) -> bool:
     """A node of an array program (the scalar schedules keep their templates and opaque calls)."""
     return type(node.out) is ndarray or any(type(v) is ndarray for v in node.vals)
+
+
+def _registered(prim: Primitive) -> bool:
+    """One of chainrule's own primitives (a user's ``custom_vjp`` is never run twice, nor spelled by its name)."""
+    from .primitive import REGISTRY
+
+    return REGISTRY.get(prim.name) is prim
 
 
 def _spec_of(v: Any) -> tuple:
