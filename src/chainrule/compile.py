@@ -1078,12 +1078,24 @@ def _static_key(v: Any) -> Any:
     return None
 
 
+_STAND_INS: dict[tuple, ndarray] = {}
+
+
 def _stand_in_gradient(out: Any) -> Any:
-    """An incoming gradient for checking a VJP rule (the trace keeps the forward values, not the gradients)."""
-    rng = np.random.default_rng(15)
+    """An incoming gradient for checking a VJP rule (the trace keeps the forward values, not the gradients).
+
+    One read-only array per shape and dtype, shared by the checks (a rule writing into it fails its check).
+    """
     if type(out) is float:
-        return float(rng.standard_normal())
-    return rng.standard_normal(out.shape).astype(out.dtype)
+        return -0.6931471805599453
+    key = (out.shape, out.dtype.str)
+    g = _STAND_INS.get(key)
+    if g is None:
+        if len(_STAND_INS) >= 64:
+            _STAND_INS.clear()
+        g = _STAND_INS[key] = np.random.default_rng(15).standard_normal(out.shape).astype(out.dtype)
+        g.flags.writeable = False
+    return g
 
 
 def _probe_value(v: Any, k: int, fill: Optional[float] = None) -> Any:
