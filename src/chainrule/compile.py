@@ -1189,6 +1189,8 @@ def _same_bits(r: Any, e: Any, operands: list) -> bool:
         return False
     if type(e) is float:
         return np.float64(r).tobytes() == np.float64(e).tobytes()
+    if isinstance(e, np.generic):  # a NumPy scalar (a gradient summed to a 0-d input, before it is stored)
+        return r.dtype == e.dtype and r.tobytes() == e.tobytes()
     if type(e) is not ndarray:
         return False
     if r.shape != e.shape or r.dtype != e.dtype or r.flags.writeable != e.flags.writeable:
