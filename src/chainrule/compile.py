@@ -6,10 +6,12 @@ runs eagerly while a tracer watches it.  The tracer records every primitive the
 call applied, every ``backward()`` and every optimizer ``step()`` / ``zero_grad()``,
 and writes them out as one straight-line Python function: for arrays, NumPy
 calls into buffers allocated once (``out=`` GEMMs, in-place bias and ReLU, a
-fused softmax-cross-entropy backward; see docs/compile.md), and the primitives'
-forwards and VJP rules for everything else; for Python floats, inlined
-arithmetic.  Gradients are summed in the order the eager walk sums them, with
-eager's roundings: no Tensor objects, no graph, no heap.
+fused softmax-cross-entropy backward; see docs/compile.md), and for everything
+else the primitives' forwards and VJP rules written out as NumPy expressions by
+:mod:`chainrule.codegen` (each checked bit for bit against the rule when traced,
+else called as it is); for Python floats, inlined arithmetic.  Gradients are
+summed in the order the eager walk sums them, with eager's roundings: no Tensor
+objects, no graph, no heap.
 Later calls with the same signature run that function; a different signature
 traces again (a small cache keeps the last few).  ``compiled.code()`` shows the
 schedule as readable code.
@@ -711,7 +713,9 @@ class _Gen:
             f = self.fn(f"xf_{prim.name}_{nin}", functools.partial(_call_foreign, prim, nin))
             expr = f"{f}({', '.join(ops + statics)})"
         else:
-            expr = f"norm({self.fn('f_' + prim.name, prim.fwd)}({', '.join(ops + statics)}))"
+            expr = self._written_forward(node, ops)  # readable if it is the forward bit for bit, else the call
+            if expr is None:
+                expr = f"norm({self.fn('f_' + prim.name, prim.fwd)}({', '.join(ops + statics)}))"
         self.lines.append(f"    {v} = {expr}  # {prim.name} -> {_describe(node.out)}")
         self.note_alias(v, expr)
         if _is_array(node.out):
@@ -751,6 +755,7 @@ class _Gen:
                 if inp is None or not self._rg(inp):
                     continue
                 if prim.variadic:
+                    self._written_vjp(node, i, g, out, args)  # (counted as an opaque line)
                     rule = self.fn(f"d_{prim.name}", prim.vjps[0])
                     expr = f"{rule}(NP, {g}, {out}, {i}, {', '.join(args)})"
                 else:
@@ -760,6 +765,12 @@ class _Gen:
                     if tmpl is not None:
                         expr = tmpl.format(*args, g=g, out=out)
                     else:
+                        written = None if scalar else self._written_vjp(node, i, g, out, args)
+                        if written is not None:  # readable: the rule bit for bit on this trace's values
+                            start = len(self.lines)
+                            self.put(inp, args[i], written)
+                            self._label(start, prim.name)
+                            continue
                         rule = self.fn(f"d{i}_{prim.name}", prim.vjps[i])
                         expr = f"{rule}({xp}, {g}, {out}, {', '.join(args)})"
                 if not scalar or type(node.vals[i]) is not float:
@@ -967,6 +978,127 @@ class _Gen:
         self.lines.append(f"    E[{k}]()  # {label}")
         self.loaded.clear()  # an update may have replaced a leaf's value (Python floats are immutable)
 
+    # readable lines: forwards and VJP rules written out by the shared generator (chainrule.codegen)
+    written = 0  # generic array lines written out as NumPy expressions
+    opaque = 0  # generic array lines left as calls of the primitive's forward or rule
+    helpers: frozenset = frozenset()  # codegen helpers the written lines call (defined above replay)
+
+    def _written_forward(self, node: _Node, ops: list[str]) -> Optional[str]:
+        """The forward as a NumPy expression, checked bit for bit against ``norm(prim.fwd(...))``; or None."""
+        if not _array_node(node):
+            return None
+        prim, nin = node.prim, len(node.inputs)
+        statics = node.vals[nin:]
+        line = None
+        if not prim.variadic:
+            shape = np.shape(node.out)
+            line = self._written(("f", prim), node, ops, [], (), lambda sym, *a: _sym_prim(prim, a, statics, shape))
+        return self._tally(line)
+
+    def _written_vjp(self, node: _Node, i: int, g: str, out: str, args: list[str]) -> Optional[str]:
+        """VJP rule ``i`` as a NumPy expression, checked bit for bit against ``fit(rule(NP, ...))``; or None."""
+        if not _array_node(node):
+            return None
+        prim, nin = node.prim, len(node.inputs)
+        o = node.out
+        line = None
+        if not prim.variadic and (type(o) is float or o.dtype.kind == "f"):
+            rule = prim.vjps[i]
+            statics = node.vals[nin:]
+            lead = [_stand_in_gradient(o), o]
+            symbolic = lambda sym, *a: rule(sym, *a, *statics)  # noqa: E731
+            line = self._written(("b", prim, i), node, args[:nin], lead, (g, out), symbolic, args[i])
+        return self._tally(line)
+
+    def _tally(self, line: Optional[str]) -> Optional[str]:
+        if line is None:
+            self.opaque += 1
+        else:
+            self.written += 1
+        return line
+
+    def _written(
+        self,
+        what: tuple,
+        node: _Node,
+        names: list[str],
+        lead: list,
+        lead_names: tuple,
+        symbolic: Callable,
+        to: str = "",
+    ) -> Optional[str]:
+        """This node's forward or rule written out, with the schedule's names, if it is the rule bit for bit.
+
+        ``symbolic(SYM, *symbols)`` builds the formula from symbols standing for ``lead`` (the
+        gradient and the output, for a VJP rule) and the node's operands.  The form (the text
+        with placeholders, and whether it passed the probe of :func:`_match`) is cached per
+        primitive, rule, operand shapes, dtypes and statics; the check on this trace's values
+        runs for every line.
+        """
+        nin = len(node.inputs)
+        vals, statics = list(node.vals[:nin]), node.vals[nin:]
+        specs: list[Any] = [_spec_of(v) for v in lead]
+        real = dict(zip(("_g", "_o"), lead_names))
+        sym_ops = []
+        for j, v in enumerate(vals):
+            if node.inputs[j] is None and type(v) in (int, float, bool):
+                specs.append(("N", type(v), v))
+            elif type(v) in (ndarray, float) or isinstance(v, np.generic):
+                if node.inputs[j] is None and not names[j].isidentifier():
+                    return None
+                specs.append(_spec_of(v))
+                real[f"_{j}"] = names[j]
+                sym_ops.append(j)
+            else:
+                return None
+        arrays: list[ndarray] = []
+        _static_arrays(statics, arrays)
+        skey = _static_key(statics)
+        key = (what, tuple(specs), skey) if skey is not None else None
+        form = _WRITTEN.get(key, False) if key is not None else False
+        if form is False:
+            form = _form(what, lead, vals, sym_ops, statics, arrays, symbolic) if _registered(what[1]) else None
+            if key is not None:
+                if len(_WRITTEN) >= _CACHE_SIZE:
+                    _WRITTEN.clear()
+                _WRITTEN[key] = form
+        if form is None:
+            return None
+        wrap = "norm" if what[0] == "f" else "fit"
+        mode = _match(form, lead, vals, arrays, wrap, _want(what, statics), vals[what[2]] if to else None)
+        if mode is None or mode != form.mode:
+            return None
+        for k, a in enumerate(arrays):
+            real[f"_s{k}"] = self.raw(a)
+        if any(m.group(0) not in real for m in _PLACEHOLDER.finditer(form.text)):
+            return None
+        text = _PLACEHOLDER.sub(lambda m: real[m.group(0)], form.text)
+        self.helpers = self.helpers | form.used
+        if mode == "":
+            return text
+        return f"norm({text})" if wrap == "norm" else f"fit({text}, {to})"
+
+    def _label(self, start: int, name: str) -> None:
+        """Name the primitive in the comments of the lines a written VJP added (``# div: to v6``)."""
+        for k in range(start, len(self.lines)):
+            self.lines[k] = self.lines[k].replace("  # to ", f"  # {name}: to ", 1)
+
+    def prelude(self) -> str:
+        """The codegen helpers the written lines call, defined before ``replay``."""
+        from . import codegen
+
+        return "".join(codegen.HELPERS[h] + "\n" for h in sorted(self.helpers))
+
+    def summary(self) -> list[str]:
+        n = self.written + self.opaque
+        if not n:
+            return []
+        calls = "call" if self.opaque == 1 else "calls"
+        return [
+            f"    # {self.written} of {n} generic lines written out (checked bit for bit against the rules when "
+            f"traced); {self.opaque} opaque {calls}"
+        ]
+
 
 # The fused backward of log_softmax -> getitem[rows, y] (see _Gen._fused_cross_entropy).
 _FUSED_CE = (
@@ -1021,6 +1153,203 @@ def _requires_grad_as_eager(tracer: _Tracer, order: list[_Node]) -> None:
             if rg and (not n.via_apply or n.prim.differentiable(i)):
                 need = True
         n.rg = need
+
+
+# --- readable lines (see _Gen._written): the shared generator's forms, and their checks ---------------
+
+_WRITTEN: dict = {}  # (what, operand specs, statics) -> _Form, or None (no spelling, or it failed the probe)
+_PLACEHOLDER = re.compile(r"\b_(?:g|o|s?\d+)\b")
+_KEY_ARRAY = 4096  # index arrays up to this size are part of the cache key by value (larger: not cached)
+_CACHE_SIZE = 4096  # forms kept (the cache starts again when full)
+_SPECIALS = (np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0, 0.5, -2.5, 1e-3, 3e4, 1e-41, -1e38)
+
+
+class _Form:
+    """A rule or forward written with placeholders: ``text``, its helpers, its evaluator and how it matched."""
+
+    __slots__ = ("text", "used", "fn", "sym_ops", "mode")
+
+    def __init__(self, text: str, used: frozenset, fn: Callable, sym_ops: list[int]) -> None:
+        self.text = text
+        self.used = used
+        self.fn = fn
+        self.sym_ops = sym_ops  # the operands that are symbols (the others are numbers written into the text)
+        self.mode: Optional[str] = None
+
+
+def _sym_prim(prim: Primitive, inputs: tuple, statics: tuple, shape: tuple) -> Any:
+    """The forward as ``derive`` writes it (native operations where the printer knows them, else a call)."""
+    from .explain import symbolic
+
+    return symbolic.prim(prim, inputs, tuple(statics), shape)
+
+
+def _array_node(node: _Node) -> bool:
+    """A node of an array program (the scalar schedules keep their templates and opaque calls)."""
+    return type(node.out) is ndarray or any(type(v) is ndarray for v in node.vals)
+
+
+def _registered(prim: Primitive) -> bool:
+    """One of chainrule's own primitives (a user's ``custom_vjp`` is never run twice, nor spelled by its name)."""
+    from .primitive import REGISTRY
+
+    return REGISTRY.get(prim.name) is prim
+
+
+def _spec_of(v: Any) -> tuple:
+    if type(v) is ndarray:
+        return ("A", v.shape, v.dtype.str)
+    if isinstance(v, np.generic):
+        return ("G", v.dtype.str)
+    return ("P", type(v))
+
+
+def _static_arrays(v: Any, out: list) -> None:
+    if type(v) in (tuple, list):
+        for x in v:
+            _static_arrays(x, out)
+    elif type(v) is ndarray and all(a is not v for a in out):
+        out.append(v)
+
+
+def _static_key(v: Any) -> Any:
+    """A hashable stand-in for a node's statics (by value), or None where they are not cached."""
+    t = type(v)
+    if t in (int, float, bool, str, type(None)) or v is Ellipsis:
+        return (t, v)
+    if t in (tuple, list):
+        parts = tuple(_static_key(x) for x in v)
+        return None if any(p is None for p in parts) else (t, parts)
+    if t is slice:
+        return (t, v.start, v.stop, v.step) if all(type(e) in (int, type(None)) for e in (v.start, v.stop)) else None
+    if t is ndarray and v.size <= _KEY_ARRAY:
+        return ("A", v.shape, v.dtype.str, v.tobytes())
+    if isinstance(v, np.generic):
+        return ("G", v.dtype.str, v.tobytes())
+    return None
+
+
+_STAND_INS: dict[tuple, ndarray] = {}
+
+
+def _stand_in_gradient(out: Any) -> Any:
+    """An incoming gradient for checking a VJP rule (the trace keeps the forward values, not the gradients).
+
+    One read-only array per shape and dtype, shared by the checks (a rule writing into it fails its check).
+    """
+    if type(out) is float:
+        return -0.6931471805599453
+    key = (out.shape, out.dtype.str)
+    g = _STAND_INS.get(key)
+    if g is None:
+        if len(_STAND_INS) >= 64:
+            _STAND_INS.clear()
+        g = _STAND_INS[key] = np.random.default_rng(15).standard_normal(out.shape).astype(out.dtype)
+        g.flags.writeable = False
+    return g
+
+
+def _probe_value(v: Any, k: int, fill: Optional[float] = None) -> Any:
+    """A float array like ``v`` holding NaN, infinities, signed zeros, tiny and huge values (others: ``v``).
+
+    With ``fill``, the array is that one value throughout (a row of +inf, a matrix of zeros).
+    """
+    if type(v) is not ndarray or v.dtype.kind != "f" or not v.size:
+        return v
+    if fill is not None:
+        with np.errstate(all="ignore"):
+            return np.full(v.shape, fill, v.dtype)
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal(v.size) * 3.0
+    s = np.array(_SPECIALS)
+    n = min(v.size, len(s))
+    a[:n] = s[:n]  # the same specials at the same places in every operand, then rotated ones
+    m = min(v.size - n, len(s))
+    a[n : n + m] = np.roll(s, k + 1)[:m]
+    with np.errstate(all="ignore"):
+        return a.astype(v.dtype).reshape(v.shape)
+
+
+def _want(what: tuple, statics: tuple) -> Callable:
+    """The primitive's own forward (``norm``) or VJP rule (``fit``), as the opaque line calls it."""
+    prim = what[1]
+    if what[0] == "f":
+        return lambda *a: _norm(prim.fwd(*a, *statics))
+    rule, i = prim.vjps[what[2]], what[2] + 2
+    return lambda *a: _fitv(rule(NUMPY, *a, *statics), a[i])
+
+
+def _form(what: tuple, lead: list, vals: list, sym_ops: list, statics: tuple, arrays: list, symbolic: Callable):
+    """Build the form (symbolic run, the generator, an evaluator), then probe it; None where any step fails."""
+    from . import codegen
+
+    S = codegen.S
+    placeholders = {id(a): f"_s{k}" for k, a in enumerate(arrays)}
+    try:
+        syms = [S.var(p, np.shape(v)) for p, v in zip(("_g", "_o"), lead)]
+        syms += [S.var(f"_{j}", np.shape(v)) if j in sym_ops else v for j, v in enumerate(vals)]
+        formula = symbolic(S.SYM, *syms)
+        used: set[str] = set()
+        index = lambda ix, sub: codegen.index_text(ix, placeholders, sub)  # noqa: E731
+        text = codegen.strip_outer(codegen.code(formula, used, exact=True, index=index))
+        params = ["_g", "_o"][: len(lead)] + [f"_{j}" for j in sym_ops] + list(placeholders.values())
+        fn = eval(f"lambda {', '.join(params)}: {text}", codegen.helper_namespace())  # our own generated text
+    except Exception:  # no symbolic spelling (a namespace function or an operation the generator lacks)
+        return None
+    form = _Form(text, frozenset(used), fn, sym_ops)
+    want = _want(what, statics)
+    modes = set()
+    for fill in (None, *_SPECIALS[:5], _SPECIALS[-1]):  # a mixed probe, then every operand full of one special
+        probe = [_probe_value(v, k, fill) for k, v in enumerate(lead + vals)]
+        p_lead, p_vals = probe[: len(lead)], probe[len(lead) :]
+        wrap, target = ("norm", None) if what[0] == "f" else ("fit", p_vals[what[2]])
+        modes.add(_match(form, p_lead, p_vals, arrays, wrap, want, target))
+    form.mode = modes.pop() if len(modes) == 1 else None
+    return form if form.mode is not None else None
+
+
+def _match(form: _Form, lead: list, vals: list, arrays: list, wrap: str, want: Callable, target: Any) -> Optional[str]:
+    """``""`` if the form's value is the rule's bit for bit, ``wrap`` if it is after ``norm`` / ``fit``; else None.
+
+    Bit for bit: the same type, shape, dtype and bytes (NaN positions and signed zeros included),
+    the same writeability and sharing of memory with each operand, and the same floating-point
+    errors raised (what ``np.errstate`` would warn about).
+    """
+    every = list(lead) + list(vals)
+    try:
+        e, e_flags = _flagged_run(want, every)
+        r, r_flags = _flagged_run(form.fn, list(lead) + [vals[j] for j in form.sym_ops] + list(arrays))
+        operands = [v for v in every if type(v) is ndarray]
+        if e_flags == r_flags and _same_bits(r, e, operands):
+            return ""
+        w, w_flags = _flagged_run(_norm, [r]) if wrap == "norm" else _flagged_run(_fitv, [r, target])
+    except Exception:
+        return None
+    return wrap if e_flags == r_flags | w_flags and _same_bits(w, e, operands) else None
+
+
+def _flagged_run(fn: Callable, args: list) -> tuple[Any, frozenset]:
+    seen: set[str] = set()
+    with np.errstate(all="call", call=lambda kind, flag: seen.add(kind)):
+        out = fn(*args)
+    return out, frozenset(seen)
+
+
+def _same_bits(r: Any, e: Any, operands: list) -> bool:
+    if type(r) is not type(e):
+        return False
+    if type(e) is float:
+        return np.float64(r).tobytes() == np.float64(e).tobytes()
+    if isinstance(e, np.generic):  # a NumPy scalar (a gradient summed to a 0-d input, before it is stored)
+        return r.dtype == e.dtype and r.tobytes() == e.tobytes()
+    if type(e) is not ndarray:
+        return False
+    if r.shape != e.shape or r.dtype != e.dtype or r.flags.writeable != e.flags.writeable:
+        return False
+    for o in operands:
+        if (r is o) != (e is o) or np.may_share_memory(r, o) != np.may_share_memory(e, o):
+            return False
+    return r.tobytes() == e.tobytes()
 
 
 # --- the compiled function ---------------------------------------------------------------------------
@@ -1392,6 +1721,7 @@ def _generate(tracer: _Tracer, values: list, fresh: set[int], spec: Any, outs: l
     header = _assign_buffers(gen) if gen.bufs else []
     lines = _release_early(gen.lines) if any(_is_array(n.out) for n in forward) else gen.lines
     source = f"def replay(A, R, L, E):  # compiled schedule; arguments: ({sig})\n" + "\n".join(header + lines) + "\n"
+    source = gen.prelude() + source.replace("\n", "\n" + "".join(x + "\n" for x in gen.summary()), 1)
     ns = dict(gen.ns)
     exec(builtins.compile(source, "<cr.compile schedule>", "exec"), ns)  # our own generated code, never user text
     entry = _Entry()
