@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 
+import numpy as np
 import pytest
 
 import chainrule as cr
@@ -113,4 +114,19 @@ def test_a_failing_backward_still_puts_the_thresholds_back():
     assert collector.paused()
     with pytest.raises(RuntimeError, match="scalar output"):
         y.backward()
+    assert gc.get_threshold() == before
+
+
+def test_a_graph_dropped_without_backward_puts_the_thresholds_back():
+    """An evaluation loop that forgot no_grad(): the pause ends with the graph, never stays behind."""
+    before = gc.get_threshold()
+    w = cr.tensor(np.ones((4, 4)), requires_grad=True)
+    for _ in range(50):
+        out = (w @ w).sum()
+    assert gc.get_threshold() in (before, (collector.THRESHOLD, *before[1:]))
+    del out
+    assert gc.get_threshold() == before and not collector.paused()
+    out = (w @ w).sum()  # the next graph pauses again
+    assert collector.paused()
+    out.backward()
     assert gc.get_threshold() == before

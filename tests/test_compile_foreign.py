@@ -178,3 +178,67 @@ def test_torch_labels_read_as_a_converted_copy_are_still_refused():
     x, y = next(_batches(1))
     with pytest.raises(cr.CompileError, match="converted copy"):
         step(x, y)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_an_ignore_index_that_a_later_call_hits_is_never_replayed_wrongly(lib):
+    """ignore_index=0 (a real class) with labels that first lack it, then hold it."""
+    to = (lambda a: cr.tensor(torch.tensor(a))) if lib == "torch" else cr.tensor
+    results = []
+    for compiled in (False, True):
+        model = _mlp(torch.device("cpu") if lib == "torch" else "numpy")
+
+        def step(x, y, model=model):
+            loss = cr.nn.cross_entropy(model(x), y, ignore_index=0)
+            loss.backward()
+            return loss
+
+        run = cr.compile(step) if compiled else step
+        rng = np.random.default_rng(1)
+        losses = []
+        for y in ([1, 2, 3, 1], [1, 3, 3, 2], [0, 0, 3, 1], [1, 2, 2, 3]):
+            x = to(rng.standard_normal((4, 6)).astype(np.float32))
+            model.zero_grad()  # outside: the replays see .grad None, as the trace did
+            try:
+                losses.append(float(run(x, to(np.array(y))).item()))
+            except cr.CompileError as exc:
+                losses.append(str(exc))
+        results.append(losses)
+    eager, compiled = results
+    assert all(isinstance(v, float) for v in eager)
+    for e, c in zip(eager, compiled):  # the same loss, or refused with a reason: never a different number
+        assert c == e or (isinstance(c, str) and "converted copy" in c)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+def test_torch_labels_of_any_integer_dtype_give_torchs_loss(dtype):
+    z = torch.tensor(np.random.default_rng(0).standard_normal((3, 3)))
+    y = torch.tensor([1, 0, 0], dtype=dtype)
+    got = cr.nn.cross_entropy(cr.tensor(z), cr.tensor(y)).item()
+    assert got == pytest.approx(torch.nn.functional.cross_entropy(z, y.long()).item(), rel=1e-14)
+
+
+def test_raw_torch_arguments_are_refused_with_the_chainrule_way():
+    model = _mlp(torch.device("cpu"))
+    step = cr.compile(lambda x, y: cr.nn.cross_entropy(model(x), y))
+    x, _ = next(_batches(1))
+    with pytest.raises(cr.CompileError, match=r"argument 1 is a torch array; pass cr.tensor\(array\)"):
+        step(x, torch.tensor([0, 1] * 16))
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_a_label_past_the_last_class_gets_eagers_message_under_compile(lib):
+    to = (lambda a: cr.tensor(torch.tensor(a))) if lib == "torch" else cr.tensor
+    model = _mlp(torch.device("cpu") if lib == "torch" else "numpy")
+
+    @cr.compile
+    def step(x, y):
+        loss = cr.nn.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    x = to(np.ones((4, 6), np.float32))
+    step(x, to(np.array([0, 1, 2, 3])))
+    step(x, to(np.array([3, 2, 1, 0])))
+    with pytest.raises(ValueError, match=r"cross_entropy: target 7 is not a class index in \[0, 4\)"):
+        step(x, to(np.array([0, 1, 7, 3])))

@@ -503,7 +503,7 @@ class _Gen:
         self.const_names: dict[int, str] = {}
         self.mapped: set[int] = set()  # raw arrays the schedule takes from arguments or computed values
         self.out_var: dict[int, str] = {}  # id of a computed value -> its variable
-        self.index_guard: list[tuple[int, bool]] = []  # (argument, had negative values)
+        self.index_guard: list[tuple] = []  # (argument, had negative values, the axis length it indexes or None)
         self.events: list[Callable] = []
         self.outputs_spec: Any = None
         self.gcount = itertools.count()  # gradient names, unique over every backward() of the trace
@@ -695,7 +695,8 @@ class _Gen:
         ops = [self.operand(node, i) for i in range(nin)]
         statics = [self.raw(v) for v in node.vals[nin:]]
         if prim.name in ("getitem", "scatter_add"):
-            self._guard_indices(node.vals[nin:])
+            shape = np.shape(node.vals[0]) if prim.name == "getitem" else None
+            self._guard_indices(node.vals[nin:], shape)
         v = f"v{len(self.var)}"
         self.var[id(node.tensor)] = v
         scalar = not node.via_apply and prim.scalar_fwd is not None
@@ -943,21 +944,24 @@ class _Gen:
         self.lines += ["    " + line.format(**names) for line in (_FUSED_CE_TORCH if torch else _FUSED_CE)]
         return True
 
-    def _guard_indices(self, statics: Any) -> None:
-        """Integer index arrays taken from arguments: whether they held negative values is part of the guard.
+    def _guard_indices(self, statics: Any, shape: Optional[tuple] = None) -> None:
+        """Integer index arrays taken from arguments: their sign and range are part of the guard.
 
         Library functions check their labels when they trace (``cross_entropy`` refuses a negative
-        class), and NumPy would silently wrap a negative index on a replay: a call whose index
-        arrays change sign therefore traces again, and gets eager's checks.
+        class or one past the last), and NumPy would silently wrap a negative index on a replay: a
+        call whose index arrays change sign, or reach past the axis they index (``shape``, for an
+        index tuple of ``getitem``), therefore traces again, and gets eager's checks and messages.
         """
         items = statics if isinstance(statics, (tuple, list)) else (statics,)
-        for v in items:
+        plain = shape is not None and all(x is not None and x is not Ellipsis and type(x) is not bool for x in items)
+        for axis, v in enumerate(items):
             if isinstance(v, (tuple, list)):
-                self._guard_indices(v)
+                self._guard_indices(v, shape if len(items) == 1 else None)
             elif _int_array(v):
+                bound = shape[axis] if plain and axis < len(shape) else None
                 for j, a in enumerate(self.arg_raw):
                     if a is v:
-                        self.index_guard.append((j, _has_negative(v)))
+                        self.index_guard.append((j, _has_negative(v), bound))
 
     def _leaf_ref(self, t: Tensor) -> str:
         j = self._arg_index(t)
@@ -1475,10 +1479,11 @@ class Compiled:
                     parts.append(("T", True, (), None, a.requires_grad))
                 else:  # the array's library and device too: a trace on torch CPU tensors is not one for CUDA
                     parts.append(("T", type(d), tuple(d.shape), d.dtype, a.requires_grad, _device(d)))
-            elif t is ndarray:
+            elif t is ndarray or _is_array(a):
+                lib = "NumPy" if t is ndarray else library_name(a)
                 raise CompileError(
-                    f"compile: argument {j} is a NumPy array; pass cr.tensor(array) instead (a tensor's uses are "
-                    "recorded, an array's NumPy operations are not)"
+                    f"compile: argument {j} is a {lib} array; pass cr.tensor(array) instead (a tensor's uses are "
+                    "recorded, an array's own operations are not)"
                 )
             elif t in (int, float, bool, str, type(None)) or isinstance(a, np.generic):
                 parts.append(("V", t, a))
@@ -1623,11 +1628,21 @@ def _indices_match(entry: _Entry, args: tuple, kwargs: dict) -> bool:
     if not entry.index_guard:
         return True
     values = list(args) + [kwargs[k] for k in sorted(kwargs)]
-    for j, had_negative in entry.index_guard:
+    for j, had_negative, bound in entry.index_guard:
         v = values[j]._data
-        if _has_negative(v) != had_negative:
+        if _has_negative(v) != had_negative or (bound is not None and _reaches(v, bound)):
             return False
     return True
+
+
+def _reaches(v: Any, bound: int) -> bool:
+    """Whether an integer array holds a value >= ``bound`` (past the axis it indexes)."""
+    if type(v) is ndarray:
+        return bool(v.size and v.max() >= bound)
+    n = 1
+    for s in v.shape:
+        n *= s
+    return bool(n and namespace_of(v).xp.max(v) >= bound)
 
 
 def _flagged(f: Callable, ran: list) -> Callable:

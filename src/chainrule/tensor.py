@@ -284,8 +284,15 @@ def _record_hook(t: Tensor, record: int) -> None:
     if record == 2:
         _anomaly_hook(t)
     else:
-        collector.pause()
         MODE.gc_pending = False
+        _refresh()
+        collector.pause(t, _pause_again)
+
+
+def _pause_again() -> None:
+    """The graph that paused the collector was freed without a backward: the next node recorded pauses it again."""
+    if not MODE.gc_pending:
+        MODE.gc_pending = True
         _refresh()
 
 

@@ -870,7 +870,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"chainrule train: {exc}", file=err)
         return 2
     except CompileError as exc:
-        print(f"chainrule train: --compile: {exc}", file=err)
+        how = "--compile" if args.compile else "the compiled step (the default for the MLP; --no-compile runs eagerly)"
+        print(f"chainrule train: {how}: {exc}", file=err)
         return 2
     wall = time.perf_counter() - t0
     if args.distributed and not dist.is_main_process():  # rank 0 reports and saves

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..backend import is_foreign
+from ..backend import is_foreign, library_name
 from ..tensor import Tensor
 from .module import Module
 
@@ -128,6 +128,14 @@ def nll_loss(
     return _nll(_as_tensor(input), target, weight, ignore_index, reduction, "nll_loss")
 
 
+def _native_labels(labels: Any) -> bool:
+    """Labels kept in their library for indexing: torch int64 / int32 tensors (torch reads a uint8 index
+    as a mask, and refuses int8 / int16; those, and other libraries' labels, go through NumPy)."""
+    if isinstance(labels, np.ndarray) or not is_foreign(labels) or library_name(labels) != "torch":
+        return False
+    return str(labels.dtype) in ("torch.int64", "torch.int32")
+
+
 def _nll(logp: Tensor, target: Any, weight: Any, ignore_index: int, reduction: str, op: str) -> Tensor:
     if reduction not in REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -138,10 +146,13 @@ def _nll(logp: Tensor, target: Any, weight: Any, ignore_index: int, reduction: s
     m, c = rows.shape
     w = _class_weight(weight, c, rows.dtype, op)
     keep = _check_targets(flat, c, ignore_index, logp.shape, op)
-    if w is None and keep.all():  # the common case: index with the targets as they are (cr.compile maps them)
+    # The common case: index with the targets as they are (cr.compile maps them to each call's labels).
+    # An ignore_index that is a class (>= 0) takes the masked form even when no target hits it, so a
+    # compiled replay never indexes with a label that eager would have ignored.
+    if w is None and ignore_index < 0 and keep.all():
         native = target.data if isinstance(target, Tensor) else target
-        if flat.shape == y.shape and not isinstance(native, np.ndarray) and is_foreign(native):
-            flat = native  # another library's labels index in their library (and a compiled replay reads them)
+        if flat.shape == y.shape and _native_labels(native):
+            flat = native  # torch labels index in torch (and a compiled replay reads each call's)
         loss = -rows[np.arange(m), flat]
         if reduction == "none":
             return ops.reshape(loss, out_shape)
