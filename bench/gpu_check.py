@@ -7,8 +7,9 @@
    compared with the NumPy results.
 2. Times one training step of an MLP 4096-4096-4096-10, batch 1024, float32
    (forward, cross-entropy, backward, SGD), chainrule on torch CUDA tensors against
-   torch CUDA eager in the same run (interleaved rounds, synchronized clocks), and
-   on CuPy arrays where CuPy is installed.
+   torch CUDA eager in the same run (interleaved rounds, synchronized clocks), also
+   under ``cr.compile`` (the buffered torch schedule), and on CuPy arrays where CuPy
+   is installed.
 
 Exit status: 0 when everything ran and passed, 1 on a failure, 2 when no CUDA
 device is present (nothing was checked).  ``--cpu-dry-run`` runs part 2 on torch CPU
@@ -65,8 +66,8 @@ def _chainrule_step(cr, np, params, device, x0, y0):
     layers = []
     for i, (w, b) in enumerate(params):
         lin = cr.nn.Linear(w.shape[1], w.shape[0])
-        lin.weight.data = w
-        lin.bias.data = b
+        lin.weight.data = w.copy()  # each model its own weights (a CPU move may share the memory)
+        lin.bias.data = b.copy()
         layers.append(lin)
         if i < len(params) - 1:
             layers.append(cr.nn.ReLU())
@@ -153,11 +154,13 @@ def main() -> int:
         def sync():
             return None
 
+        device = torch.device("cpu")
         runs = {f"torch {where} eager": (_torch_step(torch, params, x0, y0, "cpu"), sync)}
-        runs[f"chainrule on torch {where}"] = (_chainrule_step(cr, np, params, torch.device("cpu"), x0, y0), sync)
     else:
-        runs = {f"torch {where} eager": (_torch_step(torch, params, x0, y0), torch.cuda.synchronize)}
-        runs[f"chainrule on torch {where}"] = (_chainrule_step(cr, np, params, "cuda", x0, y0), torch.cuda.synchronize)
+        device, sync = "cuda", torch.cuda.synchronize
+        runs = {f"torch {where} eager": (_torch_step(torch, params, x0, y0), sync)}
+    runs[f"chainrule on torch {where}"] = (_chainrule_step(cr, np, params, device, x0, y0), sync)
+    runs[f"chainrule compiled, {where}"] = (cr.compile(_chainrule_step(cr, np, params, device, x0, y0)), sync)
     if importlib.util.find_spec("cupy") is not None and not args.cpu_dry_run:
         import cupy
 

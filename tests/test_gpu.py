@@ -66,3 +66,23 @@ def test_second_order_on_the_gpu(lib, name, case):
 def test_forward_mode_on_the_gpu(lib, name, case):
     _with(lib)
     suite.test_forward_mode_matches_numpy(lib, name, case)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_compiled_training_on_cuda_equals_eager_bit_for_bit(opt_name):
+    """cr.compile on torch CUDA tensors: the buffered torch schedule, replays equal to eager."""
+    import torch
+
+    from . import test_compile_foreign as cf
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch finds no CUDA device")
+    m1, _, eager, m2, _, compiled = cf._pair(torch.device("cuda"), opt_name)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x = cf.cr.tensor(torch.tensor(rng.standard_normal((32, 6)).astype(np.float32), device="cuda"))
+        y = cf.cr.tensor(torch.tensor(rng.integers(0, 4, 32), device="cuda"))
+        assert cf._same(eager(x, y).data, compiled(x, y).data)
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            assert q.data.is_cuda and cf._same(p.data, q.data) and cf._same(p.grad.data, q.grad.data)
+    assert compiled.replays == 3 and "torch.matmul(" in compiled.code()
