@@ -48,7 +48,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import autodiff
-from .backend import device_of, is_foreign, library_name, namespace_of
+from .backend import device_of, is_foreign, library_name, namespace_of, to_numpy
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
 from .tensor import EPOCHS, FREED, MODE, Tensor, _next_seq, _norm, foreign_forward, node_parts
@@ -1630,19 +1630,25 @@ def _indices_match(entry: _Entry, args: tuple, kwargs: dict) -> bool:
     values = list(args) + [kwargs[k] for k in sorted(kwargs)]
     for j, had_negative, bound in entry.index_guard:
         v = values[j]._data
-        if _has_negative(v) != had_negative or (bound is not None and _reaches(v, bound)):
+        low, high = _extremes(v)
+        if (low < 0) != had_negative or (bound is not None and high >= bound):
             return False
     return True
 
 
-def _reaches(v: Any, bound: int) -> bool:
-    """Whether an integer array holds a value >= ``bound`` (past the axis it indexes)."""
+def _extremes(v: Any) -> tuple[int, int]:
+    """The smallest and largest value of an integer array (0, -1 when empty), read with one transfer to the host
+    (on a GPU: one synchronisation per replay, not two)."""
     if type(v) is ndarray:
-        return bool(v.size and v.max() >= bound)
+        return (int(v.min()), int(v.max())) if v.size else (0, -1)
     n = 1
     for s in v.shape:
         n *= s
-    return bool(n and namespace_of(v).xp.max(v) >= bound)
+    if not n:
+        return 0, -1
+    xp = namespace_of(v).xp
+    low, high = to_numpy(xp.stack([xp.min(v), xp.max(v)])).tolist()
+    return int(low), int(high)
 
 
 def _flagged(f: Callable, ran: list) -> Callable:
