@@ -242,3 +242,18 @@ def test_a_label_past_the_last_class_gets_eagers_message_under_compile(lib):
     step(x, to(np.array([3, 2, 1, 0])))
     with pytest.raises(ValueError, match=r"cross_entropy: target 7 is not a class index in \[0, 4\)"):
         step(x, to(np.array([0, 1, 7, 3])))
+
+
+def test_direct_torch_forms_are_used_only_when_they_give_eagers_bits(monkeypatch):
+    *_, compiled = _pair(torch.device("cpu"), "sgd")
+    x, y = next(_batches(1))
+    compiled(x, y)
+    assert "torch_log_softmax(" in compiled.code() and "xf_log_softmax" not in compiled.code()
+    # a planted wrong form (log-softmax without the shift by the row max) fails the check when the
+    # schedule is written: the engine's own forward is called instead, and replays still equal eager
+    monkeypatch.setattr(C, "_torch_log_softmax", lambda z: z - torch.log(torch.sum(torch.exp(z), 1, keepdim=True)))
+    m1, _, eager, m2, _, compiled = _pair(torch.device("cpu"), "sgd")
+    for x, y in _batches(3):
+        assert _same(eager(x, y).data, compiled(x, y).data)
+    assert "torch_log_softmax(" not in compiled.code() and "xf_log_softmax" in compiled.code()
+    assert all(_same(p.data, q.data) for p, q in zip(m1.parameters(), m2.parameters()))

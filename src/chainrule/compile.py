@@ -679,6 +679,42 @@ class _Gen:
             if xv is not None and self.may_overwrite(inp, xv):
                 self._take_over(v, xv, name)
                 return [f"    {v} = torch.clamp_min_({xv}, 0)  # {desc}, in place"]
+        direct = self._torch_direct(node, ops)
+        if direct is not None:
+            self.note_alias(v, direct)
+            return [f"    {v} = {direct}  # {desc}, torch's kernels called directly"]
+        return None
+
+    def _torch_direct(self, node: _Node, ops: list[str]) -> Optional[str]:
+        """``log_softmax`` and the ``[rows, labels]`` pick of cross-entropy, as direct torch calls.
+
+        Eager runs them through the Array API layer, which costs more than the kernels on small
+        tensors.  A form is used only if it gives eager's bits, checked when the schedule is
+        written: on this trace's values and on a probe of NaN, infinities and signed zeros.
+        """
+        torch = sys.modules["torch"]
+        name, vals, out = node.prim.name, node.vals, node.out
+        x = vals[0]
+        if name == "log_softmax" and _torch_floats(out.dtype, x) and out.dtype in (torch.float32, torch.float64):
+            if x.ndim != 2 or vals[1] not in (1, -1, (1,), (-1,)):
+                return None
+            ns = namespace_of(x)
+            probe = _torch_probe(x)
+            if not (
+                _torch_same_bits(_torch_log_softmax(x), out)
+                and _torch_same_bits(_torch_log_softmax(probe), node.prim.xfwd(ns, probe, vals[1]))
+            ):
+                return None
+            return f"{self.fn('torch_log_softmax', _torch_log_softmax)}({ops[0]})"
+        if name == "getitem" and _torch(x) and x.ndim == 2 and type(vals[1]) is tuple and len(vals[1]) == 2:
+            rows, labels = vals[1]
+            if not (_int_array(rows) and _int_array(labels) and _torch(labels) and labels.ndim == 1):
+                return None
+            if type(rows) is ndarray:
+                rows = torch.as_tensor(rows, device=labels.device)
+            if not (_torch(rows) and rows.ndim == 1 and _torch_same_bits(x[rows, labels], out)):
+                return None
+            return f"{ops[0]}[{self.raw(rows)}, {self.raw(vals[1][1])}]"
         return None
 
     def _take_over(self, new: str, old: str, prim: str) -> None:
@@ -1132,6 +1168,35 @@ def _torch_floats(dtype: Any, *vals: Any) -> bool:
     if not dtype.is_floating_point or not all(type(v) is not ndarray and _torch(v) for v in vals):
         return False
     return all(v.dtype == dtype and v.device == vals[0].device for v in vals)
+
+
+def _torch_log_softmax(x: Any) -> Any:
+    """log_softmax over axis 1 with the kernels, and in the order, the primitive's forward runs on torch."""
+    torch = sys.modules["torch"]
+    z = x - torch.amax(x, dim=(1,), keepdim=True)
+    return z - torch.log(torch.sum(torch.exp(z), dim=(1,), keepdim=True))
+
+
+def _torch_probe(x: Any) -> Any:
+    """A tensor like ``x`` holding NaN, infinities, signed zeros, tiny and huge values, and ordinary ones."""
+    torch = sys.modules["torch"]
+    special = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1.0, -1.0, 1e-41, -1e38, 3e4, 0.5, -2.5]
+    flat = np.random.default_rng(7).standard_normal(x.numel()) * 3.0
+    flat[: len(special)] = special[: x.numel()]
+    return torch.as_tensor(flat.reshape(tuple(x.shape)), dtype=x.dtype, device=x.device)
+
+
+def _torch_same_bits(a: Any, b: Any) -> bool:
+    """Same shape, dtype and bits (NaN payloads and signed zeros included)."""
+    torch = sys.modules["torch"]
+    if not (_torch(a) and _torch(b)) or a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    if not a.dtype.is_floating_point:
+        return bool(torch.equal(a, b))
+    ints = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16}.get(a.dtype)
+    if ints is None:
+        return False
+    return bool(torch.equal(a.contiguous().view(ints), b.contiguous().view(ints)))
 
 
 def _buffer_dtype(dtype_or_like: Any, kind: Any = None) -> Any:
