@@ -277,3 +277,23 @@ def test_plain_sgd_on_torch_tensors_is_torchs_own_update_bit_for_bit(weight_deca
     torch.optim.SGD([ref], lr=0.1, weight_decay=weight_decay).step()
     assert isinstance(p.data, torch.Tensor) and torch.equal(p.data, ref.detach())
     assert p._version > 0  # in-place detection sees the update
+
+
+@pytest.mark.parametrize("ord", [2, 1, 3, float("inf")])
+@pytest.mark.parametrize("data", [[3.0, -4.0, 0.0], [0.0, 0.0, 0.0]])
+def test_norms_on_torch_tensors_match_torch_and_stay_in_torch(ord, data):
+    x = cr.tensor(torch.tensor(data, dtype=torch.float64), requires_grad=True)
+    n = cr.linalg.vector_norm(x, ord)
+    n.backward()
+    ref = torch.tensor(data, dtype=torch.float64, requires_grad=True)
+    torch.linalg.vector_norm(ref, ord).backward()
+    assert isinstance(n.data, torch.Tensor) and isinstance(x.grad.data, torch.Tensor)
+    assert n.item() == pytest.approx(torch.linalg.vector_norm(ref, ord).item(), rel=1e-14)
+    np.testing.assert_allclose(x.grad.numpy(), ref.grad.numpy(), rtol=1e-13, atol=0)
+
+
+def test_inverse_of_a_torch_matrix_is_checked_on_a_host_copy():
+    m = cr.tensor(torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64))
+    np.testing.assert_allclose(cr.linalg.inv(m).numpy(), np.linalg.inv([[2.0, 1.0], [1.0, 3.0]]), rtol=1e-14)
+    with pytest.raises(ValueError, match="singular"):
+        cr.linalg.inv(cr.tensor(torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=torch.float64)))

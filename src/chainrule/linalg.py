@@ -7,14 +7,29 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from .backend import is_foreign, namespace_of, to_numpy
 from .primitives import linalg as L
 from .tensor import Tensor, apply
+
+
+def _any(a: Any) -> bool:
+    """Whether any entry of a boolean array (NumPy's or another library's) is true."""
+    if isinstance(a, np.ndarray) or not is_foreign(a):
+        return bool(np.any(a))
+    return bool(namespace_of(a).xp.any(a))
+
+
+def _nonzero(d: Any) -> Any:
+    """1 where ``d`` is nonzero, else 0, in ``d``'s library and dtype."""
+    if isinstance(d, np.ndarray) or not is_foreign(d):
+        return (np.asarray(d) != 0).astype(np.asarray(d).dtype)
+    return namespace_of(d).xp.astype(d != 0, d.dtype)
 
 
 def _safe_sqrt(s: Tensor) -> Tensor:
     """sqrt with a zero gradient at 0 (torch's subgradient for norms), never NaN."""
     zero = s._data == 0
-    if not np.any(zero):
+    if not _any(zero):
         return ops.sqrt(s)
     return ops.where(zero, 0.0, ops.sqrt(ops.where(zero, 1.0, s)))
 
@@ -34,11 +49,11 @@ def vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False) ->
     if ord == -float("inf"):
         return ops.amin(a, dim, keepdim)
     if ord == 0:
-        return ops.sum(ops._zero_grad_values(x, (np.asarray(x._data) != 0).astype(x.dtype)), dim, keepdim)
+        return ops.sum(ops._zero_grad_values(x, _nonzero(x._data)), dim, keepdim)
     if isinstance(ord, (int, float)) and ord > 0:
         total = ops.sum(a**ord, dim, keepdim)
         zero = total._data == 0
-        if np.any(zero):
+        if _any(zero):
             return ops.where(zero, 0.0, ops.where(zero, 1.0, total) ** (1.0 / ord))
         return total ** (1.0 / ord)
     raise ValueError(f"vector_norm: ord must be a number > 0, 0, inf or -inf, got {ord!r}")
@@ -92,7 +107,7 @@ def inv(x: Any) -> Tensor:
     """The matrix inverse, batched over leading dims (a singular matrix raises)."""
     x = ops._t(x)
     _square("inv", x)
-    if np.any(np.linalg.cond(np.asarray(x._data)) > 1 / np.finfo(x.dtype).eps):
+    if np.any(np.linalg.cond(to_numpy(x._data)) > 1 / np.finfo(x.dtype).eps):  # checked on a host copy
         raise ValueError(f"inv: the matrix of shape {x.shape} is singular (or numerically so)")
     return apply(L.inv, x)
 
