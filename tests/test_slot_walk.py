@@ -165,3 +165,18 @@ def test_concurrent_backward_through_shared_leaves():
         h = (h * 1.01).tanh() + w2 * 0.001
     h.backward()
     assert np.isclose(w.grad.item(), 120 * w2.grad.item(), rtol=1e-12)
+
+
+def test_the_inlined_float_rules_of_mul_and_add_give_way_to_a_replaced_rule(monkeypatch):
+    """The walk inlines mul's and add's rules on Python floats; a rule put in their place is still the one run."""
+    from chainrule.primitives import elementwise as E
+
+    def grads():
+        x, y = cr.tensor(3.0, requires_grad=True), cr.tensor(5.0, requires_grad=True)
+        (x * y + x).backward()
+        return x.grad.item(), y.grad.item()
+
+    assert grads() == (6.0, 3.0)
+    wrong = (lambda xp, g, out, x, y: 2 * g * y, E.mul.vjps[1])  # a planted wrong rule for d(x*y)/dx
+    monkeypatch.setattr(E.mul, "vjps", wrong)
+    assert grads() == (11.0, 3.0)
