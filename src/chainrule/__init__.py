@@ -188,6 +188,7 @@ from .ops import (  # noqa: E402
     where,
 )
 from .primitive import REGISTRY, Primitive  # noqa: E402
+from .saved import ValueReleasedError, keep_values  # noqa: E402
 from .tensor import Size, Tensor, enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad, tensor  # noqa: E402  # noqa: E402
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
 
@@ -357,6 +358,8 @@ __all__ += [
     "half",
     "hstack",
     "inference_mode",
+    "keep_values",
+    "ValueReleasedError",
     "int8",
     "int16",
     "int32",

@@ -18,6 +18,8 @@ from .backend import device_of, is_foreign, namespace_of
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
 from .primitives import elementwise as E
+from .saved import STATE as SAVED_STATE
+from .saved import Released
 from .tensor import (
     EPOCHS,
     FREED,
@@ -151,7 +153,7 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
 
 def _ns(out: Any) -> Any:
     """The namespace a node's rules run on: NumPy, or the library of a foreign array."""
-    if type(out) is ndarray or type(out) is float or not is_foreign(out):
+    if type(out) is ndarray or type(out) is float or type(out) is Released or not is_foreign(out):
         return NUMPY
     return namespace_of(out)
 
@@ -181,7 +183,7 @@ def _fit(gi: Any, value: Any) -> Any:
         if type(gi) is float:
             return gi
         return float(np.sum(gi)) if not is_foreign(gi) else float(namespace_of(gi).sum(gi))
-    if type(value) is not ndarray and is_foreign(value):
+    if type(value) is not ndarray and type(value) is not Released and is_foreign(value):
         return _fit_foreign(gi, value)
     if type(gi) is not ndarray:
         gi = np.asarray(gi)
@@ -412,7 +414,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                         gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, av)
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
                         if (
-                            type(av) is not ndarray
+                            (type(av) is not ndarray and type(av) is not Released)
                             or type(gi) is not ndarray
                             or gi.shape != av.shape
                             or gi.dtype is not av.dtype
@@ -481,7 +483,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                         gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, av, bv)
                     if type(gi) is not float or type(av) is not float:  # arrays: reduce to the input's shape
                         if (
-                            type(av) is not ndarray
+                            (type(av) is not ndarray and type(av) is not Released)
                             or type(gi) is not ndarray
                             or gi.shape != av.shape
                             or gi.dtype is not av.dtype
@@ -510,7 +512,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                         gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, av, bv)
                     if type(gi) is not float or type(bv) is not float:  # arrays: reduce to the input's shape
                         if (
-                            type(bv) is not ndarray
+                            (type(bv) is not ndarray and type(bv) is not Released)
                             or type(gi) is not ndarray
                             or gi.shape != bv.shape
                             or gi.dtype is not bv.dtype

@@ -51,6 +51,7 @@ from . import autodiff
 from .backend import device_of, is_foreign, library_name, namespace_of, to_numpy
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
+from .saved import keep_values
 from .tensor import EPOCHS, FREED, MODE, Tensor, _next_seq, _norm, foreign_forward, node_parts
 
 ndarray = np.ndarray
@@ -1632,7 +1633,7 @@ class Compiled:
                     _TAINTED[id(a)] = a
                     a.requires_grad = True  # so every operation on an argument is recorded
             try:
-                with _Watch():
+                with _Watch(), keep_values():  # the trace's values are what the schedule is checked against
                     autodiff.TRACING.tracer = tracer
                     try:
                         result = self.fn(*args, **kwargs)

@@ -39,6 +39,7 @@ from .graph import node_of, topological
 from .numeric import NUMPY
 from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
+from .saved import keep_values
 from .tensor import Tensor, apply, as_value, enable_grad, tensor
 from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables, refuse_other_libraries
 
@@ -277,7 +278,8 @@ def _evaluate(
     f: Callable, args: Sequence[Any], kwargs: dict, op: str, has_aux: bool = False
 ) -> tuple[list[Tensor], bool, Any]:
     """Call ``f`` recording the graph: its result as a list of tensors, whether it was a tuple, and its aux."""
-    out = _run(f, args, kwargs)
+    with keep_values():  # forward mode replays the recorded values (a JVP rule may read any of them)
+        out = _run(f, args, kwargs)
     aux = None
     if has_aux:
         out, aux = _split_aux(out, op)

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, Optional
 
 from .autodiff import toposort
 from .primitive import Primitive
+from .saved import Released, ValueReleasedError, released_message
 from .tensor import FREED, Tensor, node_parts
 
 
@@ -40,7 +41,28 @@ def node_of(t: Tensor) -> Optional[NodeView]:
             "this graph was freed by backward(); run the tool before backward, or call backward(retain_graph=True)"
         )
     inputs, args = node_parts(t)
+    if any(type(v) is Released for v in args):
+        args = tuple(_recover(prim, i, v) if type(v) is Released else v for i, v in enumerate(args))
     return NodeView(prim, inputs, args)
+
+
+def _recover(prim: Primitive, i: int, v: Released) -> Any:
+    """A saved input the node did not keep: the array itself while the program still holds it elsewhere."""
+    array = v.value()
+    if array is None:
+        raise ValueReleasedError(released_message(f"input {i} of '{prim.name}' (shape {v.shape}, {v.dtype})"))
+    return array
+
+
+def value_of(t: Tensor) -> Any:
+    """The value of graph tensor ``t``; raises :class:`ValueReleasedError` if the engine released it."""
+    d = t._data
+    if type(d) is Released:
+        array = d.value()
+        if array is None:
+            raise ValueReleasedError(released_message(f"the value of '{t.op}' (shape {d.shape}, {d.dtype})"))
+        return array
+    return d
 
 
 def is_freed(t: Tensor) -> bool:

@@ -65,6 +65,7 @@ class Primitive:
         "jvp",
         "symbol",
         "doc",
+        "saves",
     )
 
     def __init__(
@@ -97,6 +98,7 @@ class Primitive:
         self.jvp: Optional[Rule] = None
         self.symbol = symbol or name
         self.doc = doc
+        self.saves: Any = None  # what a node keeps for these rules (chainrule.saved.saves_of), made on first use
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

@@ -38,6 +38,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import collector
+from . import saved as _saved
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
 from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype, to_numpy
 from .primitive import Primitive
@@ -45,6 +46,14 @@ from .primitives import elementwise as E
 from .primitives import shape as S
 
 ndarray = np.ndarray
+
+_ECONOMY = _saved.ENABLED  # release arrays no rule reads (chainrule.saved); False on a Python where that is unsafe
+_SAVED_STATE = _saved.STATE
+_MIN_BYTES = _saved.MIN_BYTES
+_Released = _saved.Released
+_saves_of = _saved.saves_of
+_note_readers = _saved.note_readers
+_nominate = _saved.nominate
 
 # The primitive of a node whose saved values were released by backward().
 FREED = Primitive("<freed by backward>", lambda *a: None, plain=True)
@@ -592,6 +601,8 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
             t._av = v
             if record != 1:
                 _record_hook(t, record)
+            if type(out) is ndarray and record != 2 and _ECONOMY and (_SAVED_STATE.cands or out.nbytes >= _MIN_BYTES):
+                _economize(t, prim, (x,), (v,), out)
             return t
         return Tensor(out)
 
@@ -670,6 +681,8 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
             t._bv = bv
             if record != 1:
                 _record_hook(t, record)
+            if type(out) is ndarray and record != 2 and _ECONOMY and (_SAVED_STATE.cands or out.nbytes >= _MIN_BYTES):
+                _economize(t, prim, (a, b), (av, bv), out)
             return t
         return Tensor(out)
 
@@ -731,6 +744,8 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record != 1:
             _record_hook(t, record)
+        if type(out) is ndarray and record != 2 and _ECONOMY and (_SAVED_STATE.cands or out.nbytes >= _MIN_BYTES):
+            _economize(t, prim, t._a, values_t, out)
         return t
     t = Tensor(out)
     if prim.name in VIEW_PRIMITIVES and inputs[0] is not None and _shares(out, values_t[0]):
@@ -755,6 +770,55 @@ def _view_sources(src: Tensor) -> tuple:
         refs.append(weakref.ref(parent))
         x = parent
     return tuple(refs)
+
+
+def _economize(t: Tensor, prim: Primitive, inputs: tuple, values: tuple, out: ndarray) -> None:
+    """Release what node ``t`` need not keep (see :mod:`chainrule.saved`): saved inputs its rules do not read,
+    and, once nothing but the graph holds them, results of earlier nodes that no rule reads."""
+    state = _SAVED_STATE
+    if state.keep:
+        return
+    cands = state.cands
+    if cands:
+        _note_readers(cands, t, inputs)
+    if out.nbytes < _MIN_BYTES:
+        return
+    saves = prim.saves
+    if saves is None or saves.vjps is not prim.vjps:
+        saves = _saves_of(prim, len(inputs))
+        if saves is None:
+            return
+    nin = len(inputs)
+    if nin == 1:
+        keep = saves.table[_GRAD_1]
+    elif nin == 2:
+        a, b = inputs
+        keep = saves.table[(a is not None and a.requires_grad, b is not None and b.requires_grad)]
+    else:
+        keep = saves.table[tuple(x is not None and x.requires_grad for x in inputs)]
+    if t._args is None:
+        v = values[0]
+        if not keep[0] and type(v) is ndarray and v.nbytes >= _MIN_BYTES:
+            t._av = _Released(v)
+        if nin == 2:
+            v = values[1]
+            if not keep[1] and type(v) is ndarray and v.nbytes >= _MIN_BYTES:
+                t._bv = _Released(v)
+    else:
+        stripped = None
+        for i in range(nin):
+            v = values[i]
+            if not keep[i] and type(v) is ndarray and v.nbytes >= _MIN_BYTES:
+                if stripped is None:
+                    stripped = list(values)
+                stripped[i] = _Released(v)
+        if stripped is not None:
+            t._args = tuple(stripped)
+    if not keep[nin] and prim.name not in VIEW_PRIMITIVES:  # (a view frees no memory, and in-place marks walk views)
+        _nominate(cands, t)
+
+
+_GRAD_1 = (True,)
 
 
 def node_parts(t: Tensor) -> tuple[tuple, tuple]:
@@ -1065,6 +1129,8 @@ class Tensor:
 
     def __repr__(self) -> str:
         d = self._data
+        if type(d) is _Released:  # (reachable only by walking a graph: the program dropped this tensor)
+            return f"tensor(<released after use>, shape={d.shape}, dtype={d.dtype}, op={self.op!r})"
         if type(d) is not ndarray and type(d) is not float:
             return _foreign_repr(self, d)
         body = (

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..saved import keep_values
 from .parse import (
     ParseError,
     evaluate,
@@ -200,7 +201,8 @@ def explain_expression(expression: Optional[str], at: Optional[list[str]], preci
         env[name] = cr.tensor(value, requires_grad=True)
     if not env:
         raise ParseError("the expression has no variables to differentiate; use names such as x", kind="value")
-    with np.errstate(all="ignore"):  # nan and inf are shown in the table (and noted below), not warned about
+    # nan and inf are shown in the table (and noted below), not warned about; every value is shown, so kept
+    with np.errstate(all="ignore"), keep_values():
         out = evaluate(node, env)
         seed = None
         notes = precedence_notes(expression)

@@ -28,6 +28,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..graph import node_of
+from ..saved import keep_values
 from ..tensor import Tensor
 from . import symbolic as S
 from .derive_bounds import check_bounds
@@ -619,7 +620,7 @@ def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple) -> 
         raw = rng.standard_normal(shp)
         # every input is recorded (so formulas of constants, such as 1 − y, are kept); gradients skip constants
         env[name] = cr.tensor(raw if shp else float(raw), requires_grad=True)
-    with np.errstate(all="ignore"):  # values only record the graph; overflow is harmless here
+    with np.errstate(all="ignore"), keep_values():  # values only record the graph; overflow is harmless here
         for st in prog.statements:
             value = evaluate(st.expr, env)
             env[st.target] = value if isinstance(value, Tensor) else cr.tensor(value)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..autodiff import GraphFreedError, _deliver, _fit, _seed, call_rule, toposort
-from ..graph import is_freed, node_of
+from ..graph import is_freed, node_of, value_of
 from ..numeric import NUMPY, SCALAR
 from ..primitive import Primitive
 from ..tensor import Tensor
@@ -504,7 +504,7 @@ def trace(
         in_graph = [x is not None and id(x) in labels for x in inputs]
         operands = [labels[id(x)] if g else fmt_const(args[j]) for j, (x, g) in enumerate(zip(inputs, in_graph))]
         constants = [None if g else args[j] for j, g in enumerate(in_graph)]
-        out = t._data
+        out = value_of(t)
         xp = _namespace(out, prim)
         edges = []
         for i, inp in enumerate(inputs):
