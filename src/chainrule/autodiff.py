@@ -18,7 +18,6 @@ from .backend import device_of, is_foreign, namespace_of
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
 from .primitives import elementwise as E
-from .saved import STATE as SAVED_STATE
 from .saved import Released
 from .tensor import (
     EPOCHS,

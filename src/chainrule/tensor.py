@@ -38,8 +38,8 @@ from typing import Any, Optional
 import numpy as np
 
 from . import collector
-from . import saved as _saved
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
+from . import saved as _saved
 from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype, to_numpy
 from .primitive import Primitive
 from .primitives import elementwise as E
