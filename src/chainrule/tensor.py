@@ -50,6 +50,7 @@ ndarray = np.ndarray
 _ECONOMY = _saved.ENABLED  # release arrays no rule reads (chainrule.saved); False on a Python where that is unsafe
 _SAVED_STATE = _saved.STATE
 _MIN_BYTES = _saved.MIN_BYTES
+_MAX_RESULT_BYTES = _saved.MAX_RESULT_BYTES
 _Released = _saved.Released
 _saves_of = _saved.saves_of
 _note_readers = _saved.note_readers
@@ -601,7 +602,7 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
             t._av = v
             if record != 1:
                 _record_hook(t, record)
-            if type(out) is ndarray and record != 2 and _ECONOMY and (_SAVED_STATE.cands or out.nbytes >= _MIN_BYTES):
+            if type(out) is ndarray and out.nbytes >= _MIN_BYTES and record != 2 and _ECONOMY:
                 _economize(t, prim, (x,), (v,), out)
             return t
         return Tensor(out)
@@ -681,7 +682,7 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
             t._bv = bv
             if record != 1:
                 _record_hook(t, record)
-            if type(out) is ndarray and record != 2 and _ECONOMY and (_SAVED_STATE.cands or out.nbytes >= _MIN_BYTES):
+            if type(out) is ndarray and out.nbytes >= _MIN_BYTES and record != 2 and _ECONOMY:
                 _economize(t, prim, (a, b), (av, bv), out)
             return t
         return Tensor(out)
@@ -744,7 +745,7 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record != 1:
             _record_hook(t, record)
-        if type(out) is ndarray and record != 2 and _ECONOMY and (_SAVED_STATE.cands or out.nbytes >= _MIN_BYTES):
+        if type(out) is ndarray and out.nbytes >= _MIN_BYTES and record != 2 and _ECONOMY:
             _economize(t, prim, t._a, values_t, out)
         return t
     t = Tensor(out)
@@ -778,11 +779,9 @@ def _economize(t: Tensor, prim: Primitive, inputs: tuple, values: tuple, out: nd
     state = _SAVED_STATE
     if state.keep:
         return
-    cands = state.cands
+    cands = state.cands  # (a reader with a small result is not noted: its inputs are then simply kept)
     if cands:
         _note_readers(cands, t, inputs)
-    if out.nbytes < _MIN_BYTES:
-        return
     saves = prim.saves
     if saves is None or saves.vjps is not prim.vjps:
         saves = _saves_of(prim, len(inputs))
@@ -814,7 +813,7 @@ def _economize(t: Tensor, prim: Primitive, inputs: tuple, values: tuple, out: nd
                 stripped[i] = _Released(v)
         if stripped is not None:
             t._args = tuple(stripped)
-    if not keep[nin] and prim.name not in VIEW_PRIMITIVES:  # (a view frees no memory, and in-place marks walk views)
+    if not keep[nin] and out.nbytes < _MAX_RESULT_BYTES and prim.name not in VIEW_PRIMITIVES:  # (a view frees no memory, and in-place marks walk views)
         _nominate(cands, t)
 
 
