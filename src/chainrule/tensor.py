@@ -813,7 +813,8 @@ def _economize(t: Tensor, prim: Primitive, inputs: tuple, values: tuple, out: nd
                 stripped[i] = _Released(v)
         if stripped is not None:
             t._args = tuple(stripped)
-    if not keep[nin] and out.nbytes < _MAX_RESULT_BYTES and prim.name not in VIEW_PRIMITIVES:  # (a view frees no memory, and in-place marks walk views)
+    # (a view frees no memory, and in-place marks walk from views to their sources)
+    if not keep[nin] and out.nbytes < _MAX_RESULT_BYTES and prim.name not in VIEW_PRIMITIVES:
         _nominate(cands, t)
 
 
