@@ -357,3 +357,44 @@ def test_released_tensor_repr_and_use_are_clear():
 
 def test_this_python_supports_release():
     assert saved.ENABLED  # the import-time calibration of reference counts passed
+
+
+def test_anomaly_report_on_a_graph_with_released_values():
+    x = cr.tensor(np.ones(4096), requires_grad=True)
+    with np.errstate(all="ignore"):
+        y = cr.log((x * 0.0) * 1.0 + 0.0)  # the inner products are released; log(0) = -inf
+        z = (y * 1.0).sum()
+        with pytest.raises(cr.AnomalyError, match="backward of 'log' produced Inf"), cr.detect_anomaly():
+            z.backward()
+
+
+def test_threads_recording_at_once_get_the_single_thread_gradient():
+    import threading
+
+    x0 = _big(4096)
+
+    def run():
+        x = cr.tensor(x0, requires_grad=True)
+        _chain(x, 100).sum().backward()
+        return x.grad.data.copy()
+
+    expected = run()
+    results: list = []
+    errors: list = []
+
+    def worker():
+        try:
+            for _ in range(5):
+                results.append(run())
+        except Exception as exc:  # pragma: no cover  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 20
+    for r in results:
+        np.testing.assert_array_equal(r, expected)

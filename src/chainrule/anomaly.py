@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .graph import node_of
-from .tensor import MODE, Tensor, set_anomaly_enabled
+from .tensor import MODE, Tensor, node_parts, set_anomaly_enabled
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -157,7 +157,7 @@ def check_backward(t: Tensor, i: int, gi: Any) -> None:
     bad = _nonfinite(gi)
     if bad is None:
         return
-    prim, inputs, _ = node_of(t)  # type: ignore[misc]
+    prim, inputs = t._node, node_parts(t)[0]  # (not node_of: no saved value is needed, and some may be released)
     source = source_of(t) or _UNKNOWN
     inp = inputs[i]
     in_shape = inp.shape if inp is not None else "?"
