@@ -158,9 +158,10 @@ def test_a_wrong_analysis_raises_instead_of_giving_a_wrong_gradient(monkeypatch,
         monkeypatch.setattr(prim, "saves", None)
     x = cr.tensor(_big(64, 64), requires_grad=True)
     w = cr.tensor(_big(64, 64, seed=1), requires_grad=True)
-    y = cr.tanh(x * w)
+    z = cr.tanh((x * w) * 1.0) * 2.0  # nothing holds tanh's result: released under the planted analysis
+    _more_ops(x)
     with pytest.raises((ValueReleasedError, TypeError)):
-        (y * 2.0).sum().backward()
+        z.sum().backward()
     for prim in REGISTRY.values():  # (monkeypatch puts the attribute back; the cache must not outlive the plant)
         prim.saves = None
 
@@ -326,11 +327,22 @@ def test_trace_of_a_graph_with_a_released_value_says_how_to_keep_it():
 
 def test_trace_reads_an_input_the_program_holds_even_when_the_node_dropped_it():
     W = cr.tensor(np.ones((50, 40)), requires_grad=True)
-    y = cr.sum(cr.tanh(W))  # tanh's rule reads its result, not W: the node does not keep W's array
+    h = W * 2.0  # the program holds h
+    y = cr.sum(cr.tanh(h))  # tanh's rule reads its result, not h: the node does not keep h's array
     tanh_node = [t for t in topological(y) if t.op == "tanh"][0]
     assert type(tanh_node._av) is Released
-    src = cr.draw(cr.trace(y, names={"W": W})).source
-    assert "array 50×40" in src
+    tr = cr.trace(y, names={"W": W, "h": h})
+    step = [s for s in tr.steps if s.op == "tanh"][0]
+    np.testing.assert_array_equal(step.inputs[0].value, np.full((50, 40), 2.0))
+    assert "array 50×40" in cr.draw(tr).source
+
+
+def test_a_leaf_input_is_kept_by_the_node():
+    """A leaf's array is the program's own (nothing to free), and requires_grad may be turned on later."""
+    W = cr.tensor(np.ones((50, 40)), requires_grad=True)
+    y = cr.sum(cr.tanh(W))
+    tanh_node = [t for t in topological(y) if t.op == "tanh"][0]
+    assert type(tanh_node._av) is np.ndarray
 
 
 def test_keep_values_is_a_decorator_and_nests():

@@ -510,3 +510,22 @@ def test_an_empty_dim_reduces_every_dim_as_torch(name):
 def test_logsumexp_refuses_an_empty_dim():
     with pytest.raises(ValueError, match="dim=None"):
         cr.logsumexp(cr.ones(2, 3), dim=())
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_clone_has_memory_of_its_own(library):
+    """torch's clone copies: writing into the clone never changes the source (it used to share a same-dtype array)."""
+    raw = np.arange(6.0).reshape(2, 3)
+    src = cr.tensor(torch.tensor(raw) if library == "torch" else raw, requires_grad=True)
+    c = src.clone()
+    with cr.no_grad():
+        c += 1.0
+    np.testing.assert_array_equal(src.numpy(), raw)
+    np.testing.assert_array_equal(c.numpy(), raw + 1.0)
+    plain = cr.tensor(raw.copy())
+    d = cr.clone(plain)
+    d[0, 0] = 100.0
+    assert plain.numpy()[0, 0] == 0.0
+    y = (src.clone() * 2.0).sum()
+    y.backward()
+    np.testing.assert_array_equal(src.grad.numpy(), np.full((2, 3), 2.0))

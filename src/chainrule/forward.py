@@ -40,7 +40,7 @@ from .numeric import NUMPY
 from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
 from .saved import keep_values
-from .tensor import Tensor, apply, as_value, enable_grad, tensor
+from .tensor import Tensor, apply, as_value, enable_grad, node_parts, tensor
 from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables, refuse_other_libraries
 
 ndarray = np.ndarray
@@ -220,6 +220,7 @@ class Recording:
         self.variables = list(variables)
         self.tensors = tensors
         skip = {id(v) for v in variables}  # a variable's tangent is its seed, never recomputed
+        depends = set(skip)  # the variables and the nodes made from them: only those get tangents
         steps: list[tuple] = []
         for out in self.outputs:
             if out._node is None:
@@ -230,6 +231,11 @@ class Recording:
                 if id(t) in skip:
                     continue
                 skip.add(id(t))
+                # A node no variable reaches (an earlier graph's, say) is a constant here: its values,
+                # which may have been released (chainrule.saved), are never read.
+                if not any(x is not None and id(x) in depends for x in node_parts(t)[0]):
+                    continue
+                depends.add(id(t))
                 node = node_of(t)
                 assert node is not None
                 ins = node.inputs

@@ -928,7 +928,22 @@ def masked_fill(x: Any, mask: Any, value: Any) -> Tensor:
 def clone(x: Any) -> Tensor:
     """A copy with its own memory; the gradient passes through unchanged."""
     x = _t(x)
-    return apply(S.astype, x, x.dtype)  # astype's forward copies; its gradient is the identity
+    out = apply(S.astype, x, x.dtype)  # its gradient is the identity; the forward returns its input if the dtype fits
+    d = out._data
+    if d is x._data or (type(d) is np.ndarray and np.may_share_memory(d, x._data)):
+        out._data = _copy_value(d)
+    return out
+
+
+def _copy_value(d: Any) -> Any:
+    """A copy of a tensor's value with memory of its own (a Python float is immutable: itself)."""
+    if type(d) is np.ndarray:
+        return d.copy()
+    if type(d) is float:
+        return d
+    from .backend import namespace_of
+
+    return namespace_of(d).xp.asarray(d, copy=True)
 
 
 def _bool_reduce(op: str, fn: Any, x: Any, dim: Any, keepdim: bool) -> Tensor:

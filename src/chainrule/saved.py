@@ -68,7 +68,8 @@ def released_message(what: str) -> str:
     return (
         f"{what}: chainrule released it after use, as PyTorch frees intermediate values that no backward rule "
         "reads (arrays of 8 KiB and more). To see every value, record the computation inside "
-        "`with cr.keep_values():`"
+        "`with cr.keep_values():` (and if a rule was replaced with defvjp after the graph was recorded, "
+        "record the graph again)"
     )
 
 
@@ -183,7 +184,8 @@ def saves_of(prim: Any, nin: int) -> Optional[Saves]:
 class _State(threading.local):
     def __init__(self) -> None:
         self.keep = 0  # > 0: inside keep_values() (nested)
-        self.cands: dict[int, list] = {}  # id(tensor) -> [weakref to it, weakrefs to its readers, checks so far]
+        # id(tensor) -> [weakref to it, weakrefs to its readers, checks so far, its primitive, that one's rules]
+        self.cands: dict[int, list] = {}
 
 
 STATE = _State()
@@ -237,8 +239,9 @@ def check(cands: dict, Released: type = Released, getrefcount: Callable = _getre
                 elif type(reader._a) is tuple:
                     edges += sum(1 for x in reader._a if x is t)
         reader = None
-        # References now: the readers' edges, the local ``t`` and getrefcount's argument.
-        if getrefcount(t) == edges + 2:
+        # References now: the readers' edges, the local ``t`` and getrefcount's argument.  The node must still
+        # be the one judged (an in-place op makes the tensor a new node, whose rule may read its result).
+        if getrefcount(t) == edges + 2 and t._node is entry[3] and entry[3].vjps is entry[4]:
             d = t._data
             # ``t._data``, the local ``d`` and the argument: nothing else (no saved copy, no view) holds it.
             if type(d) is ndarray and getrefcount(d) == 3:
@@ -263,7 +266,9 @@ def note_readers(cands: dict, t: Any, inputs: tuple) -> None:
 
 
 def nominate(cands: dict, t: Any) -> None:
-    cands[id(t)] = [_ref(t), [], 0]
+    """Make node ``t`` a candidate; its entry remembers the rules it was judged by."""
+    prim = t._node
+    cands[id(t)] = [_ref(t), [], 0, prim, prim.vjps]
 
 
 def _calibrate() -> bool:
@@ -272,10 +277,14 @@ def _calibrate() -> bool:
     class Node:
         __slots__ = ("_data", "_node", "_a", "_b", "_args", "__weakref__")
 
+    class Prim:
+        vjps = ()
+
     def make(reader_holds: bool) -> tuple:
         t = Node()
         t._data = np.zeros(MIN_BYTES // 8)
-        t._node = t._a = t._b = t._args = None
+        t._node = Prim()
+        t._a = t._b = t._args = None
         r = Node()
         r._node, r._a, r._b, r._args = "node", t, None, None
         cands: dict = {}

@@ -787,27 +787,30 @@ def _economize(t: Tensor, prim: Primitive, inputs: tuple, values: tuple, out: nd
         saves = _saves_of(prim, len(inputs))
         if saves is None:
             return
+    # Every tensor input counts as one that will want a gradient: a leaf may be given requires_grad after
+    # recording (backward reads requires_grad when it runs), and a node's result always requires grad.
     nin = len(inputs)
     if nin == 1:
         keep = saves.table[_GRAD_1]
     elif nin == 2:
-        a, b = inputs
-        keep = saves.table[(a is not None and a.requires_grad, b is not None and b.requires_grad)]
+        keep = saves.table[(inputs[0] is not None, inputs[1] is not None)]
     else:
-        keep = saves.table[tuple(x is not None and x.requires_grad for x in inputs)]
+        keep = saves.table[tuple(x is not None for x in inputs)]
+    # Only a raw constant's value or a graph node's result is dropped: a leaf's array is the program's own, so
+    # dropping the node's reference to it would free nothing.
     if t._args is None:
         v = values[0]
-        if not keep[0] and type(v) is ndarray and v.nbytes >= _MIN_BYTES:
+        if not keep[0] and type(v) is ndarray and v.nbytes >= _MIN_BYTES and _droppable(inputs[0]):
             t._av = _Released(v)
         if nin == 2:
             v = values[1]
-            if not keep[1] and type(v) is ndarray and v.nbytes >= _MIN_BYTES:
+            if not keep[1] and type(v) is ndarray and v.nbytes >= _MIN_BYTES and _droppable(inputs[1]):
                 t._bv = _Released(v)
     else:
         stripped = None
         for i in range(nin):
             v = values[i]
-            if not keep[i] and type(v) is ndarray and v.nbytes >= _MIN_BYTES:
+            if not keep[i] and type(v) is ndarray and v.nbytes >= _MIN_BYTES and _droppable(inputs[i]):
                 if stripped is None:
                     stripped = list(values)
                 stripped[i] = _Released(v)
@@ -819,6 +822,11 @@ def _economize(t: Tensor, prim: Primitive, inputs: tuple, values: tuple, out: nd
 
 
 _GRAD_1 = (True,)
+
+
+def _droppable(x: Optional[Tensor]) -> bool:
+    """Whether a node may drop its saved copy of input ``x``: a raw constant, or another node's result."""
+    return x is None or x._node is not None
 
 
 def node_parts(t: Tensor) -> tuple[tuple, tuple]:
@@ -950,6 +958,8 @@ class Tensor:
         """
         d = self._data
         if type(d) is not ndarray and type(d) is not float:
+            if type(d) is _Released:  # (reachable only by walking a graph, or through a weak reference)
+                raise _saved.ValueReleasedError(_saved.released_message(f"the value of '{self.op}' (shape {d.shape})"))
             return d  # another library's array, as it is (writes through it are not tracked)
         view = (d if type(d) is ndarray else np.array(d)).view(DataView)
         view._owner = self
@@ -1503,15 +1513,25 @@ def _redirect(node: Tensor, t: Tensor, d: Any, old: Tensor) -> None:
     if node._args is None:
         if node._a is t:
             node._a = old
-        if node._av is d:
-            node._av = old._data
+        if _saved_as(node._av, d):
+            node._av = _moved(node._av, old)
         if node._b is t:
             node._b = old
-        if node._bv is d:
-            node._bv = old._data
+        if _saved_as(node._bv, d):
+            node._bv = _moved(node._bv, old)
         return
     node._a = tuple(old if x is t else x for x in node._a)
-    node._args = tuple(old._data if v is d else v for v in node._args)
+    node._args = tuple(_moved(v, old) if _saved_as(v, d) else v for v in node._args)
+
+
+def _saved_as(v: Any, d: Any) -> bool:
+    """Whether a node's saved value ``v`` is array ``d`` (or a stand-in for it, see chainrule.saved)."""
+    return v is d or (type(v) is _Released and v.value() is d)
+
+
+def _moved(v: Any, old: Tensor) -> Any:
+    """``old``'s value in place of the saved value ``v`` (a stand-in stays a stand-in, now for ``old``'s array)."""
+    return _Released(old._data) if type(v) is _Released else old._data
 
 
 def source_placement(value: Any) -> Any:
