@@ -48,7 +48,7 @@ MIN_BYTES = 8192
 # Results this large or larger are not released early.  glibc serves them from mmap, so freeing one in the
 # middle of a forward pass hands its pages back to the OS and the next allocation of that size faults them in
 # again: on the 784-512-512-10 MLP step (batch 256) releasing the 512 KiB matmul results cost 1,520 page faults
-# and 35% per step, while freeing them all after backward (as before) costs none.  128 KiB is glibc's default
+# and 35-41% per step, while freeing them all after backward (as before) costs none.  128 KiB is glibc's default
 # mmap threshold.
 MAX_RESULT_BYTES = 128 * 1024
 
