@@ -410,3 +410,25 @@ def test_threads_recording_at_once_get_the_single_thread_gradient():
     assert len(results) == 20
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+@pytest.mark.parametrize("walk", ["slots", "heap", "inputs="])
+def test_every_backward_walk_handles_released_values(walk, monkeypatch):
+    autodiff = sys.modules["chainrule.autodiff"]
+    x0 = _big(4096)
+    with cr.keep_values():
+        x = cr.tensor(x0, requires_grad=True)
+        _chain(x, 50).sum().backward()
+    expected = x.grad.data.copy()
+    if walk == "heap":
+        monkeypatch.setattr(autodiff, "SLOT_WALK", False)
+    x = cr.tensor(x0, requires_grad=True)
+    h = _chain(x, 50)
+    assert any(type(t._data) is Released for t in topological(h))
+    if walk == "inputs=":
+        (got,) = cr.autograd.grad(h.sum(), [x])
+        got = got.data
+    else:
+        h.sum().backward()
+        got = x.grad.data
+    np.testing.assert_array_equal(got, expected)
