@@ -40,7 +40,8 @@ def set_grads(ours, theirs, rng):
 
 def assert_same(ours, theirs, atol=1e-12):
     for p, tp in zip(ours, theirs):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), atol=atol, rtol=1e-10)
+        # (numpy(): a copy; reading .data would move a Python-float value into an array it can share)
+        np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), atol=atol, rtol=1e-10)
 
 
 @pytest.mark.parametrize("name,kwargs", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])

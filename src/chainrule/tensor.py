@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -137,6 +138,7 @@ class DataView(np.ndarray):
     """
 
     _owner: Optional[Tensor] = None
+    _from_float = False  # made by Tensor.data from a tensor whose value was a Python float
 
     def __array_finalize__(self, obj: Any) -> None:
         # A view (slice, transpose) still writes into the tensor; a copy does not.
@@ -961,7 +963,11 @@ class Tensor:
             if type(d) is _Released:  # (reachable only by walking a graph, or through a weak reference)
                 raise _saved.ValueReleasedError(_saved.released_message(f"the value of '{self.op}' (shape {d.shape})"))
             return d  # another library's array, as it is (writes through it are not tracked)
-        view = (d if type(d) is ndarray else np.array(d)).view(DataView)
+        from_float = type(d) is float
+        if from_float:  # memory to share: writes through .data must reach the tensor, as in torch
+            d = self._data = np.array(d)
+        view = d.view(DataView)
+        view._from_float = from_float
         view._owner = self
         return view
 
@@ -976,6 +982,10 @@ class Tensor:
             and value.strides == d.strides
         ):
             mark_modified(self)  # ``t.data -= x`` already wrote into the tensor's own array
+            # A Python float moved into an array for this write goes back to the scalar fast path when nothing
+            # else shares the array (references: the tensor, the view's base, ``d`` and getrefcount's argument).
+            if value._from_float and sys.getrefcount(d) == 4:
+                self._data = float(d)
             return
         value = _norm(as_value(value, "Tensor.data"))
         if type(d) is float and type(value) is ndarray and value.shape == () and value.dtype == np.float64:
@@ -1083,8 +1093,10 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same value, cut from the graph (shares memory, and in-place changes count for both)."""
+        if type(self._data) is float:  # a Python float cannot be shared: move the value into a 0-d array first
+            self._data = np.array(self._data)
         out = Tensor(self._data)
-        if type(self._data) is ndarray:  # a float is immutable: nothing to share
+        if type(self._data) is ndarray:
             earlier = getattr(self, "_a", None) if self._node is None else None
             out._a = (weakref.ref(self),) + (earlier or ())
         return out
@@ -1098,15 +1110,28 @@ class Tensor:
         return self
 
     def astype(self, dtype: Any) -> Tensor:
-        """This tensor converted to ``dtype`` (itself when it already has it); differentiable between floats."""
+        """This tensor converted to ``dtype`` (itself when it already has it); differentiable between floats.
+
+        A conversion to an integer or bool dtype is not recorded: as in torch, its result does not
+        require grad, and no gradient flows back through it."""
         d = self._data
         if type(d) is not ndarray and type(d) is not float:
             dtype = native_dtype(namespace_of(d), dtype)
-            return self if dtype == d.dtype else apply(S.astype, self, dtype)
-        dtype = np.dtype(dtype)
-        if dtype == self.dtype:
-            return self
-        return apply(S.astype, self, dtype)
+            if dtype == d.dtype:
+                return self
+            floating = namespace_of(d).xp.isdtype(dtype, ("real floating", "complex floating"))
+        else:
+            dtype = np.dtype(dtype)
+            if dtype == self.dtype:
+                return self
+            floating = dtype.kind in "fc"
+        if floating or not MODE.enabled:
+            return apply(S.astype, self, dtype)
+        set_grad_enabled(False)
+        try:
+            return apply(S.astype, self, dtype)
+        finally:
+            set_grad_enabled(True)
 
     def __len__(self) -> int:
         if self.ndim == 0:
