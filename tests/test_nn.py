@@ -234,8 +234,10 @@ def test_named_parameters_and_state_dict():
     assert len(list(m.parameters())) == 5
     sd = m.state_dict()
     assert list(sd) == names
-    sd["scale"].data[...] = 5.0  # a copy: the model is unchanged
-    assert np.all(m.scale.data == 1.0)
+    sd["scale"].data[...] = 5.0  # as in torch, the entries share the parameters' memory
+    assert np.all(m.scale.data == 5.0)
+    assert not sd["scale"].requires_grad  # (detached, as torch's)
+    m.scale.data[...] = 1.0
     other = Block()
     nn.init.normal_(other.head.weight, rng=9)
     other.load_state_dict(m.state_dict())

@@ -286,7 +286,19 @@ Tensor.cpu = _cpu  # type: ignore[attr-defined]
 Tensor.cuda = _cuda  # type: ignore[attr-defined]
 Tensor.type = _type  # type: ignore[attr-defined]
 Tensor.type_as = lambda self, other: self.astype(other.dtype)  # type: ignore[attr-defined]
-Tensor.contiguous = lambda self: self  # type: ignore[attr-defined]
+
+
+def _contiguous(self: Tensor, memory_format: Any = None) -> Tensor:
+    """Itself if its array is C-contiguous (as torch returns self), else a contiguous copy (a transpose, say)."""
+    d = self._data
+    if type(d) is float or (type(d) is np.ndarray and d.flags.c_contiguous):
+        return self
+    if type(d) is not np.ndarray and getattr(d, "is_contiguous", None) is not None and d.is_contiguous():
+        return self
+    return ops.clone(self)
+
+
+Tensor.contiguous = _contiguous  # type: ignore[attr-defined]
 
 
 def _new(fill: Callable) -> Callable:

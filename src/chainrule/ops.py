@@ -518,7 +518,18 @@ def repeat(x: Any, *sizes: Any) -> Tensor:
         inter += [1, s]
         big += [r, s]
     y = broadcast_to(reshape(x, tuple(inter)), tuple(big))
-    return reshape(y, tuple(r * s for r, s in zip(sizes, shape)))
+    return _own_memory(reshape(y, tuple(r * s for r, s in zip(sizes, shape))), x)
+
+
+def _own_memory(y: Tensor, x: Tensor) -> Tensor:
+    """``y``, or a copy of it where it is still a view of ``x`` or read-only (torch's repeat and flip copy)."""
+    d = y._data
+    if type(d) is float:
+        return y
+    if type(d) is np.ndarray and type(x._data) is np.ndarray:
+        if d.flags.writeable and not np.may_share_memory(d, x._data):
+            return y
+    return clone(y)
 
 
 def tile(x: Any, reps: Any) -> Tensor:
@@ -1175,7 +1186,7 @@ def flip(x: Any, dims: Any) -> Tensor:
     x = _t(x)
     axes = _axes(x, tuple(dims) if isinstance(dims, (list, tuple)) else dims, "flip") or ()
     index = tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))
-    return x[index]
+    return _own_memory(x[index], x)
 
 
 def roll(x: Any, shifts: Any, dims: Any = None) -> Tensor:

@@ -1512,6 +1512,24 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
     return t
 
 
+def history_copy(t: Tensor) -> Tensor:
+    """A fresh tensor holding a copy of ``t``'s value and ``t``'s graph record: what an in-place overwrite of
+    ``t`` computed by several operations reads, so none of them reads the tensor being overwritten."""
+    d = t._data
+    if type(d) is ndarray:
+        kept: Any = np.array(d)
+    elif type(d) is float:
+        kept = d
+    else:
+        kept = namespace_of(d).xp.asarray(d, copy=True)
+    old = Tensor(kept, t.requires_grad)
+    if t._node is not None:
+        for slot in _GRAPH_SLOTS:
+            setattr(old, slot, getattr(t, slot))
+    old._version = t._version
+    return old
+
+
 def _numpy_dtype_of(v: Any) -> np.dtype:
     if type(v) is ndarray:
         return v.dtype

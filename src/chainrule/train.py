@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, TextIO
@@ -277,7 +278,7 @@ def make_state(cfg: Config, model: Any, opt: Any, epoch: int, history: History) 
         "kind": "chainrule train",
         "config": asdict(cfg),
         "epoch": epoch,
-        "model": model.state_dict(),
+        "model": OrderedDict((k, v.clone()) for k, v in model.state_dict().items()),  # (state_dict shares memory)
         "optimizer": opt.state_dict(),
         "history": asdict(history),
     }

@@ -38,7 +38,7 @@ class LeakyReLU(Module):
         self.inplace = inplace
 
     def forward(self, x: Any) -> Tensor:
-        return F.leaky_relu(x, self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -64,9 +64,10 @@ class ELU(Module):
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         self.alpha = float(alpha)
+        self.inplace = bool(inplace)
 
     def forward(self, x: Any) -> Tensor:
-        return F.elu(x, self.alpha)
+        return F.elu(x, self.alpha, self.inplace)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -75,9 +76,10 @@ class ELU(Module):
 class SiLU(Module):
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
+        self.inplace = bool(inplace)
 
     def forward(self, x: Any) -> Tensor:
-        return F.silu(x)
+        return F.silu(x, self.inplace)
 
 
 class Softplus(Module):

@@ -8,9 +8,10 @@ first maximum of each window, as torch does.
 
 Arguments a torch user would pass are accepted; the few that chainrule cannot
 honour (``ceil_mode=True``, ``max_norm=`` for embeddings, ...) raise an error
-that says so rather than being ignored.  ``inplace=True`` is accepted and the
-result is computed out of place: the returned tensor is the one torch returns,
-but the input is not overwritten.
+that says so rather than being ignored.  ``inplace=True`` writes the result into
+the input's own memory and returns the input, as torch does (recorded as an
+in-place operation, so gradients flow through it; a leaf that requires grad
+refuses, as in torch).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 from .. import ops
 from ..backend import to_numpy
 from ..primitives import nn as P
-from ..tensor import Tensor, apply, mark_modified
+from ..tensor import Tensor, apply, history_copy, is_grad_enabled, mark_modified
+from ..tensor import inplace as _write_in_place
 from . import init
 from .losses import (
     binary_cross_entropy_with_logits,
@@ -56,19 +58,34 @@ def _pair(value: IntPair, name: str, op: str, minimum: int = 1) -> tuple[int, in
 
 
 # --- activations -------------------------------------------------------------------------------------
+def _maybe_in_place(x: Tensor, name: str, inplace: bool, compute: Any) -> Tensor:
+    """``compute(x)``, or with ``inplace=True`` its result written into ``x`` (torch's ``inplace=True``).
+
+    In a graph the result is computed from a copy of ``x`` that carries ``x``'s record, so no node of the
+    computation reads the tensor being overwritten (torch rebases ``x``'s history the same way)."""
+    if not inplace:
+        return compute(x)
+    src = history_copy(x) if x._node is not None and is_grad_enabled() else x
+    return _write_in_place(x, f"{name}(inplace=True)", lambda: compute(src))
+
+
 def relu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
-    return ops.relu(input)
+    x = _t(input)
+    return _maybe_in_place(x, "relu", inplace, ops.relu)
 
 
 def relu6(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
-    return hardtanh(input, 0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
     """``x`` limited to ``[min_val, max_val]``; unlike ``clamp``, the gradient is 0 *at* the limits too (as torch)."""
-    x = _t(input)
-    inside = (x.data > min_val) & (x.data < max_val)
-    return ops.where(inside, x, np.clip(x.data, min_val, max_val))
+
+    def compute(x: Tensor) -> Tensor:
+        inside = (x.data > min_val) & (x.data < max_val)
+        return ops.where(inside, x, np.clip(x.data, min_val, max_val))
+
+    return _maybe_in_place(_t(input), "hardtanh", inplace, compute)
 
 
 def sigmoid(input: Any) -> Tensor:  # noqa: A002
@@ -81,16 +98,18 @@ def tanh(input: Any) -> Tensor:  # noqa: A002
 
 def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
     """``x`` where ``x > 0``, else ``negative_slope * x`` (the slope at exactly 0 is ``negative_slope``, as torch)."""
-    x = _t(input)
-    return ops.where(x.data > 0, x, x * negative_slope)
+    return _maybe_in_place(_t(input), "leaky_relu", inplace, lambda x: ops.where(x.data > 0, x, x * negative_slope))
 
 
 def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
     """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; exp sees ``min(x, 0)``, so it never overflows."""
-    x = _t(input)
-    positive = x.data > 0
-    negative = ops.where(positive, 0.0, x)  # not minimum(x, 0): at 0 the slope is alpha, as torch (no tie split)
-    return ops.where(positive, x, (ops.exp(negative) - 1.0) * alpha)
+
+    def compute(x: Tensor) -> Tensor:
+        positive = x.data > 0
+        negative = ops.where(positive, 0.0, x)  # not minimum(x, 0): at 0 the slope is alpha, as torch (no tie split)
+        return ops.where(positive, x, (ops.exp(negative) - 1.0) * alpha)
+
+    return _maybe_in_place(_t(input), "elu", inplace, compute)
 
 
 def erf(input: Any) -> Tensor:  # noqa: A002
@@ -112,8 +131,7 @@ def gelu(input: Any, approximate: str = "none") -> Tensor:  # noqa: A002
 
 
 def silu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
-    x = _t(input)
-    return x * ops.sigmoid(x)
+    return _maybe_in_place(_t(input), "silu", inplace, lambda x: x * ops.sigmoid(x))
 
 
 def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
@@ -176,9 +194,10 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = F
     if not training or p == 0.0:
         return x
     if p == 1.0:
-        return x * np.zeros(x.shape, x.dtype)
+        return _maybe_in_place(x, "dropout", inplace, lambda x: x * np.zeros(x.shape, x.dtype))
     keep = init.get_rng(rng).random(x.shape) >= p
-    return x * (keep.astype(x.dtype) / np.asarray(1.0 - p, x.dtype))
+    scale = keep.astype(x.dtype) / np.asarray(1.0 - p, x.dtype)
+    return _maybe_in_place(x, "dropout", inplace, lambda x: x * scale)
 
 
 def _channel_shape(x: Tensor) -> tuple[int, ...]:

@@ -20,7 +20,15 @@ class Identity(Module):
 
 
 class ReLU(Module):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = bool(inplace)
+
     def forward(self, x: Any) -> Tensor:
+        if self.inplace:
+            from .functional import relu
+
+            return relu(x, inplace=True)
         return ops.relu(x)
 
 

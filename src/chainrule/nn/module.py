@@ -347,8 +347,11 @@ class Module:
 
     # --- state -------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, Tensor]:
-        """Every parameter and persistent buffer by dotted name, as copies (later updates do not change them)."""
-        return OrderedDict((name, tensor(p._data)) for name, p in self._state_items())
+        """Every parameter and persistent buffer by dotted name, detached and sharing their memory, as in torch.
+
+        Later updates show in the entries, and writes into an entry update the module (the EMA idiom
+        ``ema.state_dict()[k].mul_(d)``); take ``copy.deepcopy(model.state_dict())`` for a snapshot."""
+        return OrderedDict((name, p.detach()) for name, p in self._state_items())
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters by name.
