@@ -79,6 +79,8 @@ CASES: dict[str, list[Case]] = {
     "exp": [Case(cr.exp, lambda a: _torch().exp(a), ((2, 3),))],
     "log": [Case(cr.log, lambda a: _torch().log(a), ((2, 3),), ("pos",))],
     "log1p": [Case(cr.log1p, lambda a: _torch().log1p(a), ((5,),), ("pos",))],
+    "log2": [Case(cr.log2, lambda a: _torch().log2(a), ((3, 4),), ("pos",))],
+    "log10": [Case(cr.log10, lambda a: _torch().log10(a), ((5,),), ("pos",))],
     "sqrt": [Case(cr.sqrt, lambda a: _torch().sqrt(a), ((2, 3),), ("pos",))],
     "sin": [Case(cr.sin, lambda a: _torch().sin(a), ((4,),))],
     "cos": [Case(cr.cos, lambda a: _torch().cos(a), ((4,),))],

@@ -69,6 +69,8 @@ TORCH_NS = SimpleNamespace(
     exp=torch.exp,
     log=torch.log,
     log1p=torch.log1p,
+    log2=torch.log2,
+    log10=torch.log10,
     sqrt=torch.sqrt,
     sin=torch.sin,
     cos=torch.cos,
@@ -313,6 +315,16 @@ def _exp(b: Builder, v: str) -> str:
 @template("log")
 def _log(b: Builder, v: str) -> str:
     return b.emit("log", f"cr.log({b.positive(v)})")
+
+
+@template("log2")
+def _log2(b: Builder, v: str) -> str:
+    return b.emit("log2", f"cr.log2({b.positive(v)})")
+
+
+@template("log10")
+def _log10(b: Builder, v: str) -> str:
+    return b.emit("log10", f"cr.log10({b.positive(v)})")
 
 
 @template("sqrt")

@@ -38,6 +38,8 @@ CASES = {
     "exp": lambda: cr.exp(M(3)),
     "log": lambda: cr.log(P(3)),
     "log1p": lambda: cr.log1p(P(3)),
+    "log2": lambda: cr.log2(P(3)),
+    "log10": lambda: cr.log10(P(3)),
     "sqrt": lambda: cr.sqrt(P(3)),
     "sin": lambda: cr.sin(M(3)),
     "cos": lambda: cr.cos(M(3)),

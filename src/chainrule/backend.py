@@ -298,7 +298,7 @@ class ArrayNamespace:
             "asarray",
         ):
             setattr(self, fname, getattr(xp, fname))
-        for fname in ("abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sign"):
+        for fname in ("abs", "exp", "log", "log1p", "log2", "log10", "sqrt", "sin", "cos", "tanh", "sign"):
             setattr(self, fname, _numbers_too(getattr(xp, fname), getattr(np, fname)))
         self.power = xp.pow
         self.transpose = self._transpose

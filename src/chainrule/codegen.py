@@ -52,6 +52,8 @@ NP_FORWARD = {
     "tanh": "np.tanh",
     "abs": "np.abs",
     "log1p": "np.log1p",
+    "log2": "np.log2",
+    "log10": "np.log10",
     "maximum": "np.maximum",
     "minimum": "np.minimum",
     "mean": "np.mean",

@@ -784,12 +784,8 @@ def cosh(x: Any) -> Tensor:
     return (exp(x) + exp(-x)) * 0.5
 
 
-def log2(x: Any) -> Tensor:
-    return log(x) * (1.0 / np.log(2.0))
-
-
-def log10(x: Any) -> Tensor:
-    return log(x) * (1.0 / np.log(10.0))
+log2 = make_unary(E.log2)  # (its own forward: log2(8) is 3.0 exactly, as torch)
+log10 = make_unary(E.log10)
 
 
 def exp2(x: Any) -> Tensor:
@@ -1209,7 +1205,14 @@ def sort(x: Any, dim: int = -1, descending: bool = False, stable: bool = False) 
     x = _t(x)
     (axis,) = _axes(x, dim, "sort") or (0,)
     d = np.asarray(x._data)
-    idx = np.argsort(-d if descending else d, axis=axis, kind="stable")
+    if descending:
+        # Sort the reversed array ascending (stable), map the positions back and reverse the result: the
+        # largest first, equal values in their original order, NaN first (torch's largest), and no negation
+        # (which wraps unsigned and the smallest int64, and refuses bools).
+        n = d.shape[axis] if d.ndim else 1
+        idx = np.flip(n - 1 - np.argsort(np.flip(d, axis), axis=axis, kind="stable"), axis)
+    else:
+        idx = np.argsort(d, axis=axis, kind="stable")
     return ValuesIndices(x[_along(x, idx, axis)], Tensor(idx))
 
 
@@ -1241,23 +1244,35 @@ def cumsum(x: Any, dim: int) -> Tensor:
 
 
 def prod(x: Any, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """The product of the elements (composed from logs of |x| and the sign; zeros are handled exactly)."""
+    """The product of the elements, multiplied pairwise in ``log2(n)`` rounds of elementwise products.
+
+    Every value is an exact product of its inputs rounded once per multiplication (``[3, 5, 7]`` is 105
+    in float32, not the 104.99998 that ``exp(sum(log|x|))`` gave), zeros need no special case, and the
+    gradient is mul's rule, so it is exact too.  Integer and bool tensors give int64, as in torch.
+    """
     x = _t(x)
     axes = _axes(x, dim, "prod")
-    d = np.asarray(x._data)
-    if np.any(d == 0):
-        # products with zeros: multiply the slices one by one (exact gradient, torch's semantics)
-        if axes is None:
-            flat = reshape(x, -1)
-            out = flat[0] if flat.shape[0] else Tensor(np.ones((), x.dtype))
-            for i in range(1, flat.shape[0]):
-                out = out * flat[i]
-            return reshape(out, (1,) * x.ndim) if keepdim else out
-        out = None
-        (axis,) = axes
-        for piece in unbind(x, axis):
-            out = piece if out is None else out * piece
-        return unsqueeze(out, axis) if keepdim else out
-    magnitude = exp(sum(log(abs(x)), axes, keepdim))
-    negatives = np.sum(d < 0, axis=axes, keepdims=keepdim)
-    return magnitude * np.where(negatives % 2 == 1, -1.0, 1.0).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+    if x.dtype.kind in "biu" and x.dtype != np.int64:
+        x = x.astype(np.int64)
+    if axes is None:
+        out = reshape(_pairwise_product(reshape(x, (-1,))), ())
+        return reshape(out, (1,) * x.ndim) if keepdim else out
+    if x.ndim == 0:
+        return x
+    (axis,) = axes
+    out = swapaxes(_pairwise_product(swapaxes(x, axis, -1)), axis, -1)  # size 1 along ``axis``
+    return out if keepdim else reshape(out, x.shape[:axis] + x.shape[axis + 1 :])
+
+
+def _pairwise_product(m: Tensor) -> Tensor:
+    """The product along the last axis, kept as a size-1 axis: pad with ones to a power of two, then halve."""
+    n = m.shape[-1]
+    lead = m.shape[:-1]
+    if n == 0:
+        return Tensor(np.ones(lead + (1,), m.dtype))
+    width = 1 << (n - 1).bit_length()
+    if width > n:
+        m = concatenate([m, Tensor(np.ones(lead + (width - n,), m.dtype))], -1)
+    while m.shape[-1] > 1:
+        m = m[..., 0::2] * m[..., 1::2]
+    return m

@@ -493,7 +493,23 @@ def op_error(prim: Primitive, values: tuple, nin: int, exc: Exception) -> Except
 
 
 _FLOAT_ONLY = frozenset(
-    ("div", "pow", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "erf", "softmax", "log_softmax")
+    (
+        "div",
+        "pow",
+        "exp",
+        "log",
+        "log1p",
+        "log2",
+        "log10",
+        "sqrt",
+        "sin",
+        "cos",
+        "tanh",
+        "sigmoid",
+        "erf",
+        "softmax",
+        "log_softmax",
+    )
     + ("logsumexp", "mean", "inv", "det")
 )
 _KEEPS_DTYPE = frozenset(("getitem", "scatter_add", "reshape", "transpose", "broadcast_to", "astype", "concatenate"))

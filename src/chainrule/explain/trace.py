@@ -25,7 +25,9 @@ from .format import Table, fmt_const, fmt_value
 
 # Operations whose local derivative is a diagonal (one number per element), so its value can be shown.
 ELEMENTWISE = frozenset(
-    "add sub mul div neg pow abs exp log log1p sqrt sin cos tanh sigmoid relu maximum minimum where clip".split()
+    (
+        "add sub mul div neg pow abs exp log log1p log2 log10 sqrt sin cos tanh sigmoid relu maximum minimum where clip"
+    ).split()
 )
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}
 

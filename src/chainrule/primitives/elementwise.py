@@ -78,6 +78,14 @@ defvjp(log, lambda xp, g, out, x: g / x)
 log1p = defprim("log1p", "log1p", scalar_fwd=math.log1p, kind="elementwise")
 defvjp(log1p, lambda xp, g, out, x: g / (x + 1.0))
 
+# Their own forwards (not log(x) / log(2)), so powers of two and ten give exact integers, as torch's do.
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+log2 = defprim("log2", "log2", scalar_fwd=math.log2, kind="elementwise", symbol="log₂")
+defvjp(log2, lambda xp, g, out, x: g / (x * _LN2))
+
+log10 = defprim("log10", "log10", scalar_fwd=math.log10, kind="elementwise", symbol="log₁₀")
+defvjp(log10, lambda xp, g, out, x: g / (x * _LN10))
+
 sqrt = defprim("sqrt", "sqrt", scalar_fwd=math.sqrt, kind="elementwise", symbol="√")
 defvjp(sqrt, lambda xp, g, out, x: g / (out * 2.0))
 
