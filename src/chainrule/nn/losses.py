@@ -32,6 +32,15 @@ def _raw(x: Any) -> np.ndarray:
     return np.asarray(to_numpy(x.data if isinstance(x, Tensor) else x))  # (.data: cr.compile watches this read)
 
 
+def _target_of(target: Any, x: Tensor) -> Any:
+    """A regression target as the loss uses it, as torch does: a float tensor keeps its dtype (the loss
+    promotes, float32 against float64 gives float64) and stays in the graph if it requires grad (so
+    ``mse_loss(a, b)`` gives ``b`` a gradient too); anything else is an array of the input's dtype."""
+    if isinstance(target, Tensor) and target.dtype.kind == "f":
+        return target if target.requires_grad else _raw(target)
+    return _raw(target).astype(x.dtype, copy=False)
+
+
 def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
     if reduction == "mean":
         return ops.mean(loss)
@@ -57,7 +66,7 @@ def _match(pred: Tensor, target: np.ndarray, op: str) -> Tensor:
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
     """Mean squared error ``(input - target)²``."""
     x = _as_tensor(input)
-    t = _raw(target).astype(x.dtype, copy=False)
+    t = _target_of(target, x)
     x = _match(x, t, "mse_loss")
     diff = x - t
     return _reduce(diff * diff, reduction, "mse_loss")
@@ -203,7 +212,9 @@ def cross_entropy(
     y = _raw(target)
     c = z.shape[class_axis]
     if y.dtype.kind == "f" and y.shape == z.shape:
-        return _soft_cross_entropy(logp, y, weight, reduction, label_smoothing, class_axis)
+        # (class probabilities that require grad stay in the graph, as torch gives them a gradient)
+        probs = target if isinstance(target, Tensor) and target.requires_grad else y
+        return _soft_cross_entropy(logp, probs, weight, reduction, label_smoothing, class_axis)
     if y.dtype.kind not in "iu":
         raise TypeError(
             f"{op}: targets must be integer class indices, or float class probabilities of the logits' shape "
@@ -230,11 +241,11 @@ def cross_entropy(
 
 
 def _soft_cross_entropy(
-    logp: Tensor, y: np.ndarray, weight: Any, reduction: str, label_smoothing: float, class_axis: int
+    logp: Tensor, y: Any, weight: Any, reduction: str, label_smoothing: float, class_axis: int
 ) -> Tensor:
     op = "cross_entropy"
     c = logp.shape[class_axis]
-    y = y.astype(logp.dtype, copy=False)
+    y = y.astype(logp.dtype) if isinstance(y, Tensor) else y.astype(logp.dtype, copy=False)
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / c
     w = _class_weight(weight, c, logp.dtype, op)
@@ -270,9 +281,10 @@ def binary_cross_entropy_with_logits(
     if isinstance(weight, str):
         raise TypeError(f"{op}: the third argument is weight (as in torch); pass reduction={weight!r}")
     x = _as_tensor(input)
-    y = _raw(target).astype(x.dtype, copy=False)
+    y = _target_of(target, x)
     x = _match(x, y, op)
-    if y.size and (y.min() < 0 or y.max() > 1):
+    values = _raw(y)
+    if values.size and (values.min() < 0 or values.max() > 1):
         raise ValueError(f"{op}: targets must lie in [0, 1]")
     from ..creation import zeros_like  # (zeros in x's library and on its device)
 
@@ -290,7 +302,7 @@ def binary_cross_entropy_with_logits(
 def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
     """Mean absolute error ``|input - target|`` (the gradient at a zero difference is 0, as torch's)."""
     x = _as_tensor(input)
-    t = _raw(target).astype(x.dtype, copy=False)
+    t = _target_of(target, x)
     x = _match(x, t, "l1_loss")
     return _reduce(ops.abs(x - t), reduction, "l1_loss")
 
