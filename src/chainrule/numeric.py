@@ -85,7 +85,12 @@ def _np_swapaxes(x: Any, a: int, b: int) -> Any:
 
 
 def _np_getitem(x: Any, index: Any) -> Any:
-    return (x if type(x) is np.ndarray else np.asarray(x))[index]  # a Python float indexes as a 0-d array
+    if type(x) is not np.ndarray:
+        return np.asarray(x)[index]  # a Python float indexes as a 0-d array
+    out = x[index]
+    if type(out) is not np.ndarray:  # one element by integers: NumPy gives a scalar copy, torch a 0-d view
+        out = x[(*index, Ellipsis) if type(index) is tuple else (index, Ellipsis)]
+    return out
 
 
 def _np_add_fresh(y: Any, b: Any) -> Any:

@@ -1480,6 +1480,13 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
     """
     if t.requires_grad and t._node is None and MODE.enabled:
         raise RuntimeError(_LEAF_MESSAGE.format(op=op))
+    if MODE.enabled and t._node is not None and t._node is not FREED and t._node.name in VIEW_PRIMITIVES:
+        base = _view_base(t)
+        if base._node is None and base.requires_grad:  # torch refuses this too: the write would reach the leaf
+            raise RuntimeError(
+                f"{op}: this tensor is a view of a leaf tensor that requires grad (shape {base.shape}), and an "
+                "in-place change would change the leaf; do it inside `with cr.no_grad():`, or modify a clone()"
+            )
     result = compute()
     new = result._data
     d = t._data
@@ -1544,6 +1551,17 @@ def history_copy(t: Tensor) -> Tensor:
             setattr(old, slot, getattr(t, slot))
     old._version = t._version
     return old
+
+
+def _view_base(t: Tensor) -> Tensor:
+    """The tensor whose memory view ``t`` writes into (following views while they share memory)."""
+    x = t
+    while x._node is not None and x._node is not FREED and x._node.name in VIEW_PRIMITIVES:
+        parent = x._a[0] if type(x._a) is tuple else x._a
+        if parent is None or not _shares(x._data, parent._data):
+            break
+        x = parent
+    return x
 
 
 def _numpy_dtype_of(v: Any) -> np.dtype:
@@ -1615,14 +1633,22 @@ def _foreign_repr(t: Tensor, d: Any) -> str:
 
 
 def _raw_index(index: Any) -> Any:
-    """An index with any tensors in it replaced by their arrays."""
+    """An index with any tensors in it replaced by their arrays (a 0-d integer tensor by its int, as torch
+    reads it: ``a[torch.tensor(1)]`` is a view, where a 0-d index array would make NumPy copy)."""
     if type(index) is Tensor:
-        return index.data
+        return _index_part(index)
     if type(index) is tuple:
-        return tuple(i.data if type(i) is Tensor else i for i in index)
+        return tuple(_index_part(i) if type(i) is Tensor else i for i in index)
     if type(index) is list:
         return np.asarray(index)
     return index
+
+
+def _index_part(i: Tensor) -> Any:
+    d = i._data
+    if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu":
+        return int(d)
+    return i.data
 
 
 def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
