@@ -154,8 +154,8 @@ def sum(  # noqa: A001
         x = x.astype(dtype)
     dim = pick("sum", "dim", _all_if_empty(dim), "axis", axis)
     keep = bool(pick("sum", "keepdim", keepdim, "keepdims", keepdims, False))
-    if x.dtype == np.bool_:
-        x = x.astype(np.int64)  # torch: summing booleans counts them
+    if x.dtype.kind in "biu" and x.dtype != np.int64:
+        x = x.astype(np.int64)  # torch: booleans and every integer type sum to int64 (uint8 too)
     return apply(R.sum_, x, _axes(x, dim, "sum"), keep)
 
 
@@ -808,8 +808,21 @@ def mul(x: Any, y: Any) -> Tensor:
 
 
 def div(x: Any, y: Any, *, rounding_mode: Optional[str] = None) -> Tensor:
-    """``x / y``; ``rounding_mode="floor"`` or ``"trunc"`` rounds the quotient (gradient zero, as torch)."""
-    q = _t(x) / y
+    """``x / y``; ``rounding_mode="floor"`` or ``"trunc"`` rounds the quotient (gradient zero, as torch).
+
+    With a rounding mode, integer operands give an integer result computed in integers, as torch's does
+    (``div(tensor([-7, 7]), 2, rounding_mode="floor")`` is ``[-4, 3]`` in int64, exactly)."""
+    xt = _t(x)
+    yv = y._data if isinstance(y, Tensor) else y
+    if rounding_mode in ("floor", "trunc") and xt.dtype.kind in "biu" and np.result_type(yv).kind in "biu":
+        a, b = np.asarray(xt._data), np.asarray(yv)
+        if np.any(b == 0):
+            raise ZeroDivisionError(f"div: integer division by zero (rounding_mode={rounding_mode!r}), as in torch")
+        q = np.floor_divide(a, b)
+        if rounding_mode == "trunc":  # floor rounds towards -inf; trunc towards 0 differs where the signs differ
+            q = q + ((q < 0) & (q * b != a))
+        return Tensor(q)
+    q = xt / y
     if rounding_mode is None:
         return q
     if rounding_mode == "floor":
@@ -1236,6 +1249,8 @@ def cumsum(x: Any, dim: int) -> Tensor:
     x = _t(x)
     (axis,) = _axes(x, dim, "cumsum") or (0,)
     n = x.shape[axis] if x.ndim else 1
+    if x.dtype.kind in "biu":  # integers (no gradient): exact running sums in int64, as torch
+        return Tensor(np.cumsum(np.asarray(x._data), axis=axis if x.ndim else None, dtype=np.int64).reshape(x.shape))
     if x.ndim == 0:
         return x
     tri = np.triu(np.ones((n, n), dtype=x.dtype if x.dtype.kind == "f" else np.float64))

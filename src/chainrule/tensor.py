@@ -433,6 +433,19 @@ def promote_int(out: ndarray, av: Any, bv: Any = None) -> ndarray:
     return out if target == out.dtype else out.astype(target)
 
 
+def _promote_ints_among(out: ndarray, values: tuple) -> ndarray:
+    """torch's promotion for several inputs (cat, stack, where): integers or bools meeting float32 arrays give
+    float32, where NumPy gives float64."""
+    dtypes = [v.dtype for v in values if type(v) is ndarray]
+    if not any(d.kind in "biu" for d in dtypes):
+        return out
+    floats = [d for d in dtypes if d.kind == "f"]
+    if not floats:
+        return out
+    target = np.result_type(*floats)
+    return out if target == out.dtype else out.astype(target)
+
+
 def as_value(x: Any, op: str = "tensor") -> Any:
     """A raw value (float or ndarray) from user data; Python scalars stay Python scalars."""
     t = type(x)
@@ -759,6 +772,8 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         except Exception as exc:
             raise op_error(prim, values_t, nin, exc) from None
         out = _norm(out)
+        if type(out) is ndarray and out.dtype is _F64 and nin > 1:
+            out = _promote_ints_among(out, values_t[:nin])
     if need and (record := MODE.record):
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record != 1:
