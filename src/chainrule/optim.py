@@ -473,9 +473,11 @@ class RMSprop(Optimizer):
 class LRScheduler:
     """Base of the schedules: call ``step()`` once per epoch, after ``optimizer.step()``.
 
-    The learning rate of each group is a closed-form function of the epoch count
-    and the group's ``initial_lr``, so a schedule resumed from its state dict
-    continues exactly.
+    Each ``step()`` updates every group's current learning rate as torch's
+    schedules do (the chainable form: ``ExponentialLR`` multiplies the current
+    rate by ``gamma``), so a rate changed by hand between steps carries on from
+    the new value, as in torch.  A schedule resumed from its state dict sets the
+    rate from the closed form of the epoch count and the group's ``initial_lr``.
     """
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
@@ -486,10 +488,17 @@ class LRScheduler:
             g.setdefault("initial_lr", g["lr"])
         self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._chain = False  # the first step (here) sets the closed form: a resumed schedule starts exactly
         self.step()
+        self._chain = True
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
+        """The closed form: the rate at ``epoch`` for a group that started at ``base_lr``."""
         raise NotImplementedError
+
+    def next_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        """The rate at ``epoch`` from the current rate ``lr`` (torch's chainable form; the closed form if none)."""
+        return self.lr_at(base_lr, epoch)
 
     def get_last_lr(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
@@ -497,7 +506,8 @@ class LRScheduler:
     def step(self) -> None:
         self.last_epoch += 1
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = self.lr_at(base, self.last_epoch)
+            epoch = self.last_epoch
+            g["lr"] = self.next_lr(g["lr"], base, epoch) if self._chain and epoch > 0 else self.lr_at(base, epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
@@ -523,6 +533,9 @@ class StepLR(LRScheduler):
     def lr_at(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma ** (epoch // self.step_size)
 
+    def next_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        return lr * self.gamma if epoch % self.step_size == 0 else lr
+
 
 class CosineAnnealingLR(LRScheduler):
     """Anneal from the initial learning rate to ``eta_min`` along half a cosine over ``T_max`` epochs."""
@@ -537,6 +550,15 @@ class CosineAnnealingLR(LRScheduler):
     def lr_at(self, base_lr: float, epoch: int) -> float:
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
 
+    def next_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        # torch's recursive form; where the cosine's denominator vanishes it adds the step from its trough
+        t_max, eta_min = self.T_max, self.eta_min
+        if (epoch - 1 - t_max) % (2 * t_max) == 0:
+            return lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
+        return (1 + math.cos(math.pi * epoch / t_max)) / (1 + math.cos(math.pi * (epoch - 1) / t_max)) * (
+            lr - eta_min
+        ) + eta_min
+
 
 class ExponentialLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every epoch."""
@@ -547,6 +569,9 @@ class ExponentialLR(LRScheduler):
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma**epoch
+
+    def next_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        return lr * self.gamma
 
 
 class ReduceLROnPlateau:
