@@ -274,10 +274,31 @@ def _cuda(self: Tensor, device: Any = None, **kwargs: Any) -> Tensor:
     return _move(self, name)
 
 
+# torch's legacy type names (CPU), which ``t.type()`` returns and accepts, as torch's does
+_TYPE_NAMES = {
+    "float32": "torch.FloatTensor",
+    "float64": "torch.DoubleTensor",
+    "float16": "torch.HalfTensor",
+    "int64": "torch.LongTensor",
+    "int32": "torch.IntTensor",
+    "int16": "torch.ShortTensor",
+    "int8": "torch.CharTensor",
+    "uint8": "torch.ByteTensor",
+    "bool": "torch.BoolTensor",
+}
+_TYPE_DTYPES = {name: dtype for dtype, name in _TYPE_NAMES.items()}
+
+
 def _type(self: Tensor, dtype: Any = None) -> Any:
-    """Without an argument, the dtype's name; with one, the tensor converted (as torch's ``type``)."""
+    """As torch's ``type``: without an argument, torch's type name (``'torch.FloatTensor'``); with a dtype or
+    such a name, the tensor converted."""
     if dtype is None:
-        return self.dtype.name
+        name = self.dtype.name
+        if name not in _TYPE_NAMES:
+            raise TypeError(f"type: torch has no tensor type name for dtype {name}; read t.dtype instead")
+        return _TYPE_NAMES[name]
+    if isinstance(dtype, str) and dtype in _TYPE_DTYPES:
+        dtype = _TYPE_DTYPES[dtype]
     return self.astype(np.dtype(dtype))
 
 

@@ -759,6 +759,8 @@ def pow(x: Any, exponent: Any) -> Tensor:  # noqa: A001
 
 def square(x: Any) -> Tensor:
     x = _t(x)
+    if x.dtype == np.bool_:
+        x = x.astype(np.int64)  # torch: the square of a bool tensor is int64 (x * x would stay bool)
     return x * x
 
 

@@ -433,6 +433,21 @@ def promote_int(out: ndarray, av: Any, bv: Any = None) -> ndarray:
     return out if target == out.dtype else out.astype(target)
 
 
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
+def _zero_dim_operands(av: ndarray, bv: ndarray) -> tuple[ndarray, ndarray]:
+    """torch's rule for a 0-d tensor meeting a dimensioned one: within the same category (or a lower one) the
+    dimensioned operand's dtype wins (int32 + a 0-d int64 is int32, float16 + a 0-d float32 is float16), where
+    NumPy promotes.  Only the forward sees the cast; the node keeps the operands as they were."""
+    if av.ndim == 0:
+        if _CATEGORY.get(av.dtype.kind, 9) <= _CATEGORY.get(bv.dtype.kind, -1):
+            return av.astype(bv.dtype), bv
+    elif _CATEGORY.get(bv.dtype.kind, 9) <= _CATEGORY.get(av.dtype.kind, -1):
+        return av, bv.astype(av.dtype)
+    return av, bv
+
+
 def _promote_ints_among(out: ndarray, values: tuple) -> ndarray:
     """torch's promotion for several inputs (cat, stack, where): integers or bools meeting float32 arrays give
     float32, where NumPy gives float64."""
@@ -688,8 +703,11 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
                 bv = _adopt(bv, av)
             out = foreign_forward(prim, (av, bv), 2)
         else:
+            fa, fb = av, bv
+            if ta is ndarray and tb is ndarray and av.dtype is not bv.dtype and (av.ndim == 0) is not (bv.ndim == 0):
+                fa, fb = _zero_dim_operands(av, bv)
             try:
-                out = fwd(av, bv)
+                out = fwd(fa, fb)
             except Exception as exc:
                 raise op_error(prim, (av, bv), 2, exc) from None
             if type(out) is not ndarray:
