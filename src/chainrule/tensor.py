@@ -703,11 +703,11 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
                 bv = _adopt(bv, av)
             out = foreign_forward(prim, (av, bv), 2)
         else:
-            fa, fb = av, bv
-            if ta is ndarray and tb is ndarray and av.dtype is not bv.dtype and (av.ndim == 0) is not (bv.ndim == 0):
-                fa, fb = _zero_dim_operands(av, bv)
             try:
-                out = fwd(fa, fb)
+                if ta is ndarray and tb is ndarray and av.dtype is not bv.dtype and (av.ndim == 0) is not (bv.ndim == 0):
+                    out = fwd(*_zero_dim_operands(av, bv))
+                else:
+                    out = fwd(av, bv)
             except Exception as exc:
                 raise op_error(prim, (av, bv), 2, exc) from None
             if type(out) is not ndarray:
