@@ -704,7 +704,7 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
             out = foreign_forward(prim, (av, bv), 2)
         else:
             try:
-                if ta is ndarray and tb is ndarray and av.dtype is not bv.dtype and (av.ndim == 0) is not (bv.ndim == 0):
+                if ta is ndarray and tb is ndarray and av.dtype is not bv.dtype and (av.ndim == 0) != (bv.ndim == 0):
                     out = fwd(*_zero_dim_operands(av, bv))
                 else:
                     out = fwd(av, bv)
