@@ -360,3 +360,17 @@ def test_inplace_activation_of_a_node_gives_torchs_values_and_gradients(name):
     (hc * hc).sum().backward()
     np.testing.assert_allclose(hc.numpy(), ht.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(wc.grad.numpy(), wt.grad.numpy(), rtol=1e-12)
+
+
+def test_integer_division_by_zero_with_a_rounding_mode_raises_as_torch():
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):  # (torch's RuntimeError says ZeroDivisionError)
+        torch.div(torch.tensor([1, 2]), 0, rounding_mode="floor")
+    with pytest.raises(ZeroDivisionError, match="integer division by zero"):
+        cr.div(cr.tensor([1, 2]), 0, rounding_mode="floor")
+
+
+def test_contiguous_refuses_a_memory_format_it_cannot_give():
+    x = cr.tensor(np.ones((1, 2, 3, 3)))
+    assert x.contiguous(memory_format=torch.contiguous_format) is x
+    with pytest.raises(ValueError, match="channels_last"):
+        x.contiguous(memory_format=torch.channels_last)

@@ -311,6 +311,11 @@ Tensor.type_as = lambda self, other: self.astype(other.dtype)  # type: ignore[at
 
 def _contiguous(self: Tensor, memory_format: Any = None) -> Tensor:
     """Itself if its array is C-contiguous (as torch returns self), else a contiguous copy (a transpose, say)."""
+    if memory_format is not None and "contiguous_format" not in str(memory_format):
+        raise ValueError(
+            f"contiguous: memory_format={memory_format} is not supported; chainrule's arrays are row-major "
+            "(C order) only, which is torch.contiguous_format"
+        )
     d = self._data
     if type(d) is float or (type(d) is np.ndarray and d.flags.c_contiguous):
         return self

@@ -21,7 +21,7 @@ from .primitives import elementwise as E
 from .primitives import linalg as L
 from .primitives import reduction as R
 from .primitives import shape as S
-from .tensor import Tensor, apply, as_value, binary, make_binary, make_unary, unary
+from .tensor import Tensor, apply, as_value, binary, copy_value, make_binary, make_unary, unary
 
 Axis = Optional[int | Sequence[int]]
 builtins_sum = builtins.sum
@@ -950,22 +950,9 @@ def masked_fill(x: Any, mask: Any, value: Any) -> Tensor:
 def clone(x: Any) -> Tensor:
     """A copy with its own memory; the gradient passes through unchanged."""
     x = _t(x)
-    out = apply(S.astype, x, x.dtype)  # its gradient is the identity; the forward returns its input if the dtype fits
-    d = out._data
-    if d is x._data or (type(d) is np.ndarray and np.may_share_memory(d, x._data)):
-        out._data = _copy_value(d)
+    out = apply(S.astype, x, x.dtype)  # the identity's gradient; the forward hands back the same array, so:
+    out._data = copy_value(out._data)  # (its rule reads no value, so the node may hold the copy)
     return out
-
-
-def _copy_value(d: Any) -> Any:
-    """A copy of a tensor's value with memory of its own (a Python float is immutable: itself)."""
-    if type(d) is np.ndarray:
-        return d.copy()
-    if type(d) is float:
-        return d
-    from .backend import namespace_of
-
-    return namespace_of(d).xp.asarray(d, copy=True)
 
 
 def _bool_reduce(op: str, fn: Any, x: Any, dim: Any, keepdim: bool) -> Tensor:

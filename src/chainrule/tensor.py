@@ -425,11 +425,12 @@ _F64 = np.dtype(np.float64)
 _INT_KINDS = "biu"
 
 
-def promote_int(out: ndarray, av: Any, bv: Any = None) -> ndarray:
-    """torch's promotion where NumPy's differs: int with a Python float -> the default float dtype,
-    int with a float32 array -> float32 (NumPy gives float64 for both)."""
-    floats = [v.dtype for v in (av, bv) if type(v) is ndarray and v.dtype.kind == "f"]
-    target = floats[0] if floats else DEFAULTS.float
+def promote_int(out: ndarray, *values: Any) -> ndarray:
+    """torch's promotion where NumPy's differs, for a float64 result of integer (or bool) inputs: with a Python
+    float, the default float dtype; with float32 arrays, float32 (NumPy gives float64 for both).  Also for
+    several inputs (cat, stack, where)."""
+    floats = [v.dtype for v in values if type(v) is ndarray and v.dtype.kind == "f"]
+    target = (floats[0] if len(floats) == 1 else np.result_type(*floats)) if floats else DEFAULTS.float
     return out if target == out.dtype else out.astype(target)
 
 
@@ -446,19 +447,6 @@ def _zero_dim_operands(av: ndarray, bv: ndarray) -> tuple[ndarray, ndarray]:
     elif _CATEGORY.get(bv.dtype.kind, 9) <= _CATEGORY.get(av.dtype.kind, -1):
         return av, bv.astype(av.dtype)
     return av, bv
-
-
-def _promote_ints_among(out: ndarray, values: tuple) -> ndarray:
-    """torch's promotion for several inputs (cat, stack, where): integers or bools meeting float32 arrays give
-    float32, where NumPy gives float64."""
-    dtypes = [v.dtype for v in values if type(v) is ndarray]
-    if not any(d.kind in "biu" for d in dtypes):
-        return out
-    floats = [d for d in dtypes if d.kind == "f"]
-    if not floats:
-        return out
-    target = np.result_type(*floats)
-    return out if target == out.dtype else out.astype(target)
 
 
 def as_value(x: Any, op: str = "tensor") -> Any:
@@ -791,7 +779,9 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
             raise op_error(prim, values_t, nin, exc) from None
         out = _norm(out)
         if type(out) is ndarray and out.dtype is _F64 and nin > 1:
-            out = _promote_ints_among(out, values_t[:nin])
+            ins = values_t[:nin]
+            if any(type(v) is ndarray and v.dtype.kind in _INT_KINDS for v in ins):
+                out = promote_int(out, *ins)
     if need and (record := MODE.record):
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record != 1:
@@ -1016,7 +1006,8 @@ class Tensor:
         if from_float:  # memory to share: writes through .data must reach the tensor, as in torch
             d = self._data = np.array(d)
         view = d.view(DataView)
-        view._from_float = from_float
+        if from_float:
+            view._from_float = True
         view._owner = self
         return view
 
@@ -1032,8 +1023,9 @@ class Tensor:
         ):
             mark_modified(self)  # ``t.data -= x`` already wrote into the tensor's own array
             # A Python float moved into an array for this write goes back to the scalar fast path when nothing
-            # else shares the array (references: the tensor, the view's base, ``d`` and getrefcount's argument).
-            if value._from_float and sys.getrefcount(d) == 4:
+            # else shares the array (references: the tensor, the view's base, ``d`` and getrefcount's argument),
+            # where reference counts are exact enough to tell (the check chainrule.saved calibrates).
+            if value._from_float and _ECONOMY and sys.getrefcount(d) == 4:
                 self._data = float(d)
             return
         value = _norm(as_value(value, "Tensor.data"))
@@ -1174,13 +1166,10 @@ class Tensor:
             if dtype == self.dtype:
                 return self
             floating = dtype.kind in "fc"
-        if floating or not MODE.enabled:
+        if floating:
             return apply(S.astype, self, dtype)
-        set_grad_enabled(False)
-        try:
+        with no_grad():
             return apply(S.astype, self, dtype)
-        finally:
-            set_grad_enabled(True)
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -1546,12 +1535,7 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
     foreign = type(d) is not ndarray and type(d) is not float
     recorded = result._node is not None
     if recorded:
-        kept = np.array(d) if type(d) is ndarray else (namespace_of(d).xp.asarray(d, copy=True) if foreign else d)
-        old = Tensor(kept, t.requires_grad)
-        if t._node is not None:
-            for slot in _GRAPH_SLOTS:
-                setattr(old, slot, getattr(t, slot))
-        old._version = t._version
+        old = history_copy(t)
         _redirect(result, t, d, old)
     if type(d) is float:
         t._data = float(new)
@@ -1571,19 +1555,21 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
 def history_copy(t: Tensor) -> Tensor:
     """A fresh tensor holding a copy of ``t``'s value and ``t``'s graph record: what an in-place overwrite of
     ``t`` computed by several operations reads, so none of them reads the tensor being overwritten."""
-    d = t._data
-    if type(d) is ndarray:
-        kept: Any = np.array(d)
-    elif type(d) is float:
-        kept = d
-    else:
-        kept = namespace_of(d).xp.asarray(d, copy=True)
-    old = Tensor(kept, t.requires_grad)
+    old = Tensor(copy_value(t._data), t.requires_grad)
     if t._node is not None:
         for slot in _GRAPH_SLOTS:
             setattr(old, slot, getattr(t, slot))
     old._version = t._version
     return old
+
+
+def copy_value(d: Any) -> Any:
+    """A copy of a tensor's value with memory of its own (a Python float is immutable: itself)."""
+    if type(d) is ndarray:
+        return np.array(d)
+    if type(d) is float:
+        return d
+    return namespace_of(d).xp.asarray(d, copy=True)
 
 
 def _view_base(t: Tensor) -> Tensor:
