@@ -140,7 +140,7 @@ def test_derive_numpy_uses_the_same_generator(monkeypatch):
 
 
 def test_exact_spelling_keeps_comparisons_boolean_and_refuses_float64_scatter():
-    from chainrule.explain import symbolic as S
+    from chainrule import symbolic as S
 
     x, g = S.var("x", (3,)), S.var("g", (3,))
     assert codegen.code(g * (x > 0), set()) == "(g * (x > 0.0).astype(np.float64))"  # derive --numpy: float64

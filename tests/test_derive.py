@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import chainrule as cr
+from chainrule import symbolic as S
 from chainrule.cli import main
-from chainrule.explain import symbolic as S
 from chainrule.explain.derive_run import load
 from chainrule.primitive import REGISTRY
 

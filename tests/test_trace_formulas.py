@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule import symbolic as S
 from chainrule.autodiff import _fit
-from chainrule.explain import symbolic as S
 from chainrule.explain.trace import ELEMENTWISE, local_derivative
 from chainrule.graph import node_of
 from chainrule.primitive import REGISTRY

@@ -1,7 +1,7 @@
 """One code generator over the recorded graph: symbolic formulas written as NumPy expressions.
 
 The primitives' forwards and VJP rules, run on the symbolic namespace
-(:data:`chainrule.explain.symbolic.SYM`), give formulas; :func:`code` writes a
+(:data:`chainrule.symbolic.SYM`), give formulas; :func:`code` writes a
 formula as a NumPy expression.  Two tools use it:
 
 * ``chainrule derive --numpy`` (:mod:`chainrule.explain.derive_numpy`) writes each
@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .explain import symbolic as S
+from . import symbolic as S
 
 # forward helpers a formula may call (plain NumPy, numerically stable); derive --numpy defines the ones it uses
 HELPERS = {

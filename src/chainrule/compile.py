@@ -1249,7 +1249,7 @@ class _Form:
 
 def _sym_prim(prim: Primitive, inputs: tuple, statics: tuple, shape: tuple) -> Any:
     """The forward as ``derive`` writes it (native operations where the printer knows them, else a call)."""
-    from .explain import symbolic
+    from . import symbolic
 
     return symbolic.prim(prim, inputs, tuple(statics), shape)
 

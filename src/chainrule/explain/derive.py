@@ -27,10 +27,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .. import symbolic as S
 from ..graph import node_of
 from ..saved import keep_values
 from ..tensor import Tensor
-from . import symbolic as S
 from .derive_bounds import check_bounds
 from .derive_check import CheckResult
 from .derive_check import check as run_check

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..format import fmt_value as format_value
 from .derive_check import _run_forward
 from .derive_run import load
-from .format import fmt_value as format_value
 from .parse import evaluate, parse_expression, parse_program
 
 MAX_SHOWN = 64  # a local Jacobian with more entries is described, not printed

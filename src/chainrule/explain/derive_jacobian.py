@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .. import symbolic as S
 from ..primitive import REGISTRY
-from . import symbolic as S
 
 
 def is_elementwise(prim: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from . import symbolic as S
+from .. import symbolic as S
 
 
 class LayoutError(ValueError):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import codegen
-from . import symbolic as S
+from .. import symbolic as S
 
 # The generator (formula -> NumPy expression) is shared with cr.compile's schedules: chainrule.codegen.
 ExportError = codegen.ExportError

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import symbolic as S
+from .. import symbolic as S
 from .derive_jacobian import structure
 
 FINAL = "\x00final\x00"  # replaced by the printed equation once its sizes are symbolic

@@ -23,8 +23,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ..format import SMALL, fmt_shape, fmt_value
 from ..tensor import Tensor
-from .format import SMALL, fmt_shape, fmt_value
 from .trace import Step, Trace, fmt_branches, trace
 
 GREEN = "#1a7f37"

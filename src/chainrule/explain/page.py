@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .format import fmt_shape, fmt_value
+from ..format import fmt_shape, fmt_value
 from .trace import Edge, Step, Trace
 
 SMALL_VALUES = 64  # tensors with at most this many elements send their numbers (heat maps)

@@ -17,11 +17,11 @@ from typing import Any, Optional
 import numpy as np
 
 from ..autodiff import GraphFreedError, _deliver, _fit, _seed, call_rule, toposort
+from ..format import Table, fmt_const, fmt_value
 from ..graph import is_freed, node_of, value_of
 from ..numeric import NUMPY, SCALAR
 from ..primitive import Primitive
 from ..tensor import Tensor
-from .format import Table, fmt_const, fmt_value
 
 # Operations whose local derivative is a diagonal (one number per element), so its value can be shown.
 ELEMENTWISE = frozenset(
@@ -227,10 +227,10 @@ def expression(prim: Primitive, operands: list[str], params: tuple) -> str:
 def local_derivative(
     prim: Primitive, i: int, inputs: list[Any], params: tuple, out_shape: tuple[int, ...], upstream: Any
 ) -> Any:
-    """Run ``prim``'s own VJP rule on symbolic arrays (``explain.symbolic``) and return the formula it computes
+    """Run ``prim``'s own VJP rule on symbolic arrays (``chainrule.symbolic``) and return the formula it computes
     for input ``i``: with a unit ``upstream`` (``const(1)``) that is the local derivative of an elementwise
     operation; with a named upstream (``var("g")``) it is the rule itself, as for a matrix product."""
-    from . import symbolic as S
+    from .. import symbolic as S
 
     out = S.prim(prim, tuple(inputs), params, out_shape)
     return S.simplify(call_rule(prim, S.SYM, upstream, out, i, tuple(inputs) + tuple(params)))
@@ -256,7 +256,7 @@ def local_formula(
     Constants appear as numbers.  For a non-elementwise operation the formula is the VJP with the upstream
     gradient ``g``.
     """
-    from . import symbolic as S
+    from .. import symbolic as S
 
     nin = len(operands)
     tensors, params = args[:nin], args[nin:]

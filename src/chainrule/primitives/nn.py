@@ -93,7 +93,7 @@ def _call(xp: Any, prim: Primitive, x: Any, *params: Any) -> Any:
 
         return apply(prim, x, *params)
     if name == "symbolic":  # the trace prints the rule: the adjoint appears as a named call
-        from ..explain import symbolic as S
+        from .. import symbolic as S
 
         return S.prim(prim, (x,), params, _result_shape(prim, tuple(xp.shape(x)), params))
     return prim.fwd(x, *params) if name == "numpy" else prim.xfwd(xp, x, *params)

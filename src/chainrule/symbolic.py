@@ -21,8 +21,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..numeric import normalize_axes
 from .format import fmt_const
+from .numeric import normalize_axes
 
 ELEMENTWISE_BINARY = ("add", "sub", "mul", "div", "pow")
 UNARY = ("exp", "log", "sin", "cos", "sqrt", "sign")
