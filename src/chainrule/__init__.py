@@ -207,7 +207,7 @@ norm = linalg.norm_torch
 set_grad_enabled = grad_enabled
 autograd_grad = _methods.autograd_grad
 autograd = _SimpleNamespace(grad=autograd_grad)  # torch.autograd.grad's spelling
-from .primitives.linear import apply_linear as linear  # noqa: E402
+from .ops import linear  # noqa: E402
 
 manual_seed = nn.manual_seed
 

@@ -22,6 +22,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .numeric import DEFAULTS, is_basic_index, unbroadcast_axes
+
 ndarray = np.ndarray
 _COMPAT: Any = None
 
@@ -327,9 +329,15 @@ class ArrayNamespace:
         return self.xp.astype(cond, dtype)
 
     def _default_float(self) -> Any:
-        from .tensor import DEFAULTS
-
         return native_dtype(self, DEFAULTS.float)
+
+    def apply(self, prim: Any, *args: Any) -> Any:
+        """Run a primitive's forward on this library's arrays."""
+        return prim.xfwd(self, *args)
+
+    def guarded(self, mask: Any, safe: Any, x: Any) -> Any:
+        """``x`` with ``safe`` where ``mask`` holds (a rule's guard against 0 * inf)."""
+        return self.where(mask, safe, x)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         if isinstance(cond, (np.ndarray, np.bool_)):  # a constant condition made by NumPy
@@ -426,7 +434,6 @@ class ArrayNamespace:
 
     def scatter_add(self, g: Any, index: Any, shape: tuple[int, ...]) -> Any:
         """The adjoint of ``x[index]``: zeros of ``shape`` with ``g`` added at ``index`` (repeats add up)."""
-        from .numeric import is_basic_index
 
         device = compat().device(g)
         out = self.xp.zeros(tuple(shape), dtype=g.dtype, device=device)
@@ -452,7 +459,6 @@ class ArrayNamespace:
         return self.xp.asarray(acc, device=device)
 
     def unbroadcast(self, g: Any, shape: tuple[int, ...]) -> Any:
-        from .numeric import unbroadcast_axes
 
         gshape = tuple(g.shape)
         shape = tuple(shape)

@@ -122,6 +122,20 @@ def _np_erf(x: Any) -> np.ndarray:
     return np.asarray(_ERF(x), dtype=dtype)
 
 
+class _Defaults:
+    """Process-wide defaults (``cr.set_default_dtype``)."""
+
+    float = np.dtype(np.float64)
+
+
+DEFAULTS = _Defaults()
+
+
+def _np_apply(prim: Any, *args: Any) -> Any:
+    """Run a primitive's forward on raw arrays (a rule that needs another primitive: fold inside unfold's VJP)."""
+    return prim.fwd(*args)
+
+
 NUMPY = SimpleNamespace(
     name="numpy",
     # forwards (the Array API's names)
@@ -177,6 +191,9 @@ NUMPY = SimpleNamespace(
     astype=lambda x, dtype: np.asarray(x).astype(dtype, copy=False),
     matmul=np.matmul,
     unbroadcast=_np_unbroadcast,
+    apply=_np_apply,
+    # ``x`` with ``safe`` where ``mask`` holds: a rule's guard against 0 * inf (the formula shows ``x``)
+    guarded=lambda mask, safe, x: np.where(mask, safe, x),
 )
 
 
@@ -219,4 +236,6 @@ SCALAR = SimpleNamespace(
     dtype_of=np.result_type,
     matmul=np.matmul,
     unbroadcast=_np_unbroadcast,
+    apply=_np_apply,
+    guarded=lambda mask, safe, x: safe if mask else x,
 )

@@ -19,6 +19,7 @@ from .backend import device_of, namespace_of
 from .numeric import normalize_axes, unbroadcast_axes
 from .primitives import elementwise as E
 from .primitives import linalg as L
+from .primitives import linear as _linear_prim
 from .primitives import reduction as R
 from .primitives import shape as S
 from .tensor import Tensor, apply, as_value, binary, copy_value, make_binary, make_unary, unary
@@ -719,6 +720,11 @@ def _indicator(cond: Any, like: Any) -> Any:
     return cond.astype(like.dtype if type(like) is Tensor else np.result_type(like))
 
 
+def linear(x: Any, weight: Any, bias: Any) -> Tensor:
+    """``x @ weightᵀ + bias`` as one recorded operation (``torch.nn.functional.linear``; exported as ``cr.linear``)."""
+    return apply(_linear_prim.linear, x, weight, bias)
+
+
 # The namespace the VJP rules see when the backward pass is recorded (create_graph=True).
 TENSOR = SimpleNamespace(
     name="tensor",
@@ -744,6 +750,8 @@ TENSOR = SimpleNamespace(
     indicator=lambda cond, like: _indicator(cond, like),
     dtype_of=lambda x: x.dtype if type(x) is Tensor else np.result_type(x),
     einsum=lambda equation, *operands: einsum(equation, *operands),
+    apply=apply,
+    guarded=lambda mask, safe, x: where(mask, safe, x),
 )
 
 

@@ -51,6 +51,10 @@ class Primitive:
         plain: ``fwd`` is ``fwd(*args)`` with no namespace argument (user-defined primitives).
         symbol: how the operation is written in formulas (``"+"``, ``"exp"``).  (The trace's local-gradient
             formulas are not stored: they are the VJP rules themselves, run on symbolic arrays.)
+        numpy_fwd: optional: the forward specialised for NumPy arrays, ``numpy_fwd(*args)``, where NumPy has a
+            faster spelling than the namespace-generic ``fwd(xp, *args)`` (unfold's strided view).
+        shape: optional ``shape(input_shapes, *params)``: the result's shape without running the forward
+            (the symbolic namespace asks it); otherwise the forward is run on zeros of the input shapes.
     """
 
     __slots__ = (
@@ -66,6 +70,7 @@ class Primitive:
         "symbol",
         "doc",
         "saves",
+        "shape",
     )
 
     def __init__(
@@ -79,6 +84,8 @@ class Primitive:
         symbol: Optional[str] = None,
         doc: str = "",
         plain: bool = False,
+        numpy_fwd: Optional[Callable[..., Any]] = None,
+        shape: Optional[Callable[..., tuple]] = None,
     ) -> None:
         self.name = name
         if plain:  # a user's forward over arrays, fwd(*args) (cr.custom_vjp): called as it is on any library
@@ -88,7 +95,7 @@ class Primitive:
             self.fwd = getattr(NUMPY, fwd)
             self.xfwd = _by_name(fwd)
         else:
-            self.fwd = partial(fwd, NUMPY)
+            self.fwd = numpy_fwd if numpy_fwd is not None else partial(fwd, NUMPY)
             self.xfwd = fwd
         self.scalar_fwd = scalar_fwd
         self.nin = nin
@@ -99,6 +106,7 @@ class Primitive:
         self.symbol = symbol or name
         self.doc = doc
         self.saves: Any = None  # what a node keeps for these rules (chainrule.saved.saves_of), made on first use
+        self.shape = shape
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

@@ -245,7 +245,21 @@ SYM = SimpleNamespace(
     unbroadcast=_unbroadcast,
     indicator=lambda cond, like: cond,  # a comparison prints as its 0/1 indicator already
     dtype_of=lambda x: None,
+    apply=lambda primitive, *args: apply(primitive, *args),
+    guarded=lambda mask, safe, x: x,  # the guard matters only where the formula is 0 · ∞; print x itself
 )
+
+
+def apply(primitive: Any, *args: Any) -> Any:
+    """A primitive called inside a rule (fold inside unfold's VJP), as a formula with its result's shape."""
+    nin = len(args) - 1 if primitive.variadic else primitive.nin
+    inputs, params = args[:nin], args[nin:]
+    shapes = tuple(shape_of(x) for x in inputs)
+    if primitive.shape is not None:
+        shape = tuple(primitive.shape(shapes, *params))
+    else:  # run the forward on zeros of those shapes (the stand-in sizes are small)
+        shape = tuple(np.shape(primitive.fwd(*(np.zeros(s) for s in shapes), *params)))
+    return prim(primitive, inputs, params, shape)
 
 
 def prim(primitive: Any, inputs: tuple, params: tuple, shape: tuple[int, ...]) -> Sym:
@@ -270,6 +284,8 @@ def prim(primitive: Any, inputs: tuple, params: tuple, shape: tuple[int, ...]) -
         return _broadcast(inputs[0], params[0])
     if name == "getitem":
         return _getitem(inputs[0], params[0])
+    if name == "to_device":  # a move between devices is the identity in the mathematics
+        return inputs[0]
     return Sym("prim", inputs, shape, (primitive,) + tuple(params))
 
 

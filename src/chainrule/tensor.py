@@ -42,6 +42,7 @@ from . import collector
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
 from . import saved as _saved
 from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype, to_numpy
+from .numeric import DEFAULTS
 from .primitive import Primitive
 from .primitives import elementwise as E
 from .primitives import shape as S
@@ -414,13 +415,6 @@ class enable_grad(_GradModeSwitch):
 _NUMERIC_KINDS = frozenset("biuf")
 
 
-class _Defaults:
-    """Process-wide defaults (``cr.set_default_dtype``)."""
-
-    float = np.dtype(np.float64)
-
-
-DEFAULTS = _Defaults()
 _F64 = np.dtype(np.float64)
 _INT_KINDS = "biu"
 

@@ -8,7 +8,7 @@ from typing import Any, Union
 import numpy as np
 
 from .. import ops
-from ..primitives.linear import apply_linear as _linear
+from ..ops import linear as _linear
 from ..tensor import Tensor
 from . import init
 from .module import Module, Sequential

@@ -45,19 +45,16 @@ def _pow_dx(xp, g, out, x, y):
     # torch: where(exponent == 0, 0, grad * exponent * x ** (exponent - 1)).  The masked branch is
     # computed on a safe base (1 where y == 0), so its own derivative is never 0 * inf = NaN.
     # The printed formula (symbolic namespace) shows x itself: the safe base only matters at y == 0, x == 0.
-    safe_x = x if xp.name == "symbolic" else xp.where(y == 0, 1.0, x)
-    return xp.where(y == 0, 0.0, g * (y * xp.power(safe_x, y - 1.0)))
+    return xp.where(y == 0, 0.0, g * (y * xp.power(xp.guarded(y == 0, 1.0, x), y - 1.0)))
 
 
 def _pow_dy(xp, g, out, x, y):
     # torch: where((x == 0) & (y >= 0), 0, grad * out * log(x)).  Each branch reads log() of a base that
     # is 1 wherever that branch is masked out, so no masked branch holds log(0) (its derivative would be NaN).
-    if xp.name == "symbolic":  # the printed formula is torch's; the safe bases below matter only at x == 0
-        full = g * out * xp.log(x)
-        return xp.where(x == 0, xp.where(y >= 0, 0.0, full), full)
+    # The printed formula is torch's: the guards (xp.guarded) show x and out themselves.
     zero = x == 0
-    nonzero = g * xp.where(zero, 0.0, out) * xp.log(xp.where(zero, 1.0, x))
-    at_zero = g * out * xp.log(xp.where(y >= 0, 1.0, x))  # y < 0: out = inf, log(0) = -inf, as torch
+    nonzero = g * xp.guarded(zero, 0.0, out) * xp.log(xp.guarded(zero, 1.0, x))
+    at_zero = g * out * xp.log(xp.guarded(y >= 0, 1.0, x))  # y < 0: out = inf, log(0) = -inf, as torch
     return xp.where(zero, xp.where(y >= 0, 0.0, at_zero), nonzero)
 
 

@@ -130,12 +130,8 @@ def _mT(xp, a):
 
 def _inv_of(xp, x):
     """inv(x) in the namespace of the rule: recorded on tensors, plain arrays otherwise."""
-    if xp.name == "tensor":
-        from ..tensor import apply
-
-        return apply(inv, x)
     try:
-        return xp.inv(x)
+        return xp.apply(inv, x)
     except np.linalg.LinAlgError:
         raise ValueError(
             f"det: the gradient det(A)·A⁻ᵀ needs an invertible matrix; "

@@ -70,10 +70,3 @@ linear = defprim(
 )
 defvjp(linear, _linear_dx, _linear_dW, _linear_db)  # x: the input, y: W (trace letters)
 defjvp(linear, _linear_jvp)
-
-
-def apply_linear(x, weight, bias):
-    """``x @ weightᵀ + bias`` as one recorded operation (``torch.nn.functional.linear``; exported as ``cr.linear``)."""
-    from ..tensor import apply  # the tensor layer sits above the primitive table
-
-    return apply(linear, x, weight, bias)

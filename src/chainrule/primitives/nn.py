@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..primitive import Primitive, defprim, defvjp
+from ..primitive import defprim, defvjp
 
 Pair = tuple[int, int]
 
@@ -38,23 +38,31 @@ def blocks(size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair
 
 
 def _unfold(xp: Any, x: Any, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> Any:
+    """Any library: one strided slice per kernel offset, stacked."""
     n, c, h, w = xp.shape(x)
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
     oh, ow = blocks((h, w), kernel, dilation, padding, stride)
     if ph or pw:
         x = xp.pad(x, ph, pw)
-    if xp.name == "numpy":  # one strided view of every block, copied once
-        x = np.asarray(x)
-        s0, s1, s2, s3 = x.strides
-        view = as_strided(x, (n, c, kh, kw, oh, ow), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
-        return view.reshape(n, c * kh * kw, oh * ow)
-    # any other library: one strided slice per kernel offset, stacked
     offsets = [
         x[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
         for i in range(kh)
         for j in range(kw)
     ]
     return xp.reshape(xp.stack(offsets, axis=2), (n, c * kh * kw, oh * ow))
+
+
+def _unfold_numpy(x: Any, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> Any:
+    """NumPy: one strided view of every block, copied once."""
+    n, c, h, w = np.shape(x)
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
+    oh, ow = blocks((h, w), kernel, dilation, padding, stride)
+    x = np.asarray(x)
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    s0, s1, s2, s3 = x.strides
+    view = as_strided(x, (n, c, kh, kw, oh, ow), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+    return view.reshape(n, c * kh * kw, oh * ow)
 
 
 def _fold(xp: Any, cols: Any, output_size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> Any:
@@ -75,43 +83,30 @@ def _fold(xp: Any, cols: Any, output_size: Pair, kernel: Pair, dilation: Pair, p
     return out
 
 
-def _result_shape(prim: Primitive, shape: tuple[int, ...], params: tuple) -> tuple[int, ...]:
-    """The shape ``unfold`` or ``fold`` gives an input of ``shape`` (for the symbolic namespace)."""
-    if prim.name == "unfold":
-        kernel, dilation, padding, stride = params
-        oh, ow = blocks(shape[2:], kernel, dilation, padding, stride)
-        return (shape[0], shape[1] * kernel[0] * kernel[1], oh * ow)
-    output_size, kernel = params[0], params[1]
+def _unfold_shape(shapes: tuple, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> tuple[int, ...]:
+    (shape,) = shapes
+    oh, ow = blocks(shape[2:], kernel, dilation, padding, stride)
+    return (shape[0], shape[1] * kernel[0] * kernel[1], oh * ow)
+
+
+def _fold_shape(shapes: tuple, output_size: Pair, kernel: Pair, *spatial: Pair) -> tuple[int, ...]:
+    (shape,) = shapes
     return (shape[0], shape[1] // (kernel[0] * kernel[1])) + tuple(output_size)
 
 
-def _call(xp: Any, prim: Primitive, x: Any, *params: Any) -> Any:
-    """Run ``prim`` in the namespace a rule was called with: raw arrays, recorded tensors, or formulas."""
-    name = getattr(xp, "name", "")
-    if name == "tensor":
-        from ..tensor import apply  # late: the tensor layer imports this table, not the other way round
-
-        return apply(prim, x, *params)
-    if name == "symbolic":  # the trace prints the rule: the adjoint appears as a named call
-        from .. import symbolic as S
-
-        return S.prim(prim, (x,), params, _result_shape(prim, tuple(xp.shape(x)), params))
-    return prim.fwd(x, *params) if name == "numpy" else prim.xfwd(xp, x, *params)
-
-
-unfold = defprim("unfold", _unfold, kind="linear", symbol="im2col")
-fold = defprim("fold", _fold, kind="linear", symbol="col2im")
+unfold = defprim("unfold", _unfold, kind="linear", symbol="im2col", numpy_fwd=_unfold_numpy, shape=_unfold_shape)
+fold = defprim("fold", _fold, kind="linear", symbol="col2im", shape=_fold_shape)
 
 
 def _unfold_dx(xp: Any, g: Any, out: Any, x: Any, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair) -> Any:
     size = tuple(xp.shape(x)[2:])
-    return _call(xp, fold, g, size, kernel, dilation, padding, stride)
+    return xp.apply(fold, g, size, kernel, dilation, padding, stride)
 
 
 def _fold_dx(
     xp: Any, g: Any, out: Any, cols: Any, output_size: Pair, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair
 ) -> Any:
-    return _call(xp, unfold, g, kernel, dilation, padding, stride)
+    return xp.apply(unfold, g, kernel, dilation, padding, stride)
 
 
 defvjp(unfold, _unfold_dx)

@@ -69,16 +69,8 @@ def _to_device(xp, x, device, source):
 
 
 def _to_device_dx(xp, g, out, x, device, source):
-    """The gradient goes back where ``x`` lives (``source``: ``"numpy"`` or a device object)."""
-    if xp.name == "tensor":
-        from ..tensor import apply, source_placement
-
-        return apply(to_device, g, source, source_placement(g._data))
-    if xp.name == "symbolic":
-        return g
-    from ..backend import move, to_numpy
-
-    return to_numpy(g) if source == "numpy" else move(g, source)
+    """The gradient goes back where ``x`` lives (``source``: ``"numpy"`` or a device object): a move from ``device``."""
+    return xp.apply(to_device, g, source, device)
 
 
 # Moving between devices or array libraries (Tensor.to): linear, and its adjoint is the move back.
