@@ -20,6 +20,7 @@ from . import (
     optim,
     utils,
 )
+from . import interop as _interop  # noqa: F401  (attaches Tensor.__array_ufunc__: NumPy defers to tensors)
 from . import methods as _methods  # noqa: F401  (attaches torch-style Tensor methods)
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .autodiff import GraphFreedError

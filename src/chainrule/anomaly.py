@@ -21,8 +21,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .autodiff import BACKWARD_CHECKS, current_step
 from .graph import node_of
-from .tensor import MODE, Tensor, node_parts, set_anomaly_enabled
+from .tensor import FORWARD_CHECKS, MODE, Tensor, node_parts, set_anomaly_enabled
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -67,18 +68,6 @@ class detect_anomaly:
 def is_anomaly_enabled() -> bool:
     """Whether anomaly detection is on in this thread."""
     return MODE.anomaly
-
-
-def _backward_step() -> Optional[tuple[Tensor, int]]:
-    """The node (and input index) whose rule is running, when called from inside a backward pass."""
-    from .autodiff import _walk
-
-    frame: Optional[Any] = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is _walk.__code__:
-            return frame.f_locals.get("t"), frame.f_locals.get("i", 0)
-        frame = frame.f_back
-    return None
 
 
 def _user_frame_text() -> str:
@@ -132,7 +121,7 @@ def check_forward(t: Tensor) -> None:
     assert node is not None
     prim, inputs, args = node
     shapes = ", ".join(str(_shape(a)) for a in args[: len(inputs)])
-    step = _backward_step()
+    step = current_step()
     if step is not None and step[0] is not None:  # a recorded backward (create_graph=True): blame the rule
         node_t, i = step
         raise AnomalyError(
@@ -166,3 +155,8 @@ def check_backward(t: Tensor, i: int, gi: Any) -> None:
         f"(input shape {in_shape}, output shape {t.shape}).\n"
         f"  the node was created at {source}"
     )
+
+
+# The engine calls these (looked up at call time, so a test may replace check_forward / check_backward).
+FORWARD_CHECKS.append(lambda t: check_forward(t))
+BACKWARD_CHECKS.append(lambda t, i, gi: check_backward(t, i, gi))

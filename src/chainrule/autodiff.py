@@ -8,7 +8,7 @@ the backward pass is recorded and can be differentiated again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from heapq import heapify, heappop, heappush
 from typing import Any, Optional
 
@@ -49,6 +49,22 @@ class _Tracing(threading.local):
 
 
 TRACING = _Tracing()
+
+
+# Checks run on every gradient a rule returns in anomaly mode; chainrule.anomaly (a layer above) fills this list.
+BACKWARD_CHECKS: list[Callable[[Tensor, int, Any], None]] = []
+
+
+class _Step(threading.local):
+    at: Optional[tuple] = None  # (node, input index) whose rule runs now, kept in anomaly mode only
+
+
+_STEP = _Step()
+
+
+def current_step() -> Optional[tuple]:
+    """In anomaly mode, inside a backward pass: the node and input index whose rule is running (else None)."""
+    return _STEP.at
 
 
 class GraphFreedError(RuntimeError):
@@ -205,9 +221,18 @@ def _fit_foreign(gi: Any, value: Any) -> Any:
     return gi
 
 
-def _fit_tensor(gi: Any, inp: Tensor) -> Tensor:
-    from .ops import unbroadcast
+class _Layers:
+    """What the layers above lend the walk: the tensor namespace (chainrule.ops fills it), on which
+    ``create_graph=True`` runs the rules so that the backward pass is itself recorded."""
 
+    tensor_namespace: Any = None
+
+
+ABOVE = _Layers()
+
+
+def _fit_tensor(gi: Any, inp: Tensor) -> Tensor:
+    unbroadcast = ABOVE.tensor_namespace.unbroadcast
     if type(gi) is not Tensor:
         gi = Tensor(np.broadcast_to(np.asarray(gi, dtype=inp.dtype), inp.shape).copy())
     if gi.shape != inp.shape:
@@ -297,13 +322,17 @@ def _run_backward(
     heapify(heap)
     state = (heap, grads, pending, leaf_grads, leaves)
 
-    if create_graph:
-        with enable_grad():
-            captured = _walk(state, wanted, needed, retain_graph, True)
-    elif wanted is None and not MODE.anomaly:
-        _walk_numeric(state, retain_graph)
-    else:
-        captured = _walk(state, wanted, needed, retain_graph, False)
+    outer_step = _STEP.at  # (a hook may run a backward inside another one's rule)
+    try:
+        if create_graph:
+            with enable_grad():
+                captured = _walk(state, wanted, needed, retain_graph, True)
+        elif wanted is None and not MODE.anomaly:
+            _walk_numeric(state, retain_graph)
+        else:
+            captured = _walk(state, wanted, needed, retain_graph, False)
+    finally:
+        _STEP.at = outer_step
 
     if wanted is not None:
         for key in leaves:
@@ -676,8 +705,6 @@ def call_rule(prim: Primitive, xp: Any, g: Any, out: Any, i: int, args: tuple) -
 
 def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_graph: bool, create_graph: bool) -> dict:
     """The general walk: recorded (create_graph), gradients of chosen tensors (wanted), anomaly checks."""
-    from .ops import TENSOR
-
     heap, grads, pending, leaf_grads, leaves = state
     captured: dict[int, Any] = {}
     anomaly = MODE.anomaly
@@ -696,7 +723,7 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
         inputs, vals = node_parts(t)
         nin = len(inputs)
         if create_graph:
-            xp: Any = TENSOR
+            xp: Any = ABOVE.tensor_namespace
             out: Any = t
             rargs = tuple(inputs[i] if inputs[i] is not None else vals[i] for i in range(nin)) + vals[nin:]
         else:
@@ -711,12 +738,13 @@ def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_gra
                 continue
             if not prim.differentiable(i):
                 continue
+            if anomaly:
+                _STEP.at = (t, i)
             gi = call_rule(prim, xp, g, out, i, rargs)
             gi = _fit_tensor(gi, inp) if create_graph else _fit(gi, vals[i])
             if anomaly:
-                from .anomaly import check_backward
-
-                check_backward(t, i, gi)
+                for check in BACKWARD_CHECKS:
+                    check(t, i, gi)
             _send(state, inp, gi)
         if not retain_graph:
             release(t)

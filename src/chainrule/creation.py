@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import tensor as _tensor_module
+from .numeric import DEFAULTS
+from .rng import get_rng
 from .tensor import Tensor, tensor
 
 # dtype names as torch spells them (each is a NumPy dtype)
@@ -36,12 +37,12 @@ def set_default_dtype(dtype: Any) -> None:
     d = np.dtype(dtype)
     if d not in _FLOATS:
         raise TypeError(f"set_default_dtype: only float32 or float64 can be the default, got {d}")
-    _tensor_module.DEFAULTS.float = d
+    DEFAULTS.float = d
 
 
 def get_default_dtype() -> np.dtype:
     """The float dtype new tensors get (float64 unless changed by :func:`set_default_dtype`)."""
-    return _tensor_module.DEFAULTS.float
+    return DEFAULTS.float
 
 
 def _dtype(dtype: Any) -> np.dtype:
@@ -126,8 +127,6 @@ def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = 
 
 
 def _rng() -> np.random.Generator:
-    from .nn.init import get_rng
-
     return get_rng()
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from . import methods as _methods  # noqa: F401  (Tensor.__matmul__ and the other operators this maps to)
+from . import ops
 from .tensor import Tensor
 
 
@@ -75,12 +77,18 @@ def tensor_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
     op = _OPERATORS.get(ufunc)
     if method == "__call__" and op is not None and len(inputs) == 2 and not kwargs:
         return op(*inputs)
-    import chainrule as cr
-
     name = _RENAMED.get(ufunc.__name__, ufunc.__name__)
-    hint = f"cr.{name}(t)" if hasattr(cr, name) else "a chainrule function (see docs/torch.md)"
+    hint = f"cr.{name}(t)" if hasattr(ops, name) else "a chainrule function (see docs/torch.md)"
     raise TypeError(
         f"np.{ufunc.__name__} was applied to a chainrule Tensor: NumPy functions do not record the graph, "
         f"so the gradient would be lost. Use {hint} instead, or np.{ufunc.__name__}(t.data) for a plain "
         "NumPy array without gradients"
     )
+
+
+def _array_ufunc(self: Tensor, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    """``np_array * t`` and ``np.float64(2) + t`` stay in the graph; ``np.exp(t)`` names ``cr.exp``."""
+    return tensor_ufunc(ufunc, method, inputs, kwargs)
+
+
+Tensor.__array_ufunc__ = _array_ufunc  # type: ignore[attr-defined]

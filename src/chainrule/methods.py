@@ -15,7 +15,11 @@ from typing import Any, Optional
 import numpy as np
 
 from . import linalg, ops
-from .tensor import FREED, MODE, Tensor, inplace, no_grad
+from .autodiff import run_backward
+from .backend import is_foreign, namespace_of, to_numpy
+from .tensor import FREED, MODE, Tensor, _raw_index, as_value, inplace, mark_modified, no_grad, tensor
+
+ndarray = np.ndarray
 
 
 def _same(fn: Callable) -> Callable:
@@ -418,7 +422,7 @@ Tensor.negative_ = Tensor.neg_  # type: ignore[attr-defined]
 
 def _random_fill(name: str, draw: Callable) -> Callable:
     def method(self: Tensor, *args: Any, generator: Any = None) -> Tensor:
-        from .nn.init import get_rng
+        from .rng import get_rng
 
         rng = generator if generator is not None else get_rng()
         values = np.asarray(draw(rng, self.shape, *args), dtype=self.dtype)
@@ -632,3 +636,138 @@ def _where_method(self: Tensor, condition: Any, other: Any) -> Tensor:
 
 
 Tensor.where = _where_method  # type: ignore[attr-defined]
+
+
+# --- backward, matrix products and writes through indexing (the engine's Tensor holds none of them) ----------
+def _backward(
+    self,
+    grad: Any = None,
+    retain_graph: Optional[bool] = None,
+    create_graph: bool = False,
+    *,
+    gradient: Any = None,
+) -> None:
+    """Backpropagate from this tensor, accumulating into the leaves' ``.grad``.
+
+    ``gradient=`` is torch's name for the seed ``grad``.
+    ``grad`` is the seed (required unless the tensor is a scalar).  The
+    graph's saved values are freed afterwards unless ``retain_graph`` is
+    true (it defaults to ``create_graph``).  With ``create_graph=True`` the
+    backward pass is recorded too, so gradients can be differentiated again.
+    """
+    if gradient is not None:
+        if grad is not None:
+            raise TypeError("backward: give the seed as grad or gradient, not both")
+        grad = gradient
+    MODE.in_backward += 1
+    try:
+        run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+    finally:
+        MODE.in_backward -= 1
+
+
+Tensor.backward = _backward  # type: ignore[attr-defined]
+Tensor.__matmul__ = lambda self, other: ops.matmul(self, other)  # type: ignore[attr-defined]
+Tensor.__rmatmul__ = lambda self, other: ops.matmul(other, self)  # type: ignore[attr-defined]
+
+
+def _zero_(self) -> Tensor:
+    """Set every element to 0 in place."""
+    return self.fill_(0)
+
+
+def _fill_(self, value: Any) -> Tensor:
+    """Set every element to ``value`` in place."""
+    if type(value) is Tensor and value.size != 1:
+        raise ValueError(f"fill_: the value must be a number or a one-element tensor, got shape {value.shape}")
+    return inplace(self, "fill_", lambda: _constant_like(self, value))
+
+
+def _setitem(self, index: Any, value: Any) -> None:
+    index = _raw_index(index)
+    if MODE.enabled and (self.requires_grad or (type(value) is Tensor and value.requires_grad)):
+        inplace(self, "setitem", lambda: _put(self, index, value))
+        return
+    if type(value) is Tensor:
+        value = value._data
+    if type(self._data) is float:
+        arr = np.array(self._data)
+        arr[index] = as_value(value)
+        self._data = float(arr)
+    elif type(self._data) is not ndarray:  # another library's array: its index and values
+        ns = namespace_of(self._data)
+        raw = as_value(value)
+        if not is_foreign(raw):
+            raw = float(raw) if np.ndim(raw) == 0 else ns.xp.asarray(np.asarray(raw), device=ns.device_of(self._data))
+        try:
+            self._data[ns.index(index, len(self._data.shape), ns.device_of(self._data))] = raw
+        except (IndexError, TypeError) as exc:
+            raise IndexError(
+                f"setitem: {ns.library} cannot assign at index {index!r} ({exc}); the Array API standard "
+                "assigns only at ints and slices: use cr.where for a masked or indexed update"
+            ) from None
+    else:
+        try:
+            self._data[index] = as_value(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"setitem: cannot write a value of shape {np.shape(value)} into index {index!r} "
+                f"of a tensor of shape {self.shape}: {exc}"
+            ) from None
+    mark_modified(self)
+
+
+Tensor.zero_ = _zero_  # type: ignore[attr-defined]
+Tensor.fill_ = _fill_  # type: ignore[attr-defined]
+Tensor.__setitem__ = _setitem  # type: ignore[attr-defined]
+
+
+def _constant_like(t: Tensor, value: Any) -> Tensor:
+    """``value`` broadcast to ``t``'s shape; recorded as ``where`` (gradient 0 to ``t``) when ``t`` is in a graph."""
+    v = value._data if type(value) is Tensor else value
+    d = t._data
+    if type(d) is not ndarray and type(d) is not float:  # another library's array: its own full()
+        ns = namespace_of(d)
+        filled = ns.xp.full(tuple(d.shape), float(v) if not is_foreign(v) else v, dtype=d.dtype, device=ns.device_of(d))
+        if MODE.enabled and t.requires_grad:
+            never = ns.xp.zeros(tuple(d.shape), dtype=ns.xp.bool, device=ns.device_of(d))
+            return ops.where(never, t, filled)
+        return Tensor(filled)
+    if MODE.enabled and t.requires_grad:
+        return ops.where(np.zeros(t.shape, dtype=bool), t, v)
+    return Tensor(np.broadcast_to(np.asarray(v, dtype=t.dtype), t.shape))
+
+
+def _put(t: Tensor, index: Any, value: Any) -> Tensor:
+    """``t`` with ``t[index]`` replaced by ``value``, as a recorded (differentiable) expression."""
+    d = t._data
+    if type(d) is not ndarray and type(d) is not float:  # another library's array: masks and values there
+        items = index if type(index) is tuple else (index,)
+        host = tuple(to_numpy(i) if is_foreign(i) else i for i in items)
+        host_index = host if type(index) is tuple else host[0]
+        shape = tuple(d.shape)
+        mask = np.zeros(shape, dtype=bool)
+        mask[host_index] = True
+        selected_shape = np.zeros(shape, dtype=bool)[host_index].shape
+        ns = namespace_of(d)
+        chosen: Any = ns.xp.asarray(mask, device=ns.device_of(d))
+        if type(value) is not Tensor:
+            value = tensor(as_value(value, "setitem"), dtype=t.dtype, device=t.device)
+        v = ops.astype(value, t.dtype) if value.dtype != t.dtype else value
+        v = ops.broadcast_to(v, selected_shape)
+        return ops.where(chosen, ops.scatter_add(v, index, shape), t)
+    base = np.asarray(d)
+    chosen = np.zeros(base.shape, dtype=bool)
+    chosen[index] = True
+    selected_shape = base[index].shape
+    v = value if type(value) is Tensor else Tensor(np.asarray(as_value(value, "setitem"), dtype=t.dtype))
+    if v.dtype != t.dtype:
+        v = ops.astype(v, t.dtype)
+    try:
+        v = ops.broadcast_to(v, selected_shape)
+    except ValueError:
+        raise ValueError(
+            f"setitem: cannot write a value of shape {v.shape} into index {index!r} of a tensor of shape {t.shape} "
+            f"(the selection has shape {selected_shape})"
+        ) from None
+    return ops.where(chosen, ops.scatter_add(v, index, base.shape), t)

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import autodiff as _autodiff
 from .backend import device_of, namespace_of
 from .numeric import normalize_axes, unbroadcast_axes
 from .primitives import elementwise as E
@@ -753,6 +754,7 @@ TENSOR = SimpleNamespace(
     apply=apply,
     guarded=lambda mask, safe, x: where(mask, safe, x),
 )
+_autodiff.ABOVE.tensor_namespace = TENSOR  # the walk runs the rules on it for create_graph=True
 
 
 # --- more of torch's everyday functions, composed from the primitives above --------------

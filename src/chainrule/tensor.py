@@ -46,6 +46,7 @@ from .numeric import DEFAULTS
 from .primitive import Primitive
 from .primitives import elementwise as E
 from .primitives import shape as S
+from .rng import get_rng
 
 ndarray = np.ndarray
 
@@ -218,13 +219,9 @@ class DataView(np.ndarray):
         return self._write(np.clip(self.view(np.ndarray), min, max))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> DataView:
-        from .nn.init import get_rng
-
         return self._write(get_rng().normal(mean, std, self.shape))
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> DataView:
-        from .nn.init import get_rng
-
         return self._write(get_rng().uniform(a, b, self.shape))
 
     def __repr__(self) -> str:
@@ -881,10 +878,13 @@ def release(t: Tensor) -> None:
     t._a = t._b = t._av = t._bv = t._args = None
 
 
-def _anomaly_hook(t: Tensor) -> None:
-    from .anomaly import check_forward
+# Checks run on every node recorded in anomaly mode; chainrule.anomaly (a layer above) fills this list.
+FORWARD_CHECKS: list[Callable[[Tensor], None]] = []
 
-    check_forward(t)
+
+def _anomaly_hook(t: Tensor) -> None:
+    for check in FORWARD_CHECKS:
+        check(t)
 
 
 def _float_dtype(v: Any) -> bool:
@@ -938,12 +938,6 @@ class Tensor:
         "__weakref__",
     )
     __array_priority__ = 1000
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        """``np_array * t`` and ``np.float64(2) + t`` stay in the graph; ``np.exp(t)`` names ``cr.exp``."""
-        from .interop import tensor_ufunc
-
-        return tensor_ufunc(ufunc, method, inputs, kwargs)
 
     def __init__(
         self,
@@ -1215,35 +1209,6 @@ class Tensor:
         tail = "".join(", " + e for e in extras)
         return f"tensor({body}{tail})"
 
-    # --- autodiff --------------------------------------------------------------
-    def backward(
-        self,
-        grad: Any = None,
-        retain_graph: Optional[bool] = None,
-        create_graph: bool = False,
-        *,
-        gradient: Any = None,
-    ) -> None:
-        """Backpropagate from this tensor, accumulating into the leaves' ``.grad``.
-
-        ``gradient=`` is torch's name for the seed ``grad``.
-        ``grad`` is the seed (required unless the tensor is a scalar).  The
-        graph's saved values are freed afterwards unless ``retain_graph`` is
-        true (it defaults to ``create_graph``).  With ``create_graph=True`` the
-        backward pass is recorded too, so gradients can be differentiated again.
-        """
-        from .autodiff import run_backward
-
-        if gradient is not None:
-            if grad is not None:
-                raise TypeError("backward: give the seed as grad or gradient, not both")
-            grad = gradient
-        MODE.in_backward += 1
-        try:
-            run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
-        finally:
-            MODE.in_backward -= 1
-
     # --- in-place operations (see inplace()) -----------------------------------------
     def __iadd__(self, other: Any) -> Tensor:
         return inplace(self, "+=", lambda: self + other)
@@ -1260,52 +1225,8 @@ class Tensor:
     def __ipow__(self, other: Any) -> Tensor:
         return inplace(self, "**=", lambda: self**other)
 
-    def zero_(self) -> Tensor:
-        """Set every element to 0 in place."""
-        return self.fill_(0)
-
-    def fill_(self, value: Any) -> Tensor:
-        """Set every element to ``value`` in place."""
-        if type(value) is Tensor and value.size != 1:
-            raise ValueError(f"fill_: the value must be a number or a one-element tensor, got shape {value.shape}")
-        return inplace(self, "fill_", lambda: _constant_like(self, value))
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        index = _raw_index(index)
-        if MODE.enabled and (self.requires_grad or (type(value) is Tensor and value.requires_grad)):
-            inplace(self, "setitem", lambda: _put(self, index, value))
-            return
-        if type(value) is Tensor:
-            value = value._data
-        if type(self._data) is float:
-            arr = np.array(self._data)
-            arr[index] = as_value(value)
-            self._data = float(arr)
-        elif type(self._data) is not ndarray:  # another library's array: its index and values
-            ns = namespace_of(self._data)
-            raw = as_value(value)
-            if not is_foreign(raw):
-                raw = (
-                    float(raw) if np.ndim(raw) == 0 else ns.xp.asarray(np.asarray(raw), device=ns.device_of(self._data))
-                )
-            try:
-                self._data[ns.index(index, len(self._data.shape), ns.device_of(self._data))] = raw
-            except (IndexError, TypeError) as exc:
-                raise IndexError(
-                    f"setitem: {ns.library} cannot assign at index {index!r} ({exc}); the Array API standard "
-                    "assigns only at ints and slices: use cr.where for a masked or indexed update"
-                ) from None
-        else:
-            try:
-                self._data[index] = as_value(value)
-            except ValueError as exc:
-                raise ValueError(
-                    f"setitem: cannot write a value of shape {np.shape(value)} into index {index!r} "
-                    f"of a tensor of shape {self.shape}: {exc}"
-                ) from None
-        mark_modified(self)
-
-    # --- operators -------------------------------------------------------------
+    # --- operators (the matrix product, indexing writes and .backward() are attached by the layers above:
+    # chainrule.methods and chainrule.interop) ----------------------------------------------------------
     __add__ = make_binary(E.add)
     __radd__ = make_binary(E.add, reflected=True)
 
@@ -1320,16 +1241,6 @@ class Tensor:
 
     __pow__ = make_binary(E.power)
     __rpow__ = make_binary(E.power, reflected=True)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        from .ops import matmul
-
-        return matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        from .ops import matmul
-
-        return matmul(other, self)
 
     __neg__ = make_unary(E.neg)
 
@@ -1414,65 +1325,6 @@ def run_leaf_hooks(leaf: Tensor, g: Any) -> Any:
     if raw and type(g) is ndarray and g.dtype != leaf.dtype:
         g = g.astype(leaf.dtype)
     return g
-
-
-def _constant_like(t: Tensor, value: Any) -> Tensor:
-    """``value`` broadcast to ``t``'s shape; recorded as ``where`` (gradient 0 to ``t``) when ``t`` is in a graph."""
-    v = value._data if type(value) is Tensor else value
-    d = t._data
-    if type(d) is not ndarray and type(d) is not float:  # another library's array: its own full()
-        ns = namespace_of(d)
-        filled = ns.xp.full(tuple(d.shape), float(v) if not is_foreign(v) else v, dtype=d.dtype, device=ns.device_of(d))
-        if MODE.enabled and t.requires_grad:
-            from .ops import where
-
-            never = ns.xp.zeros(tuple(d.shape), dtype=ns.xp.bool, device=ns.device_of(d))
-            return where(never, t, filled)
-        return Tensor(filled)
-    if MODE.enabled and t.requires_grad:
-        from .ops import where
-
-        return where(np.zeros(t.shape, dtype=bool), t, v)
-    return Tensor(np.broadcast_to(np.asarray(v, dtype=t.dtype), t.shape))
-
-
-def _put(t: Tensor, index: Any, value: Any) -> Tensor:
-    """``t`` with ``t[index]`` replaced by ``value``, as a recorded (differentiable) expression."""
-    from .ops import astype, broadcast_to, scatter_add, where
-
-    d = t._data
-    if type(d) is not ndarray and type(d) is not float:  # another library's array: masks and values there
-        from .backend import to_numpy
-
-        items = index if type(index) is tuple else (index,)
-        host = tuple(to_numpy(i) if is_foreign(i) else i for i in items)
-        host_index = host if type(index) is tuple else host[0]
-        shape = tuple(d.shape)
-        mask = np.zeros(shape, dtype=bool)
-        mask[host_index] = True
-        selected_shape = np.zeros(shape, dtype=bool)[host_index].shape
-        ns = namespace_of(d)
-        chosen: Any = ns.xp.asarray(mask, device=ns.device_of(d))
-        if type(value) is not Tensor:
-            value = tensor(as_value(value, "setitem"), dtype=t.dtype, device=t.device)
-        v = astype(value, t.dtype) if value.dtype != t.dtype else value
-        v = broadcast_to(v, selected_shape)
-        return where(chosen, scatter_add(v, index, shape), t)
-    base = np.asarray(d)
-    chosen = np.zeros(base.shape, dtype=bool)
-    chosen[index] = True
-    selected_shape = base[index].shape
-    v = value if type(value) is Tensor else Tensor(np.asarray(as_value(value, "setitem"), dtype=t.dtype))
-    if v.dtype != t.dtype:
-        v = astype(v, t.dtype)
-    try:
-        v = broadcast_to(v, selected_shape)
-    except ValueError:
-        raise ValueError(
-            f"setitem: cannot write a value of shape {v.shape} into index {index!r} of a tensor of shape {t.shape} "
-            f"(the selection has shape {selected_shape})"
-        ) from None
-    return where(chosen, scatter_add(v, index, base.shape), t)
 
 
 _GRAPH_SLOTS = ("_node", "_seq", "_epoch", "_a", "_b", "_av", "_bv", "_args")

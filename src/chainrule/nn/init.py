@@ -17,29 +17,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..rng import get_rng, manual_seed  # noqa: F401  (re-exported: cr.nn.manual_seed, the layers' rng=)
 from ..tensor import Tensor, mark_modified
 
-_DEFAULT = np.random.default_rng(0)
-
 GAINS = {"linear": 1.0, "identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0)}
-
-
-def manual_seed(seed: int) -> np.random.Generator:
-    """Reset the default generator layers draw from (like ``torch.manual_seed``); returns it."""
-    global _DEFAULT
-    _DEFAULT = np.random.default_rng(seed)
-    return _DEFAULT
-
-
-def get_rng(rng: Any = None) -> np.random.Generator:
-    """``rng`` as a Generator: the default one for ``None``, a fresh seeded one for an int."""
-    if rng is None:
-        return _DEFAULT
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng: expected None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
 def calculate_gain(nonlinearity: str) -> float:
