@@ -212,7 +212,7 @@ from .ops import linear  # noqa: E402
 
 manual_seed = nn.manual_seed
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402, F401  (cr.__version__)
 
 __all__ = [
     "CompileError",

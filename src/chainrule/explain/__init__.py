@@ -5,6 +5,7 @@
 
 from .derive import Derivation, derive
 from .draw import Drawing, draw
+from .page import save_html as _save_html  # noqa: F401  (attaches Trace.save_html, the page view of a trace)
 from .parse import ParseError
 from .trace import Trace, trace
 

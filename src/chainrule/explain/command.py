@@ -14,6 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..saved import keep_values
+from ..tensor import tensor
 from .parse import (
     ParseError,
     evaluate,
@@ -170,8 +171,6 @@ def _squash(text: str) -> str:
 
 def explain_expression(expression: Optional[str], at: Optional[list[str]], precision: int = 2) -> Explanation:
     """Parse, run forward and the traced backward (the safe parser and its limits; nothing is evaluated)."""
-    import chainrule as cr
-
     from .trace import trace
 
     title = None
@@ -198,7 +197,7 @@ def explain_expression(expression: Optional[str], at: Optional[list[str]], preci
     env = {}
     for name in used:
         value = parse_value(raw[name], name)
-        env[name] = cr.tensor(value, requires_grad=True)
+        env[name] = tensor(value, requires_grad=True)
     if not env:
         raise ParseError("the expression has no variables to differentiate; use names such as x", kind="value")
     # nan and inf are shown in the table (and noted below), not warned about; every value is shown, so kept

@@ -30,29 +30,18 @@ import numpy as np
 from .. import symbolic as S
 from ..graph import node_of
 from ..saved import keep_values
-from ..tensor import Tensor
+from ..tensor import Tensor, tensor
 from .derive_bounds import check_bounds
 from .derive_check import CheckResult
 from .derive_check import check as run_check
 from .derive_jacobian import Structure, structure
 from .derive_numpy import ExportError, module_source
 from .derive_run import load
-from .derive_steps import FINAL
+from .derive_steps import FINAL, Step, operand_text
 from .parse import ParseError, Program, evaluate, parse_program
 
 MAX_ELEMENTS = 5_000_000  # per input
 AUTO_NAME_SIZE = 12  # an unnamed value whose formula is bigger than this gets a name (u1, u2, ...)
-
-
-@dataclass
-class Step:
-    """One step from the index form to the matrix form: the formula and why it holds."""
-
-    text: str
-    reason: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {"text": self.text, "reason": self.reason}
 
 
 @dataclass
@@ -611,19 +600,17 @@ def _at(raw: Mapping[str, tuple], sizes: Mapping[str, int]) -> dict[str, tuple[i
 
 
 def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple) -> tuple:
-    import chainrule as cr
-
     rng = np.random.default_rng(0)
     env: dict[str, Any] = {}
     for name in prog.inputs:
         shp = shapes[name]
         raw = rng.standard_normal(shp)
         # every input is recorded (so formulas of constants, such as 1 − y, are kept); gradients skip constants
-        env[name] = cr.tensor(raw if shp else float(raw), requires_grad=True)
+        env[name] = tensor(raw if shp else float(raw), requires_grad=True)
     with np.errstate(all="ignore"), keep_values():  # values only record the graph; overflow is harmless here
         for st in prog.statements:
             value = evaluate(st.expr, env)
-            env[st.target] = value if isinstance(value, Tensor) else cr.tensor(value)
+            env[st.target] = value if isinstance(value, Tensor) else tensor(value)
     out_t = env[prog.output]
     if not isinstance(out_t, Tensor) or not _varies(out_t, env, constants):
         raise ParseError(f"the output {prog.output} does not depend on the inputs that get gradients", kind="value")
@@ -782,7 +769,7 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
                     t.shape,
                     view.params,
                     tuple(y.shape if y is not None else np.shape(view.args[k]) for k, y in enumerate(view.inputs)),
-                    tuple(_operand_text(walk, y) for y in view.inputs),
+                    tuple(operand_text(walk, y) for y in view.inputs),
                 )
                 out_name = names.get(key, op_text)
                 operands = tuple(
@@ -851,13 +838,6 @@ def _inline_steps(backward: list[Line], constants: tuple) -> None:
             ln.steps.append(
                 Step(f"= {S.render(one_hot)}", f"if {names} = 1 (one-hot labels, or probabilities that sum to 1)")
             )
-
-
-def _operand_text(walk: _Walk, y: Any) -> str:
-    if y is None:
-        return "c"
-    text = walk.names.get(id(y)) or S.render(S.simplify(walk.fwd(y)))
-    return text if text.isidentifier() else f"({text})"
 
 
 def _line(name: str, formula: Any, shape: tuple[int, ...]) -> Line:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..format import fmt_value as format_value
+from ..tensor import no_grad, tensor
 from .derive_check import _run_forward
 from .derive_run import load
 from .parse import evaluate, parse_expression, parse_program
@@ -34,8 +35,6 @@ def _matrix(J: np.ndarray) -> list[str]:
 
 def at_text(d: Any, values: Mapping[str, Any]) -> str:
     """Gradients at ``values`` and the entries of each small local Jacobian there."""
-    import chainrule as cr
-
     from .derive import _generic
 
     prog = parse_program(_generic(d.program))
@@ -73,9 +72,9 @@ def at_text(d: Any, values: Mapping[str, Any]) -> str:
             for step in (h, -h):
                 moved = flat.copy()
                 moved[i] += step
-                scope = {n: cr.tensor(v) for n, v in values_env.items()}
-                scope[j.input] = cr.tensor(moved.reshape(base.shape))
-                with cr.no_grad():
+                scope = {n: tensor(v) for n, v in values_env.items()}
+                scope[j.input] = tensor(moved.reshape(base.shape))
+                with no_grad():
                     pair.append(np.asarray(evaluate(node, scope).data, dtype=np.float64).reshape(-1))
             cols.append((pair[0] - pair[1]) / (2 * h))
         J = np.stack(cols, axis=1)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..tensor import Tensor, no_grad, tensor
 from .parse import Program, evaluate
 
 TOLERANCE = 1e-5  # relative error above which a gradient is wrong (central differences are good to ~1e-8)
@@ -77,18 +78,16 @@ class CheckResult:
 
 def _run_forward(prog: Program, values: Mapping[str, np.ndarray], override: Optional[tuple[str, Any]] = None) -> Any:
     """The program's output (float64, through the primitives' forwards only); ``override`` replaces one value."""
-    import chainrule as cr
-
-    env: dict[str, Any] = {n: cr.tensor(v) for n, v in values.items()}
+    env: dict[str, Any] = {n: tensor(v) for n, v in values.items()}
     if override is not None and override[0] in env:
-        env[override[0]] = cr.tensor(override[1])
-    with cr.no_grad(), np.errstate(all="ignore"):
+        env[override[0]] = tensor(override[1])
+    with no_grad(), np.errstate(all="ignore"):
         for st in prog.statements:
             if override is not None and st.target == override[0]:
-                env[st.target] = cr.tensor(override[1])
+                env[st.target] = tensor(override[1])
                 continue
             out = evaluate(st.expr, env)
-            env[st.target] = out if isinstance(out, cr.Tensor) else cr.tensor(out)
+            env[st.target] = out if isinstance(out, Tensor) else tensor(out)
     return env
 
 

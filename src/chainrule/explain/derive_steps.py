@@ -13,10 +13,31 @@ on a gradient of ones.  Where a value feeds several operations, the branches add
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from .. import symbolic as S
 from .derive_jacobian import structure
+
+
+@dataclass
+class Step:
+    """One step from the index form to the matrix form: the formula and why it holds."""
+
+    text: str
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"text": self.text, "reason": self.reason}
+
+
+def operand_text(walk: Any, y: Any) -> str:
+    """An operand as the program writes it: its name, else its formula (bracketed unless a name)."""
+    if y is None:
+        return "c"
+    text = walk.names.get(id(y)) or S.render(S.simplify(walk.fwd(y)))
+    return text if text.isidentifier() else f"({text})"
+
 
 FINAL = "\x00final\x00"  # replaced by the printed equation once its sizes are symbolic
 
@@ -48,7 +69,6 @@ def _count(shape: tuple[int, ...], n: int) -> str:
 
 def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
     """Steps for the gradient of ``x``; ``edges`` are ``(consumer, role, upstream gradient, term)``."""
-    from .derive import Step
 
     xn = walk.names.get(id(x), "x")
     dx = "d" + xn
@@ -77,7 +97,6 @@ def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
 
 def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any, many: bool) -> list[Any]:
     from ..graph import node_of
-    from .derive import Step
 
     view = node_of(t)
     prim = view.prim.name
@@ -87,11 +106,8 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
     dy = "d" + yn if walk.names.get(id(t)) else (upstream.name if named else "d" + yn)
     dx = "d" + xn
     shapes = tuple(y.shape if y is not None else () for y in view.inputs)
-    from .derive import _operand_text
 
-    st = structure(
-        prim, role, x.shape, t.shape, view.params, shapes, tuple(_operand_text(walk, y) for y in view.inputs)
-    )
+    st = structure(prim, role, x.shape, t.shape, view.params, shapes, tuple(operand_text(walk, y) for y in view.inputs))
     label = f"  [path {yn}]" if many else ""
     result = S.render(S.simplify(term))
     if many:
@@ -147,7 +163,6 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
 
 
 def _matmul_steps(walk: Any, view: Any, x: Any, xn: str, t: Any, role: int, dy: str, st: Any, result: str) -> list:
-    from .derive import Step
 
     yn = _name(walk, t)
     dx = "d" + xn

@@ -266,3 +266,13 @@ def write_page(ex: Any, path: Union[str, os.PathLike]) -> tuple[Path, float]:
     target = Path(path)
     target.write_text(text, encoding="utf-8")
     return target, time.perf_counter() - start
+
+
+def save_html(trace: Trace, path: Any, title: Optional[str] = None) -> Path:
+    """Write the explorer page of this trace (one self-contained HTML file that steps through it)."""
+    target = Path(path)
+    target.write_text(trace_page(trace, title), encoding="utf-8")
+    return target
+
+
+Trace.save_html = save_html  # type: ignore[attr-defined]  (the record's own method; the page is its view)

@@ -151,16 +151,6 @@ class Trace:
         a, b = self.tables()
         return a.html() + b.html()
 
-    def save_html(self, path: Any, title: Optional[str] = None) -> Any:
-        """Write the explorer page of this trace (one self-contained HTML file that steps through it)."""
-        from pathlib import Path
-
-        from .page import trace_page
-
-        target = Path(path)
-        target.write_text(trace_page(self, title), encoding="utf-8")
-        return target
-
 
 def fmt_branches(branches: list[tuple[str, Any]], total: Any, precision: int) -> str:
     """A fan-out sum, each term labelled by the node it comes back from: ``1.00 (from n3) + 3.00 (from n5) = 4.00``."""
