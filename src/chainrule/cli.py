@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
+from .version import __version__
+
 # name -> (module, one-line help); each module is imported when the parser is built.
 COMMANDS: dict[str, tuple[str, str]] = {
     "explain": (
@@ -29,8 +31,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__
 
 
