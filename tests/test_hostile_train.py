@@ -157,6 +157,27 @@ def test_unwritable_checkpoint_path_is_refused_before_training(tmp_path, monkeyp
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_as_checkpoint_is_refused_with_cr_saves_own_rule(tmp_path, monkeypatch):
+    os.mkfifo(tmp_path / "ck.npz")
+    os.symlink("ck.npz", tmp_path / "link.npz")
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: pytest.fail("trained before checking the path"))
+    for name in ("ck.npz", "link.npz"):
+        code, _, err = run_cli("--dataset", "moons", "--checkpoint", str(tmp_path / name))
+        assert code == 2 and "is a FIFO (named pipe), not a regular file" in err and err.count("\n") == 1
+    assert train_mod._writable_path_problem(str(tmp_path / "ck.npz")) == str(
+        pytest.raises(checkpoint.NotAFileError, checkpoint.save, {}, tmp_path / "ck.npz").value
+    ).removeprefix("save: ")  # the one rule, not a twin
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_a_symlinked_checkpoint_is_written_through(tmp_path):
+    os.symlink("real.npz", tmp_path / "link.npz")
+    code, _, err = run_cli("--dataset", "moons", "--epochs", "1", "--checkpoint", str(tmp_path / "link.npz"), "--quiet")
+    assert code == 0 and err == ""
+    assert os.path.islink(tmp_path / "link.npz") and cr.load(tmp_path / "real.npz")["epoch"] == 1
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write anywhere")
 def test_read_only_directory_is_refused_before_training(tmp_path, monkeypatch):
     ro = tmp_path / "ro"

@@ -715,14 +715,22 @@ PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
 
 
 def _writable_path_problem(path: str) -> Optional[str]:
-    """Why a checkpoint cannot be written at ``path`` (checked before training), or None."""
-    directory = os.path.dirname(path) or "."
-    if os.path.isdir(path):
-        return f"{path} is a directory; give a file name"
-    if os.path.lexists(path) and not os.path.isfile(path):
-        return f"{path} exists and is not a regular file"
-    if not os.path.isdir(directory):
-        return f"the directory {directory} does not exist"
+    """Why a file cannot be written at ``path`` (checked before training), or None.
+
+    The rules are :func:`chainrule.checkpoint.save_target`'s, the ones ``cr.save`` itself applies: only a
+    regular file or a new name, symbolic links followed to their end.
+    """
+    from .checkpoint import NotAFileError, save_target
+
+    try:
+        target = save_target(path)
+    except NotAFileError as exc:
+        return exc.problem
+    except FileNotFoundError as exc:
+        return exc.strerror or f"the directory of {path} does not exist"
+    except OSError as exc:
+        return f"{path} cannot be used: {exc.strerror or exc}"
+    directory = os.path.dirname(target) or "."
     try:
         with tempfile.TemporaryFile(dir=directory):
             pass
