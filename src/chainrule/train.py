@@ -920,6 +920,7 @@ def _compiles(args: argparse.Namespace, cfg: Config) -> bool:
 def _run(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load, save
     from .compile import CompileError
+    from .distributed import RanksDifferError
 
     err, out = sys.stderr, sys.stdout
     if args.distributed and getattr(args, "compile", None):
@@ -934,6 +935,10 @@ def _run(args: argparse.Namespace) -> int:
 
         try:
             out, err = dist.start_job(args.dist_timeout)
+            # every rank must run the same command: compared before any other collective, so a rank started
+            # with other options is named here instead of failing inside MPI or drifting apart later
+            options = {f"--{k.replace('_', '-')}": repr(v) for k, v in vars(args).items()}
+            dist.check_same_on_all_ranks(options, "the workers were started with different options")
         except dist.DistributedError as exc:
             print(f"chainrule train: --distributed: {exc}", file=err)
             return 2
@@ -1027,6 +1032,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     except ResumeError as exc:
         print(f"chainrule train: {exc}", file=err)
+        return 2
+    except RanksDifferError as exc:  # (raised on every rank alike: the ranks compared before raising)
+        print(f"chainrule train: --distributed: {exc}", file=err)
         return 2
     except DivergedError as exc:
         print(
