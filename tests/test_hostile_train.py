@@ -179,18 +179,19 @@ def saved_sgd(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "key,value,message",
+    "change,message",
     [
-        ("momentum", 1.5, "'momentum' is 1.5; it must be a number in [0, 1)"),
-        ("momentum", 0.5, "'momentum' is 0.5; this run's is 0.9"),
-        ("dampening", -1.0, "'dampening' is -1.0; it must be a number in [0, 1]"),
-        ("nesterov", False, "'nesterov' is False; this run's is True"),
-        ("lr", 0.2, "starts from learning rate 0.2; this run's --lr is 0.1"),  # no schedule: the rate is --lr
+        ({"momentum": 1.5}, "'momentum' is 1.5; it must be a number in [0, 1)"),
+        ({"momentum": 0.5}, "'momentum' is 0.5; this run's is 0.9"),
+        ({"dampening": -1.0}, "'dampening' is -1.0; it must be a number in [0, 1]"),
+        ({"nesterov": False}, "'nesterov' is False; this run's is True"),
+        ({"lr": 0.2}, "starts from learning rate 0.2; this run's --lr is 0.1"),  # no schedule: the rate is --lr
+        ({"lr": 5.0, "initial_lr": 0.1}, "starts from learning rate 5.0"),  # ... whatever initial_lr says
     ],
 )
-def test_sgd_settings_are_range_checked(tmp_path, saved_sgd, key, value, message):
+def test_sgd_settings_are_range_checked(tmp_path, saved_sgd, change, message):
     state = copy.deepcopy(saved_sgd)
-    state["optimizer"]["param_groups"][0][key] = value
+    state["optimizer"]["param_groups"][0].update(change)
     checkpoint.save(state, tmp_path / "c.npz")
     code, _, err = run_cli("--resume", "--epochs", "3", "--checkpoint", str(tmp_path / "c.npz"), "--quiet")
     assert code == 2 and message in err and err.count("\n") == 1, err

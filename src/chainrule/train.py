@@ -625,9 +625,15 @@ def check_saved_optimizer(saved: Any, opt: Any, cfg: Config) -> None:
         for k, v in own.items():  # what this run's flags give (the learning rate moves with the schedule)
             if k not in ("params", "lr") and group[k] != v:
                 raise ValueError(f"optimizer setting {k!r} is {str(group[k])[:40]}; this run's is {v!r}")
-        base = group.get("initial_lr", group["lr"] if cfg.schedule == "none" else cfg.lr)
-        if base != cfg.lr:
-            raise ValueError(f"optimizer group {gi} starts from learning rate {base!r}; this run's --lr is {cfg.lr!r}")
+        # a schedule starts from initial_lr (from lr where none is saved); without one the rate stays --lr
+        starts = [group["initial_lr"]] if "initial_lr" in group else []
+        if cfg.schedule == "none" or not starts:
+            starts.append(group["lr"])
+        for base in starts:
+            if base != cfg.lr:
+                raise ValueError(
+                    f"optimizer group {gi} starts from learning rate {base!r}; this run's --lr is {cfg.lr!r}"
+                )
     params = dict(enumerate(p for g in opt.param_groups for p in g["params"]))  # state_dict's numbering
     expected = OPTIMIZER_STATE[cfg.optimizer]
     for key, entry in saved["state"].items():
