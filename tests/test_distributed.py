@@ -56,6 +56,19 @@ def test_other_backends_and_bad_arguments_are_refused():
     assert not dist.is_initialized()  # a refused call leaves no half-made group
 
 
+def test_the_signature_compared_across_ranks(group):
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model[0].bias.requires_grad = False  # frozen: DDP neither averages nor compares it
+    sig = dist.parameters_signature(model)
+    assert list(sig) == ["the number of parameters", "0.weight", "1.weight", "1.bias"]
+    assert sig["the number of parameters"] == "3" and sig["1.weight"].endswith(" (2, 4)")
+    assert dist.parameters_signature([cr.tensor(np.ones(2), requires_grad=True)]) == {
+        "the number of parameters": "1",
+        "parameter 0": "float64 (2,)",
+    }
+    dist.check_same_on_all_ranks(sig)  # one rank agrees with itself
+
+
 def test_one_process_group(group):
     assert dist.is_initialized() and dist.get_rank() == 0 and dist.get_world_size() == 1
     dist.barrier()

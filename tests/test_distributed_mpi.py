@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -260,3 +261,49 @@ def test_a_missing_checkpoint_on_resume_is_reported_once(tmp_path):
     proc, _ = run(["train", "--distributed", "--resume", "--checkpoint", "none.npz"], n=2, tmp=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("--resume: no checkpoint at none.npz") == 1 and proc.stdout == ""
+
+
+def test_ranks_started_with_different_options_or_models_are_refused_at_start_up(tmp_path):
+    """Issue 26: --hidden 64 on one rank and 32 on the other ended in MPI's bare truncation error (exit 70)."""
+    cmd = [sys.executable, "-m", "chainrule", "train", "--distributed", *EPOCHS, "--quiet"]
+    proc = subprocess.run(
+        [mpiexec(), "-n", "1", *cmd, "--hidden", "64", ":", "-n", "1", *cmd, "--hidden", "32"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env(),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [  # one line, from rank 0
+        "chainrule train: --distributed: the workers were started with different options: "
+        "--hidden is [64] on rank 0 but [32] on rank 1"
+    ]
+    assert not (tmp_path / "chainrule-digits.npz").exists()
+    script = tmp_path / "models.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from chainrule import distributed as dist, nn
+
+            dist.init_process_group(timeout=20)
+            r = dist.get_rank()
+            try:
+                dist.DistributedDataParallel(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2 + r)))
+                print("no error")
+            except dist.RanksDifferError as exc:
+                print(f"rank {r}: {exc}")
+            """
+        )
+    )
+    proc = subprocess.run(
+        [mpiexec(), "-n", "2", sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    for r in (0, 1):  # every rank raises, with the same message
+        assert re.search(
+            rf"rank {r}: DistributedDataParallel: the model differs between the ranks: 1.weight is \w+ \(2, 4\) "
+            r"on rank 0 but \w+ \(3, 4\) on rank 1",
+            proc.stdout,
+        ), proc.stdout

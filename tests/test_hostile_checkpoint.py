@@ -1,4 +1,4 @@
-"""cr.load against files made to hurt their reader, and cr.save under threads and kills.
+"""cr.load against files made to hurt their reader; cr.save under threads and kills, and at paths it must not damage.
 
 Every hostile file here carries a *valid* digest (the digest detects damage,
 not forgery), written by this file's own encoder, so only the loader's checks
@@ -7,11 +7,13 @@ stand between the file and the reader.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -412,3 +414,149 @@ def test_killed_saves_never_corrupt_and_their_leftovers_are_removed(tmp_path):
         assert back["w"].shape in ((10,), (300_000,))
     cr.save({"done": True}, path)
     assert os.listdir(tmp_path) == ["ck.npz"]
+
+
+# --- save replaces only a regular file, and keeps its mode, owner and links ---------------------------
+def _only_the(tmp_path, *names):
+    assert sorted(os.listdir(tmp_path)) == sorted(names)  # no temporary file left behind
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_save_refuses_a_fifo_and_leaves_it_alone(tmp_path):
+    fifo = tmp_path / "ck.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(checkpoint.NotAFileError, match=rf"{fifo} is a FIFO \(named pipe\), not a regular file"):
+        cr.save({"w": np.ones(3)}, fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    _only_the(tmp_path, "ck.npz")
+
+
+def test_save_refuses_a_directory(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(checkpoint.NotAFileError, match="d is a directory") as info:
+        cr.save({"x": 1}, tmp_path / "d")
+    assert isinstance(info.value, OSError) and os.path.isdir(tmp_path / "d")
+    _only_the(tmp_path, "d")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null") or not stat.S_ISCHR(os.stat("/dev/null").st_mode), reason="Unix")
+def test_save_refuses_a_device_before_creating_or_removing_anything(monkeypatch):
+    """/dev/null is only inspected: every call that could write is replaced by a failure first."""
+    assert checkpoint.file_kind(os.stat("/dev/null").st_mode) == "a character device"
+
+    def never(*args, **kwargs):
+        raise AssertionError(f"save wrote near a device: {args}")
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", never)
+    monkeypatch.setattr(checkpoint, "_remove_leftovers", never)
+    monkeypatch.setattr(checkpoint.os, "replace", never)
+    monkeypatch.setattr(checkpoint.os, "open", never)
+    with pytest.raises(checkpoint.NotAFileError, match="/dev/null is a character device, not a regular file"):
+        cr.save({"x": 1}, "/dev/null")
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_save_writes_through_a_symlink_and_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "ck.npz"
+    cr.save({"gen": 0}, target)
+    os.symlink("real/ck.npz", tmp_path / "link.npz")  # relative, as ln -s makes them
+    os.symlink(tmp_path / "link.npz", tmp_path / "link2.npz")  # a chain of two
+    cr.save({"gen": 1}, tmp_path / "link2.npz")
+    assert os.readlink(tmp_path / "link2.npz") == str(tmp_path / "link.npz")
+    assert os.readlink(tmp_path / "link.npz") == "real/ck.npz"
+    assert cr.load(target) == {"gen": 1} and cr.load(tmp_path / "link.npz") == {"gen": 1}
+    _only_the(tmp_path / "real", "ck.npz")
+    os.symlink("real/new.npz", tmp_path / "dangling.npz")  # a link to nothing yet: the file is created there
+    cr.save({"gen": 2}, tmp_path / "dangling.npz")
+    assert os.path.islink(tmp_path / "dangling.npz") and cr.load(tmp_path / "real" / "new.npz") == {"gen": 2}
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or not hasattr(os, "mkfifo"), reason="needs links and FIFOs")
+def test_save_refuses_links_to_what_it_would_refuse_and_loops(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("fifo", tmp_path / "to-fifo.npz")
+    with pytest.raises(checkpoint.NotAFileError, match="to-fifo.npz is a symbolic link to .*fifo, which is a FIFO"):
+        cr.save({"x": 1}, tmp_path / "to-fifo.npz")
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    with pytest.raises(checkpoint.NotAFileError, match="more than 40 links"):
+        cr.save({"x": 1}, tmp_path / "a")
+    os.symlink("nodir/x.npz", tmp_path / "nowhere.npz")
+    with pytest.raises(FileNotFoundError, match="the directory .*nodir does not exist"):
+        cr.save({"x": 1}, tmp_path / "nowhere.npz")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode) and os.path.islink(tmp_path / "a")
+    _only_the(tmp_path, "fifo", "to-fifo.npz", "a", "b", "nowhere.npz")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604])
+def test_save_keeps_the_replaced_files_mode(tmp_path, mode):
+    path = tmp_path / "ck.npz"
+    cr.save({"gen": 0}, path)
+    os.chmod(path, mode)
+    cr.save({"gen": 1}, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode and cr.load(path) == {"gen": 1}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_new_file_gets_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        cr.save({"x": 1}, tmp_path / "new.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.npz").st_mode) == 0o640
+
+
+@pytest.mark.skipif(not hasattr(os, "fchown") or os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_save_keeps_the_owner_and_group(tmp_path):
+    path = tmp_path / "ck.npz"
+    cr.save({"gen": 0}, path)
+    os.chown(path, 12345, 23456)
+    os.chmod(path, 0o600)
+    cr.save({"gen": 1}, path)
+    st_ = os.stat(path)
+    assert (st_.st_uid, st_.st_gid, stat.S_IMODE(st_.st_mode)) == (12345, 23456, 0o600)
+
+
+@pytest.mark.skipif(not hasattr(os, "fchown"), reason="POSIX owners")
+def test_another_users_file_keeps_at_least_its_group(tmp_path, monkeypatch):
+    """The saver is not the owner (fstat says so) and may not give the file away: the group is still kept."""
+    path = tmp_path / "ck.npz"
+    cr.save({"gen": 0}, path)
+    old = os.stat(path)
+    calls = []
+
+    def fchown(fd, uid, gid):
+        calls.append((uid, gid))
+        if uid != -1:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    real_fstat = os.fstat
+
+    def fstat(fd):
+        fields = list(real_fstat(fd))
+        fields[4] += 1  # st_uid: as if another user were saving
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(checkpoint.os, "fchown", fchown)
+    monkeypatch.setattr(checkpoint.os, "fstat", fstat)
+    cr.save({"gen": 1}, path)
+    assert calls == [(old.st_uid, old.st_gid), (-1, old.st_gid)]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_path_that_turns_into_a_fifo_during_the_save_is_not_replaced(tmp_path, monkeypatch):
+    path = tmp_path / "ck.npz"
+    real = checkpoint._keep_owner_and_mode
+
+    def swap_in_a_fifo(fd, target):
+        real(fd, target)
+        os.mkfifo(path)  # appears while the data is being written
+
+    monkeypatch.setattr(checkpoint, "_keep_owner_and_mode", swap_in_a_fifo)
+    with pytest.raises(checkpoint.NotAFileError, match="ck.npz is a FIFO"):  # checked again before the rename
+        cr.save({"x": 1}, path)
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    _only_the(tmp_path, "ck.npz")

@@ -258,3 +258,35 @@ def test_a_failed_forward_allocation_is_a_memory_error_naming_op_and_shapes():
 def _huge():
     """A view that is cheap to hold but whose elementwise result cannot be allocated."""
     return np.lib.stride_tricks.as_strided(np.zeros(1), shape=(1, 200_000, 200_000), strides=(0, 0, 0))
+
+
+# --- reductions over an empty axis (docs/trust.md, Notes) -----------------------------------------
+@pytest.mark.parametrize("shape,axis", [((0,), None), ((0, 3), 0), ((2, 0), 1), ((0, 3), None)])
+def test_mean_over_an_empty_axis_is_nan_as_in_torch(shape, axis):
+    ours = cr.mean(cr.tensor(np.zeros(shape)), axis=axis)
+    theirs = torch.zeros(shape, dtype=torch.float64)
+    theirs = theirs.mean() if axis is None else theirs.mean(dim=axis)
+    assert ours.shape == tuple(theirs.shape) and np.isnan(ours.data).all() and torch.isnan(theirs).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and quietly, unlike NumPy
+        cr.tensor(np.zeros(shape, np.float32)).mean(axis)
+    assert float(cr.sum(cr.tensor(np.zeros(shape))).item()) == 0.0
+
+
+def test_max_min_and_logsumexp_over_an_empty_axis_raise_as_documented():
+    x = cr.tensor(np.zeros(0))
+    for f in (cr.max, cr.min):
+        with pytest.raises(ValueError, match="the reduction has no identity"):
+            f(x)
+    with pytest.raises(ValueError, match="the reduction has no identity"):
+        cr.logsumexp(x, axis=0)
+    with pytest.raises(RuntimeError):  # torch raises for max without dim ...
+        torch.zeros(0).max()
+    assert torch.logsumexp(torch.zeros(0), 0) == -inf  # ... and returns -inf for logsumexp
+
+
+@pytest.mark.xfail(strict=True, raises=ZeroDivisionError, reason="engine: mean's VJP divides by the count, 0 here")
+def test_the_gradient_of_an_empty_mean_is_empty_as_in_torch():
+    x = cr.tensor(np.zeros(0), requires_grad=True)
+    cr.mean(x).backward()
+    assert x.grad.shape == (0,)

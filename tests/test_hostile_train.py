@@ -103,6 +103,35 @@ CRAFTED = {
     "optimizer group lists others": _set(["optimizer", "param_groups", 0, "params"], [9, 8]),
     "optimizer no groups": _set(["optimizer", "param_groups"], []),
     "extra top-level entry": _set(["note"], "hi"),
+    # issue 26, round 3: every field checked before anything runs
+    "model='evil'": _set(["config", "model"], "evil"),
+    "model=['mlp']": _set(["config", "model"], ["mlp"]),
+    "optimizer betas=(2, -1)": _set(["optimizer", "param_groups", 0, "betas"], (2.0, -1.0)),
+    "optimizer betas=(nan, 0.999)": _set(["optimizer", "param_groups", 0, "betas"], (float("nan"), 0.999)),
+    "optimizer betas=(0.5, 0.5)": _set(["optimizer", "param_groups", 0, "betas"], (0.5, 0.5)),  # not this run's
+    "optimizer eps=0": _set(["optimizer", "param_groups", 0, "eps"], 0.0),
+    "optimizer eps=-1": _set(["optimizer", "param_groups", 0, "eps"], -1.0),
+    "optimizer lr=-0.1": _set(["optimizer", "param_groups", 0, "lr"], -0.1),
+    "optimizer lr=1e300": _set(["optimizer", "param_groups", 0, "lr"], 1e300),
+    "optimizer initial_lr not --lr": _set(["optimizer", "param_groups", 0, "initial_lr"], 0.5),
+    "optimizer weight_decay=-1": _set(["optimizer", "param_groups", 0, "weight_decay"], -1.0),
+    "optimizer weight_decay not the run's": _set(["optimizer", "param_groups", 0, "weight_decay"], 0.5),
+    "optimizer extra setting": _set(["optimizer", "param_groups", 0, "amsgrad"], True),
+    "optimizer exp_avg nan": _set(["optimizer", "state", 0, "exp_avg"], np.full((16, 2), np.nan, np.float32)),
+    "optimizer exp_avg_sq negative": _set(["optimizer", "state", 0, "exp_avg_sq"], -np.ones((16, 2), np.float32)),
+    "optimizer exp_avg float64": _set(["optimizer", "state", 0, "exp_avg"], np.zeros((16, 2))),
+    "optimizer exp_avg a string": _set(["optimizer", "state", 0, "exp_avg"], "zeros"),
+    "optimizer state without exp_avg": _drop(["optimizer", "state", 0, "exp_avg"]),
+    "optimizer step 2**70": _set(["optimizer", "state", 0, "step"], 2**70),
+    "weights all nan": _set(["model", "0.weight"], cr.tensor(np.full((16, 2), np.nan, np.float32))),
+    "a bias +inf": _set(["model", "0.bias"], cr.tensor(np.full(16, np.inf, np.float32))),
+    "weights float64": _set(["model", "0.weight"], cr.tensor(np.zeros((16, 2)))),
+    "weights int32": _set(["model", "0.weight"], cr.tensor(np.zeros((16, 2), np.int32))),
+    "weights a string": _set(["model", "0.weight"], "w"),
+    "weights a number": _set(["model", "0.bias"], 0.5),
+    "history loss nan": _set(["history", "loss"], [float("nan"), 0.5]),
+    "history accuracy 2": _set(["history", "test_acc"], [0.5, 2.0]),
+    "history seconds -1": _set(["history", "seconds"], [0.1, -1.0]),
 }
 
 
@@ -121,6 +150,100 @@ def test_crafted_checkpoints_are_refused_with_one_line_and_no_traceback(tmp_path
     assert len(lines) == 1 and lines[0].startswith("chainrule train: --resume"), err
     assert "Traceback" not in err + out
     assert cr.load(path)["epoch"] == state["epoch"]  # the file is left as it was
+
+
+def test_a_refusal_names_the_field(tmp_path, saved):
+    cases = {
+        "model='evil'": "the run configuration's 'model': expected one of mlp, cnn, got 'evil'",
+        "optimizer betas=(2, -1)": "optimizer setting 'betas' is (2.0, -1.0); it must be two numbers in [0, 1)",
+        "optimizer eps=0": "optimizer setting 'eps' is 0.0; it must be a number in (0, 1]",
+        "optimizer weight_decay not the run's": "optimizer setting 'weight_decay' is 0.5; this run's is 0.0001",
+        "weights all nan": "the model's '0.weight' holds NaN or infinite values",
+        "weights float64": "the model's '0.weight' has dtype float64; this model's has dtype float32",
+        "optimizer exp_avg_sq negative": "'exp_avg_sq' of parameter 0 holds negative values",
+    }
+    for name, message in cases.items():
+        state = copy.deepcopy(saved)
+        CRAFTED[name](state)
+        checkpoint.save(state, tmp_path / "c.npz")
+        code, _, err = run_cli("--resume", "--epochs", "3", "--checkpoint", str(tmp_path / "c.npz"), "--quiet")
+        assert code == 2 and message in err, (name, err)
+
+
+@pytest.fixture(scope="module")
+def saved_sgd(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "s.npz"
+    argv = ("--dataset", "moons", "--epochs", "2", "--optimizer", "sgd", "--schedule", "none")
+    assert run_cli(*argv, "--checkpoint", str(path), "--quiet")[0] == 0
+    return cr.load(path)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"momentum": 1.5}, "'momentum' is 1.5; it must be a number in [0, 1)"),
+        ({"momentum": 0.5}, "'momentum' is 0.5; this run's is 0.9"),
+        ({"dampening": -1.0}, "'dampening' is -1.0; it must be a number in [0, 1]"),
+        ({"nesterov": False}, "'nesterov' is False; this run's is True"),
+        ({"lr": 0.2}, "starts from learning rate 0.2; this run's --lr is 0.1"),  # no schedule: the rate is --lr
+        ({"lr": 5.0, "initial_lr": 0.1}, "starts from learning rate 5.0"),  # ... whatever initial_lr says
+    ],
+)
+def test_sgd_settings_are_range_checked(tmp_path, saved_sgd, change, message):
+    state = copy.deepcopy(saved_sgd)
+    state["optimizer"]["param_groups"][0].update(change)
+    checkpoint.save(state, tmp_path / "c.npz")
+    code, _, err = run_cli("--resume", "--epochs", "3", "--checkpoint", str(tmp_path / "c.npz"), "--quiet")
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_every_optimizer_setting_has_a_range():
+    from chainrule import nn, optim
+
+    for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop):
+        assert set(cls(nn.Linear(2, 2).parameters()).defaults) <= set(train_mod.OPTIMIZER_SETTINGS)
+    assert set(train_mod.CONFIG_CHECKS) == set(train_mod.Config.__dataclass_fields__)
+
+
+def test_a_checkpoint_from_before_model_existed_resumes_as_mlp(tmp_path, saved):
+    state = copy.deepcopy(saved)
+    del state["config"]["model"]
+    checkpoint.save(state, tmp_path / "old.npz")
+    code, _, err = run_cli("--resume", "--epochs", "3", "--checkpoint", str(tmp_path / "old.npz"), "--quiet")
+    assert code == 0 and err == "" and cr.load(tmp_path / "old.npz")["config"]["model"] == "mlp"
+
+
+def test_training_that_turns_non_finite_stops_and_keeps_the_good_checkpoint(tmp_path, saved):
+    """Finite but huge weights (a legal file) overflow float32 in the first step: exit 1, the file untouched."""
+    state = copy.deepcopy(saved)
+    state["model"] = {k: cr.tensor(np.full(v.shape, 1e30, np.float32)) for k, v in state["model"].items()}
+    path = tmp_path / "huge.npz"
+    checkpoint.save(state, path)
+    before = path.read_bytes()
+    with np.errstate(all="ignore"):
+        code, out, err = run_cli("--resume", "--epochs", "4", "--checkpoint", str(path), "--quiet")
+    assert code == 1 and "training diverged in epoch 3: the loss of batch 1 of 1 is inf" in err, err
+    assert f"{path} was not overwritten" in err and "Traceback" not in err and out == ""
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_fresh_run_that_diverges_saves_nothing(tmp_path, monkeypatch, compiled):
+    real = train_mod.load_data
+
+    def poisoned(dataset):
+        x, y, xt, yt = real(dataset)
+        x = x.copy()
+        x[5, 0] = np.inf  # one bad sample: its batch's loss is not finite
+        return x, y, xt, yt
+
+    monkeypatch.setattr(train_mod, "load_data", poisoned)
+    path = tmp_path / "ck.npz"
+    flag = "--compile" if compiled else "--no-compile"
+    with np.errstate(all="ignore"):
+        code, out, err = run_cli("--epochs", "2", flag, "--checkpoint", str(path), "--quiet")
+    assert code == 1 and "training diverged in epoch 1: the loss of batch" in err and err.count("\n") == 1, err
+    assert not path.exists()
 
 
 def test_the_unchanged_checkpoint_resumes(tmp_path, saved):
@@ -155,6 +278,27 @@ def test_unwritable_checkpoint_path_is_refused_before_training(tmp_path, monkeyp
     monkeypatch.setattr(train_mod, "fit", lambda *a, **k: pytest.fail("trained before checking the path"))
     code, out, err = run_cli("--dataset", "moons", "--epochs", "1", "--checkpoint", where)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_as_checkpoint_is_refused_with_cr_saves_own_rule(tmp_path, monkeypatch):
+    os.mkfifo(tmp_path / "ck.npz")
+    os.symlink("ck.npz", tmp_path / "link.npz")
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: pytest.fail("trained before checking the path"))
+    for name in ("ck.npz", "link.npz"):
+        code, _, err = run_cli("--dataset", "moons", "--checkpoint", str(tmp_path / name))
+        assert code == 2 and "is a FIFO (named pipe), not a regular file" in err and err.count("\n") == 1
+    assert train_mod._writable_path_problem(str(tmp_path / "ck.npz")) == str(
+        pytest.raises(checkpoint.NotAFileError, checkpoint.save, {}, tmp_path / "ck.npz").value
+    ).removeprefix("save: ")  # the one rule, not a twin
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_a_symlinked_checkpoint_is_written_through(tmp_path):
+    os.symlink("real.npz", tmp_path / "link.npz")
+    code, _, err = run_cli("--dataset", "moons", "--epochs", "1", "--checkpoint", str(tmp_path / "link.npz"), "--quiet")
+    assert code == 0 and err == ""
+    assert os.path.islink(tmp_path / "link.npz") and cr.load(tmp_path / "real.npz")["epoch"] == 1
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write anywhere")

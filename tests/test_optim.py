@@ -153,6 +153,22 @@ def test_state_dict_is_a_copy_and_mismatch_is_rejected():
         optim.SGD(ours, lr=1).load_state_dict({"state": {}, "param_groups": [{"lr": 1, "params": [0, 1]}]})
 
 
+def test_load_state_dict_checks_settings_as_the_constructor_does():
+    p = cr.tensor(np.ones(2), requires_grad=True)
+    opt = optim.Adam([p], lr=0.1)
+    sd = opt.state_dict()
+    for key, value, message in [
+        ("betas", (2.0, -1.0), r"betas must lie in \[0, 1\)"),
+        ("lr", -1.0, "lr must be >= 0"),
+        ("eps", "tiny", "wrong type"),
+        ("amsgrad", True, "unknown options"),
+    ]:
+        bad = {**sd, "param_groups": [{**sd["param_groups"][0], key: value}]}
+        with pytest.raises(ValueError, match=message):
+            opt.load_state_dict(bad)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.999) and opt.param_groups[0]["lr"] == 0.1  # unchanged
+
+
 def test_constructor_errors():
     p = cr.tensor(np.ones(2), requires_grad=True)
     with pytest.raises(TypeError, match="wrap it in a list"):

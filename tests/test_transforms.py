@@ -146,6 +146,49 @@ def test_custom_vjp_errors():
         f(cr.tensor(1.0, requires_grad=True), 2.0).backward()
 
 
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize(
+    "returned,error,message",
+    [
+        (lambda g, x: np.ones(7), ValueError, r"a gradient of shape \(7,\) for an input of shape \(2, 3\)"),
+        (lambda g, x: np.ones(3), ValueError, r"a gradient of shape \(3,\) for an input of shape \(2, 3\)"),
+        (lambda g, x: 1.0, ValueError, r"a gradient of shape \(\) for an input of shape \(2, 3\)"),
+        (lambda g, x: "oops", TypeError, "a str; a gradient is an array"),
+        (lambda g, x: [1.0, 2.0, 3.0], TypeError, "a list; a gradient is an array"),
+        (lambda g, x: np.full((2, 3), 1j), TypeError, "a gradient of dtype complex128 for an input of dtype float64"),
+        (lambda g, x: np.full((2, 3), "a"), TypeError, "a gradient of dtype <U1 for an input of dtype float64"),
+    ],
+)
+def test_a_custom_vjp_returning_a_wrong_gradient_names_the_rule_and_the_input(returned, error, message, create_graph):
+    @cr.custom_vjp
+    def scale(x, y):
+        return x * y
+
+    @scale.defvjp
+    def scale_vjp(g, out, x, y):
+        return returned(g, x), None
+
+    x = cr.tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(error, match=r"custom_vjp scale: its VJP scale_vjp returned, for input 0 \(x\), " + message):
+        cr.autograd_grad(scale(x, 2.0).sum(), [x], create_graph=create_graph)
+
+
+def test_a_custom_vjp_gradient_may_be_summed_down_or_cast():
+    @cr.custom_vjp
+    def shift(b, x):
+        return x + b
+
+    @shift.defvjp
+    def shift_vjp(g, out, b, x):
+        return np.asarray(g), np.ones(np.shape(x), dtype=np.int64)  # b's is (2, 3): summed to (3,); x's is cast
+
+    b = cr.tensor(np.zeros(3), requires_grad=True)
+    x = cr.tensor(np.zeros((2, 3)), requires_grad=True)
+    shift(b, x).sum().backward()
+    np.testing.assert_array_equal(b.grad.data, [2.0, 2.0, 2.0])
+    assert x.grad.dtype == np.float64
+
+
 def test_gradcheck_passes_and_reports_a_broken_rule():
     assert cr.gradcheck(lambda a, b: (a * b).sum(), np.ones((2, 3)), np.arange(3.0))
 

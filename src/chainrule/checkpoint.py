@@ -33,11 +33,20 @@ one path at once the last rename wins with a complete file.  A save that was
 killed leaves its temporary file behind; the next save to the same path
 removes such leftovers (those of processes that no longer run on this machine,
 and any older than ten minutes).
+
+:func:`save` only ever replaces a regular file or creates a missing one.  A
+symbolic link is written through: the file it leads to is replaced (as
+``torch.save`` would write it) and the link stays.  The replaced file keeps its
+permission bits and, where the process may set them, its owner and group; a new
+file gets ``0o666`` less the umask.  A directory, FIFO, socket or device (such
+as ``/dev/full``) at the path, or at the end of its links, is refused with
+:class:`NotAFileError` before anything is written.
 """
 
 from __future__ import annotations
 
 import ast
+import errno
 import hashlib
 import json
 import math
@@ -78,6 +87,33 @@ _ARRAY_KINDS = "biuf"
 
 class CheckpointError(ValueError):
     """A checkpoint file is unusable: not a regular file, truncated, altered, too large, or not a checkpoint."""
+
+
+class NotAFileError(OSError):
+    """:func:`save` refuses a path that holds something other than a regular file (a directory, FIFO, device...).
+
+    ``problem`` is the reason without the ``save:`` prefix (for a command's own message).
+    """
+
+    def __init__(self, problem: str, path: str) -> None:
+        super().__init__(f"save: {problem}")
+        self.problem = problem
+        self.path = path
+
+
+def file_kind(mode: int) -> Optional[str]:
+    """What a ``st_mode`` describes, as words for a message ("a FIFO (named pipe)"); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 # --- the skeleton ---------------------------------------------------------------------------------
@@ -290,6 +326,68 @@ def _onto(obj: Any, device: Any) -> Any:
     return obj
 
 
+MAX_SYMLINKS = 40  # links followed before a chain counts as a loop (Linux's limit for one lookup)
+
+
+def save_target(path: str | os.PathLike) -> str:
+    """The file that :func:`save` replaces for ``path``: ``path`` itself, or the end of its chain of symbolic links.
+
+    Raises :class:`NotAFileError` (naming the path and what is there) unless
+    that is a regular file or nothing at all, :class:`FileNotFoundError` if the
+    directory it would be in does not exist.  Nothing is opened or written.
+    """
+    path = os.fspath(path)
+    target = path
+    for _ in range(MAX_SYMLINKS + 1):
+        try:
+            st: Optional[os.stat_result] = os.lstat(target)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            break
+        target = os.path.join(os.path.dirname(target), os.readlink(target))  # (an absolute link replaces it all)
+    else:
+        raise NotAFileError(
+            f"{path} is a symbolic link that leads through more than {MAX_SYMLINKS} links (a loop?)", path
+        )
+    if st is not None:
+        kind = file_kind(st.st_mode)
+        if kind is not None:
+            where = path if target == path else f"{path} is a symbolic link to {target}, which"
+            raise NotAFileError(
+                f"{where} is {kind}, not a regular file (only a regular file is replaced, or a new one created)",
+                path,
+            )
+    directory = os.path.dirname(target) or "."
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"the directory {directory} does not exist", path)
+    return target
+
+
+def _keep_owner_and_mode(fd: int, target: str) -> None:
+    """Give the temporary file ``fd`` the replaced file's permission bits and owner, or a new file's mode."""
+    if not hasattr(os, "fchmod"):
+        return  # (Windows before Python 3.13: no modes to keep)
+    try:
+        old: Optional[os.stat_result] = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    if old is None or not stat.S_ISREG(old.st_mode):
+        os.fchmod(fd, _umask_mode())  # mkstemp makes it private (0600)
+        return
+    if hasattr(os, "fchown"):
+        mine = os.fstat(fd)
+        if (old.st_uid, old.st_gid) != (mine.st_uid, mine.st_gid):
+            try:
+                os.fchown(fd, old.st_uid, old.st_gid)  # root, or a user changing only the group to one of theirs
+            except OSError:
+                try:
+                    os.fchown(fd, -1, old.st_gid)  # another user's file: keep at least its group where allowed
+                except OSError:
+                    pass
+    os.fchmod(fd, stat.S_IMODE(old.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))  # (as a write to it would clear)
+
+
 def save(obj: Any, path: str | os.PathLike) -> None:
     """Write ``obj`` (a state dict or a nest of them) to ``path`` as a safe ``.npz`` checkpoint.
 
@@ -297,6 +395,12 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     atomic and durable: the file appears complete or not at all, also when
     several threads or processes save to the same path at once (the last one
     to finish wins).
+
+    Only a regular file or a missing path is replaced; a symbolic link is
+    written through (the file it leads to is replaced and the link kept), and
+    the replaced file keeps its permission bits and, where this process may set
+    them, its owner and group.  Anything else (a directory, FIFO, socket or
+    device) raises :class:`NotAFileError` before anything is written.
     """
     arrays: dict[str, np.ndarray] = {}
     tree = _encode(obj, arrays, "the object")
@@ -313,17 +417,19 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         HASH_KEY: np.frombuffer(digest.encode(), dtype=np.uint8),
     }
     path = os.fspath(path)
-    directory, base = os.path.split(path)
+    target = save_target(path)  # refuses a device, FIFO or directory before anything is written
+    directory, base = os.path.split(target)
     _remove_leftovers(directory, base)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.{_host_tag()}-{os.getpid()}-", suffix=_TMP_SUFFIX, dir=directory or ".")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **payload)
             f.flush()
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), _umask_mode())  # mkstemp makes it private (0600)
+            _keep_owner_and_mode(f.fileno(), target)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if save_target(path) != target:  # checked again just before the rename: what is there now may differ
+            raise NotAFileError(f"{path} changed while the checkpoint was written; nothing was replaced", path)
+        os.replace(tmp, target)
         _fsync_directory(directory)
     finally:
         if os.path.lexists(tmp):
@@ -333,11 +439,9 @@ def save(obj: Any, path: str | os.PathLike) -> None:
 # --- load -----------------------------------------------------------------------------------------
 def _open_regular(path: str) -> BinaryIO:
     """Open ``path`` for reading only if it is a regular file (never blocks on a FIFO)."""
-    what = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket"}
 
     def refuse(mode: int) -> CheckpointError:
-        kind = next((name for test, name in what.items() if test(mode)), "a device or special file")
-        return CheckpointError(f"load: {path} is {kind}, not a regular file; a checkpoint is a regular file")
+        return CheckpointError(f"load: {path} is {file_kind(mode)}, not a regular file; a checkpoint is a regular file")
 
     st = os.stat(path)  # FileNotFoundError passes through
     if not stat.S_ISREG(st.st_mode):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -53,6 +54,10 @@ INSTALL_HINT = "pip install 'chainrule[distributed]' (mpi4py and the MPICH wheel
 
 class DistributedError(RuntimeError):
     """A distributed call was made in a state where it cannot work (not initialised, bad arguments)."""
+
+
+class RanksDifferError(DistributedError):
+    """The ranks were given different options or models; raised on every rank alike (see check_same_on_all_ranks)."""
 
 
 class ReduceOp:
@@ -300,6 +305,39 @@ def broadcast_bytes(data: Optional[bytes], src: int = 0, what: str = "broadcast_
     return buf.tobytes()
 
 
+def check_same_on_all_ranks(fields: dict[str, str], what: str = "check_same_on_all_ranks") -> None:
+    """Raise :class:`RanksDifferError` on every rank unless every rank passed the same ``fields``.
+
+    ``fields`` maps names to text (the options a rank was started with, a
+    model's parameter shapes).  The message names the first field, in rank
+    0's order, that differs between rank 0 and the lowest rank that differs,
+    with both values.  Three small collectives when all agree.
+    """
+    g = _group(what)
+    mine = json.dumps([[str(k), str(v)] for k, v in fields.items()]).encode()
+    first = broadcast_bytes(mine if g.rank == 0 else None, 0, f"{what} (rank 0's values)")
+    lowest = np.array([g.size if first == mine else g.rank], dtype=np.int64)
+    wait([g.comm.Iallreduce(g.MPI.IN_PLACE, lowest, op=g.MPI.MIN)], f"{what} (comparing)")
+    r = int(lowest[0])
+    if r == g.size:
+        return
+    other = broadcast_bytes(mine if g.rank == r else None, r, f"{what} (rank {r}'s values)")
+    a, b = dict(json.loads(first)), dict(json.loads(other))
+    name = next((k for k in [*a, *b] if a.get(k) != b.get(k)), "the order of the fields")
+    missing = "(none)"
+    raise RanksDifferError(f"{what}: {name} is {a.get(name, missing)} on rank 0 but {b.get(name, missing)} on rank {r}")
+
+
+def parameters_signature(module_or_params: Any) -> dict[str, str]:
+    """``{name: "dtype shape"}`` for the parameters that require grad (what DDP checks agrees on every rank)."""
+    if hasattr(module_or_params, "named_parameters"):
+        named = list(module_or_params.named_parameters())
+    else:
+        named = [(f"parameter {i}", p) for i, p in enumerate(module_or_params)]
+    named = [(n, p) for n, p in named if p.requires_grad]
+    return {"the number of parameters": str(len(named)), **{n: f"{p.dtype} {tuple(p.shape)}" for n, p in named}}
+
+
 # --- parameters ---------------------------------------------------------------------------------
 def _params(module_or_params: Any) -> list[Tensor]:
     if hasattr(module_or_params, "parameters"):
@@ -385,6 +423,10 @@ class DistributedDataParallel:
         self._sync = True
         self.allreduce_seconds = 0.0  # time spent averaging gradients, summed over calls
         self.allreduce_calls = 0
+        # the same parameters everywhere, or the broadcast below would fail with MPI's bare truncation error
+        check_same_on_all_ranks(
+            parameters_signature(module), "DistributedDataParallel: the model differs between the ranks"
+        )
         broadcast_parameters(self._params, broadcast_from)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -199,6 +199,15 @@ class Optimizer:
             g = {**own, **{k: v for k, v in saved.items() if k != "params"}}
             if isinstance(g.get("betas"), list):
                 g["betas"] = tuple(g["betas"])
+            unknown = set(g) - set(self.defaults) - {"params", "initial_lr"}
+            if unknown:
+                raise ValueError(f"{name}.load_state_dict: unknown options {sorted(map(str, unknown))[:5]}")
+            try:
+                self._validate(g)  # the ranges the constructor enforces (betas in [0, 1), lr >= 0, ...)
+            except TypeError:
+                raise ValueError(f"{name}.load_state_dict: a setting has the wrong type") from None
+            except ValueError as exc:
+                raise ValueError(f"{name}.load_state_dict: {exc}") from None
             new_groups.append(g)
         self.param_groups = new_groups
         self.state = new_state

@@ -36,6 +36,14 @@ class ResumeError(ValueError):
     """A checkpoint given to --resume does not fit the run it is meant to continue."""
 
 
+class DivergedError(ArithmeticError):
+    """Training produced a non-finite loss or weight; it stops there and nothing non-finite is saved."""
+
+    def __init__(self, epoch: int, what: str) -> None:
+        super().__init__(f"training diverged in epoch {epoch}: {what}")
+        self.epoch = epoch
+
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {
         "hidden": [64],
@@ -318,14 +326,7 @@ def fit(
     history = History()
     start = 0
     if resume_state is not None:
-        try:
-            _check_optimizer_like(resume_state["optimizer"], opt.state_dict())
-            model.load_state_dict(resume_state["model"])
-            opt.load_state_dict(resume_state["optimizer"])
-            start = int(resume_state["epoch"])
-            history = History(**{k: list(v) for k, v in resume_state["history"].items()})
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ResumeError(f"--resume: the checkpoint does not fit this run: {exc}") from None
+        start, history = restore(cfg, model, opt, resume_state)
     sched = build_scheduler(cfg, opt, start)
     state = make_state(cfg, model, opt, start, history)
     progress = Progress(stream, cfg.epochs, quiet)
@@ -355,12 +356,20 @@ def fit(
                     if ddp is not None:
                         ddp.all_reduce_gradients(num_samples=len(idx))
                     opt.step()
-                total_loss += float(loss.item()) * len(idx)
+                loss_value = float(loss.item())
+                if ddp is None and not math.isfinite(loss_value):  # (ranks compare their sums after the epoch)
+                    raise DivergedError(epoch, f"the loss of batch {b + 1} of {n_batches} is {loss_value}")
+                total_loss += loss_value * len(idx)
                 correct += c
                 seen += len(idx)
                 progress.update(epoch, b + 1, n_batches, total_loss / seen, correct / seen)
             if ddp is not None:
                 total_loss, correct, seen = dist.all_reduce_totals(total_loss, correct, seen)
+            if not math.isfinite(total_loss):
+                raise DivergedError(epoch, f"the epoch's loss is {total_loss / seen}")
+            bad = _nonfinite_entry(model)
+            if bad is not None:
+                raise DivergedError(epoch, f"the model's {bad!r} holds NaN or infinite values")
             lr = opt.param_groups[0]["lr"]
             if sched is not None:
                 sched.step()
@@ -379,6 +388,15 @@ def fit(
             stream.write("\n")
         return model, history, state, exc
     return model, history, state, None
+
+
+def _nonfinite_entry(model: Any) -> Optional[str]:
+    """The name of the first weight or buffer of ``model`` holding NaN or an infinity, or None."""
+    for name, t in model.state_dict().items():
+        data = np.asarray(t._data)  # (the command trains on NumPy)
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            return name
+    return None
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -459,6 +477,7 @@ CHOICES = {
     "dataset": ("digits", "moons"),
     "optimizer": ("sgd", "adam", "adamw"),
     "schedule": ("cosine", "step", "none"),
+    "model": ("mlp", "cnn"),
 }
 
 
@@ -482,7 +501,9 @@ CONFIG_CHECKS: dict[str, Callable[[Any], Any]] = {
     "seed": _seed.check,
     "schedule": _choice("schedule"),
     "weight_decay": _nonneg_float.check,
+    "model": _choice("model"),
 }
+ADDED_LATER = {"model": "mlp"}  # config fields that older checkpoints lack, and the value they meant
 
 
 def check_saved_config(saved: Any) -> dict[str, Any]:
@@ -494,20 +515,14 @@ def check_saved_config(saved: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"the run configuration has unknown fields {unknown[:5]}")
     out = {}
-    for name, f in fields.items():
+    for name in fields:
         if name not in saved:
-            if name in CONFIG_CHECKS:
+            if name not in ADDED_LATER:
                 raise ValueError(f"the run configuration has no {name!r}")
-            continue  # a field added later: the default applies
-        check = CONFIG_CHECKS.get(name)
+            out[name] = ADDED_LATER[name]
+            continue
         try:
-            if check is not None:
-                out[name] = check(saved[name])
-            else:  # a field without its own validator must at least have its default's type
-                default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-                if type(saved[name]) is not type(default):
-                    raise ValueError(f"expected {type(default).__name__}, got {type(saved[name]).__name__}")
-                out[name] = saved[name]
+            out[name] = CONFIG_CHECKS[name](saved[name])
         except ValueError as exc:
             raise ValueError(f"the run configuration's {name!r}: {exc}") from None
     return out
@@ -532,8 +547,143 @@ def check_saved_state(state: Any) -> None:
             raise ValueError(f"its history {name!r} must be a list of {epoch} numbers (one per epoch)")
         if not all(type(v) in (int, float) for v in values):
             raise ValueError(f"its history {name!r} holds something other than numbers")
+        low, high = (0.0, 1.0) if name.endswith("_acc") else (0.0, math.inf)
+        if not all(math.isfinite(v) and low <= v <= high for v in values):
+            raise ValueError(f"its history {name!r} holds a value that is negative, non-finite or above {high}")
     if not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict):
         raise ValueError("its model and optimizer entries must be state dicts")
+
+
+# The range of every setting of the optimizers in chainrule.optim, as a checkpoint may hold it.
+OPTIMIZER_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: 0 <= v <= MAX_RATE, f"a number from 0 to {MAX_RATE:g}"),
+    "initial_lr": (lambda v: 0 <= v <= MAX_RATE, f"a number from 0 to {MAX_RATE:g}"),
+    "weight_decay": (lambda v: 0 <= v <= MAX_RATE, f"a number from 0 to {MAX_RATE:g}"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "dampening": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "nesterov": (lambda v: type(v) is bool, "True or False"),
+    "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "eps": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "alpha": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "centered": (lambda v: type(v) is bool, "True or False"),
+}
+# What each optimizer keeps per parameter once it has stepped (an entry is empty before that).
+OPTIMIZER_STATE = {
+    "sgd": {"momentum_buffer"},
+    "adam": {"step", "exp_avg", "exp_avg_sq"},
+    "adamw": {"step", "exp_avg", "exp_avg_sq"},
+}
+NONNEGATIVE_STATE = ("exp_avg_sq", "square_avg")  # running means of squares
+MAX_STEP = 2**62
+
+
+def _as_array(v: Any) -> Optional[np.ndarray]:
+    from .tensor import Tensor
+
+    if isinstance(v, Tensor):
+        return np.asarray(v._data)
+    return v if isinstance(v, np.ndarray) else None
+
+
+def check_saved_weights(saved: Any, model: Any) -> None:
+    """Every weight and buffer the model has, and no other: the model's shape and dtype, finite values."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"the model entry is a {type(saved).__name__}, not a state dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in saved]
+    unexpected = [str(k)[:40] for k in saved if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"the model entry lacks {missing[:5]} and has unexpected {unexpected[:5]}")
+    for name, t in own.items():
+        arr = _as_array(saved[name])
+        where = f"the model's {name!r}"
+        if arr is None:
+            raise ValueError(f"{where} is a {type(saved[name]).__name__}, not an array")
+        if arr.shape != tuple(t.shape):
+            raise ValueError(f"{where} has shape {arr.shape}; this model's has shape {tuple(t.shape)}")
+        if arr.dtype != t.dtype:
+            raise ValueError(f"{where} has dtype {arr.dtype}; this model's has dtype {t.dtype}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{where} holds NaN or infinite values")
+        if (arr.dtype.kind in "iu" or name.endswith("running_var")) and (arr < 0).any():
+            raise ValueError(f"{where} holds negative values")
+
+
+def check_saved_optimizer(saved: Any, opt: Any, cfg: Config) -> None:
+    """The optimizer entry: this run's optimizer and settings (each in its range), finite state of the right shapes."""
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        raise ValueError("the optimizer entry must be a dict of 'state' and 'param_groups'")
+    fresh = opt.state_dict()
+    _check_optimizer_like(saved, fresh)
+    for gi, (group, own) in enumerate(zip(saved["param_groups"], fresh["param_groups"])):
+        for k, v in group.items():
+            if k == "params":
+                continue
+            ok, what = OPTIMIZER_SETTINGS[k]
+            if not ok(v):
+                raise ValueError(f"optimizer setting {k!r} is {str(v)[:40]}; it must be {what}")
+        for k, v in own.items():  # what this run's flags give (the learning rate moves with the schedule)
+            if k not in ("params", "lr") and group[k] != v:
+                raise ValueError(f"optimizer setting {k!r} is {str(group[k])[:40]}; this run's is {v!r}")
+        # a schedule starts from initial_lr (from lr where none is saved); without one the rate stays --lr
+        starts = [group["initial_lr"]] if "initial_lr" in group else []
+        if cfg.schedule == "none" or not starts:
+            starts.append(group["lr"])
+        for base in starts:
+            if base != cfg.lr:
+                raise ValueError(
+                    f"optimizer group {gi} starts from learning rate {base!r}; this run's --lr is {cfg.lr!r}"
+                )
+    params = dict(enumerate(p for g in opt.param_groups for p in g["params"]))  # state_dict's numbering
+    expected = OPTIMIZER_STATE[cfg.optimizer]
+    for key, entry in saved["state"].items():
+        p = params.get(key)
+        if p is None:
+            raise ValueError(f"optimizer: state for parameter {str(key)[:20]}, which this model does not have")
+        if entry and set(entry) != expected:
+            raise ValueError(
+                f"optimizer: the state of parameter {key} holds {sorted(map(str, entry))[:5]}; "
+                f"{cfg.optimizer} keeps {sorted(expected)}"
+            )
+        for name, v in entry.items():
+            where = f"optimizer state {name!r} of parameter {key}"
+            if name == "step":
+                if type(v) is not int or not 0 <= v <= MAX_STEP:
+                    raise ValueError(f"{where} is {str(v)[:40]!r}; it must be a whole number from 0 to 2**62")
+                continue
+            arr = _as_array(v)
+            if arr is None or arr.shape != tuple(p.shape) or arr.dtype != p.dtype:
+                got = f"{arr.dtype} of shape {arr.shape}" if arr is not None else type(v).__name__
+                raise ValueError(f"{where} is {got}; the parameter is {p.dtype} of shape {p.shape}")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{where} holds NaN or infinite values")
+            if name in NONNEGATIVE_STATE and (arr < 0).any():
+                raise ValueError(f"{where} holds negative values (it is a mean of squares)")
+
+
+def restore(cfg: Config, model: Any, opt: Any, state: dict[str, Any]) -> tuple[int, History]:
+    """Check a checkpoint's weights and optimizer state against this run's, then load them: ``(epoch, history)``.
+
+    Everything is checked before anything is loaded; a problem raises :class:`ResumeError` naming the field.
+    """
+    try:
+        check_saved_weights(state["model"], model)
+        check_saved_optimizer(state["optimizer"], opt, cfg)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["epoch"])
+        history = History(**{k: list(v) for k, v in state["history"].items()})
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ResumeError(f"--resume: the checkpoint does not fit this run: {exc}") from None
+    return start, history
+
+
+def check_resume(cfg: Config, state: dict[str, Any]) -> None:
+    """All of :func:`restore`'s checks on a fresh model and optimizer, before the run prints or trains anything."""
+    x_train, y_train, _, _ = load_data(cfg.dataset)
+    n_out = 1 if cfg.dataset == "moons" else int(y_train.max()) + 1
+    model = build_model(cfg, x_train.shape[1], n_out)
+    restore(cfg, model, build_optimizer(cfg, model.parameters()), state)
 
 
 def _check_optimizer_like(saved: Any, fresh: dict[str, Any]) -> None:
@@ -715,14 +865,22 @@ PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
 
 
 def _writable_path_problem(path: str) -> Optional[str]:
-    """Why a checkpoint cannot be written at ``path`` (checked before training), or None."""
-    directory = os.path.dirname(path) or "."
-    if os.path.isdir(path):
-        return f"{path} is a directory; give a file name"
-    if os.path.lexists(path) and not os.path.isfile(path):
-        return f"{path} exists and is not a regular file"
-    if not os.path.isdir(directory):
-        return f"the directory {directory} does not exist"
+    """Why a file cannot be written at ``path`` (checked before training), or None.
+
+    The rules are :func:`chainrule.checkpoint.save_target`'s, the ones ``cr.save`` itself applies: only a
+    regular file or a new name, symbolic links followed to their end.
+    """
+    from .checkpoint import NotAFileError, save_target
+
+    try:
+        target = save_target(path)
+    except NotAFileError as exc:
+        return exc.problem
+    except FileNotFoundError as exc:
+        return exc.strerror or f"the directory of {path} does not exist"
+    except OSError as exc:
+        return f"{path} cannot be used: {exc.strerror or exc}"
+    directory = os.path.dirname(target) or "."
     try:
         with tempfile.TemporaryFile(dir=directory):
             pass
@@ -768,6 +926,7 @@ def _compiles(args: argparse.Namespace, cfg: Config) -> bool:
 def _run(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load, save
     from .compile import CompileError
+    from .distributed import RanksDifferError
 
     err, out = sys.stderr, sys.stdout
     if args.distributed and getattr(args, "compile", None):
@@ -782,6 +941,10 @@ def _run(args: argparse.Namespace) -> int:
 
         try:
             out, err = dist.start_job(args.dist_timeout)
+            # every rank must run the same command: compared before any other collective, so a rank started
+            # with other options is named here instead of failing inside MPI or drifting apart later
+            options = {f"--{k.replace('_', '-')}": repr(v) for k, v in vars(args).items()}
+            dist.check_same_on_all_ranks(options, "the workers were started with different options")
         except dist.DistributedError as exc:
             print(f"chainrule train: --distributed: {exc}", file=err)
             return 2
@@ -816,6 +979,12 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"chainrule train: {exc}", file=err)
         return 2
+    if saved_state is not None:
+        try:
+            check_resume(cfg, saved_state)  # every weight and optimizer setting, before anything runs
+        except ResumeError as exc:
+            print(f"chainrule train: {exc}", file=err)
+            return 2
     if args.distributed:
         try:
             dist.check_batches(len(load_data(cfg.dataset)[0]), cfg.batch_size, dist.get_world_size())
@@ -870,6 +1039,15 @@ def _run(args: argparse.Namespace) -> int:
     except ResumeError as exc:
         print(f"chainrule train: {exc}", file=err)
         return 2
+    except RanksDifferError as exc:  # (raised on every rank alike: the ranks compared before raising)
+        print(f"chainrule train: --distributed: {exc}", file=err)
+        return 2
+    except DivergedError as exc:
+        print(
+            f"chainrule train: {exc}; stopped there, and {path} was not overwritten with it (a lower --lr may help)",
+            file=err,
+        )
+        return 1
     except CompileError as exc:
         how = "--compile" if args.compile else "the compiled step (the default for the MLP; --no-compile runs eagerly)"
         print(f"chainrule train: {how}: {exc}", file=err)
