@@ -30,7 +30,9 @@ def _count(shape, axis):
 def _inverse_count(shape, axis):
     # 1/n as a Python float: it meets the gradient in the gradient's dtype without passing through n there
     # (n = 70000 is inf in float16, and g / inf = 0; torch gives 1/70000 = 1.43e-05).
-    return 1.0 / _count(shape, axis)
+    # A count of 0 means x has no elements, so the gradient is empty (as torch's) whatever the factor.
+    n = _count(shape, axis)
+    return 1.0 / n if n else 0.0
 
 
 sum_ = defprim("sum", lambda xp, x, axis, keepdims: xp.sum(x, axis, keepdims), kind="linear", symbol="Σ")
