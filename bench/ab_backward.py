@@ -4,7 +4,7 @@
 
 ``slots`` is the default walk (gradients in the tensors' ``_bg`` slots, a creation-number
 cursor); ``heap`` is the dictionary-and-heap walk that other cases still take
-(``chainrule.autodiff.SLOT_WALK = False``).  Both walks alternate step by step on the same
+(``chainrule.autodiff.FAST_PATH = False``).  Both walks alternate step by step on the same
 model, so the interpreter, the allocator and any other load on the machine are shared;
 the table gives the medians of each walk's backward time (CPU time of this process) and
 of the per-pair ratios.  The collector is off unless ``--gc``.
@@ -41,7 +41,7 @@ def main() -> int:
     losses: dict[str, list[float]] = {"slots": [], "heap": []}
     for k in range(2 * args.steps):
         name = "slots" if k % 2 == 0 else "heap"
-        ad.SLOT_WALK = name == "slots"
+        ad.FAST_PATH = name == "slots"
         loss = model.loss()
         t0 = time.process_time()
         loss.backward()
@@ -52,7 +52,7 @@ def main() -> int:
             prm.data = prm.item() - lr * prm.grad.item()
             prm.grad = None
         del loss
-    ad.SLOT_WALK = True
+    ad.FAST_PATH = True
     gc.enable()
     ratios = [a / b for a, b in zip(times["slots"], times["heap"])]
     print(f"scalar two-moons backward, {args.steps} steps per walk, GC {'on' if args.gc else 'off'}")

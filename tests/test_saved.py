@@ -421,7 +421,7 @@ def test_every_backward_walk_handles_released_values(walk, monkeypatch):
         _chain(x, 50).sum().backward()
     expected = x.grad.data.copy()
     if walk == "heap":
-        monkeypatch.setattr(autodiff, "SLOT_WALK", False)
+        monkeypatch.setattr(autodiff, "FAST_PATH", False)
     x = cr.tensor(x0, requires_grad=True)
     h = _chain(x, 50)
     assert any(type(t._data) is Released for t in topological(h))

@@ -42,13 +42,13 @@ def _array_graph(seed: int) -> tuple[list, object]:
 
 
 def _grads(build, seed: int, slots: bool) -> list:
-    ad.SLOT_WALK = slots
+    ad.FAST_PATH = slots
     try:
         leaves, out = build(seed)
         out.backward()
         return [leaf.grad.numpy() for leaf in leaves]
     finally:
-        ad.SLOT_WALK = True
+        ad.FAST_PATH = True
 
 
 @pytest.mark.parametrize("build", [_scalar_graph, _array_graph])
@@ -117,7 +117,7 @@ def test_slots_are_cleared_after_a_walk_and_after_a_failing_one():
 def test_hook_on_a_tensor_already_used_behaves_as_the_heap_walk():
     results = []
     for slots in (True, False):
-        ad.SLOT_WALK = slots
+        ad.FAST_PATH = slots
         try:
             x = cr.tensor(3.0, requires_grad=True)
             t = x * 1.0
@@ -126,7 +126,7 @@ def test_hook_on_a_tensor_already_used_behaves_as_the_heap_walk():
             (y + t * t).backward(retain_graph=True)
             results.append((x.grad.item(), t.grad.item()))
         finally:
-            ad.SLOT_WALK = True
+            ad.FAST_PATH = True
     assert results[0] == results[1] == (8.0, 8.0)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from heapq import heapify, heappop, heappush
 from typing import Any, Optional
 
 import numpy as np
@@ -288,116 +287,274 @@ def _run_backward(
     for r in roots:
         if r._node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
-    wanted = None if inputs is None else {id(t) for t in inputs}
-    if wanted is None and not create_graph and not MODE.anomaly and SLOT_WALK and _SLOTS_LOCK.acquire(blocking=False):
-        try:  # the common case: one walk at a time uses the tensors' own _bg slots
-            leaf_grads, leaves = _walk_slots(roots, seed_values, retain_graph)
-        finally:
-            _SLOTS_LOCK.release()
+    if inputs is None and not create_graph and not MODE.anomaly and FAST_PATH:
+        reached = walk(roots, seed_values, retain_graph)  # the common case: no visitor, the inlined rules
         with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
-            _deliver(leaf_grads, leaves, False)
+            _deliver(reached, False)
         return None
-    needed = None if wanted is None else _needed(toposort(roots), wanted)
-
-    # Non-leaf tensors are keyed by their node's sequence number (the heap holds
-    # plain ints, newest first); leaves by id.
-    grads: dict[int, Any] = {}
-    pending: dict[int, Tensor] = {}
-    leaf_grads: dict[int, Any] = {}
-    leaves: dict[int, Tensor] = {}
-    heap: list[int] = []
-    for r, s in zip(roots, seed_values):
-        if r._node is None:
-            key = id(r)
-            leaves[key] = r
-            leaf_grads[key] = s if key not in leaf_grads else leaf_grads[key] + s
-            continue
-        seq = r._seq
-        if seq in grads:
-            grads[seq] = grads[seq] + s
-        else:
-            grads[seq] = s
-            pending[seq] = r
-            heap.append(-seq)
-    heapify(heap)
-    state = (heap, grads, pending, leaf_grads, leaves)
-
-    outer_step = _STEP.at  # (a hook may run a backward inside another one's rule)
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    visitor = Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots), wanted))
+    outer_step = _STEP.at  # (anomaly mode: a hook may run a backward inside another one's rule)
     try:
         if create_graph:
             with enable_grad():
-                captured = _walk(state, wanted, needed, retain_graph, True)
-        elif wanted is None and not MODE.anomaly:
-            _walk_numeric(state, retain_graph)
+                reached = walk(roots, seed_values, retain_graph, visitor)
         else:
-            captured = _walk(state, wanted, needed, retain_graph, False)
+            reached = walk(roots, seed_values, retain_graph, visitor)
     finally:
         _STEP.at = outer_step
-
-    if wanted is not None:
-        for key in leaves:
-            if key in wanted:
-                captured[key] = leaf_grads[key]
-        return [captured.get(id(t)) for t in inputs]  # type: ignore[union-attr]
-    with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
-        _deliver(leaf_grads, leaves, create_graph)
+    if inputs is not None:
+        captured = visitor.captured
+        for leaf, g in reached:
+            if id(leaf) in wanted:  # type: ignore[operator]
+                captured[id(leaf)] = g
+        return [captured.get(id(t)) for t in inputs]
+    with _DELIVERY_LOCK:
+        _deliver(reached, create_graph)
     return None
 
 
-# One thread at a time may keep gradients in the tensors' ``_bg`` slots; a backward
-# that finds the lock taken (another thread, or a hook calling backward inside a
-# walk) takes the dictionary walk instead.
-_SLOTS_LOCK = threading.Lock()
-SLOT_WALK = True  # False: every first-order backward takes the heap walk (for A/B checks: bench/ab_backward.py)
+FAST_PATH = True  # False: every first-order backward takes the walk's general path (A/B checks, tests)
 
 
-def _walk_slots(roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: bool) -> tuple:
-    """First-order backward into ``.grad`` without a heap: returns ``(leaf_grads, leaves)`` for :func:`_deliver`.
+class Hooked(Primitive):
+    """A node's primitive with hooks on the gradient arriving at it (``register_hook``, ``retain_grad``).
 
-    Gradients accumulate in the tensors' own ``_bg`` slots; nodes waiting for
-    their turn sit in one dict keyed by creation number, and a cursor walks the
-    numbers down (every input was made before the node that reads it, so that
-    is a topological order).  Every slot is None again afterwards, also when a
-    rule raises.
+    It is the node's own primitive (same rules, name and forward) plus the hooks,
+    so the hooks run when the walk reaches the node itself, with its gradient
+    complete: after every consumer has sent its share, however the tensor fans out.
     """
+
+    __slots__ = ("original", "hooks", "retain")
+
+    def __init__(self, original: Primitive) -> None:  # (no Primitive.__init__: every field is the original's)
+        for slot in Primitive.__slots__:
+            object.__setattr__(self, slot, getattr(original, slot))
+        self.original = original
+        self.hooks: list[Callable[[Any], Any]] = []  # each returns a replacement gradient or None
+        self.retain: Optional[Callable[[Any], None]] = None  # retain_grad's keeper: runs last, as in torch
+
+    def through(self, g: Any) -> Any:
+        """The gradient after the hooks (in the order they were registered), then handed to retain_grad."""
+        for hook in list(self.hooks):
+            replaced = hook(g)
+            if replaced is not None:
+                g = replaced
+        if self.retain is not None:
+            self.retain(g)
+        return g
+
+
+def hooked(t: Tensor) -> Optional[Hooked]:
+    """Node ``t``'s primitive as a :class:`Hooked` one, made so on first use (None for a freed node).
+
+    The node moves to the general layout (``_args``), where the walk looks for hooks."""
+    prim = t._node
+    if prim is FREED or prim is None:
+        return None
+    if type(prim) is not Hooked:
+        inputs, vals = node_parts(t)
+        t._a, t._args, t._b, t._av, t._bv = tuple(inputs), tuple(vals), None, None, None
+        t._node = prim = Hooked(prim)
+    return prim
+
+
+class Backprop:
+    """How the walk runs a node's rules on its general path; tools subclass it to watch or to reinterpret.
+
+    The walk calls, for each node it reaches with its gradient complete:
+    ``start(t, g)`` (returns the upstream gradient to use), then for each input
+    ``i``: ``follow(t, i, inp)`` (whether that input gets a gradient),
+    ``downstream(t, i, g)`` (upstream × local: the rule's result, reduced to the
+    input's shape), and ``edge(t, i, inp, gi)``.  The walk itself adds the
+    gradients up on fan-out.  This base class is backpropagation itself:
+    first order on raw values, or recorded (``create_graph``) on tensors, with
+    anomaly checks in anomaly mode and the gradients of ``wanted`` non-leaf tensors kept in ``captured``.
+    """
+
+    def __init__(self, create_graph: bool = False, wanted: Optional[set] = None, needed: Optional[set] = None) -> None:
+        self.create_graph = create_graph
+        self.wanted = wanted
+        self.needed = needed
+        self.anomaly = MODE.anomaly
+        self.captured: dict[int, Any] = {}
+
+    def start(self, t: Tensor, g: Any) -> Any:
+        if self.wanted is not None and id(t) in self.wanted:
+            self.captured[id(t)] = g
+        return g
+
+    def follow(self, t: Tensor, i: int, inp: Tensor) -> bool:
+        return inp.requires_grad and (self.needed is None or id(inp) in self.needed) and t._node.differentiable(i)
+
+    def downstream(self, t: Tensor, i: int, g: Any) -> Any:
+        prim = t._node
+        inputs, vals = node_parts(t)
+        if self.create_graph:  # the rule runs on tensors, so this backward pass is recorded too
+            nin = len(inputs)
+            args = tuple(inputs[k] if inputs[k] is not None else vals[k] for k in range(nin)) + vals[nin:]
+            if self.anomaly:
+                _STEP.at = (t, i)
+            gi = _fit_tensor(call_rule(prim, ABOVE.tensor_namespace, g, t, i, args), inputs[i])
+        else:
+            out = t._data
+            if self.anomaly:
+                _STEP.at = (t, i)
+            gi = _fit(call_rule(prim, _namespace(prim, out), g, out, i, vals), vals[i])
+        if self.anomaly:
+            for check in BACKWARD_CHECKS:
+                check(t, i, gi)
+        return gi
+
+    def edge(self, t: Tensor, i: int, inp: Tensor, gi: Any) -> None:
+        pass
+
+
+def _visit(t: Tensor, g: Any, visitor: Backprop, pending: dict[int, Tensor], got: Callable) -> int:
+    """The general path for one node: its rules through ``visitor``; returns the newest input it queued (or -1)."""
+    if type(t._node) is Hooked:
+        g = t._node.through(g)
+    g = visitor.start(t, g)
+    newest = -1
+    for i, inp in enumerate(node_parts(t)[0]):
+        if inp is None or not visitor.follow(t, i, inp):
+            continue
+        gi = visitor.downstream(t, i, g)
+        visitor.edge(t, i, inp, gi)
+        prev = inp._bg
+        if prev is None:
+            inp._bg = gi
+            if inp._node is None:
+                got(inp)
+            else:
+                pending[inp._seq] = inp
+                if inp._seq > newest:
+                    newest = inp._seq
+        else:
+            inp._bg = prev + gi  # fan-out: the gradients add up
+    return newest
+
+
+def _namespace(prim: Primitive, out: Any) -> Any:
+    """The namespace a node's rules run on: Python floats (math), NumPy, or another array library."""
+    if type(out) is ndarray:
+        return NUMPY
+    if type(out) is float and prim.scalar_fwd is not None:
+        return SCALAR
+    return _ns(out)
+
+
+def call_rule(prim: Primitive, xp: Any, g: Any, out: Any, i: int, args: tuple) -> Any:
+    """Input ``i``'s gradient by ``prim``'s VJP rule; on Python floats, math-domain trouble falls back to NumPy."""
+    if prim.variadic:
+        return prim.vjps[0](xp, g, out, i, *args)
+    rule = prim.vjps[i]
+    if xp is not SCALAR:
+        return rule(xp, g, out, *args)
+    try:
+        return rule(xp, g, out, *args)
+    except (ArithmeticError, ValueError):
+        with np.errstate(all="ignore"):
+            return rule(NUMPY, np.float64(g), np.float64(out), *args)
+
+
+class _Walking(threading.local):
+    """This thread's walk that is running now: ``(pending, leaves)``, or None."""
+
+    now: Optional[tuple] = None
+
+
+_WALKING = _Walking()
+_SLOTS_LOCK = threading.Lock()  # the tensors' _bg slots hold one thread's walks at a time
+
+
+def walk(
+    roots: Sequence[Tensor], seeds: Sequence[Any], retain_graph: bool, visitor: Optional[Backprop] = None
+) -> list[tuple[Tensor, Any]]:
+    """The backward walk: backpropagate ``seeds`` from ``roots``; returns ``[(leaf, gradient), ...]`` for the leaves.
+
+    The algorithm::
+
+        grad[root] = seed
+        for node in topological order (newest first: every input is older than the node that reads it):
+            for each input i of node that wants a gradient:
+                grad[input i] += VJP_i(grad[node], node's saved values)    # upstream x local; fan-out sums
+
+    The gradient waiting at a tensor sits in its own ``_bg`` slot, so the walk
+    needs neither a heap nor a dictionary of gradients; nodes waiting for their
+    turn sit in one dict keyed by creation number.  ``visitor`` (a
+    :class:`Backprop`) runs each node's rules on the general path: recorded
+    (``create_graph``), only toward wanted tensors, with anomaly checks, or
+    watched and reinterpreted by the tools (``cr.trace``, ``cr.derive``).
+    Without a visitor the rules run inline on raw values.  Every slot is None
+    again afterwards, also when a rule raises.  One thread walks at a time; a walk
+    started inside another one in the same thread (a hook calling backward) sets
+    the outer walk's gradients aside until it is done.
+    """
+    outer = _WALKING.now
+    if outer is None:
+        _SLOTS_LOCK.acquire()
+        aside = None
+    else:
+        aside = _set_aside(outer)
     pending: dict[int, Tensor] = {}
     leaves: list[Tensor] = []
-    for r, s in zip(roots, seeds):
-        prev = r._bg
-        if prev is None:
-            r._bg = s
-            if r._node is None:
-                leaves.append(r)
-            else:
-                pending[r._seq] = r
-        else:
-            r._bg = prev + s
+    _WALKING.now = (pending, leaves)
     try:
-        if pending:
-            _sweep(pending, leaves, retain_graph, max(pending))
-    except BaseException:
-        for t in pending.values():
-            t._bg = None
-        for t in leaves:
-            t._bg = None
-        raise
-    leaf_grads: dict[int, Any] = {}
-    leaf_map: dict[int, Tensor] = {}
-    for leaf in leaves:
-        key = id(leaf)
-        leaf_map[key] = leaf
-        leaf_grads[key] = leaf._bg
-        leaf._bg = None
-    return leaf_grads, leaf_map
+        for r, s in zip(roots, seeds):
+            prev = r._bg
+            if prev is None:
+                r._bg = s
+                if r._node is None:
+                    leaves.append(r)
+                else:
+                    pending[r._seq] = r
+            else:
+                r._bg = prev + s
+        try:
+            if pending:
+                _sweep(pending, leaves, retain_graph, max(pending), visitor)
+        except BaseException:
+            for t in pending.values():
+                t._bg = None
+            for t in leaves:
+                t._bg = None
+            raise
+        reached = []
+        for leaf in leaves:
+            reached.append((leaf, leaf._bg))
+            leaf._bg = None
+        return reached
+    finally:
+        _WALKING.now = outer
+        if aside is None:
+            _SLOTS_LOCK.release()
+        else:
+            for t, g in aside:
+                t._bg = g
 
 
-def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool, seq: int) -> None:
-    """:func:`_walk_slots`' hot loop: take the newest waiting node, apply its rules, pass the gradients on.
+def _set_aside(outer: tuple) -> list[tuple[Tensor, Any]]:
+    """Empty the slots of a walk interrupted by another walk in the same thread; returns what they held."""
+    pending, leaves = outer
+    held = [(t, t._bg) for t in pending.values()] + [(t, t._bg) for t in leaves]
+    for t, _ in held:
+        t._bg = None
+    return held
+
+
+def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool, seq: int, visitor: Any) -> None:
+    """:func:`walk`'s loop: take the newest waiting node, apply its rules, pass the gradients on.
 
     The cursor steps down one creation number at a time; a long run of numbers
     that no waiting node has (nodes of other graphs) jumps to the newest waiting
     one.  An input newer than the node reading it (a hook put in front of a tensor
-    already used) moves the cursor back up to it, as a heap would.
+    already used) moves the cursor back up to it.
+
+    With a ``visitor`` every node takes the general path (:func:`_visit`).  Without
+    one (first order into ``.grad``, the common case) the node's rules run right
+    here on raw values, with mul and add on Python floats inlined: the same steps,
+    specialised because this loop is the hot path of every ``backward()``.
     """
     now = EPOCHS.value
     got = leaves.append
@@ -423,6 +580,13 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
             raise GraphFreedError(_FREED_MESSAGE)
         if t._epoch != now:
             _check_fresh(t)
+        if visitor is not None:
+            newest = _visit(t, g, visitor, pending, got)
+            if newest > seq:
+                seq = newest
+            if not retain_graph:
+                release(t)
+            continue
         out = t._data
         vjps = prim.vjps
         if t._args is None and not prim.variadic:
@@ -560,25 +724,13 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
                         b._bg = prev + gi
         else:
             inputs, vals = node_parts(t)
-            scalar = type(out) is float and prim.scalar_fwd is not None
+            if type(prim) is Hooked:  # (hooked nodes take this general layout, so only this branch looks)
+                g = prim.through(g)
+            xp = _namespace(prim, out)
             for i, inp in enumerate(inputs):
-                if inp is None or not inp.requires_grad:
+                if inp is None or not inp.requires_grad or not prim.differentiable(i):
                     continue
-                if prim.variadic:
-                    gi = vjps[0](NUMPY if type(out) is ndarray else _ns(out), g, out, i, *vals)
-                else:
-                    rule = vjps[i]
-                    if rule is None:
-                        continue
-                    if scalar:
-                        try:
-                            gi = rule(scalar_xp, g, out, *vals)
-                        except (ArithmeticError, ValueError):
-                            with np.errstate(all="ignore"):
-                                gi = rule(NUMPY, np.float64(g), np.float64(out), *vals)
-                    else:
-                        gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, *vals)
-                gi = _fit(gi, vals[i])
+                gi = _fit(call_rule(prim, xp, g, out, i, vals), vals[i])
                 prev = inp._bg
                 if prev is None:
                     inp._bg = gi
@@ -607,177 +759,16 @@ _ADD_RULES = E.add.vjps
 # once per backward(), so a fresh process's first 7 backward passes would run it
 # unspecialized, at about twice the time: enter it with nothing to do first.
 for _ in range(8):
-    _sweep({}, [], False, 0)
+    _sweep({}, [], False, 0, None)
 
 
-def _walk_numeric(state: tuple, retain_graph: bool) -> None:
-    """The common case of :func:`_walk` (first order, into ``.grad``), kept lean: it is the hot loop."""
-    heap, grads, pending, leaf_grads, leaves = state
-    now = EPOCHS.value
-    pop = heappop
-    push = heappush
-    pop_grad = grads.pop
-    get_grad = grads.get
-    pop_pending = pending.pop
-    while heap:
-        seq = -pop(heap)
-        t = pop_pending(seq)
-        g = pop_grad(seq)
-        prim = t._node
-        if prim is FREED:
-            raise GraphFreedError(_FREED_MESSAGE)
-        if t._epoch != now:
-            _check_fresh(t)
-        out = t._data
-        vjps = prim.vjps
-        vals = t._args
-        if vals is None:  # one or two inputs, stored inline
-            b = t._b
-            if b is UNARY:
-                inputs: tuple = (t._a,)
-                vals = (t._av,)
-            else:
-                inputs = (t._a, b)
-                vals = (t._av, t._bv)
-        else:
-            inputs = t._a
-        scalar = type(out) is float and prim.scalar_fwd is not None
-        i = -1
-        for inp in inputs:
-            i += 1
-            if inp is None or not inp.requires_grad:
-                continue
-            if prim.variadic:
-                gi = vjps[0](NUMPY if type(out) is ndarray else _ns(out), g, out, i, *vals)
-            else:
-                rule = vjps[i]
-                if rule is None:
-                    continue
-                if scalar:
-                    try:
-                        gi = rule(SCALAR, g, out, *vals)
-                    except (ArithmeticError, ValueError):
-                        with np.errstate(all="ignore"):
-                            gi = rule(NUMPY, np.float64(g), np.float64(out), *vals)
-                else:
-                    gi = rule(NUMPY if type(out) is ndarray else _ns(out), g, out, *vals)
-            v = vals[i]
-            if type(v) is float:
-                if type(gi) is not float:
-                    gi = _fit(gi, v)
-            elif type(gi) is not ndarray or gi.shape != v.shape or gi.dtype is not v.dtype:
-                gi = _fit(gi, v)
-            if inp._node is None:
-                key = id(inp)
-                prev = leaf_grads.get(key)
-                if prev is None:
-                    leaf_grads[key] = gi
-                    leaves[key] = inp
-                else:
-                    leaf_grads[key] = prev + gi
-            else:
-                iseq = inp._seq
-                prev = get_grad(iseq)
-                if prev is None:
-                    grads[iseq] = gi
-                    pending[iseq] = inp
-                    push(heap, -iseq)
-                else:
-                    grads[iseq] = prev + gi
-        if not retain_graph:  # release(t), inlined: this loop is hot
-            t._node = FREED
-            t._a = t._b = t._av = t._bv = t._args = None
-
-
-def call_rule(prim: Primitive, xp: Any, g: Any, out: Any, i: int, args: tuple) -> Any:
-    """Input ``i``'s gradient by ``prim``'s VJP rule; on Python floats, math-domain trouble falls back to NumPy."""
-    if prim.variadic:
-        return prim.vjps[0](xp, g, out, i, *args)
-    rule = prim.vjps[i]
-    if xp is not SCALAR:
-        return rule(xp, g, out, *args)
-    try:
-        return rule(xp, g, out, *args)
-    except (ArithmeticError, ValueError):
-        with np.errstate(all="ignore"):
-            return rule(NUMPY, np.float64(g), np.float64(out), *args)
-
-
-def _walk(state: tuple, wanted: Optional[set], needed: Optional[set], retain_graph: bool, create_graph: bool) -> dict:
-    """The general walk: recorded (create_graph), gradients of chosen tensors (wanted), anomaly checks."""
-    heap, grads, pending, leaf_grads, leaves = state
-    captured: dict[int, Any] = {}
-    anomaly = MODE.anomaly
-    now = EPOCHS.value
-    while heap:
-        seq = -heappop(heap)
-        t = pending.pop(seq)
-        g = grads.pop(seq)
-        if wanted is not None and id(t) in wanted:
-            captured[id(t)] = g
-        prim = t._node
-        if prim is FREED:
-            raise GraphFreedError(_FREED_MESSAGE)
-        if t._epoch != now:
-            _check_fresh(t)
-        inputs, vals = node_parts(t)
-        nin = len(inputs)
-        if create_graph:
-            xp: Any = ABOVE.tensor_namespace
-            out: Any = t
-            rargs = tuple(inputs[i] if inputs[i] is not None else vals[i] for i in range(nin)) + vals[nin:]
-        else:
-            out = t._data
-            rargs = vals
-            xp = SCALAR if (type(out) is float and prim.scalar_fwd is not None) else _ns(out)
-        for i in range(nin):
-            inp = inputs[i]
-            if inp is None or not inp.requires_grad:
-                continue
-            if needed is not None and id(inp) not in needed:
-                continue
-            if not prim.differentiable(i):
-                continue
-            if anomaly:
-                _STEP.at = (t, i)
-            gi = call_rule(prim, xp, g, out, i, rargs)
-            gi = _fit_tensor(gi, inp) if create_graph else _fit(gi, vals[i])
-            if anomaly:
-                for check in BACKWARD_CHECKS:
-                    check(t, i, gi)
-            _send(state, inp, gi)
-        if not retain_graph:
-            release(t)
-    return captured
-
-
-def _send(state: tuple, inp: Tensor, gi: Any) -> None:
-    """Add ``gi`` to what ``inp`` has received; a node's first gradient queues it.  (``_walk_numeric`` inlines this.)"""
-    heap, grads, pending, leaf_grads, leaves = state
-    if inp._node is None:
-        key = id(inp)
-        prev = leaf_grads.get(key)
-        leaves[key] = inp
-        leaf_grads[key] = gi if prev is None else prev + gi
-        return
-    seq = inp._seq
-    prev = grads.get(seq)
-    if prev is None:
-        grads[seq] = gi
-        pending[seq] = inp
-        heappush(heap, -seq)
-    else:
-        grads[seq] = prev + gi
-
-
-def _deliver(grads: dict[int, Any], leaves: dict[int, Tensor], create_graph: bool) -> None:
+def _deliver(reached: list[tuple[Tensor, Any]], create_graph: bool) -> None:
     """Accumulate the finished gradients into the leaves' ``.grad``."""
     delivered: set[int] = set()
-    for key, leaf in leaves.items():
-        g = grads.get(key)
+    for leaf, g in reached:
         if g is None:
             continue
-        if LEAF_HOOKS and key in LEAF_HOOKS:  # register_hook on a leaf (issue 12)
+        if LEAF_HOOKS and id(leaf) in LEAF_HOOKS:  # register_hook on a leaf (issue 12)
             g = run_leaf_hooks(leaf, g)
         old = leaf.grad
         if create_graph:

@@ -77,10 +77,9 @@ def _fitv(gi: Any, v: Any) -> Any:
 
 def _deliver(pairs: list) -> None:
     """Accumulate finished leaf gradients into ``.grad`` exactly as eager backward does."""
-    grads = {id(leaf): g for leaf, g in pairs}
-    leaves = {id(leaf): leaf for leaf, _ in pairs}
+    once = {id(leaf): (leaf, g) for leaf, g in pairs}
     with autodiff._DELIVERY_LOCK:
-        autodiff._deliver(grads, leaves, False)
+        autodiff._deliver(list(once.values()), False)
 
 
 def _seed_like(out: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import linalg, ops
-from .autodiff import run_backward
+from .autodiff import Hooked, hooked, run_backward
 from .backend import is_foreign, namespace_of, to_numpy
 from .tensor import FREED, MODE, Tensor, _raw_index, as_value, inplace, mark_modified, no_grad, tensor
 
@@ -510,48 +510,21 @@ def _grad_fn(self: Tensor) -> Optional[GradFn]:
 Tensor.grad_fn = property(_grad_fn)  # type: ignore[attr-defined]
 
 
-def _hook_node(t: Tensor, on_grad: Callable[[Any], Any], op: str) -> None:
-    """Put an identity node in front of non-leaf ``t`` whose backward calls ``on_grad(g)``.
-
-    ``t`` keeps its identity and value; its former record moves to a fresh
-    tensor that the identity node reads (so tensors already made from ``t`` and
-    those made later both send their gradients through the hook).
-    """
-    from .primitive import Primitive, defvjp
-    from .tensor import _GRAPH_SLOTS, EPOCHS, UNARY, _next_seq
-
-    old = Tensor(t._data, True)
-    for slot in _GRAPH_SLOTS:
-        setattr(old, slot, getattr(t, slot))
-    old._version = t._version
-
-    def rule(xp: Any, g: Any, out: Any, x: Any) -> Any:
-        replaced = on_grad(g)
-        return g if replaced is None else replaced
-
-    prim = Primitive(op, lambda x: x, kind="linear", plain=True)
-    defvjp(prim, rule)
-    t._node = prim
-    t._seq = _next_seq()
-    t._epoch = EPOCHS.value
-    t._a, t._b, t._av, t._bv, t._args = old, UNARY, old._data, None, None
-
-
 def _retain_grad(self: Tensor) -> None:
     """Keep this non-leaf tensor's gradient in ``.grad`` after backward (a leaf keeps it anyway)."""
     if not self.requires_grad:
         raise RuntimeError("retain_grad: this tensor does not require grad, so it will have no gradient")
-    if self._node is None or getattr(self, "_retains", False):
+    node = hooked(self) if self._node is not None else None
+    if node is None or node.retain is not None:
         return
 
     def keep(g: Any) -> None:
         if not MODE.in_backward:  # tools replaying the rules (cr.trace) leave .grad alone
-            return None
+            return
         value = g if type(g) is Tensor else Tensor(np.array(g) if isinstance(g, np.ndarray) else g)
         self._grad = value if self._grad is None else self._grad + value
-        return None
 
-    _hook_node(self, keep, "retain_grad")
+    node.retain = keep
 
 
 def autograd_grad(*args: Any, **kwargs: Any) -> tuple:
@@ -569,7 +542,7 @@ def autograd_grad(*args: Any, **kwargs: Any) -> tuple:
 
 
 Tensor.retain_grad = _retain_grad  # type: ignore[attr-defined]
-Tensor.retains_grad = property(lambda self: self._node is not None and self._node.name == "retain_grad")  # type: ignore[attr-defined]
+Tensor.retains_grad = property(lambda self: type(self._node) is Hooked and self._node.retain is not None)  # type: ignore[attr-defined]
 
 
 class _HookHandle:
@@ -613,7 +586,9 @@ def _register_hook(self: Tensor, hook: Callable[[Tensor], Optional[Tensor]]) -> 
         return current
 
     hooks.append(hook)
-    _hook_node(self, run, "hook")
+    node = hooked(self)
+    if node is not None:
+        node.hooks.append(run)
     return _HookHandle(hooks, hook)
 
 

@@ -544,5 +544,5 @@ def trace(
         targets = {id(t): t for t in leaf_order}
         if output._node is None and output.requires_grad:  # the output is an input itself: as backward(), seed it
             delivered[id(output)], targets[id(output)] = _copy(seed), output
-        _deliver(delivered, targets, False)
+        _deliver([(targets[key], g) for key, g in delivered.items()], False)
     return Trace(out_label, _copy(output._data), steps, leaves, precision)
