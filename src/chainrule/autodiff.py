@@ -384,8 +384,11 @@ class Backprop:
             self.captured[id(t)] = g
         return g
 
-    def follow(self, t: Tensor, i: int, inp: Tensor) -> bool:
-        return inp.requires_grad and (self.needed is None or id(inp) in self.needed) and t._node.differentiable(i)
+    def follow(self, t: Tensor, i: int, inp: Optional[Tensor]) -> bool:
+        """Whether input ``i`` (None: a constant) gets a gradient."""
+        if inp is None or not inp.requires_grad:
+            return False
+        return (self.needed is None or id(inp) in self.needed) and t._node.differentiable(i)
 
     def downstream(self, t: Tensor, i: int, g: Any) -> Any:
         prim = t._node
@@ -417,7 +420,7 @@ def _visit(t: Tensor, g: Any, visitor: Backprop, pending: dict[int, Tensor], got
     g = visitor.start(t, g)
     newest = -1
     for i, inp in enumerate(node_parts(t)[0]):
-        if inp is None or not visitor.follow(t, i, inp):
+        if not visitor.follow(t, i, inp):
             continue
         gi = visitor.downstream(t, i, g)
         visitor.edge(t, i, inp, gi)

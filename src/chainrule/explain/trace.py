@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..autodiff import GraphFreedError, _deliver, _fit, _seed, call_rule, toposort
+from ..autodiff import Backprop, GraphFreedError, _deliver, _fit, _seed, call_rule, toposort, walk
 from ..format import Table, fmt_const, fmt_value
 from ..graph import is_freed, node_of, value_of
 from ..numeric import NUMPY, SCALAR
@@ -421,6 +421,70 @@ def jacobian_structure(J: Optional[np.ndarray]) -> str:
     return f"{nonzero} of {J.size} entries nonzero at these values"
 
 
+class _StepRecorder(Backprop):
+    """The trace as an observer of the engine's one walk: each node reached becomes a Step, each edge an Edge."""
+
+    def __init__(self, labels: dict[int, str], leaf_names: frozenset, seed: Any, output: Tensor) -> None:
+        super().__init__()
+        self.labels = labels
+        self.leaf_names = leaf_names
+        self.steps: list[Step] = []
+        self.branches: dict[int, list[tuple[str, Any]]] = {id(output): [("seed", seed)]}
+
+    def start(self, t: Tensor, g: Any) -> Any:
+        labels = self.labels
+        view = node_of(t)
+        prim, inputs, args = view.prim, view.inputs, view.args
+        # an input tensor outside the graph (a constant such as exp(2), computed without gradients) reads as a constant
+        in_graph = [x is not None and id(x) in labels for x in inputs]
+        self.operands = [labels[id(x)] if c else fmt_const(args[j]) for j, (x, c) in enumerate(zip(inputs, in_graph))]
+        self.constants = [None if c else args[j] for j, c in enumerate(in_graph)]
+        self.view, self.out = view, value_of(t)
+        self.xp = _namespace(self.out, prim)
+        self.edges: list[Edge] = []
+        key = id(t)
+        expr = expression(prim, self.operands, args[len(inputs) :])
+        self.steps.append(
+            Step(
+                len(self.steps) + 1,
+                labels[key],
+                prim.name,
+                expr,
+                _copy(self.out),
+                _copy(g),
+                self.branches.get(key, []),
+                self.edges,
+            )
+        )
+        return g
+
+    def follow(self, t: Tensor, i: int, inp: Any) -> bool:
+        if inp is None or not inp.requires_grad or not self.view.prim.differentiable(i):
+            self.edges.append(Edge(self.operands[i], _copy(self.view.args[i]), "", constant=True))
+            return False
+        return True
+
+    def downstream(self, t: Tensor, i: int, g: Any) -> Any:
+        return _fit(_call_rule(self.view.prim, self.xp, g, self.out, i, self.view.args), self.view.args[i])
+
+    def edge(self, t: Tensor, i: int, inp: Tensor, gi: Any) -> None:
+        prim, args, out, xp = self.view.prim, self.view.args, self.out, self.xp
+        jac = local_jacobian(prim, xp, out, i, args)
+        formula = local_formula(prim, i, self.operands, self.constants, args, tuple(np.shape(out)), self.leaf_names)
+        self.edges.append(
+            Edge(
+                self.operands[i],
+                _copy(args[i]),
+                formula,
+                _local_value(prim, xp, out, i, args),
+                _copy(gi),
+                jacobian=jac,
+                structure=jacobian_structure(jac),
+            )
+        )
+        self.branches.setdefault(id(inp), []).append((self.labels[id(t)], _copy(gi)))
+
+
 def trace(
     output: Tensor,
     grad: Any = None,
@@ -480,57 +544,9 @@ def trace(
     named = [id(t) for t in (names or {}).values()]
     leaf_order.sort(key=lambda t: named.index(id(t)) if id(t) in named else len(named))
 
-    grads: dict[int, Any] = {id(output): seed}
-    branches: dict[int, list[tuple[str, Any]]] = {id(output): [("seed", seed)]}
-    steps: list[Step] = []
-    for t in order:
-        key = id(t)
-        g = grads.get(key)
-        if g is None:
-            continue
-        view = node_of(t)
-        prim, inputs, args = view.prim, view.inputs, view.args
-        nin = len(inputs)
-        in_use = leaf_names
-        # an input tensor outside the graph (a constant such as exp(2), computed without gradients) reads as a constant
-        in_graph = [x is not None and id(x) in labels for x in inputs]
-        operands = [labels[id(x)] if g else fmt_const(args[j]) for j, (x, g) in enumerate(zip(inputs, in_graph))]
-        constants = [None if g else args[j] for j, g in enumerate(in_graph)]
-        out = value_of(t)
-        xp = _namespace(out, prim)
-        edges = []
-        for i, inp in enumerate(inputs):
-            value = args[i]
-            if inp is None or not inp.requires_grad or not prim.differentiable(i):
-                edges.append(Edge(operands[i], _copy(value), "", constant=True))
-                continue
-            gi = _fit(_call_rule(prim, xp, g, out, i, args), value)
-            jac = local_jacobian(prim, xp, out, i, args)
-            edge = Edge(
-                operands[i],
-                _copy(value),
-                local_formula(prim, i, operands, constants, args, tuple(np.shape(out)), in_use),
-                _local_value(prim, xp, out, i, args),
-                _copy(gi),
-                jacobian=jac,
-                structure=jacobian_structure(jac),
-            )
-            edges.append(edge)
-            ikey = id(inp)
-            grads[ikey] = gi if ikey not in grads else grads[ikey] + gi
-            branches.setdefault(ikey, []).append((labels[key], _copy(gi)))
-        steps.append(
-            Step(
-                len(steps) + 1,
-                labels[key],
-                prim.name,
-                expression(prim, operands, args[nin:]),
-                _copy(out),
-                _copy(g),
-                branches.get(key, []),
-                edges,
-            )
-        )
+    recorder = _StepRecorder(labels, leaf_names, seed, output)
+    grads = {id(leaf): g for leaf, g in walk([output], [seed], True, recorder)}  # the engine's walk, watched
+    steps, branches = recorder.steps, recorder.branches
 
     leaves = [
         LeafGrad(labels[id(leaf)], _copy(leaf._data), _copy(grads[id(leaf)]), branches.get(id(leaf), []))
