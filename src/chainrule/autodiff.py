@@ -372,6 +372,8 @@ class Backprop:
     anomaly checks in anomaly mode and the gradients of ``wanted`` non-leaf tensors kept in ``captured``.
     """
 
+    hooks = True  # whether the gradient at a hooked node goes through its hooks (register_hook, retain_grad)
+
     def __init__(self, create_graph: bool = False, wanted: Optional[set] = None, needed: Optional[set] = None) -> None:
         self.create_graph = create_graph
         self.wanted = wanted
@@ -415,7 +417,7 @@ class Backprop:
 
 def _visit(t: Tensor, g: Any, visitor: Backprop, pending: dict[int, Tensor], got: Callable) -> int:
     """The general path for one node: its rules through ``visitor``; returns the newest input it queued (or -1)."""
-    if type(t._node) is Hooked:
+    if type(t._node) is Hooked and visitor.hooks:
         g = t._node.through(g)
     g = visitor.start(t, g)
     newest = -1

@@ -21,13 +21,15 @@ import html
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
 
 from .. import symbolic as S
+from ..autodiff import Backprop, toposort
+from ..autodiff import walk as backward_walk
 from ..graph import node_of
 from ..saved import keep_values
 from ..tensor import Tensor, tensor
@@ -619,7 +621,6 @@ def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple) -> 
 
 
 def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
-    from ..autodiff import toposort
 
     live = {id(env[n]) for n in env if n not in constants and isinstance(env[n], Tensor) and env[n]._node is None}
     for t in reversed(toposort([out_t])):
@@ -671,8 +672,111 @@ class _Walk:
         return prim.vjps[i](S.SYM, g, out, *args)
 
 
+class _Backward(Backprop):
+    """derive's backward pass: the engine's walk over the recorded graph, with each rule run on symbols.
+
+    ``start`` names big or shared gradients and prints the equation of each named
+    value as its gradient completes; ``downstream`` runs the primitive's own VJP
+    rule on the symbolic forward values; ``edge`` records each local Jacobian and
+    queues a leaf's equation once every edge into it has arrived.
+    """
+
+    hooks = False  # (a symbolic gradient never goes through a tensor's hooks)
+
+    def __init__(
+        self, prog: Program, env: dict, names: dict[int, str], walk: _Walk, live: set, remaining: dict, auto: int
+    ) -> None:
+        super().__init__()
+        self.prog, self.env, self.names, self.walk, self.live = prog, env, names, walk, live
+        self.remaining = remaining
+        self.auto = auto
+        self.out_id = id(env[prog.output])
+        self.leaf_rank = {id(env[n]): i for i, n in enumerate(prog.inputs)}
+        self.pending: list[Tensor] = []  # leaves whose every edge has arrived, printed at the next named value
+        self.edges: dict[int, list[tuple]] = {}  # input id -> [(t, role, g, term)]
+        self.backward: list[Line] = []
+        self.jacobians: list[Jacobian] = []
+        self.targets: list[str] = []
+
+    def emit(self, t: Any, g: Any) -> None:
+        name = self.names[id(t)]
+        line = _line("d" + name, g, t.shape)
+        line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []))
+        self.backward.append(line)
+        if name in self.prog.inputs or name in self.env:
+            self.targets.append(name)
+
+    def flush(self, gradient_of: Callable[[Tensor], Any] = lambda leaf: leaf._bg) -> None:
+        """Print the leaves whose every edge has arrived (during the walk their gradients sit in their slots)."""
+        for leaf in sorted(self.pending, key=lambda t: self.leaf_rank.get(id(t), 0)):
+            self.emit(leaf, gradient_of(leaf))
+        self.pending.clear()
+
+    def start(self, t: Tensor, g: Any) -> Any:
+        key, names = id(t), self.names
+        view = node_of(t)
+        fan = sum(
+            1 for i, x in enumerate(view.inputs) if x is not None and id(x) in self.live and view.prim.differentiable(i)
+        )
+        if key not in names and fan > 1 and S.tree_size(S.simplify(g), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE:
+            self.auto += 1  # a big gradient about to be copied into several terms: give the value (and it) a name
+            names[key] = f"u{self.auto}"
+            self.walk.cache.clear()
+        if key in names:
+            self.flush()
+            self.emit(t, g)
+            if key != self.out_id:  # (the seed stays the constant 1, so its consumers show ones(...))
+                g = S.var("d" + names[key], t.shape)
+        self.view, self.out_sym, self.upstream = view, self.walk.fwd(t), g
+        return g
+
+    def follow(self, t: Tensor, i: int, x: Any) -> bool:
+        return x is not None and id(x) in self.live and self.view.prim.differentiable(i)
+
+    def downstream(self, t: Tensor, i: int, g: Any) -> Any:
+        return S._unbroadcast(self.walk.rule(t, i, g, self.out_sym), self.view.inputs[i].shape)
+
+    def edge(self, t: Tensor, i: int, x: Tensor, gi: Any) -> None:
+        walk, view, names, key = self.walk, self.view, self.names, id(t)
+        self.edges.setdefault(id(x), []).append((t, i, self.upstream, gi))
+        if t.size * x.size > 1:
+            op_text = S.program_text(walk.fwd(t, expand=True))
+            in_name = names.get(id(x)) or S.program_text(walk.fwd(x))
+            st = structure(
+                view.prim.name,
+                i,
+                x.shape,
+                t.shape,
+                view.params,
+                tuple(y.shape if y is not None else np.shape(view.args[k]) for k, y in enumerate(view.inputs)),
+                tuple(operand_text(walk, y) for y in view.inputs),
+            )
+            operands = tuple(
+                ("tensor", y.shape) if y is not None else ("const", view.args[k]) for k, y in enumerate(view.inputs)
+            )
+            times = sum(1 for y in view.inputs if y is x)
+            self.jacobians.append(
+                Jacobian(
+                    op_text,
+                    names.get(key, op_text),
+                    in_name,
+                    t.size,
+                    x.size,
+                    st,
+                    view.prim,
+                    i,
+                    tuple(view.params),
+                    operands,
+                    times if times > 1 else 0,
+                )
+            )
+        if x._node is None:
+            self.remaining[id(x)] -= 1
+            if self.remaining[id(x)] == 0:
+                self.pending.append(x)
+
+
 def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple) -> tuple:
-    from ..autodiff import toposort
 
     out_t = env[prog.output]
     order = toposort([out_t])
@@ -710,92 +814,12 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
         for x in node_of(t).inputs:
             if x is not None and x._node is None and id(x) in live:
                 remaining[id(x)] = remaining.get(id(x), 0) + 1
-    leaf_rank = {id(env[n]): i for i, n in enumerate(prog.inputs)}
-    pending: list[Tensor] = []
+    recorder = _Backward(prog, env, names, walk, live, remaining, auto)
+    reached = backward_walk([out_t], [S.const(1.0, out_t.shape)], True, recorder)  # the engine's walk, on symbols
+    leaf_grads = {id(leaf): g for leaf, g in reached}
+    recorder.flush(lambda leaf: leaf_grads[id(leaf)])
+    backward, jacobians, targets = recorder.backward, recorder.jacobians, recorder.targets
     seed_shape = out_t.shape
-    grads: dict[int, Any] = {id(out_t): S.const(1.0, seed_shape)}
-    edges: dict[int, list[tuple]] = {}  # input id -> [(t, role, g, term)]
-    backward: list[Line] = []
-    jacobians: list[Jacobian] = []
-    targets: list[str] = []
-
-    def emit(t: Any, g: Any) -> None:
-        name = names[id(t)]
-        line = _line("d" + name, g, t.shape)
-        line.steps = _steps(walk, t, line, edges.get(id(t), []))
-        backward.append(line)
-        if name in prog.inputs or name in env:
-            targets.append(name)
-
-    def flush() -> None:
-        for leaf in sorted(pending, key=lambda t: leaf_rank.get(id(t), 0)):
-            emit(leaf, grads[id(leaf)])
-        pending.clear()
-
-    for t in order:
-        key = id(t)
-        g = grads.pop(key, None)
-        if g is None:
-            continue
-        view = node_of(t)
-        fan = sum(
-            1 for i, x in enumerate(view.inputs) if x is not None and id(x) in live and view.prim.differentiable(i)
-        )
-        if key not in names and fan > 1 and S.tree_size(S.simplify(g), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE:
-            auto += 1  # a big gradient about to be copied into several terms: give the value (and it) a name
-            names[key] = f"u{auto}"
-            walk.cache.clear()
-        if key in names:
-            flush()
-            emit(t, g)
-            if key != id(out_t):  # (the seed stays the constant 1, so its consumers show ones(...))
-                g = S.var("d" + names[key], t.shape)
-        view = node_of(t)
-        prim = view.prim
-        out_sym = walk.fwd(t)
-        for i, x in enumerate(view.inputs):
-            if x is None or id(x) not in live or not prim.differentiable(i):
-                continue
-            gi = S._unbroadcast(walk.rule(t, i, g, out_sym), x.shape)
-            edges.setdefault(id(x), []).append((t, i, g, gi))
-            grads[id(x)] = gi if id(x) not in grads else grads[id(x)] + gi
-            if t.size * x.size > 1:
-                op_text = S.program_text(walk.fwd(t, expand=True))
-                in_name = names.get(id(x)) or S.program_text(walk.fwd(x))
-                st = structure(
-                    prim.name,
-                    i,
-                    x.shape,
-                    t.shape,
-                    view.params,
-                    tuple(y.shape if y is not None else np.shape(view.args[k]) for k, y in enumerate(view.inputs)),
-                    tuple(operand_text(walk, y) for y in view.inputs),
-                )
-                out_name = names.get(key, op_text)
-                operands = tuple(
-                    ("tensor", y.shape) if y is not None else ("const", view.args[k]) for k, y in enumerate(view.inputs)
-                )
-                times = sum(1 for y in view.inputs if y is x)
-                jacobians.append(
-                    Jacobian(
-                        op_text,
-                        out_name,
-                        in_name,
-                        t.size,
-                        x.size,
-                        st,
-                        prim,
-                        i,
-                        tuple(view.params),
-                        operands,
-                        times if times > 1 else 0,
-                    )
-                )
-            if x._node is None:
-                remaining[id(x)] -= 1
-                if remaining[id(x)] == 0:
-                    pending.append(x)
-    flush()
     forward = [
         Line(names[id(t)], S.simplify(walk.fwd(t, expand=True)), t.shape) for t in reversed(order) if id(t) in names
     ]
