@@ -165,11 +165,13 @@ def _derive_text(ex: Any) -> Optional[str]:
     if all(np.ndim(t.data) == 0 for t in ex.env.values()):
         return None
     try:
+        from .budget import DEFAULT_MAX_NUMBERS
         from .derive import derive
 
         shapes = {n: tuple(np.shape(ex.env[n].data)) for n in ex.names}
+        budget = getattr(ex, "max_numbers", DEFAULT_MAX_NUMBERS)  # (the explanation's own budget: same program)
         with np.errstate(all="ignore"):  # (derive runs the program once on values of its own)
-            return str(derive(f"f = {ex.parsed}", shapes, check=False))
+            return str(derive(f"f = {ex.parsed}", shapes, check=False, max_numbers=budget))
     except Exception:  # derive covers a subset of what explain can trace; the page simply omits it
         return None
 
