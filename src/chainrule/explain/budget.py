@@ -157,7 +157,10 @@ def program_cost(prog: Program, shapes: Mapping[str, Shape]) -> Cost:
 
 def _amount(numbers: float) -> str:
     size = 8 * numbers
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}" if unit == "GB" else f"{size / scale:.0f} {unit}"
+    return f"{size:.0f} bytes"
 
 
 def refuse_over_budget(
