@@ -555,6 +555,8 @@ def parse_value(text: str, name: str = "value") -> Any:
         arr = np.array(raw, dtype=np.float64)
     except ValueError:
         raise ParseError(f"{name}: the nested lists are ragged (rows of different lengths)", kind="value") from None
+    if arr.size == 0:  # (a mean over no entries divides by zero in its backward: nothing to explain there)
+        raise ParseError(f"{name}: the list holds no numbers (shape {arr.shape}); give at least one", kind="value")
     return arr
 
 
