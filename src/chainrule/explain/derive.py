@@ -11,8 +11,9 @@ The check does not use the engine's gradients: the NumPy module generated from
 the printed equations (:mod:`.derive_numpy`) is compared with central
 differences of the forward program at two values of each symbolic size
 (:mod:`.derive_check`).  Work and memory are bounded from the shapes before
-anything runs (:mod:`.budget`, the budget every command shares); intermediate values that a formula would
-repeat get their own names (``u1``), so nested softmaxes stay linear.
+anything runs (:mod:`.budget`, the budget every command shares); intermediate
+values that a formula would repeat get their own names (``u1``), so nested
+softmaxes stay linear.
 """
 
 from __future__ import annotations
