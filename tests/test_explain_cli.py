@@ -252,3 +252,11 @@ def test_derive_at_with_a_named_subterm_and_nan_entries_prints_them(capsys):
     assert "[nan  nan]" in captured.out and "RuntimeWarning" not in captured.err  # NaN shown, never as 0
     assert main(["derive", "E = sum(x)", "--shape", "x=3", "--seed", "-1"]) == 2
     assert "expected a seed from 0 to 2**32-1, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["[]", "[[]]", "[[], []]"])
+def test_an_empty_value_is_refused_in_one_line(value, capsys):
+    # found by the fuzzer: mean(x * y, axis=0) at y=[] ended in a ZeroDivisionError traceback from mean's backward
+    assert main(["explain", "mean(x * y, axis=(0,))", "--at", "x=-2", f"y={value}"]) == 2
+    err = capsys.readouterr().err
+    assert "y: the list holds no numbers" in err and err.count("\n") == 1

@@ -106,6 +106,7 @@ def server():
 def post(server, payload: bytes, path: str = "/explain"):
     req = urllib.request.Request(server.url.rstrip("/") + path, data=payload, method="POST")
     req.add_header("Content-Type", "application/json")
+    req.add_header("X-Chainrule-Token", server.token)  # the page's secret, as the page's script sends it
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())

@@ -8,6 +8,7 @@ Set CHAINRULE_SCREENSHOTS=DIR to also save the screenshots the docs show.
 import os
 import shutil
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,55 @@ def test_server_mode_explains_what_is_typed_and_shows_errors_inline(browser, ser
     assert w.page.inner_text("#error") == ""
     assert "df/dx = 6.00 (3.00 from f + 3.00 from f)" in w.page.inner_text("#gradients")
     w.check_clean(served.url)
+
+
+class _OtherOrigin(BaseHTTPRequestHandler):
+    """A page on another port: another origin, as a site the user happens to visit."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = b"<!DOCTYPE html><title>another origin</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+def test_another_origin_cannot_make_the_server_explain(browser, served):
+    # a page elsewhere posts as a cross-site form would (no-cors, text/plain: no preflight) and as a script would
+    # (JSON and a guessed token: a preflight, never granted); the server explains nothing
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _OtherOrigin)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    page = browser.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+        before, refused = len(served.timings), served.refused.copy()
+        outcome = page.evaluate(
+            """async (url) => {
+              const out = [];
+              const body = JSON.stringify({ expression: "x * 2", values: "x=1" });
+              try {
+                await fetch(url, { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" }, body });
+                out.push("sent");
+              } catch (e) { out.push("blocked"); }
+              try {
+                const r = await fetch(url, {
+                  method: "POST", headers: { "Content-Type": "application/json", "X-Chainrule-Token": "guess" }, body,
+                });
+                out.push("read " + r.status);
+              } catch (e) { out.push("blocked"); }
+              return out;
+            }""",
+            served.url + "explain",
+        )
+    finally:
+        page.close()
+        other.shutdown()
+        other.server_close()
+    assert outcome == ["blocked", "blocked"]  # neither script can read an answer
+    assert served.refused[403] == refused[403] + 1  # the form-like post arrived, from the other origin: refused
+    assert served.refused[405] == refused[405] + 1  # the script's preflight (OPTIONS) was never granted
+    assert len(served.timings) == before  # and the server explained nothing

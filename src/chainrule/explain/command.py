@@ -15,6 +15,7 @@ import numpy as np
 
 from ..saved import keep_values
 from ..tensor import tensor
+from .budget import DEFAULT_MAX_NUMBERS, Cost, add_budget_argument, measure, refuse_over_budget
 from .parse import (
     ParseError,
     evaluate,
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_value_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--at`` and ``--precision``, shared by ``explain`` and ``explore``."""
+    """``--at``, ``--precision`` and ``--max-numbers``, shared by ``explain`` and ``explore``."""
     parser.add_argument(
         "--at",
         nargs="+",
@@ -62,6 +63,7 @@ def add_value_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help=f"decimals in the step table, {MIN_PRECISION} to {MAX_PRECISION} (default 2)",
     )
+    add_budget_argument(parser)
 
 
 MIN_PRECISION, MAX_PRECISION = 0, 15
@@ -148,6 +150,7 @@ class Explanation:
     output: Any  # the output tensor
     trace: Any
     notes: list[str] = field(default_factory=list)
+    max_numbers: int = DEFAULT_MAX_NUMBERS  # the budget it ran under (the page's derive runs under it too)
 
     def text(self, markdown: bool = False) -> str:
         lines = [self.title or f"f = {self.typed}"]
@@ -169,8 +172,17 @@ def _squash(text: str) -> str:
     return "".join(text.split())
 
 
-def explain_expression(expression: Optional[str], at: Optional[list[str]], precision: int = 2) -> Explanation:
-    """Parse, run forward and the traced backward (the safe parser and its limits; nothing is evaluated)."""
+def explain_expression(
+    expression: Optional[str],
+    at: Optional[list[str]],
+    precision: int = 2,
+    max_numbers: int = DEFAULT_MAX_NUMBERS,
+) -> Explanation:
+    """Parse, run forward and the traced backward (the safe parser and its limits; nothing is evaluated).
+
+    Before anything runs, the values and gradients the trace would keep are counted from the shapes and
+    refused over ``max_numbers`` (:mod:`.budget`).
+    """
     from .trace import trace
 
     title = None
@@ -200,9 +212,18 @@ def explain_expression(expression: Optional[str], at: Optional[list[str]], preci
         env[name] = tensor(value, requires_grad=True)
     if not env:
         raise ParseError("the expression has no variables to differentiate; use names such as x", kind="value")
+    cost = Cost()
+    try:
+        measure([(None, node)], {n: tuple(t.shape) for n, t in env.items()}, cost)
+    except ParseError as exc:
+        if exc.kind != "shape":
+            raise
+        # shapes that do not fit: the run stops at that operation with the engine's own words, so what it
+        # computes before is what was counted; the evaluator's own tally (below) is the backstop
+    refuse_over_budget(cost, max_numbers, what="this expression", advice="use smaller values")
     # nan and inf are shown in the table (and noted below), not warned about; every value is shown, so kept
     with np.errstate(all="ignore"), keep_values():
-        out = evaluate(node, env)
+        out = evaluate(node, env, max_values=max_numbers // 2)
         seed = None
         notes = precedence_notes(expression)
         if out.shape != ():
@@ -213,12 +234,18 @@ def explain_expression(expression: Optional[str], at: Optional[list[str]], preci
         notes.append(
             "some values are not finite (nan or inf): a log or sqrt of a negative number or 0, 1/0, or overflow"
         )
-    return Explanation(expression.strip(), to_text(node), title, used, env, out, tr, notes)
+    return Explanation(expression.strip(), to_text(node), title, used, env, out, tr, notes, max_numbers)
 
 
-def explain(expression: Optional[str], at: Optional[list[str]], precision: int = 2, markdown: bool = False) -> tuple:
+def explain(
+    expression: Optional[str],
+    at: Optional[list[str]],
+    precision: int = 2,
+    markdown: bool = False,
+    max_numbers: int = DEFAULT_MAX_NUMBERS,
+) -> tuple:
     """Parse, run forward and the traced backward; return ``(text, trace, output tensor)``."""
-    ex = explain_expression(expression, at, precision)
+    ex = explain_expression(expression, at, precision, max_numbers)
     return ex.text(markdown), ex.trace, ex.output
 
 
@@ -234,9 +261,11 @@ def run(args: argparse.Namespace) -> int:
     if args.html and not args.html.lower().endswith((".html", ".htm")):
         return _fail(f"--html {args.html}: the file name must end in .html", 2)
     try:
-        ex = explain_expression(expression, at, args.precision)
+        ex = explain_expression(expression, at, args.precision, args.max_numbers)
     except ParseError as exc:
         return _fail(str(exc), 2)
+    except MemoryError:  # (the budget is counted to prevent this; the machine may still have less memory)
+        return _fail(f"out of memory; lower --max-numbers (now {args.max_numbers:,})", 1)
     print(ex.text(args.markdown), flush=True)  # the table first: a drawing problem below never loses it
     code = 0
     if args.svg:

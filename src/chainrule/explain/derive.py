@@ -11,8 +11,9 @@ The check does not use the engine's gradients: the NumPy module generated from
 the printed equations (:mod:`.derive_numpy`) is compared with central
 differences of the forward program at two values of each symbolic size
 (:mod:`.derive_check`).  Work and memory are bounded from the shapes before
-anything runs (:mod:`.derive_bounds`); intermediate values that a formula would
-repeat get their own names (``u1``), so nested softmaxes stay linear.
+anything runs (:mod:`.budget`, the budget every command shares); intermediate
+values that a formula would repeat get their own names (``u1``), so nested
+softmaxes stay linear.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..autodiff import walk as backward_walk
 from ..graph import node_of
 from ..saved import keep_values
 from ..tensor import Tensor, tensor
-from .derive_bounds import check_bounds
+from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
 from .derive_check import CheckResult
 from .derive_check import check as run_check
 from .derive_jacobian import Structure, structure
@@ -457,6 +458,7 @@ def derive(
     constants: Iterable[str] = (),
     seed: int = 0,
     check: bool = True,
+    max_numbers: int = DEFAULT_MAX_NUMBERS,
 ) -> Derivation:
     """The backward equations of ``program`` in matrix form, checked against central differences.
 
@@ -465,7 +467,9 @@ def derive(
     maps each input to its shape, e.g. ``{"W": (64, 32), "a": (32, 1), "b": (64, 1)}``,
     where a dimension may be a name such as ``"B"`` (a symbolic size).  The output is
     the last assignment; a non-scalar output is seeded with ones.  Inputs named in
-    ``constants`` (labels, targets) get no gradient equation.
+    ``constants`` (labels, targets) get no gradient equation.  A program whose values and gradients would hold
+    more than ``max_numbers`` numbers (counted from the shapes, at the largest sizes it runs at) is refused
+    before anything runs (:mod:`.budget`).
     """
     prog = parse_program(_generic(program))
     prog.generic = _generic(program) != program  # type: ignore[attr-defined]  (sin stands for f)
@@ -499,14 +503,15 @@ def derive(
     for name, shp in concrete.items():
         if math.prod(shp) > MAX_ELEMENTS:
             raise ParseError(f"{name} has {math.prod(shp):,} elements (limit {MAX_ELEMENTS:,})", kind="limit")
-    check_bounds(prog, concrete)  # refuses before anything runs
+    sizes2 = _placeholders(symbols, numeric | set(sizes1.values()), max(sizes1.values()) + 4) if symbols else {}
+    for shapes_run in (concrete, _at(raw, sizes2)) if symbols else (concrete,):  # the second run is the larger
+        refuse_over_budget(program_cost(prog, shapes_run), max_numbers, what="this program", advice=_SMALLER)
 
     dims1 = {v: k for k, v in sizes1.items()}
     with S.dims_context(dims1):
         first = _derive_at(prog, concrete, constants)
     forward, backward, jacobians, seed_text, targets = first
     if symbols:  # the same derivation at other sizes tells which constants are sizes (1/B)
-        sizes2 = _placeholders(symbols, numeric | set(sizes1.values()), max(sizes1.values()) + 4)
         second = _derive_at(prog, _at(raw, sizes2), constants)
         if [ln.name for ln in second[0] + second[1]] == [ln.name for ln in forward + backward]:
             for a, b in zip(forward + backward, second[0] + second[1]):
@@ -529,6 +534,9 @@ def derive(
         if getattr(prog, "generic", False):
             result.check.note = f"with f = {STAND_IN} standing in for the generic f"
     return result
+
+
+_SMALLER = "the equations do not depend on the sizes: use smaller shapes, or a symbolic size such as B"
 
 
 GENERIC = re.compile(r"(?<![\w.])f\s*\(")

@@ -5,6 +5,13 @@ the printed equations) is run on random inputs, and each gradient it returns is
 compared with central differences of the *forward* program, at two values of each
 symbolic size.  A gradient that is NaN or infinite, or a program whose forward
 overflows at every draw, makes the check *not made*; it never passes silently.
+
+The cost is bounded: all probes of one check recompute at most about
+:data:`WORK_BUDGET` elements, shared among the gradients, and a probe of an
+intermediate value recomputes only the statements that depend on it.  A gradient
+with more entries than its share allows (or than :data:`MAX_ENTRIES`) is checked
+at a random sample of entries and along one random direction that moves every
+entry at once, so an error anywhere in it shows, not only in the sample.
 """
 
 from __future__ import annotations
@@ -17,11 +24,11 @@ from typing import Any, Optional
 import numpy as np
 
 from ..tensor import Tensor, no_grad, tensor
-from .parse import Program, evaluate
+from .parse import Program, evaluate, names_in
 
 TOLERANCE = 1e-5  # relative error above which a gradient is wrong (central differences are good to ~1e-8)
-MAX_ENTRIES = 200  # per gradient: more entries are sampled at random
-WORK_BUDGET = 60_000_000  # elements touched by all forward passes of one check, roughly
+MAX_ENTRIES = 200  # per gradient: more entries are sampled at random (and one random direction is probed)
+WORK_BUDGET = 60_000_000  # elements recomputed by all probes of one check; each gradient gets at least one probe
 
 
 @dataclass
@@ -35,6 +42,7 @@ class CheckResult:
     reason: str = ""
     sampled: dict[str, int] = field(default_factory=dict)  # dname -> entries compared where not all were
     note: str = ""  # e.g. "f = sin standing in for the generic f"
+    unchecked: list[str] = field(default_factory=list)  # gradients over the work budget, not checked on their own
 
     @property
     def ok(self) -> bool:
@@ -54,7 +62,9 @@ class CheckResult:
         where = self.sizes_text()
         if self.status == "passed":
             line = f"checked against central differences {where}: max relative error {self.max_relative_error:.1e}"
-            extra = [", ".join(f"{n}: {k} sampled entries" for n, k in self.sampled.items())] if self.sampled else []
+            extra = [_probes_text(self.sampled)] if self.sampled else []
+            if self.unchecked:
+                extra.append(f"{_names(self.unchecked)}: not checked on their own, over the check's work budget")
             extra += [self.note] if self.note else []
             return line + (f" ({'; '.join(extra)})" if extra else "")
         if self.status == "failed" and self.reason:
@@ -73,7 +83,29 @@ class CheckResult:
             "errors": {k: (None if not math.isfinite(v) else v) for k, v in self.errors.items()},
             "tolerance": TOLERANCE,
             "reason": self.reason,
+            "sampled": dict(self.sampled),
+            "unchecked": list(self.unchecked),
         }
+
+
+def _names(names: Sequence[str]) -> str:
+    """``dW, dh and dz``; past four, ``dh98, dh97, dh96 and 40 more``."""
+    if len(names) > 4:
+        return f"{', '.join(names[:3])} and {len(names) - 3} more"
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+
+
+def _probes_text(sampled: Mapping[str, int]) -> str:
+    """``dW: 200 sampled entries and a random direction``, gradients with the same probes named together."""
+    groups: dict[int, list[str]] = {}
+    for name, k in sampled.items():
+        groups.setdefault(k, []).append(name)
+    parts = []
+    for k, names in groups.items():
+        entries = "" if k == 0 else f"{k} sampled entr{'y' if k == 1 else 'ies'} and "
+        probes = entries + "a random direction"
+        parts.append(f"{_names(names)}: {probes}{' each' if len(names) > 1 else ''}")
+    return "; ".join(parts)
 
 
 def _run_forward(prog: Program, values: Mapping[str, np.ndarray], override: Optional[tuple[str, Any]] = None) -> Any:
@@ -109,8 +141,10 @@ def check(
     ``shapes_at(sizes)`` gives the inputs' shapes at one value of each symbolic size.
     """
     rng = np.random.default_rng(seed)
+    directions = np.random.default_rng([seed, 1])  # the random directions of sampled gradients, drawn apart
     errors: dict[str, float] = {}
     sampled: dict[str, int] = {}
+    unchecked: list[str] = []
     sizes_list = list(size_sets)
     for sizes in size_sets:
         shapes = shapes_at(sizes)
@@ -121,7 +155,7 @@ def check(
             if not all(np.all(np.isfinite(np.asarray(t.data))) for t in env.values()):
                 reason = "the forward pass overflows (inf or NaN) at every value tried"
                 continue
-            outcome = _compare(prog, backward, env, values, targets, rng, len(size_sets))
+            outcome = _compare(prog, backward, env, values, targets, rng, len(size_sets), directions)
             if isinstance(outcome, CheckResult):
                 outcome.sizes = sizes_list
                 outcome.errors = {**errors, **outcome.errors}
@@ -130,6 +164,12 @@ def check(
                 reason = outcome
                 continue
             for dname, (err, count) in outcome.items():
+                if err is None:
+                    if dname not in errors and dname not in unchecked:
+                        unchecked.append(dname)
+                    continue
+                if dname in unchecked:
+                    unchecked.remove(dname)  # (checked at the other size)
                 errors[dname] = max(errors.get(dname, 0.0), err)
                 if count is not None:
                     sampled[dname] = count
@@ -139,7 +179,7 @@ def check(
             return CheckResult("not made", sizes_list, errors, reason=reason)
     worst = max(errors.values(), default=0.0)
     status = "passed" if all(e <= TOLERANCE for e in errors.values()) else "failed"
-    return CheckResult(status, sizes_list, errors, worst, sampled=sampled)
+    return CheckResult(status, sizes_list, errors, worst, sampled=sampled, unchecked=unchecked)
 
 
 def _compare(
@@ -150,6 +190,7 @@ def _compare(
     targets: Sequence[tuple[str, str]],
     rng: Any,
     n_sizes: int,
+    directions: Any = None,
 ) -> Any:
     """Per target ``(error, sampled count)``; a string when this draw cannot decide; a result when it failed."""
     with np.errstate(all="ignore"):
@@ -157,10 +198,15 @@ def _compare(
             got = backward(**{n: v.copy() for n, v in values.items()})
         except Exception as exc:  # the generated code itself failed: loud, with the reason
             return CheckResult("failed", [], reason=f"the exported code raised {exc!r}")
-    cost = sum(int(np.size(t.data)) for t in env.values()) + 1
-    per_target = max(4, WORK_BUDGET // (2 * cost * max(1, len(targets)) * n_sizes))
-    out: dict[str, tuple[float, Optional[int]]] = {}
+    rerun = _Rerun(prog, values, env)
+    directions = np.random.default_rng(0) if directions is None else directions
+    probes_of = _allot(rerun, [name for name, _ in targets], values, WORK_BUDGET // n_sizes)
+    out: dict[str, tuple[Optional[float], Optional[int]]] = {}
     for name, dname in targets:
+        probes = probes_of[name]
+        if not probes:
+            out[dname] = (None, None)  # over the work budget: not checked on its own (said so)
+            continue
         base = np.asarray(env[name].data, dtype=np.float64)
         g = np.asarray(got[name], dtype=np.float64) if name in got else None
         if g is None or g.shape != base.shape:
@@ -168,13 +214,15 @@ def _compare(
             return CheckResult(
                 "failed", [], {dname: float("inf")}, reason=f"{dname} has shape {shown}, not {base.shape}"
             )
-        ref, noise, idx, size, kink = _central(prog, values, name, base, rng, min(per_target, MAX_ENTRIES), prog.output)
+        sampled = base.size > min(probes, MAX_ENTRIES)  # then one probe goes to a random direction
+        limit = min(probes - 1, MAX_ENTRIES) if sampled else base.size
+        ref, noise, idx, size, kink = _central(rerun, name, base, rng, limit)
         mine = g.reshape(-1)[idx] if idx is not None else g.reshape(-1)
         if kink.any():  # not differentiable there: those entries say nothing; too many, and this draw cannot decide
             if kink.mean() > 0.25:
                 return f"the program is not differentiable (a kink such as relu at 0) at most values tried for {dname}"
             ref, mine, noise = ref[~kink], mine[~kink], noise[~kink]
-        if not np.all(np.isfinite(mine)):
+        if not np.all(np.isfinite(g if sampled else mine)):
             return CheckResult(
                 "not made",
                 [],
@@ -191,8 +239,109 @@ def _compare(
                 f"far larger than its change), so they cannot confirm the gradient"
             )
         err = float(np.max(np.abs(mine - ref))) / scale if ref.size else 0.0
+        if sampled:  # one random direction moves every entry at once: an error outside the sample shows too
+            err = max(err, _direction(rerun, name, base, g, directions))
         out[dname] = (err, None if idx is None else len(idx))
     return out
+
+
+def _allot(rerun: _Rerun, names: Sequence[str], values: Mapping[str, Any], budget: int) -> dict[str, int]:
+    """How many probes (two evaluations each) every gradient gets from ``budget`` recomputed elements.
+
+    The inputs' gradients come first (every backward equation feeds them), then the intermediates', cheapest
+    first; each takes its fair share of what is left, or one probe where the share is less but the rest allows
+    it.  The first always gets one, so a check is never empty; a gradient left with none is not checked on
+    its own, and the result says so.
+    """
+    order = [n for n in names if n in values] + sorted((n for n in names if n not in values), key=rerun.cost)
+    left = budget
+    probes: dict[str, int] = {}
+    for k, name in enumerate(order):
+        each = 2 * rerun.cost(name)
+        count = (left // (len(order) - k)) // each
+        if count == 0 and (k == 0 or each <= left):
+            count = 1
+        probes[name] = count
+        left = max(0, left - count * each)
+    return probes
+
+
+class _Rerun:
+    """The output with one value replaced, recomputing only the statements that depend on it.
+
+    ``env`` is the forward pass at ``values``; a statement that does not read the replaced value
+    (directly or through another recomputed one) keeps its value from ``env``.
+    """
+
+    def __init__(self, prog: Program, values: Mapping[str, np.ndarray], env: Mapping[str, Any]) -> None:
+        self.prog = prog
+        self.env = dict(env)
+        self.output = prog.output
+        self.f0 = _scalar(env, prog.output)
+        self.plans: dict[str, list[Any]] = {}
+        self.costs: dict[str, int] = {}
+
+    def plan(self, name: str) -> list[Any]:
+        if name not in self.plans:
+            changed, todo = {name}, []
+            for st in self.prog.statements:
+                if st.target != name and changed.intersection(names_in(st.expr)):
+                    todo.append(st)
+                    changed.add(st.target)
+            self.plans[name] = todo
+        return self.plans[name]
+
+    def cost(self, name: str) -> int:
+        """Elements one evaluation with ``name`` replaced computes, every intermediate counted (at least 1)."""
+        from .budget import expression_values
+
+        if name not in self.costs:
+            shapes = {n: tuple(t.shape) for n, t in self.env.items()}
+            total = math.prod(shapes[name])
+            for st in self.plan(name):
+                total += expression_values(st.expr, {n: shapes[n] for n in names_in(st.expr)})
+            self.costs[name] = max(1, total)
+        return self.costs[name]
+
+    def __call__(self, name: str, value: np.ndarray) -> float:
+        env = dict(self.env)
+        env[name] = tensor(value)
+        with no_grad(), np.errstate(all="ignore"):
+            for st in self.plan(name):
+                result = evaluate(st.expr, env)
+                env[st.target] = result if isinstance(result, Tensor) else tensor(result)
+        return _scalar(env, self.output)
+
+
+def _direction(rerun: _Rerun, name: str, base: np.ndarray, g: np.ndarray, rng: Any) -> float:
+    """The relative error of ``g`` along one random direction: every entry moves by its own step (random sign),
+    the steps scaled by 1/sqrt(n) so the whole move is as large as one entry's; 0.0 where the direction cannot
+    decide (a kink crossed, or an overflow)."""
+    n = base.size
+    flat = base.reshape(-1)
+    step = 1e-5 * np.maximum(1e-2, np.abs(flat)) / math.sqrt(n)
+    step *= rng.integers(0, 2, size=n, dtype=np.int8) * 2.0 - 1.0
+    length = float(np.sqrt(np.sum(step * step)))
+    work = flat + step
+    fp = rerun(name, work.reshape(base.shape))
+    np.subtract(flat, step, out=work)
+    fm = rerun(name, work.reshape(base.shape))
+    del work
+    f0 = rerun.f0
+    ref = (fp - fm) / (2 * length)  # the derivative along the unit direction step / length
+    step /= length
+    mine = float(np.dot(g.reshape(-1), step))
+    eps = np.finfo(np.float64).eps
+    noise = 2 * eps * max(abs(fp), abs(fm)) / (2 * length)
+    right, left = (fp - f0) / length, (f0 - fm) / length
+    if not np.isfinite(ref) or abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left)) + 4 * noise:
+        return 0.0  # a kink on the way, or an overflow: the sampled entries decide alone
+    typical = float(np.sqrt(np.sum((g.reshape(-1) * step) ** 2)))  # the size of such a sum of signed terms
+    # where the gradient is (nearly) zero, the floor is where rounding makes the comparison meaningless: an
+    # error of the rounding's size reads as a tenth of the tolerance (not 1e-3 of the output, as for the
+    # entries: a sum over a million entries would hide any error along one direction)
+    scale = max(abs(ref), typical, 10 * noise / TOLERANCE)
+    return abs(mine - ref) / scale
 
 
 def _draw(rng: Any, shape: tuple[int, ...], draw: int) -> np.ndarray:
@@ -206,43 +355,30 @@ def _draw(rng: Any, shape: tuple[int, ...], draw: int) -> np.ndarray:
 
 
 def _central(
-    prog: Program,
-    values: Mapping[str, np.ndarray],
-    name: str,
-    base: np.ndarray,
-    rng: Any,
-    limit: int,
-    output: str,
+    rerun: _Rerun, name: str, base: np.ndarray, rng: Any, limit: int
 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray], float, np.ndarray]:
     """Central differences of the output for each (or a sample of) entry of ``name``, with their rounding bound."""
     n = base.size
     idx = None if n <= limit else np.sort(rng.choice(n, size=limit, replace=False))
     which = range(n) if idx is None else idx
-    flat = base.reshape(-1)
+    work = base.astype(np.float64, copy=True).reshape(-1)  # one copy, moved entry by entry and put back
+    shaped = work.reshape(base.shape)
     ref = np.empty(len(which))
     noise = np.empty(len(which))
     kink = np.zeros(len(which), dtype=bool)
-    is_input = name in values
     eps = np.finfo(np.float64).eps
-    f0 = _eval_with(prog, values, name, base, is_input, output)
+    f0 = rerun.f0
     for j, i in enumerate(which):
-        h = 1e-5 * max(1e-2, abs(flat[i]))
-        plus, minus = flat.copy(), flat.copy()
-        plus[i] += h
-        minus[i] -= h
-        fp = _eval_with(prog, values, name, plus.reshape(base.shape), is_input, output)
-        fm = _eval_with(prog, values, name, minus.reshape(base.shape), is_input, output)
+        x = work[i]
+        h = 1e-5 * max(1e-2, abs(x))
+        work[i] = x + h
+        fp = rerun(name, shaped)
+        work[i] = x - h
+        fm = rerun(name, shaped)
+        work[i] = x
         ref[j] = (fp - fm) / (2 * h)
         noise[j] = 2 * eps * max(abs(fp), abs(fm)) / (2 * h)
         # a kink (relu at 0, a tie in max): the one-sided slopes differ by far more than curvature explains
         right, left = (fp - f0) / h, (f0 - fm) / h
         kink[j] = abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left)) + 4 * noise[j]
     return ref, noise, idx, max(1.0, abs(f0)), kink
-
-
-def _eval_with(
-    prog: Program, values: Mapping[str, np.ndarray], name: str, value: np.ndarray, is_input: bool, output: str
-) -> float:
-    if is_input:
-        return _scalar(_run_forward(prog, dict(values, **{name: value})), output)
-    return _scalar(_run_forward(prog, values, override=(name, value)), output)

@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 
+from .budget import add_budget_argument
 from .parse import ParseError, parse_assignments
 
 EXAMPLE = "z = W @ a + b; h = sigmoid(z); E = sum(h)"
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=_seed, default=0, help="random seed of the numerical check, 0 to 2**32-1 (default 0)"
     )
+    add_budget_argument(parser)
 
 
 def _seed(text: str) -> int:
@@ -118,10 +120,22 @@ def run(args: argparse.Namespace) -> int:
                     f"--at {name}: the value has shape {shape}, but --shape says {shapes[name]}", kind="shape"
                 )
             shapes[name] = shape
-        result = derive(program, shapes, constants=args.const, seed=args.seed, check=not args.no_check)
+        result = derive(
+            program,
+            shapes,
+            constants=args.const,
+            seed=args.seed,
+            check=not args.no_check,
+            max_numbers=args.max_numbers,
+        )
     except ParseError as exc:
         print(f"chainrule derive: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:  # (the budget is counted to prevent this; the machine may still have less memory)
+        print(
+            f"chainrule derive: error: out of memory; lower --max-numbers (now {args.max_numbers:,})", file=sys.stderr
+        )
+        return 1
     if args.json:
         print(result.to_json())
     elif args.numpy:

@@ -165,11 +165,13 @@ def _derive_text(ex: Any) -> Optional[str]:
     if all(np.ndim(t.data) == 0 for t in ex.env.values()):
         return None
     try:
+        from .budget import DEFAULT_MAX_NUMBERS
         from .derive import derive
 
         shapes = {n: tuple(np.shape(ex.env[n].data)) for n in ex.names}
+        budget = getattr(ex, "max_numbers", DEFAULT_MAX_NUMBERS)  # (the explanation's own budget: same program)
         with np.errstate(all="ignore"):  # (derive runs the program once on values of its own)
-            return str(derive(f"f = {ex.parsed}", shapes, check=False))
+            return str(derive(f"f = {ex.parsed}", shapes, check=False, max_numbers=budget))
     except Exception:  # derive covers a subset of what explain can trace; the page simply omits it
         return None
 
@@ -232,9 +234,14 @@ def _script_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c").replace("\u2028", "\\u2028")
 
 
-def render_page(data: dict[str, Any], *, server: bool = False) -> str:
-    """The complete page: data, script and style inline (``server=True`` adds the expression boxes)."""
+def render_page(data: dict[str, Any], *, server: bool = False, token: str = "") -> str:
+    """The complete page: data, script and style inline (``server=True`` adds the expression boxes).
+
+    ``token`` is the explorer server's secret, which the page's script sends with each request
+    (another origin cannot read it).
+    """
     mode = "server" if server else "file"
+    token_attr = f' data-token="{html.escape(token)}"' if server and token else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">\n'
@@ -244,7 +251,7 @@ def render_page(data: dict[str, Any], *, server: bool = False) -> str:
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; connect-src 'self'\">\n"
         f"<title>chainrule explorer: {html.escape(data['title'])}</title>\n"
         f"<style>\n{_asset('explorer.css')}\n</style>\n"
-        f'</head><body data-mode="{mode}">\n'
+        f'</head><body data-mode="{mode}"{token_attr}>\n'
         f'<script type="application/json" id="trace-data">{_script_json(data)}</script>\n'
         f"<script>\n{_asset('explorer.js')}\n</script>\n"
         "</body></html>\n"

@@ -558,6 +558,8 @@ def parse_value(text: str, name: str = "value") -> Any:
         arr = np.array(raw, dtype=np.float64)
     except ValueError:
         raise ParseError(f"{name}: the nested lists are ragged (rows of different lengths)", kind="value") from None
+    if arr.size == 0:  # (a mean over no entries divides by zero in its backward: nothing to explain there)
+        raise ParseError(f"{name}: the list holds no numbers (shape {arr.shape}); give at least one", kind="value")
     return arr
 
 
@@ -621,8 +623,32 @@ def _check_size(op: str, a: Any, b: Any, col: int) -> None:
         )
 
 
-def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
-    """Evaluate a checked expression with chainrule's functions; ``env`` maps names to tensors."""
+def _elements(v: Any) -> int:
+    return math.prod(tuple(getattr(v, "shape", ())))
+
+
+def evaluate(node: Node, env: Mapping[str, Any], max_values: Optional[int] = None) -> Any:
+    """Evaluate a checked expression with chainrule's functions; ``env`` maps names to tensors.
+
+    With ``max_values``, the elements of the inputs and of all results together may not exceed it: each
+    operation's result size is known before it runs, and the one that would go over is refused (a backstop
+    behind the budget counted from the shapes, :mod:`.budget`).
+    """
+
+    held = 0 if max_values is None else sum(_elements(v) for v in env.values())
+
+    def tally(size: Optional[int], col: int) -> None:
+        nonlocal held
+        if max_values is None:
+            return
+        held += size or 1
+        if held > max_values:
+            raise ParseError(
+                f"the values computed so far would hold {held:,} numbers, over the budget's {max_values:,} "
+                "(its values half); use smaller values, or raise it with --max-numbers",
+                kind="limit",
+                column=col,
+            )
 
     def ev(n: Node) -> Any:
         if isinstance(n, Num):
@@ -637,17 +663,30 @@ def evaluate(node: Node, env: Mapping[str, Any]) -> Any:
                 if not isinstance(left, Tensor) and not isinstance(right, Tensor):
                     left = tensor(left)
                 _check_size(n.op, left, right, n.col)
+                tally(_result_size(n.op, left, right), n.col)
                 return _apply_binop(n.op, left, right)
             if isinstance(n, Neg):
-                return ops.negative(ev(n.operand))
+                out = ops.negative(ev(n.operand))
+                tally(_elements(out), n.col)  # (one input, no larger than its result: counted after)
+                return out
             args = [ev(a) for a in n.args]
             args = [a if isinstance(a, Tensor) else tensor(a) for a in args]
             if len(args) == 2:
-                _check_size("@" if n.func == "matmul" else n.func, args[0], args[1], n.col)
-            return getattr(ops, n.func)(*args, **dict(n.kwargs))
+                op = "@" if n.func == "matmul" else n.func
+                _check_size(op, args[0], args[1], n.col)
+                tally(_result_size(op, args[0], args[1]), n.col)
+                return getattr(ops, n.func)(*args, **dict(n.kwargs))
+            out = getattr(ops, n.func)(*args, **dict(n.kwargs))
+            tally(_elements(out), n.col)
+            return out
         except ParseError:
             raise
         except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
             raise ParseError(str(exc).split("\n")[0], kind="shape", column=n.col) from None
 
-    return ev(node)
+    try:
+        return ev(node)
+    finally:
+        # ev calls itself, so its closure refers to itself: a cycle that would keep env (and every array in
+        # it) alive until the next garbage collection; a check that evaluates thousands of times ran to GBs
+        ev = None  # type: ignore[assignment]  # noqa: F841

@@ -4,6 +4,7 @@
   "use strict";
 
   var server = document.body.getAttribute("data-mode") === "server";
+  var token = document.body.getAttribute("data-token") || ""; // the server's secret: it answers only its page
   var data = JSON.parse(document.getElementById("trace-data").textContent);
   var steps = [];
   var index = 0;
@@ -241,7 +242,13 @@
   function ask() {
     errorBox.textContent = "";
     var body = JSON.stringify({ expression: exprBox.value, values: valuesBox.value });
-    fetch("/explain", { method: "POST", headers: { "Content-Type": "application/json" }, body: body })
+    fetch("/explain", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Chainrule-Token": token },
+      body: body,
+      credentials: "omit",
+      cache: "no-store",
+    })
       .then(function (r) { return r.json(); })
       .then(function (reply) {
         if (reply.ok) { data = reply.data; exprBox.blur(); show(); }
