@@ -16,9 +16,9 @@ collector = sys.modules["chainrule.collector"]
 @pytest.fixture(autouse=True)
 def _fresh():
     """Start as after a backward: no pause in force (earlier tests may have left a graph without one)."""
-    sys.modules["chainrule.tensor"].graph_done()
+    sys.modules["chainrule.grad_mode"].graph_done()
     yield
-    sys.modules["chainrule.tensor"].graph_done()
+    sys.modules["chainrule.grad_mode"].graph_done()
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule.grad_mode import MODE
 from chainrule.primitive import REGISTRY
 from chainrule.primitives.linear import linear as LINEAR
-from chainrule.tensor import MODE, apply
+from chainrule.tensor import apply
 
 
 class gc_disabled:

@@ -263,7 +263,7 @@ def test_plain_numpy_array_in_place_with_a_tensor_operand():
 
 def test_planted_missing_version_bump_would_give_a_stale_gradient(monkeypatch):
     """The check is what stands between a .data write and a wrong gradient: without it, the gradient is stale."""
-    from chainrule.tensor import DataView
+    from chainrule.versions import DataView
 
     monkeypatch.setattr(DataView, "_touch", lambda self: None)
     x = cr.tensor([1.0, 2.0], requires_grad=True)

@@ -66,6 +66,7 @@ from .creation import (  # noqa: E402
 from .custom import custom_vjp
 from .explain import ParseError, derive, draw, trace  # noqa: E402  (the tools read the engine above)
 from .forward import JVPError, hessian, hvp, jacfwd, jvp, linearize
+from .grad_mode import enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad
 from .ops import (  # noqa: E402
     ValuesIndices,
     abs,
@@ -190,7 +191,7 @@ from .ops import (  # noqa: E402
 )
 from .primitive import REGISTRY, Primitive  # noqa: E402
 from .saved import ValueReleasedError, keep_values  # noqa: E402
-from .tensor import Size, Tensor, enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad, tensor  # noqa: E402  # noqa: E402
+from .tensor import Size, Tensor, tensor  # noqa: E402  # noqa: E402
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
 
 # torch's names that are also Python builtins: reachable as cr.all etc., never exported by `import *`

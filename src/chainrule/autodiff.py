@@ -14,26 +14,14 @@ from typing import Any, Optional
 import numpy as np
 
 from .backend import device_of, is_foreign, namespace_of
+from .grad_mode import MODE, enable_grad, graph_done
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
 from .primitives import elementwise as E
 from .saved import Released
-from .tensor import (
-    EPOCHS,
-    FREED,
-    LEAF_HOOKS,
-    MODE,
-    UNARY,
-    Tensor,
-    _norm,
-    as_value,
-    enable_grad,
-    graph_done,
-    mark_modified,
-    node_parts,
-    release,
-    run_leaf_hooks,
-)
+from .tensor import LEAF_HOOKS, Tensor, as_value, node_parts, release, run_leaf_hooks
+from .values import _norm
+from .versions import EPOCHS, FREED, UNARY, mark_modified
 
 ndarray = np.ndarray
 

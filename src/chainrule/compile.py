@@ -49,10 +49,13 @@ import numpy as np
 
 from . import autodiff
 from .backend import device_of, is_foreign, library_name, namespace_of, to_numpy
+from .grad_mode import MODE
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
 from .saved import keep_values
-from .tensor import EPOCHS, FREED, MODE, Tensor, _next_seq, _norm, foreign_forward, node_parts
+from .tensor import Tensor, node_parts
+from .values import _norm, foreign_forward
+from .versions import EPOCHS, FREED, _next_seq
 
 ndarray = np.ndarray
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -45,7 +45,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .tensor import Tensor, mark_modified
+from .tensor import Tensor
+from .versions import mark_modified
 
 DEFAULT_TIMEOUT = 60.0
 ABORT_CODE = 70  # the status an aborted job exits with (EX_SOFTWARE)
@@ -440,7 +441,7 @@ class DistributedDataParallel:
                 "(chainrule has no backward hooks, so unlike torch's DDP it does not average inside backward), "
                 "or run the forward inside ddp.no_sync() to accumulate locally"
             )
-        from .tensor import is_grad_enabled
+        from .grad_mode import is_grad_enabled
 
         if self._sync and is_grad_enabled() and getattr(self.module, "training", True):
             self._pending = True

@@ -11,7 +11,8 @@ from typing import Any, NamedTuple, Optional
 from .autodiff import toposort
 from .primitive import Primitive
 from .saved import Released, ValueReleasedError, released_message
-from .tensor import FREED, Tensor, node_parts
+from .tensor import Tensor, node_parts
+from .versions import FREED
 
 
 class NodeView(NamedTuple):

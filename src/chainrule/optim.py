@@ -20,7 +20,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .tensor import Tensor, clear_grads, mark_modified, no_grad
+from .grad_mode import no_grad
+from .tensor import Tensor, clear_grads
+from .versions import mark_modified
 
 
 def _array(d: Any) -> np.ndarray:
@@ -87,7 +89,7 @@ class Optimizer:
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""
         loss = None
         if closure is not None:
-            from .tensor import enable_grad
+            from .grad_mode import enable_grad
 
             with enable_grad():
                 loss = closure()

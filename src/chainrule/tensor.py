@@ -28,224 +28,63 @@ Tools read nodes through :mod:`chainrule.graph`, never these slots.
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Optional
 
 import numpy as np
 
-from . import collector
 from . import primitives as _registered  # noqa: F401  (registers every primitive)
 from . import saved as _saved
+from . import versions
 from .backend import common_namespace, is_foreign, namespace_of, native_dtype, numpy_dtype, to_numpy
+from .grad_mode import MODE, _record_hook, no_grad
 from .numeric import DEFAULTS
 from .primitive import Primitive
 from .primitives import elementwise as E
 from .primitives import shape as S
-from .rng import get_rng
+from .values import (
+    _F64,
+    _INT_KINDS,
+    _NUMERIC_KINDS,
+    _adopt,
+    _float_dtype,
+    _norm,
+    _scalar_fallback,
+    _zero_dim_operands,
+    foreign_forward,
+    op_error,
+    promote_int,
+)
+from .versions import EPOCHS, FREED, UNARY, VIEW_PRIMITIVES, DataView, _next_seq, _raw_index, _shares, mark_modified
 
 ndarray = np.ndarray
 
+
 _ECONOMY = _saved.ENABLED  # release arrays no rule reads (chainrule.saved); False on a Python where that is unsafe
+
+
 _SAVED_STATE = _saved.STATE
+
+
 _MIN_BYTES = _saved.MIN_BYTES
+
+
 _MAX_RESULT_BYTES = _saved.MAX_RESULT_BYTES
+
+
 _Released = _saved.Released
+
+
 _saves_of = _saved.saves_of
+
+
 _note_readers = _saved.note_readers
+
+
 _nominate = _saved.nominate
-
-# The primitive of a node whose saved values were released by backward().
-FREED = Primitive("<freed by backward>", lambda *a: None, plain=True)
-
-
-class _Unary:
-    """Marks ``_b`` of a one-input node."""
-
-    def __repr__(self) -> str:
-        return "UNARY"
-
-
-UNARY = _Unary()
-
-_next_seq = itertools.count(1).__next__
-
-
-class _Epoch:
-    """The global count of in-place modifications (shared by all threads)."""
-
-    value = 0
-
-
-EPOCHS = _Epoch()
-
-
-_EPOCH_LOCK = threading.Lock()
-
-
-def mark_modified(t: Tensor) -> None:
-    """Record that ``t``'s value changed in place: graphs that saved it become stale.
-
-    A ``detach()``ed tensor shares memory with its source, so the change marks
-    the source too (as torch shares the version counter): a detached leaf keeps
-    a weak reference to its source in the otherwise unused ``_a`` slot, so it
-    never keeps the source's graph alive.
-
-    A view made by indexing, reshaping or transposing shares memory with its
-    source too, so writing into the view marks the source (and its sources).
-    """
-    with _EPOCH_LOCK:
-        EPOCHS.value += 1
-        now = EPOCHS.value
-        todo = [t]
-        seen: set[int] = set()
-        while todo:
-            x = todo.pop()
-            if id(x) in seen:
-                continue
-            seen.add(id(x))
-            x._version = now
-            node = x._node
-            if node is None:
-                for ref in getattr(x, "_a", None) or ():
-                    source = ref()
-                    if source is not None:
-                        todo.append(source)
-            elif node.name in VIEW_PRIMITIVES and node is not FREED:
-                source = x._a[0] if type(x._a) is tuple else x._a
-                if source is not None and _shares(x._data, source._data):
-                    todo.append(source)
-
-
-# Primitives whose NumPy forward may return a view of the first input (writes to it reach the input).
-VIEW_PRIMITIVES = frozenset({"getitem", "reshape", "transpose", "broadcast_to"})
-
-
-def _shares(a: Any, b: Any) -> bool:
-    return type(a) is ndarray and type(b) is ndarray and np.may_share_memory(a, b)
-
-
-_WRITING_FUNCTIONS = frozenset({"copyto", "putmask", "place", "put", "put_along_axis", "fill_diagonal"})
-
-
-class DataView(np.ndarray):
-    """The array ``Tensor.data`` hands out: it shares the tensor's memory, and a write through it
-    (``[...] =``, ``-=``, ``fill``, ``np.copyto``, a ufunc's ``out=``) marks the tensor modified in
-    place, so a graph that saved the old value raises at ``backward()`` instead of giving a stale
-    gradient.  Results of arithmetic on it are plain NumPy arrays.
-    """
-
-    _owner: Optional[Tensor] = None
-    _from_float = False  # made by Tensor.data from a tensor whose value was a Python float
-
-    def __array_finalize__(self, obj: Any) -> None:
-        # A view (slice, transpose) still writes into the tensor; a copy does not.
-        self._owner = getattr(obj, "_owner", None) if self.base is not None else None
-
-    def _touch(self) -> None:
-        owner = self._owner
-        if owner is not None:
-            mark_modified(owner)
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        if type(value) is Tensor:
-            value = value._data
-        np.ndarray.__setitem__(self.view(np.ndarray), _raw_index(index), value)
-        self._touch()
-
-    def fill(self, value: Any) -> None:
-        self.view(np.ndarray).fill(value)
-        self._touch()
-
-    def sort(self, *args: Any, **kwargs: Any) -> None:
-        self.view(np.ndarray).sort(*args, **kwargs)
-        self._touch()
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        plain = tuple(_plain(a) for a in inputs)
-        out = kwargs.get("out")
-        written = [o for o in (out or ()) if type(o) is DataView]
-        if method == "at" and type(inputs[0]) is DataView:
-            written.append(inputs[0])
-        if out is not None:
-            kwargs["out"] = tuple(_plain(o) for o in out)
-        result = getattr(ufunc, method)(*plain, **kwargs)
-        for view in written:
-            view._touch()
-        if out is not None and len(out) == 1:
-            return out[0]
-        return result
-
-    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        plain_args = tuple(_plain(a) for a in args)
-        plain_kwargs = {k: _plain(v) for k, v in kwargs.items()}
-        result = func(*plain_args, **plain_kwargs)
-        if func.__name__ in _WRITING_FUNCTIONS and args and type(args[0]) is DataView:
-            args[0]._touch()
-        return result
-
-    # torch's in-place methods, for the old idioms ``p.grad.data.zero_()`` and ``w.data.normal_(0, 0.02)``
-    def _write(self, values: Any) -> DataView:
-        np.copyto(self.view(np.ndarray), _plain(values), casting="same_kind")
-        self._touch()
-        return self
-
-    def zero_(self) -> DataView:
-        return self._write(0)
-
-    def fill_(self, value: Any) -> DataView:
-        return self._write(value)
-
-    def copy_(self, src: Any) -> DataView:
-        return self._write(src)
-
-    def add_(self, other: Any, alpha: Any = 1) -> DataView:
-        return self._write(self.view(np.ndarray) + alpha * np.asarray(_plain(other)))
-
-    def sub_(self, other: Any, alpha: Any = 1) -> DataView:
-        return self._write(self.view(np.ndarray) - alpha * np.asarray(_plain(other)))
-
-    def mul_(self, other: Any) -> DataView:
-        return self._write(self.view(np.ndarray) * _plain(other))
-
-    def div_(self, other: Any) -> DataView:
-        return self._write(self.view(np.ndarray) / _plain(other))
-
-    def clamp_(self, min: Any = None, max: Any = None) -> DataView:  # noqa: A002
-        return self._write(np.clip(self.view(np.ndarray), min, max))
-
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> DataView:
-        return self._write(get_rng().normal(mean, std, self.shape))
-
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> DataView:
-        return self._write(get_rng().uniform(a, b, self.shape))
-
-    def __repr__(self) -> str:
-        return repr(self.view(np.ndarray))
-
-    def __str__(self) -> str:
-        return str(self.view(np.ndarray))
-
-    def __reduce__(self) -> Any:
-        return self.view(np.ndarray).__reduce__()
-
-
-def _plain(a: Any) -> Any:
-    """A DataView as a plain ndarray, a Tensor as its value; anything else unchanged."""
-    t = type(a)
-    if t is DataView:
-        return a.view(np.ndarray)
-    if t is Tensor:
-        return a._data
-    if t is tuple:
-        return tuple(_plain(x) for x in a)
-    if t is list:
-        return [_plain(x) for x in a]
-    return a
 
 
 def check_grad_value(t: Tensor, value: Any) -> None:
@@ -264,180 +103,6 @@ def check_grad_value(t: Tensor, value: Any) -> None:
             f"Tensor.grad: assigned grad has dtype {value.dtype}, but the tensor has dtype {t.dtype}; "
             f"convert it with .to({t.dtype.name})"
         )
-
-
-class _Mode(threading.local):
-    """Per-thread switches read on every operation.
-
-    ``record`` folds the switches into the one value the hot path reads:
-    0 (grad mode off), 1 (recording), 2 (recording with anomaly checks), 3 (recording;
-    the next node recorded pauses the cyclic collector, see :mod:`chainrule.collector`).
-    Change the switches only through :func:`set_grad_enabled` / :func:`set_anomaly_enabled`.
-    """
-
-    enabled = True  # grad mode: record the graph
-    in_backward = 0  # inside backward() or autograd.grad (retain_grad fills .grad only then)
-    anomaly = False  # detect_anomaly: check values and remember source lines
-    gc_pending = True  # the next recorded node should pause the collector (until the next backward)
-    record = 3
-
-
-MODE = _Mode()
-
-
-def _refresh() -> None:
-    MODE.record = (2 if MODE.anomaly else 3 if MODE.gc_pending else 1) if MODE.enabled else 0
-
-
-def _record_hook(t: Tensor, record: int) -> None:
-    """The rare cases of recording a node: anomaly checks (2), or the first node since a backward (3)."""
-    if record == 2:
-        _anomaly_hook(t)
-    else:
-        MODE.gc_pending = False
-        _refresh()
-        collector.pause(t, _pause_again)
-
-
-def _pause_again() -> None:
-    """The graph that paused the collector was freed without a backward: the next node recorded pauses it again."""
-    if not MODE.gc_pending:
-        MODE.gc_pending = True
-        _refresh()
-
-
-def graph_done() -> None:
-    """A backward finished: the collector's thresholds go back, and the next node recorded pauses it again."""
-    collector.resume()
-    if not MODE.gc_pending:
-        MODE.gc_pending = True
-        _refresh()
-
-
-def set_grad_enabled(flag: bool) -> None:
-    """Turn recording on or off in this thread."""
-    MODE.enabled = bool(flag)
-    _refresh()
-
-
-def set_anomaly_enabled(flag: bool) -> None:
-    """Turn anomaly checks on or off in this thread (see ``cr.detect_anomaly``)."""
-    MODE.anomaly = bool(flag)
-    _refresh()
-
-
-def is_grad_enabled() -> bool:
-    """Whether operations in this thread are being recorded."""
-    return MODE.enabled
-
-
-class _GradModeSwitch:
-    """Base of no_grad / enable_grad: a context manager and a decorator."""
-
-    _target = True
-
-    def __init__(self) -> None:
-        self._local = threading.local()  # one instance may be entered by several threads
-
-    def __enter__(self) -> None:
-        stack = self._local.__dict__.setdefault("saved", [])
-        stack.append(MODE.enabled)
-        set_grad_enabled(self._target)
-
-    def __exit__(self, *exc: Any) -> None:
-        set_grad_enabled(self._local.saved.pop())
-
-    def __call__(self, fn: Callable) -> Callable:
-        import functools
-
-        target = self._target
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            saved = MODE.enabled
-            set_grad_enabled(target)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                set_grad_enabled(saved)
-
-        return wrapper
-
-
-class no_grad(_GradModeSwitch):
-    """Stop recording operations (in this thread): ``with cr.no_grad(): ...`` or ``@cr.no_grad()``."""
-
-    _target = False
-
-
-class inference_mode(_GradModeSwitch):
-    """torch's ``inference_mode``: here the same as ``no_grad`` (nothing is recorded).
-
-    ``cr.inference_mode(False)`` leaves grad mode as it is.
-    """
-
-    _target = False
-
-    def __init__(self, mode: bool = True) -> None:
-        super().__init__()
-        self._mode = bool(mode)
-
-    def __enter__(self) -> None:
-        stack = self._local.__dict__.setdefault("saved", [])
-        stack.append(MODE.enabled)
-        if self._mode:
-            set_grad_enabled(False)
-
-
-class grad_enabled:
-    """torch's ``set_grad_enabled(flag)``: switches grad mode at once; as a context manager, restores it after."""
-
-    def __init__(self, mode: bool) -> None:
-        self._saved = MODE.enabled
-        set_grad_enabled(mode)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        set_grad_enabled(self._saved)
-
-
-class enable_grad(_GradModeSwitch):
-    """Record operations again inside a ``no_grad`` region."""
-
-    _target = True
-
-
-_NUMERIC_KINDS = frozenset("biuf")
-
-
-_F64 = np.dtype(np.float64)
-_INT_KINDS = "biu"
-
-
-def promote_int(out: ndarray, *values: Any) -> ndarray:
-    """torch's promotion where NumPy's differs, for a float64 result of integer (or bool) inputs: with a Python
-    float, the default float dtype; with float32 arrays, float32 (NumPy gives float64 for both).  Also for
-    several inputs (cat, stack, where)."""
-    floats = [v.dtype for v in values if type(v) is ndarray and v.dtype.kind == "f"]
-    target = (floats[0] if len(floats) == 1 else np.result_type(*floats)) if floats else DEFAULTS.float
-    return out if target == out.dtype else out.astype(target)
-
-
-_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
-
-
-def _zero_dim_operands(av: ndarray, bv: ndarray) -> tuple[ndarray, ndarray]:
-    """torch's rule for a 0-d tensor meeting a dimensioned one: within the same category (or a lower one) the
-    dimensioned operand's dtype wins (int32 + a 0-d int64 is int32, float16 + a 0-d float32 is float16), where
-    NumPy promotes.  Only the forward sees the cast; the node keeps the operands as they were."""
-    if av.ndim == 0:
-        if _CATEGORY.get(av.dtype.kind, 9) <= _CATEGORY.get(bv.dtype.kind, -1):
-            return av.astype(bv.dtype), bv
-    elif _CATEGORY.get(bv.dtype.kind, 9) <= _CATEGORY.get(av.dtype.kind, -1):
-        return av, bv.astype(av.dtype)
-    return av, bv
 
 
 def as_value(x: Any, op: str = "tensor") -> Any:
@@ -466,121 +131,6 @@ def as_value(x: Any, op: str = "tensor") -> Any:
     if isinstance(x, (int, float)):
         return float(x) if isinstance(x, float) else int(x)
     raise TypeError(f"{op}: expected a number, array or Tensor, got {type(x).__name__}")
-
-
-def _norm(out: Any) -> Any:
-    """Keep the invariant: results are ndarrays, or Python floats for float64 scalars."""
-    t = type(out)
-    if t is ndarray:
-        return out
-    if t is float or t is np.float64:
-        return float(out)
-    if is_foreign(out):
-        return out
-    return np.asarray(out)
-
-
-def _shape_text(v: Any) -> str:
-    return str(tuple(v.shape)) if is_foreign(v) else str(tuple(np.shape(v)))
-
-
-def op_error(prim: Primitive, values: tuple, nin: int, exc: Exception) -> Exception:
-    """A clear error for a failed forward: names the operation and its input shapes."""
-    shapes = ", ".join(_shape_text(v) for v in values[:nin])
-    reason = str(exc)
-    if "broadcast" in reason:
-        reason = (
-            "shapes cannot be broadcast together (NumPy rules: aligned from the right, "
-            "each dimension pair must be equal or contain a 1)"
-        )
-    if isinstance(exc, MemoryError):  # (NumPy's "Unable to allocate ..." names the result's size)
-        return MemoryError(f"{prim.name}: inputs with shapes {shapes}: {reason}")
-    cls = type(exc) if isinstance(exc, (ValueError, TypeError, IndexError)) else ValueError
-    return cls(f"{prim.name}: inputs with shapes {shapes}: {reason}")
-
-
-_FLOAT_ONLY = frozenset(
-    (
-        "div",
-        "pow",
-        "exp",
-        "log",
-        "log1p",
-        "log2",
-        "log10",
-        "sqrt",
-        "sin",
-        "cos",
-        "tanh",
-        "sigmoid",
-        "erf",
-        "softmax",
-        "log_softmax",
-    )
-    + ("logsumexp", "mean", "inv", "det")
-)
-_KEEPS_DTYPE = frozenset(("getitem", "scatter_add", "reshape", "transpose", "broadcast_to", "astype", "concatenate"))
-
-
-def _adopt(const: ndarray, other: Any) -> Any:
-    """A NumPy constant (not a tensor) meeting another library's array: a 0-d one as a Python number,
-    a larger one converted to that library and device, as torch converts a NumPy operand."""
-    if const.ndim == 0:
-        return const.item()
-    if not is_foreign(other):
-        return const
-    ns = namespace_of(other)
-    return ns.xp.asarray(const, device=ns.device_of(other))
-
-
-def foreign_forward(prim: Primitive, values: tuple, nin: int) -> Any:
-    """Run ``prim`` on another array library's arrays (one library and one device per operation).
-
-    Integer and bool inputs meeting floats become floats first (the first float
-    input's dtype, else chainrule's default float dtype, as on NumPy arrays; the
-    Array API standard itself refuses mixed kinds).
-    """
-    ns = common_namespace(prim.name, values[:nin])
-    if ns is None:  # no foreign array after all (a NumPy 0-d array, say): the NumPy forward
-        try:
-            return _norm(prim.fwd(*values))
-        except Exception as exc:
-            raise op_error(prim, values, nin, exc) from None
-    xp = ns.xp
-    vals = list(values)
-    for i in range(nin):  # NumPy scalars and 0-d arrays join as Python numbers
-        v = vals[i]
-        if isinstance(v, (np.ndarray, np.generic)):
-            vals[i] = v.item()
-    if prim.name not in _KEEPS_DTYPE:
-        first = 1 if prim.name == "where" else 0
-        ins = vals[first:nin]
-        arrays = [v for v in ins if is_foreign(v)]
-        floats = [v.dtype for v in arrays if xp.isdtype(v.dtype, "real floating")]
-        if any(f != floats[0] for f in floats):
-            raise TypeError(
-                f"{prim.name}: {ns.library} arrays of dtypes {', '.join(sorted(set(map(str, floats))))} in one "
-                "operation; on other libraries' arrays chainrule does not promote between float dtypes (torch's "
-                "matmul refuses too): convert one side first, e.g. x.to(np.float32) or x.double()"
-            )
-        if len(floats) < len(arrays) and (floats or prim.name in _FLOAT_ONLY or any(type(v) is float for v in ins)):
-            target = floats[0] if floats else native_dtype(ns, DEFAULTS.float)
-            for i in range(first, nin):
-                v = vals[i]
-                if is_foreign(v) and not xp.isdtype(v.dtype, "real floating"):
-                    vals[i] = xp.astype(v, target)
-    try:
-        return prim.xfwd(ns, *vals)
-    except NotImplementedError:
-        raise
-    except Exception as exc:
-        raise op_error(prim, tuple(vals), nin, exc) from None
-
-
-def _scalar_fallback(prim: Primitive, values: tuple) -> Any:
-    """Python math raised (log(0), 1/0, exp(1000)): redo it with NumPy's IEEE semantics."""
-    with np.errstate(all="ignore"):
-        return prim.fwd(*(np.float64(v) if type(v) in (float, int) else v for v in values))
 
 
 _new_tensor = object.__new__
@@ -876,24 +426,6 @@ def release(t: Tensor) -> None:
     """Free a node's saved values after backward; backprop through it again then raises."""
     t._node = FREED
     t._a = t._b = t._av = t._bv = t._args = None
-
-
-# Checks run on every node recorded in anomaly mode; chainrule.anomaly (a layer above) fills this list.
-FORWARD_CHECKS: list[Callable[[Tensor], None]] = []
-
-
-def _anomaly_hook(t: Tensor) -> None:
-    for check in FORWARD_CHECKS:
-        check(t)
-
-
-def _float_dtype(v: Any) -> bool:
-    if type(v) is float:
-        return True
-    kind = getattr(v.dtype, "kind", None)
-    if kind is not None:
-        return kind == "f"
-    return namespace_of(v).xp.isdtype(v.dtype, "real floating")
 
 
 class Size(int):
@@ -1209,22 +741,6 @@ class Tensor:
         tail = "".join(", " + e for e in extras)
         return f"tensor({body}{tail})"
 
-    # --- in-place operations (see inplace()) -----------------------------------------
-    def __iadd__(self, other: Any) -> Tensor:
-        return inplace(self, "+=", lambda: self + other)
-
-    def __isub__(self, other: Any) -> Tensor:
-        return inplace(self, "-=", lambda: self - other)
-
-    def __imul__(self, other: Any) -> Tensor:
-        return inplace(self, "*=", lambda: self * other)
-
-    def __itruediv__(self, other: Any) -> Tensor:
-        return inplace(self, "/=", lambda: self / other)
-
-    def __ipow__(self, other: Any) -> Tensor:
-        return inplace(self, "**=", lambda: self**other)
-
     # --- operators (the matrix product, indexing writes and .backward() are attached by the layers above:
     # chainrule.methods and chainrule.interop) ----------------------------------------------------------
     __add__ = make_binary(E.add)
@@ -1288,11 +804,12 @@ class Tensor:
     def __invert__(self) -> Tensor:
         return Tensor(np.asarray(np.logical_not(self._data)))
 
-    # torch-style methods (sum, mean, permute, add_, ...) are attached by chainrule.methods.
-
 
 # register_hook on leaves: id(leaf) -> (weak reference to the leaf, hooks in order).
 LEAF_HOOKS: dict[int, tuple[Any, list]] = {}
+
+
+versions.Tensor = Tensor  # (versions' DataView and index helpers read tensors' values)
 
 
 def add_leaf_hook(leaf: Tensor, hook: Callable) -> Callable[[], None]:
@@ -1327,155 +844,6 @@ def run_leaf_hooks(leaf: Tensor, g: Any) -> Any:
     return g
 
 
-_GRAPH_SLOTS = ("_node", "_seq", "_epoch", "_a", "_b", "_av", "_bv", "_args")
-
-_LEAF_MESSAGE = (
-    "{op}: a leaf tensor that requires grad is being used in an in-place operation while gradients are "
-    "recorded (torch: 'a leaf Variable that requires grad is being used in an in-place operation'). "
-    "Update parameters inside `with cr.no_grad():`, e.g. `with cr.no_grad(): w -= lr * w.grad`."
-)
-
-
-def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
-    """Overwrite ``t``'s memory with ``compute()`` (the out-of-place result), as torch's in-place ops do.
-
-    - A leaf that requires grad may change in place only with grad mode off
-      (``cr.no_grad()``), and keeps ``requires_grad``.
-    - The dtype stays ``t``'s: a result that cannot be cast safely (``int += 0.5``) raises.
-    - The change bumps ``t``'s version, so a graph that saved the old value raises at backward().
-    - If the result was recorded (``t`` or the operand is in a graph), ``t`` becomes that node:
-      the old value lives on in a fresh tensor the new node reads, as torch rebases history.
-    """
-    if t.requires_grad and t._node is None and MODE.enabled:
-        raise RuntimeError(_LEAF_MESSAGE.format(op=op))
-    if MODE.enabled and t._node is not None and t._node is not FREED and t._node.name in VIEW_PRIMITIVES:
-        base = _view_base(t)
-        if base._node is None and base.requires_grad:  # torch refuses this too: the write would reach the leaf
-            raise RuntimeError(
-                f"{op}: this tensor is a view of a leaf tensor that requires grad (shape {base.shape}), and an "
-                "in-place change would change the leaf; do it inside `with cr.no_grad():`, or modify a clone()"
-            )
-    result = compute()
-    new = result._data
-    d = t._data
-    if type(d) is float:
-        if np.shape(new) != () or not np.can_cast(np.result_type(new), np.float64, "same_kind"):
-            raise RuntimeError(
-                f"{op}: a result of shape {np.shape(new)} and dtype {np.result_type(new)} cannot be written "
-                "into a float64 scalar tensor"
-            )
-    else:
-        if np.broadcast_shapes(np.shape(new), d.shape) != d.shape:
-            raise RuntimeError(
-                f"{op}: the result has shape {np.shape(new)}, which does not fit the tensor's shape {d.shape} "
-                "(an in-place operation cannot change the shape); write t = t op x instead"
-            )
-        rtype = _numpy_dtype_of(new)
-        if not np.can_cast(rtype, _numpy_dtype_of(d), "same_kind"):
-            raise RuntimeError(
-                f"{op}: the result type {rtype} cannot be cast to the tensor's dtype {d.dtype} in place "
-                f"(torch refuses too); write t = t op x, or convert first with t.to(...)"
-            )
-        if type(d) is ndarray and not d.flags.writeable:
-            raise RuntimeError(f"{op}: this tensor's memory is read-only (a broadcast view?); clone() it first")
-    foreign = type(d) is not ndarray and type(d) is not float
-    recorded = result._node is not None
-    if recorded:
-        old = history_copy(t)
-        _redirect(result, t, d, old)
-    if type(d) is float:
-        t._data = float(new)
-    elif foreign:
-        _write_foreign(t, d, new)
-    else:
-        d[...] = new
-    mark_modified(t)
-    if recorded:
-        for slot in _GRAPH_SLOTS:
-            setattr(t, slot, getattr(result, slot))
-        t._epoch = EPOCHS.value
-        t.requires_grad = True
-    return t
-
-
-def history_copy(t: Tensor) -> Tensor:
-    """A fresh tensor holding a copy of ``t``'s value and ``t``'s graph record: what an in-place overwrite of
-    ``t`` computed by several operations reads, so none of them reads the tensor being overwritten."""
-    old = Tensor(copy_value(t._data), t.requires_grad)
-    if t._node is not None:
-        for slot in _GRAPH_SLOTS:
-            setattr(old, slot, getattr(t, slot))
-    old._version = t._version
-    return old
-
-
-def copy_value(d: Any) -> Any:
-    """A copy of a tensor's value with memory of its own (a Python float is immutable: itself)."""
-    if type(d) is ndarray:
-        return np.array(d)
-    if type(d) is float:
-        return d
-    return namespace_of(d).xp.asarray(d, copy=True)
-
-
-def _view_base(t: Tensor) -> Tensor:
-    """The tensor whose memory view ``t`` writes into (following views while they share memory)."""
-    x = t
-    while x._node is not None and x._node is not FREED and x._node.name in VIEW_PRIMITIVES:
-        parent = x._a[0] if type(x._a) is tuple else x._a
-        if parent is None or not _shares(x._data, parent._data):
-            break
-        x = parent
-    return x
-
-
-def _numpy_dtype_of(v: Any) -> np.dtype:
-    if type(v) is ndarray:
-        return v.dtype
-    if type(v) is not float and is_foreign(v):
-        return numpy_dtype(v.dtype)
-    return np.result_type(v)
-
-
-def _write_foreign(t: Tensor, d: Any, new: Any) -> None:
-    """``d[...] = new`` for another library's array; a library without item assignment (JAX) gets a new array."""
-    xp = namespace_of(d).xp
-    if not is_foreign(new) or namespace_of(new).xp is not xp:
-        new = xp.asarray(np.asarray(new), device=namespace_of(d).device_of(d))
-    if new.dtype != d.dtype:
-        new = xp.astype(new, d.dtype)
-    try:
-        d[...] = new
-    except (TypeError, ValueError, NotImplementedError):
-        t._data = xp.broadcast_to(new, tuple(d.shape))
-
-
-def _redirect(node: Tensor, t: Tensor, d: Any, old: Tensor) -> None:
-    """In ``node``'s record, make the inputs that were ``t`` (and its saved value ``d``) point at ``old``."""
-    if node._args is None:
-        if node._a is t:
-            node._a = old
-        if _saved_as(node._av, d):
-            node._av = _moved(node._av, old)
-        if node._b is t:
-            node._b = old
-        if _saved_as(node._bv, d):
-            node._bv = _moved(node._bv, old)
-        return
-    node._a = tuple(old if x is t else x for x in node._a)
-    node._args = tuple(_moved(v, old) if _saved_as(v, d) else v for v in node._args)
-
-
-def _saved_as(v: Any, d: Any) -> bool:
-    """Whether a node's saved value ``v`` is array ``d`` (or a stand-in for it, see chainrule.saved)."""
-    return v is d or (type(v) is _Released and v.value() is d)
-
-
-def _moved(v: Any, old: Tensor) -> Any:
-    """``old``'s value in place of the saved value ``v`` (a stand-in stays a stand-in, now for ``old``'s array)."""
-    return _Released(old._data) if type(v) is _Released else old._data
-
-
 def source_placement(value: Any) -> Any:
     """Where ``value`` lives, as :func:`chainrule.backend.move` takes it back: ``"numpy"`` or a device object."""
     if type(value) is float or type(value) is ndarray:
@@ -1495,25 +863,6 @@ def _foreign_repr(t: Tensor, d: Any) -> str:
     elif t.requires_grad:
         extras.append("requires_grad=True")
     return f"tensor({body}, {', '.join(extras)})"
-
-
-def _raw_index(index: Any) -> Any:
-    """An index with any tensors in it replaced by their arrays (a 0-d integer tensor by its int, as torch
-    reads it: ``a[torch.tensor(1)]`` is a view, where a 0-d index array would make NumPy copy)."""
-    if type(index) is Tensor:
-        return _index_part(index)
-    if type(index) is tuple:
-        return tuple(_index_part(i) if type(i) is Tensor else i for i in index)
-    if type(index) is list:
-        return np.asarray(index)
-    return index
-
-
-def _index_part(i: Tensor) -> Any:
-    d = i._data
-    if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu":
-        return int(d)
-    return i.data
 
 
 def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:

@@ -228,7 +228,8 @@ def _correct(cfg: Config, out: Any, y: np.ndarray) -> int:
 
 
 def accuracy(cfg: Config, model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    from .tensor import Tensor, no_grad
+    from .grad_mode import no_grad
+    from .tensor import Tensor
 
     model.eval()
     with no_grad():

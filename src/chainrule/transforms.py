@@ -16,8 +16,9 @@ import numpy as np
 
 from . import autodiff
 from .backend import is_foreign, namespace_of
+from .grad_mode import enable_grad
 from .primitives import shape as S
-from .tensor import Tensor, apply, as_value, enable_grad
+from .tensor import Tensor, apply, as_value
 
 ArgNums = Union[int, Sequence[int]]
 

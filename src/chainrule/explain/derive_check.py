@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..tensor import Tensor, no_grad, tensor
+from ..grad_mode import no_grad
+from ..tensor import Tensor, tensor
 from .parse import Program, evaluate, names_in
 
 TOLERANCE = 1e-5  # relative error above which a gradient is wrong (central differences are good to ~1e-8)

@@ -25,9 +25,12 @@ import numpy as np
 
 from .. import ops
 from ..backend import to_numpy
+from ..grad_mode import is_grad_enabled
+from ..inplace import history_copy
+from ..inplace import inplace as _write_in_place
 from ..primitives import nn as P
-from ..tensor import Tensor, apply, history_copy, is_grad_enabled, mark_modified
-from ..tensor import inplace as _write_in_place
+from ..tensor import Tensor, apply
+from ..versions import mark_modified
 from . import init
 from .losses import (
     binary_cross_entropy_with_logits,

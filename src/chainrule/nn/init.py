@@ -18,7 +18,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ..rng import get_rng, manual_seed  # noqa: F401  (re-exported: cr.nn.manual_seed, the layers' rng=)
-from ..tensor import Tensor, mark_modified
+from ..tensor import Tensor
+from ..versions import mark_modified
 
 GAINS = {"linear": 1.0, "identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0)}
 

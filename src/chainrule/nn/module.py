@@ -23,7 +23,9 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from ..backend import to_numpy
-from ..tensor import Tensor, clear_grads, mark_modified, no_grad, tensor
+from ..grad_mode import no_grad
+from ..tensor import Tensor, clear_grads, tensor
+from ..versions import mark_modified
 
 
 def Parameter(data: Any, dtype: Any = None) -> Tensor:  # noqa: N802  (named like torch.nn.Parameter)

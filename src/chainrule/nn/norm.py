@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..tensor import Tensor, mark_modified
+from ..tensor import Tensor
+from ..versions import mark_modified
 from . import functional as F
 from .module import Module
 

@@ -8,7 +8,9 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..tensor import Tensor, mark_modified, no_grad
+from ..grad_mode import no_grad
+from ..tensor import Tensor
+from ..versions import mark_modified
 
 Params = Union[Tensor, Iterable[Tensor]]
 

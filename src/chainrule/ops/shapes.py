@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..inplace import copy_value
 from ..numeric import normalize_axes
 from ..primitives import shape as S
-from ..tensor import Tensor, apply, copy_value
+from ..tensor import Tensor, apply
 from .base import Axis, _axes, _t, builtins_sum
 from .elementwise import pick
 
