@@ -59,6 +59,7 @@ from .creation import (  # noqa: E402
     randperm,
     set_default_dtype,
     short,
+    tensor,  # noqa: E402  # noqa: E402
     uint8,
     zeros,
     zeros_like,
@@ -191,7 +192,7 @@ from .ops import (  # noqa: E402
 )
 from .primitive import REGISTRY, Primitive  # noqa: E402
 from .saved import ValueReleasedError, keep_values  # noqa: E402
-from .tensor import Size, Tensor, tensor  # noqa: E402  # noqa: E402
+from .tensor import Size, Tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
 
 # torch's names that are also Python builtins: reachable as cr.all etc., never exported by `import *`

@@ -316,7 +316,7 @@ def _fsync_directory(directory: str) -> None:
 def _onto(obj: Any, device: Any) -> Any:
     """``obj`` with every tensor moved to ``device`` (see :func:`chainrule.tensor`)."""
     if isinstance(obj, Tensor):
-        from .tensor import tensor
+        from .creation import tensor
 
         return tensor(obj._data, obj.requires_grad, device=device)
     if isinstance(obj, dict):

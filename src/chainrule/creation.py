@@ -14,9 +14,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .backend import is_foreign, namespace_of, native_dtype
 from .numeric import DEFAULTS
 from .rng import get_rng
-from .tensor import Tensor, tensor
+from .tensor import Tensor
+from .values import _F64, _NUMERIC_KINDS, _float_dtype
 
 # dtype names as torch spells them (each is a NumPy dtype)
 float16 = half = np.dtype(np.float16)
@@ -212,3 +214,77 @@ def as_tensor(data: Any, dtype: Any = None) -> Tensor:
     if isinstance(data, np.ndarray) and (dtype is None or data.dtype == np.dtype(dtype)):
         return from_numpy(data)
     return tensor(data, dtype=dtype)
+
+
+# --- tensor(): a tensor from a number, list, array or tensor ---------------------------------------
+def _foreign_tensor(data: Any, requires_grad: bool, dtype: Any, device: Any) -> Tensor:
+    """``tensor()`` for another library's array, or for any data sent to a device that is not NumPy's."""
+    from .backend import move
+
+    if not is_foreign(data):
+        data = tensor(data, dtype=dtype)._data  # NumPy's reading of lists and numbers, then the move
+        dtype = None
+    value = move(data, device)
+    ns = namespace_of(value) if is_foreign(value) else None
+    if ns is None:  # the move came back to NumPy (cuda -> "cpu" for CuPy)
+        return tensor(value, requires_grad, dtype)
+    xp = ns.xp
+    if not (xp.isdtype(value.dtype, "numeric") or xp.isdtype(value.dtype, "bool")):
+        raise TypeError(f"tensor: {ns.library} data of dtype {value.dtype} is not supported; use bool, int or float")
+    if dtype is not None:
+        value = xp.astype(value, native_dtype(ns, dtype), copy=True)
+    elif value is data:
+        value = xp.asarray(value, copy=True)
+    if ns.library == "torch" and value.requires_grad:
+        value = value.detach()
+    if requires_grad and not xp.isdtype(value.dtype, "real floating"):
+        raise TypeError(
+            f"tensor: only floating-point tensors can require gradients, got dtype {value.dtype}; pass float data"
+        )
+    return Tensor(value, requires_grad)
+
+
+def _has_dtype(data: Any) -> bool:
+    """Whether ``data`` carries its own dtype (an array or NumPy scalar), which tensor() keeps."""
+    return isinstance(data, (np.ndarray, np.generic, Tensor))
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> Tensor:
+    """Make a tensor from a number, a nested list, an array or a tensor (always copies).
+
+    Python floats and float64 scalars keep the scalar fast path; ``dtype`` picks
+    a dtype (``"float32"``, ``np.float64``, ...).  Only floating-point
+    tensors can require gradients.
+
+    An array of another library (a torch tensor, a CuPy or JAX array,
+    ``array_api_strict``) stays in that library and on its device.  ``device``
+    moves the data: ``"cpu"``, ``"cuda"``/``"cuda:N"`` (CuPy if installed, else
+    torch) or a library's own device object (see :mod:`chainrule.backend`).
+    """
+    if isinstance(data, Tensor):
+        if dtype is None and device is None and type(data._data) is float:
+            return Tensor(data._data, requires_grad)
+        data = data._data
+    if is_foreign(data) or (device is not None and device != "cpu"):
+        return _foreign_tensor(data, requires_grad, dtype, device)
+    if dtype is None and type(data) is float and DEFAULTS.float is _F64:
+        value: Any = data
+    else:
+        try:
+            arr = np.array(data, dtype=dtype)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"tensor: cannot convert {type(data).__name__} to a numeric array: {exc}") from None
+        if arr.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(
+                f"tensor: cannot make a tensor from {type(data).__name__} data (NumPy dtype {arr.dtype}); "
+                "use bool, int or float values"
+            )
+        if dtype is None and arr.dtype == np.float64 and DEFAULTS.float != arr.dtype and not _has_dtype(data):
+            arr = arr.astype(DEFAULTS.float)  # Python floats and lists take the default dtype, as in torch
+        value = float(arr) if arr.ndim == 0 and arr.dtype == np.float64 else arr
+    if requires_grad and not _float_dtype(value):
+        raise TypeError(
+            f"tensor: only floating-point tensors can require gradients, got dtype {np.result_type(value)}; "
+            "pass float data or dtype=float64"
+        )
+    return Tensor(value, requires_grad)

@@ -35,13 +35,14 @@ import numpy as np
 
 from . import autodiff
 from .backend import is_foreign, namespace_of
+from .creation import tensor
 from .grad_mode import enable_grad
 from .graph import node_of, topological
 from .numeric import NUMPY
 from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
 from .saved import keep_values
-from .tensor import Tensor, apply, as_value, node_parts, tensor
+from .tensor import Tensor, apply, as_value, node_parts
 from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables, refuse_other_libraries
 
 ndarray = np.ndarray

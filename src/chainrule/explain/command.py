@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..creation import tensor
 from ..saved import keep_values
-from ..tensor import tensor
 from .budget import DEFAULT_MAX_NUMBERS, Cost, add_budget_argument, measure, refuse_over_budget
 from .parse import (
     ParseError,

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..creation import tensor
 from ..format import fmt_value as format_value
 from ..grad_mode import no_grad
-from ..tensor import tensor
 from .derive_check import _run_forward
 from .derive_run import load
 from .parse import evaluate, parse_expression, parse_program

@@ -23,8 +23,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..creation import tensor
 from ..grad_mode import no_grad
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor
 from .parse import Program, evaluate, names_in
 
 TOLERANCE = 1e-5  # relative error above which a gradient is wrong (central differences are good to ~1e-8)

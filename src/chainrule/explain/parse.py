@@ -22,7 +22,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .. import ops
-from ..tensor import Tensor, tensor
+from ..creation import tensor
+from ..tensor import Tensor
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 60

@@ -23,8 +23,9 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from ..backend import to_numpy
+from ..creation import tensor
 from ..grad_mode import no_grad
-from ..tensor import Tensor, clear_grads, tensor
+from ..tensor import Tensor, clear_grads
 from ..versions import mark_modified
 
 
