@@ -10,10 +10,10 @@ import pytest
 
 import chainrule as cr
 from chainrule import symbolic as S
-from chainrule.autodiff import _fit
 from chainrule.explain.trace import ELEMENTWISE, local_derivative
 from chainrule.graph import node_of
 from chainrule.primitive import REGISTRY
+from chainrule.walk import _fit
 
 rng = np.random.default_rng(7)
 

@@ -23,7 +23,6 @@ from . import (
 from . import interop as _interop  # noqa: F401  (attaches Tensor.__array_ufunc__: NumPy defers to tensors)
 from . import methods as _methods  # noqa: F401  (attaches torch-style Tensor methods)
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
-from .autodiff import GraphFreedError
 from .check import GradcheckError, gradcheck
 from .checkpoint import CheckpointError, load, save
 from .compile import CompileError, compile  # noqa: A004  (cr.compile, as torch.compile)
@@ -194,6 +193,7 @@ from .primitive import REGISTRY, Primitive  # noqa: E402
 from .saved import ValueReleasedError, keep_values  # noqa: E402
 from .tensor import Size, Tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
+from .walk import GraphFreedError
 
 # torch's names that are also Python builtins: reachable as cr.all etc., never exported by `import *`
 all = _methods.ops.all  # noqa: A001

@@ -21,10 +21,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .autodiff import BACKWARD_CHECKS, current_step
 from .grad_mode import FORWARD_CHECKS, MODE, set_anomaly_enabled
 from .graph import node_of
 from .tensor import Tensor, node_parts
+from .walk import BACKWARD_CHECKS, current_step
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 

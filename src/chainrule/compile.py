@@ -47,7 +47,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import autodiff
+from . import autodiff, walk
 from .backend import device_of, is_foreign, library_name, namespace_of, to_numpy
 from .grad_mode import MODE
 from .numeric import NUMPY, SCALAR
@@ -74,7 +74,7 @@ def _fitv(gi: Any, v: Any) -> Any:
     if type(v) is float:
         return gi if type(gi) is float else float(np.sum(gi))
     if type(gi) is not type(v) or gi.shape != v.shape or gi.dtype != v.dtype:  # any library's arrays
-        return autodiff._fit(gi, v)
+        return walk._fit(gi, v)
     return gi
 
 
@@ -820,8 +820,8 @@ class _Gen:
         self.lines.append(f"    deliver([{pairs}])")
 
     def namespace(self, out: Any) -> str:
-        """The name of the namespace a node's rules run on in eager backward (``autodiff._ns``)."""
-        ns = autodiff._ns(out)
+        """The name of the namespace a node's rules run on in eager backward (``walk._ns``)."""
+        ns = walk._ns(out)
         if ns is NUMPY:
             return "NP"
         return self.fn(f"X_{ns.library}", ns)

@@ -15,13 +15,14 @@ from typing import Any, Optional
 import numpy as np
 
 from . import linalg, ops
-from .autodiff import Hooked, hooked, run_backward
+from .autodiff import run_backward
 from .backend import is_foreign, namespace_of, to_numpy
 from .creation import tensor
 from .grad_mode import MODE, no_grad
 from .inplace import inplace
 from .tensor import Tensor, as_value
 from .versions import FREED, _raw_index, mark_modified
+from .walk import Hooked, hooked
 
 ndarray = np.ndarray
 

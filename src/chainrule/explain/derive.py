@@ -29,12 +29,13 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import symbolic as S
-from ..autodiff import Backprop, toposort
-from ..autodiff import walk as backward_walk
+from ..autodiff import toposort
 from ..creation import tensor
 from ..graph import node_of
 from ..saved import keep_values
 from ..tensor import Tensor
+from ..walk import Backprop
+from ..walk import walk as backward_walk
 from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
 from .derive_check import CheckResult
 from .derive_check import check as run_check

@@ -16,12 +16,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..autodiff import Backprop, GraphFreedError, _deliver, _fit, _seed, call_rule, toposort, walk
+from ..autodiff import _deliver, _seed, toposort
 from ..format import Table, fmt_const, fmt_value
 from ..graph import is_freed, node_of, value_of
 from ..numeric import NUMPY, SCALAR
 from ..primitive import Primitive
 from ..tensor import Tensor
+from ..walk import Backprop, GraphFreedError, _fit, call_rule, walk
 
 # Operations whose local derivative is a diagonal (one number per element), so its value can be shown.
 ELEMENTWISE = frozenset(

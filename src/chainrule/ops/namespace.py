@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import autodiff as _autodiff
+from .. import walk as _walk
 from ..numeric import unbroadcast_axes
 from ..tensor import Tensor, apply
 from .composed import einsum
@@ -66,4 +66,4 @@ TENSOR = SimpleNamespace(
 )
 
 
-_autodiff.ABOVE.tensor_namespace = TENSOR  # the walk runs the rules on it for create_graph=True
+_walk.ABOVE.tensor_namespace = TENSOR  # the walk runs the rules on it for create_graph=True
