@@ -51,15 +51,25 @@ def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
     raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def _match(pred: Tensor, target: np.ndarray, op: str) -> Tensor:
-    """``pred`` with a trailing size-1 axis dropped if that makes its shape the target's; else an error."""
+def _match(pred: Tensor, target: np.ndarray, op: str, squeeze: bool = False) -> Tensor:
+    """``pred`` itself when its shape is the target's; else an error that says what torch would do.
+
+    ``squeeze`` (chainrule's own losses, which torch lacks): a trailing size-1 axis of ``pred`` is dropped
+    when that makes the shapes equal.
+
+    torch broadcasts the two (with a warning): an (N, 1) prediction against an (N,) target becomes an N × N
+    comparison of every prediction with every target.  chainrule refuses rather than compute either that or
+    something other than what torch computes."""
     if pred.shape == target.shape:
         return pred
+    fix = ""
     if pred.ndim == target.ndim + 1 and pred.shape[-1] == 1 and pred.shape[:-1] == target.shape:
-        return ops.reshape(pred, target.shape)
+        if squeeze:
+            return ops.reshape(pred, target.shape)
+        fix = "; to compare them entry by entry, pass input.squeeze(-1) (or target.unsqueeze(-1))"
     raise ValueError(
-        f"{op}: input of shape {pred.shape} and target of shape {target.shape} must have the same shape "
-        "(broadcasting them would compare every prediction with every target)"
+        f"{op}: input of shape {pred.shape} and target of shape {target.shape} must have the same shape: torch "
+        f"broadcasts them (comparing every prediction with every target) with a warning, and chainrule refuses{fix}"
     )
 
 
@@ -317,7 +327,7 @@ def hinge_loss(scores: Any, targets: Any, margin: float = 1.0, reduction: str = 
     if y.size and not np.all((y == 1) | (y == -1)):
         raise ValueError(f"hinge_loss: targets must be -1 or +1, got values {np.unique(y)[:5].tolist()}")
     y = y.astype(s.dtype)
-    s = _match(s, y, "hinge_loss")
+    s = _match(s, y, "hinge_loss", squeeze=True)
     return _reduce(ops.relu(margin - y * s), reduction, "hinge_loss")
 
 

@@ -9,6 +9,7 @@ from typing import Any, Union
 import numpy as np
 
 from ..grad_mode import no_grad
+from ..numeric import DEFAULTS
 from ..tensor import Tensor
 from ..versions import mark_modified
 
@@ -39,14 +40,14 @@ def clip_grad_norm_(
 ) -> Tensor:
     """Scale all gradients together so their joint ``norm_type`` norm is at most ``max_norm``.
 
-    Returns the norm before clipping (a float64 0-d tensor).  As torch, the
-    scale is ``max_norm / (norm + 1e-6)``, applied only when it is below 1, and
-    ``norm_type`` may be ``inf``.
+    Returns the norm before clipping, a 0-d tensor of the gradients' dtype (as torch's; it is summed in
+    float64, so a float32 result is the float64 norm rounded once).  As torch, the scale is
+    ``max_norm / (norm + 1e-6)``, applied only when it is below 1, and ``norm_type`` may be ``inf``.
     """
     grads = [_grad_array(p) for p in _params(parameters) if p.grad is not None]
     norm_type = float(norm_type)
     if not grads:
-        return Tensor(np.array(0.0))
+        return Tensor(np.array(0.0, dtype=DEFAULTS.float))
     if math.isinf(norm_type):
         total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
     else:
@@ -63,7 +64,7 @@ def clip_grad_norm_(
                 if p.grad is not None:
                     _grad_array(p)[...] *= scale
                     mark_modified(p.grad)
-    return Tensor(np.array(total))
+    return Tensor(np.array(total, dtype=np.result_type(*grads)))
 
 
 def clip_grad_value_(parameters: Params, clip_value: float, foreach: Any = None) -> None:
