@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .tensor import Tensor, clear_grads, mark_modified, no_grad
+from .tensor import MODE, Tensor, clear_grads, mark_modified, no_grad
 
 
 def _array(d: Any) -> np.ndarray:
@@ -81,10 +81,14 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to ``None`` by default, as in PyTorch 2)."""
+        if MODE.observer is not None:  # cr.compile traces this thread: it records the call, then makes it
+            return MODE.observer.call(Optimizer.zero_grad, self, set_to_none)
         clear_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""
+        if MODE.observer is not None:  # cr.compile traces this thread: it records the call, then makes it
+            return MODE.observer.call(Optimizer.step, self, closure)
         loss = None
         if closure is not None:
             from .tensor import enable_grad
