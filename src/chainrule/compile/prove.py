@@ -328,13 +328,29 @@ def _probes(lead: list, vals: list, sym_ops: list[int]):
 def _probe_value(v: Any, k: int, fill: Optional[float] = None) -> Any:
     """A float array like ``v`` holding NaN, infinities, signed zeros, tiny and huge values (others: ``v``).
 
-    With ``fill``, the array is that one value throughout (a row of +inf, a matrix of zeros).
+    With ``fill``, the array is that one value throughout (a row of +inf, a matrix of zeros).  The
+    NumPy probes are made once per shape, dtype and place, read-only (a rule writing into its
+    operands fails its check); torch probes are fresh tensors of the same values.
     """
     if is_torch(v) and v.dtype.is_floating_point and v.numel():
         like = np.empty(tuple(v.shape), str(v.dtype).replace("torch.", ""))
-        return sys.modules["torch"].as_tensor(_probe_value(like, k, fill), device=v.device)
+        return sys.modules["torch"].tensor(_probe_value(like, k, fill), device=v.device)
     if type(v) is not ndarray or v.dtype.kind != "f" or not v.size:
         return v
+    key = (v.shape, v.dtype.str, k, fill if fill is None else np.float64(fill).tobytes())
+    a = _PROBES.get(key)
+    if a is None:
+        if len(_PROBES) >= 256:
+            _PROBES.clear()
+        a = _PROBES[key] = _make_probe(v, k, fill)
+        a.flags.writeable = False
+    return a
+
+
+_PROBES: dict[tuple, ndarray] = {}
+
+
+def _make_probe(v: ndarray, k: int, fill: Optional[float]) -> ndarray:
     if fill is not None:
         with np.errstate(all="ignore"):
             return np.full(v.shape, fill, v.dtype)
