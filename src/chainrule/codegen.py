@@ -1,18 +1,22 @@
-"""One code generator over the recorded graph: symbolic formulas written as NumPy expressions.
+"""One code generator over the recorded graph: symbolic formulas written as code.
 
-The primitives' forwards and VJP rules, run on the symbolic namespace
-(:data:`chainrule.symbolic.SYM`), give formulas; :func:`code` writes a
-formula as a NumPy expression.  Two tools use it:
+The primitives' forwards and VJP rules, run on the symbolic namespaces
+(:data:`chainrule.symbolic.SYM`, :data:`chainrule.symbolic.FWD`), give formulas;
+this module writes them out.  Two tools use it:
 
 * ``chainrule derive --numpy`` (:mod:`chainrule.explain.derive_numpy`) writes each
-  printed equation as one line of a module, in float64 (comparisons as 0/1 floats);
-* ``cr.compile`` (:mod:`chainrule.compile`) writes the forward and backward lines of
-  a replay schedule with ``exact=True``: the spelling whose NumPy semantics are the
-  rules' own (a comparison stays a boolean array, as ``NUMPY.indicator`` leaves it),
-  and index arrays named as the schedule names them.  Every such line is checked
-  against the rule at trace time (see ``compile._Gen._written``).
+  printed equation as one NumPy expression (:func:`code`), in float64 (comparisons
+  as 0/1 floats);
+* ``cr.compile`` (:mod:`chainrule.compile`) writes every forward and VJP line of a
+  replay schedule with :func:`lower`: the formula as assignments, shared subterms
+  once, large results written into given arrays (``out=``), in the spelling whose
+  semantics are the rules' own (``exact=True``: a comparison stays a boolean array,
+  as ``NUMPY.indicator`` leaves it), in one of three dialects: NumPy (:func:`code`),
+  torch (:func:`torch_code`) and Python floats (:func:`float_code`, operators only).
+  Every such line is checked against the primitive when traced (see
+  :mod:`chainrule.compile.prove`).
 
-Only NumPy is imported (and the symbolic module), never ``rich`` or ``graphviz``.
+Only NumPy is imported (and the symbolic module), never ``rich``, ``graphviz`` or torch.
 """
 
 from __future__ import annotations

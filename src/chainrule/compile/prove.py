@@ -49,7 +49,7 @@ class Form:
     ``"norm"`` / ``"fit"`` (after the engine's normalization / reduction).
     """
 
-    __slots__ = ("steps", "result", "used", "fn", "sym_ops", "buffers", "mode", "needs", "floats")
+    __slots__ = ("steps", "result", "used", "fn", "sym_ops", "buffers", "mode", "needs", "floats", "templates")
 
     def __init__(self, steps: list, result: str, used: frozenset, fn: Callable, sym_ops: list, buffers: list) -> None:
         self.steps = steps
@@ -63,10 +63,21 @@ class Form:
         texts = [result] + [st.text for st in steps]
         self.needs = {m.group(0) for t in texts for m in PLACEHOLDER.finditer(t)} - inner  # the schedule's names
         self.floats = False  # a form over Python floats (checked on the probe's numbers only)
+        # the texts as format strings (placeholders as fields): the steps', their operands', and the result's
+        last = steps[-1] if steps and steps[-1].target == result else None
+        final = last.text if last is not None and last.out is None else result
+        self.templates = (
+            [(_template(st.text), tuple(_template(o) for o in st.operands)) for st in steps],
+            _template(final),
+        )
 
     def scratch(self) -> list:
         """Fresh buffers for one evaluation."""
         return [empty(shape, dtype) for _, shape, dtype in self.buffers]
+
+
+def _template(text: str) -> str:
+    return PLACEHOLDER.sub(lambda m: "{" + m.group(0) + "}", text.replace("{", "{{").replace("}", "}}"))
 
 
 def registered(prim: Primitive) -> bool:

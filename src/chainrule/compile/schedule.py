@@ -34,7 +34,6 @@ from ..tensor import Tensor, _norm
 from .errors import CompileError
 from .passes import VAR, assign_buffers, release_early
 from .prove import (
-    PLACEHOLDER,
     Form,
     build_form,
     cached_form,
@@ -262,6 +261,7 @@ class Writer:
         names = dict(real)
         last = len(form.steps) - 1
         specs = {b: (shape, dtype) for b, shape, dtype in form.buffers}
+        templates, result = form.templates
         for k, step in enumerate(form.steps):
             final = k == last and step.target == form.result
             if final and step.out is None:
@@ -276,13 +276,12 @@ class Writer:
                 else:
                     out = self.new_buffer(var, shape, dtype)
                 names[step.out] = out
-            text = PLACEHOLDER.sub(lambda m: names[m.group(0)], step.text)
-            sub = step._replace(operands=tuple(PLACEHOLDER.sub(lambda m: names[m.group(0)], o) for o in step.operands))
-            self.emit(var, text, comment if final else "", out if out in self.bufs else None, sub)
+            text, operands = templates[k]
+            sub = step._replace(operands=tuple(o.format_map(names) for o in operands))
+            self.emit(var, text.format_map(names), comment if final else "", out if out in self.bufs else None, sub)
             if final:
                 return var
-        result = form.steps[-1].text if form.steps and form.steps[-1].target == form.result else form.result
-        return PLACEHOLDER.sub(lambda m: names[m.group(0)], result)
+        return result.format_map(names)
 
     # --- the schedule ------------------------------------------------------------------------------------
     def forward(self, node: Node) -> None:
@@ -521,8 +520,11 @@ class Writer:
             else:
                 return None
         arrays: list[ndarray] = []
-        static_arrays(statics, arrays)
-        skey = static_key(statics)
+        if statics:
+            static_arrays(statics, arrays)
+            skey = static_key(statics)
+        else:
+            skey = ()
         key = (what, tuple(specs), skey, self.buffered) if skey is not None else None
         to = target if wrap == "fit" else None
         form = cached_form(
