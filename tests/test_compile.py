@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -517,3 +519,20 @@ def test_a_numpy_scalar_global_is_guarded_like_a_python_number():
         assert f(x).item() == 22.0
     finally:
         SCALE = np.float64(1.0)
+
+
+def test_compile_spells_no_operation_of_its_own():
+    """Every computing line of a schedule comes from a primitive through chainrule.codegen: compile's own
+    source names no NumPy or torch computation and none of the former hand-written forms (issue 22)."""
+    from pathlib import Path
+
+    import chainrule.codegen
+
+    package = Path(chainrule.codegen.__file__).parent / "compile"
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted(package.glob("*.py")))
+    spelled = re.findall(r"\b(?:np|numpy|torch)\.(\w+)\(", source)
+    computing = {"matmul", "add", "subtract", "multiply", "divide", "negative", "maximum", "greater", "exp", "log"}
+    computing |= {"sum", "mean", "where", "tanh", "clamp_min", "clamp_min_", "gt", "mul", "sub", "neg", "amax"}
+    assert not computing & set(spelled), sorted(computing & set(spelled))
+    for old in ("_SCALAR_FWD", "_SCALAR_VJP", "_FUSED_CE", "_torch_log_softmax", "_backward_buffered", "_OUT_FREE"):
+        assert old not in source

@@ -65,9 +65,10 @@ def describe(v: Any) -> str:
 
 
 def fit(gi: Any, v: Any) -> Any:
-    """The engine's reduction of a gradient to its input's shape and dtype (as in ``_walk_numeric``)."""
+    """The engine's reduction of a gradient to its input's shape and dtype, called where it changes something
+    (as ``_walk_numeric`` calls it)."""
     if type(v) is float:
-        return gi if type(gi) is float else float(np.sum(gi))
+        return gi if type(gi) is float else _fit(gi, v)
     if type(gi) is not type(v) or gi.shape != v.shape or gi.dtype != v.dtype:  # any library's arrays
         return _fit(gi, v)
     return gi
