@@ -108,7 +108,7 @@ class Writer:
         self.bufs: dict[str, tuple] = {}  # logical buffer name -> (shape, dtype)
         self.alias: dict[str, set[str]] = {}  # variable -> logical buffers it may be, or be a view of
         self.exact: dict[str, str] = {}  # variable -> the buffer it is, exactly (same array, as written)
-        self.meta: dict[int, tuple] = {}  # line -> (buffer written, elementwise, {operand variable: its buffer})
+        self.meta: dict[int, tuple] = {}  # line -> (buffer, elementwise, {operand: its buffer}, {operand: uses})
         self.gvar: dict[int, str] = {}
         self.leaf_g: dict[int, str] = {}
         self.leaf_order: list[tuple[str, str]] = []
