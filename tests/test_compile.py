@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -246,9 +248,9 @@ def test_schedule_prints_the_whole_step(buffered, monkeypatch):
     compiled(cr.tensor(X), cr.tensor(Y))
     src = compiled.code()
     if buffered:
-        fwd, pieces = "np.matmul(", ("# buffers", "out=b0", "fused softmax-cross-entropy", "rec(S, 0)")
-    else:
-        fwd, pieces = "f_linear(", ("# linear: to leaf",)  # the VJP rules written out (issue 15)
+        fwd, pieces = "np.matmul(a0, p0.T, out=b0)", ("# buffers", "out=rec(S, 0)", "# log_softmax: to")
+    else:  # linear's forward and VJP rules written out, not called
+        fwd, pieces = "(a0 @ p0.T) + p1", ("# linear: to leaf", "# log_softmax: to")
     for piece in ("SGD.zero_grad", fwd, "# backward() of", "deliver(", "SGD.step()", *pieces):
         assert piece in src
     assert src.index("SGD.zero_grad") < src.index(fwd) < src.index("deliver(") < src.index("SGD.step()")
@@ -270,12 +272,12 @@ def test_decorator_forms_and_no_grad_runs_eagerly():
     assert f.traces == 1
 
 
-def test_a_planted_wrong_template_is_caught_by_the_eager_comparison(monkeypatch):
-    """The bitwise comparison with eager is what guards the inlined float code: plant a wrong rule, see it differ."""
-    import sys
+def test_a_rule_planted_in_the_registry_flows_into_the_float_replay(monkeypatch):
+    """compile spells no rule of its own: a wrong VJP rule planted in the registry is what the replay computes."""
+    from chainrule.primitive import REGISTRY
 
-    C = sys.modules["chainrule.compile"]  # the module (cr.compile is the function)
-    monkeypatch.setitem(C._SCALAR_VJP, ("mul", 0), "{g} * {0}")  # d(x*y)/dx = x: wrong
+    mul = REGISTRY["mul"]
+    monkeypatch.setattr(mul, "vjps", (lambda xp, g, out, x, y: g * x, mul.vjps[1]))  # d(x*y)/dx = x: wrong
     w = cr.tensor(0.5, requires_grad=True)
     x = cr.tensor(3.0)
 
@@ -287,8 +289,10 @@ def test_a_planted_wrong_template_is_caught_by_the_eager_comparison(monkeypatch)
     compiled = cr.compile(f)
     compiled()
     w.grad = None
-    compiled()  # the replay uses the planted template
-    assert w.grad.item() == 0.5 != 3.0
+    compiled()  # a replay: the planted rule, written out
+    assert compiled.replays == 1 and w.grad.item() == 0.5 != 3.0
+    assert "lg1 = g0 * p0  # mul: to leaf p0" in compiled.code()  # the planted formula, as the schedule's line
+    monkeypatch.undo()
     w.grad = None
     f()
     assert w.grad.item() == 3.0
@@ -515,3 +519,20 @@ def test_a_numpy_scalar_global_is_guarded_like_a_python_number():
         assert f(x).item() == 22.0
     finally:
         SCALE = np.float64(1.0)
+
+
+def test_compile_spells_no_operation_of_its_own():
+    """Every computing line of a schedule comes from a primitive through chainrule.codegen: compile's own
+    source names no NumPy or torch computation and none of the former hand-written forms (issue 22)."""
+    from pathlib import Path
+
+    import chainrule.codegen
+
+    package = Path(chainrule.codegen.__file__).parent / "compile"
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted(package.glob("*.py")))
+    spelled = re.findall(r"\b(?:np|numpy|torch)\.(\w+)\(", source)
+    computing = {"matmul", "add", "subtract", "multiply", "divide", "negative", "maximum", "greater", "exp", "log"}
+    computing |= {"sum", "mean", "where", "tanh", "clamp_min", "clamp_min_", "gt", "mul", "sub", "neg", "amax"}
+    assert not computing & set(spelled), sorted(computing & set(spelled))
+    for old in ("_SCALAR_FWD", "_SCALAR_VJP", "_FUSED_CE", "_torch_log_softmax", "_backward_buffered", "_OUT_FREE"):
+        assert old not in source

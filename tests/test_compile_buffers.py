@@ -1,15 +1,16 @@
-"""cr.compile's buffered array schedule (issue 15): ``out=`` calls into preallocated buffers, in-place ReLU,
-the fused softmax-cross-entropy backward, recycled leaf gradients.
+"""cr.compile's buffered array schedule (issues 15 and 22): the primitives' own formulas written as ``out=``
+calls into preallocated buffers, in place where an operand dies on its line, recycled leaf gradients.
 
 Every replay is compared with eager execution of the same step on a second copy of the
-model: losses, parameters, gradients and optimizer state with ``==`` (the buffered forms
-round exactly as the primitives' forwards and rules do; the fused cross-entropy backward
-too, measured max difference 0.0), and with torch where a reference from elsewhere helps.
-Nothing a replay hands out (a returned tensor, a ``.grad``) may change under the next one.
+model: losses, parameters, gradients and optimizer state with ``==`` (the written lines
+round exactly as the primitives' forwards and rules do), and with torch where a reference
+from elsewhere helps.  Nothing a replay hands out (a returned tensor, a ``.grad``) may
+change under the next one.  A rule planted in the registry is what the replay computes.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -90,19 +91,34 @@ def _compare(make, steps: int = 5, x=X, y=Y):
 def test_buffered_nn_step_equals_eager_bitwise_with_every_optimizer(opt_name):
     compiled = _compare(lambda: _nn_step(opt_name))
     src = compiled.code()
-    for piece in ("np.matmul(", "out=b0", "np.maximum(", "in place", "fused softmax-cross-entropy", "rec(S, "):
-        assert piece in src  # the buffered forms ran, not the generic rules
+    for piece in ("np.matmul(a0, p0.T, out=b0)", "np.maximum(", "np.greater(", "out=rec(S, "):
+        assert piece in src  # the rules' formulas written into buffers, not the rules called
+    assert _in_place(src)  # the bias added into the product's buffer, the ReLU mask applied over the gradient
     assert "d1_linear" not in src and "d0_relu" not in src and "d0_log_softmax" not in src
+
+
+def _in_place(src: str) -> list[str]:
+    """The elementwise lines that write over the buffer of an operand read for the last time."""
+    holds = {}
+    found = []
+    for line in src.splitlines():
+        m = re.match(r"\s+(\w+) = np\.(\w+)\((.*), out=(b\d+)\)", line)
+        if m:
+            target, fn, operands, buf = m.groups()
+            if fn not in ("matmul", "sum") and any(holds.get(o.strip()) == buf for o in operands.split(",")):
+                found.append(line.strip())
+            holds[target] = buf
+    return found
 
 
 def test_buffered_float64_step_equals_eager_bitwise():
     compiled = _compare(lambda: _nn_step("momentum", dtype=np.float64), x=X.astype(np.float64))
-    assert "fused softmax-cross-entropy" in compiled.code()
+    assert "(256, 8) float64" not in compiled.code() and "(16, 8) float64" in compiled.code()
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_ops_form_step_with_handwritten_cross_entropy(reduction):
-    """``relu(x @ W + b)`` and ``-log_softmax(h)[rows, y].mean()``: matmul, in-place add, fused backward."""
+    """``relu(x @ W + b)`` and ``-log_softmax(h)[rows, y].mean()``: matmul, the bias added in place."""
     rows = np.arange(len(Y))
 
     def make():
@@ -124,11 +140,11 @@ def test_ops_form_step_with_handwritten_cross_entropy(reduction):
         return holder, opt, step
 
     src = _compare(make).code()
-    assert "fused softmax-cross-entropy" in src and "np.add(v0, p1, out=v0)" in src
+    assert "v0 = np.matmul(a0, p0, out=b0)" in src and "np.add(v0, p1, out=b0)" in src
 
 
-def test_fused_cross_entropy_gradient_matches_torch():
-    """An independent reference for the fused rule: torch's cross_entropy gradient of the same logits."""
+def test_cross_entropy_gradient_matches_torch():
+    """An independent reference for the written rules: torch's cross_entropy gradient of the same logits."""
     z = RNG.standard_normal((16, 4)).astype(np.float32) * 3
 
     def grad_of(x, y):
@@ -140,8 +156,8 @@ def test_fused_cross_entropy_gradient_matches_torch():
     x = cr.tensor(z.copy(), requires_grad=True)
     compiled = cr.compile(grad_of)
     compiled(x, cr.tensor(Y))
-    compiled(x, cr.tensor(Y))  # a replay
-    assert "fused softmax-cross-entropy" in compiled.code()
+    compiled(x, cr.tensor(Y))
+    assert "# log_softmax: to" in compiled.code() and "d0_log_softmax" not in compiled.code()
     tz = torch.tensor(z, requires_grad=True)
     torch.nn.functional.cross_entropy(tz * 1.0, torch.tensor(Y)).backward()
     diff = np.abs(x.grad.data - tz.grad.numpy()).max()
@@ -151,19 +167,34 @@ def test_fused_cross_entropy_gradient_matches_torch():
     np.testing.assert_array_equal(x.grad.data, eager.grad.data)  # and eager's bits: max difference 0.0
 
 
-def test_a_planted_wrong_fused_rule_is_caught(monkeypatch):
-    """Drop the one-hot term from the fused backward: the comparison with eager must fail."""
-    rule = C._FUSED_CE
-    monkeypatch.setattr(C, "_FUSED_CE", rule[:-1])
-    with pytest.raises(AssertionError):
-        _compare(lambda: _nn_step("sgd"), steps=2)
-    monkeypatch.setattr(C, "_FUSED_CE", rule[:2] + ("np.negative({dz}, out={dz})", rule[3]))
-    _compare(lambda: _nn_step("sgd"), steps=3)  # -x for 0 - x: the same values (the sign of zero aside)
+def test_a_rule_planted_in_the_registry_is_what_the_replay_computes(monkeypatch):
+    """A wrong log_softmax VJP planted in the registry (the exp(out) term dropped): the replay follows it,
+    as eager does, and its gradients differ from the true ones."""
+    from chainrule.primitive import REGISTRY
+
+    def true_grads():
+        model, opt, step = _nn_step("sgd")
+        step(cr.tensor(X), cr.tensor(Y))
+        return [p.grad.data.copy() for p in model.parameters()]
+
+    truth = true_grads()
+    log_softmax = REGISTRY["log_softmax"]
+    monkeypatch.setattr(log_softmax, "vjps", (lambda xp, g, out, x, axis: g - xp.sum(g, axis, True),))
+    compiled = _compare(lambda: _nn_step("sgd"), steps=3)  # eager and replay both follow the registry
+    src = compiled.code()
+    assert "np.exp(" not in src.split("# backward()")[1] and "d0_log_softmax" not in src  # written out, planted
+    model, opt, step = _nn_step("sgd")
+    compiled = cr.compile(step)
+    compiled(cr.tensor(X), cr.tensor(Y))
+    model.zero_grad()
+    compiled(cr.tensor(X), cr.tensor(Y))  # a replay, from the same weights as the first call
+    assert compiled.replays == 1
+    assert not all(np.array_equal(p.grad.data, t) for p, t in zip(model.parameters(), truth))
 
 
 def test_patterns_the_fast_forms_must_not_take_fall_back_and_still_equal_eager():
     """A pre-activation read twice, two ReLUs sharing one gradient, label smoothing (log_softmax read twice),
-    permuted rows in the pick: no in-place write and no fusion may apply; results stay eager's."""
+    permuted rows in the pick: no in-place write over a value read later; results stay eager's."""
     perm = np.random.default_rng(0).permutation(len(Y))
 
     def twice(h):
@@ -195,10 +226,8 @@ def test_patterns_the_fast_forms_must_not_take_fall_back_and_still_equal_eager()
 
     for kind in ("reread", "shared-grad", "smoothing", "permuted"):
         src = _compare(lambda k=kind: make(k), steps=4).code()
-        if kind != "reread" and kind != "shared-grad":
-            assert "fused softmax-cross-entropy" not in src
-        if kind == "reread":
-            assert "np.maximum(v0, 0, out=v0)" not in src  # v0 is read again after the ReLU
+        for line in _in_place(src):
+            assert "maximum" not in line  # ReLU's input is read again (by its VJP): never overwritten
 
 
 def test_nothing_handed_out_changes_under_the_next_replay():
@@ -300,7 +329,7 @@ def test_a_busy_schedule_runs_eagerly_instead_of_sharing_its_buffers():
 def test_allocating_schedule_still_available_and_equal(monkeypatch):
     monkeypatch.setattr(C, "BUFFERS", False)
     compiled = _compare(lambda: _nn_step("adam"))
-    assert "out=" not in compiled.code() and "f_linear(" in compiled.code()
+    assert "out=" not in compiled.code() and "(a0 @ p0.T) + p1" in compiled.code()
 
 
 def test_in_place_edit_of_a_parameter_inside_is_still_refused():
@@ -341,4 +370,4 @@ def test_two_microbatches_accumulate_into_the_first_backwards_gradients():
     for _ in range(4):
         np.testing.assert_array_equal(eager(*batches).data, compiled(*batches).data)
         _assert_same_state(m1, o1, m2, o2)
-    assert compiled.replays == 3 and compiled.code().count("fused softmax-cross-entropy") == 2
+    assert compiled.replays == 3 and compiled.code().count("# backward() of") == 2

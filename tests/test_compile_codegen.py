@@ -1,8 +1,9 @@
-"""cr.compile's readable lines (issue 15): the schedule written by the generator derive --numpy uses.
+"""cr.compile's lines (issues 15 and 22): the schedule written by the generator derive --numpy uses.
 
-Each generic forward and VJP line is the primitive's rule run on symbols and written by
-``chainrule.codegen``; it is kept only where it is the rule's result bit for bit when traced,
-otherwise the opaque call stays.  Replays must stay eager's bits either way.
+Each forward and VJP line is the primitive's own forward or rule run on symbols and written by
+``chainrule.codegen``; it is kept only where it is the primitive's result bit for bit when traced,
+otherwise the opaque call stays.  Replays must stay eager's bits either way.  Most tests read
+the allocating schedule (``BUFFERS = False``), whose lines are the rules' formulas as expressions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import codegen
+from chainrule.compile import prove
 
 C = sys.modules["chainrule.compile"]
 RNG = np.random.default_rng(0)
@@ -25,7 +27,12 @@ T = np.eye(4, dtype=np.float32)[RNG.integers(0, 4, 5)]
 @pytest.fixture(autouse=True)
 def fresh_forms(monkeypatch):
     """Every test starts without cached forms (a planted renderer must not meet an earlier test's forms)."""
-    monkeypatch.setattr(C, "_WRITTEN", {})
+    monkeypatch.setattr(prove, "_FORMS", {})
+
+
+@pytest.fixture
+def allocating(monkeypatch):
+    monkeypatch.setattr(C, "BUFFERS", False)
 
 
 def _mlp(dtype=np.float32):
@@ -70,21 +77,22 @@ def _compare(steps: int = 3, dtype=np.float32):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_generic_lines_are_written_out_and_replays_equal_eager_bitwise(dtype):
+def test_lines_are_the_formulas_of_the_primitives_and_replays_equal_eager_bitwise(dtype, allocating):
     src = _compare(dtype=dtype)
     for piece in (
-        "= np.tanh(v",  # forwards
-        "= sigmoid(v",
-        "= np.exp(v",
+        "v0 = a0 @ p0  # matmul",  # forwards
+        "v2 = np.tanh(v1)  # tanh",
+        "t0 = np.exp((-np.abs(v4)))",  # sigmoid's own forward, its shared term computed once
+        "v5 = np.where((v4 >= 0.0), (1.0 / (1.0 + t0)), (t0 / (1.0 + t0)))  # sigmoid",
+        "v6 = np.exp(v5)",
         "np.sum(v5, axis=(1,), keepdims=True)",
         "v8 = v6 / v7",
         "np.mean(v11, axis=None, keepdims=False)",
         "* (1.0 - (v2 * v2))  # tanh: to v1",  # VJP rules
         "* (v5 * (1.0 - v5))  # sigmoid: to v4",
         "- (np.exp(v9) * np.sum(g4, axis=(1,), keepdims=True))  # log_softmax: to v8",
-        "((-g5) * v8) / v7, v7)  # div: to v7",
-        "lg11 = fit(g9, p3)  # add: to leaf p3",  # the broadcast bias: the engine's reduction, named
-        "def sigmoid(x):",  # the helper it calls is defined above replay()
+        "np.reshape(np.sum((((-g5) * v8) / v7), axis=(1,), keepdims=False), (5, 1))  # div: to v7",
+        "lg11 = np.sum(g9, axis=(0,), keepdims=False)  # add: to leaf p3",  # the engine's reduction, on symbols
     ):
         assert piece in src, piece
     for rule in ("d0_tanh(", "d0_sigmoid(", "d0_exp(", "d0_div(", "d1_div(", "d0_mean(", "d0_sum(", "d0_add("):
@@ -92,10 +100,26 @@ def test_generic_lines_are_written_out_and_replays_equal_eager_bitwise(dtype):
     assert "f_tanh(" not in src and "f_sigmoid(" not in src and "f_div(" not in src
     # log_softmax's forward stays a call: NumPy would warn on a row of +inf where the primitive does not
     assert "norm(f_log_softmax(v8, (1,)))" in src
-    assert "generic lines written out" in src and "; 1 opaque call\n" in src
+    assert "31 of 32 lines from the primitives' formulas" in src and "; 1 opaque call\n" in src
 
 
-def test_a_wrong_forward_spelling_is_caught_and_the_call_stays(monkeypatch):
+def test_buffered_lines_write_the_same_formulas_into_buffers():
+    src = _compare()
+    for piece in (
+        "v0 = np.matmul(a0, p0, out=b0)  # matmul",
+        "v1 = np.add(v0, p1, out=b0)  # add",  # in place: v0 is read for the last time
+        "v2 = np.tanh(v1, out=b0)  # tanh",  # in place too: tanh's rule reads its output, not its input
+        "np.multiply(v2, v2, out=",
+        "# tanh: to v1",
+        "np.exp(v9, out=",
+        "# log_softmax: to v8",
+        "out=rec(S, 0))  # add: to leaf p3",
+    ):
+        assert piece in src, piece
+    assert "d0_" not in src and "; 1 opaque call\n" in src
+
+
+def test_a_wrong_forward_spelling_is_caught_and_the_call_stays(monkeypatch, allocating):
     monkeypatch.setitem(codegen.NP_FORWARD, "tanh", "np.sinh")  # a planted bug in the shared generator
     src = _compare()
     assert "np.sinh" not in src
@@ -103,7 +127,7 @@ def test_a_wrong_forward_spelling_is_caught_and_the_call_stays(monkeypatch):
     assert "* (1.0 - (v2 * v2))  # tanh: to v1" in src  # the rule's spelling is still right, so it is kept
 
 
-def test_a_wrong_rule_spelling_is_caught_and_the_call_stays(monkeypatch):
+def test_a_wrong_rule_spelling_is_caught_and_the_call_stays(monkeypatch, allocating):
     real = codegen.code
 
     def planted(x, used, exact=False, index=None):
@@ -111,12 +135,13 @@ def test_a_wrong_rule_spelling_is_caught_and_the_call_stays(monkeypatch):
 
     monkeypatch.setattr(codegen, "code", planted)
     src = _compare()
-    assert "(1.0 + " not in src
-    assert "fit(d0_tanh(NP, g12, v2, v1), v1)" in src and "fit(d0_sigmoid(NP, g8, v5, v4), v4)" in src
+    assert "(1.0 + (v2 * v2))" not in src and "(1.0 + v5)" not in src  # the planted VJP spellings
+    assert re.search(r"fit\(d0_tanh\(NP, g\d+, v2, v1\), v1\)", src)
+    assert re.search(r"fit\(d0_sigmoid\(NP, g\d+, v5, v4\), v4\)", src)
     assert "np.tanh(v1)" in src  # the lines the plant did not touch are still written out
 
 
-def test_the_probe_catches_what_the_traced_values_do_not(monkeypatch):
+def test_the_probe_catches_what_the_traced_values_do_not(monkeypatch, allocating):
     """A spelling right on ordinary numbers but not on NaN / -0.0 is refused (the probe's specials)."""
     real = codegen.code
 
@@ -165,7 +190,8 @@ def test_forms_are_cached_per_shape_and_rule(monkeypatch):
     assert len(calls) == first
 
 
-def test_scalar_schedules_keep_their_templates():
+def test_scalar_schedules_are_python_arithmetic():
+    """On Python floats eager runs the math module: lines are written out only where they are operators."""
     w = cr.tensor(0.5, requires_grad=True)
 
     def f(a):
@@ -176,7 +202,8 @@ def test_scalar_schedules_keep_their_templates():
     compiled = cr.compile(f)
     compiled(cr.tensor(2.0))
     src = compiled.code()
-    assert "generic lines written out" not in src and "(1.0 - " in src and "np." not in src.split("replay")[1]
+    assert "v0 = p0 * a0  # mul" in src and "float(sf_tanh(v0))" in src  # math.tanh, as eager calls it
+    assert "(1.0 - (v1 * v1))  # tanh: to v0" in src and "np." not in src.split("replay")[1]
 
 
 def test_a_user_primitive_is_called_not_spelled_nor_run_twice():
@@ -243,6 +270,6 @@ def test_many_primitives_written_out_or_called_replay_eager_bits(dtype):
             assert _bits(want.data) == _bits(got.data), k
             assert _bits(a1.grad.data) == _bits(a2.grad.data) and _bits(b1.grad.data) == _bits(b2.grad.data), k
     src = compiled.code()
-    written, total = (int(n) for n in re.search(r"# (\d+) of (\d+) generic lines written out", src).groups())
+    written, total = (int(n) for n in re.search(r"# (\d+) of (\d+) lines from the primitives", src).groups())
     assert written >= 100 and total - written <= 7  # softmax, logsumexp, clip, where, getitem's scatter, pow
     assert "d0_getitem(" in src  # scatter has no exact spelling (derive's helper accumulates in float64)

@@ -4,16 +4,12 @@ labels on every call, so a replay that froze a value of its first call would fai
 
 from __future__ import annotations
 
-import sys
-
 import array_api_strict
 import numpy as np
 import pytest
 import torch
 
 import chainrule as cr
-
-C = sys.modules["chainrule.compile"]  # the module (cr.compile is the function)
 
 
 def _mlp(device, sizes=(6, 16, 16, 4)):
@@ -82,26 +78,35 @@ def test_torch_replays_equal_eager_bit_for_bit(opt_name, loss_kind):
     assert (compiled.traces, compiled.replays) == (1, 3)
 
 
-def test_torch_schedule_uses_torch_kernels_into_buffers_and_the_fused_cross_entropy():
+def test_torch_schedule_writes_the_rules_with_torch_kernels_into_buffers():
     *_, compiled = _pair(torch.device("cpu"), "sgd")
     x, y = next(_batches(1))
     compiled(x, y)
     code = compiled.code()
-    assert "torch.matmul(a0, p0.T, out=" in code  # x @ Wᵀ into a buffer, the transpose a view
-    assert "torch.clamp_min_(" in code  # ReLU in place
-    assert "fused softmax-cross-entropy backward" in code and "torch.exp(" in code
+    assert "torch.matmul(a0, p0.T, out=b0)" in code  # linear's own forward: x @ Wᵀ into a buffer, the transpose a view
+    assert "torch.maximum(v0, torch.asarray(0.0, dtype=v0.dtype, device=v0.device), out=" in code  # relu's own
+    assert "torch.gt(v2, 0.0, out=" in code and "torch.exp(v5, out=" in code  # relu's and log_softmax's VJP rules
+    assert "out=None)  # linear: to leaf p0" in code  # leaf gradients are fresh tensors (.grad keeps them)
     assert "np." not in code.split("# backward()")[1]  # nothing round-trips through NumPy
 
 
-def test_a_planted_wrong_torch_form_is_caught_by_the_comparison(monkeypatch):
-    wrong = tuple(line for line in C._FUSED_CE_TORCH if "torch.neg" not in line)  # drop the minus sign
-    monkeypatch.setattr(C, "_FUSED_CE_TORCH", wrong)
-    m1, _, eager, m2, _, compiled = _pair(torch.device("cpu"), "sgd")
-    diffs = []
-    for x, y in _batches(3):
-        eager(x, y), compiled(x, y)
-        diffs.append(not all(_same(p.data, q.data) for p, q in zip(m1.parameters(), m2.parameters())))
-    assert diffs == [False, True, True]  # the trace itself is eager; the first replay goes wrong
+def test_a_rule_planted_in_the_registry_flows_into_the_torch_replay(monkeypatch):
+    """A wrong log_softmax VJP (the exp(out) term dropped) planted in the registry: the replay computes it."""
+    from chainrule.primitive import REGISTRY
+
+    def final_weights():
+        m1, _, eager, m2, _, compiled = _pair(torch.device("cpu"), "sgd")
+        for x, y in _batches(3):
+            assert _same(eager(x, y).data, compiled(x, y).data)
+        assert compiled.replays == 2 and all(_same(p.data, q.data) for p, q in zip(m1.parameters(), m2.parameters()))
+        return [q.data.clone() for q in m2.parameters()], compiled.code()
+
+    truth, _ = final_weights()
+    log_softmax = REGISTRY["log_softmax"]
+    monkeypatch.setattr(log_softmax, "vjps", (lambda xp, g, out, x, axis: g - xp.sum(g, axis, True),))
+    planted, code = final_weights()
+    assert "torch.exp(v5" not in code and "d0_log_softmax" not in code  # the planted formula, written out
+    assert not all(_same(p, q) for p, q in zip(planted, truth))
 
 
 def test_a_kept_grad_is_not_overwritten_by_the_next_replay():
@@ -244,16 +249,20 @@ def test_a_label_past_the_last_class_gets_eagers_message_under_compile(lib):
         step(x, to(np.array([0, 1, 7, 3])))
 
 
-def test_direct_torch_forms_are_used_only_when_they_give_eagers_bits(monkeypatch):
+def test_a_torch_spelling_is_used_only_where_it_gives_eagers_bits(monkeypatch):
+    from chainrule import codegen
+    from chainrule.compile import prove
+
     *_, compiled = _pair(torch.device("cpu"), "sgd")
     x, y = next(_batches(1))
     compiled(x, y)
-    assert "torch_log_softmax(" in compiled.code() and "xf_log_softmax" not in compiled.code()
-    # a planted wrong form (log-softmax without the shift by the row max) fails the check when the
-    # schedule is written: the engine's own forward is called instead, and replays still equal eager
-    monkeypatch.setattr(C, "_torch_log_softmax", lambda z: z - torch.log(torch.sum(torch.exp(z), 1, keepdim=True)))
+    assert "torch.exp(v5, out=" in compiled.code() and "d0_log_softmax" not in compiled.code()
+    # a planted wrong spelling in the torch dialect fails the check when the schedule is written: the
+    # primitive's own rule is called instead, and replays still equal eager
+    monkeypatch.setattr(prove, "_FORMS", {})
+    monkeypatch.setitem(codegen.TORCH_OUT, "exp", "torch.expm1")
     m1, _, eager, m2, _, compiled = _pair(torch.device("cpu"), "sgd")
     for x, y in _batches(3):
         assert _same(eager(x, y).data, compiled(x, y).data)
-    assert "torch_log_softmax(" not in compiled.code() and "xf_log_softmax" in compiled.code()
+    assert "torch.expm1" not in compiled.code() and "fit(d0_log_softmax(X_torch, " in compiled.code()
     assert all(_same(p.data, q.data) for p, q in zip(m1.parameters(), m2.parameters()))

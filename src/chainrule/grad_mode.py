@@ -24,6 +24,7 @@ class _Mode(threading.local):
     anomaly = False  # detect_anomaly: check values and remember source lines
     gc_pending = True  # the next recorded node should pause the collector (until the next backward)
     record = 3
+    observer: Any = None  # told of value reads (.data, item(), ...) while cr.compile traces this thread
 
 
 MODE = _Mode()

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .grad_mode import no_grad
+from .grad_mode import MODE, no_grad
 from .tensor import Tensor, clear_grads
 from .versions import mark_modified
 
@@ -83,10 +83,14 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to ``None`` by default, as in PyTorch 2)."""
+        if MODE.observer is not None:  # cr.compile traces this thread: it records the call, then makes it
+            return MODE.observer.call(Optimizer.zero_grad, self, set_to_none)
         clear_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is optional."""
+        if MODE.observer is not None:  # cr.compile traces this thread: it records the call, then makes it
+            return MODE.observer.call(Optimizer.step, self, closure)
         loss = None
         if closure is not None:
             from .grad_mode import enable_grad

@@ -517,6 +517,8 @@ class Tensor:
         a graph that saved the old value refuses to backpropagate.
         """
         d = self._data
+        if MODE.observer is not None and MODE.observer.read(self, "data", d) is d:
+            return d  # the array itself, to chainrule's own code while cr.compile traces (chainrule.compile.tracer)
         if type(d) is not ndarray and type(d) is not float:
             if type(d) is _Released:  # (reachable only by walking a graph, or through a weak reference)
                 raise _saved.ValueReleasedError(_saved.released_message(f"the value of '{self.op}' (shape {d.shape})"))
@@ -532,6 +534,8 @@ class Tensor:
 
     @data.setter
     def data(self, value: Any) -> None:
+        if MODE.observer is not None:
+            MODE.observer.read(self, "data=", value)
         d = self._data
         if (
             type(value) is DataView
@@ -615,6 +619,8 @@ class Tensor:
         return node.name
 
     def item(self) -> Any:
+        if MODE.observer is not None:
+            MODE.observer.read(self, "item", None)
         d = self._data
         if type(d) is float:
             return d
@@ -632,6 +638,8 @@ class Tensor:
         """The value as a NumPy array: a copy if the tensor requires grad, else shared (writes are tracked).
 
         Another library's array is copied to host memory."""
+        if MODE.observer is not None:
+            MODE.observer.read(self, "numpy", None)
         d = self._data
         if type(d) is not ndarray and type(d) is not float:
             return np.array(to_numpy(d))
@@ -649,7 +657,8 @@ class Tensor:
         arr = d if type(d) is ndarray else np.array(d)
         if dtype is not None:
             arr = arr.astype(dtype, copy=False)
-        return arr.copy() if copy else arr
+        arr = arr.copy() if copy else arr
+        return arr if MODE.observer is None else MODE.observer.read(self, "__array__", arr)
 
     def detach(self) -> Tensor:
         """The same value, cut from the graph (shares memory, and in-place changes count for both)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..creation import tensor
-from ..grad_mode import no_grad
+from ..grad_mode import MODE, no_grad
 from ..tensor import Tensor, clear_grads
 from ..versions import mark_modified
 
@@ -203,6 +203,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if MODE.observer is not None:  # cr.compile traces this thread: it guards the modules called
+            MODE.observer.enter(self)
         return self.forward(*args, **kwargs)
 
     # --- traversal ---------------------------------------------------------------
@@ -296,6 +298,8 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of all parameters (to ``None``, or to zeros in place)."""
+        if MODE.observer is not None:  # cr.compile traces this thread: it records the call, then makes it
+            return MODE.observer.call(Module.zero_grad, self, set_to_none)
         clear_grads(self.parameters(), set_to_none)
 
     def to(self, *args: Any, device: Any = None, dtype: Any = None) -> Module:
