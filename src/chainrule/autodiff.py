@@ -138,18 +138,21 @@ def run_backward(
     retain_graph: Optional[bool] = None,
     create_graph: bool = False,
     inputs: Optional[Sequence[Tensor]] = None,
+    visitor: Optional[Backprop] = None,
 ) -> Optional[list]:
     """Backpropagate ``seeds`` from ``roots``.
 
     Without ``inputs`` the gradients accumulate into the leaves' ``.grad``.  With
     ``inputs`` nothing is written: the gradients with respect to those tensors
     (leaves or not) are returned, ``None`` where an input is unreachable.
+    ``visitor`` (first order into ``.grad`` only): a :class:`~chainrule.walk.Backprop`
+    that watches the walk (``cr.compile``'s tracer records the edges it takes).
     """
     tracer = TRACING.tracer
-    if tracer is not None:  # cr.compile is tracing this thread: it records the walk, then runs this function
+    if tracer is not None:  # cr.compile is tracing this thread: it watches the walk, then runs this function
         return tracer.backward(roots, seeds, retain_graph, create_graph, inputs)
     try:
-        return _run_backward(roots, seeds, retain_graph, create_graph, inputs)
+        return _run_backward(roots, seeds, retain_graph, create_graph, inputs, visitor)
     finally:
         graph_done()  # the collector's thresholds go back (see chainrule.collector)
 
@@ -160,6 +163,7 @@ def _run_backward(
     retain_graph: Optional[bool],
     create_graph: bool,
     inputs: Optional[Sequence[Tensor]],
+    watcher: Optional[Backprop] = None,
 ) -> Optional[list]:
     if retain_graph is None:
         retain_graph = create_graph
@@ -167,13 +171,16 @@ def _run_backward(
     for r in roots:
         if r._node is FREED:
             raise GraphFreedError(_FREED_MESSAGE)
-    if inputs is None and not create_graph and not MODE.anomaly and FAST_PATH:
+    if inputs is None and not create_graph and not MODE.anomaly and FAST_PATH and watcher is None:
         reached = walk(roots, seed_values, retain_graph)  # the common case: no visitor, the inlined rules
         with _DELIVERY_LOCK:  # threads may backpropagate into the same leaves
             _deliver(reached, False)
         return None
     wanted = None if inputs is None else {id(t) for t in inputs}
-    visitor = Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots), wanted))
+    if watcher is not None:
+        visitor = watcher
+    else:
+        visitor = Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots), wanted))
     outer_step = _STEP.at  # (anomaly mode: a hook may run a backward inside another one's rule)
     try:
         if create_graph:

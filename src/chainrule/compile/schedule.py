@@ -316,7 +316,9 @@ class Writer:
         if is_array(node.out):
             self.out_var[id(node.out)] = v
 
-    def backward(self, root: Tensor, order_ids: list[int]) -> None:
+    def backward(self, root: Tensor, taken: list[tuple[int, list[int]]]) -> None:
+        """The lines of one ``backward()``: for each node the engine's walk reached, in its order, the rules of
+        the inputs it followed (see the tracer's ``_Steps``)."""
         nodes = self.tr.nodes
         rn = nodes[id(root)]
         if not rn.rg:
@@ -333,14 +335,15 @@ class Writer:
         self.gvar[id(root)] = g0
         self.lines.append(f"    # backward() of {self.var[id(root)]}")
         self.emit(g0, f"seed({self.var[id(root)]})")
-        for node in sorted((nodes[i] for i in order_ids), key=lambda n: -n.seq):
+        for node_id, followed in taken:
+            node = nodes[node_id]
             g = self.gvar.get(id(node.tensor))
             if g is not None:
-                self._vjps(node, g)
+                self._vjps(node, g, followed)
         pairs = ", ".join(f"({ref}, {self.unshared(g)})" for ref, g in self.leaf_order)
         self.lines.append(f"    deliver([{pairs}])")
 
-    def _vjps(self, node: Node, g: str) -> None:
+    def _vjps(self, node: Node, g: str, followed: list[int]) -> None:
         prim = node.prim
         out = self.var[id(node.tensor)]
         scalar = type(node.out) is float and prim.scalar_fwd is not None
@@ -348,8 +351,9 @@ class Writer:
         nin = len(node.inputs)
         args = [self.operand(node, i) for i in range(nin)] + [self.raw(v) for v in node.vals[nin:]]
         label = f"{prim.name}: "
-        for i, inp in enumerate(node.inputs):
-            if inp is None or not self._rg(inp) or not prim.differentiable(i):
+        for i in followed:
+            inp = node.inputs[i]
+            if inp is None or not self._rg(inp):
                 continue
             found = self._tally(None if prim.variadic else self._written_vjp(node, i, g, out, args, scalar))
             if found is not None:

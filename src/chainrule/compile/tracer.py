@@ -33,6 +33,7 @@ from ..primitive import Primitive
 from ..saved import keep_values
 from ..tensor import Tensor, node_parts
 from ..versions import EPOCHS, FREED, _next_seq
+from ..walk import Backprop
 from .errors import CompileError
 from .runtime import is_array
 
@@ -136,9 +137,11 @@ class Tracer:
         for key, leaf in leaves.items():
             if key not in self.grads:  # first seen here: the replay checks it starts in the same state
                 self.grad_guard.append((leaf, leaf.grad is None))
-        self.events.append((_next_seq(), "backward", (root, [id(t) for t in order])))
-        with self.suspend():  # the real walk
-            _untraced(run_backward, roots, seeds, retain_graph, create_graph, inputs)
+        at = _next_seq()
+        steps = _Steps()
+        with self.suspend():  # the real walk, watched: the schedule repeats the edges it takes, in its order
+            _untraced(run_backward, roots, seeds, retain_graph, create_graph, inputs, steps)
+        self.events.append((at, "backward", (root, steps.taken)))
         self.note_grads(leaves.values())
         return None
 
@@ -367,3 +370,18 @@ def _state_holders(fn: Callable, values: list) -> tuple[list, list[Tensor]]:
 
 
 __all__ = ["Node", "TRACE_LOCK", "Tracer", "requires_grad_as_eager", "trace"]
+
+
+class _Steps(Backprop):
+    """The engine's walk as the schedule needs it: each node it reaches, in order, with the inputs it follows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: list[tuple[int, list[int]]] = []
+
+    def start(self, t: Tensor, g: Any) -> Any:
+        self.taken.append((id(t), []))
+        return g
+
+    def edge(self, t: Tensor, i: int, inp: Tensor, gi: Any) -> None:
+        self.taken[-1][1].append(i)
