@@ -56,11 +56,23 @@ print(json.dumps(out))
 """
 
 
-def run_child(src: str, threads: int) -> dict:
+# glibc's heap gives memory back to the system once the free space at its top passes a threshold that it
+# moves as the process runs (its "dynamic" mmap and trim thresholds).  The (4096,) chain allocates and frees
+# about 16 MB per call, so its page faults (and time) depend on where the imports happened to leave those
+# thresholds: 400 to 1,100 faults per call across builds that differ only in how modules are split.  Pinning
+# the thresholds the same way for both builds takes the allocator's state out of the comparison.
+PINNED_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_TOP_PAD_": str(16 << 20)}
+
+
+def run_child(src: str, threads: int, pin_malloc: bool = False) -> dict:
     env = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[k] = str(threads)
     env.pop("PYTHONPATH", None)
+    for k in PINNED_MALLOC:
+        env.pop(k, None)
+    if pin_malloc:
+        env.update(PINNED_MALLOC)
     time.sleep(0.3)
     done = subprocess.run([sys.executable, "-c", CHILD, src, HERE], capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -72,17 +84,23 @@ def main() -> int:
     p.add_argument("--new", default=os.path.dirname(HERE), help="the newer checkout (default: this one)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--pin-malloc",
+        action="store_true",
+        help="pin glibc's trim threshold and top pad in both builds' processes (see PINNED_MALLOC)",
+    )
     args = p.parse_args()
     new_src = os.path.join(os.path.abspath(args.new), "src")
     old_src = os.path.join(os.path.abspath(args.base), "src")
     ratios: dict[str, list[float]] = {}
     for r in range(args.rounds):
         order = [("new", new_src), ("old", old_src)] if r % 2 == 0 else [("old", old_src), ("new", new_src)]
-        got = {name: run_child(src, args.threads) for name, src in order}
+        got = {name: run_child(src, args.threads, args.pin_malloc) for name, src in order}
         for key in got["new"]:
             ratios.setdefault(key, []).append(got["new"][key] / got["old"][key])
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in ratios.items()), flush=True)
-    print(f"\nnew/old, median of {args.rounds} rounds (range), {args.threads} BLAS thread(s):")
+    pinned = ", glibc's thresholds pinned" if args.pin_malloc else ""
+    print(f"\nnew/old, median of {args.rounds} rounds (range), {args.threads} BLAS thread(s){pinned}:")
     for key, vals in ratios.items():
         print(f"  {key:<20} {statistics.median(vals):.3f}  ({min(vals):.3f}-{max(vals):.3f})")
     return 0
