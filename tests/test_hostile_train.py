@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import checkpoint
+from chainrule import checkpoint, train_config
 from chainrule import train as train_mod
 from chainrule.cli import main
 
@@ -199,10 +199,12 @@ def test_sgd_settings_are_range_checked(tmp_path, saved_sgd, change, message):
 
 def test_every_optimizer_setting_has_a_range():
     from chainrule import nn, optim
+    from chainrule.train_config import CONFIG_CHECKS
+    from chainrule.train_resume import OPTIMIZER_SETTINGS
 
     for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop):
-        assert set(cls(nn.Linear(2, 2).parameters()).defaults) <= set(train_mod.OPTIMIZER_SETTINGS)
-    assert set(train_mod.CONFIG_CHECKS) == set(train_mod.Config.__dataclass_fields__)
+        assert set(cls(nn.Linear(2, 2).parameters()).defaults) <= set(OPTIMIZER_SETTINGS)
+    assert set(CONFIG_CHECKS) == set(train_mod.Config.__dataclass_fields__)
 
 
 def test_a_checkpoint_from_before_model_existed_resumes_as_mlp(tmp_path, saved):
@@ -261,7 +263,7 @@ def test_flags_and_saved_config_share_one_validator():
             parser.parse_args([flag, text])
         key = flag[2:].replace("-", "_")
         with pytest.raises(ValueError):
-            train_mod.CONFIG_CHECKS[key](value)
+            train_config.CONFIG_CHECKS[key](value)
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         parser.parse_args(["--lr", "inf"])  # the flag used to accept inf
 
