@@ -22,92 +22,27 @@ import html
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
 
 from .. import symbolic as S
-from ..autodiff import toposort
 from ..creation import tensor
-from ..graph import node_of
 from ..saved import keep_values
 from ..tensor import Tensor
-from ..walk import Backprop
-from ..walk import walk as backward_walk
 from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
 from .derive_check import CheckResult
 from .derive_check import check as run_check
-from .derive_jacobian import Structure, structure
 from .derive_numpy import ExportError, module_source
+from .derive_records import Jacobian, Line
 from .derive_run import load
-from .derive_steps import FINAL, Step, operand_text
+from .derive_steps import FINAL, Step
+from .derive_walk import STAND_IN, _inline_steps, _symbolic, _varies
 from .parse import ParseError, Program, evaluate, parse_program
 
 MAX_ELEMENTS = 5_000_000  # per input
-AUTO_NAME_SIZE = 12  # an unnamed value whose formula is bigger than this gets a name (u1, u2, ...)
-
-
-@dataclass
-class Line:
-    """``name = formula`` with the value's shape, and (backward lines) the steps that lead to it."""
-
-    name: str
-    formula: Any  # a Sym (or a constant)
-    shape: tuple[int, ...]
-    steps: list[Step] = field(default_factory=list)
-
-    def text(self, latex: bool = False) -> str:
-        name = S._latex_name(self.name) if latex else self.name
-        return f"{name} = {S.render(self.formula, latex)}"
-
-
-@dataclass
-class Jacobian:
-    """The local Jacobian ``∂output/∂input`` of one operation: its size and structure (never built)."""
-
-    operation: str  # the operation in the program's own syntax, e.g. "W @ a"
-    output: str
-    input: str
-    rows: int
-    cols: int
-    structure: Structure
-    # how to rebuild it: the primitive, which operand, its static parameters, and each operand
-    # as ("tensor", shape) or ("const", value)
-    primitive: Any = field(default=None, repr=False)
-    role: int = 0
-    params: tuple = ()
-    operands: tuple = ()
-    shared: int = 0  # how often the operand occurs in this one operation, where more than once (q * q)
-
-    @property
-    def why(self) -> str:
-        return f"{self.structure.description}; the VJP is {self.structure.vjp}"
-
-    def text(self) -> str:
-        n = self.rows * self.cols
-        wrt = self.input if self.input.isidentifier() else f"({self.input})"
-        if self.shared:
-            wrt += f" (as operand {self.role + 1}; {self.input} is used {self.shared} times here, the terms add)"
-        return (
-            f"∂({self.operation})/∂{wrt}: {self.rows}×{self.cols} "
-            f"({_count(n)} numbers, {_bytes(8 * n)}, {'' if self.structure.exact else 'at most '}"
-            f"{_count(self.structure.nonzeros)} nonzero): {self.why}"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "of_expr": self.operation,
-            "wrt": self.input,
-            "rows": self.rows,
-            "cols": self.cols,
-            "structure": self.structure.kind,
-            "nonzeros": self.structure.nonzeros,
-            "nonzeros_exact": self.structure.exact,
-            "description": self.structure.description,
-            "operand": self.role,
-        }
 
 
 @dataclass
@@ -375,18 +310,6 @@ def _tex_text(text: str) -> str:
     return "".join(table.get(ch, ch if ord(ch) < 128 else "?") for ch in text)
 
 
-def _count(n: int) -> str:
-    return f"{n:,}" if n < 10**9 else f"{n:.2e}"
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} EB"
-
-
 def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
     seen: set[str] = set()
     for ln in lines:
@@ -542,7 +465,6 @@ _SMALLER = "the equations do not depend on the sizes: use smaller shapes, or a s
 
 
 GENERIC = re.compile(r"(?<![\w.])f\s*\(")
-STAND_IN = "sin"  # what a generic f(z) computes when the equations are checked
 
 
 def _generic(program: str) -> str:
@@ -628,259 +550,3 @@ def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple) -> 
         raise ParseError(f"the output {prog.output} does not depend on the inputs that get gradients", kind="value")
     names = {id(t): n for n, t in reversed(list(env.items())) if isinstance(t, Tensor)}
     return _symbolic(prog, env, names, constants)
-
-
-def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
-
-    live = {id(env[n]) for n in env if n not in constants and isinstance(env[n], Tensor) and env[n]._node is None}
-    for t in reversed(toposort([out_t])):
-        if any(x is not None and id(x) in live for x in node_of(t).inputs):
-            live.add(id(t))
-    return id(out_t) in live
-
-
-class _Walk:
-    """The symbolic backward walk over one recorded graph."""
-
-    def __init__(self, env: dict, names: dict[int, str], generic: bool = False) -> None:
-        self.env = env
-        self.names = names
-        self.cache: dict[int, Any] = {}
-        self.generic = generic  # sin nodes stand for the generic f
-
-    def fwd(self, t: Any, expand: bool = False) -> Any:
-        """The forward value as a formula: named values are variables, others are expanded (and shared)."""
-        key = id(t)
-        if key in self.names and not expand:
-            return S.var(self.names[key], t.shape)
-        if t._node is None:
-            return S.const(t.item()) if t.size == 1 else S.var("const", t.shape)
-        if key in self.cache and not expand:
-            return self.cache[key]
-        view = node_of(t)
-        ins = tuple(self.fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs))
-        if self.generic and view.prim.name == STAND_IN:
-            sym = S.Sym("fn", ins, t.shape, ("f",))
-        else:
-            sym = S.prim(view.prim, ins, view.params, t.shape)
-        if not expand:
-            self.cache[key] = sym
-        return sym
-
-    def args(self, t: Any) -> tuple:
-        view = node_of(t)
-        return tuple(self.fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs)) + view.params
-
-    def rule(self, t: Any, i: int, g: Any, out: Any) -> Any:
-        view = node_of(t)
-        prim = view.prim
-        args = self.args(t)
-        if self.generic and prim.name == STAND_IN:  # the chain rule for an unspecified f: f′ of the input
-            return g * S.Sym("fprime", (args[0],), S.shape_of(args[0]), ("f",))
-        if prim.variadic:
-            return prim.vjps[0](S.SYM, g, out, i, *args)
-        return prim.vjps[i](S.SYM, g, out, *args)
-
-
-class _Backward(Backprop):
-    """derive's backward pass: the engine's walk over the recorded graph, with each rule run on symbols.
-
-    ``start`` names big or shared gradients and prints the equation of each named
-    value as its gradient completes; ``downstream`` runs the primitive's own VJP
-    rule on the symbolic forward values; ``edge`` records each local Jacobian and
-    queues a leaf's equation once every edge into it has arrived.
-    """
-
-    hooks = False  # (a symbolic gradient never goes through a tensor's hooks)
-
-    def __init__(
-        self, prog: Program, env: dict, names: dict[int, str], walk: _Walk, live: set, remaining: dict, auto: int
-    ) -> None:
-        super().__init__()
-        self.prog, self.env, self.names, self.walk, self.live = prog, env, names, walk, live
-        self.remaining = remaining
-        self.auto = auto
-        self.out_id = id(env[prog.output])
-        self.leaf_rank = {id(env[n]): i for i, n in enumerate(prog.inputs)}
-        self.pending: list[Tensor] = []  # leaves whose every edge has arrived, printed at the next named value
-        self.edges: dict[int, list[tuple]] = {}  # input id -> [(t, role, g, term)]
-        self.backward: list[Line] = []
-        self.jacobians: list[Jacobian] = []
-        self.targets: list[str] = []
-
-    def emit(self, t: Any, g: Any) -> None:
-        name = self.names[id(t)]
-        line = _line("d" + name, g, t.shape)
-        line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []))
-        self.backward.append(line)
-        if name in self.prog.inputs or name in self.env:
-            self.targets.append(name)
-
-    def flush(self, gradient_of: Callable[[Tensor], Any] = lambda leaf: leaf._bg) -> None:
-        """Print the leaves whose every edge has arrived (during the walk their gradients sit in their slots)."""
-        for leaf in sorted(self.pending, key=lambda t: self.leaf_rank.get(id(t), 0)):
-            self.emit(leaf, gradient_of(leaf))
-        self.pending.clear()
-
-    def start(self, t: Tensor, g: Any) -> Any:
-        key, names = id(t), self.names
-        view = node_of(t)
-        fan = sum(
-            1 for i, x in enumerate(view.inputs) if x is not None and id(x) in self.live and view.prim.differentiable(i)
-        )
-        if key not in names and fan > 1 and S.tree_size(S.simplify(g), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE:
-            self.auto += 1  # a big gradient about to be copied into several terms: give the value (and it) a name
-            names[key] = f"u{self.auto}"
-            self.walk.cache.clear()
-        if key in names:
-            self.flush()
-            self.emit(t, g)
-            if key != self.out_id:  # (the seed stays the constant 1, so its consumers show ones(...))
-                g = S.var("d" + names[key], t.shape)
-        self.view, self.out_sym, self.upstream = view, self.walk.fwd(t), g
-        return g
-
-    def follow(self, t: Tensor, i: int, x: Any) -> bool:
-        return x is not None and id(x) in self.live and self.view.prim.differentiable(i)
-
-    def downstream(self, t: Tensor, i: int, g: Any) -> Any:
-        return S._unbroadcast(self.walk.rule(t, i, g, self.out_sym), self.view.inputs[i].shape)
-
-    def edge(self, t: Tensor, i: int, x: Tensor, gi: Any) -> None:
-        walk, view, names, key = self.walk, self.view, self.names, id(t)
-        self.edges.setdefault(id(x), []).append((t, i, self.upstream, gi))
-        if t.size * x.size > 1:
-            op_text = S.program_text(walk.fwd(t, expand=True))
-            in_name = names.get(id(x)) or S.program_text(walk.fwd(x))
-            st = structure(
-                view.prim.name,
-                i,
-                x.shape,
-                t.shape,
-                view.params,
-                tuple(y.shape if y is not None else np.shape(view.args[k]) for k, y in enumerate(view.inputs)),
-                tuple(operand_text(walk, y) for y in view.inputs),
-            )
-            operands = tuple(
-                ("tensor", y.shape) if y is not None else ("const", view.args[k]) for k, y in enumerate(view.inputs)
-            )
-            times = sum(1 for y in view.inputs if y is x)
-            self.jacobians.append(
-                Jacobian(
-                    op_text,
-                    names.get(key, op_text),
-                    in_name,
-                    t.size,
-                    x.size,
-                    st,
-                    view.prim,
-                    i,
-                    tuple(view.params),
-                    operands,
-                    times if times > 1 else 0,
-                )
-            )
-        if x._node is None:
-            self.remaining[id(x)] -= 1
-            if self.remaining[id(x)] == 0:
-                self.pending.append(x)
-
-
-def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple) -> tuple:
-
-    out_t = env[prog.output]
-    order = toposort([out_t])
-    walk = _Walk(env, names, generic=getattr(prog, "generic", False))
-    # values that depend on an input that gets a gradient (the rest are constants, such as 1 − y)
-    live = {id(env[n]) for n in prog.inputs if n not in constants}
-    for t in reversed(order):
-        if any(x is not None and id(x) in live for x in node_of(t).inputs):
-            live.add(id(t))
-
-    # Name the unnamed values a formula would repeat (a rule that uses its gradient twice, or a big expression).
-    auto = 0
-    for t in reversed(order):
-        if id(t) in names:
-            continue
-        view = node_of(t)
-        big = S.tree_size(walk.fwd(t), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE
-        repeats = False
-        gvar, ovar = S.var("_g", t.shape), S.var("_o", t.shape)
-        for i, x in enumerate(view.inputs):
-            if x is not None and id(x) in live and view.prim.differentiable(i):
-                term = walk.rule(t, i, gvar, ovar)
-                if S.count_refs(term, gvar) > 1:
-                    repeats = True
-                if S.count_refs(term, ovar) > 1 and S.tree_size(walk.fwd(t), 4) > 3:  # tanh's 1 − out ⊙ out
-                    repeats = True
-        if big or repeats:
-            auto += 1
-            names[id(t)] = f"u{auto}"
-            walk.cache.pop(id(t), None)
-    walk.cache.clear()
-
-    remaining: dict[int, int] = {}
-    for t in order:
-        for x in node_of(t).inputs:
-            if x is not None and x._node is None and id(x) in live:
-                remaining[id(x)] = remaining.get(id(x), 0) + 1
-    recorder = _Backward(prog, env, names, walk, live, remaining, auto)
-    reached = backward_walk([out_t], [S.const(1.0, out_t.shape)], True, recorder)  # the engine's walk, on symbols
-    leaf_grads = {id(leaf): g for leaf, g in reached}
-    recorder.flush(lambda leaf: leaf_grads[id(leaf)])
-    backward, jacobians, targets = recorder.backward, recorder.jacobians, recorder.targets
-    seed_shape = out_t.shape
-    forward = [
-        Line(names[id(t)], S.simplify(walk.fwd(t, expand=True)), t.shape) for t in reversed(order) if id(t) in names
-    ]
-    if seed_shape:
-        seed = (
-            f"the output {prog.output} is not a scalar: the backward pass starts from d{prog.output} = "
-            f"{S.shape_text(seed_shape)} ones: the gradient of sum({prog.output})"
-        )
-    else:
-        seed = ""
-    return forward, backward, jacobians, seed, targets
-
-
-def _inline_steps(backward: list[Line], constants: tuple) -> None:
-    """Where substituting the gradients a line refers to makes it simpler, say so (softmax cross-entropy: p − y)."""
-    by_name = {ln.name: ln for ln in backward}
-    for ln in backward:
-        mapping = {}
-        for node in S.nodes(ln.formula):
-            src = by_name.get(node.name) if node.op == "var" else None
-            if src is not None and src is not ln and node.shape == src.shape:
-                if not (isinstance(src.formula, S.Sym) and src.formula.op in ("const", "sconst")):
-                    mapping[id(node)] = src.formula  # (a seed of ones adds nothing)
-        if not mapping:
-            continue
-        inline = S.simplify(S.substitute(ln.formula, mapping))
-        used = sorted({by_name[n.name].name for n in S.nodes(ln.formula) if id(n) in mapping})
-        if S.tree_size(inline) > S.tree_size(ln.formula) + 2:
-            continue
-        subs = ", ".join(f"{n} = {S.render(by_name[n].formula)}" for n in used)
-        ln.steps.append(Step(f"= {S.render(inline)}", f"substituting {subs}"))
-        labels = {}
-        for node in S.nodes(inline):
-            if node.op == "sum" and isinstance(node.args[0], S.Sym) and node.args[0].op == "var":
-                if node.args[0].name in constants:
-                    labels[id(node)] = S.const(1.0, node.shape)
-        if labels:
-            one_hot = S.simplify(S.substitute(inline, labels))
-            names = ", ".join(sorted({S.render(n) for n in S.nodes(inline) if id(n) in labels}))
-            ln.steps.append(
-                Step(f"= {S.render(one_hot)}", f"if {names} = 1 (one-hot labels, or probabilities that sum to 1)")
-            )
-
-
-def _line(name: str, formula: Any, shape: tuple[int, ...]) -> Line:
-    simple = S.simplify(formula)
-    loose = S._loose(simple)
-    return Line(name, loose if S.shape_of(loose) == tuple(shape) else simple, shape)
-
-
-def _steps(walk: _Walk, t: Any, line: Line, edges: list[tuple]) -> list[Step]:
-    from .derive_steps import steps_for
-
-    return steps_for(walk, t, line, edges)
