@@ -8,14 +8,15 @@ the backward pass is recorded and can be differentiated again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import numpy as np
 
 from .backend import device_of, is_foreign, namespace_of
 from .grad_mode import MODE, enable_grad, graph_done
-from .tensor import LEAF_HOOKS, Tensor, as_value, node_parts, run_leaf_hooks
+from .tensor import Tensor, as_value, node_parts
 from .values import _norm
 from .versions import EPOCHS, FREED, mark_modified
 from .walk import _FREED_MESSAGE, _STEP, Backprop, GraphFreedError, _check_fresh, ndarray, walk
@@ -276,3 +277,39 @@ def grad(
         if g is not None and not create_graph and type(g) is not Tensor:
             result[i] = Tensor(g)
     return tuple(result)
+
+
+# --- hooks on leaves (register_hook on a tensor made by the user): run as backward() delivers -------
+LEAF_HOOKS: dict[int, tuple[Any, list]] = {}
+
+
+def add_leaf_hook(leaf: Tensor, hook: Callable) -> Callable[[], None]:
+    """Register ``hook(grad)`` to run when backward() delivers ``leaf``'s gradient; returns a remover."""
+    key = id(leaf)
+    entry = LEAF_HOOKS.get(key)
+    if entry is None or entry[0]() is not leaf:
+        entry = LEAF_HOOKS[key] = (weakref.ref(leaf, lambda _ref, k=key: LEAF_HOOKS.pop(k, None)), [])
+    entry[1].append(hook)
+
+    def remove() -> None:
+        if hook in entry[1]:
+            entry[1].remove(hook)
+
+    return remove
+
+
+def run_leaf_hooks(leaf: Tensor, g: Any) -> Any:
+    """The gradient after ``leaf``'s hooks (each may return a replacement; raw arrays stay raw)."""
+    raw = type(g) is not Tensor
+    for hook in list(LEAF_HOOKS[id(leaf)][1]):
+        replaced = hook(Tensor(g) if raw else g)
+        if replaced is not None:
+            if type(replaced) is not Tensor or replaced.shape != leaf.shape:
+                raise RuntimeError(
+                    f"register_hook: a hook must return None or a tensor of shape {leaf.shape}, got "
+                    f"{type(replaced).__name__} {getattr(replaced, 'shape', '')}"
+                )
+            g = replaced._data if raw else replaced
+    if raw and type(g) is ndarray and g.dtype != leaf.dtype:
+        g = g.astype(leaf.dtype)
+    return g

@@ -9,7 +9,7 @@ compute the out-of-place result and write it into the tensor's memory through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
 import numpy as np
@@ -264,7 +264,7 @@ def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None, copy: b
 def _move(t: Tensor, device: Any) -> Tensor:
     from .backend import move
     from .primitives.shape import to_device
-    from .tensor import apply, source_placement
+    from .tensor import apply
 
     if move(t._data, device) is t._data:
         return t
@@ -568,7 +568,7 @@ def _register_hook(self: Tensor, hook: Callable[[Tensor], Optional[Tensor]]) -> 
     if not self.requires_grad:
         raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
     if self._node is None:
-        from .tensor import add_leaf_hook
+        from .autodiff import add_leaf_hook
 
         handle = _HookHandle([hook], hook)
         remover = add_leaf_hook(self, hook)
@@ -751,3 +751,21 @@ def _put(t: Tensor, index: Any, value: Any) -> Tensor:
             f"(the selection has shape {selected_shape})"
         ) from None
     return ops.where(chosen, ops.scatter_add(v, index, base.shape), t)
+
+
+def source_placement(value: Any) -> Any:
+    """Where ``value`` lives, as :func:`chainrule.backend.move` takes it back: ``"numpy"`` or a device object."""
+    if type(value) is float or type(value) is ndarray:
+        return "numpy"
+    from .backend import device_of
+
+    return device_of(value)
+
+
+def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Reset the ``.grad`` of each tensor: to ``None`` (the default, as in PyTorch 2) or to zeros in place."""
+    for p in params:
+        if set_to_none or p.grad is None:
+            p.grad = None
+        else:
+            p.grad.zero_()

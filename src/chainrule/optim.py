@@ -21,7 +21,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .grad_mode import MODE, no_grad
-from .tensor import Tensor, clear_grads
+from .methods import clear_grads
+from .tensor import Tensor
 from .versions import mark_modified
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import numpy as np
@@ -814,51 +814,7 @@ class Tensor:
 
 
 # register_hook on leaves: id(leaf) -> (weak reference to the leaf, hooks in order).
-LEAF_HOOKS: dict[int, tuple[Any, list]] = {}
-
-
 versions.Tensor = Tensor  # (versions' DataView and index helpers read tensors' values)
-
-
-def add_leaf_hook(leaf: Tensor, hook: Callable) -> Callable[[], None]:
-    """Register ``hook(grad)`` to run when backward() delivers ``leaf``'s gradient; returns a remover."""
-    key = id(leaf)
-    entry = LEAF_HOOKS.get(key)
-    if entry is None or entry[0]() is not leaf:
-        entry = LEAF_HOOKS[key] = (weakref.ref(leaf, lambda _ref, k=key: LEAF_HOOKS.pop(k, None)), [])
-    entry[1].append(hook)
-
-    def remove() -> None:
-        if hook in entry[1]:
-            entry[1].remove(hook)
-
-    return remove
-
-
-def run_leaf_hooks(leaf: Tensor, g: Any) -> Any:
-    """The gradient after ``leaf``'s hooks (each may return a replacement; raw arrays stay raw)."""
-    raw = type(g) is not Tensor
-    for hook in list(LEAF_HOOKS[id(leaf)][1]):
-        replaced = hook(Tensor(g) if raw else g)
-        if replaced is not None:
-            if type(replaced) is not Tensor or replaced.shape != leaf.shape:
-                raise RuntimeError(
-                    f"register_hook: a hook must return None or a tensor of shape {leaf.shape}, got "
-                    f"{type(replaced).__name__} {getattr(replaced, 'shape', '')}"
-                )
-            g = replaced._data if raw else replaced
-    if raw and type(g) is ndarray and g.dtype != leaf.dtype:
-        g = g.astype(leaf.dtype)
-    return g
-
-
-def source_placement(value: Any) -> Any:
-    """Where ``value`` lives, as :func:`chainrule.backend.move` takes it back: ``"numpy"`` or a device object."""
-    if type(value) is float or type(value) is ndarray:
-        return "numpy"
-    from .backend import device_of
-
-    return device_of(value)
 
 
 def _foreign_repr(t: Tensor, d: Any) -> str:
@@ -871,12 +827,3 @@ def _foreign_repr(t: Tensor, d: Any) -> str:
     elif t.requires_grad:
         extras.append("requires_grad=True")
     return f"tensor({body}, {', '.join(extras)})"
-
-
-def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
-    """Reset the ``.grad`` of each tensor: to ``None`` (the default, as in PyTorch 2) or to zeros in place."""
-    for p in params:
-        if set_to_none or p.grad is None:
-            p.grad = None
-        else:
-            p.grad.zero_()

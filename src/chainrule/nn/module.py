@@ -25,7 +25,8 @@ import numpy as np
 from ..backend import to_numpy
 from ..creation import tensor
 from ..grad_mode import MODE, no_grad
-from ..tensor import Tensor, clear_grads
+from ..methods import clear_grads
+from ..tensor import Tensor
 from ..versions import mark_modified
 
 
