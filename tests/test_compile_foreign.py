@@ -85,7 +85,8 @@ def test_torch_schedule_writes_the_rules_with_torch_kernels_into_buffers():
     code = compiled.code()
     assert "torch.matmul(a0, p0.T, out=b0)" in code  # linear's own forward: x @ Wᵀ into a buffer, the transpose a view
     assert "torch.maximum(v0, torch.asarray(0.0, dtype=v0.dtype, device=v0.device), out=" in code  # relu's own
-    assert "torch.gt(v2, 0.0, out=" in code and "torch.exp(v5, out=" in code  # relu's and log_softmax's VJP rules
+    # relu's VJP rule reads its result (v3 = relu(v2): out > 0) and log_softmax's reads exp of its own
+    assert "torch.gt(v3, 0.0, out=" in code and "torch.exp(v5, out=" in code
     assert "out=None)  # linear: to leaf p0" in code  # leaf gradients are fresh tensors (.grad keeps them)
     assert "np." not in code.split("# backward()")[1]  # nothing round-trips through NumPy
 

@@ -118,7 +118,7 @@ def _relu_scalar(x):
 
 
 relu = defprim("relu", lambda xp, x: xp.maximum(x, 0), scalar_fwd=_relu_scalar, kind="elementwise")
-defvjp(relu, lambda xp, g, out, x: g * xp.indicator(x > 0, g))
+defvjp(relu, lambda xp, g, out, x: g * xp.indicator(out > 0, g))  # out > 0 exactly where x > 0: x need not be kept
 
 # --- gates that route the gradient (ties split evenly, as torch.maximum does) --
 

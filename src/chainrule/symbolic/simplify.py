@@ -126,6 +126,10 @@ def simplify(x: Any, memo: Optional[dict] = None) -> Any:
     return out
 
 
+def _is_relu(a: Any) -> bool:
+    return isinstance(a, Sym) and a.op == "prim" and getattr(a.params[0], "name", None) == "relu"
+
+
 def _simplify(x: Sym, memo: dict) -> Any:
     def simplify(y: Any) -> Any:
         return _simplify_memo(y, memo)
@@ -136,6 +140,8 @@ def _simplify(x: Sym, memo: dict) -> Any:
         loose = tuple(_loose(a) for a in args)
         if np.broadcast_shapes(*(shape_of(a) for a in loose)) == x.shape:
             args = loose
+    if op == "cmp" and x.params[0] == "gt" and is_const(args[1], 0.0) and _is_relu(args[0]):
+        return Sym("cmp", (args[0].args[0], args[1]), x.shape, x.params)  # relu(u) > 0 exactly where u > 0
     if op in ("add", "sub", "div") and is_const(args[0]) and is_const(args[1]):
         a, b = const_value(args[0]), const_value(args[1])
         if op != "div" or b != 0:
