@@ -395,3 +395,13 @@ def test_the_latex_document_has_steps_and_no_unknown_characters():
     )
     doc = d.latex_document()
     assert r"\section*{Steps}" in doc and "?" not in doc
+
+
+@pytest.mark.parametrize("layout", ["row", "column", "both"])
+def test_layouts_of_a_program_with_the_generic_f(layout, capsys):
+    """--layout with the generic f used to end in a ParseError traceback after the equations (issue 23)."""
+    code = main(["derive", "z = W @ a + b; h = f(z); E = sum(h)", "--shape", "W=3x2", "a=2", "b=3", "--layout", layout])
+    out, err = capsys.readouterr()
+    assert code == 0 and "Traceback" not in err and "ParseError" not in err
+    tail = out.split(" layout (", 1)[1]  # the layout view(s), after the equations
+    assert "f′(z)" in tail and "sin" not in tail

@@ -21,7 +21,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -40,7 +39,7 @@ from .derive_records import Jacobian, Line
 from .derive_run import load
 from .derive_steps import FINAL, Step
 from .derive_walk import STAND_IN, _inline_steps, _symbolic, _varies
-from .parse import ParseError, Program, evaluate, parse_program
+from .parse import ParseError, Program, evaluate, generic_program, parse_program
 
 MAX_ELEMENTS = 5_000_000  # per input
 
@@ -396,8 +395,8 @@ def derive(
     more than ``max_numbers`` numbers (counted from the shapes, at the largest sizes it runs at) is refused
     before anything runs (:mod:`.budget`).
     """
-    prog = parse_program(_generic(program))
-    prog.generic = _generic(program) != program  # type: ignore[attr-defined]  (sin stands for f)
+    prog = parse_program(generic_program(program))
+    prog.generic = generic_program(program) != program  # type: ignore[attr-defined]  (sin stands for f)
     if prog.output is None:
         raise ParseError("the program must end with an assignment, as in  E = sum(h)", kind="syntax")
     raw = _raw_shapes(shapes)
@@ -462,22 +461,6 @@ def derive(
 
 
 _SMALLER = "the equations do not depend on the sizes: use smaller shapes, or a symbolic size such as B"
-
-
-GENERIC = re.compile(r"(?<![\w.])f\s*\(")
-
-
-def _generic(program: str) -> str:
-    """``f(z)`` (an unspecified elementwise function) becomes the stand-in ``sin(z)`` for running and checking."""
-    if not GENERIC.search(program):
-        return program
-    if re.search(r"(?<![\w.])sin\s*\(", program):
-        raise ParseError(
-            "f(...) is a generic elementwise function, checked with sin standing in for it; "
-            "a program that uses f may not also use sin",
-            kind="not allowed",
-        )
-    return GENERIC.sub("sin(", program)
 
 
 def _check(

@@ -18,7 +18,7 @@ from ..format import fmt_value as format_value
 from ..grad_mode import no_grad
 from .derive_check import _run_forward
 from .derive_run import load
-from .parse import evaluate, parse_expression, parse_program
+from .parse import evaluate, generic_program, parse_expression, parse_program
 
 MAX_SHOWN = 64  # a local Jacobian with more entries is described, not printed
 
@@ -36,9 +36,8 @@ def _matrix(J: np.ndarray) -> list[str]:
 
 def at_text(d: Any, values: Mapping[str, Any]) -> str:
     """Gradients at ``values`` and the entries of each small local Jacobian there."""
-    from .derive import _generic
 
-    prog = parse_program(_generic(d.program))
+    prog = parse_program(generic_program(d.program))
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
     with np.errstate(all="ignore"):  # NaN and inf are printed where they arise, not warned about
         grads = load(d.numpy())(**arrays)

@@ -39,9 +39,9 @@ def weights(forward: list, inputs: list[str], input_shapes: dict, dims: dict) ->
 
 
 def own_layout(d: Any) -> str:
-    from .parse import parse_program
+    from .parse import generic_program, parse_program
 
-    prog = parse_program(d.program)
+    prog = parse_program(generic_program(d.program))
     keep = weights(d.forward, prog.inputs, d.input_shapes, d.dims)
     for ln in d.forward:
         for node in S.nodes(ln.formula):
@@ -138,9 +138,9 @@ def other_layout(lines: list, keep: set[str], gradient: bool = False) -> list[tu
 
 def layout_text(d: Any, which: str) -> Optional[str]:
     """The other layout's equations as text, with a line on how they were obtained."""
-    from .parse import parse_program
+    from .parse import generic_program, parse_program
 
-    prog = parse_program(d.program)
+    prog = parse_program(generic_program(d.program))
     keep = weights(d.forward, prog.inputs, d.input_shapes, d.dims)
     fwd = other_layout(d.forward, keep)
     bwd = other_layout(d.backward, keep, gradient=True)

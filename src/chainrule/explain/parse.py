@@ -691,3 +691,20 @@ def evaluate(node: Node, env: Mapping[str, Any], max_values: Optional[int] = Non
         # ev calls itself, so its closure refers to itself: a cycle that would keep env (and every array in
         # it) alive until the next garbage collection; a check that evaluates thousands of times ran to GBs
         ev = None  # type: ignore[assignment]  # noqa: F841
+
+
+# --- a generic activation: f(z) -------------------------------------------------------------------
+GENERIC = re.compile(r"(?<![\w.])f\s*\(")
+
+
+def generic_program(program: str) -> str:
+    """``f(z)`` (an unspecified elementwise function) becomes the stand-in ``sin(z)`` for running and checking."""
+    if not GENERIC.search(program):
+        return program
+    if re.search(r"(?<![\w.])sin\s*\(", program):
+        raise ParseError(
+            "f(...) is a generic elementwise function, checked with sin standing in for it; "
+            "a program that uses f may not also use sin",
+            kind="not allowed",
+        )
+    return GENERIC.sub("sin(", program)
