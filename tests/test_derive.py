@@ -405,3 +405,15 @@ def test_layouts_of_a_program_with_the_generic_f(layout, capsys):
     assert code == 0 and "Traceback" not in err and "ParseError" not in err
     tail = out.split(" layout (", 1)[1]  # the layout view(s), after the equations
     assert "f′(z)" in tail and "sin" not in tail
+
+
+def test_a_value_used_twice_in_one_operation_is_explained_per_operand(capsys):
+    """sum(q * q) (CS231n's ‖Wx‖²): each operand's partial is diag(q), and q is two operands of one
+    operation, not two operations (issue 23: it printed ∂(q²)/∂q = diag(q), which is diag(2q), and 'fan-out')."""
+    assert main(["derive", "q = W @ x; E = sum(q * q)", "--shape", "W=3x2", "x=2", "--steps"]) == 0
+    out = capsys.readouterr().out
+    steps = out.split("dq  (3):", 1)[1].split("dW  (", 1)[0]
+    assert "∂(q²)/∂(q as operand 1) = diag(q)" in steps and "∂(q²)/∂(q as operand 2) = diag(q)" in steps
+    assert "∂(q²)/∂q " not in steps and "feeds" not in steps
+    assert "q is 2 operands of (q²): the chain rule adds one term per use" in steps
+    assert "⇒ dq = 2 q" in steps

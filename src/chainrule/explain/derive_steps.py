@@ -77,7 +77,7 @@ def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
     out: list[Step] = []
     terms = []
     for t, role, g, term in edges:
-        path = _name(walk, t)
+        path = _via(walk, x, t, role)
         out += _edge_steps(walk, x, xn, t, role, g, term, len(edges) > 1)
         terms.append((path, term))
     if len(terms) == 1:  # the edge's own conclusion is the equation
@@ -85,14 +85,38 @@ def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
         return out
     if len(terms) > 1:
         parts = " + ".join(f"[via {p}]" for p, _ in terms)
-        out.append(
-            Step(
-                f"{dx} = {parts}",
-                f"{xn} feeds {len(terms)} operations (fan-out): the chain rule adds one term per path",
-            )
-        )
+        out.append(Step(f"{dx} = {parts}", _fan_out(walk, xn, edges)))
     out.append(Step(f"⇒ {dx} = {FINAL}", "the terms added and simplified"))
     return out
+
+
+def _uses(x: Any, t: Any) -> int:
+    """How many operands of node ``t`` are ``x`` (``q * q``: 2)."""
+    from ..graph import node_of
+
+    return sum(1 for y in node_of(t).inputs if y is x)
+
+
+def _via(walk: Any, x: Any, t: Any, role: int) -> str:
+    """The path's label: the consumer, and which operand where ``x`` is more than one of them."""
+    yn = _name(walk, t)
+    return f"{yn}, operand {role + 1}" if _uses(x, t) > 1 else yn
+
+
+def _fan_out(walk: Any, xn: str, edges: list[tuple]) -> str:
+    """Why the terms add: several operations read the value, or one reads it more than once."""
+    consumers = []
+    for t, *_ in edges:
+        if all(t is not c for c in consumers):
+            consumers.append(t)
+    if len(consumers) == 1:
+        return f"{xn} is {len(edges)} operands of {_name(walk, consumers[0])}: the chain rule adds one term per use"
+    if len(consumers) < len(edges):
+        return (
+            f"{xn} feeds {len(consumers)} operations, {len(edges)} uses in all (fan-out): "
+            "the chain rule adds one term per use"
+        )
+    return f"{xn} feeds {len(edges)} operations (fan-out): the chain rule adds one term per path"
 
 
 def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any, many: bool) -> list[Any]:
@@ -108,13 +132,16 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
     shapes = tuple(y.shape if y is not None else () for y in view.inputs)
 
     st = structure(prim, role, x.shape, t.shape, view.params, shapes, tuple(operand_text(walk, y) for y in view.inputs))
-    label = f"  [path {yn}]" if many else ""
+    via = _via(walk, x, t, role)
+    label = f"  [path {via}]" if many else ""
     result = S.render(S.simplify(term))
     if many:
-        result = f"[via {yn}] = {result}"
+        result = f"[via {via}] = {result}"
+    # ∂y/∂x of one operand: where x is several operands of y, the partial holds the others fixed
+    wrt = f"({xn} as operand {role + 1})" if _uses(x, t) > 1 else xn
     steps = [
         Step(
-            f"{dx} = (∂{yn}/∂{xn})ᵀ {dy}{label}",
+            f"{dx} = (∂{yn}/∂{wrt})ᵀ {dy}{label}",
             "chain rule as a vector-Jacobian product: an input's gradient is Jᵀ times the output's gradient",
         )
     ]
@@ -123,18 +150,18 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
     if st.kind in ("diagonal", "stack of diagonals"):
         local = S.render(S.simplify(walk.rule(t, role, S.const(1.0, t.shape), walk.fwd(t))))
         steps.append(
-            Step(f"∂{yn}/∂{xn} = diag({local})", f"elementwise: entry k of {yn} depends only on entry k of {xn}")
+            Step(f"∂{yn}/∂{wrt} = diag({local})", f"elementwise: entry k of {yn} depends only on entry k of {xn}")
         )
         extra = ", then summed over the broadcast axes" if st.kind == "stack of diagonals" else ""
         steps.append(Step(f"⇒ {result}", f"a diagonal Jacobian's product is elementwise{extra} ({size}, never built)"))
     elif st.kind in ("identity", "negated identity"):
         sign = "−" if st.kind == "negated identity" else ""
-        steps.append(Step(f"∂{yn}/∂{xn} = {sign}I", "the operation passes its operand through"))
+        steps.append(Step(f"∂{yn}/∂{wrt} = {sign}I", "the operation passes its operand through"))
         steps.append(Step(f"⇒ {result}", "the identity's product is the gradient itself"))
     elif st.kind == "stack of identities":
         steps.append(
             Step(
-                f"∂{yn}/∂{xn} = a stack of identities ({math.prod(t.shape) // max(1, n_in)} copies)",
+                f"∂{yn}/∂{wrt} = a stack of identities ({math.prod(t.shape) // max(1, n_in)} copies)",
                 f"broadcasting copies {xn} ({_sh(x.shape)}) to {_sh(t.shape)}",
             )
         )
@@ -143,7 +170,7 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
         steps += _matmul_steps(walk, view, x, xn, t, role, dy, st, result)
     elif st.kind in ("row of ones", "rows of ones per slice"):
         verb = "adds up" if prim == "sum" else "averages"
-        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", f"{prim} {verb} each slice"))
+        steps.append(Step(f"∂{yn}/∂{wrt} = {st.description}", f"{prim} {verb} each slice"))
         steps.append(Step(f"⇒ {result}", "Jᵀ times the gradient copies it back over the reduced entries"))
     elif prim in ("softmax", "log_softmax"):
         p = yn if prim == "softmax" else f"exp({yn})"
@@ -153,11 +180,11 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
         else:
             index = f"{dx}_j = Σ_k {dy}_k ∂{yn}_k/∂{xn}_j = Σ_k {dy}_k ([k = j] − p_j),  p = {p}"
             final = f"= {dy}_j − p_j Σ_k {dy}_k"
-        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", "each slice is normalized on its own"))
+        steps.append(Step(f"∂{yn}/∂{wrt} = {st.description}", "each slice is normalized on its own"))
         steps.append(Step(index + " " + final, "within one slice (k, j run over it)"))
         steps.append(Step(f"⇒ {result}", "one sum per slice instead of the dense block (keepdims keeps it aligned)"))
     else:
-        steps.append(Step(f"∂{yn}/∂{xn} = {st.description}", ""))
+        steps.append(Step(f"∂{yn}/∂{wrt} = {st.description}", ""))
         steps.append(Step(f"⇒ {result}", f"the VJP is {st.vjp}"))
     return steps
 
