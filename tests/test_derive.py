@@ -1,6 +1,7 @@
 """cr.derive: matrix-form backward equations from the primitives' own VJP rules, checked independently."""
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -417,3 +418,13 @@ def test_a_value_used_twice_in_one_operation_is_explained_per_operand(capsys):
     assert "∂(q²)/∂q " not in steps and "feeds" not in steps
     assert "q is 2 operands of (q²): the chain rule adds one term per use" in steps
     assert "⇒ dq = 2 q" in steps
+
+
+def test_steps_with_a_symbolic_batch_never_print_the_stand_in_size(capsys):
+    """With B symbolic, the steps said 'a stack of identities (7 copies)' and 'over the 7 columns' (issue 23)."""
+    assert main(["derive", LAYER, "--shape", "W=4x3", "a=3xB", "b=4x1", "--steps"]) == 0
+    out = capsys.readouterr().out
+    steps = out.split("steps (", 1)[1].split("local Jacobians", 1)[0]
+    stand_in = re.search(r"sizes at B = (\d+)", out).group(1)
+    assert "(B copies)" in steps and "over the B columns" in steps
+    assert not re.search(rf"\b{stand_in}\b", steps)

@@ -58,6 +58,13 @@ def _sh(shape: tuple[int, ...]) -> str:
     return S.shape_text(shape)
 
 
+def _copies(shape: tuple[int, ...], target: tuple[int, ...]) -> str:
+    """How many copies broadcasting makes of an array of ``shape`` to ``target``, symbolic where a size is (``B``)."""
+    lead = len(target) - len(shape)
+    axes = [d for i, d in enumerate(target) if i < lead or (shape[i - lead] == 1 and d != 1)]
+    return _count(tuple(axes), math.prod(axes))
+
+
 def _count(shape: tuple[int, ...], n: int) -> str:
     """``409,600``, or ``4B`` where a size is symbolic."""
     texts = [S.dim_text(d) for d in shape]
@@ -161,7 +168,7 @@ def _edge_steps(walk: Any, x: Any, xn: str, t: Any, role: int, g: Any, term: Any
     elif st.kind == "stack of identities":
         steps.append(
             Step(
-                f"∂{yn}/∂{wrt} = a stack of identities ({math.prod(t.shape) // max(1, n_in)} copies)",
+                f"∂{yn}/∂{wrt} = a stack of identities ({_copies(x.shape, t.shape)} copies)",
                 f"broadcasting copies {xn} ({_sh(x.shape)}) to {_sh(t.shape)}",
             )
         )
@@ -207,7 +214,9 @@ def _matmul_steps(walk: Any, view: Any, x: Any, xn: str, t: Any, role: int, dy: 
                     f"{dx}_ij = Σ_k Σ_b {dy}_kb ∂{yn}_kb/∂{xn}_ij = Σ_k Σ_b {dy}_kb [k = i] {rn}_jb"
                     f" = Σ_b {dy}_ib {rn}_jb"
                 )
-                why = f"{_sh(t.shape)} times {_sh(rs[::-1])}: a sum of outer products over the {cols} columns"
+                why = (
+                    f"{_sh(t.shape)} times {_sh(rs[::-1])}: a sum of outer products over the {S.dim_text(cols)} columns"
+                )
             else:
                 index = f"{dx}_ij = Σ_k {dy}_k ∂{yn}_k/∂{xn}_ij = Σ_k {dy}_k [k = i] {rn}_j = {dy}_i {rn}_j"
                 why = f"{_sh(t.shape)} times {_sh(rs[::-1])}: an outer product"
