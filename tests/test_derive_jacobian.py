@@ -199,3 +199,29 @@ def test_more_structures(program, shapes):
     d = cr.derive(program, shapes)
     assert d.jacobians and check_derivation(d) == []
     assert math.isfinite(d.max_relative_error) and d.ok
+
+
+def _jacobian(f, x: np.ndarray, order: str) -> np.ndarray:
+    """∂f(x)/∂x of a linear map, with inputs and outputs numbered in ``order`` ("C": by rows, "F": by columns)."""
+    cols = []
+    for k in range(x.size):
+        e = np.zeros(x.size)
+        e[k] = 1.0
+        cols.append(f(e.reshape(x.shape, order=order)).ravel(order=order))
+    return np.array(cols).T
+
+
+def test_the_kronecker_notes_hold_in_both_numberings(capsys):
+    """The matmul notes name the row-by-row form (NumPy's) and the by-columns one (vec()): both built explicitly."""
+    from chainrule.cli import main
+
+    assert main(["derive", "z = W @ a; E = sum(z)", "--shape", "W=3x2", "a=2x4"]) == 0
+    out = capsys.readouterr().out
+    assert "I_3 ⊗ aᵀ" in out and "it is aᵀ ⊗ I_3" in out
+    assert "W ⊗ I_4" in out and "it is I_4 ⊗ W" in out
+    rng = np.random.default_rng(5)
+    W, a = rng.standard_normal((3, 2)), rng.standard_normal((2, 4))
+    np.testing.assert_allclose(_jacobian(lambda w: w @ a, W, "C"), np.kron(np.eye(3), a.T))
+    np.testing.assert_allclose(_jacobian(lambda w: w @ a, W, "F"), np.kron(a.T, np.eye(3)))
+    np.testing.assert_allclose(_jacobian(lambda v: W @ v, a, "C"), np.kron(W, np.eye(4)))
+    np.testing.assert_allclose(_jacobian(lambda v: W @ v, a, "F"), np.kron(np.eye(4), W))

@@ -219,7 +219,8 @@ def _matmul(role: int, operands: tuple, out_shape: tuple[int, ...], names: tuple
             "Kronecker product with an identity",
             nnz,
             f"I_{S.dim_text(rows_x)} ⊗ {_T(yn)} (a Kronecker product with an identity: "
-            f"row i of the output sees only row i of {xn})" + batch,
+            f"row i of the output sees only row i of {xn}; entries numbered row by row, NumPy's order; "
+            f"numbered by columns, as vec() does, it is {_T(yn)} ⊗ I_{S.dim_text(rows_x)})" + batch,
             f"a matrix product g · {_T(yn)}",
         )
     cols_y = y[-1] if len(y) > 1 else 1
@@ -231,6 +232,7 @@ def _matmul(role: int, operands: tuple, out_shape: tuple[int, ...], names: tuple
         "Kronecker product with an identity",
         nnz,
         f"{xn} ⊗ I_{S.dim_text(cols_y)} (a Kronecker product with an identity: "
-        f"column k of the output sees only column k of {yn})" + batch,
+        f"column k of the output sees only column k of {yn}; entries numbered row by row, NumPy's order; "
+        f"numbered by columns, as vec() does, it is I_{S.dim_text(cols_y)} ⊗ {xn})" + batch,
         f"a matrix product {_T(xn)} · g",
     )
