@@ -428,3 +428,13 @@ def test_steps_with_a_symbolic_batch_never_print_the_stand_in_size(capsys):
     stand_in = re.search(r"sizes at B = (\d+)", out).group(1)
     assert "(B copies)" in steps and "over the B columns" in steps
     assert not re.search(rf"\b{stand_in}\b", steps)
+
+
+def test_a_size_fraction_over_a_sum_reads_unambiguously(capsys):
+    """'1/B / (1 + exp(−z))' read as 1/(B/(…)) to a learner (issue 23): the fraction is bracketed."""
+    program = "z = W @ a + b; E = mean(log(1 + exp(-z)))"
+    assert main(["derive", program, "--shape", "W=1x3", "a=3xB", "b=1x1"]) == 0
+    out = capsys.readouterr().out
+    dz = next(line for line in out.splitlines() if line.strip().startswith("dz ="))
+    assert "(1/B) / (1 + exp(−z))" in dz and "1/B / " not in dz
+    assert "checked against central differences" in out

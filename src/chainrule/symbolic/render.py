@@ -138,8 +138,10 @@ def _render(x: Any, latex: bool) -> tuple[str, int]:
     if op == "div":
         if latex:
             return r"\frac{" + _render(a[0], True)[0] + "}{" + _render(a[1], True)[0] + "}", _ATOM
-        # a / b / c reads left to right, as in NumPy; a product on the left is parenthesized: (a ⊙ b) / c
-        left_need = _POW if isinstance(a[0], Sym) and a[0].op in ("mul", "matmul", "outer") else _MUL
+        # a / b / c reads left to right, as in NumPy; a product on the left is parenthesized: (a ⊙ b) / c, and so
+        # is a size's fraction, whose own slash would run into the division's: (1/B) / c, never 1/B / c
+        fraction = isinstance(a[0], Sym) and a[0].op == "sconst" and bool(_sconst_parts(a[0])[1])
+        left_need = _POW if fraction or (isinstance(a[0], Sym) and a[0].op in ("mul", "matmul", "outer")) else _MUL
         left = _paren(_child(a[0], x.shape, a[1:], False), left_need, False)
         right = _paren(_child(a[1], x.shape, a[:1], False), _MUL + 1, False)
         return f"{left} / {right}", _MUL
