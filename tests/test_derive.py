@@ -438,3 +438,15 @@ def test_a_size_fraction_over_a_sum_reads_unambiguously(capsys):
     dz = next(line for line in out.splitlines() if line.strip().startswith("dz ="))
     assert "(1/B) / (1 + exp(−z))" in dz and "1/B / " not in dz
     assert "checked against central differences" in out
+
+
+def test_row_layout_steps_show_the_matrix_product_behind_dW(capsys):
+    """z = a @ W.T + b: dW's steps went from ∂(Wᵀ)/∂W straight to dW = dzᵀ · a (issue 23); the product
+    that gives d(Wᵀ) = aᵀ · dz is now derived first, in index form."""
+    program = "z = a @ W.T + b; h = sigmoid(z); E = sum(h)"
+    assert main(["derive", program, "--shape", "a=Bx3", "W=4x3", "b=4", "--steps"]) == 0
+    out = capsys.readouterr().out
+    steps = out.split("  dW  (4×3):", 1)[1].split("  db  (", 1)[0]
+    order = ["d(Wᵀ) = (∂(a · Wᵀ)/∂(Wᵀ))ᵀ dz", "d(Wᵀ)_jb = Σ_i dz_ib", "⇒ d(Wᵀ) = aᵀ · dz", "⇒ dW = dzᵀ · a"]
+    at = [steps.find(text) for text in order]
+    assert all(i >= 0 for i in at) and at == sorted(at), at

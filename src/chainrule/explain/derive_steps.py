@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from .. import symbolic as S
 from .derive_jacobian import structure
@@ -74,16 +74,23 @@ def _count(shape: tuple[int, ...], n: int) -> str:
     return (str(digits) if digits != 1 else "") + "".join(t for t in texts if not t.isdigit())
 
 
-def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
-    """Steps for the gradient of ``x``; ``edges`` are ``(consumer, role, upstream gradient, term)``."""
+def steps_for(
+    walk: Any, x: Any, line: Any, edges: list[tuple], edges_of: Optional[dict] = None, name: Optional[str] = None
+) -> list[Any]:
+    """Steps for the gradient of ``x``; ``edges`` are ``(consumer, role, upstream gradient, term)``.
 
-    xn = walk.names.get(id(x), "x")
+    ``edges_of`` (every value's edges): where a consumer is a value the program did not name (``Wᵀ`` in
+    ``a @ W.T``), the steps that give its gradient come first, so no product is skipped."""
+
+    xn = name or walk.names.get(id(x), "x")
     dx = "d" + xn
     if not edges:
         return [Step(f"{dx} = {FINAL}", "the seed: the output's gradient with respect to itself")]
     out: list[Step] = []
     terms = []
     for t, role, g, term in edges:
+        if edges_of is not None and id(t) not in walk.names and edges_of.get(id(t)) and not _is_name(g):
+            out += _unnamed_steps(walk, t, edges_of)  # (an upstream that is a named gradient needs no steps)
         path = _via(walk, x, t, role)
         out += _edge_steps(walk, x, xn, t, role, g, term, len(edges) > 1)
         terms.append((path, term))
@@ -95,6 +102,29 @@ def steps_for(walk: Any, x: Any, line: Any, edges: list[tuple]) -> list[Any]:
         out.append(Step(f"{dx} = {parts}", _fan_out(walk, xn, edges)))
     out.append(Step(f"⇒ {dx} = {FINAL}", "the terms added and simplified"))
     return out
+
+
+def _is_name(g: Any) -> bool:
+    """Whether an upstream gradient is a named one (``dz``), not a formula."""
+    g = S.simplify(g)
+    return isinstance(g, S.Sym) and g.op == "var"
+
+
+def _unnamed_steps(walk: Any, t: Any, edges_of: dict) -> list[Any]:
+    """How the gradient of an unnamed intermediate ``t`` comes about, ending in its formula.
+
+    None where sizes are symbolic and the formula holds a number: it was computed at a stand-in size, and
+    only named equations are rewritten in the symbols (a number such as 1/7 may be 1/B)."""
+    yn = _name(walk, t)
+    total = None
+    for *_, term in edges_of[id(t)]:
+        total = term if total is None else total + term
+    formula = S.render(S.simplify(total))
+    if S.symbolic_dims() and any(c.isdigit() for c in formula):
+        return []
+    steps = steps_for(walk, t, None, edges_of[id(t)], edges_of, yn)
+    last = steps[-1]
+    return steps[:-1] + [Step(last.text.replace(FINAL, formula), last.reason)]
 
 
 def _uses(x: Any, t: Any) -> int:

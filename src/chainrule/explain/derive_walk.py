@@ -106,7 +106,7 @@ class _Backward(Backprop):
     def emit(self, t: Any, g: Any) -> None:
         name = self.names[id(t)]
         line = _line("d" + name, g, t.shape)
-        line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []))
+        line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []), self.edges)
         self.backward.append(line)
         if name in self.prog.inputs or name in self.env:
             self.targets.append(name)
@@ -275,7 +275,7 @@ def _line(name: str, formula: Any, shape: tuple[int, ...]) -> Line:
     return Line(name, loose if S.shape_of(loose) == tuple(shape) else simple, shape)
 
 
-def _steps(walk: _Walk, t: Any, line: Line, edges: list[tuple]) -> list[Step]:
+def _steps(walk: _Walk, t: Any, line: Line, edges: list[tuple], edges_of: dict) -> list[Step]:
     from .derive_steps import steps_for
 
-    return steps_for(walk, t, line, edges)
+    return steps_for(walk, t, line, edges, edges_of)

@@ -87,6 +87,7 @@ from .sizes import (  # noqa: F401
     sconst,
     shape_text,
     substitute,
+    symbolic_dims,
     symbolize,
     tree_size,
 )

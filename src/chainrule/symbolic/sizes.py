@@ -20,6 +20,11 @@ _NO_DIMS: Mapping[int, str] = {}
 _DIMS: contextvars.ContextVar[Mapping[int, str]] = contextvars.ContextVar("derive_dims", default=_NO_DIMS)
 
 
+def symbolic_dims() -> bool:
+    """Whether sizes print as symbols now (inside :func:`dims_context` with a symbolic size)."""
+    return bool(_DIMS.get())
+
+
 @contextlib.contextmanager
 def dims_context(dims: Mapping[int, str]) -> Iterator[None]:
     """While active, sizes equal to a placeholder (7) print as their symbol (B)."""
