@@ -178,10 +178,7 @@ def _run_backward(
             _deliver(reached, False)
         return None
     wanted = None if inputs is None else {id(t) for t in inputs}
-    if watcher is not None:
-        visitor = watcher
-    else:
-        visitor = Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots), wanted))
+    visitor = watcher or Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots), wanted))
     outer_step = _STEP.at  # (anomaly mode: a hook may run a backward inside another one's rule)
     try:
         if create_graph:

@@ -19,10 +19,10 @@ import numpy as np
 from ..autodiff import _deliver, _seed, toposort
 from ..format import Table, fmt_const, fmt_value
 from ..graph import is_freed, node_of, value_of
-from ..numeric import NUMPY, SCALAR
+from ..numeric import NUMPY
 from ..primitive import Primitive
 from ..tensor import Tensor
-from ..walk import Backprop, GraphFreedError, _fit, call_rule, walk
+from ..walk import Backprop, GraphFreedError, _fit, _namespace, call_rule, walk
 
 # Operations whose local derivative is a diagonal (one number per element), so its value can be shown.
 ELEMENTWISE = frozenset(
@@ -355,10 +355,6 @@ def _copy(v: Any) -> Any:
     return v.copy() if isinstance(v, np.ndarray) else v
 
 
-def _namespace(out: Any, prim: Primitive) -> Any:
-    return SCALAR if (type(out) is float and prim.scalar_fwd is not None) else NUMPY
-
-
 def _call_rule(prim: Primitive, xp: Any, g: Any, out: Any, i: int, args: tuple) -> Any:
     with np.errstate(all="ignore"):
         return call_rule(prim, xp, g, out, i, args)
@@ -441,7 +437,7 @@ class _StepRecorder(Backprop):
         self.operands = [labels[id(x)] if c else fmt_const(args[j]) for j, (x, c) in enumerate(zip(inputs, in_graph))]
         self.constants = [None if c else args[j] for j, c in enumerate(in_graph)]
         self.view, self.out = view, value_of(t)
-        self.xp = _namespace(self.out, prim)
+        self.xp = _namespace(prim, self.out)  # (the walk's own choice of namespace)
         self.edges: list[Edge] = []
         key = id(t)
         expr = expression(prim, self.operands, args[len(inputs) :])
