@@ -418,6 +418,13 @@ def test_a_value_used_twice_in_one_operation_is_explained_per_operand(capsys):
     assert "∂(q²)/∂q " not in steps and "feeds" not in steps
     assert "q is 2 operands of (q²): the chain rule adds one term per use" in steps
     assert "⇒ dq = 2 q" in steps
+    # each printed partial, built by torch: ∂(u ⊙ v)/∂u at u = v = q is diag(q), and the total is diag(2q)
+    q = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+    ju, jv = torch.autograd.functional.jacobian(lambda u, v: u * v, (q, q))
+    np.testing.assert_allclose(ju.numpy(), np.diag(q.numpy()))
+    np.testing.assert_allclose(jv.numpy(), np.diag(q.numpy()))
+    total = torch.autograd.functional.jacobian(lambda u: u * u, q)
+    np.testing.assert_allclose(total.numpy(), np.diag(2 * q.numpy()))
 
 
 def test_steps_with_a_symbolic_batch_never_print_the_stand_in_size(capsys):
@@ -450,3 +457,9 @@ def test_row_layout_steps_show_the_matrix_product_behind_dW(capsys):
     order = ["d(Wᵀ) = (∂(a · Wᵀ)/∂(Wᵀ))ᵀ dz", "d(Wᵀ)_jb = Σ_i dz_ib", "⇒ d(Wᵀ) = aᵀ · dz", "⇒ dW = dzᵀ · a"]
     at = [steps.find(text) for text in order]
     assert all(i >= 0 for i in at) and at == sorted(at), at
+    # the printed d(Wᵀ) = aᵀ · dz, against torch's own gradient with respect to Wᵀ as a leaf
+    rng = np.random.default_rng(2)
+    a, wt, dz = (torch.tensor(rng.standard_normal(s)) for s in ((5, 3), (3, 4), (5, 4)))
+    wt.requires_grad_(True)
+    ((a @ wt) * dz).sum().backward()
+    np.testing.assert_allclose(wt.grad.numpy(), (a.T @ dz).numpy(), rtol=1e-12)
