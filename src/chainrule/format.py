@@ -68,6 +68,9 @@ def fmt_const(v: Any) -> str:
     return fmt_value(v, 3)
 
 
+_LEFT_EDGES = {"┏": "┓", "┃": "┃", "┡": "┩", "│": "│", "└": "┘"}  # each table line's first and last character
+
+
 class Table:
     """Rows of text cells rendered as a rich table, plain text, Markdown or HTML."""
 
@@ -79,33 +82,68 @@ class Table:
         self.rows = [list(r) for r in rows]
         self.keep_whole = set(keep_whole)  # columns that wrap last (formulas)
 
-    def rich(self, width: int = 120) -> Any:
+    # rich needs 3 characters of border and padding per column, plus one
+    def _frame(self) -> int:
+        return 3 * len(self.headers) + 1
+
+    def fits(self, width: int) -> bool:
+        """Whether the columns side by side leave each at least 8 characters (else :meth:`text` goes vertical)."""
+        return width - self._frame() >= 8 * len(self.headers)
+
+    def rich(self, width: int = 120, keep: bool = True) -> Any:
         from rich.table import Table as RichTable
         from rich.text import Text
 
         # Cells are plain text, never markup: a formula such as "[z>w]" must show as written.
         table = RichTable(title=Text(self.title), show_lines=False, title_justify="left")
-        for k, h in enumerate(self.headers):
-            # a formula folds badly: on a wide console its column keeps up to 30 characters whole, the others wrap
+        # A formula folds badly: on a wide console its column keeps up to 30 characters whole and the others
+        # wrap, but only while every column still gets room; minimum widths that add up to more than the
+        # console would make rich crop the last columns, and a cropped table hides the answer.
+        keeps = {}
+        for k in self.keep_whole:
             longest = max((len(r[k]) for r in self.rows), default=0)
-            keep = min(longest, 30, width // 4) if k in self.keep_whole and width >= 100 else None
-            table.add_column(Text(h), overflow="fold", min_width=keep)
+            keeps[k] = min(longest, 30, width // 4)
+        others = len(self.headers) - len(keeps)
+        if not keep or width < 100 or sum(keeps.values()) + 8 * others + self._frame() > width:
+            keeps = {}
+        for k, h in enumerate(self.headers):
+            table.add_column(Text(h), overflow="fold", min_width=keeps.get(k))
         for r in self.rows:
             table.add_row(*(Text(c) for c in r))
         return table
 
+    def vertical(self) -> str:
+        """One block per row, one line per column (``header: cell``): for consoles too narrow for the columns."""
+        pad = max(len(h) for h in self.headers)
+        lines = [self.title]
+        for r in self.rows:
+            lines.append("")
+            lines += [f"  {h.rjust(pad)}: {c}".rstrip() for h, c in zip(self.headers, r) if c]
+        return "\n".join(lines)
+
     def text(self, width: Optional[int] = None) -> str:
-        """The table as plain text, ``width`` columns wide (default: the terminal's width, as rich measures it)."""
+        """The table as plain text, ``width`` columns wide (default: the terminal's width, as rich measures it).
+
+        Cells wrap inside their columns; where the console cannot give every column 8 characters the table
+        is written vertically instead.  No cell is ever cropped.
+        """
+        if width is None:
+            width = shutil.get_terminal_size((120, 24)).columns  # (not a terminal: 120)
+        if not self.fits(width):
+            return self.vertical()
         try:
             from rich.console import Console
         except ImportError:
             return self.plain()
-        buf = io.StringIO()
-        if width is None:
-            width = shutil.get_terminal_size((120, 24)).columns  # (not a terminal: 120)
-        console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
-        console.print(self.rich(width))
-        return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+        for keep in (True, False):
+            buf = io.StringIO()
+            console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
+            console.print(self.rich(width, keep))
+            lines = [line.rstrip() for line in buf.getvalue().splitlines()]
+            body = [line for line in lines if line[:1] in _LEFT_EDGES]
+            if all(line[-1:] == _LEFT_EDGES[line[0]] for line in body):
+                break  # every line ends at the table's right edge: nothing was cropped
+        return "\n".join(lines)
 
     def plain(self) -> str:
         widths = [len(h) for h in self.headers]

@@ -44,6 +44,7 @@ from .primitive import Primitive
 from .saved import keep_values
 from .tensor import Tensor, apply, as_value, node_parts
 from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables, refuse_other_libraries
+from .values import foreign_forward
 
 ndarray = np.ndarray
 
@@ -87,7 +88,10 @@ def _call(prim: Primitive, args: Sequence[Any], tensors: bool) -> Any:
     """Run a primitive's forward: recorded (on tensors) or raw (NumPy)."""
     if tensors:
         return apply(prim, *args)
-    raw = tuple(a._data if type(a) is Tensor else a for a in args)
+    raw = tuple(a._data if isinstance(a, Tensor) else a for a in args)  # Parameter too
+    nin = len(args) - 1 if prim.variadic else prim.nin
+    if any(is_foreign(v) for v in raw[:nin]):  # another array library's values: its own namespace runs them
+        return foreign_forward(prim, raw, nin)
     return prim.fwd(*raw)
 
 
