@@ -22,7 +22,7 @@ from ..autodiff import _seed, toposort
 from ..graph import is_freed, node_of
 from ..saved import Released, ValueReleasedError
 from ..tensor import Tensor, node_parts
-from ..walk import Backprop, GraphFreedError, _fit, _namespace, call_rule, walk
+from ..walk import Backprop, GraphFreedError, _namespace, walk
 from .compare_report import num, render_html, render_json, render_text
 from .trace import _local_value, expression, local_formula
 
@@ -411,9 +411,11 @@ def compare(
         mine_of[id(t)] = m
     statuses = {id(t): r.status for (_, t, _), r in zip(wanted, rows)}
     tensors = {id(r): t for (_, t, _), r in zip(wanted, rows)}
-    for r in rows:
-        if not r.ok:
-            _explain(r, tensors[id(r)], obs, nm, mine_of, statuses, rtol, atol)
+    if not all(r.ok for r in rows):
+        sub = _substituted(output, seed, mine_of, statuses)
+        for r in rows:
+            if not r.ok:
+                _explain(r, tensors[id(r)], obs, sub, nm, mine_of, statuses, rtol, atol)
     rows.sort(key=lambda r: r.position)
 
     supplied = {id(t) for _, t, _ in wanted}
@@ -511,47 +513,75 @@ def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=max(rtol, 1e-7), atol=atol, equal_nan=False))
 
 
-def _rerun(c: Tensor, i: int, upstream: np.ndarray) -> Optional[np.ndarray]:
-    """The step at ``c`` run on your upstream gradient: what your downstream would be if only the upstream were off."""
-    args, released = _node_args(c)
-    if released:
-        return None
-    prim, out = c._node, c._data
-    g = upstream.astype(np.result_type(out)) if isinstance(out, np.ndarray) else float(upstream)
-    try:
-        with np.errstate(all="ignore"):
-            gi = _fit(call_rule(prim, _namespace(prim, out), g, out, i, args), args[i])
-    except Exception:
-        return None
-    return np.asarray(gi, dtype=np.float64)
+class _Substitute(Backprop):
+    """The engine's backpropagation again, but at each tensor you supplied a gradient for, yours replaces the
+    true one.  What then arrives at a tensor is what your upstream gradients give through correct steps; and
+    ``sources`` says which of your wrong gradients it depends on."""
+
+    def __init__(self, mine: dict[int, np.ndarray], wrong: set[int]) -> None:
+        super().__init__()
+        self.mine, self.wrong = mine, wrong
+        self.arrived: dict[int, Any] = {}
+        self.sources: dict[int, frozenset] = {}
+        self.after: dict[int, frozenset] = {}
+
+    def start(self, t: Tensor, g: Any) -> Any:
+        key = id(t)
+        self.arrived[key] = _copy(g)
+        after = self.sources.get(key, frozenset())
+        m = self.mine.get(key)
+        if m is not None and m.shape == np.shape(g):
+            g = m.astype(np.result_type(g)) if isinstance(g, np.ndarray) else type(g)(m)
+            after = frozenset((key,)) if key in self.wrong else frozenset()
+        self.after[key] = after
+        return g
+
+    def edge(self, t: Tensor, i: int, inp: Tensor, gi: Any) -> None:
+        self.sources[id(inp)] = self.sources.get(id(inp), frozenset()) | self.after[id(t)]
+
+
+def _substituted(output: Tensor, seed: Any, mine_of: dict, statuses: dict) -> _Substitute:
+    wrong = {key for key, st in statuses.items() if st in (WRONG, SHAPE)}
+    sub = _Substitute(mine_of, wrong)
+    for leaf, g in walk([output], [seed], True, sub):
+        sub.arrived[id(leaf)] = g
+    return sub
 
 
 def _explain(
-    row: Row, t: Tensor, obs: _Observer, nm: _Names, mine_of: dict, statuses: dict, rtol: float, atol: float
+    row: Row,
+    t: Tensor,
+    obs: _Observer,
+    sub: _Substitute,
+    nm: _Names,
+    mine_of: dict,
+    statuses: dict,
+    rtol: float,
+    atol: float,
 ) -> None:
     uses = obs.edges.get(id(t), [])
     row.terms = [_term(c, i, gi, obs, nm, mine_of, statuses) for c, i, gi in uses]
     m, g, name = row.mine, row.true, row.name
     if row.status == SHAPE:
-        row.hints.append(f"a gradient has the shape of its tensor: {name} is {row.shape}, yours is {row.your_shape}")
-        try:
-            big = np.broadcast_shapes(row.shape, row.your_shape)
-        except ValueError:
-            big = None
-        if big == row.your_shape and m.ndim >= len(row.shape):
-            lead = m.ndim - len(row.shape)
-            axes = tuple(range(lead)) + tuple(
-                k + lead for k, n in enumerate(row.shape) if n == 1 and row.your_shape[k + lead] != 1
-            )
-            summed = m.sum(axis=axes).reshape(row.shape)
-            how = "exact" if np.array_equal(summed, g) else "close" if _close(summed, g, rtol, atol) else "still wrong"
-            row.hints.append(
-                f"{name} was broadcast in the forward pass: sum yours over axis {axes if len(axes) > 1 else axes[0]}"
-                f" to undo it (then it is {how})"
-            )
+        _shape_hints(row, rtol, atol)
         return
     if np.allclose(m, -g, rtol=max(rtol, 1e-7), atol=atol) and np.any(g != 0):
         row.hints.append("yours is the true gradient with the sign flipped")
+    sources = sorted(sub.sources.get(id(t), frozenset()), key=lambda k: -obs.position.get(k, 0.0))
+    if sources:
+        nearest = nm.name(nm.everything[sources[0]])
+        arrived = sub.arrived.get(id(t))
+        if arrived is not None and _close(m, arrived, rtol, atol):
+            row.follows = nearest
+            row.hints.append(
+                f"this follows from your d{nearest}, which is wrong: the steps from d{nearest} to d{name} are right "
+                f"(they give yours from your d{nearest}). Fix d{nearest} first"
+            )
+            return
+        row.hints.append(
+            f"your d{nearest}, further up, is wrong too; even from yours the steps down to d{name} give something "
+            "else, so there is a second mistake between them"
+        )
     if len(uses) > 1:
         names_ = ", ".join(f"{u.node} = {u.expression}" for u in row.terms)
         row.hints.append(f"{name} is used {len(uses)} times ({names_}): its gradient is the sum of one term per use")
@@ -560,8 +590,8 @@ def _explain(
                 row.hints.append(f"yours leaves out the term from {u.node} = {u.expression}")
             elif len(uses) > 2 and _close(m, u.downstream, rtol, atol):
                 row.hints.append(f"yours is only the term from {u.node} = {u.expression}")
-    if len(uses) == 1:
-        (c, i, _), u = uses[0], row.terms[0]
+    if len(uses) == 1 and not sources:
+        c, u = uses[0][0], row.terms[0]
         if u.your_upstream_status in (EXACT, CLOSE):
             rule = (
                 f"the local derivative ∂{u.node}/∂{name} is {u.formula}"
@@ -572,15 +602,45 @@ def _explain(
             used = _used_local(row, u, c, nm)
             if used is not None:
                 row.hints.append(f"yours used {used}")
-        elif u.your_upstream is not None:
-            again = _rerun(c, i, u.your_upstream) if u.your_upstream.shape == np.shape(u.upstream) else None
-            if again is not None and _close(m, again, rtol, atol):
-                row.hints.append(f"this step is right, applied to your d{u.node}, which is wrong: fix d{u.node} first")
-                row.follows = u.node
-            else:
-                row.hints.append(f"your d{u.node} is wrong too: fix it first, then check this step again")
-    if not any(h.startswith("your d") or h.startswith("this step") for h in row.hints):
-        _find_factor(row, t, obs, nm, mine_of, statuses)
+            return
+    if not sources and not any("leaves out" in h for h in row.hints) and any(k in mine_of for k in _above(t, obs)):
+        row.hints.append(
+            f"the gradients you supplied above d{name} are right, so the mistake is in the steps from them to d{name}"
+        )
+    _find_factor(row, t, obs, nm, mine_of, statuses)
+
+
+def _above(t: Tensor, obs: _Observer) -> set[int]:
+    """Ids of the tensors whose gradient flows into ``t``'s (its consumers, theirs, ...)."""
+    seen: set[int] = set()
+    stack = [c for c, _, _ in obs.edges.get(id(t), [])]
+    while stack:
+        c = stack.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        stack.extend(d for d, _, _ in obs.edges.get(id(c), []))
+    return seen
+
+
+def _shape_hints(row: Row, rtol: float, atol: float) -> None:
+    m, g, name = row.mine, row.true, row.name
+    row.hints.append(f"a gradient has the shape of its tensor: {name} is {row.shape}, yours is {row.your_shape}")
+    try:
+        big = np.broadcast_shapes(row.shape, row.your_shape)
+    except ValueError:
+        big = None
+    if big == row.your_shape and m.ndim >= len(row.shape):
+        lead = m.ndim - len(row.shape)
+        axes = tuple(range(lead)) + tuple(
+            k + lead for k, n in enumerate(row.shape) if n == 1 and row.your_shape[k + lead] != 1
+        )
+        summed = m.sum(axis=axes).reshape(row.shape)
+        how = "exact" if np.array_equal(summed, g) else "close" if _close(summed, g, rtol, atol) else "still wrong"
+        row.hints.append(
+            f"{name} was broadcast in the forward pass: sum yours over axis {axes if len(axes) > 1 else axes[0]}"
+            f" to undo it (then it is {how})"
+        )
 
 
 def _used_local(row: Row, u: Term, c: Tensor, nm: _Names) -> Optional[str]:

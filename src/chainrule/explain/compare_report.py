@@ -81,8 +81,10 @@ def _sources(term: Any) -> str:
         return "the seed: the output's gradient with respect to itself"
     if len(term.upstream_from) == 1:
         return f"from {term.upstream_from[0][0]}"
-    parts = " + ".join(f"{entries(g)} (from {who})" for who, g in term.upstream_from)
-    return f"the sum {parts}"
+    if np.ndim(term.upstream) == 0:
+        parts = " + ".join(f"{entries(g)} (from {who})" for who, g in term.upstream_from)
+        return f"the sum {parts}"
+    return "the sum of " + " and ".join(f"the term from {who}" for who, _ in term.upstream_from)
 
 
 def term_lines(term: Any, indent: str = "    ") -> list[str]:
@@ -102,7 +104,7 @@ def term_lines(term: Any, indent: str = "    ") -> list[str]:
         local = f" = {entries(term.local)}" if term.local is not None and not constant else ""
         lines.append(f"{indent}  local       ∂{term.node}/∂{term.operand} = {term.formula}{local}")
     lines.append(f"{indent}  downstream  d{term.operand} = {entries(term.downstream)}")
-    if term.released:
+    if term.released and term.elementwise:
         lines.append(f"{indent}  (values of this node were released: record inside cr.keep_values() to see them)")
     return lines
 
