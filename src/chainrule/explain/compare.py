@@ -23,7 +23,7 @@ from ..graph import is_freed, node_of
 from ..saved import Released, ValueReleasedError
 from ..tensor import Tensor, node_parts
 from ..walk import Backprop, GraphFreedError, _namespace, walk
-from .compare_report import num, render_html, render_json, render_text
+from .compare_report import d, num, render_html, render_json, render_text
 from .trace import _local_value, expression, local_formula
 
 EXACT, CLOSE, WRONG, SHAPE = "exact", "close", "wrong", "shape mismatch"
@@ -209,6 +209,10 @@ class _Names:
 
     def name(self, t: Tensor) -> str:
         return self.of[id(t)]
+
+    def shown(self, x: Optional[Tensor]) -> bool:
+        """Whether an operand reads as its name (a tensor that gets a gradient, or data you named) or its value."""
+        return x is not None and (x.requires_grad or id(x) in self.real)
 
     def lookup(self, key: str, where: str) -> Tensor:
         if key in self.by_name:
@@ -456,7 +460,7 @@ def _term(c: Tensor, i: int, gi: Any, obs: _Observer, nm: _Names, mine_of: dict,
     from ..format import fmt_const
 
     for j, x in enumerate(inputs):
-        if x is not None and x.requires_grad:
+        if nm.shown(x):
             operands.append(nm.name(x))
             constants.append(None)
         else:
@@ -471,13 +475,13 @@ def _term(c: Tensor, i: int, gi: Any, obs: _Observer, nm: _Names, mine_of: dict,
     except Exception:
         formula = "(see the rule)"
     elementwise = prim.name in ELEMENTWISE
-    upstream_name = "d" + nm.name(c)
+    upstream_name = d(nm.name(c))
     if formula.endswith("(g = upstream)"):
         import re
 
         formula = re.sub(r"(?<![\w.])g(?![\w.])", upstream_name, formula[: -len("(g = upstream)")].rstrip())
     local = None if released else _local_value(prim, _namespace(prim, out_value), out_value, i, args)
-    sources = [(_reads(d, nm), _copy(g)) for d, _, g in obs.edges.get(id(c), [])]
+    sources = [(_reads(e, nm), _copy(g)) for e, _, g in obs.edges.get(id(c), [])]
     return Term(
         nm.name(c),
         expression(prim, operands, args[len(inputs) :]),
@@ -494,18 +498,16 @@ def _term(c: Tensor, i: int, gi: Any, obs: _Observer, nm: _Names, mine_of: dict,
     )
 
 
-def _reads(d: Tensor, nm: _Names) -> str:
+def _reads(node: Tensor, nm: _Names) -> str:
     """``n3 = a - 1``: a consumer as it was computed (its name alone if its arguments cannot be read)."""
     from ..format import fmt_const
 
-    inputs, args = node_parts(d)
+    inputs, args = node_parts(node)
     try:
-        operands = [
-            nm.name(x) if x is not None and x.requires_grad else fmt_const(args[j]) for j, x in enumerate(inputs)
-        ]
-        return f"{nm.name(d)} = {expression(d._node, operands, args[len(inputs) :])}"
+        operands = [nm.name(x) if nm.shown(x) else fmt_const(args[j]) for j, x in enumerate(inputs)]
+        return f"{nm.name(node)} = {expression(node._node, operands, args[len(inputs) :])}"
     except Exception:
-        return nm.name(d)
+        return nm.name(node)
 
 
 def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
@@ -574,12 +576,12 @@ def _explain(
         if arrived is not None and _close(m, arrived, rtol, atol):
             row.follows = nearest
             row.hints.append(
-                f"this follows from your d{nearest}, which is wrong: the steps from d{nearest} to d{name} are right "
-                f"(they give yours from your d{nearest}). Fix d{nearest} first"
+                f"this follows from your {d(nearest)}, which is wrong: the steps from {d(nearest)} to {d(name)} "
+                f"are right (they give yours from your {d(nearest)}). Fix {d(nearest)} first"
             )
             return
         row.hints.append(
-            f"your d{nearest}, further up, is wrong too; even from yours the steps down to d{name} give something "
+            f"your {d(nearest)}, further up, is wrong too; even from yours the steps down to {d(name)} give something "
             "else, so there is a second mistake between them"
         )
     if len(uses) > 1:
@@ -598,14 +600,15 @@ def _explain(
                 if u.elementwise
                 else f"the rule is {u.formula}"
             )
-            row.hints.append(f"your d{u.node} is right, so the mistake is in this step: {rule}")
+            row.hints.append(f"your {d(u.node)} is right, so the mistake is in this step: {rule}")
             used = _used_local(row, u, c, nm)
             if used is not None:
                 row.hints.append(f"yours used {used}")
             return
     if not sources and not any("leaves out" in h for h in row.hints) and any(k in mine_of for k in _above(t, obs)):
         row.hints.append(
-            f"the gradients you supplied above d{name} are right, so the mistake is in the steps from them to d{name}"
+            f"the gradients you supplied above {d(name)} are right, so the mistake is in the steps from them "
+            f"to {d(name)}"
         )
     _find_factor(row, t, obs, nm, mine_of, statuses)
 
@@ -619,7 +622,7 @@ def _above(t: Tensor, obs: _Observer) -> set[int]:
         if id(c) in seen:
             continue
         seen.add(id(c))
-        stack.extend(d for d, _, _ in obs.edges.get(id(c), []))
+        stack.extend(e for e, _, _ in obs.edges.get(id(c), []))
     return seen
 
 
@@ -685,7 +688,7 @@ def _find_factor(row: Row, t: Tensor, obs: _Observer, nm: _Names, mine_of: dict,
             return
         c, i, gi = uses[0]
         if statuses.get(id(c)) == WRONG and not any("your d" in h for h in row.hints):
-            row.hints.append(f"your d{nm.name(c)} on that path is wrong too")
+            row.hints.append(f"your {d(nm.name(c))} on that path is wrong too")
         term = _term(c, i, gi, obs, nm, mine_of, statuses)
         if term.local is not None and not term.released:
             used = np.asarray(term.local, dtype=np.float64) * r

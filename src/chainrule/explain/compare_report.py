@@ -13,6 +13,11 @@ ENTRIES = 4  # entries of a large gradient shown
 _MARK = {"exact": "✓", "close": "≈", "wrong": "✗", "shape mismatch": "✗"}
 
 
+def d(name: str) -> str:
+    """The gradient's name: ``dz``, and ``d(0.weight)`` for a module path."""
+    return f"d({name})" if "." in name else f"d{name}"
+
+
 def num(v: Any) -> str:
     v = float(v)
     if math.isnan(v):
@@ -60,7 +65,7 @@ def table_rows(c: Any) -> list[list[str]]:
     rows = []
     for r in c.rows:
         shape = str(r.shape) if r.status != "shape mismatch" else f"{r.shape}, yours {r.your_shape}"
-        rows.append([f"{_MARK[r.status]} d{r.name}", shape, r.status, diff(r.max_abs), diff(r.max_rel)])
+        rows.append([f"{_MARK[r.status]} {d(r.name)}", shape, r.status, diff(r.max_abs), diff(r.max_rel)])
     return rows
 
 
@@ -89,12 +94,12 @@ def _sources(term: Any) -> str:
 
 def term_lines(term: Any, indent: str = "    ") -> list[str]:
     """``dT = dC × ∂C/∂T`` at one node: the upstream (and where it comes from), the local derivative, the result."""
-    up = f"d{term.node}"
+    up = f"{d(term.node)}"
     lines = [f"{indent}{term.node} = {term.expression}"]
     if term.elementwise:
-        lines.append(f"{indent}d{term.operand} = {up} · ∂{term.node}/∂{term.operand}   (upstream × local)")
+        lines.append(f"{indent}{d(term.operand)} = {up} · ∂{term.node}/∂{term.operand}   (upstream × local)")
     else:
-        lines.append(f"{indent}d{term.operand} = {term.formula}   (the rule, with upstream {up})")
+        lines.append(f"{indent}{d(term.operand)} = {term.formula}   (the rule, with upstream {up})")
     yours = ""
     if term.your_upstream_status is not None:
         yours = f"; yours: {term.your_upstream_status}"
@@ -103,7 +108,12 @@ def term_lines(term: Any, indent: str = "    ") -> list[str]:
         constant = term.formula.startswith("[") or _is_number(term.formula)
         local = f" = {entries(term.local)}" if term.local is not None and not constant else ""
         lines.append(f"{indent}  local       ∂{term.node}/∂{term.operand} = {term.formula}{local}")
-    lines.append(f"{indent}  downstream  d{term.operand} = {entries(term.downstream)}")
+    lines.append(f"{indent}  downstream  {d(term.operand)} = {entries(term.downstream)}")
+    if np.shape(term.downstream) != np.shape(term.upstream) and (term.elementwise or term.formula == up):
+        lines.append(
+            f"{indent}  ({term.operand} was broadcast to {np.shape(term.upstream)} in the forward pass, so its "
+            f"gradient is summed back to {np.shape(term.downstream)})"
+        )
     if term.released and term.elementwise:
         lines.append(f"{indent}  (values of this node were released: record inside cr.keep_values() to see them)")
     return lines
@@ -122,7 +132,7 @@ def _where_worst(r: Any) -> str:
 
 
 def row_lines(r: Any) -> list[str]:
-    head = f"✗ d{r.name}: {r.status}"
+    head = f"✗ {d(r.name)}: {r.status}"
     if r.max_abs is not None:
         head += f" (max |yours - true| = {num(r.max_abs)}, rel {num(r.max_rel)})"
     lines = [head, f"    yours  {entries(r.mine)}", f"    true   {entries(r.true)}"]
@@ -133,10 +143,10 @@ def row_lines(r: Any) -> list[str]:
         return lines + [f"  → {h}" for h in r.hints]
     if r.terms:
         if len(r.terms) == 1:
-            lines.append(f"  the step that gives d{r.name}:")
+            lines.append(f"  the step that gives {d(r.name)}:")
             lines += term_lines(r.terms[0])
         else:
-            lines.append(f"  d{r.name} is the sum over its {len(r.terms)} uses, one step each:")
+            lines.append(f"  {d(r.name)} is the sum over its {len(r.terms)} uses, one step each:")
             for k, t in enumerate(r.terms, 1):
                 lines.append(f"   ({k})")
                 lines += term_lines(t)
@@ -151,13 +161,13 @@ def row_lines(r: Any) -> list[str]:
 def render_text(c: Any) -> str:
     lines = [_summary(c)] + _plain_table(table_rows(c))
     if c.missing:
-        lines.append("not supplied: " + ", ".join(f"d{n}" for n in c.missing))
+        lines.append("not supplied: " + ", ".join(f"{d(n)}" for n in c.missing))
     if c.unnamed:
         lines.append(f"(and {c.unnamed} unnamed input{'s' if c.unnamed != 1 else ''} with a gradient)")
     first = next((r for r in c.rows if not r.ok and r.follows is None), None)
     if first is not None:
         lines.append(
-            f"start with d{first.name}: the first wrong gradient in backward order that is not explained by another"
+            f"start with {d(first.name)}: the first wrong gradient in backward order that is not explained by another"
         )
     for r in c.rows:
         if not r.ok:
@@ -182,7 +192,7 @@ def render_html(c: Any) -> str:
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
     ]
     if c.missing:
-        parts.append(f"<p>not supplied: {esc(', '.join('d' + n for n in c.missing))}</p>")
+        parts.append(f"<p>not supplied: {esc(', '.join(d(n) for n in c.missing))}</p>")
     for r in c.rows:
         if not r.ok:
             lines = row_lines(r)
