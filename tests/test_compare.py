@@ -249,3 +249,13 @@ def test_values_released_by_the_engine_still_compare():
     assert res.row("h").ok and res.row("W").status == "wrong"
     assert "the gradients you supplied above dW are right" in str(res)
     assert cr.compare({"h": dh, "W": X.T @ ((1 - hv**2) * dh)}, loss).ok
+
+
+def test_shape_mismatch_without_a_broadcast_claims_none():
+    x = cr.tensor(2.0, requires_grad=True)
+    y = x * 3
+    res = cr.compare({x: np.ones(2)}, y)
+    row = res.row("x")
+    assert row.status == "shape mismatch" and row.max_abs is None
+    assert row.hints == ["a gradient has the shape of its tensor: x is (), yours is (2,)"]
+    assert "the seed: the output's gradient with respect to itself" in str(res)

@@ -640,10 +640,14 @@ def _shape_hints(row: Row, rtol: float, atol: float) -> None:
         )
         summed = m.sum(axis=axes).reshape(row.shape)
         how = "exact" if np.array_equal(summed, g) else "close" if _close(summed, g, rtol, atol) else "still wrong"
-        row.hints.append(
-            f"{name} was broadcast in the forward pass: sum yours over axis {axes if len(axes) > 1 else axes[0]}"
-            f" to undo it (then it is {how})"
-        )
+        where = axes if len(axes) > 1 else axes[0]
+        if any(np.shape(u.upstream) == row.your_shape for u in row.terms):
+            row.hints.append(
+                f"{name} was broadcast to {row.your_shape} in the forward pass: sum yours over axis {where} to undo "
+                f"it (then it is {how})"
+            )
+        elif how != "still wrong":
+            row.hints.append(f"summed over axis {where}, yours would be {how}")
 
 
 def _used_local(row: Row, u: Term, c: Tensor, nm: _Names) -> Optional[str]:
