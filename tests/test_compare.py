@@ -259,3 +259,16 @@ def test_shape_mismatch_without_a_broadcast_claims_none():
     assert row.status == "shape mismatch" and row.max_abs is None
     assert row.hints == ["a gradient has the shape of its tensor: x is (), yours is (2,)"]
     assert "the seed: the output's gradient with respect to itself" in str(res)
+
+
+def test_torch_values_and_hooked_nodes():
+    w, b, x, z, a, loss = neuron()
+    a.retain_grad()  # a hooked node: the walk passes its gradient through the hook
+    grad_a, grad_z, grad_w, grad_b = by_hand(a, x)
+    f64 = torch.float64
+    res = cr.compare({"a": torch.tensor(grad_a, dtype=f64), "z": grad_z, "w": torch.tensor(grad_w)}, loss)
+    assert res.ok and [r.status for r in res.rows] == ["exact"] * 3
+    assert a.grad is None
+
+
+torch = pytest.importorskip("torch")
