@@ -134,7 +134,8 @@ def _where_worst(r: Any) -> str:
 def row_lines(r: Any) -> list[str]:
     head = f"✗ {d(r.name)}: {r.status}"
     if r.max_abs is not None:
-        head += f" (max |yours - true| = {num(r.max_abs)}, rel {num(r.max_rel)})"
+        rel = f", rel {num(r.max_rel)}" if r.max_rel is not None else ""
+        head += f" (max |yours - true| = {num(r.max_abs)}{rel})"
     lines = [head, f"    yours  {entries(r.mine)}", f"    true   {entries(r.true)}"]
     worst = _where_worst(r)
     if worst:
