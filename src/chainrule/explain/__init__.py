@@ -3,10 +3,11 @@
 ``rich`` (tables) and ``graphviz`` (drawings) are imported only when used.
 """
 
+from .compare import Comparison, compare
 from .derive import Derivation, derive
 from .draw import Drawing, draw
 from .page import save_html as _save_html  # noqa: F401  (attaches Trace.save_html, the page view of a trace)
 from .parse import ParseError
 from .trace import Trace, trace
 
-__all__ = ["Derivation", "Drawing", "ParseError", "Trace", "derive", "draw", "trace"]
+__all__ = ["Comparison", "Derivation", "Drawing", "ParseError", "Trace", "compare", "derive", "draw", "trace"]
