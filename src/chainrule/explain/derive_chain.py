@@ -32,8 +32,8 @@ import numpy as np
 from .. import symbolic as S
 from ..autodiff import toposort
 from ..creation import tensor
-from ..graph import node_of, value_of
 from ..grad_mode import no_grad
+from ..graph import node_of, value_of
 from ..saved import keep_values
 from ..tensor import Tensor
 from ..transforms import jacobian as engine_jacobian
@@ -245,9 +245,23 @@ class Chain:
             raise ParseError(f"derive --chain: values are needed for {', '.join(missing)}", kind="missing value")
         env = record(prog, arrays)
         fresh = build_chain(self.program, prog, env, self.constants, generic=self.generic)
-        self.links, self.where, self.factors = fresh.links, fresh.where, fresh.factors
-        _evaluate(self, prog, env, arrays)
+        _evaluate(fresh, prog, env, arrays)
+        self.status, self.max_error, self.reason = fresh.status, fresh.max_error, fresh.reason
+        if _same_sizes(self, fresh):  # the numbers go into this record's own factors, paths and links
+            entries = {f.key: f.entries for f in fresh.factors}
+            for f in self.factors:
+                f.entries = entries.get(f.key)
+            for old, new in zip(self.links, fresh.links):
+                old.product, old.engine, old.central, old.error = new.product, new.engine, new.central, new.error
+                for p, q in zip(old.paths, new.paths):
+                    p.product = q.product
+        else:  # (built at other sizes, a symbolic B): the record at the values' sizes replaces it
+            self.links, self.where, self.factors = fresh.links, fresh.where, fresh.factors
         return self
+
+    def __repr__(self) -> str:
+        status = f", check {self.status}, max relative error {self.max_error:.1e}" if self.evaluated else ""
+        return f"<Chain of {len(self.links)} Jacobians of {self.output}{status}>"
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -263,6 +277,15 @@ class Chain:
             if self.reason:
                 out["reason"] = self.reason
         return out
+
+
+def _same_sizes(a: Chain, b: Chain) -> bool:
+    def sizes(c: Chain) -> list:
+        return [(f.key, f.rows, f.cols, f.symbol) for f in c.factors] + [
+            (ln.wrt, ln.rows, ln.cols, [p.text() for p in ln.paths]) for ln in c.links
+        ]
+
+    return sizes(a) == sizes(b)
 
 
 def _json_float(x: float) -> Optional[float]:
@@ -296,9 +319,7 @@ def build_chain(
     for t in order:
         view = node_of(t)
         edges[id(t)] = [
-            (i, x)
-            for i, x in enumerate(view.inputs)
-            if x is not None and id(x) in live and view.prim.differentiable(i)
+            (i, x) for i, x in enumerate(view.inputs) if x is not None and id(x) in live and view.prim.differentiable(i)
         ]
     names = {id(t): n for n, t in reversed(list(env.items())) if isinstance(t, Tensor)}
     walk = _Walk(dict(env), dict(names), generic=generic)
@@ -466,19 +487,19 @@ def _shortcut(output: str, name: str, out_t: Tensor, paths: list[Path], big: Opt
         terms = f", {len(fs)} terms added" if len(fs) > 1 else ""
         steps.append(f"{_grad(label)} ({how}{terms})")
     parts = [
-        f"start from {start} and take one vector-Jacobian product per factor, from the left: d{output} → "
+        f"{start} → "
         + " → ".join(steps)
-        + "; each is a vector of the value's own size and no factor is ever built"
+        + ": one vector-Jacobian product per factor, from the left, each a vector the size of its value"
     ]
     if out_t.size > 1:
         parts.append(
-            f"(the chain is the whole {S.shape_text((out_t.size,))}-row Jacobian; backprop only forms the product "
-            "of the ones with it, the gradient of the sum)"
+            f"the chain is the whole {out_t.size}-row Jacobian of {output}; backprop only takes the row vector of "
+            f"ones through it (the gradient of sum({output}))"
         )
     if len(paths) > 1:
         parts.append("the paths share their start, and backprop adds their terms once, where they meet")
     if big is not None and big.rows > 1:
-        parts.append(f"the largest factor it never builds, {big.symbol}, is {_sized(big)}")
+        parts.append(f"it never builds a factor: the largest, {big.symbol}, would be {_sized(big)}")
     return "; ".join(parts)
 
 
