@@ -324,6 +324,9 @@ def build_chain(
     names = {id(t): n for n, t in reversed(list(env.items())) if isinstance(t, Tensor)}
     walk = _Walk(dict(env), dict(names), generic=generic)
     labels = _Labels(walk)
+    for t in reversed(order):  # inputs first: a long value is named v1, ..., and later texts use those names
+        if id(t) in live:
+            labels(t)
     position = {id(t): k for k, t in enumerate(order)}
     factor_of: dict[tuple[int, int], Factor] = {}
 
@@ -394,6 +397,8 @@ class _Labels:
             label = f"v{len(self.where) + 1}"
             self.where[label] = text
             text = label
+            self.walk.names[id(t)] = label  # (later texts refer to it by this name)
+            self.walk.cache.clear()
         self.short[id(t)] = text
         return text
 
@@ -481,11 +486,19 @@ def _shortcut(output: str, name: str, out_t: Tensor, paths: list[Path], big: Opt
             if f.wrt not in sequence:
                 sequence.append(f.wrt)
     position = {label: k for k, label in enumerate(sequence)}
+    runs: list[list] = []  # consecutive gradients formed the same way are written once
     for label in sorted(sequence, key=lambda lb: _depth(lb, paths, position)):
         fs = incoming[label]
-        how = "; ".join(dict.fromkeys(f.vjp for f in fs))
-        terms = f", {len(fs)} terms added" if len(fs) > 1 else ""
-        steps.append(f"{_grad(label)} ({how}{terms})")
+        how = "; ".join(dict.fromkeys(f.vjp for f in fs)) + (f", {len(fs)} terms added" if len(fs) > 1 else "")
+        if runs and runs[-1][1] == how:
+            runs[-1][0].append(label)
+        else:
+            runs.append([[label], how])
+    for run, how in runs:
+        if len(run) < 3:
+            steps += [f"{_grad(label)} ({how})" for label in run]
+        else:
+            steps.append(f"{_grad(run[0])} → … → {_grad(run[-1])} ({len(run)} products, each {how})")
     parts = [
         f"{start} → "
         + " → ".join(steps)

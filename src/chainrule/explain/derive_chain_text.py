@@ -37,7 +37,10 @@ def chain_at_text(chain: Chain) -> str:
     """The factors' entries at the values, each product, and the check against the engine and central differences."""
     if not chain.evaluated:
         return "chain at the given values: not evaluated (Chain.evaluate(values), or derive --chain --at ...)"
-    out = ["chain at the given values (each factor built by float64 central differences of its own operation):"]
+    stand_in = "; f = sin stands in for the generic f" if chain.generic else ""
+    out = [
+        f"chain at the given values (each factor built by float64 central differences of its own operation{stand_in}):"
+    ]
     if chain.status != "not made":
         seen: set[str] = set()
         for f in chain.factors:
