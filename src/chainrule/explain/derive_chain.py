@@ -152,6 +152,7 @@ class Link:
     engine: Optional[np.ndarray] = field(default=None, repr=False)
     central: Optional[np.ndarray] = field(default=None, repr=False)
     error: float = float("nan")
+    scale: float = 0.0  # the largest entry of the sum of |products| (what the error is relative to)
 
     @property
     def symbol(self) -> str:
@@ -252,7 +253,8 @@ class Chain:
             for f in self.factors:
                 f.entries = entries.get(f.key)
             for old, new in zip(self.links, fresh.links):
-                old.product, old.engine, old.central, old.error = new.product, new.engine, new.central, new.error
+                old.product, old.engine, old.central = new.product, new.engine, new.central
+                old.error, old.scale = new.error, new.scale
                 for p, q in zip(old.paths, new.paths):
                     p.product = q.product
         else:  # (built at other sizes, a symbolic B): the record at the values' sizes replaces it
@@ -586,11 +588,15 @@ def _evaluate(chain: Chain, prog: Program, env: Mapping[str, Any], values: Mappi
             p.product = _product(p.factors, ln.rows)
         if ln.n_paths == len(ln.paths):
             ln.product = sum((p.product for p in ln.paths), np.zeros((ln.rows, ln.cols)))
+            size = sum((_product(p.factors, ln.rows, True) for p in ln.paths), np.zeros((ln.rows, ln.cols)))
         else:
-            ln.product = _accumulated(chain, ln, env, order, by_key)
+            ln.product = _accumulated(chain, ln, env, order)
+            size = _accumulated(chain, ln, env, order, True)
+        # the error is relative to the size of the terms summed (where they cancel, as in ∂(x / Σx)/∂x, it is 0)
+        ln.scale = float(np.max(size, initial=0.0)) if np.all(np.isfinite(size)) else float("nan")
         ln.engine = _engine(prog, values, env, ln.wrt, ln.rows)
         ln.central = _central(prog, values, env, ln.wrt, ln.rows)
-        ln.error = max(_error(ln.product, ln.engine), _error(ln.product, ln.central))
+        ln.error = max(_error(ln.product, ln.engine, ln.scale), _error(ln.product, ln.central, ln.scale))
         worst = max(worst, ln.error) if math.isfinite(ln.error) else float("nan")
     chain.max_error = worst
     if not math.isfinite(worst):
@@ -599,18 +605,19 @@ def _evaluate(chain: Chain, prog: Program, env: Mapping[str, Any], values: Mappi
         chain.status = "passed" if all(ln.error <= TOLERANCE for ln in chain.links) else "failed"
 
 
-def _product(factors: list[Factor], rows: int) -> np.ndarray:
+def _product(factors: list[Factor], rows: int, absolute: bool = False) -> np.ndarray:
+    """The product of the factors' entries, output first (of their absolute values: the size of the terms)."""
     out = np.eye(rows)
     for f in factors:
-        out = out @ np.asarray(f.entries)
+        out = out @ (np.abs(f.entries) if absolute else np.asarray(f.entries))
     return out
 
 
-def _accumulated(chain: Chain, ln: Link, env: Mapping[str, Any], order: list, by_key: dict) -> np.ndarray:
+def _accumulated(chain: Chain, ln: Link, env: Mapping[str, Any], order: list, absolute: bool = False) -> np.ndarray:
     """The sum over all paths (too many to list) by accumulating at shared values: J[x] += J[t] · ∂t/∂x."""
     target = env[ln.wrt]
     acc: dict[int, np.ndarray] = {id(order[0]): np.eye(ln.rows)}
-    cache: dict[tuple[int, int], np.ndarray] = {f.key: f.entries for f in chain.factors}  # type: ignore[misc]
+    cache = {f.key: np.abs(f.entries) if absolute else np.asarray(f.entries) for f in chain.factors}
     for k, t in enumerate(order):
         if id(t) not in acc or t is target:
             continue
@@ -666,11 +673,12 @@ def _central(prog: Program, values: Mapping[str, np.ndarray], env: Mapping[str, 
     return np.stack(cols, axis=1).reshape(rows, flat.size)
 
 
-def _error(got: np.ndarray, ref: np.ndarray) -> float:
-    """The largest entry difference, relative to the reference's largest entry (at least 1e-3)."""
+def _error(got: np.ndarray, ref: np.ndarray, terms: float = 0.0) -> float:
+    """The largest entry difference, relative to the larger of the reference's largest entry and ``terms`` (the
+    largest sum of the absolute values of the terms that make an entry), and at least 1e-3."""
     if got.shape != ref.shape:
         return float("inf")
-    if not (np.all(np.isfinite(got)) and np.all(np.isfinite(ref))):
+    if not (np.all(np.isfinite(got)) and np.all(np.isfinite(ref)) and math.isfinite(terms)):
         return float("nan")
-    scale = max(float(np.max(np.abs(ref), initial=0.0)), 1e-3)
+    scale = max(float(np.max(np.abs(ref), initial=0.0)), terms, 1e-3)
     return float(np.max(np.abs(got - ref), initial=0.0)) / scale

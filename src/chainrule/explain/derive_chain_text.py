@@ -74,8 +74,8 @@ def _link_at(ln: Link) -> list[str]:
     summed = "the sum over the paths" if ln.n_paths > 1 else "the product"
     out.append(f"    {summed} ({ln.rows}×{ln.cols}) =")
     out += ["  " + row for row in _entries(ln.product)]
-    e_engine = _error(ln.product, ln.engine) if ln.engine is not None else float("nan")
-    e_central = _error(ln.product, ln.central) if ln.central is not None else float("nan")
+    e_engine = _error(ln.product, ln.engine, ln.scale) if ln.engine is not None else float("nan")
+    e_central = _error(ln.product, ln.central, ln.scale) if ln.central is not None else float("nan")
     mark = "" if ln.error <= TOLERANCE else "   ← WRONG"
     out.append(
         f"    vs the engine's Jacobian (cr.jacobian): max relative error {e_engine:.1e}; "
