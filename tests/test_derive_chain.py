@@ -224,3 +224,12 @@ def test_values_must_cover_the_inputs():
     d = cr.derive(DENSE, DENSE_SHAPES)
     with pytest.raises(cr.ParseError, match="values are needed for b"):
         d.chain.evaluate({"W": np.zeros((4, 3)), "a": np.zeros((3, 1))})
+
+
+def test_values_too_big_for_explicit_factors_are_not_checked_and_say_so():
+    shapes = {"W": (80, 60), "a": (60, 1), "b": (80, 1)}
+    d = cr.derive(DENSE, shapes, check=False)
+    d.chain.evaluate(_values(shapes))
+    assert d.chain.status == "not made" and not d.chain.ok
+    assert "∂E/∂W has 4,800 columns" in d.chain.reason and "use smaller values" in d.chain.reason
+    assert "could not be checked" in d.chain.check_text()

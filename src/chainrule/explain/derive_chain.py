@@ -578,7 +578,13 @@ def _evaluate(chain: Chain, prog: Program, env: Mapping[str, Any], values: Mappi
             if too_big
             else f"{wide[0].symbol} has {wide[0].cols:,} columns"
         )
-        chain.status, chain.reason = "not made", f"{what}; the chain is built with values only for small ones"
+        chain.status, chain.reason = (
+            "not made",
+            (
+                f"{what}; with values the chain is built only where each factor has at most {MAX_FACTOR:,} entries and "
+                f"each value at most {MAX_COLUMNS:,}: use smaller values"
+            ),
+        )
         return
     for f in chain.factors:
         f.entries = _local_jacobian(*by_key[f.key])
