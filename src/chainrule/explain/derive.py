@@ -439,6 +439,7 @@ def derive(
     with S.dims_context(dims1):
         first = _derive_at(prog, concrete, constants, recorded)
         chain = build_chain(program, prog, recorded, constants, generic=getattr(prog, "generic", False))
+        recorded.clear()  # (the recorded values are not kept through the check)
     forward, backward, jacobians, seed_text, targets = first
     if symbols:  # the same derivation at other sizes tells which constants are sizes (1/B)
         second = _derive_at(prog, _at(raw, sizes2), constants)
