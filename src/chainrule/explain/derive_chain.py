@@ -374,7 +374,7 @@ def build_chain(
                     for i, x in edges[id(t)]:
                         if id(x) in reach:
                             factor(t, i, x)
-        links.append(_link(prog.output, name, out_t, target, paths, count[id(target)], order, reach, edges, factor))
+        links.append(_link(prog.output, name, out_t, target, paths, count[id(target)]))
     chain = Chain(program, prog.output, tuple(constants), links, labels.where, generic)
     chain.factors = sorted(factor_of.values(), key=lambda f: f.key)
     return chain
@@ -449,18 +449,7 @@ def _paths(out_t: Tensor, target: Tensor, edges: dict, reach: set, limit: int) -
     return found
 
 
-def _link(
-    output: str,
-    name: str,
-    out_t: Tensor,
-    target: Tensor,
-    paths: list[Path],
-    n_paths: int,
-    order: list,
-    reach: set,
-    edges: dict,
-    factor: Any,
-) -> Link:
+def _link(output: str, name: str, out_t: Tensor, target: Tensor, paths: list[Path], n_paths: int) -> Link:
     rows, cols = out_t.size, target.size
     size = _size_text(list(out_t.shape)) + "×" + _size_text(list(target.shape))
     listed = [f for p in paths for f in p.factors]
