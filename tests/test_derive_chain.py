@@ -253,3 +253,16 @@ def test_every_audit_program_has_a_chain_that_checks():
         assert d.chain.ok, (program, d.chain.check_text())
         worst, links = max(worst, d.chain.max_error), links + len(d.chain.links)
     assert worst < 1e-7 and links > 100
+
+
+def test_a_value_at_a_kink_is_named_and_not_compared():
+    d = cr.derive("h = relu(x); E = sum(h * y)", {"x": (3,), "y": (3,)})
+    d.chain.evaluate({"x": np.array([0.0, 1.0, -2.0]), "y": np.array([1.0, 2.0, 3.0])})
+    assert d.chain.ok and d.chain.link("x").kinks == ["∂h/∂x"] and not d.chain.link("y").kinks
+    assert "∂E/∂x not compared: at a kink" in d.chain.check_text()
+    d.chain.evaluate({"x": np.array([0.5, 1.0, -2.0]), "y": np.array([1.0, 2.0, 3.0])})  # away from it: compared
+    assert d.chain.ok and not d.chain.link("x").kinks
+    np.testing.assert_allclose(d.chain.link("x").product.ravel(), [1.0, 2.0, 0.0], atol=1e-8)
+    everywhere = cr.derive("E = sum(relu(x))", {"x": (2,)})
+    everywhere.chain.evaluate({"x": np.array([0.0, 0.0])})
+    assert everywhere.chain.status == "not made" and "kink" in everywhere.chain.reason

@@ -76,6 +76,12 @@ def _link_at(ln: Link) -> list[str]:
     out += ["  " + row for row in _entries(ln.product)]
     e_engine = _error(ln.product, ln.engine, ln.scale) if ln.engine is not None else float("nan")
     e_central = _error(ln.product, ln.central, ln.scale) if ln.central is not None else float("nan")
+    if ln.kinks:
+        out.append(
+            f"    not compared: {', '.join(ln.kinks)} at a kink at these values (no derivative there; central "
+            "differences take the average of the two sides, the engine takes one side, as torch does)"
+        )
+        return out
     mark = "" if ln.error <= TOLERANCE else "   ← WRONG"
     out.append(
         f"    vs the engine's Jacobian (cr.jacobian): max relative error {e_engine:.1e}; "
