@@ -32,6 +32,7 @@ from ..creation import tensor
 from ..saved import keep_values
 from ..tensor import Tensor
 from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
+from .derive_chain import Chain, build_chain
 from .derive_check import CheckResult
 from .derive_check import check as run_check
 from .derive_numpy import ExportError, module_source
@@ -58,6 +59,7 @@ class Derivation:
     numpy_source: str = ""
     export_error: str = ""
     input_shapes: dict = field(default_factory=dict)  # at the placeholder sizes
+    chain: Optional[Chain] = None  # each gradient as the product of the local Jacobians (derive --chain)
 
     def own_layout(self) -> str:
         """``"column"`` when weights multiply from the left (``W @ a``), ``"row"`` when from the right (``x @ W``)."""
@@ -234,6 +236,7 @@ class Derivation:
                 ],
                 "jacobians": [j.as_dict() for j in self.jacobians],
                 "check": None if self.check is None else self.check.as_dict(),
+                "chain": None if self.chain is None else self.chain.as_dict(),
                 "legend": self.legend(),
             }
 
@@ -432,8 +435,11 @@ def derive(
         refuse_over_budget(program_cost(prog, shapes_run), max_numbers, what="this program", advice=_SMALLER)
 
     dims1 = {v: k for k, v in sizes1.items()}
+    recorded: dict[str, Any] = {}
     with S.dims_context(dims1):
-        first = _derive_at(prog, concrete, constants)
+        first = _derive_at(prog, concrete, constants, recorded)
+        chain = build_chain(program, prog, recorded, constants, generic=getattr(prog, "generic", False))
+        recorded.clear()  # (the recorded values are not kept through the check)
     forward, backward, jacobians, seed_text, targets = first
     if symbols:  # the same derivation at other sizes tells which constants are sizes (1/B)
         second = _derive_at(prog, _at(raw, sizes2), constants)
@@ -447,6 +453,7 @@ def derive(
                 st.text = st.text.replace(FINAL, final)
         _inline_steps(backward, constants)
     result = Derivation(program, forward, backward, jacobians, None, dims1, seed_text, input_shapes=concrete)
+    result.chain = chain
     try:
         result.numpy_source = module_source(
             program, prog.inputs, concrete, forward, backward, [(n, "d" + n) for n in targets], dims1
@@ -516,9 +523,9 @@ def _at(raw: Mapping[str, tuple], sizes: Mapping[str, int]) -> dict[str, tuple[i
     return {k: tuple(sizes[d] if isinstance(d, str) else int(d) for d in v) for k, v in raw.items()}
 
 
-def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple) -> tuple:
+def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple, env: Optional[dict] = None) -> tuple:
     rng = np.random.default_rng(0)
-    env: dict[str, Any] = {}
+    env = {} if env is None else env  # (derive keeps the recorded program for its chain of Jacobians)
     for name in prog.inputs:
         shp = shapes[name]
         raw = rng.standard_normal(shp)

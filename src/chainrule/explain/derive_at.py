@@ -62,7 +62,7 @@ def at_text(d: Any, values: Mapping[str, Any]) -> str:
         out.append("local Jacobians at these values (built by central differences of the operation):")
     values_env = {n: np.asarray(t.data, dtype=np.float64) for n, t in env.items()}
     for j in notes:
-        node = parse_expression(j.operation)
+        node = parse_expression(generic_program(j.operation))  # (f(z) runs as its stand-in, sin)
         base = values_env[j.input]
         flat = base.reshape(-1)
         cols = []

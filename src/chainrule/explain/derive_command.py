@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="evaluate at these values, e.g. W=[[0.1,0.5],[-0.3,0.8]] x=[0.2,0.4] (gives the shapes too)",
     )
+    parser.add_argument(
+        "--chain",
+        action="store_true",
+        help="show each gradient as the product of the local Jacobians along every path, with sizes and the "
+        "shortcut (with --at: the factors' entries, their product, checked against cr.jacobian)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the check against central differences")
     parser.add_argument(
         "--seed", type=_seed, default=0, help="random seed of the numerical check, 0 to 2**32-1 (default 0)"
@@ -128,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             check=not args.no_check,
             max_numbers=args.max_numbers,
         )
+        if args.chain and at and result.chain is not None:
+            result.chain.evaluate(at)  # the factors at the values, checked (the record keeps the numbers)
     except ParseError as exc:
         print(f"chainrule derive: error: {exc}", file=sys.stderr)
         return 2
@@ -158,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"chainrule derive: error: --at needs a value for {', '.join(missing)}", file=sys.stderr)
                 return 2
             print(at_text(result, at))
+        if args.chain and result.chain is not None:
+            print(result.chain.text())
         if args.layout:
             from .derive_layout import LayoutError
 
@@ -169,5 +179,8 @@ def run(args: argparse.Namespace) -> int:
                 return 2
     if result.check is not None and not result.check.ok:
         print(f"chainrule derive: {result.check.text()}", file=sys.stderr)
+        return 1
+    if result.chain is not None and result.chain.evaluated and not result.chain.ok:
+        print(f"chainrule derive: {result.chain.check_text()}", file=sys.stderr)
         return 1
     return 0
