@@ -6,6 +6,7 @@ Set CHAINRULE_SCREENSHOTS=DIR to also save the screenshots the docs show.
 """
 
 import os
+import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,8 +79,10 @@ NEURON_BACKWARD = {
     "n5 = -n4": ["df/dn4 = -0.20 × -1.00 = 0.20"],
     "n4 = n3 + w2": ["df/dn3 = 0.20 × 1.00 = 0.20", "df/dw2 = 0.20 × 1.00 = 0.20"],
     "n3 = n1 + n2": ["df/dn1 = 0.20 × 1.00 = 0.20", "df/dn2 = 0.20 × 1.00 = 0.20"],
-    "n1 = w0 * x0": ["df/dw0 = 0.20 × -1.00 = -0.20", "df/dx0 = 0.20 × 2.00 = 0.39"],
-    "n2 = w1 * x1": ["df/dw1 = 0.20 × -2.00 = -0.39", "df/dx1 = 0.20 × -3.00 = -0.59"],
+    # 0.20 × 2.00 is 0.40, not the lecture's 0.39: the page shows more decimals where the rounded factors
+    # would not give the rounded product
+    "n1 = w0 * x0": ["df/dw0 = 0.20 × -1.00 = -0.20", "df/dx0 = 0.1966 × 2.0000 = 0.3932"],
+    "n2 = w1 * x1": ["df/dw1 = 0.1966 × -2.0000 = -0.3932", "df/dx1 = 0.1966 × -3.0000 = -0.5898"],
 }
 
 TENSOR_AT = ["W=[[1, 2, 3], [4, 5, 6]]", "a=[0.1, -0.2, 0.3]", "b=[0.5, -1]"]
@@ -112,13 +115,26 @@ def test_neuron_page_steps_through_the_lecture_numbers(browser, tmp_path):
     assert any("= 1.37" in t for t in forward) and any("= 0.73" in t for t in forward)
     assert any("= 0.37" in t for t in forward) and any("= -1.00" in t for t in forward)
     assert set(backward) == set(NEURON_BACKWARD)
+    for text in backward.values():  # every product shown adds up: the shown factors give the shown result
+        for a, b, c in re.findall(r"= (-?[\d.]+) × (-?[\d.]+) = (-?[\d.]+)", text):
+            decimals = len(c.split(".")[1]) if "." in c else 0
+            assert round(float(a) * float(b), decimals) == float(c), (a, b, c)
     for expression, expected in NEURON_BACKWARD.items():
         for fragment in expected:
             assert fragment in backward[expression], (expression, fragment, backward[expression])
+    # at the last step every gradient is known; stepping back to the start hides them again
+    assert "?" not in w.page.inner_text("#gradients") and "df/dx1 = -0.59" in w.page.inner_text("#gradients")
     w.page.keyboard.press("ArrowLeft")  # ← goes back
     assert w.page.inner_text("#counter") == "step 20 of 21"
+    assert "df/dw0 = ?" in w.page.inner_text("#gradients") and "df/dw1 = -0.39" in w.page.inner_text("#gradients")
     w.page.click("#restart")
     assert w.page.inner_text("#phase").lower() == "forward pass"
+    pending = w.page.inner_text("#gradients").splitlines()
+    assert len(pending) == 5 and all("= ?" in line for line in pending), pending  # no answer before its step
+    red = "ts => ts.filter(t => getComputedStyle(t).visibility !== 'hidden').length"
+    assert (
+        w.page.eval_on_selector_all('#graph g.node text[fill="#cf222e"], #graph g.edge text[fill="#cf222e"]', red) == 0
+    )  # no gradient drawn yet
     w.check_clean("file://")
 
 
@@ -180,6 +196,10 @@ def test_server_mode_explains_what_is_typed_and_shows_errors_inline(browser, ser
     w.page.press("#values", "Enter")
     expect(w.page.locator("#title")).to_contain_text("9.00")
     assert w.page.inner_text("#error") == ""
+    assert "df/dx = ?" in w.page.inner_text("#gradients")  # a new explanation starts at its first step
+    w.page.click("#restart")
+    while not w.page.is_disabled("#next"):  # to the last step
+        w.page.click("#next")
     assert "df/dx = 6.00 (3.00 from f + 3.00 from f)" in w.page.inner_text("#gradients")
     w.check_clean(served.url)
 

@@ -177,6 +177,7 @@ def explain_expression(
     at: Optional[list[str]],
     precision: int = 2,
     max_numbers: int = DEFAULT_MAX_NUMBERS,
+    values_hint: str = "with --at",
 ) -> Explanation:
     """Parse, run forward and the traced backward (the safe parser and its limits; nothing is evaluated).
 
@@ -188,7 +189,9 @@ def explain_expression(
     title = None
     if expression is None:
         if at is not None:
-            raise ParseError("--at needs an expression (the default neuron has its own values)", kind="syntax")
+            raise ParseError(
+                f"values given {values_hint} need an expression (the default neuron has its own values)", kind="syntax"
+            )
         expression, at = NEURON, NEURON_AT
         title = f"CS231n sigmoid neuron: f = {NEURON}"
     node = parse_expression(expression)
@@ -197,19 +200,23 @@ def explain_expression(
     for name in raw:
         if name not in used:
             raise ParseError(
-                f"unknown name '{name}' in --at: the expression uses " + (", ".join(used) or "no names"),
+                f"unknown name '{name}' in the values: the expression uses " + (", ".join(used) or "no names"),
                 kind="unknown name",
             )
+    values = {name: parse_value(text, name) for name, text in raw.items()}  # a bad value is named first
     missing = [n for n in used if n not in raw]
     if missing:
         raise ParseError(
-            "missing value for " + ", ".join(missing) + ": add " + " ".join(f"{n}=..." for n in missing) + " to --at",
+            "missing value for "
+            + ", ".join(missing)
+            + ": give "
+            + " ".join(f"{n}=..." for n in missing)
+            + f" {values_hint}",
             kind="missing value",
         )
     env = {}
     for name in used:
-        value = parse_value(raw[name], name)
-        env[name] = tensor(value, requires_grad=True)
+        env[name] = tensor(values[name], requires_grad=True)
     if not env:
         raise ParseError("the expression has no variables to differentiate; use names such as x", kind="value")
     cost = Cost()

@@ -284,7 +284,7 @@ def draw(
         f" label=<{_esc(tr.output)} = {_esc(fmt_value(tr.value, p))}: forward values in "
         f'<font color="{GREEN}">green</font>, gradients in <font color="{RED}">red</font>>, labelloc=t];',
         '  node [fontname="Helvetica", fontsize=11];',
-        '  edge [fontname="Helvetica", fontsize=10, arrowsize=0.6];',
+        '  edge [fontname="Helvetica", fontsize=12, arrowsize=0.6];',
     ]
     drawn = [s for s in tr.steps if s.label not in hidden]
     cut = drawn[max_nodes:]
@@ -314,8 +314,8 @@ def draw(
             extra = f'<br/><font color="{RED}" point-size="9">{_esc(total)}</font>'
         lines.append(
             f'  {nid(s.label)} [shape=circle, margin=0.02, tooltip="{_esc(s.label)} = {_esc(s.expression)}", '
-            f"label=<{_esc(_op_text(s))}{extra}>];"
-        )
+            f'label=<{_esc(_op_text(s))}<br/><font point-size="8" color="{GRAY}">{_esc(s.label)}</font>{extra}>];'
+        )  # the node's name under its operation: the step text says "n3", so the drawing shows n3
         for e in s.inputs:
             if e.constant and _op_text(s) != _SYMBOLS.get(s.op, s.op):
                 continue  # the constant is written in the circle (+1, ×(-1), 1/x)

@@ -91,7 +91,9 @@ def explain_request(body: Any, precision: int = 2, max_numbers: int = DEFAULT_MA
         return {"ok": False, "error": f"values: {len(values)} characters (limit {2 * MAX_LENGTH})"}
     try:
         items = _values_text(values)
-        ex = explain_expression(expression if expression.strip() else None, items or None, precision, max_numbers)
+        ex = explain_expression(
+            expression if expression.strip() else None, items or None, precision, max_numbers, "in the values box"
+        )
         return {"ok": True, "data": page_data(ex)}
     except ParseError as exc:
         return {"ok": False, "error": str(exc)}

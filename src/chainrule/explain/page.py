@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..format import fmt_shape, fmt_value
+from ..format import fmt_scalar, fmt_shape, fmt_value
 from .trace import Edge, Step, Trace
 
 SMALL_VALUES = 64  # tensors with at most this many elements send their numbers (heat maps)
@@ -109,6 +109,37 @@ def _forward(tr: Trace) -> list[dict[str, Any]]:
     return steps
 
 
+def shown_product(upstream: Any, local: Any, grad: Any, precision: int) -> tuple[str, str, str, str]:
+    """``upstream × local = grad`` as text whose shown factors give the shown product.
+
+    At the page's precision ``0.20 × -1.96`` would print ``= -0.39`` (the product of the unrounded numbers);
+    more decimals are used, up to four more, until rounding the shown factors' product gives the shown
+    result.  Where none does (or a value is not finite), the line says ``≈`` instead of ``=``.
+    """
+    values = [np.asarray(upstream, dtype=float), np.asarray(local, dtype=float), np.asarray(grad, dtype=float)]
+    if all(np.isfinite(v).all() for v in values):
+        for k in range(precision, precision + 5):
+            a, b, c = (_as_shown(v, k) for v in values)
+            if _as_shown(a * b, k).shape == c.shape and np.array_equal(_as_shown(a * b, k), c):
+                return fmt_value(values[0], k), fmt_value(values[1], k), fmt_value(values[2], k), "="
+    return fmt_value(upstream, precision), fmt_value(local, precision), fmt_value(grad, precision), "≈"
+
+
+def _as_shown(v: np.ndarray, precision: int) -> np.ndarray:
+    """The numbers a reader sees: each entry as the page writes it (``fmt_scalar``), read back."""
+    return np.vectorize(lambda x: float(fmt_scalar(x, precision)), otypes=[float])(v)
+
+
+def _final_steps(tr: Trace) -> dict[str, int]:
+    """For each input, the backward step (0-based, in the page's backward order) after which its gradient is final."""
+    final: dict[str, int] = {}
+    for k, s in enumerate(tr.steps):
+        for e in s.inputs:
+            if not e.constant:
+                final[e.label] = k
+    return final
+
+
 def _backward_step(s: Step, tr: Trace) -> dict[str, Any]:
     p = tr.precision
     out = tr.output
@@ -127,8 +158,8 @@ def _backward_step(s: Step, tr: Trace) -> dict[str, Any]:
         grad = fmt_value(e.grad, p)
         elementwise = e.local is not None
         if elementwise:
-            local = fmt_value(e.local, p)
-            product = f"{upstream} × {local} = {grad}"
+            up_text, local, grad, sign = shown_product(s.upstream, e.local, e.grad, p)
+            product = f"{up_text} × {local} {sign} {grad}"
             words = f"upstream × local = d{out}/d{e.label}"
         else:
             local = ""
@@ -171,9 +202,20 @@ def _derive_text(ex: Any) -> Optional[str]:
         shapes = {n: tuple(np.shape(ex.env[n].data)) for n in ex.names}
         budget = getattr(ex, "max_numbers", DEFAULT_MAX_NUMBERS)  # (the explanation's own budget: same program)
         with np.errstate(all="ignore"):  # (derive runs the program once on values of its own)
-            return str(derive(f"f = {ex.parsed}", shapes, check=False, max_numbers=budget))
+            for program in (_named_program(ex.trace), f"f = {ex.parsed}"):
+                try:
+                    return str(derive(program, shapes, check=False, max_numbers=budget))
+                except Exception:
+                    continue  # the step-by-step program is not in derive's language: the plain one
+            return None
     except Exception:  # derive covers a subset of what explain can trace; the page simply omits it
         return None
+
+
+def _named_program(tr: Trace) -> str:
+    """The traced program one step per line, with the trace's own names (``n1 = W @ x; n2 = n1 + b; ...``),
+    so the matrix form on the page calls each value what the steps and the drawing call it."""
+    return "; ".join(f"{s.label} = {s.expression}" for s in reversed(tr.steps))
 
 
 def page_data(ex: Any, *, draw_graph: bool = True) -> dict[str, Any]:
@@ -185,11 +227,12 @@ def page_data(ex: Any, *, draw_graph: bool = True) -> dict[str, Any]:
     svg, svg_error = None, None
     if draw_graph:
         try:
-            svg = draw(tr).svg()
+            svg = draw(tr, max_width=40).svg()  # natural size: the page fits it to the box, never below 80%
             svg = svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: the SVG sits inside HTML
         except RendererUnavailable as exc:
             svg_error = str(exc)
     values_text = " ".join(f"{n}={_value_text(ex.env[n].data)}" for n in ex.names)
+    final = _final_steps(tr)
     return {
         "title": ex.title or f"f = {ex.typed}",
         "typed": ex.typed,
@@ -203,6 +246,7 @@ def page_data(ex: Any, *, draw_graph: bool = True) -> dict[str, Any]:
         "leaves": [
             {
                 "label": leaf.label,
+                "final_step": final.get(leaf.label, -1),
                 "value": fmt_value(leaf.value, p),
                 "grad": fmt_value(leaf.grad, p),
                 "branches": [{"from": who, "grad": fmt_value(v, p)} for who, v in leaf.branches]

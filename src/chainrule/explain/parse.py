@@ -255,6 +255,8 @@ def _describe(node: ast.AST) -> str:
         return "a comprehension"
     if isinstance(node, ast.Subscript):
         return "indexing"
+    if isinstance(node, ast.Name):
+        return f"the word {node.id!r} (a value is a number, not a name)"[:80]
     if isinstance(node, ast.Constant):
         return f"the constant {node.value!r}"[:60]
     if isinstance(node, (ast.List, ast.Tuple, ast.Dict, ast.Set)):
@@ -459,7 +461,8 @@ def _tree(text: str, mode: str, strip: bool = False) -> tuple[ast.AST, list[int]
         if exc.lineno is not None and exc.offset is not None and exc.lineno <= len(line_starts) and exc.offset >= 1:
             col = min(line_starts[exc.lineno - 1] + exc.offset, len(text) + 1)  # (offset 0: Python does not know)
         msg = (exc.msg or "invalid syntax").split("\n")[0]
-        raise ParseError(f"invalid syntax ({msg}); {ALLOWED}", kind="syntax", column=col) from None
+        why = "invalid syntax" if msg == "invalid syntax" else f"invalid syntax: {msg}"
+        raise ParseError(f"{why}; {ALLOWED}", kind="syntax", column=col) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ParseError(f"the expression cannot be parsed ({type(exc).__name__}); simplify it", kind="limit") from None
     return tree, line_starts, text

@@ -92,6 +92,11 @@
     holder.innerHTML = data.svg;
     var svg = holder.querySelector("svg");
     graph.appendChild(svg);
+    // Fit the drawing to its box, but never shrink it below 80% of its natural size: labels stay
+    // readable and a wide graph scrolls sideways instead.
+    var natural = parseFloat(svg.getAttribute("width") || "0") * (4 / 3); // Graphviz gives points
+    var room = graph.clientWidth - 16;
+    if (natural > 0 && room > 0) svg.style.width = Math.max(Math.min(natural, room), natural * 0.8) + "px";
     svg.querySelectorAll("g.node").forEach(function (g) { nodes[titleOf(g)] = g; });
     svg.querySelectorAll("g.edge").forEach(function (g) {
       var parts = titleOf(g).split("->");
@@ -103,7 +108,14 @@
     Object.keys(nodes).forEach(function (k) { nodes[k].classList.remove("current", "todo"); });
     edges.forEach(function (e) { e.g.classList.remove("current-fwd", "current-bwd", "todo"); });
     var g = nodes[step.node];
-    if (g) g.classList.add("current");
+    if (g) {
+      g.classList.add("current");
+      // a wide drawing scrolls sideways: keep the current node in view (never scrolling the page itself)
+      var box = g.getBoundingClientRect(), view = graph.getBoundingClientRect();
+      if (box.left < view.left || box.right > view.right) {
+        graph.scrollLeft += box.left - view.left - (view.width - box.width) / 2;
+      }
+    }
     if (step.phase === "forward") {
       var seen = {};
       for (var i = 0; i <= index; i++) seen[steps[i].node] = true;
@@ -117,6 +129,24 @@
     } else {
       edges.forEach(function (e) { if (e.to === step.node) e.g.classList.add("current-bwd"); });
     }
+    // Gradients (red) appear in the drawing as the backward pass computes them: an edge's when the node it
+    // enters has run its step, an input's when its last step has run, a fan-out sum at its node's step.
+    var done = step.phase === "backward" ? index - data.forward.length : -1;
+    var stepOf = {};
+    data.backward.forEach(function (b, k) { stepOf[b.node] = k; });
+    var finalOf = {};
+    data.leaves.forEach(function (l) { finalOf[l.label] = l.final_step; });
+    function showRed(g, shown) {
+      g.querySelectorAll('text[fill="#cf222e"]').forEach(function (t) { t.style.visibility = shown ? "" : "hidden"; });
+    }
+    edges.forEach(function (e) {
+      var k = stepOf[e.to];
+      showRed(e.g, done >= 0 && (k === undefined || k <= done));
+    });
+    Object.keys(nodes).forEach(function (label) {
+      var k = label in finalOf ? finalOf[label] : stepOf[label];
+      showRed(nodes[label], done >= 0 && (k === undefined || k <= done));
+    });
   }
 
   // --- one step ---------------------------------------------------------------------------
@@ -187,6 +217,19 @@
     });
   }
 
+  // A gradient is shown once the backward pass has finished it (its last step), never before.
+  var gradientLines = [];
+  function revealGradients(s) {
+    var done = s.phase === "backward" ? index - data.forward.length : -1; // backward steps completed, 0-based
+    gradientLines.forEach(function (g) {
+      var ready = g.leaf.final_step >= 0 && done >= g.leaf.final_step;
+      g.line.textContent = ready ? g.text
+        : "d" + data.output + "/d" + g.leaf.label + " = ?   (found in the backward pass, step " +
+          (data.forward.length + g.leaf.final_step + 1) + ")";
+      g.line.classList.toggle("pending", !ready);
+    });
+  }
+
   function go(i) {
     if (!steps.length) return;
     index = Math.max(0, Math.min(steps.length - 1, i));
@@ -200,6 +243,7 @@
     prev.disabled = index === 0;
     next.disabled = index === steps.length - 1;
     highlight(s);
+    revealGradients(s);
   }
 
   // --- the whole page ---------------------------------------------------------------------
@@ -217,12 +261,15 @@
       .concat(data.backward.map(function (s) { return Object.assign({ phase: "backward" }, s); }));
     below.textContent = "";
     var leaves = el("div", { id: "gradients" });
+    gradientLines = [];
     data.leaves.forEach(function (l) {
       var text = "d" + data.output + "/d" + l.label + " = " + l.grad;
       if (l.branches.length) {
         text += "   (" + l.branches.map(function (b) { return b.grad + " from " + b.from; }).join(" + ") + ")";
       }
-      leaves.appendChild(el("div", { cls: "mono", text: text }));
+      var line = el("div", { cls: "mono gradient" });
+      leaves.appendChild(line);
+      gradientLines.push({ line: line, text: text, leaf: l });
     });
     below.appendChild(el("h2", { text: "Gradients" }));
     below.appendChild(leaves);
