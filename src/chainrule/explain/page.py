@@ -227,7 +227,7 @@ def page_data(ex: Any, *, draw_graph: bool = True) -> dict[str, Any]:
     svg, svg_error = None, None
     if draw_graph:
         try:
-            svg = draw(tr, max_width=40).svg()  # natural size: the page fits it to the box, never below 80%
+            svg = draw(tr, max_width=40).svg()  # natural size: the page fits it to the box, never below 65%
             svg = svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: the SVG sits inside HTML
         except RendererUnavailable as exc:
             svg_error = str(exc)

@@ -92,11 +92,11 @@
     holder.innerHTML = data.svg;
     var svg = holder.querySelector("svg");
     graph.appendChild(svg);
-    // Fit the drawing to its box, but never shrink it below 80% of its natural size: labels stay
+    // Fit the drawing to its box, but never shrink it below 65% of its natural size: labels stay
     // readable and a wide graph scrolls sideways instead.
     var natural = parseFloat(svg.getAttribute("width") || "0") * (4 / 3); // Graphviz gives points
     var room = graph.clientWidth - 16;
-    if (natural > 0 && room > 0) svg.style.width = Math.max(Math.min(natural, room), natural * 0.8) + "px";
+    if (natural > 0 && room > 0) svg.style.width = Math.max(Math.min(natural, room), natural * 0.65) + "px";
     svg.querySelectorAll("g.node").forEach(function (g) { nodes[titleOf(g)] = g; });
     svg.querySelectorAll("g.edge").forEach(function (g) {
       var parts = titleOf(g).split("->");
