@@ -1,0 +1,90 @@
+"""``cr.explore(output)``: the explorer for a graph recorded from ordinary code, inline in a notebook or as a page.
+
+The page is the same one ``chainrule explain --html`` writes (forward, then backward, one step per operation,
+with shapes, each rule, the local Jacobians of small values as heat maps, and each gradient revealed at the step
+that computes it), made from :func:`chainrule.trace` of the recorded graph.  Parameters are named as the model's
+``named_parameters()`` names them.  In a notebook the object shows itself as a sandboxed, offline frame; nothing
+is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..tensor import Tensor
+from .page import page_data, render_page
+from .trace import Trace, trace
+
+FRAME_HEIGHT = 760  # pixels: the page's graph, step panel and the first gradients without scrolling
+
+
+class Exploration:
+    """The explorer of one recorded backward pass: ``.trace`` (the data), ``.html()``, ``.save_html(path)``."""
+
+    def __init__(self, tr: Trace, title: str, derive_text: Optional[str]) -> None:
+        self.trace = tr
+        self.title = title
+        self.derive_text = derive_text
+
+    def html(self) -> str:
+        """The whole page: one self-contained HTML document (data, script and style inline)."""
+        ex = _Recorded(self.trace, self.title)
+        data = page_data(ex)
+        if self.derive_text:
+            data["derive"] = self.derive_text
+        return render_page(data)
+
+    def save_html(self, path: Union[str, os.PathLike]) -> Path:
+        target = Path(path)
+        target.write_text(self.html(), encoding="utf-8")
+        return target
+
+    def _repr_html_(self) -> str:
+        # srcdoc keeps the page's own script and styles apart from the notebook's; the sandbox lets it run its
+        # script and nothing else (no same origin, no navigation, no forms).
+        return (
+            f'<iframe title="{html.escape(self.title)}" sandbox="allow-scripts" '
+            f'style="width:100%;height:{FRAME_HEIGHT}px;border:1px solid #d1d9e0;border-radius:6px" '
+            f'srcdoc="{html.escape(self.html(), quote=True)}"></iframe>'
+        )
+
+    def __repr__(self) -> str:
+        return f"<Exploration of {self.trace.output}: {len(self.trace.steps)} steps; .save_html(path) writes the page>"
+
+
+class _Recorded:
+    """What the page reads from an explanation, for a graph that was recorded rather than typed."""
+
+    def __init__(self, tr: Trace, title: str) -> None:
+        self.trace = tr
+        self.title = title
+        self.typed = ""
+        self.parsed = ""
+        self.names: list[str] = []
+        self.env: dict[str, Any] = {}
+        self.notes: list[str] = []
+
+
+def explore(
+    output: Tensor,
+    grad: Any = None,
+    *,
+    model: Any = None,
+    names: Optional[Mapping[str, Tensor]] = None,
+    title: Optional[str] = None,
+    accumulate: bool = False,
+    precision: int = 2,
+) -> Exploration:
+    """Step through the backward pass of a recorded graph in a browser (or inline in a notebook).
+
+    ``model`` names its parameters (``0.weight``, ``fc1.bias``), ``names`` names any tensor (``{"x": x}``).
+    Unlike :func:`chainrule.trace` it leaves ``.grad`` alone unless ``accumulate=True``; the graph is kept.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"explore: expected the Tensor whose backward pass to show, got {type(output).__name__}")
+    tr = trace(output, grad, names=names, accumulate=accumulate, precision=precision, model=model)
+    return Exploration(tr, title or f"backward pass of {tr.output}", None)
