@@ -128,8 +128,10 @@ def jvp(walk: Any, t: Any, i: int, tangent: Any) -> Any:
     if prim.jvp is not None:
         return prim.jvp(S.SYM, tuple(tangent if k == i else None for k in range(n)), walk.fwd(t), *args)
     if prim.kind == "linear":
-        zeros = [S.const(0.0, tuple(np.shape(view.args[k]) if view.inputs[k] is None else view.inputs[k].shape))
-                 for k in range(n)]
+        zeros = [
+            S.const(0.0, tuple(np.shape(view.args[k]) if view.inputs[k] is None else view.inputs[k].shape))
+            for k in range(n)
+        ]
         return S.apply(prim, *[tangent if k == i else zeros[k] for k in range(n)], *args[n:])
     if prim.kind == "bilinear":
         return S.apply(prim, *[tangent if k == i else args[k] for k in range(n)], *args[n:])
@@ -162,7 +164,8 @@ class _Builder:
     def operands(self, t: Any) -> list[tuple[int, Any]]:
         view = node_of(t)
         return [
-            (i, x) for i, x in enumerate(view.inputs)
+            (i, x)
+            for i, x in enumerate(view.inputs)
             if x is not None and id(x) in self.live and view.prim.differentiable(i)
         ]
 
@@ -214,8 +217,9 @@ class _Builder:
         return S.var("δ" + self.name(s), s.shape)
 
 
-def build(walk: Any, order: list, edges: dict, live: set, prog: Any, forward: list, backward: list,
-          inputs: dict) -> Route:
+def build(
+    walk: Any, order: list, edges: dict, live: set, prog: Any, forward: list, backward: list, inputs: dict
+) -> Route:
     """The differential route of a derivation made by :func:`.derive_walk._symbolic`."""
     out_t = order[0] if order else None
     out_t = next((t for t in order if walk.names.get(id(t)) == prog.output), out_t)
@@ -239,8 +243,14 @@ def build(walk: Any, order: list, edges: dict, live: set, prog: Any, forward: li
         total = b.total(t, memo)
         wrt = tuple(sorted({n.name for n in S.nodes(ln.formula) if n.op == "var" and n.name in live_names}))
         diffs.append(
-            DStep("differential", f"d{ln.name} =", formula=total, reason=differential_reason(t, b), fwd=ln.formula,
-                  wrt=wrt)
+            DStep(
+                "differential",
+                f"d{ln.name} =",
+                formula=total,
+                reason=differential_reason(t, b),
+                fwd=ln.formula,
+                wrt=wrt,
+            )
         )
 
     gradients = []
@@ -281,7 +291,9 @@ def _gradient_steps(b: _Builder, x: Any, final: Any, forward: list) -> list[DSte
         s = b.name(tops[0])
         opened = f"d{e} = ⟨δ{s}, d{s}⟩ + (terms free of d{s}), and the part of d{s} that holds d{xn}"
     else:
-        opened = f"d{e} = Σ ⟨δv, dv⟩ over the assignments v that read {xn} ({names}): the part of each dv that holds d{xn}"
+        opened = (
+            f"d{e} = Σ ⟨δv, dv⟩ over the assignments v that read {xn} ({names}): the part of each dv that holds d{xn}"
+        )
     steps = [DStep("open", f"d{e} ∋", terms, reason=opened)]
     while True:
         k = next((j for j, (_, node) in enumerate(pairs) if node is not x), None)
@@ -290,14 +302,18 @@ def _gradient_steps(b: _Builder, x: Any, final: Any, forward: list) -> list[DSte
         if len(steps) >= MAX_LINES or len(pairs) > MAX_TERMS:
             pairs = [(S.simplify(final), x)]
             steps.append(
-                DStep("move", "=", [Term(final, S.var("d" + xn, x.shape))],
-                      reason="the remaining moves at once (each is one of the identities above)")
+                DStep(
+                    "move",
+                    "=",
+                    [Term(final, S.var("d" + xn, x.shape))],
+                    reason="the remaining moves at once (each is one of the identities above)",
+                )
             )
             break
         g, node = pairs[k]
         roles = [(i, y) for i, y in b.operands(node) if y is x or id(y) in reach]
         new = [(S.simplify(vjp(b.walk, node, i, g)), y) for i, y in roles]
-        before, after = pairs[:k], pairs[k + 1:]
+        before, after = pairs[:k], pairs[k + 1 :]
         if len(pairs) == 1 and len(roles) == 1:
             for lead_terms, why in trace_lines(b, node, roles[0][0], g, b.partial(roles[0][1], x, reach, memo)):
                 steps.append(DStep("move", "=", lead_terms, reason=why))
@@ -310,7 +326,7 @@ def _gradient_steps(b: _Builder, x: Any, final: Any, forward: list) -> list[DSte
                 "move",
                 "=",
                 [Term(gg, b.partial(node_y, x, reach, memo)) for gg, node_y in pairs],
-                reason=identity_reason(b, node, [i for i, _ in roles]),
+                reason=identity_reason(b, node, [i for i, _ in roles], b.partial(node, x, reach, memo)),
             )
         )
     if len(pairs) > 1:
@@ -416,7 +432,8 @@ def route_dict(route: Optional[Route], error: str = "") -> dict[str, Any]:
 
     return {
         "differentials": [one(st) for st in route.differentials],
-        "gradients": [{"name": "δ" + n, "shape": S.shape_text(sh), "steps": [one(s) for s in st]}
-                      for n, sh, st in route.gradients],
+        "gradients": [
+            {"name": "δ" + n, "shape": S.shape_text(sh), "steps": [one(s) for s in st]} for n, sh, st in route.gradients
+        ],
         "check": None if route.check is None else route.check.as_dict(),
     }

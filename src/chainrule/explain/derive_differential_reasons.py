@@ -69,7 +69,7 @@ def _broadcast_note(t: Any, i: int) -> str:
     )
 
 
-def _one(b: Any, t: Any, i: int) -> str:
+def _one(b: Any, t: Any, i: int, d: Any = None) -> str:
     from .derive_walk import STAND_IN
 
     view = node_of(t)
@@ -85,6 +85,10 @@ def _one(b: Any, t: Any, i: int) -> str:
         return "⟨A, B ⊙ C⟩ = ⟨A ⊙ B, C⟩ (both are Σ_k A_k B_k C_k)" + note
     if name == "div" and i == 0:
         return "⟨A, C / B⟩ = ⟨A / B, C⟩ (both are Σ_k A_k C_k / B_k)" + note
+    if (name in ELEMENTWISE or name == "div") and isinstance(d, S.Sym) and d.op == "div":
+        return "⟨A, C / B⟩ = ⟨A / B, C⟩: the elementwise derivative moves to the left (both are Σ_k A_k C_k / B_k)" + (
+            note
+        )
     if name in ELEMENTWISE or name == "div":
         return "⟨A, B ⊙ C⟩ = ⟨A ⊙ B, C⟩: the elementwise derivative B moves to the left (both are Σ_k A_k B_k C_k)" + (
             note
@@ -126,30 +130,38 @@ def _one(b: Any, t: Any, i: int) -> str:
     return f"⟨A, L(C)⟩ = ⟨Lᵀ(A), C⟩: the adjoint of {name}'s differential (its VJP rule)"
 
 
+MATMUL = {  # (operand, ndim of the left factor, ndim of the right factor) -> the identity that moves it
+    (0, 2, 2): "⟨A, B · C⟩ = ⟨A · Cᵀ, B⟩ (tr(Aᵀ B C) = tr(C Aᵀ B), a cyclic shift)",
+    (0, 2, 1): "⟨a, B · c⟩ = ⟨a ⊗ c, B⟩ (c a vector: Σ_i a_i Σ_j B_ij c_j, an outer product)",
+    (0, 1, 2): "⟨a, b · C⟩ = ⟨C · a, b⟩ (b a vector: Σ_j a_j Σ_i b_i C_ij)",
+    (0, 1, 1): "⟨a, b · c⟩ = ⟨a c, b⟩ (b · c = Σ_i b_i c_i is a number; a scalar a scales c)",
+    (1, 2, 2): "⟨A, B · C⟩ = ⟨Bᵀ · A, C⟩ (tr(Aᵀ B C) = tr((Bᵀ A)ᵀ C))",
+    (1, 2, 1): "⟨a, B · c⟩ = ⟨Bᵀ · a, c⟩ (Σ_i a_i Σ_j B_ij c_j = Σ_j (Σ_i B_ij a_i) c_j)",
+    (1, 1, 2): "⟨a, b · C⟩ = ⟨b ⊗ a, C⟩ (b a vector: Σ_j a_j Σ_i b_i C_ij, an outer product)",
+    (1, 1, 1): "⟨a, b · c⟩ = ⟨a b, c⟩ (b · c = Σ_i b_i c_i is a number; a scalar a scales b)",
+}
+
+
 def _matmul(view: Any, i: int) -> str:
     ls, rs = (len(x.shape) for x in view.inputs)
-    if i == 0:
-        base = "⟨A, B · C⟩ = ⟨A · Cᵀ, B⟩ (tr(Aᵀ B C) = tr(C Aᵀ B), a cyclic shift)"
-        if rs == 1:
-            base = "⟨a, B · c⟩ = ⟨a ⊗ c, B⟩ (c a vector: Σ_i a_i Σ_j B_ij c_j, an outer product)"
-    else:
-        base = "⟨A, B · C⟩ = ⟨Bᵀ · A, C⟩ (tr(Aᵀ B C) = tr((Bᵀ A)ᵀ C))"
-        if ls == 1:
-            base = "⟨a, b · C⟩ = ⟨b ⊗ a, C⟩ (b a vector: Σ_j a_j Σ_i b_i C_ij, an outer product)"
+    base = MATMUL[(i, min(ls, 2), min(rs, 2))]
     if max(ls, rs) > 2:
         base += "; for each matrix of the stack, summed over the axes where one factor was broadcast"
     return base
 
 
-def identity_reason(b: Any, t: Any, roles: list[int]) -> str:
-    """The identity (one per operand that holds the differential) that moves node ``t``'s operator across."""
-    parts = [_one(b, t, i) for i in roles]
+def identity_reason(b: Any, t: Any, roles: list[int], d: Any = None) -> str:
+    """The identity (one per operand that holds the differential) that moves node ``t``'s operator across;
+    ``d`` is the differential being moved (``dp / p`` takes the identity for a quotient)."""
+    parts = [_one(b, t, i, d) for i in roles]
     if len(parts) == 1:
         return parts[0]
     uniq = list(dict.fromkeys(parts))
     head = "both operands hold it: ⟨A, X + Y⟩ = ⟨A, X⟩ + ⟨A, Y⟩ splits the term; then "
-    return head + " and ".join(f"operand {i + 1}: {p}" for i, p in zip(roles, parts)) if len(uniq) > 1 else (
-        head + uniq[0] + " (for each operand)"
+    return (
+        head + " and ".join(f"operand {i + 1}: {p}" for i, p in zip(roles, parts))
+        if len(uniq) > 1
+        else (head + uniq[0] + " (for each operand)")
     )
 
 
