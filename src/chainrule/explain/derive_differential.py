@@ -279,6 +279,8 @@ def _gradient_steps(b: _Builder, x: Any, final: Any, forward: list) -> list[DSte
     if x is b.out:
         return [DStep("seed", f"δ{xn} =", formula=final, reason=f"the seed: d{xn} = 1 · d{xn}, so δ{xn} = 1")]
     tops, reach = b.consumers(x)
+    if not tops:  # (no operation reads it: nothing to move)
+        return [DStep("read-off", f"⇒ δ{xn} =", formula=final, reason="no assignment reads it")]
     fwd_of = {ln.name: ln.formula for ln in forward}
     memo: dict = {}
     pairs = [(b.grad_of(s), s) for s in tops]

@@ -67,6 +67,42 @@ class RouteCheck:
         }
 
 
+class _Evaluator:
+    """``S.evaluate`` with each shared subterm computed once per set of values (the walk shares its forward
+    subterms between lines, so ``σ(x)`` of a 5,000,000-entry x is not recomputed for every line)."""
+
+    def __init__(self, env: dict[str, Any]) -> None:
+        self.env = env
+        self.memo: dict[Any, Any] = {}
+        self.keys: dict[int, Any] = {}
+        self.keep: list[Any] = []  # (the memo's keys are ids: keep the formulas alive)
+        self.central: dict[tuple, float] = {}
+
+    def key(self, x: Any) -> Any:
+        """The same formula written twice (a copy made by simplifying) has the same key."""
+        if not isinstance(x, S.Sym):
+            return ("value", repr(x))
+        k = self.keys.get(id(x))
+        if k is None:
+            k = (x.op, x.name, x.shape, repr(x.params), tuple(self.key(a) for a in x.args))
+            self.keys[id(x)] = k
+            self.keep.append(x)
+        return k
+
+    def __call__(self, x: Any) -> Any:
+        if not isinstance(x, S.Sym):
+            return x
+        key = self.key(x)
+        if key not in self.memo:
+            if x.args:
+                shallow = S.Sym(x.op, tuple(self(a) for a in x.args), x.shape, x.params, x.name)
+                value = S.evaluate(shallow, self.env)
+            else:
+                value = S.evaluate(x, self.env)
+            self.memo[key] = np.asarray(value, dtype=np.float64)
+        return self.memo[key]
+
+
 def _draws(route: Any, seed: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     out = []
@@ -84,7 +120,7 @@ def _environment(route: Any, inputs: dict[str, Any], rng: np.random.Generator) -
     env: dict[str, Any] = dict(inputs)
     with np.errstate(all="ignore"):
         for name, formula in route.forward:
-            env[name] = np.asarray(S.evaluate(formula, env), dtype=np.float64)
+            env[name] = np.asarray(_Evaluator(env)(formula), dtype=np.float64)
         grads: dict[str, Any] = {}
         genv = dict(env)
         for name, formula in route.backward:
@@ -101,38 +137,48 @@ def _environment(route: Any, inputs: dict[str, Any], rng: np.random.Generator) -
     return out
 
 
-def _value(step: Any, env: dict[str, Any], x: str) -> tuple[float, float]:
-    """The line's value and its scale (Σ |products|), for the comparison."""
+def _value(step: Any, env: Any, x: str) -> tuple[float, float]:
+    """The line's value and its scale (Σ |products|), for the comparison; ``env`` a dict or an evaluator."""
+    ev = env if isinstance(env, _Evaluator) else _Evaluator(env)
     if step.kind == "read-off":
-        f = np.asarray(S.evaluate(step.formula, env), dtype=np.float64)
-        d = env["d" + x]
+        f = ev(step.formula)
+        d = ev.env["d" + x]
         return float(np.sum(f * d)), float(np.sum(np.abs(f) * np.abs(d)))
     total, scale = 0.0, 0.0
     for t in step.terms:
         if t.trace:
-            fs = [np.asarray(S.evaluate(f, env), dtype=np.float64) for f in t.trace]
+            fs = [ev(f) for f in t.trace]
             prod, mag = fs[0], np.abs(fs[0])
             for f in fs[1:]:
                 prod, mag = prod @ f, mag @ np.abs(f)
             total += float(np.trace(prod))
             scale += float(np.trace(mag))
         else:
-            g = np.asarray(S.evaluate(t.grad, env), dtype=np.float64)
-            d = np.asarray(S.evaluate(t.diff, env), dtype=np.float64)
+            g = ev(t.grad)
+            d = ev(t.diff)
             total += float(np.sum(g * d))
             scale += float(np.sum(np.abs(g) * np.abs(d)))
     return total, scale
 
 
-def _central(fwd: Any, diff: Any, env: dict[str, Any], wrt: tuple[str, ...]) -> float:
-    """Relative error of a differential formula against central differences of ``fwd`` along the directions."""
+def _central(fwd: Any, diff: Any, ev: _Evaluator, wrt: tuple[str, ...]) -> float:
+    """Relative error of a differential formula against central differences of ``fwd`` along the directions
+    (the same comparison made twice, as a differential and as the line that opens a gradient, is made once)."""
+    key = (id(fwd), tuple(sorted(wrt)), S.render(diff))
+    if key not in ev.central:
+        ev.central[key] = _central_once(fwd, diff, ev, wrt)
+    return ev.central[key]
+
+
+def _central_once(fwd: Any, diff: Any, ev: _Evaluator, wrt: tuple[str, ...]) -> float:
+    env = ev.env
     plus, minus = dict(env), dict(env)
     for n in wrt:
         plus[n] = env[n] + STEP * env["d" + n]
         minus[n] = env[n] - STEP * env["d" + n]
     with np.errstate(all="ignore"):
-        cd = (np.asarray(S.evaluate(fwd, plus), dtype=np.float64) - np.asarray(S.evaluate(fwd, minus))) / (2 * STEP)
-        an = np.asarray(S.evaluate(diff, env), dtype=np.float64)
+        cd = (_Evaluator(plus)(fwd) - _Evaluator(minus)(fwd)) / (2 * STEP)
+        an = ev(diff)
     an = np.broadcast_to(an, np.shape(cd)) if np.shape(an) != np.shape(cd) else an
     num = float(np.linalg.norm(np.ravel(cd - an)))
     den = max(float(np.linalg.norm(np.ravel(cd))), float(np.linalg.norm(np.ravel(an))), 1e-3)
@@ -151,11 +197,12 @@ def check_route(route: Any, seed: int, render: Any = None) -> tuple[str, int, fl
         env = _environment(route, inputs, rng)
         if env is None:
             continue
+        ev = _Evaluator(env)
         worst, false, count = 0.0, [], 0
         finite = True
         with np.errstate(all="ignore"):
             for step in route.differentials:
-                err = _central(step.fwd, step.formula, env, step.wrt)
+                err = _central(step.fwd, step.formula, ev, step.wrt)
                 count += 1
                 finite &= math.isfinite(err)
                 worst = max(worst, err) if math.isfinite(err) else worst
@@ -172,12 +219,12 @@ def check_route(route: Any, seed: int, render: Any = None) -> tuple[str, int, fl
                         for t in step.terms:
                             if t.fwd is None:
                                 continue
-                            err = _central(t.fwd, t.diff, env, (t.wrt,))
+                            err = _central(t.fwd, t.diff, ev, (t.wrt,))
                             finite &= math.isfinite(err)
                             worst = max(worst, err) if math.isfinite(err) else worst
                             if not err <= TOLERANCE:
                                 false.append(f"{_label(step, 'δ' + name, render)} (error {err:.1e})")
-                    value, scale = _value(step, env, name)
+                    value, scale = _value(step, ev, name)
                     finite &= math.isfinite(value)
                     if prev is not None:
                         err = abs(value - prev) / max(scale, prev_scale, abs(prev), 1e-300)
