@@ -174,9 +174,9 @@ class Derivation:
         if steps:
             out += ["  " + t for t in STEPS_LEGEND]
         if differential:
-            from .derive_differential import LEGEND
+            from .derive_differential import legend
 
-            out += ["  " + t for t in LEGEND]
+            out += ["  " + t for t in legend(self.forward[-1].name if self.forward else "E")]
         return "\n".join(out)
 
     def __str__(self) -> str:

@@ -375,15 +375,19 @@ def differential_reason(t: Any, b: _Builder) -> str:
 
 # --- text ----------------------------------------------------------------------------------------------
 
-LEGEND = (
-    "in the differential steps: dX is a small change of X (the same shape as X); δX = ∂E/∂X is the gradient of the "
-    "output E (written dX in the equations above)",
-    "⟨A, B⟩ = Σ_ij A_ij B_ij = tr(Aᵀ · B): the Frobenius inner product; dE = ⟨δX, dX⟩ + (terms free of dX) "
-    "defines δX, which is then read off",
-    "tr(M): the trace, the sum of M's diagonal; tr(A · B) = tr(B · A)",
-    "dE ∋ T: T is the part of dE that holds the differential being followed; ⊙ moves across ⟨·,·⟩: "
-    "⟨A, B ⊙ C⟩ = ⟨A ⊙ B, C⟩; ⟨A, B · C⟩ = ⟨Bᵀ · A, C⟩ = ⟨A · Cᵀ, B⟩",
-)
+
+def legend(output: str = "E") -> list[str]:
+    """The notation of the differential steps, for an output named ``output``."""
+    e = output
+    return [
+        f"in the differential steps: dX is a small change of X (the same shape as X); δX = ∂{e}/∂X is the gradient "
+        f"of the output {e} (written dX in the equations above)",
+        f"⟨A, B⟩ = Σ_ij A_ij B_ij = tr(Aᵀ · B): the Frobenius inner product; d{e} = ⟨δX, dX⟩ + (terms free of dX) "
+        "defines δX, which is then read off",
+        "tr(M): the trace, the sum of M's diagonal; tr(A · B) = tr(B · A)",
+        f"d{e} ∋ T: T is the part of d{e} that holds the differential being followed; ⊙ moves across ⟨·,·⟩: "
+        "⟨A, B ⊙ C⟩ = ⟨A ⊙ B, C⟩; ⟨A, B · C⟩ = ⟨Bᵀ · A, C⟩ = ⟨A · Cᵀ, B⟩",
+    ]
 
 
 def _factor(x: Any) -> str:
