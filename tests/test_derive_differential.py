@@ -46,6 +46,21 @@ PROGRAMS = [  # (program, shapes, constants)
     ("E = x @ A @ x", {"x": (3,), "A": (3, 3)}, ()),  # quadratic form
     ("E = sum(x.T @ x)", {"x": (3, 2)}, ()),  # transpose, the same value twice
     ("y = relu(x @ W1) @ W2; E = sum(y ** 2) / 2", {"x": ("B", 3), "W1": (3, 4), "W2": (4, 2)}, ()),
+    ("z = W @ a", {"W": (3, 2), "a": (2, 1)}, ()),  # a non-scalar output: the route follows Σ z
+    ("E = sum(x ** y)", {"x": (3,), "y": (3,)}, ()),
+    ("E = a * b + a / b - b", {"a": (), "b": ()}, ()),
+    ("h1 = relu(x @ W); h2 = h1 + relu(h1 @ W); E = sum(h2)", {"x": ("B", 3), "W": (3, 3)}, ()),  # relu's zeros
+    (
+        "mu = mean(x, axis=1, keepdims=True); v = mean((x - mu) ** 2, axis=1, keepdims=True); "
+        "y = (x - mu) / sqrt(v + 0.00001); E = sum(y * g)",
+        {"x": ("B", 5), "g": (5,)},
+        (),
+    ),  # layer norm from primitives
+    (
+        "r = sigmoid(x @ Wr); n = tanh(x @ Wn); h = (1 - r) * n + r * h0; E = sum(h)",
+        {"x": (2, 3), "Wr": (3, 4), "Wn": (3, 4), "h0": (2, 4)},
+        (),
+    ),  # GRU-style gate
 ]
 
 

@@ -176,7 +176,8 @@ class Derivation:
         if differential:
             from .derive_differential import legend
 
-            out += ["  " + t for t in legend(self.forward[-1].name if self.forward else "E")]
+            route = self.differential
+            out += ["  " + t for t in legend(route.output if not isinstance(route, str) and route else "E")]
         return "\n".join(out)
 
     def __str__(self) -> str:

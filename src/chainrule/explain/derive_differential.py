@@ -268,7 +268,7 @@ def build(
         [(ln.name, ln.formula) for ln in backward],
         dict(inputs),
         live_names,
-        prog.output,
+        prog.output if out_t is None or not out_t.shape else f"(Σ {prog.output})",  # a non-scalar output: its sum
     )
 
 
@@ -277,7 +277,11 @@ def _gradient_steps(b: _Builder, x: Any, final: Any, forward: list) -> list[DSte
 
     xn = b.name(x)
     if x is b.out:
-        return [DStep("seed", f"δ{xn} =", formula=final, reason=f"the seed: d{xn} = 1 · d{xn}, so δ{xn} = 1")]
+        if x.shape:
+            why = f"the seed: the output {xn} is not a scalar, so the route follows Σ {xn}, whose gradient is ones"
+        else:
+            why = f"the seed: d{xn} = 1 · d{xn}, so δ{xn} = 1"
+        return [DStep("seed", f"δ{xn} =", formula=final, reason=why)]
     tops, reach = b.consumers(x)
     if not tops:  # (no operation reads it: nothing to move)
         return [DStep("read-off", f"⇒ δ{xn} =", formula=final, reason="no assignment reads it")]
@@ -286,9 +290,9 @@ def _gradient_steps(b: _Builder, x: Any, final: Any, forward: list) -> list[DSte
     pairs = [(b.grad_of(s), s) for s in tops]
     terms = [Term(g, b.partial(s, x, reach, memo), fwd=fwd_of.get(b.name(s)), wrt=xn) for g, s in pairs]
     names = ", ".join(b.name(s) for s in tops)
-    e = b.name(b.out)
+    e = b.name(b.out) if not b.out.shape else f"(Σ {b.name(b.out)})"
     if len(tops) == 1 and tops[0] is b.out:
-        opened = f"δ{e} = 1 (d{e} = 1 · d{e}), and the part of d{e} that holds d{xn}"
+        opened = f"d{e} = 1 · d{e}, and the part of d{e} that holds d{xn}"
     elif len(tops) == 1:
         s = b.name(tops[0])
         opened = f"d{e} = ⟨δ{s}, d{s}⟩ + (terms free of d{s}), and the part of d{s} that holds d{xn}"
