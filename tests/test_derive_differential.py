@@ -61,6 +61,7 @@ PROGRAMS = [  # (program, shapes, constants)
         {"x": (2, 3), "Wr": (3, 4), "Wn": (3, 4), "h0": (2, 4)},
         (),
     ),  # GRU-style gate
+    ("E = sum(minimum(transpose(x), y) * cos(-y))", {"x": (3, 4), "y": (4, 3)}, ()),
 ]
 
 
@@ -94,6 +95,18 @@ def test_every_line_is_checked_and_the_route_ends_in_the_printed_equations(progr
     assert "⟨·,·⟩" in text or "⟨A, B⟩" in text  # the legend explains the notation
     for stand_in in (str(v) for v in d.dims):  # symbolic sizes never show their stand-in values
         assert f"1/{stand_in}" not in d.differential_text()
+
+
+def test_every_primitive_of_the_program_language_is_covered():
+    """The programs above use every function and operator derive accepts (each gets its differential and identity)."""
+    from chainrule.explain.parse import FUNCTIONS
+
+    used = set()
+    for program, shapes, constants in PROGRAMS:
+        d = cr.derive(program, shapes, constants=constants, check=False)
+        used |= {j.primitive.name for j in d.jacobians}
+    wanted = set(FUNCTIONS) | {"add", "sub", "mul", "div", "pow", "neg"}
+    assert wanted <= used, wanted - used
 
 
 def _directional(program, shapes, constants, x, seed=3):
