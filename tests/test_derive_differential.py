@@ -259,3 +259,15 @@ def test_a_planted_false_trace_step_fails_the_check(monkeypatch):
     monkeypatch.setattr(R, "trace_lines", wrong)
     d = cr.derive("z = W @ a; E = sum(z * z)", {"W": (3, 3), "a": (3, 3)})
     assert d.check.status == "failed" and "tr(" in d.check.reason
+
+
+def test_a_route_that_cannot_be_made_is_named_not_hidden(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("no rule for this")
+
+    monkeypatch.setattr(DD, "build", broken)
+    d = cr.derive(DENSE, DENSE_SHAPES)
+    assert d.differential == "ValueError: no rule for this"
+    assert "differential steps not made: ValueError: no rule for this" in d.check.text()
+    assert "not available: ValueError: no rule for this" in d.text(steps="differential")
+    assert d.equation("dW") == "dz · aᵀ" and d.ok  # the equations and their check stand on their own
