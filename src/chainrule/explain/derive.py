@@ -60,6 +60,7 @@ class Derivation:
     export_error: str = ""
     input_shapes: dict = field(default_factory=dict)  # at the placeholder sizes
     chain: Optional[Chain] = None  # each gradient as the product of the local Jacobians (derive --chain)
+    differential: Any = None  # the differential route (derive_differential.Route), or why it could not be made
 
     def own_layout(self) -> str:
         """``"column"`` when weights multiply from the left (``W @ a``), ``"row"`` when from the right (``x @ W``)."""
@@ -144,7 +145,17 @@ class Derivation:
                     out.append(f"    {st.text}" + (f"      [{st.reason}]" if st.reason else ""))
         return "\n".join(out)
 
-    def text(self, steps: bool = False) -> str:
+    def differential_text(self) -> str:
+        """``--steps differential``: the same equations derived with matrix differentials alone."""
+        from .derive_differential import route_text
+
+        route, error = (self.differential, "") if not isinstance(self.differential, str) else (None, self.differential)
+        with S.dims_context(self.dims):
+            return route_text(route, error)
+
+    def text(self, steps: bool | str = False) -> str:
+        """The derivation; ``steps`` is ``"index"`` (or True) or ``"differential"`` for that route's steps."""
+        differential, steps = steps == "differential", steps not in (False, None, "differential")
         out = ["forward:"] + self._block(self.forward)
         out += ["backward (d<name> is the gradient of the output with respect to <name>):"]
         if self.seed:
@@ -153,6 +164,8 @@ class Derivation:
         out.append(self.check_text())
         if steps:
             out.append(self.steps_text())
+        if differential:
+            out.append(self.differential_text())
         if self.jacobians:
             sizes = ", sizes at " + ", ".join(f"{n} = {v}" for v, n in self.dims.items()) if self.dims else ""
             out.append(f"local Jacobians (never built{sizes}):")
@@ -162,6 +175,11 @@ class Derivation:
         out += ["  " + t for t in self.legend()]
         if steps:
             out += ["  " + t for t in STEPS_LEGEND]
+        if differential:
+            from .derive_differential import legend
+
+            route = self.differential
+            out += ["  " + t for t in legend(route.output if not isinstance(route, str) and route else "E")]
         return "\n".join(out)
 
     def __str__(self) -> str:
@@ -238,7 +256,15 @@ class Derivation:
                 "check": None if self.check is None else self.check.as_dict(),
                 "chain": None if self.chain is None else self.chain.as_dict(),
                 "legend": self.legend(),
+                "differential": self._differential_dict(),
             }
+
+    def _differential_dict(self) -> dict[str, Any]:
+        from .derive_differential import route_dict
+
+        if isinstance(self.differential, str):
+            return route_dict(None, self.differential)
+        return route_dict(self.differential)
 
     def to_json(self, indent: int = 2) -> str:
         return json.dumps(self.as_dict(), indent=indent, ensure_ascii=False)
@@ -440,12 +466,16 @@ def derive(
         first = _derive_at(prog, concrete, constants, recorded)
         chain = build_chain(program, prog, recorded, constants, generic=getattr(prog, "generic", False))
         recorded.clear()  # (the recorded values are not kept through the check)
-    forward, backward, jacobians, seed_text, targets = first
+    forward, backward, jacobians, seed_text, targets, route = first
+    routes = [(route, _where(sizes1))]
     if symbols:  # the same derivation at other sizes tells which constants are sizes (1/B)
         second = _derive_at(prog, _at(raw, sizes2), constants)
         if [ln.name for ln in second[0] + second[1]] == [ln.name for ln in forward + backward]:
             for a, b in zip(forward + backward, second[0] + second[1]):
                 a.formula = S.symbolize(a.formula, b.formula, sizes1, sizes2)
+            if not isinstance(route, str) and not isinstance(second[5], str):
+                route.symbolize(second[5], sizes1, sizes2)
+                routes.append((second[5], _where(sizes2)))
     with S.dims_context(dims1):
         for ln in backward:
             final = S.render(ln.formula)
@@ -454,6 +484,7 @@ def derive(
         _inline_steps(backward, constants)
     result = Derivation(program, forward, backward, jacobians, None, dims1, seed_text, input_shapes=concrete)
     result.chain = chain
+    result.differential = route
     try:
         result.numpy_source = module_source(
             program, prog.inputs, concrete, forward, backward, [(n, "d" + n) for n in targets], dims1
@@ -464,7 +495,28 @@ def derive(
         result.check = _check(prog, result, raw, symbols, numeric, constants, targets, seed)
         if getattr(prog, "generic", False):
             result.check.note = f"with f = {STAND_IN} standing in for the generic f"
+        if isinstance(route, str):
+            result.check.note = "; ".join(x for x in (result.check.note, "differential steps not made: " + route) if x)
+        else:
+            from .derive_differential_check import check_routes, fold_into
+
+            route.check = check_routes(routes, seed, _line_text(dims1))
+            fold_into(result.check, route.check)
     return result
+
+
+def _where(sizes: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in sizes.items()) or "the given sizes"
+
+
+def _line_text(dims: Mapping[int, str]) -> Any:
+    from .derive_differential import step_text
+
+    def text(step: Any) -> str:
+        with S.dims_context(dims):
+            return step_text(step)
+
+    return text
 
 
 _SMALLER = "the equations do not depend on the sizes: use smaller shapes, or a symbolic size such as B"

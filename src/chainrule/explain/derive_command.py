@@ -34,7 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     view.add_argument(
         "--numpy", action="store_true", help="print the NumPy module (backward(**inputs)) generated from the equations"
     )
-    parser.add_argument("--steps", action="store_true", help="show the steps from the index form to the matrix form")
+    parser.add_argument(
+        "--steps",
+        nargs="?",
+        const="index",
+        default=None,
+        choices=("index", "differential"),
+        help="show the steps: 'index' (the default) from the index form to the matrix form, 'differential' with "
+        "matrix differentials and the trace / Frobenius inner product alone",
+    )
     parser.add_argument(
         "--layout",
         choices=("column", "row", "both"),
@@ -157,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.latex_document:
         print(result.latex_document(), end="")
     else:
-        print(result.text(steps=args.steps))
+        print(result.text(steps=args.steps or False))
         if at:
             from .derive_at import at_text
 

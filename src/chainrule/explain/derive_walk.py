@@ -235,7 +235,21 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
         )
     else:
         seed = ""
-    return forward, backward, jacobians, seed, targets
+    route = differential_route(walk, order, recorder.edges, live, prog, forward, backward, env)
+    return forward, backward, jacobians, seed, targets, route
+
+
+def differential_route(
+    walk: _Walk, order: list, edges: dict, live: set, prog: Program, forward: list, backward: list, env: dict
+) -> Any:
+    """The differential route (:mod:`.derive_differential`), or the reason it could not be made."""
+    from .derive_differential import build
+
+    inputs = {n: tuple(env[n].shape) for n in prog.inputs}
+    try:
+        return build(walk, order, edges, live, prog, forward, backward, inputs)
+    except Exception as exc:  # noqa: BLE001  (the equations do not need it; the check's note and the view name it)
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _inline_steps(backward: list[Line], constants: tuple) -> None:
