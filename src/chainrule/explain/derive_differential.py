@@ -27,21 +27,11 @@ import numpy as np
 
 from .. import symbolic as S
 from ..graph import node_of
+from .derive_differential_reasons import Term
+from .derive_records import STAND_IN
 
 MAX_LINES = 40  # per gradient: past this many moves the rest is done in one line (still checked)
 MAX_TERMS = 12  # terms in one line before the remaining moves are done in one line
-
-
-@dataclass
-class Term:
-    """``⟨grad, diff⟩`` (or, with ``trace``, ``tr(F1 · F2 · …)``); ``fwd`` is the assignment whose change
-    ``diff`` claims to be (set on a line that introduces a differential, so the check can test it)."""
-
-    grad: Any = None
-    diff: Any = None
-    trace: tuple = ()
-    fwd: Any = None
-    wrt: str = ""  # the value the direction moves where ``fwd`` is set
 
 
 @dataclass
@@ -117,7 +107,6 @@ def rename_gradients(x: Any, names: set[str]) -> Any:
 
 def jvp(walk: Any, t: Any, i: int, tangent: Any) -> Any:
     """The differential of node ``t`` when only operand ``i`` changes, by ``tangent``: the primitive's JVP."""
-    from .derive_walk import STAND_IN
 
     view = node_of(t)
     prim = view.prim

@@ -4,10 +4,25 @@ never per program."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .. import symbolic as S
 from ..graph import node_of
+from .derive_records import STAND_IN
+
+
+@dataclass
+class Term:
+    """``⟨grad, diff⟩`` (or, with ``trace``, ``tr(F1 · F2 · …)``); ``fwd`` is the assignment whose change
+    ``diff`` claims to be (set on a line that introduces a differential, so the check can test it)."""
+
+    grad: Any = None
+    diff: Any = None
+    trace: tuple = ()
+    fwd: Any = None
+    wrt: str = ""  # the value the direction moves where ``fwd`` is set
+
 
 ELEMENTWISE = {
     "exp": "d exp(Z) = exp(Z) ⊙ dZ",
@@ -49,7 +64,6 @@ RULES = {
 
 def differential_rule(b: Any, t: Any) -> str:
     """The rule that gives the differential of the operation at node ``t``."""
-    from .derive_walk import STAND_IN
 
     name = node_of(t).prim.name
     if b.walk.generic and name == STAND_IN:
@@ -70,7 +84,6 @@ def _broadcast_note(t: Any, i: int) -> str:
 
 
 def _one(b: Any, t: Any, i: int, d: Any = None) -> str:
-    from .derive_walk import STAND_IN
 
     view = node_of(t)
     name = view.prim.name
@@ -167,8 +180,6 @@ def identity_reason(b: Any, t: Any, roles: list[int], d: Any = None) -> str:
 
 def trace_lines(b: Any, t: Any, role: int, g: Any, d_operand: Any) -> list[tuple[list, str]]:
     """For ``⟨A, dW · a⟩`` with matrices: the trace lines ``tr(Aᵀ · dW · a) = tr(a · Aᵀ · dW)`` before the move."""
-    from .derive_differential import Term
-
     view = node_of(t)
     if view.prim.name != "matmul" or any(len(x.shape) != 2 for x in view.inputs) or len(S.shape_of(g)) != 2:
         return []

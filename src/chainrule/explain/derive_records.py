@@ -9,6 +9,8 @@ from .. import symbolic as S
 from .derive_jacobian import Structure
 from .derive_steps import Step
 
+STAND_IN = "sin"  # what a generic f(z) computes when the equations are checked
+
 
 @dataclass
 class Line:

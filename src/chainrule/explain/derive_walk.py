@@ -15,14 +15,11 @@ from ..tensor import Tensor
 from ..walk import Backprop
 from ..walk import walk as backward_walk
 from .derive_jacobian import structure
-from .derive_records import Jacobian, Line
+from .derive_records import STAND_IN, Jacobian, Line
 from .derive_steps import Step, operand_text
 from .parse import Program
 
 AUTO_NAME_SIZE = 12  # an unnamed value whose formula is bigger than this gets a name (u1, u2, ...)
-
-
-STAND_IN = "sin"  # what a generic f(z) computes when the equations are checked
 
 
 def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
