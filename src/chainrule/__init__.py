@@ -64,7 +64,7 @@ from .creation import (  # noqa: E402
     zeros_like,
 )
 from .custom import custom_vjp
-from .explain import ParseError, compare, derive, draw, trace  # noqa: E402  (the tools read the engine above)
+from .explain import ParseError, compare, derive, draw, explore, trace  # noqa: E402  (the tools read the engine above)
 from .forward import JVPError, hessian, hvp, jacfwd, jvp, linearize
 from .grad_mode import enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad
 from .ops import (  # noqa: E402
@@ -247,6 +247,7 @@ __all__ = [
     "divide",
     "draw",
     "dot",
+    "explore",
     "enable_grad",
     "exp",
     "expand_dims",

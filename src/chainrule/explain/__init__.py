@@ -8,7 +8,20 @@ from .derive import Derivation, derive
 from .derive_chain_text import chain_text as _chain_text  # noqa: F401  (attaches Chain.text, its text view)
 from .draw import Drawing, draw
 from .page import save_html as _save_html  # noqa: F401  (attaches Trace.save_html, the page view of a trace)
+from .notebook import Exploration, explore
 from .parse import ParseError
 from .trace import Trace, trace
 
-__all__ = ["Comparison", "Derivation", "Drawing", "ParseError", "Trace", "compare", "derive", "draw", "trace"]
+__all__ = [
+    "Comparison",
+    "Derivation",
+    "Drawing",
+    "Exploration",
+    "ParseError",
+    "Trace",
+    "compare",
+    "derive",
+    "draw",
+    "explore",
+    "trace",
+]

@@ -10,6 +10,7 @@ is fetched from the network.
 from __future__ import annotations
 
 import html
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,15 +77,34 @@ def explore(
     model: Any = None,
     names: Optional[Mapping[str, Tensor]] = None,
     title: Optional[str] = None,
+    output_name: Optional[str] = None,
     accumulate: bool = False,
     precision: int = 2,
 ) -> Exploration:
     """Step through the backward pass of a recorded graph in a browser (or inline in a notebook).
 
     ``model`` names its parameters (``0.weight``, ``fc1.bias``), ``names`` names any tensor (``{"x": x}``).
+    The output is called by ``output_name``, else by the caller's variable that holds it (``loss``), else ``out``.
     Unlike :func:`chainrule.trace` it leaves ``.grad`` alone unless ``accumulate=True``; the graph is kept.
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"explore: expected the Tensor whose backward pass to show, got {type(output).__name__}")
-    tr = trace(output, grad, names=names, accumulate=accumulate, precision=precision, model=model)
+    if output_name is None:
+        output_name = _callers_name_for(output)
+    tr = trace(
+        output, grad, names=names, accumulate=accumulate, precision=precision, model=model, output_name=output_name
+    )
     return Exploration(tr, title or f"backward pass of {tr.output}", None)
+
+
+def _callers_name_for(t: Tensor) -> Optional[str]:
+    """The name the caller of :func:`explore` gave this tensor (its local variable), if exactly one."""
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+        if caller is None:
+            return None
+        found = [k for k, v in caller.f_locals.items() if v is t and k.isidentifier() and not k.startswith("_")]
+        return found[0] if len(found) == 1 else None
+    finally:
+        del frame

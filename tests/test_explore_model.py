@@ -1,0 +1,77 @@
+"""``cr.explore(output)``: the explorer on a graph recorded from ordinary code (issue 24, item 4), in Chromium."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import chainrule as cr
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _model_and_loss():
+    rng = np.random.default_rng(3)
+    model = cr.nn.Sequential(cr.nn.Linear(3, 4), cr.nn.Tanh(), cr.nn.Linear(4, 2))
+    x = rng.normal(size=(5, 3))
+    y = np.array([0, 1, 1, 0, 1])
+    loss = cr.nn.cross_entropy(model(cr.tensor(x)), y)
+    return model, x, y, loss
+
+
+def test_explore_names_parameters_and_leaves_grad_alone():
+    model, _, _, loss = _model_and_loss()
+    ex = cr.explore(loss, model=model)
+    assert isinstance(ex, cr.explain.Exploration)
+    assert [leaf.label for leaf in ex.trace.leaves if "." in leaf.label] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert all(p.grad is None for p in model.parameters())  # accumulate=False by default
+    loss.backward()  # the graph is kept for the learner's own backward
+    assert model[0].weight.grad is not None
+
+
+def test_the_notebook_view_is_a_sandboxed_offline_frame():
+    model, _, _, loss = _model_and_loss()
+    frame = cr.explore(loss, model=model)._repr_html_()
+    assert frame.startswith("<iframe") and 'sandbox="allow-scripts"' in frame
+    page = html.unescape(re.search(r'srcdoc="(.*)"></iframe>', frame, re.S).group(1))
+    assert page.startswith("<!DOCTYPE html>") and "0.weight" in page
+    assert not re.search(r"(src|href)=\"https?://", page), "the page must fetch nothing"
+
+
+def test_explore_refuses_what_is_not_a_tensor():
+    with pytest.raises(TypeError, match="explore: expected the Tensor"):
+        cr.explore(3.0)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_page_steps_to_torch_s_gradients(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    model, x, y, loss = _model_and_loss()
+    path = cr.explore(loss, model=model).save_html(tmp_path / "model.html")
+    # the same weights in torch: the gradients the page ends on must be torch's
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        for (_, p), (_, q) in zip(model.named_parameters(), tm.named_parameters()):
+            q.copy_(torch.from_numpy(np.asarray(p.data, dtype=np.float64)))
+    torch.nn.functional.cross_entropy(tm(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        assert "?" in page.inner_text("#gradients")  # nothing is known before the backward pass
+        while not page.is_disabled("#next"):
+            page.click("#next")
+        shown = page.inner_text("#gradients")
+        browser.close()
+    assert not errors, errors
+    bias = tm[2].bias.grad.numpy()
+    assert f"dloss/d2.bias = [{bias[0]:.2f}, {bias[1]:.2f}]".replace("-0.00", "0.00") in shown, shown
+    assert "?" not in shown
