@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import warnings
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "randn",
     "randint",
     "randperm",
+    "random_",
     "rand_like",
     "randn_like",
     "randint_like",
@@ -297,7 +299,9 @@ def _uniform(g: Generator, n: int, dtype: type, low: float, high: float) -> np.n
     lo, hi = dtype(low), dtype(high)
     if lo == 0 and hi == 1:
         return x
-    # torch computes x * (to - from) + from in the dtype, as one fused multiply-add
+    # torch computes x * (to - from) + from in the dtype; its AVX2 build fuses it into one multiply-add
+    if cpu_capability() == "default":
+        return x * (hi - lo) + lo
     return _m.fma(x, np.full_like(x, hi - lo), np.full_like(x, lo))
 
 
@@ -417,12 +421,52 @@ def randperm(n: int, *, generator: Generator | None = None, dtype: Any = None, *
     return _cast_int(perm, dtype, "randperm")
 
 
+def random_(
+    shape: Any,
+    from_: int | None = None,
+    to: int | None = None,
+    *,
+    generator: Generator | None = None,
+    dtype: Any = None,
+) -> np.ndarray:
+    """``Tensor.random_()``, ``random_(to)`` or ``random_(from, to)`` on a tensor of ``shape`` and ``dtype``.
+
+    Without bounds torch draws ``[0, 2**mantissa]`` for floats and ``[0, max]`` for integers.
+    """
+    shp = _size((shape,) if not isinstance(shape, tuple) else shape, "random_")
+    name = "float32" if dtype is None else _dtype_name(dtype)
+    g = _gen(generator, "random_")
+    n = math.prod(shp)
+    if from_ is not None and to is None:
+        from_, to = 0, from_
+    if to is not None:
+        low = 0 if from_ is None else int(from_)
+        return _cast_int(_randint_values(g, n, low, int(to)), name, "random_").reshape(shp)
+    if from_ is not None:
+        raise TypeError("random_: give random_(), random_(to) or random_(from, to)")
+    wide = name in ("float64", "int64")
+    raw = g.random64(n) if wide else g.random32(n)
+    if name == "bool":
+        return (raw & np.uint64(1)).astype(np.bool_).reshape(shp)
+    moduli = {"float32": (1 << 24) + 1, "float64": (1 << 53) + 1}
+    if name in moduli:
+        modulus = moduli[name]
+    else:
+        try:
+            info = np.iinfo(np.dtype(name))
+        except ValueError as exc:
+            raise TypeError(f"random_: dtype {name} is not reproduced") from exc
+        modulus = int(info.max) + 1
+    return (raw % np.uint64(modulus)).astype(np.dtype(name)).reshape(shp)
+
+
 # -- normal -------------------------------------------------------------------------------------------
 
 
 def _normal_scalar(g: Generator, n: int, mean: float, std: float) -> np.ndarray:
     """torch's one-at-a-time normal (sizes < 16): double Box–Muller, the sine kept for the next draw."""
     out = np.empty(n, dtype=np.float64)
+    unfused = cpu_capability() == "default"  # the AVX2 build fuses z * std + mean
     for i in range(n):
         if g.next_double_normal is not None:
             z = g.next_double_normal
@@ -433,7 +477,7 @@ def _normal_scalar(g: Generator, n: int, mean: float, std: float) -> np.ndarray:
             theta = 2.0 * math.pi * float(u[0])
             g.next_double_normal = r * math.sin(theta)
             z = r * math.cos(theta)
-        out[i] = _m.fma_scalar(z, std, mean)
+        out[i] = z * std + mean if unfused else _m.fma_scalar(z, std, mean)
     return out
 
 
@@ -662,25 +706,29 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, *, generator: Gen
 _INTEL_WARNED = False
 
 
-def _is_intel() -> bool:
+def _cpu_vendor() -> str:
+    """'intel', 'amd' or 'other', read the way the OS reports it."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             for line in fh:
                 if line.startswith("vendor_id"):
-                    return "GenuineIntel" in line
+                    return "intel" if "GenuineIntel" in line else "amd" if "AuthenticAMD" in line else "other"
     except OSError:
-        return False
-    return False
+        pass
+    text = platform.processor()
+    if "Intel" in text or (platform.system() == "Darwin" and platform.machine() == "x86_64"):
+        return "intel"
+    return "amd" if "AMD" in text else "other"
 
 
 def _warn_intel(what: str) -> None:
     global _INTEL_WARNED
-    if not _INTEL_WARNED and _is_intel():
+    if not _INTEL_WARNED and _cpu_vendor() == "intel":
         _INTEL_WARNED = True
         warnings.warn(
-            f"{what}: on Intel CPUs torch draws this from MKL's own stream (VSL_BRNG_MCG31), not mt19937; "
-            "chainrule reproduces torch's mt19937 path (the one torch takes on AMD and other CPUs), so these "
-            "values differ from torch's on this machine",
+            f"{what}: on Intel CPUs torch draws this from MKL's own stream (VSL_BRNG_MCG31 seeded from one "
+            "mt19937 draw), not from mt19937 directly; chainrule reproduces the mt19937 path torch takes on "
+            "other CPUs, so these values differ from torch's on this machine",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -690,11 +738,14 @@ _CAPABILITY: str | None = None
 
 
 def cpu_capability(value: str | None = None) -> str:
-    """Which of torch's CPU kernels to reproduce for float32 ``randn`` of 16+ values: 'avx2' or 'default'.
+    """Which of torch's CPU kernels to reproduce: 'avx2' (x86 with AVX2 and FMA) or 'default'.
 
-    torch picks its kernel from the CPU (overridable with the ATEN_CPU_CAPABILITY
-    environment variable); on x86 CPUs with AVX2 (almost all) it is the vectorized one.
-    Pass a value to choose; with none, the same rule torch uses is applied.
+    It decides float32 ``randn`` of 16+ values (vectorized polynomials or the C
+    library's ``logf``/``sinf``/``cosf``) and whether ``x * (b - a) + a`` and
+    ``z * std + mean`` are fused multiply-adds. torch picks its kernel from the
+    CPU, or from the ATEN_CPU_CAPABILITY environment variable; with no argument
+    the same rule is applied here. Pass 'avx2', 'avx512' (the same kernels) or
+    'default' to choose.
     """
     global _CAPABILITY
     if value is not None:
@@ -705,23 +756,30 @@ def cpu_capability(value: str | None = None) -> str:
         env = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
         if env == "default":
             _CAPABILITY = "default"
-        elif env in ("avx2", "avx512"):
+        elif env in ("avx2", "avx512") or _has_avx2():
             _CAPABILITY = "avx2"
         else:
-            _CAPABILITY = "avx2" if _has_avx2() else "default"
+            _CAPABILITY = "default"
+            if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+                warnings.warn(
+                    f"torch_random: on {platform.machine()} CPUs torch's kernels were not checked against "
+                    "these streams; integer draws, rand and the uniform-based draws follow mt19937 exactly, "
+                    "but randn/normal_ and uniform_(a, b) may differ in the last bit",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
     return _CAPABILITY
 
 
 def _has_avx2() -> bool:
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = line.split()
-                    return "avx2" in flags and "fma" in flags
-    except OSError:
-        pass
-    return False
+        from numpy._core._multiarray_umath import __cpu_features__ as feats  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - older NumPy
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as feats  # noqa: PLC0415
+        except ImportError:
+            return False
+    return bool(feats.get("AVX2")) and bool(feats.get("FMA3"))
 
 
 def _as_array(x: Any) -> np.ndarray:
