@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 import os
-import platform
-import warnings
 from typing import Any
 
 import numpy as np
 
 from chainrule import torch_random_math as _m
+from chainrule.torch_random_math import cpu_capability, warn_intel
 
 __all__ = [
     "Generator",
@@ -247,6 +246,8 @@ def _gen(generator: Generator | None, where: str) -> Generator:
 
 
 def _size(size: tuple, where: str) -> tuple[int, ...]:
+    if len(size) == 0:
+        raise TypeError(f"{where}() missing 1 required positional argument: size (ints, or one tuple such as ())")
     if len(size) == 1 and isinstance(size[0], (tuple, list)) or len(size) == 1 and hasattr(size[0], "__len__"):
         size = tuple(size[0])
     out = []
@@ -257,6 +258,17 @@ def _size(size: tuple, where: str) -> tuple[int, ...]:
             raise ValueError(f"{where}: negative dimension {int(s)} in size {tuple(size)}")
         out.append(int(s))
     return tuple(out)
+
+
+def _shape(shape: Any, where: str) -> tuple[int, ...]:
+    """A tensor's shape given as an int or a sequence of ints (``()`` for a 0-d tensor)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) and hasattr(shape, "__len__"):
+        shape = tuple(shape)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{where}: the shape must be an int or a tuple of ints, got {shape!r}")
+    return _size((tuple(shape),), where)
 
 
 def _float_dtype(dtype: Any, where: str) -> type:
@@ -325,7 +337,7 @@ def uniform_(
 ) -> np.ndarray:
     """``Tensor.uniform_(a, b)`` on a tensor of ``shape``: the values torch writes, in memory order."""
     where = "uniform_"
-    shp = _size((shape,) if not isinstance(shape, tuple) else shape, where)
+    shp = _shape(shape, where)
     dt = _float_dtype(dtype, where)
     if not a <= b:
         raise ValueError(f"uniform_: expects to return a [from, to) range, but found from={a} > to={b}")
@@ -347,7 +359,7 @@ def _randint_values(g: Generator, n: int, low: int, high: int) -> np.ndarray:
 def randint(*args: Any, generator: Generator | None = None, dtype: Any = None, **kw: Any) -> np.ndarray:
     """``torch.randint(high, size)`` or ``torch.randint(low, high, size)``: int64 unless ``dtype`` says."""
     low, high, size = _randint_args(args, kw, "randint")
-    shape = _size((size,) if not isinstance(size, tuple) else size, "randint")
+    shape = _shape(size, "randint")
     values = _randint_values(_gen(generator, "randint"), math.prod(shape), low, high)
     return _cast_int(values, dtype, "randint").reshape(shape)
 
@@ -433,7 +445,7 @@ def random_(
 
     Without bounds torch draws ``[0, 2**mantissa]`` for floats and ``[0, max]`` for integers.
     """
-    shp = _size((shape,) if not isinstance(shape, tuple) else shape, "random_")
+    shp = _shape(shape, "random_")
     name = "float32" if dtype is None else _dtype_name(dtype)
     g = _gen(generator, "random_")
     n = math.prod(shp)
@@ -519,7 +531,7 @@ def normal_(
     shape: Any, mean: float = 0.0, std: float = 1.0, *, generator: Generator | None = None, dtype: Any = None
 ) -> np.ndarray:
     """``Tensor.normal_(mean, std)`` on a contiguous tensor of ``shape``."""
-    shp = _size((shape,) if not isinstance(shape, tuple) else shape, "normal_")
+    shp = _shape(shape, "normal_")
     dt = _float_dtype(dtype, "normal_")
     return _normal_values(_gen(generator, "normal_"), math.prod(shp), dt, float(mean), float(std)).reshape(shp)
 
@@ -582,7 +594,7 @@ def exponential_(
     shape: Any, lambd: float = 1.0, *, generator: Generator | None = None, dtype: Any = None
 ) -> np.ndarray:
     """``Tensor.exponential_(lambd)``: ``-1/lambd * log1p(-u)`` with ``u`` a double uniform, then cast."""
-    shp = _size((shape,) if not isinstance(shape, tuple) else shape, "exponential_")
+    shp = _shape(shape, "exponential_")
     dt = _float_dtype(dtype, "exponential_")
     if not lambd > 0:
         raise ValueError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
@@ -597,14 +609,14 @@ def _check_p(p: np.ndarray, where: str) -> None:
 
 def bernoulli_(shape: Any, p: Any = 0.5, *, generator: Generator | None = None, dtype: Any = None) -> np.ndarray:
     """``Tensor.bernoulli_(p)`` on a tensor of ``shape``: float ``p`` or an array of probabilities."""
-    shp = _size((shape,) if not isinstance(shape, tuple) else shape, "bernoulli_")
+    shp = _shape(shape, "bernoulli_")
     out_dt = _out_dtype(dtype)
     g = _gen(generator, "bernoulli_")
     if isinstance(p, (int, float, np.floating, np.integer)):
         p = float(p)
         if not 0 <= p <= 1:
             raise ValueError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
-        _warn_intel("bernoulli_(float p)")
+        warn_intel("bernoulli_(float p)")
         u = _uniform01(g, math.prod(shp), np.float64)
         return (u < p).astype(out_dt).reshape(shp)
     pa = _as_array(p)
@@ -680,7 +692,7 @@ def multinomial(
 
 def dropout_mask(shape: Any, p: float = 0.5, *, generator: Generator | None = None, dtype: Any = None) -> np.ndarray:
     """The scaled mask torch's CPU ``F.dropout`` multiplies by: ``bernoulli_(1 - p) / (1 - p)``."""
-    shp = _size((shape,) if not isinstance(shape, tuple) else shape, "dropout")
+    shp = _shape(shape, "dropout")
     dt = _float_dtype(dtype, "dropout")
     if not 0 <= p <= 1:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
@@ -701,85 +713,6 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, *, generator: Gen
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-_INTEL_WARNED = False
-
-
-def _cpu_vendor() -> str:
-    """'intel', 'amd' or 'other', read the way the OS reports it."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("vendor_id"):
-                    return "intel" if "GenuineIntel" in line else "amd" if "AuthenticAMD" in line else "other"
-    except OSError:
-        pass
-    text = platform.processor()
-    if "Intel" in text or (platform.system() == "Darwin" and platform.machine() == "x86_64"):
-        return "intel"
-    return "amd" if "AMD" in text else "other"
-
-
-def _warn_intel(what: str) -> None:
-    global _INTEL_WARNED
-    if not _INTEL_WARNED and _cpu_vendor() == "intel":
-        _INTEL_WARNED = True
-        warnings.warn(
-            f"{what}: on Intel CPUs torch draws this from MKL's own stream (VSL_BRNG_MCG31 seeded from one "
-            "mt19937 draw), not from mt19937 directly; chainrule reproduces the mt19937 path torch takes on "
-            "other CPUs, so these values differ from torch's on this machine",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-
-_CAPABILITY: str | None = None
-
-
-def cpu_capability(value: str | None = None) -> str:
-    """Which of torch's CPU kernels to reproduce: 'avx2' (x86 with AVX2 and FMA) or 'default'.
-
-    It decides float32 ``randn`` of 16+ values (vectorized polynomials or the C
-    library's ``logf``/``sinf``/``cosf``) and whether ``x * (b - a) + a`` and
-    ``z * std + mean`` are fused multiply-adds. torch picks its kernel from the
-    CPU, or from the ATEN_CPU_CAPABILITY environment variable; with no argument
-    the same rule is applied here. Pass 'avx2', 'avx512' (the same kernels) or
-    'default' to choose.
-    """
-    global _CAPABILITY
-    if value is not None:
-        if value not in ("avx2", "avx512", "default"):
-            raise ValueError(f"cpu_capability: expected 'default', 'avx2' or 'avx512', got {value!r}")
-        _CAPABILITY = "default" if value == "default" else "avx2"
-    if _CAPABILITY is None:
-        env = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
-        if env == "default":
-            _CAPABILITY = "default"
-        elif env in ("avx2", "avx512") or _has_avx2():
-            _CAPABILITY = "avx2"
-        else:
-            _CAPABILITY = "default"
-            if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
-                warnings.warn(
-                    f"torch_random: on {platform.machine()} CPUs torch's kernels were not checked against "
-                    "these streams; integer draws, rand and the uniform-based draws follow mt19937 exactly, "
-                    "but randn/normal_ and uniform_(a, b) may differ in the last bit",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-    return _CAPABILITY
-
-
-def _has_avx2() -> bool:
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as feats  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - older NumPy
-        try:
-            from numpy.core._multiarray_umath import __cpu_features__ as feats  # noqa: PLC0415
-        except ImportError:
-            return False
-    return bool(feats.get("AVX2")) and bool(feats.get("FMA3"))
 
 
 def _as_array(x: Any) -> np.ndarray:

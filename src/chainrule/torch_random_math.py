@@ -14,10 +14,94 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+import os
+import platform
+import warnings
 
 import numpy as np
 
 _F = np.float32
+
+# -- which of torch's kernels this CPU runs ------------------------------------------------------
+
+_INTEL_WARNED = False
+
+
+def _cpu_vendor() -> str:
+    """'intel', 'amd' or 'other', read the way the OS reports it."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("vendor_id"):
+                    return "intel" if "GenuineIntel" in line else "amd" if "AuthenticAMD" in line else "other"
+    except OSError:
+        pass
+    text = platform.processor()
+    if "Intel" in text or (platform.system() == "Darwin" and platform.machine() == "x86_64"):
+        return "intel"
+    return "amd" if "AMD" in text else "other"
+
+
+def warn_intel(what: str) -> None:
+    global _INTEL_WARNED
+    if not _INTEL_WARNED and _cpu_vendor() == "intel":
+        _INTEL_WARNED = True
+        warnings.warn(
+            f"{what}: on Intel CPUs torch draws this from MKL's own stream (VSL_BRNG_MCG31 seeded from one "
+            "mt19937 draw), not from mt19937 directly; chainrule reproduces the mt19937 path torch takes on "
+            "other CPUs, so these values differ from torch's on this machine",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+_CAPABILITY: str | None = None
+
+
+def cpu_capability(value: str | None = None) -> str:
+    """Which of torch's CPU kernels to reproduce: 'avx2' (x86 with AVX2 and FMA) or 'default'.
+
+    It decides float32 ``randn`` of 16+ values (vectorized polynomials or the C
+    library's ``logf``/``sinf``/``cosf``) and whether ``x * (b - a) + a`` and
+    ``z * std + mean`` are fused multiply-adds. torch picks its kernel from the
+    CPU, or from the ATEN_CPU_CAPABILITY environment variable; with no argument
+    the same rule is applied here. Pass 'avx2', 'avx512' (the same kernels) or
+    'default' to choose.
+    """
+    global _CAPABILITY
+    if value is not None:
+        if value not in ("avx2", "avx512", "default"):
+            raise ValueError(f"cpu_capability: expected 'default', 'avx2' or 'avx512', got {value!r}")
+        _CAPABILITY = "default" if value == "default" else "avx2"
+    if _CAPABILITY is None:
+        env = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+        if env == "default":
+            _CAPABILITY = "default"
+        elif env in ("avx2", "avx512") or _has_avx2():
+            _CAPABILITY = "avx2"
+        else:
+            _CAPABILITY = "default"
+            if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+                warnings.warn(
+                    f"torch_random: on {platform.machine()} CPUs torch's kernels were not checked against "
+                    "these streams; integer draws, rand and the uniform-based draws follow mt19937 exactly, "
+                    "but randn/normal_ and uniform_(a, b) may differ in the last bit",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    return _CAPABILITY
+
+
+def _has_avx2() -> bool:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - older NumPy
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as feats  # noqa: PLC0415
+        except ImportError:
+            return False
+    return bool(feats.get("AVX2")) and bool(feats.get("FMA3"))
+
 
 # -- exact fused multiply-add ---------------------------------------------------------------------
 
