@@ -376,13 +376,16 @@ def test_fma_emulation_is_exact() -> None:
     a = rng.standard_normal(3000).astype(np.float32)
     b = rng.standard_normal(3000).astype(np.float32)
     c = (rng.standard_normal(3000) * 10.0 ** rng.integers(-8, 3, 3000)).astype(np.float32)
-    # products landing exactly between two float32 values after the sum: double rounding traps
+    # a product exactly halfway between two float32 values plus a tiny addend: the float64 sum rounds
+    # back onto the halfway point, and only the addend's sign says which way the float32 result goes
     a[:500] = np.float32(1 + 2**-12)
-    b[:500] = np.float32(1 + 2**-12)
-    c[:500] = (np.float32(1) + np.arange(500, dtype=np.float32) * np.float32(2**-23)) * np.float32(-1)
+    b[:500] = np.float32(1 + 2**-12) * np.where(np.arange(500) % 2 == 0, 1, -1).astype(np.float32)
+    c[:500] = (2.0 ** -rng.integers(60, 100, 500) * rng.choice([-1.0, 1.0, 0.0], 500)).astype(np.float32)
+    naive = (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(np.float32)
     got = trm.fma(a, b, c)
     want = np.array([_exact_fma32(float(x), float(y), float(z)) for x, y, z in zip(a, b, c)], np.float32)
     assert np.array_equal(got, want)
+    assert not np.array_equal(naive, want)  # the double-rounding trap is really in the data
     x, y, z = (rng.standard_normal(500) for _ in range(3))
     got64 = trm.fma(x, y, z)
     want64 = [float(Fraction(p) * Fraction(q) + Fraction(r)) for p, q, r in zip(x, y, z)]
@@ -475,3 +478,18 @@ def test_default_capability_kernels_match_in_a_subprocess() -> None:
         [sys.executable, "-c", _DEFAULT_SCRIPT], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_docs_example_runs_and_prints_torchs_numbers() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "torch.md").read_text(encoding="utf-8")
+    section = text[text.index("## Torch's random numbers") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("```\n\n**What matches")]
+    names: dict = {"__name__": "__doc__"}
+    exec(compile(code, "docs/torch.md", "exec"), names)  # the project's own docs
+    g = torch.Generator().manual_seed(2147483647)
+    same(names["C"], torch.randn((27, 2), generator=g), "docs: C")
+    same(names["ix"], torch.randint(0, 27, (32,), generator=g), "docs: ix")
+    probs = torch.rand(27, generator=g)
+    same(names["nxt"], torch.multinomial(probs / probs.sum(), 1, replacement=True, generator=g), "docs: multinomial")
+    torch.manual_seed(0)
+    same(names["weight"], torch.nn.Linear(2, 3).weight, "docs: Linear weight")

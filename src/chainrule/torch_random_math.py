@@ -107,21 +107,31 @@ def _has_avx2() -> bool:
 
 
 def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 fma: the product is exact in float64; the sum is fixed where float64 rounding lands on a float32 tie."""
+    """float32 fma: the product is exact in float64; only a float64 sum that lands exactly halfway
+    between two float32 values can round differently from the exact sum, and those few are fixed by
+    the sign of the part the float64 sum lost."""
     p = a.astype(np.float64) * b.astype(np.float64)
     cc = c.astype(np.float64)
     s = p + cc
-    bp = s - cc
-    t = (p - bp) + (cc - (s - bp))  # TwoSum: p + c == s + t exactly
     r = s.astype(np.float32)
-    # a tie between two float32 neighbours (s exactly halfway) is decided by the sign of the lost part t
+    low = s.view(np.uint64) & np.uint64(0x1FFFFFFF)
+    suspect = (low == np.uint64(0x10000000)) | (np.abs(s) < 2.0**-125)  # a tie, or float32's subnormal range
+    if np.any(suspect):
+        idx = np.flatnonzero(suspect)
+        r = r.copy()
+        r.ravel()[idx] = _fma32_careful(p.ravel()[idx], cc.ravel()[idx])
+    return r
+
+
+def _fma32_careful(p: np.ndarray, c: np.ndarray) -> np.ndarray:
+    s = p + c
+    bp = s - c
+    t = (p - bp) + (c - (s - bp))  # TwoSum: p + c == s + t exactly
+    r = s.astype(np.float32)
     lo = np.where(r.astype(np.float64) > s, np.nextafter(r, _F(-np.inf)), r)
     hi = np.nextafter(lo, _F(np.inf))
     tie = (lo.astype(np.float64) + hi.astype(np.float64)) * 0.5 == s
-    fix = tie & (t != 0)
-    if np.any(fix):
-        r = np.where(fix & (t > 0), hi, np.where(fix & (t < 0), lo, r))
-    return r
+    return np.where(tie & (t > 0), hi, np.where(tie & (t < 0), lo, r))
 
 
 def _two_prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
