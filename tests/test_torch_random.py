@@ -493,3 +493,24 @@ def test_docs_example_runs_and_prints_torchs_numbers() -> None:
     same(names["nxt"], torch.multinomial(probs / probs.sum(), 1, replacement=True, generator=g), "docs: multinomial")
     torch.manual_seed(0)
     same(names["weight"], torch.nn.Linear(2, 3).weight, "docs: Linear weight")
+
+
+@pytest.mark.parametrize("s", SEEDS[:6])
+def test_dataloader_shuffle_order(s: int) -> None:
+    from torch.utils.data import DataLoader, RandomSampler, TensorDataset  # noqa: PLC0415
+
+    seed_both(s)
+    data = TensorDataset(torch.arange(10))
+    loader = DataLoader(data, batch_size=4, shuffle=True)
+    for epoch in range(3):
+        theirs = [int(i) for batch in loader for i in batch[0]]
+        tr.dataloader_base_seed()  # iter(loader) draws its base seed before the sampler's seed
+        assert tr.random_sampler_indices(10) == theirs, f"epoch {epoch}"
+    state_equal()
+    g, gg = torch.Generator().manual_seed(s), tr.Generator().manual_seed(s)
+    theirs = [int(i) for batch in DataLoader(data, batch_size=3, shuffle=True, generator=g) for i in batch[0]]
+    tr.dataloader_base_seed(gg)
+    assert tr.random_sampler_indices(10, generator=gg) == theirs
+    assert tr.random_sampler_indices(7, 40, True) == list(RandomSampler(range(7), replacement=True, num_samples=40))
+    assert tr.random_sampler_indices(7, 17) == list(RandomSampler(range(7), num_samples=17))
+    state_equal()

@@ -35,6 +35,8 @@ __all__ = [
     "randint",
     "randperm",
     "random_",
+    "random_sampler_indices",
+    "dataloader_base_seed",
     "rand_like",
     "randn_like",
     "randint_like",
@@ -470,6 +472,38 @@ def random_(
             raise TypeError(f"random_: dtype {name} is not reproduced") from exc
         modulus = int(info.max) + 1
     return (raw % np.uint64(modulus)).astype(np.dtype(name)).reshape(shp)
+
+
+def random_sampler_indices(
+    n: int, num_samples: int | None = None, replacement: bool = False, *, generator: Generator | None = None
+) -> list[int]:
+    """The indices one pass of ``torch.utils.data.RandomSampler(range(n))`` yields, drawn as torch draws them.
+
+    Without a generator torch first takes a 63-bit seed from the default generator and
+    seeds a fresh ``Generator`` with it; then ``randperm(n)`` (or ``randint`` in chunks
+    of 32 with replacement).
+    """
+    total = n if num_samples is None else int(num_samples)
+    if generator is None:
+        seed_value = int(random_((), dtype="int64")[()])
+        g = Generator().manual_seed(seed_value)
+    else:
+        g = _gen(generator, "RandomSampler")
+    out: list[int] = []
+    if replacement:
+        for _ in range(total // 32):
+            out += randint(0, n, (32,), generator=g).tolist()
+        out += randint(0, n, (total % 32,), generator=g).tolist()
+        return out
+    for _ in range(total // n):
+        out += randperm(n, generator=g).tolist()
+    out += randperm(n, generator=g).tolist()[: total % n]
+    return out
+
+
+def dataloader_base_seed(generator: Generator | None = None) -> int:
+    """The ``_base_seed`` every ``iter(DataLoader)`` draws (one int64 ``random_()``) before any batch."""
+    return int(random_((), dtype="int64", generator=generator)[()])
 
 
 # -- normal -------------------------------------------------------------------------------------------
