@@ -490,7 +490,7 @@ def test_docs_example_runs_and_prints_torchs_numbers() -> None:
     same(names["C"], torch.randn((27, 2), generator=g), "docs: C")
     same(names["ix"], torch.randint(0, 27, (32,), generator=g), "docs: ix")
     probs = torch.rand(27, generator=g)
-    same(names["nxt"], torch.multinomial(probs / probs.sum(), 1, replacement=True, generator=g), "docs: multinomial")
+    same(names["nxt"], torch.multinomial(probs, 1, replacement=True, generator=g), "docs: multinomial")
     torch.manual_seed(0)
     same(names["weight"], torch.nn.Linear(2, 3).weight, "docs: Linear weight")
 
@@ -513,4 +513,16 @@ def test_dataloader_shuffle_order(s: int) -> None:
     assert tr.random_sampler_indices(10, generator=gg) == theirs
     assert tr.random_sampler_indices(7, 40, True) == list(RandomSampler(range(7), replacement=True, num_samples=40))
     assert tr.random_sampler_indices(7, 17) == list(RandomSampler(range(7), num_samples=17))
+    state_equal()
+
+
+@pytest.mark.parametrize("s", SEEDS[:4])
+def test_sparse_and_recurrent_layers(s: int) -> None:
+    seed_both(s)
+    same(ti.sparse_((6, 5), 0.3), torch.nn.init.sparse_(torch.empty(6, 5), 0.3), "sparse_")
+    for layer in (torch.nn.LSTM(3, 4, num_layers=2), torch.nn.GRU(3, 5, bidirectional=True), torch.nn.RNNCell(2, 3)):
+        params = list(layer.parameters())
+        ours = ti.rnn_init([tuple(p.shape) for p in params], layer.hidden_size)
+        for p, o in zip(params, ours):
+            same(o, p, type(layer).__name__)
     state_equal()

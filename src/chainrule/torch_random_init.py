@@ -29,6 +29,8 @@ __all__ = [
     "linear_init",
     "conv_init",
     "embedding_init",
+    "sparse_",
+    "rnn_init",
 ]
 
 
@@ -224,3 +226,30 @@ def embedding_init(
 ) -> np.ndarray:
     """``nn.Embedding``'s weight: ``normal_(0, 1)``."""
     return normal_((num_embeddings, embedding_dim), generator=generator, dtype=dtype)
+
+
+def sparse_(
+    tensor: Any, sparsity: float, std: float = 0.01, generator: tr.Generator | None = None, *, dtype: Any = None
+) -> np.ndarray:
+    """``torch.nn.init.sparse_``: ``normal_(0, std)``, then per column ``randperm(rows)`` zeros.
+
+    As in torch, the permutations come from the default generator even when ``generator`` is given.
+    """
+    shape, dt = _shape_dtype(tensor, dtype)
+    if len(shape) != 2:
+        raise ValueError(f"Only tensors with 2 dimensions are supported (sparse_ got shape {shape})")
+    rows, cols = shape
+    num_zeros = math.ceil(sparsity * rows)
+    out = tr.normal_(shape, 0.0, std, generator=generator, dtype=dt)
+    for col in range(cols):
+        out[tr.randperm(rows)[:num_zeros], col] = 0
+    return out
+
+
+def rnn_init(
+    shapes: list[tuple[int, ...]], hidden_size: int, *, dtype: Any = None, generator: tr.Generator | None = None
+) -> list[np.ndarray]:
+    """``nn.RNN``/``LSTM``/``GRU`` (and their cells): every parameter, in ``parameters()`` order, drawn from
+    ``uniform_(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``."""
+    stdv = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0
+    return [tr.uniform_(tuple(shape), -stdv, stdv, generator=generator, dtype=dtype) for shape in shapes]
