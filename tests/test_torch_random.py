@@ -95,6 +95,9 @@ def test_generator_objects_behave_like_torchs() -> None:
     assert np.array_equal(tr.rand(4), a)
     first = g.seed()
     assert g.initial_seed() == first
+    with tr.fork_rng():
+        inside = tr.rand(3)
+    assert np.array_equal(tr.rand(3), inside)
 
 
 def test_seed_errors_and_range() -> None:
@@ -334,6 +337,10 @@ def test_refusals_name_the_way() -> None:
         tr.rand()
     with pytest.raises(TypeError, match="float16"):
         tr.rand(3, dtype="float16")
+    with pytest.raises(TypeError, match="bfloat16 is not reproduced"):
+        tr.randn(3, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match="float16 is not reproduced"):
+        tr.normal_((3,), dtype=torch.half)
     with pytest.raises(NotImplementedError, match="different 64-bit algorithm"):
         tr.randperm(2**32 // 20)
     with pytest.raises(ValueError, match="less than 'to'"):

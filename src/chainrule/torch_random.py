@@ -13,8 +13,10 @@ numbers", for what matches and what is refused.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ __all__ = [
     "initial_seed",
     "get_rng_state",
     "set_rng_state",
+    "fork_rng",
     "rand",
     "randn",
     "randint",
@@ -233,6 +236,19 @@ def set_rng_state(state: Any) -> None:
     default_generator.set_state(state)
 
 
+@contextlib.contextmanager
+def fork_rng(devices: Any = None, enabled: bool = True) -> Iterator[None]:
+    """``torch.random.fork_rng`` for the CPU: the default generator's state is restored on exit."""
+    if not enabled:
+        yield
+        return
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
 # -- argument handling ------------------------------------------------------------------------------
 
 
@@ -291,9 +307,13 @@ def _dtype_name(dtype: Any) -> str:
     if name in aliases:
         return aliases[name]
     try:
-        return np.dtype(name if name != "bool" else np.bool_).name
+        return np.dtype(name).name
     except TypeError:
+        pass
+    try:
         return np.dtype(dtype).name
+    except TypeError:
+        return name  # e.g. bfloat16: the callers refuse it by name
 
 
 # -- uniform ------------------------------------------------------------------------------------------

@@ -166,19 +166,15 @@ def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         return _fma32(a, b, c)
     b64 = np.broadcast_to(np.asarray(b, np.float64), a.shape)
     c64 = np.broadcast_to(np.asarray(c, np.float64), a.shape)
-    if np.all(c64 == 0):
-        return a * b64
-    if np.all(b64 == 1):
-        return a + c64
+    if np.all(c64 == 0) or np.all(b64 == 1):
+        return a * b64 + c64  # one of the two steps is exact, so this rounds once
     return _fma64(a, b64, c64)
 
 
 def fma_scalar(a: float, b: float, c: float) -> float:
     """``a * b + c`` rounded once, for Python floats."""
-    if c == 0:
-        return a * b
-    if b == 1:
-        return a + c
+    if c == 0 or b == 1:
+        return a * b + c  # one of the two steps is exact
     p, e = _two_prod(np.array([a]), np.array([b]))
     return math.fsum((float(p[0]), float(e[0]), c))
 
