@@ -726,6 +726,7 @@ def multinomial(
         raise ValueError(f"{where}: invalid multinomial distribution (sum of probabilities <= 0)")
     g = _gen(generator, where)
     if not replacement or num_samples == 1:
+        before = g.get_state() if num_samples > 1 else None
         u = _uniform01(g, rows.size, np.float64)
         q = _m.exponential(u, 1.0).astype(probs.dtype).reshape(rows.shape)
         race = rows / q
@@ -733,6 +734,14 @@ def multinomial(
             out = np.argmax(race, axis=1)[:, None]
         else:
             out = _m.topk_indices(race, num_samples)
+            if _m.topk_has_ties(race, out):
+                g.set_state(before)  # a refused call leaves the generator as it was
+                raise NotImplementedError(
+                    f"multinomial({num_samples} samples, replacement=False): some of the chosen candidates tie "
+                    "(zero probabilities, or equal weight-to-draw ratios), and torch orders ties by its topk "
+                    "internals, which chainrule does not reproduce; draw at most as many samples as there are "
+                    "nonzero probabilities, or use replacement=True"
+                )
     else:
         out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
         for i, row in enumerate(rows):

@@ -352,3 +352,10 @@ def topk_indices(values: np.ndarray, k: int) -> np.ndarray:
     """The indices of each row's ``k`` largest values, largest first (ties: lower index first)."""
     order = np.argsort(-values, axis=1, kind="stable")
     return order[:, :k]
+
+
+def topk_has_ties(values: np.ndarray, chosen: np.ndarray) -> bool:
+    """Whether equal values make the top-k's order or membership depend on the sorting algorithm."""
+    k = chosen.shape[1]
+    ranked = -np.sort(-values, axis=1)[:, : k + 1]
+    return bool(np.any(ranked[:, 1:] == ranked[:, :-1]))
