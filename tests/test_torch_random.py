@@ -461,6 +461,7 @@ def test_planted_unseeded_cache_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
 _DEFAULT_SCRIPT = """
 import sys, numpy as np, torch
 from chainrule import torch_random as tr
+from chainrule import torch_random_extra as te
 assert torch.backends.cpu.get_cpu_capability() == "DEFAULT", torch.backends.cpu.get_cpu_capability()
 assert tr.cpu_capability() == "default"
 bad = []
@@ -472,6 +473,7 @@ for s in range(8):
                 (tr.randn(n, dtype=name), torch.randn(n, dtype=dt)),
                 (tr.normal_((n,), 0.3, 1.7, dtype=name), torch.empty(n, dtype=dt).normal_(0.3, 1.7)),
                 (tr.uniform_((n,), -0.3, 0.7, dtype=name), torch.empty(n, dtype=dt).uniform_(-0.3, 0.7)),
+                (te.cauchy_((n,), 0.5, 2.0, dtype=name), torch.empty(n, dtype=dt).cauchy_(0.5, 2.0)),
             ]
             bad += [(s, n, name) for a, b in pairs if not np.array_equal(a, b.numpy())]
 print("MISMATCHES", bad)
@@ -535,3 +537,23 @@ def test_sparse_and_recurrent_layers(s: int) -> None:
         for p, o in zip(params, ours):
             same(o, p, type(layer).__name__)
     state_equal()
+
+
+@pytest.mark.parametrize("s", SEEDS[:6])
+def test_cauchy_log_normal_geometric(s: int) -> None:
+    from chainrule import torch_random_extra as te  # noqa: PLC0415
+
+    seed_both(s)
+    for shape in SIZES:
+        for name, dt in DTYPES:
+            same(te.cauchy_(shape, 0.5, 2.0, dtype=name), torch.empty(shape, dtype=dt).cauchy_(0.5, 2.0), "cauchy_")
+            same(
+                te.log_normal_(shape, 0.3, 0.7, dtype=name),
+                torch.empty(shape, dtype=dt).log_normal_(0.3, 0.7),
+                "log_normal_",
+            )
+            same(te.geometric_(shape, 0.3, dtype=name), torch.empty(shape, dtype=dt).geometric_(0.3), "geometric_")
+        same(te.geometric_(shape, 0.05, dtype="int64"), torch.empty(shape, dtype=torch.int64).geometric_(0.05), "int")
+    state_equal()
+    with pytest.raises(ValueError, match=r"p to be in \(0, 1\)"):
+        te.geometric_((2,), 1.0)
