@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 import os
 import platform
@@ -27,6 +28,7 @@ _F = np.float32
 _INTEL_WARNED = False
 
 
+@functools.cache
 def _cpu_vendor() -> str:
     """'intel', 'amd' or 'other', read the way the OS reports it."""
     try:
