@@ -23,6 +23,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from chainrule import torch_random as tr  # noqa: E402
+from chainrule import torch_random_extra as te  # noqa: E402
 from chainrule import torch_random_init as ti  # noqa: E402
 from chainrule import torch_random_math as trm  # noqa: E402
 
@@ -515,15 +516,15 @@ def test_dataloader_shuffle_order(s: int) -> None:
     loader = DataLoader(data, batch_size=4, shuffle=True)
     for epoch in range(3):
         theirs = [int(i) for batch in loader for i in batch[0]]
-        tr.dataloader_base_seed()  # iter(loader) draws its base seed before the sampler's seed
-        assert tr.random_sampler_indices(10) == theirs, f"epoch {epoch}"
+        te.dataloader_base_seed()  # iter(loader) draws its base seed before the sampler's seed
+        assert te.random_sampler_indices(10) == theirs, f"epoch {epoch}"
     state_equal()
     g, gg = torch.Generator().manual_seed(s), tr.Generator().manual_seed(s)
     theirs = [int(i) for batch in DataLoader(data, batch_size=3, shuffle=True, generator=g) for i in batch[0]]
-    tr.dataloader_base_seed(gg)
-    assert tr.random_sampler_indices(10, generator=gg) == theirs
-    assert tr.random_sampler_indices(7, 40, True) == list(RandomSampler(range(7), replacement=True, num_samples=40))
-    assert tr.random_sampler_indices(7, 17) == list(RandomSampler(range(7), num_samples=17))
+    te.dataloader_base_seed(gg)
+    assert te.random_sampler_indices(10, generator=gg) == theirs
+    assert te.random_sampler_indices(7, 40, True) == list(RandomSampler(range(7), replacement=True, num_samples=40))
+    assert te.random_sampler_indices(7, 17) == list(RandomSampler(range(7), num_samples=17))
     state_equal()
 
 
@@ -541,8 +542,6 @@ def test_sparse_and_recurrent_layers(s: int) -> None:
 
 @pytest.mark.parametrize("s", SEEDS[:6])
 def test_cauchy_log_normal_geometric(s: int) -> None:
-    from chainrule import torch_random_extra as te  # noqa: PLC0415
-
     seed_both(s)
     for shape in SIZES:
         for name, dt in DTYPES:
@@ -557,3 +556,16 @@ def test_cauchy_log_normal_geometric(s: int) -> None:
     state_equal()
     with pytest.raises(ValueError, match=r"p to be in \(0, 1\)"):
         te.geometric_((2,), 1.0)
+
+
+def test_views_are_filled_in_memory_order() -> None:
+    for s in SEEDS[:4]:
+        seed_both(s)
+        sliced = torch.zeros(4, 20)[:, :17].normal_(0.5, 2.0)  # non-contiguous: one value at a time
+        same(tr.normal_((4, 17), 0.5, 2.0, contiguous=False), sliced, "normal_ on a slice")
+        seed_both(s)
+        transposed = torch.zeros(20, 4).t().normal_()  # memory order is the transpose's C order
+        same(tr.normal_((20, 4), contiguous=False).T, transposed, "normal_ on a transpose")
+        transposed = torch.zeros(20, 4).t().uniform_(-1, 1)
+        same(tr.uniform_((20, 4), -1, 1).T, transposed, "uniform_ on a transpose")
+        state_equal()

@@ -38,8 +38,6 @@ __all__ = [
     "randint",
     "randperm",
     "random_",
-    "random_sampler_indices",
-    "dataloader_base_seed",
     "rand_like",
     "randn_like",
     "randint_like",
@@ -494,38 +492,6 @@ def random_(
     return (raw % np.uint64(modulus)).astype(np.dtype(name)).reshape(shp)
 
 
-def random_sampler_indices(
-    n: int, num_samples: int | None = None, replacement: bool = False, *, generator: Generator | None = None
-) -> list[int]:
-    """The indices one pass of ``torch.utils.data.RandomSampler(range(n))`` yields, drawn as torch draws them.
-
-    Without a generator torch first takes a 63-bit seed from the default generator and
-    seeds a fresh ``Generator`` with it; then ``randperm(n)`` (or ``randint`` in chunks
-    of 32 with replacement).
-    """
-    total = n if num_samples is None else int(num_samples)
-    if generator is None:
-        seed_value = int(random_((), dtype="int64")[()])
-        g = Generator().manual_seed(seed_value)
-    else:
-        g = _gen(generator, "RandomSampler")
-    out: list[int] = []
-    if replacement:
-        for _ in range(total // 32):
-            out += randint(0, n, (32,), generator=g).tolist()
-        out += randint(0, n, (total % 32,), generator=g).tolist()
-        return out
-    for _ in range(total // n):
-        out += randperm(n, generator=g).tolist()
-    out += randperm(n, generator=g).tolist()[: total % n]
-    return out
-
-
-def dataloader_base_seed(generator: Generator | None = None) -> int:
-    """The ``_base_seed`` every ``iter(DataLoader)`` draws (one int64 ``random_()``) before any batch."""
-    return int(random_((), dtype="int64", generator=generator)[()])
-
-
 # -- normal -------------------------------------------------------------------------------------------
 
 
@@ -559,10 +525,10 @@ def _normal_fill(g: Generator, n: int, dtype: type, mean: float, std: float) -> 
     return data
 
 
-def _normal_values(g: Generator, n: int, dtype: type, mean: float, std: float) -> np.ndarray:
+def _normal_values(g: Generator, n: int, dtype: type, mean: float, std: float, contiguous: bool = True) -> np.ndarray:
     if std < 0:
         raise ValueError(f"normal: expects std >= 0.0, but found std {std}")
-    if n >= 16:
+    if n >= 16 and contiguous:
         return _normal_fill(g, n, dtype, mean, std)
     return _normal_scalar(g, n, mean, std).astype(dtype)
 
@@ -582,12 +548,24 @@ def randn_like(input: Any, *, dtype: Any = None, generator: Generator | None = N
 
 
 def normal_(
-    shape: Any, mean: float = 0.0, std: float = 1.0, *, generator: Generator | None = None, dtype: Any = None
+    shape: Any,
+    mean: float = 0.0,
+    std: float = 1.0,
+    *,
+    generator: Generator | None = None,
+    dtype: Any = None,
+    contiguous: bool = True,
 ) -> np.ndarray:
-    """``Tensor.normal_(mean, std)`` on a contiguous tensor of ``shape``."""
+    """``Tensor.normal_(mean, std)`` on a tensor of ``shape``.
+
+    torch fills a non-contiguous tensor one value at a time (its small-tensor path, at
+    any size); ``contiguous=False`` gives those values. Like every in-place draw, they
+    go into the tensor in memory order (the order of its strides, smallest last).
+    """
     shp = _shape(shape, "normal_")
     dt = _float_dtype(dtype, "normal_")
-    return _normal_values(_gen(generator, "normal_"), math.prod(shp), dt, float(mean), float(std)).reshape(shp)
+    g = _gen(generator, "normal_")
+    return _normal_values(g, math.prod(shp), dt, float(mean), float(std), contiguous).reshape(shp)
 
 
 def normal(

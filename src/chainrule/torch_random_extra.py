@@ -1,4 +1,4 @@
-"""torch's rarer CPU draws, bit for bit: ``cauchy_``, ``log_normal_`` and ``geometric_``.
+"""torch's rarer CPU draws, bit for bit: ``cauchy_``, ``log_normal_``, ``geometric_``, and a DataLoader's shuffle.
 
 Each is one double-precision uniform (or torch's cached-pair double normal)
 through a C-library function, as in torch's ``DistributionsHelper.h``; see
@@ -15,7 +15,7 @@ import numpy as np
 from chainrule import torch_random as tr
 from chainrule import torch_random_math as _m
 
-__all__ = ["cauchy_", "log_normal_", "geometric_"]
+__all__ = ["cauchy_", "log_normal_", "geometric_", "random_sampler_indices", "dataloader_base_seed"]
 
 
 def cauchy_(
@@ -55,3 +55,35 @@ def geometric_(shape: Any, p: float, *, generator: tr.Generator | None = None, d
     values = np.ceil(logs / math.log1p(-p))
     name = "float32" if dtype is None else tr._dtype_name(dtype)
     return values.astype(np.dtype(name)).reshape(shp)
+
+
+def random_sampler_indices(
+    n: int, num_samples: int | None = None, replacement: bool = False, *, generator: tr.Generator | None = None
+) -> list[int]:
+    """The indices one pass of ``torch.utils.data.RandomSampler(range(n))`` yields, drawn as torch draws them.
+
+    Without a generator torch first takes a 63-bit seed from the default generator and
+    seeds a fresh ``Generator`` with it; then ``randperm(n)`` (or ``randint`` in chunks
+    of 32 with replacement).
+    """
+    total = n if num_samples is None else int(num_samples)
+    if generator is None:
+        seed_value = int(tr.random_((), dtype="int64")[()])
+        g = tr.Generator().manual_seed(seed_value)
+    else:
+        g = tr._gen(generator, "RandomSampler")
+    out: list[int] = []
+    if replacement:
+        for _ in range(total // 32):
+            out += tr.randint(0, n, (32,), generator=g).tolist()
+        out += tr.randint(0, n, (total % 32,), generator=g).tolist()
+        return out
+    for _ in range(total // n):
+        out += tr.randperm(n, generator=g).tolist()
+    out += tr.randperm(n, generator=g).tolist()[: total % n]
+    return out
+
+
+def dataloader_base_seed(generator: tr.Generator | None = None) -> int:
+    """The ``_base_seed`` every ``iter(DataLoader)`` draws (one int64 ``random_()``) before any batch."""
+    return int(tr.random_((), dtype="int64", generator=generator)[()])
