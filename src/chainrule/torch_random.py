@@ -264,7 +264,7 @@ def _gen(generator: Generator | None, where: str) -> Generator:
 def _size(size: tuple, where: str) -> tuple[int, ...]:
     if len(size) == 0:
         raise TypeError(f"{where}() missing 1 required positional argument: size (ints, or one tuple such as ())")
-    if len(size) == 1 and isinstance(size[0], (tuple, list)) or len(size) == 1 and hasattr(size[0], "__len__"):
+    if len(size) == 1 and hasattr(size[0], "__len__"):  # one tuple, list or torch.Size
         size = tuple(size[0])
     out = []
     for s in size:
