@@ -21,12 +21,16 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 
 from chainrule import torch_random as tr  # noqa: E402
 from chainrule import torch_random_extra as te  # noqa: E402
 from chainrule import torch_random_init as ti  # noqa: E402
 from chainrule import torch_random_math as trm  # noqa: E402
 
+# On Intel CPUs torch draws bernoulli_(float p), and so dropout, from MKL's stream instead (documented,
+# warned); there those comparisons are expected to fail, and the sequences leave them out.
+INTEL = trm._cpu_vendor() == "intel"
 SEEDS = [*range(20), 2**32 + 3, 2**63 + 11, -5, 67280421310721]
 SIZES = [(), (0,), (1,), (5,), (15,), (16,), (17,), (31,), (32,), (33,), (100,), (3, 0, 2), (4, 5), (2, 3, 7), (6, 16)]
 DTYPES = [("float32", torch.float32), ("float64", torch.float64)]
@@ -217,14 +221,27 @@ def test_exponential_bernoulli_dropout(s: int) -> None:
             same(tr.exponential_(shape, 1.5, dtype=name), torch.empty(shape, dtype=dt).exponential_(1.5), "exp")
             p, pn = torch.rand(shape, dtype=dt), tr.rand(shape, dtype=name)
             same(tr.bernoulli(pn), torch.bernoulli(p), f"bernoulli(tensor p) {name}")
-            same(tr.bernoulli(pn, 0.3), torch.bernoulli(p, 0.3), "bernoulli(p=0.3)")
-            same(tr.bernoulli_(shape, 0.7, dtype=name), torch.empty(shape, dtype=dt).bernoulli_(0.7), "bernoulli_")
             same(tr.bernoulli_(shape, pn, dtype=name), torch.empty(shape, dtype=dt).bernoulli_(p), "bernoulli_(T)")
             x, xn = torch.randn(shape, dtype=dt), tr.randn(shape, dtype=name)
-            same(tr.dropout(xn, 0.3), torch.nn.functional.dropout(x, 0.3), "F.dropout")
-            same(tr.dropout(xn, 0.5), torch.nn.Dropout()(x), "nn.Dropout")
             same(tr.dropout(xn, 0.5, training=False), torch.nn.functional.dropout(x, 0.5, False), "eval")
             same(tr.dropout(xn, 1.0), torch.nn.functional.dropout(x, 1.0), "dropout p=1")
+    state_equal()
+
+
+@pytest.mark.xfail(INTEL, reason="torch draws these from MKL's stream on Intel CPUs (documented, warned)", strict=True)
+@pytest.mark.parametrize("s", SEEDS[:10])
+def test_float_p_bernoulli_and_dropout(s: int) -> None:
+    seed_both(s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the Intel warning, where it applies
+        for shape in SIZES:
+            for name, dt in DTYPES:
+                p, pn = torch.rand(shape, dtype=dt), tr.rand(shape, dtype=name)
+                same(tr.bernoulli(pn, 0.3), torch.bernoulli(p, 0.3), "bernoulli(p=0.3)")
+                same(tr.bernoulli_(shape, 0.7, dtype=name), torch.empty(shape, dtype=dt).bernoulli_(0.7), "bernoulli_")
+                x, xn = torch.randn(shape, dtype=dt), tr.randn(shape, dtype=name)
+                same(tr.dropout(xn, 0.3), torch.nn.functional.dropout(x, 0.3), "F.dropout")
+                same(tr.dropout(xn, 0.5), torch.nn.Dropout()(x), "nn.Dropout")
     state_equal()
 
 
@@ -257,6 +274,13 @@ def test_multinomial(s: int) -> None:
 # -- sequences: the streams advance alike --------------------------------------------------------------
 
 
+_DROPOUT_OP = (
+    "dropout",
+    lambda m, n: m.dropout(np.ones(n, np.float32), 0.2),
+    lambda n: F.dropout(torch.ones(n), 0.2),
+)
+
+
 def _ops() -> list:
     return [
         ("rand", lambda m, n: m.rand(n, 3), lambda n: torch.rand(n, 3)),
@@ -267,12 +291,13 @@ def _ops() -> list:
         ("randperm", lambda m, n: m.randperm(n), lambda n: torch.randperm(n)),
         ("normal_", lambda m, n: m.normal_((n,), 2.0, 3.0), lambda n: torch.empty(n).normal_(2.0, 3.0)),
         ("exp", lambda m, n: m.exponential_((n,), 2.0), lambda n: torch.empty(n).exponential_(2.0)),
-        ("bern", lambda m, n: m.bernoulli_((n,), 0.25), lambda n: torch.empty(n).bernoulli_(0.25)),
+        ("bern", lambda m, n: m.bernoulli_((n,), m.rand(n)), lambda n: torch.empty(n).bernoulli_(torch.rand(n))),
         (
             "multinomial",
             lambda m, n: m.multinomial(np.arange(1, n + 2, dtype=np.float32), n, True),
             lambda n: torch.multinomial(torch.arange(1, n + 2, dtype=torch.float32), n, True),
         ),
+        *([] if INTEL else [_DROPOUT_OP]),
     ]
 
 
