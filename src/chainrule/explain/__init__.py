@@ -7,8 +7,8 @@ from .compare import Comparison, compare
 from .derive import Derivation, derive
 from .derive_chain_text import chain_text as _chain_text  # noqa: F401  (attaches Chain.text, its text view)
 from .draw import Drawing, draw
-from .page import save_html as _save_html  # noqa: F401  (attaches Trace.save_html, the page view of a trace)
 from .notebook import Exploration, explore
+from .page import save_html as _save_html  # noqa: F401  (attaches Trace.save_html, the page view of a trace)
 from .parse import ParseError
 from .trace import Trace, trace
 
