@@ -1,0 +1,113 @@
+"""Run a PyTorch program twice, as written and with ``import chainrule.torch as torch``, and compare what it prints.
+
+    python scripts/dropin_check.py program.py [more.py ...] [--rtol 1e-5] [--timeout 600]
+
+Only the import lines change (``import torch`` → ``import chainrule.torch as torch``, ``from torch.nn import X`` →
+``from chainrule.torch.nn import X``, and so on); every number the two runs print is compared in order, to a
+relative tolerance (float32 rounding by default).  For issue 25's measurement on public programs: keep their code
+out of the repository, point this at local copies.  Exit status 0 when every program agrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+IMPORT = re.compile(r"^(\s*)(import|from)\s+torch\b", re.M)
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|inf")
+
+
+def rewrite(source: str) -> str:
+    """The program with its torch imports pointed at chainrule.torch (nothing else changes)."""
+    out = []
+    for line in source.splitlines(keepends=True):
+        stripped = line.lstrip()
+        if stripped.startswith("import ") and re.search(r"(?:^import|,)\s*torch\b", stripped.split("#")[0]):
+            indent = line[: len(line) - len(stripped)]
+            names = [n.strip() for n in stripped[len("import ") :].split("#")[0].split(",")]
+            parts = []
+            for n in names:
+                module, _, alias = n.partition(" as ")
+                module, alias = module.strip(), alias.strip()
+                if module == "torch" or module.startswith("torch."):
+                    if alias:
+                        parts.append(f"import chainrule.{module} as {alias}")
+                    else:  # `import torch` and `import torch.nn` both bind the name `torch`
+                        parts.append("import chainrule.torch as torch")
+                        if module != "torch":
+                            parts.append(f"import chainrule.{module}")
+                else:
+                    parts.append(f"import {n}")
+            line = indent + "; ".join(parts) + "\n"
+        elif re.match(r"from torch\b", stripped):
+            line = line.replace("from torch", "from chainrule.torch", 1)
+        out.append(line)
+    return "".join(out)
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in NUMBER.findall(text)]
+
+
+def agree(a: float, b: float, rtol: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= rtol * max(abs(a), abs(b)) or abs(a - b) <= 1e-6
+
+
+def run(path: Path, source: str, timeout: int) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as scratch:
+        target = Path(scratch) / path.name
+        target.write_text(source, encoding="utf-8")
+        return subprocess.run(
+            [sys.executable, target.name], cwd=scratch, capture_output=True, text=True, timeout=timeout
+        )
+
+
+def check(path: Path, rtol: float, timeout: int) -> bool:
+    source = path.read_text(encoding="utf-8")
+    ours = rewrite(source)
+    ref = run(path, source, timeout)
+    mine = run(path, ours, timeout)
+    if ref.returncode != 0:
+        print(f"{path.name}: torch itself fails: {ref.stderr.strip().splitlines()[-1:]}")
+        return False
+    if mine.returncode != 0:
+        print(f"{path.name}: FAILS with chainrule.torch: {mine.stderr.strip().splitlines()[-1:]}")
+        return False
+    a, b = numbers(ref.stdout), numbers(mine.stdout)
+    if len(a) != len(b):
+        print(f"{path.name}: prints {len(b)} numbers, torch {len(a)}")
+        return False
+    bad = [(i, x, y) for i, (x, y) in enumerate(zip(a, b)) if not agree(x, y, rtol)]
+    if bad:
+        i, x, y = bad[0]
+        print(f"{path.name}: {len(bad)} of {len(a)} numbers differ (first: #{i}, torch {x!r}, chainrule.torch {y!r})")
+        return False
+    print(f"{path.name}: ok, {len(a)} numbers agree to rtol {rtol:g}")
+    return True
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="scripts/dropin_check.py", description=__doc__.splitlines()[0])
+    p.add_argument("programs", nargs="+", type=Path)
+    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--timeout", type=int, default=600)
+    p.add_argument("--show", action="store_true", help="print the rewritten imports of each program")
+    args = p.parse_args(argv)
+    results = []
+    for path in args.programs:
+        if args.show:
+            print("".join(line for line in rewrite(path.read_text()).splitlines(True) if "chainrule" in line))
+        results.append(check(path, args.rtol, args.timeout))
+    print(f"{sum(results)} of {len(results)} programs agree")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
