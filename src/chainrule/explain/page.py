@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..format import fmt_scalar, fmt_shape, fmt_value
+from ..format import SMALL, fmt_scalar, fmt_shape, fmt_value
 from .trace import Edge, Step, Trace
 
 SMALL_VALUES = 64  # tensors with at most this many elements send their numbers (heat maps)
@@ -117,6 +117,8 @@ def shown_product(upstream: Any, local: Any, grad: Any, precision: int) -> tuple
     result.  Where none does (or a value is not finite), the line says ``≈`` instead of ``=``.
     """
     values = [np.asarray(upstream, dtype=float), np.asarray(local, dtype=float), np.asarray(grad, dtype=float)]
+    if any(v.size > SMALL for v in values):  # written by shape alone ("array 4×3"): no numbers to add up
+        return fmt_value(upstream, precision), fmt_value(local, precision), fmt_value(grad, precision), "="
     if all(np.isfinite(v).all() for v in values):
         for k in range(precision, precision + 5):
             a, b, c = (_as_shown(v, k) for v in values)
