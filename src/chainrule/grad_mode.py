@@ -25,6 +25,7 @@ class _Mode(threading.local):
     gc_pending = True  # the next recorded node should pause the collector (until the next backward)
     record = 3
     observer: Any = None  # told of value reads (.data, item(), ...) while cr.compile traces this thread
+    batch: Any = None  # cr.vmap's tracer in this thread: told of values computed off the graph (comparisons ...)
 
 
 MODE = _Mode()

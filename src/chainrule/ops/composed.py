@@ -123,23 +123,23 @@ def clamp_max(x: Any, max: Any) -> Tensor:  # noqa: A002
 
 def floor(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, _raw_fn(x, "floor"))
+    return _zero_grad_values(x, _raw_fn(x, "floor"), np.floor)
 
 
 def ceil(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, _raw_fn(x, "ceil"))
+    return _zero_grad_values(x, _raw_fn(x, "ceil"), np.ceil)
 
 
 def round(x: Any, decimals: int = 0) -> Tensor:  # noqa: A001
     """Round half to even, as torch and NumPy; the gradient is zero."""
     x = _t(x)
-    return _zero_grad_values(x, np.round(x._data, decimals))
+    return _zero_grad_values(x, np.round(x._data, decimals), lambda d: np.round(d, decimals))
 
 
 def trunc(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, _raw_fn(x, "trunc"))
+    return _zero_grad_values(x, _raw_fn(x, "trunc"), np.trunc)
 
 
 def frac(x: Any) -> Tensor:
