@@ -194,7 +194,7 @@ from .primitive import REGISTRY, Primitive  # noqa: E402
 from .saved import ValueReleasedError, keep_values  # noqa: E402
 from .tensor import Size, Tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
-from .vmap import VmapError, vmap  # noqa: E402
+from .vectorize import VmapError, vmap  # noqa: E402
 from .walk import GraphFreedError
 
 # torch's names that are also Python builtins: reachable as cr.all etc., never exported by `import *`

@@ -24,7 +24,7 @@ from .tensor import Tensor
 from .transforms import _DEPTH, ArgNums, jacrev, value_and_grad
 from .transforms import grad as _grad
 from .transforms import vjp as _vjp
-from .vmap import vmap
+from .vectorize import vmap
 
 
 def _with_aux(f: Callable, box: list) -> Callable:

@@ -269,32 +269,30 @@ def matmul_rule(prim: Primitive) -> Callable[..., Any]:
     def rule(xp: Any, vals: Sequence[Any], dims: Dims) -> tuple[Any, int]:
         (x, y), (dx, dy) = vals, dims
         rx, ry = logical_rank(xp, x, dx), logical_rank(xp, y, dy)
-        drop = []
+        x_row = dx is not None and rx == 1
+        y_col = dy is not None and ry == 1
         if dx is not None:
             x = front(xp, x, dx)
-            if rx == 1:
+            if x_row:
                 s = xp.shape(x)
                 x = xp.reshape(x, (s[0], 1, s[1]))
-                drop.append(-2)
-                rx = 2
         if dy is not None:
             y = front(xp, y, dy)
-            if ry == 1:
+            if y_col:
                 s = xp.shape(y)
                 y = xp.reshape(y, (s[0], s[1], 1))
-                drop.append(-1)
-                ry = 2
-        rank = max(rx, ry)
+        rank = max(2 if x_row else rx, 2 if y_col else ry)
         if dx is not None:
             x = align(xp, x, 0, rank)
         if dy is not None:
             y = align(xp, y, 0, rank)
         out = xp.apply(prim, x, y)
-        if drop:
-            s = tuple(xp.shape(out))
-            nd = len(s)
-            gone = {d % nd for d in drop}
-            out = xp.reshape(out, tuple(n for i, n in enumerate(s) if i not in gone))
+        # drop the added axes: y's column is last; x's row is last once y is a vector, else second to last
+        for added, at in ((y_col, -1), (x_row, -1 if (y_col or ry == 1) else -2)):
+            if added:
+                s = tuple(xp.shape(out))
+                k = len(s) + at
+                out = xp.reshape(out, s[:k] + s[k + 1 :])
         return out, 0
 
     rule.__name__ = "batch_matmul"

@@ -1,0 +1,308 @@
+"""cr.vmap: every primitive's batching rule against a Python loop, composition with the other transforms, and
+torch.func on per-sample gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.primitive import REGISTRY
+from chainrule.primitives.batching import BatchingError, elementwise, rule_of
+
+from .cases import CASES
+
+B = 3
+# The sweep skips the device move (it needs another library per example; the rule is the elementwise one).
+SWEEP = [
+    pytest.param(name, case, id=f"{name}-{case.label or i}")
+    for name, cases in CASES.items()
+    for i, case in enumerate(cases)
+    if name != "to_device"
+]
+
+
+def _out(fn, *xs):
+    out = fn(*[cr.tensor(x) for x in xs])
+    return np.asarray(out.data if isinstance(out, cr.Tensor) else out)
+
+
+def _batched(inputs, dims, rng):
+    """Each input with a batch of B examples at its dim (None: shared), and the examples one by one."""
+    batched, per_example = [], []
+    for x, d in zip(inputs, dims):
+        if d is None:
+            batched.append(x)
+            per_example.append([x] * B)
+            continue
+        # examples differ in sign and size, so masks (relu, where, max) differ between them
+        xs = [x * (-1.0) ** k + 0.5 * k * rng.standard_normal(x.shape) for k in range(B)]
+        if np.all(x > 0):
+            xs = [np.abs(e) + 0.1 for e in xs]  # keep positive domains positive
+        batched.append(np.stack(xs, axis=d if d >= 0 else d + x.ndim + 1))
+        per_example.append(xs)
+    return batched, [list(t) for t in zip(*per_example)]
+
+
+def _dims_cases(n):
+    """in_dims to try for n inputs: all 0, all -1, and mixes with None and 1."""
+    cases = [(0,) * n, (-1,) * n]
+    if n > 1:
+        cases.append((0,) + (None,) * (n - 1))
+        cases.append((None,) + (-1,) * (n - 1))
+    return cases
+
+
+def _in_range(dims, inputs):
+    return tuple(d if d is None or d == 0 or inputs[i].ndim > 0 else 0 for i, d in enumerate(dims))
+
+
+def test_every_primitive_has_a_batching_rule_or_a_clear_refusal():
+    for name, prim in REGISTRY.items():
+        try:
+            rule = rule_of(prim)
+        except BatchingError as exc:
+            assert name in str(exc)
+            continue
+        assert callable(rule), name
+
+
+@pytest.mark.parametrize("name,case", SWEEP)
+def test_rule_matches_a_loop(name, case):
+    rng = np.random.default_rng(7)
+    inputs = case.inputs(rng)
+    for dims in _dims_cases(len(inputs)):
+        dims = _in_range(dims, inputs)
+        batched, examples = _batched(inputs, dims, rng)
+        got = cr.vmap(case.fn, in_dims=dims)(*batched)
+        got = np.asarray(got.data if isinstance(got, cr.Tensor) else got)
+        want = np.stack([_out(case.fn, *ex) for ex in examples])
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"{name} in_dims={dims}")
+
+
+def _scalar(fn):
+    def loss(*xs):
+        out = fn(*xs)
+        return (cr.sin(out) * out).sum() if out.ndim else cr.sin(out) * out
+
+    return loss
+
+
+@pytest.mark.parametrize("name,case", SWEEP)
+def test_rule_under_grad_both_orders(name, case):
+    """First order: vmap(grad(f)) and grad(sum of vmap(f)) equal a loop of grad(f) (the batching rules of the
+    backward pass's primitives run too)."""
+    rng = np.random.default_rng(11)
+    inputs = case.inputs(rng)
+    loss = _scalar(case.fn)
+    argnums = tuple(range(len(inputs)))
+    dims = (0,) * len(inputs)
+    batched, examples = _batched(inputs, dims, rng)
+    want = [np.stack(g) for g in zip(*[cr.grad(loss, argnums)(*ex) for ex in examples])]
+    got = cr.vmap(cr.grad(loss, argnums))(*batched)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"vmap(grad) {name}")
+    got2 = cr.grad(lambda *xs: cr.vmap(loss)(*xs).sum(), argnums)(*batched)
+    for g, w in zip(got2, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"grad(vmap) {name}")
+
+
+SECOND_ORDER = [p for p in SWEEP if p.values[0] not in ("astype",)]
+
+
+@pytest.mark.parametrize("name,case", SECOND_ORDER)
+def test_rule_second_order(name, case):
+    """Second order: vmap of a Hessian-vector product (grad of grad) equals the loop."""
+    rng = np.random.default_rng(5)
+    inputs = case.inputs(rng)
+    loss = _scalar(case.fn)
+    v = rng.standard_normal(inputs[0].shape)
+
+    def hvp(x, *rest):
+        return cr.grad(lambda y: (cr.grad(loss)(y, *rest) * v).sum())(x)
+
+    dims = (0,) * len(inputs)
+    batched, examples = _batched(inputs, dims, rng)
+    want = np.stack([hvp(*ex) for ex in examples])
+    got = cr.vmap(hvp)(*batched)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11, err_msg=f"vmap(grad(grad)) {name}")
+
+
+def test_a_planted_wrong_rule_fails_the_sweep(monkeypatch):
+    """The sweep can fail: tanh batched as sin must not pass."""
+    case = CASES["tanh"][0]
+    wrong = elementwise(REGISTRY["sin"])
+    monkeypatch.setattr(REGISTRY["tanh"], "batch", wrong)
+    with pytest.raises(AssertionError):
+        test_rule_matches_a_loop("tanh", case)
+
+
+def test_a_planted_wrong_axis_shift_fails_the_sweep(monkeypatch):
+    """A reduction rule that forgets to shift its axes past the batch axis must fail."""
+    prim = REGISTRY["sum"]
+
+    def no_shift(xp, vals, dims, axis, keepdims):
+        from chainrule.primitives.batching import front
+
+        return xp.apply(prim, front(xp, vals[0], dims[0]), axis, keepdims), 0
+
+    monkeypatch.setattr(prim, "batch", no_shift)
+    with pytest.raises(AssertionError):
+        test_rule_matches_a_loop("sum", CASES["sum"][1])
+
+
+def test_off_graph_values_must_be_batched(monkeypatch):
+    """relu's mask in its VJP rule is a comparison (off the graph): a tracer that forgot such values would
+    freeze the first example's mask; the sweep must catch that."""
+    import chainrule.vectorize as V
+
+    monkeypatch.setattr(V._Tracer, "derived", lambda self, t, how, operands: None)
+    with pytest.raises(AssertionError):
+        test_rule_under_grad_both_orders("relu", CASES["relu"][0])
+
+
+# --- semantics: dims, pytrees, nesting, chunks ---------------------------------------------------------------
+
+
+def _loop(f, xs, axis=0):
+    return np.stack([f(x) for x in np.moveaxis(xs, axis, 0)])
+
+
+def test_in_dims_none_and_negative_and_out_dims():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((4, 3))
+    X = rng.standard_normal((3, 5))  # batch along axis 1
+
+    def f(W, x):
+        return cr.tanh(W @ x)
+
+    got = cr.vmap(f, in_dims=(None, 1), out_dims=1)(W, X)
+    assert got.shape == (4, 5)
+    np.testing.assert_allclose(got, np.tanh(W @ X), rtol=1e-14)
+    got = cr.vmap(f, in_dims=(None, -1))(W, X)
+    np.testing.assert_allclose(got, np.tanh(W @ X).T, rtol=1e-14)
+
+
+def test_pytrees_in_and_out():
+    rng = np.random.default_rng(1)
+    params = {"w": rng.standard_normal(3), "b": rng.standard_normal(())}
+    xs = [rng.standard_normal((6, 3)), rng.standard_normal((3, 6))]
+
+    def f(p, pair):
+        x, y = pair
+        return {"dot": (p["w"] * x).sum() + p["b"], "both": (x * y, y.sum())}
+
+    out = cr.vmap(f, in_dims=({"w": None, "b": None}, [0, 1]), out_dims={"dot": 0, "both": (1, 0)})(params, xs)
+    x, y = xs[0], xs[1].T
+    np.testing.assert_allclose(out["dot"], x @ params["w"] + params["b"], rtol=1e-14)
+    np.testing.assert_allclose(out["both"][0], (x * y).T, rtol=1e-14)
+    np.testing.assert_allclose(out["both"][1], y.sum(1), rtol=1e-14)
+
+
+def test_unbatched_output_is_broadcast_or_kept_with_out_dims_none():
+    X = np.arange(6.0).reshape(3, 2)
+    c = np.ones(2)
+    a, b = cr.vmap(lambda x, c: (x * 2.0, c + 1.0), in_dims=(0, None), out_dims=(0, None))(X, c)
+    np.testing.assert_allclose(a, X * 2)
+    np.testing.assert_allclose(b, c + 1)
+    a, b = cr.vmap(lambda x, c: (x * 2.0, c + 1.0), in_dims=(0, None))(X, c)
+    np.testing.assert_allclose(b, np.broadcast_to(c + 1, (3, 2)))
+    with pytest.raises(ValueError, match="out_dims is None for output 0"):
+        cr.vmap(lambda x: x * 2.0, out_dims=None)(X)
+
+
+def test_nested_vmap_is_an_outer_product_of_loops():
+    rng = np.random.default_rng(2)
+    X, Y = rng.standard_normal((4, 3)), rng.standard_normal((5, 3))
+
+    def k(x, y):
+        return cr.exp(-((x - y) ** 2).sum())
+
+    got = cr.vmap(cr.vmap(k, in_dims=(None, 0)), in_dims=(0, None))(X, Y)
+    want = np.array([[np.exp(-((x - y) ** 2).sum()) for y in Y] for x in X])
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    # a comparison on the outer batched value inside the inner function is batched by the outer vmap
+    got = cr.vmap(cr.vmap(lambda x, y: cr.where(x > 0, x * y, y), in_dims=(None, 0)), in_dims=(0, None))(X, Y)
+    want = np.array([[np.where(x > 0, x * y, y) for y in Y] for x in X])
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def test_chunk_size_gives_the_same_result():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((10, 4))
+    W = rng.standard_normal((4, 4))
+    f = cr.grad(lambda x: (cr.tanh(x @ W) ** 2).sum())
+    full = cr.vmap(f)(X)
+    for chunk in (1, 3, 10, 64):
+        np.testing.assert_allclose(cr.vmap(f, chunk_size=chunk)(X), full, rtol=1e-14)
+    np.testing.assert_allclose(cr.vmap(f, in_dims=1, out_dims=1, chunk_size=4)(X.T), full.T, rtol=1e-14)
+
+
+def test_bad_dims_are_refused_clearly():
+    X = np.ones((3, 2))
+    with pytest.raises(ValueError, match="different sizes"):
+        cr.vmap(lambda a, b: a + b)(X, np.ones((4, 2)))
+    with pytest.raises(ValueError, match="out of range"):
+        cr.vmap(lambda a: a, in_dims=2)(X)
+    with pytest.raises(ValueError, match="in_dims has 1 entries"):
+        cr.vmap(lambda a, b: a + b, in_dims=(0,))(X, X)
+    with pytest.raises(ValueError, match="at least one input must be batched"):
+        cr.vmap(lambda a: a, in_dims=None)(X)
+
+
+# --- refusals -----------------------------------------------------------------------------------------------
+
+
+def test_random_operations_are_refused():
+    X = np.ones((3, 4))
+    with pytest.raises(RuntimeError, match="random operations .* not supported under vmap"):
+        cr.vmap(lambda x: cr.nn.functional.dropout(x, 0.5))(X)
+    with pytest.raises(RuntimeError, match="random"):
+        cr.vmap(lambda x: x + cr.randn(4))(X)
+    cr.nn.functional.dropout(cr.tensor(X), 0.5)  # and allowed again afterwards
+
+
+def test_in_place_writes_are_refused():
+    X = np.ones((3, 4))
+
+    def f(x):
+        y = x * 2.0
+        y += 1.0
+        return y
+
+    with pytest.raises(RuntimeError, match="in-place"):
+        cr.vmap(f)(X)
+
+    def g(x):
+        y = cr.zeros(4)
+        y[0] = 1.0
+        return x * y
+
+    with pytest.raises(RuntimeError, match="in-place"):
+        cr.vmap(g)(X)
+
+
+def test_reading_a_batched_value_is_refused():
+    X = np.ones((3, 4))
+    with pytest.raises(cr.VmapError, match="reads the value of a batched tensor"):
+        cr.vmap(lambda x: x * 2.0 if x.sum() > 0 else x)(X)
+    with pytest.raises(cr.VmapError, match="Tensor.item"):
+        cr.vmap(lambda x: x * x.sum().item())(X)
+    with pytest.raises(cr.VmapError, match="index"):
+        cr.vmap(lambda x, i: x[i], in_dims=(0, 0))(X, np.array([0, 1, 2]))
+    # a value that does not depend on the batch may be read
+    W = cr.tensor(np.ones(4))
+    np.testing.assert_allclose(cr.vmap(lambda x: x * W.sum().item())(X), X * 4)
+
+
+def test_custom_vjp_is_refused_with_its_name():
+    @cr.custom_vjp
+    def cube(x):
+        return x**3
+
+    @cube.defvjp
+    def cube_vjp(g, out, x):
+        return (g * 3 * x**2,)
+
+    with pytest.raises(BatchingError, match="no batching rule"):
+        cr.vmap(lambda x: cube(x).sum())(np.ones((2, 3)))
