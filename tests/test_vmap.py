@@ -306,3 +306,134 @@ def test_custom_vjp_is_refused_with_its_name():
 
     with pytest.raises(BatchingError, match="no batching rule"):
         cr.vmap(lambda x: cube(x).sum())(np.ones((2, 3)))
+
+
+# --- composition with the other transforms, against loops and torch.func ---------------------------------------
+
+torch = pytest.importorskip("torch")
+tf = torch.func
+
+
+def _mlp_params(rng, d=10, h=32, k=3):
+    return [rng.standard_normal(s) * 0.3 for s in ((h, d), (h,), (k, h), (k,))]
+
+
+def _cr_loss(W1, b1, W2, b2, x, y):
+    hidden = cr.tanh(W1 @ x + b1)
+    out = W2 @ hidden + b2
+    return ((out - y) ** 2).sum() + 0.1 * cr.relu(out).sum()
+
+
+def _torch_loss(W1, b1, W2, b2, x, y):
+    hidden = torch.tanh(W1 @ x + b1)
+    out = W2 @ hidden + b2
+    return ((out - y) ** 2).sum() + 0.1 * torch.relu(out).sum()
+
+
+def test_per_sample_gradients_of_an_mlp_match_torch_func():
+    rng = np.random.default_rng(0)
+    params = _mlp_params(rng)
+    X, Y = rng.standard_normal((64, 10)), rng.standard_normal((64, 3))
+    dims = (None, None, None, None, 0, 0)
+    ours = cr.vmap(cr.grad(_cr_loss, argnums=(0, 1, 2, 3)), in_dims=dims)(*params, X, Y)
+    tp = [torch.tensor(p) for p in params]
+    theirs = tf.vmap(tf.grad(_torch_loss, argnums=(0, 1, 2, 3)), in_dims=dims)(*tp, torch.tensor(X), torch.tensor(Y))
+    for a, b in zip(ours, theirs):
+        assert a.shape == tuple(b.shape)
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-10, atol=1e-12)
+    # the same through cr.func's torch names, and with a chunk size
+    ours2 = cr.func.vmap(cr.func.grad(_cr_loss, argnums=(0, 1, 2, 3)), in_dims=dims, chunk_size=16)(*params, X, Y)
+    for a, b in zip(ours2, theirs):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_per_sample_gradients_of_a_small_cnn_match_torch_func():
+    rng = np.random.default_rng(1)
+    w1, b1 = rng.standard_normal((4, 1, 3, 3)) * 0.3, rng.standard_normal(4) * 0.1
+    w2, b2 = rng.standard_normal((3, 4 * 3 * 3)) * 0.1, rng.standard_normal(3) * 0.1
+    X, Y = rng.standard_normal((8, 1, 8, 8)), rng.standard_normal((8, 3))
+    F = cr.nn.functional
+
+    def loss(w1, b1, w2, b2, x, y):
+        h = F.relu(F.conv2d(x[None], w1, b1))  # one example, as a batch of one image
+        h = F.avg_pool2d(h, 2)
+        out = F.linear(h.reshape(1, -1), w2, b2)[0]
+        return ((out - y) ** 2).sum()
+
+    def tloss(w1, b1, w2, b2, x, y):
+        tF = torch.nn.functional
+        h = tF.avg_pool2d(tF.relu(tF.conv2d(x[None], w1, b1)), 2)
+        out = tF.linear(h.reshape(1, -1), w2, b2)[0]
+        return ((out - y) ** 2).sum()
+
+    dims = (None, None, None, None, 0, 0)
+    ours = cr.vmap(cr.grad(loss, argnums=(0, 1, 2, 3)), in_dims=dims)(w1, b1, w2, b2, X, Y)
+    # max pooling picks its winners by reading the values (an index computed from data): refused, clearly
+    with pytest.raises(cr.VmapError, match="reads the value of a batched tensor"):
+        cr.vmap(lambda x: F.max_pool2d(x[None], 2))(X)
+    tp = [torch.tensor(p) for p in (w1, b1, w2, b2, X, Y)]
+    theirs = tf.vmap(tf.grad(tloss, argnums=(0, 1, 2, 3)), in_dims=dims)(*tp)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _tanh_map(A):
+    return (lambda x: cr.tanh(A @ cr.sin(x))), (lambda x: torch.tanh(torch.tensor(A) @ torch.sin(x)))
+
+
+def test_jacobians_and_hessians_match_torch_func():
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((7, 5))
+    x = rng.standard_normal(5)
+    f, tf_f = _tanh_map(A)
+    tx = torch.tensor(x)
+    np.testing.assert_allclose(cr.jacrev(f)(x), tf.jacrev(tf_f)(tx).numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cr.jacfwd(f)(x), tf.jacfwd(tf_f)(tx).numpy(), rtol=1e-10, atol=1e-12)
+
+    def g(x):
+        return (f(x) ** 2).sum() * cr.cos(x).sum()
+
+    def tg(x):
+        return (tf_f(x) ** 2).sum() * torch.cos(x).sum()
+
+    H = tf.hessian(tg)(tx).numpy()
+    np.testing.assert_allclose(cr.hessian(g)(x), H, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cr.jacrev(cr.jacfwd(g))(x), H, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cr.jacfwd(cr.jacrev(g))(x), H, rtol=1e-10, atol=1e-12)
+    X = rng.standard_normal((4, 5))
+    want = tf.vmap(tf.hessian(tg))(torch.tensor(X)).numpy()
+    np.testing.assert_allclose(cr.vmap(cr.hessian(g))(X), want, rtol=1e-10, atol=1e-12)
+    want = tf.vmap(tf.jacrev(tf_f))(torch.tensor(X)).numpy()
+    np.testing.assert_allclose(cr.vmap(cr.jacrev(f))(X), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cr.vmap(cr.jacfwd(f))(X), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cr.jacrev(cr.vmap(f))(X), tf.jacrev(tf.vmap(tf_f))(torch.tensor(X)).numpy(), rtol=1e-10)
+
+
+def test_vmap_of_vjp_and_jvp_are_jacobians():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((6, 4))
+    x = rng.standard_normal(4)
+    f, _ = _tanh_map(A)
+    J = cr.jacrev(f)(x)
+    _, vjp_fn = cr.vjp(f, x)
+    np.testing.assert_allclose(cr.vmap(vjp_fn)(np.eye(6))[0], J, rtol=1e-13, atol=1e-15)
+    cols = cr.vmap(lambda t: cr.jvp(f, (x,), (t,))[1], out_dims=1)(np.eye(4))
+    np.testing.assert_allclose(cols, J, rtol=1e-13, atol=1e-15)
+
+
+def test_grad_of_vmap_reaches_closed_over_parameters():
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((3, 4))
+    X = rng.standard_normal((5, 4))
+
+    def total(W):
+        return cr.vmap(lambda x: (cr.tanh(W @ x) ** 2).sum())(X).sum()
+
+    tW = torch.tensor(W, requires_grad=True)
+    (torch.tanh(torch.tensor(X) @ tW.T) ** 2).sum().backward()
+    np.testing.assert_allclose(cr.grad(total)(W), tW.grad.numpy(), rtol=1e-12)
+    # and a tensor input keeps the graph: backward() through a vmap
+    t = cr.tensor(X, requires_grad=True)
+    out = cr.vmap(lambda x: cr.sin(x).sum())(t)
+    out.sum().backward()
+    np.testing.assert_allclose(t.grad.data, np.cos(X), rtol=1e-14)

@@ -112,6 +112,8 @@ def as_value(x: Any, op: str = "tensor") -> Any:
             raise TypeError(f"{op}: arrays of dtype {x.dtype} are not supported; use bool, int or float data")
         return x
     if t is Tensor:
+        if MODE.batch is not None:  # cr.vmap traces: a batched value taken out of the graph cannot be batched
+            MODE.batch.read(x, "value", None)
         return x._data
     if t is np.float64:
         return float(x)
@@ -793,7 +795,7 @@ class Tensor:
 
     # Comparisons are not differentiable: they give boolean tensors.
     def _compare(self, other: Any, fn: Callable) -> Tensor:
-        a, b = self._data, as_value(other, "compare")
+        a, b = self._data, (other._data if type(other) is Tensor else as_value(other, "compare"))
         if (type(a) is not ndarray and is_foreign(a)) or (type(b) is not ndarray and is_foreign(b)):
             ns = common_namespace("compare", (a, b))
             return Tensor(getattr(ns.xp, fn.__name__)(a, b))  # NumPy's names for these are the standard's

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import autodiff
 from .backend import is_foreign, namespace_of
-from .grad_mode import enable_grad
+from .grad_mode import MODE, enable_grad
 from .primitives import shape as S
 from .tensor import Tensor, apply, as_value
 
@@ -53,7 +53,8 @@ def _variables(args: Sequence[Any], nums: tuple[int, ...], op: str) -> tuple[lis
     variables = []
     # Inside another transform's function, results must stay connected to its
     # variables (even ones only closed over), so work on tensors throughout.
-    nested = _DEPTH.value > 0
+    # Under cr.vmap's trace (MODE.batch) too: the batch is replayed through the recorded work.
+    nested = _DEPTH.value > 0 or MODE.batch is not None
     for n in nums:
         a = args[n]
         if isinstance(a, Tensor) and a.requires_grad:
@@ -179,13 +180,15 @@ def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
     out = _call(f, new, {}, "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple:
-        ct = cotangent if nested and isinstance(cotangent, Tensor) else as_value(cotangent, "vjp")
+        # a cotangent being differentiated (or batched by vmap) keeps the backward pass recorded
+        deep = nested or (isinstance(cotangent, Tensor) and cotangent.requires_grad)
+        ct = cotangent if deep and isinstance(cotangent, Tensor) else as_value(cotangent, "vjp")
         if np.shape(_raw(ct)) != out.shape:
             raise ValueError(f"vjp: cotangent has shape {np.shape(_raw(ct))} but f's output has shape {out.shape}")
         if not out.requires_grad:
-            return tuple(_zeros_like(v, nested) for v in variables)
-        gs = autodiff.grad(out, variables, grad_outputs=ct, retain_graph=True, create_graph=nested, allow_unused=True)
-        return tuple(_finish(gs, variables, nested))
+            return tuple(_zeros_like(v, deep) for v in variables)
+        gs = autodiff.grad(out, variables, grad_outputs=ct, retain_graph=True, create_graph=deep, allow_unused=True)
+        return tuple(_finish(gs, variables, deep))
 
     return (out if nested else _raw(out)), vjp_fn
 

@@ -34,6 +34,7 @@ from .primitives.batching import BatchingError, align, moveaxis, rule_of
 from .rng import REFUSE
 from .saved import keep_values
 from .tensor import Tensor, node_parts
+from .transforms import _DEPTH
 from .versions import FREED, _next_seq
 
 InDims = Union[int, None, Sequence[Any], dict]
@@ -426,14 +427,14 @@ class _Call:
                 pieces[0][i] if od is None else _concatenate([p[i] for p in pieces], axis=od)
                 for i, od in enumerate(out_dims)
             ]
-        if not self.as_tensors and MODE.batch is None:
-            final = [_to_value(v) for v in final]
+        if not self.as_tensors and MODE.batch is None and _DEPTH.value == 0:
+            final = [_to_value(v) for v in final]  # NumPy in, NumPy out (as the other transforms at top level)
         return _unflatten(out_spec, final)
 
 
 def _to_value(v: Any) -> Any:
-    """An output as NumPy (the inputs were NumPy arrays): a tensor that needs no gradient gives its array."""
-    if type(v) is Tensor and not v.requires_grad:
+    """An output as NumPy (the inputs were NumPy arrays, outside any transform)."""
+    if type(v) is Tensor:
         d = v._data
         return np.array(d) if type(d) is np.ndarray and not d.flags.writeable else d
     return v
