@@ -31,6 +31,15 @@ class _Mode(threading.local):
 MODE = _Mode()
 
 
+class _Depth(threading.local):
+    """How many function transforms (grad, jacfwd, vmap ...) are evaluating their function in this thread."""
+
+    value = 0
+
+
+TRANSFORM_DEPTH = _Depth()  # (chainrule.transforms counts it; cr.vmap reads it)
+
+
 def _refresh() -> None:
     MODE.record = (2 if MODE.anomaly else 3 if MODE.gc_pending else 1) if MODE.enabled else 0
 

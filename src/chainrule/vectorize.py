@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .grad_mode import MODE, enable_grad
+from .grad_mode import MODE, TRANSFORM_DEPTH, enable_grad
 from .ops import TENSOR
 from .ops import concatenate as _concatenate
 from .primitive import Primitive
@@ -34,7 +34,6 @@ from .primitives.batching import BatchingError, align, moveaxis, rule_of
 from .rng import REFUSE
 from .saved import keep_values
 from .tensor import Tensor, node_parts
-from .transforms import _DEPTH
 from .versions import FREED, _next_seq
 
 InDims = Union[int, None, Sequence[Any], dict]
@@ -427,7 +426,7 @@ class _Call:
                 pieces[0][i] if od is None else _concatenate([p[i] for p in pieces], axis=od)
                 for i, od in enumerate(out_dims)
             ]
-        if not self.as_tensors and MODE.batch is None and _DEPTH.value == 0:
+        if not self.as_tensors and MODE.batch is None and TRANSFORM_DEPTH.value == 0:
             final = [_to_value(v) for v in final]  # NumPy in, NumPy out (as the other transforms at top level)
         return _unflatten(out_spec, final)
 
