@@ -473,7 +473,11 @@ def jacfwd(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable
             per_arg = []
             for j, v in enumerate(variables):
                 cols = blocks[o][j]  # (v.size,) + out.shape
-                if nested:
+                if nested and v.shape == () and out.shape == ():
+                    per_arg.append(cols.sum())  # one entry, as a Python float (the scalar path keeps floats)
+                elif nested and v.shape == ():
+                    per_arg.append(cols[0])
+                elif nested:
                     moved = moveaxis(TENSOR, cols, 0, -1) if out.shape else cols
                     per_arg.append(ops.reshape(moved, out.shape + v.shape))
                 else:
