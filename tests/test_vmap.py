@@ -480,3 +480,65 @@ def test_nested_jacobians_of_a_vector_function_match_torch_func():
     for outer in (cr.jacrev, cr.jacfwd):
         for inner in (cr.jacrev, cr.jacfwd):
             np.testing.assert_allclose(outer(inner(f))(x), want, rtol=1e-10, atol=1e-12, err_msg=f"{outer} {inner}")
+
+
+# --- cr.func: torch.func's names and argument orders ---------------------------------------------------------
+
+
+def test_func_namespace_has_torch_funcs_names():
+    for name in ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "vmap", "functional_call"):
+        assert callable(getattr(cr.func, name)), name
+        assert hasattr(tf, name), name
+
+
+def test_func_grad_and_value_and_has_aux_follow_torch():
+    x = np.array([0.3, -1.2, 2.0])
+
+    def f(x):
+        return (cr.sin(x) * x).sum(), {"double": x * 2.0}
+
+    def tf_f(x):
+        return (torch.sin(x) * x).sum(), {"double": x * 2.0}
+
+    (g, (v, aux)) = cr.func.grad_and_value(f, has_aux=True)(x)
+    (tg, (tv, taux)) = tf.grad_and_value(tf_f, has_aux=True)(torch.tensor(x))
+    np.testing.assert_allclose(g, tg.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(v, tv.item(), rtol=1e-14)
+    np.testing.assert_allclose(aux["double"], taux["double"].numpy())
+    g2, aux2 = cr.func.grad(f, has_aux=True)(x)
+    np.testing.assert_allclose(g2, tg.numpy(), rtol=1e-14)
+    g3, v3 = cr.func.grad_and_value(lambda x: (cr.sin(x) * x).sum())(x)
+    np.testing.assert_allclose(g3, tg.numpy(), rtol=1e-14)
+    out, fn, aux3 = cr.func.vjp(f, x, has_aux=True)
+    np.testing.assert_allclose(fn(1.0)[0], tg.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(aux3["double"], 2 * x)
+
+
+def test_functional_call_swaps_parameters_by_name_and_restores_them():
+    rng = np.random.default_rng(9)
+    cr.manual_seed(0)
+    model = cr.nn.Sequential(cr.nn.Linear(4, 5), cr.nn.Tanh(), cr.nn.Linear(5, 2))
+    names = [n for n, _ in model.named_parameters()]
+    before = {n: p.data.copy() for n, p in model.named_parameters()}
+    params = {n: rng.standard_normal(p.shape) for n, p in model.named_parameters()}
+    X = rng.standard_normal((6, 4))
+
+    def loss(params, x):
+        return (cr.func.functional_call(model, params, (x,)) ** 2).sum()
+
+    # per-example gradients with respect to every parameter, as the torch.func tutorial writes them
+    grads = cr.func.vmap(cr.func.grad(loss), in_dims=(None, 0))(params, X)
+    assert sorted(grads) == sorted(names)
+    tmodel = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).double()
+    tparams = {n: torch.tensor(v) for n, v in params.items()}
+
+    def tloss(p, x):
+        return (tf.functional_call(tmodel, p, (x,)) ** 2).sum()
+
+    want = tf.vmap(tf.grad(tloss), in_dims=(None, 0))(tparams, torch.tensor(X))
+    for n in names:
+        np.testing.assert_allclose(grads[n], want[n].numpy(), rtol=1e-10, atol=1e-12, err_msg=n)
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p.data, before[n])  # the module is left as it was
+    with pytest.raises(KeyError, match="not a parameter or buffer"):
+        cr.func.functional_call(model, {"0.nope": np.zeros(3)}, (X,))

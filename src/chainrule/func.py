@@ -22,9 +22,8 @@ from typing import Any, Optional
 from .forward import _aux, _split_aux, hessian, jacfwd, jvp
 from .tensor import Tensor
 from .transforms import _DEPTH, ArgNums, jacrev, value_and_grad
-from .transforms import grad as _grad
 from .transforms import vjp as _vjp
-from .vectorize import vmap
+from .vectorize import _flatten, _unflatten, vmap
 
 
 def _with_aux(f: Callable, box: list) -> Callable:
@@ -41,31 +40,60 @@ def _nested(args: tuple) -> bool:
     return _DEPTH.value > 0 or any(isinstance(a, Tensor) and a.requires_grad for a in args)
 
 
+def _over_leaves(func: Callable, argnums: ArgNums, args: tuple, kwargs: dict) -> tuple[Callable, list, Any]:
+    """``func`` as a function of the leaves of its differentiated arguments (tuples, lists and dicts of arrays,
+    as torch.func accepts), those leaves, and a function that rebuilds the gradients' structure."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    nums = tuple(n % len(args) if -len(args) <= n < len(args) else n for n in nums)
+    flat: list = []
+    parts = []
+    for n in nums:
+        if not 0 <= n < len(args):
+            raise ValueError(f"grad: argnums {n} is out of range for a call with {len(args)} positional arguments")
+        leaves, spec = _flatten(args[n])
+        parts.append((n, len(flat), len(leaves), spec))
+        flat += leaves
+
+    def inner(*leaves: Any) -> Any:
+        new = list(args)
+        for n, start, count, spec in parts:
+            new[n] = _unflatten(spec, leaves[start : start + count])
+        return func(*new, **kwargs)
+
+    def rebuild(gs: tuple) -> Any:
+        trees = [_unflatten(spec, gs[start : start + count]) for _, start, count, spec in parts]
+        return trees[0] if isinstance(argnums, int) else tuple(trees)
+
+    return inner, flat, rebuild
+
+
 def grad_and_value(func: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
     """``(gradient, value)`` of a scalar ``func`` (torch.func's order); with ``has_aux``, ``((gradient, (value,
-    aux))``, as torch.func gives it."""
+    aux))``, as torch.func gives it.  A differentiated argument may be a tuple, list or dict of arrays (a
+    parameter dict); its gradient has the same structure."""
 
     @functools.wraps(func)
     def grad_and_value_f(*args: Any, **kwargs: Any) -> tuple:
-        if not has_aux:
-            value, g = value_and_grad(func, argnums)(*args, **kwargs)
-            return g, value
         box: list = []
-        value, g = value_and_grad(_with_aux(func, box), argnums)(*args, **kwargs)
-        return g, (value, _aux(box[0], _nested(args)))
+        inner, flat, rebuild = _over_leaves(_with_aux(func, box) if has_aux else func, argnums, args, kwargs)
+        if not flat:
+            raise ValueError("grad: the differentiated arguments hold no arrays")
+        value, gs = value_and_grad(inner, tuple(range(len(flat))))(*flat)
+        if not has_aux:
+            return rebuild(gs), value
+        return rebuild(gs), (value, _aux(box[0], _nested(args)))
 
     return grad_and_value_f
 
 
 def grad(func: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
-    """The gradient of a scalar ``func``; with ``has_aux``, ``(gradient, aux)``."""
-    if not has_aux:
-        return _grad(func, argnums)
+    """The gradient of a scalar ``func`` (of tuples, lists and dicts of arrays too); with ``has_aux``,
+    ``(gradient, aux)``."""
 
     @functools.wraps(func)
-    def grad_f(*args: Any, **kwargs: Any) -> tuple:
-        g, (_, aux) = grad_and_value(func, argnums, has_aux=True)(*args, **kwargs)
-        return g, aux
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        g, rest = grad_and_value(func, argnums, has_aux=has_aux)(*args, **kwargs)
+        return (g, rest[1]) if has_aux else g
 
     return grad_f
 
