@@ -8,7 +8,8 @@ Workloads (float64, one BLAS thread and one torch thread, set before NumPy and t
 - ``jacrev`` of the same map, 10 -> 1000;
 - ``hessian`` of the scalar ``sum(tanh(A @ sin(x))**2)`` of 100 inputs (A: 100 x 100);
 - per-sample gradients ``vmap(grad(loss), in_dims=(None, None, None, None, 0, 0))`` of a 2-layer MLP
-  (784 -> 128 -> 10, tanh, softmax cross-entropy on one-hot targets), batch 64.
+  (784 -> 128 -> 10, tanh, softmax cross-entropy on one-hot targets), batch 64;
+- per-sample gradients of a small CNN (conv 1 -> 8, ReLU, average pooling, linear), 28 x 28, batch 32.
 
 Each round times every workload once per library (median of ``--repeats`` calls after a warm-up), the
 libraries interleaved, so a noisy neighbour slows both sides of a ratio alike.  The report gives, per
@@ -19,15 +20,26 @@ of the ratio.  Every result is checked against torch.func's (1e-10) before timin
 from __future__ import annotations
 
 import os
+import sys
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-    os.environ[_var] = "1"
+# One BLAS thread, and glibc's trim threshold and top pad pinned (as bench/ab_backend.py's PINNED_MALLOC), so
+# page faults from freed large arrays do not depend on where imports left the allocator: both are read when
+# the process starts, so the script re-runs itself once with them set.
+_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+    "MALLOC_TOP_PAD_": str(16 << 20),
+}
+if any(os.environ.get(k) != v for k, v in _ENV.items()):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_ENV})
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -102,6 +114,27 @@ def workloads(rng: np.random.Generator) -> dict[str, tuple[Callable[[], Any], Ca
         lambda: cr.vmap(cr.grad(loss, argnums=(0, 1, 2, 3)), in_dims=dims)(*params, X, Y),
         lambda: [t.numpy() for t in tf.vmap(tf.grad(tloss, argnums=(0, 1, 2, 3)), in_dims=dims)(*tp)],
     )
+    # per-sample gradients of a small CNN (conv 3x3, 1 -> 8 channels, ReLU, 2x2 average pooling, linear to 10),
+    # 28 x 28 images, batch 32 (average pooling: max pooling picks winners by reading values, refused by vmap)
+    F = cr.nn.functional
+    tF = torch.nn.functional
+    cnn = [rng.standard_normal(s) * 0.1 for s in ((8, 1, 3, 3), (8,), (10, 8 * 13 * 13), (10,))]
+    Xc = rng.standard_normal((32, 1, 28, 28))
+    Yc = np.eye(10)[rng.integers(0, 10, 32)]
+
+    def closs(w, b, W, c, x, y):
+        h = F.avg_pool2d(F.relu(F.conv2d(x[None], w, b)), 2)
+        return -(y * cr.log_softmax(W @ h.reshape(-1) + c, axis=-1)).sum()
+
+    def tcloss(w, b, W, c, x, y):
+        h = tF.avg_pool2d(tF.relu(tF.conv2d(x[None], w, b)), 2)
+        return -(y * torch.log_softmax(W @ h.reshape(-1) + c, dim=-1)).sum()
+
+    tc = [torch.tensor(p) for p in cnn] + [torch.tensor(Xc), torch.tensor(Yc)]
+    out["per-sample grads CNN b32"] = (
+        lambda: cr.vmap(cr.grad(closs, argnums=(0, 1, 2, 3)), in_dims=dims)(*cnn, Xc, Yc),
+        lambda: [t.numpy() for t in tf.vmap(tf.grad(tcloss, argnums=(0, 1, 2, 3)), in_dims=dims)(*tc)],
+    )
     return out
 
 
@@ -151,6 +184,7 @@ def main() -> None:
         "numpy": np.__version__,
         "torch": torch.__version__,
         "threads": {"blas": 1, "torch": torch.get_num_threads()},
+        "env": _ENV,
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

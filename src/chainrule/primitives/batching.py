@@ -269,6 +269,18 @@ def matmul_rule(prim: Primitive) -> Callable[..., Any]:
     def rule(xp: Any, vals: Sequence[Any], dims: Dims) -> tuple[Any, int]:
         (x, y), (dx, dy) = vals, dims
         rx, ry = logical_rank(xp, x, dx), logical_rank(xp, y, dy)
+        if dx is None and rx == 2 and ry in (1, 2):  # a shared matrix times a batch: one matrix product
+            y = moveaxis(xp, y, dy, -1 if ry == 1 else 1)  # (n, B) or (n, B, k)
+            s = tuple(xp.shape(y))
+            out = xp.apply(prim, x, y if ry == 1 else xp.reshape(y, (s[0], s[1] * s[2])))
+            return (out, 1) if ry == 1 else (xp.reshape(out, (xp.shape(out)[0], s[1], s[2])), 1)
+        if dy is None and ry == 2 and rx in (1, 2):  # a batch times a shared matrix: rows of one product
+            x = front(xp, x, dx)
+            if rx == 1:
+                return xp.apply(prim, x, y), 0
+            s = tuple(xp.shape(x))
+            out = xp.apply(prim, xp.reshape(x, (s[0] * s[1], s[2])), y)
+            return xp.reshape(out, (s[0], s[1], xp.shape(out)[-1])), 0
         x_row = dx is not None and rx == 1
         y_col = dy is not None and ry == 1
         if dx is not None:
