@@ -45,8 +45,8 @@ def _batched(inputs, dims, rng):
 
 
 def _dims_cases(n):
-    """in_dims to try for n inputs: all 0, all -1, and mixes with None and 1."""
-    cases = [(0,) * n, (-1,) * n]
+    """in_dims to try for n inputs: all 0, all 1, all -1, and mixes with None."""
+    cases = [(0,) * n, (1,) * n, (-1,) * n]
     if n > 1:
         cases.append((0,) + (None,) * (n - 1))
         cases.append((None,) + (-1,) * (n - 1))
@@ -90,21 +90,25 @@ def _scalar(fn):
 
 @pytest.mark.parametrize("name,case", SWEEP)
 def test_rule_under_grad_both_orders(name, case):
-    """First order: vmap(grad(f)) and grad(sum of vmap(f)) equal a loop of grad(f) (the batching rules of the
-    backward pass's primitives run too)."""
+    """First order: vmap(grad(f)) and grad(sum of vmap(f)) equal a loop of grad(f), at several in_dims (the
+    batching rules of the backward pass's primitives run too).  A shared input's gradient under grad(vmap) is
+    the sum over the examples."""
     rng = np.random.default_rng(11)
     inputs = case.inputs(rng)
     loss = _scalar(case.fn)
     argnums = tuple(range(len(inputs)))
-    dims = (0,) * len(inputs)
-    batched, examples = _batched(inputs, dims, rng)
-    want = [np.stack(g) for g in zip(*[cr.grad(loss, argnums)(*ex) for ex in examples])]
-    got = cr.vmap(cr.grad(loss, argnums))(*batched)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"vmap(grad) {name}")
-    got2 = cr.grad(lambda *xs: cr.vmap(loss)(*xs).sum(), argnums)(*batched)
-    for g, w in zip(got2, want):
-        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"grad(vmap) {name}")
+    for dims in _dims_cases(len(inputs)):
+        dims = _in_range(dims, inputs)
+        batched, examples = _batched(inputs, dims, rng)
+        per_example = [cr.grad(loss, argnums)(*ex) for ex in examples]
+        want = [np.stack(g) for g in zip(*per_example)]
+        got = cr.vmap(cr.grad(loss, argnums), in_dims=dims)(*batched)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"vmap(grad) {name} {dims}")
+        got2 = cr.grad(lambda *xs: cr.vmap(loss, in_dims=dims)(*xs).sum(), argnums)(*batched)
+        for g, w, d in zip(got2, want, dims):
+            w = w.sum(0) if d is None else np.moveaxis(w, 0, d)
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"grad(vmap) {name} {dims}")
 
 
 SECOND_ORDER = [p for p in SWEEP if p.values[0] not in ("astype",)]
@@ -121,11 +125,12 @@ def test_rule_second_order(name, case):
     def hvp(x, *rest):
         return cr.grad(lambda y: (cr.grad(loss)(y, *rest) * v).sum())(x)
 
-    dims = (0,) * len(inputs)
-    batched, examples = _batched(inputs, dims, rng)
-    want = np.stack([hvp(*ex) for ex in examples])
-    got = cr.vmap(hvp)(*batched)
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11, err_msg=f"vmap(grad(grad)) {name}")
+    for dims in _dims_cases(len(inputs)):
+        dims = _in_range(dims, inputs)
+        batched, examples = _batched(inputs, dims, rng)
+        want = np.stack([hvp(*ex) for ex in examples])
+        got = cr.vmap(hvp, in_dims=dims)(*batched)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11, err_msg=f"vmap(grad(grad)) {name} {dims}")
 
 
 def test_a_planted_wrong_rule_fails_the_sweep(monkeypatch):
