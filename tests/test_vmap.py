@@ -105,7 +105,7 @@ def test_rule_under_grad_both_orders(name, case):
         got = cr.vmap(cr.grad(loss, argnums), in_dims=dims)(*batched)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"vmap(grad) {name} {dims}")
-        got2 = cr.grad(lambda *xs: cr.vmap(loss, in_dims=dims)(*xs).sum(), argnums)(*batched)
+        got2 = cr.grad(lambda *xs, dims=dims: cr.vmap(loss, in_dims=dims)(*xs).sum(), argnums)(*batched)
         for g, w, d in zip(got2, want, dims):
             w = w.sum(0) if d is None else np.moveaxis(w, 0, d)
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=f"grad(vmap) {name} {dims}")
