@@ -13,12 +13,10 @@ from chainrule.primitives.batching import BatchingError, elementwise, rule_of
 from .cases import CASES
 
 B = 3
-# The sweep skips the device move (it needs another library per example; the rule is the elementwise one).
 SWEEP = [
     pytest.param(name, case, id=f"{name}-{case.label or i}")
     for name, cases in CASES.items()
     for i, case in enumerate(cases)
-    if name != "to_device"
 ]
 
 
@@ -58,6 +56,8 @@ def _in_range(dims, inputs):
 
 
 def test_every_primitive_has_a_batching_rule_or_a_clear_refusal():
+    swept = {p.values[0] for p in SWEEP}
+    assert not set(REGISTRY) - swept, f"primitives the sweep does not batch: {sorted(set(REGISTRY) - swept)}"
     for name, prim in REGISTRY.items():
         try:
             rule = rule_of(prim)
@@ -265,6 +265,11 @@ def test_random_operations_are_refused():
     with pytest.raises(RuntimeError, match="random"):
         cr.vmap(lambda x: x + cr.randn(4))(X)
     cr.nn.functional.dropout(cr.tensor(X), 0.5)  # and allowed again afterwards
+
+
+def test_only_randomness_error_exists():
+    with pytest.raises(NotImplementedError, match="randomness='different' is not supported"):
+        cr.vmap(lambda x: x, randomness="different")
 
 
 def test_in_place_writes_are_refused():
