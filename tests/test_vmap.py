@@ -552,3 +552,16 @@ def test_functional_call_swaps_parameters_by_name_and_restores_them():
         np.testing.assert_array_equal(p.data, before[n])  # the module is left as it was
     with pytest.raises(KeyError, match="not a parameter or buffer"):
         cr.func.functional_call(model, {"0.nope": np.zeros(3)}, (X,))
+
+
+def test_values_computed_from_raw_arrays_are_batched_or_refused():
+    """isnan and friends are batched elementwise; argmax, any and indices are refused, never frozen at the
+    first example."""
+    X = np.random.default_rng(10).standard_normal((4, 3))
+    X[1, 0] = np.nan
+    np.testing.assert_array_equal(cr.vmap(lambda x: cr.where(cr.isnan(x), 0.0, x))(X), np.nan_to_num(X, nan=0.0))
+    for f, name in ((lambda x: x * cr.argmax(x), "argmax"), (lambda x: x * cr.any(x > 0), "any")):
+        with pytest.raises(cr.VmapError, match=name):
+            cr.vmap(f)(X)
+    with pytest.raises(cr.VmapError, match="indices"):
+        cr.vmap(lambda x: cr.max(x, dim=0).values)(X)

@@ -220,10 +220,12 @@ def _batch_derived(how: Any, vals: list, dims: list, t: Tensor) -> tuple[Any, in
         return rule_of(how)(TENSOR, vals[:nin], dims[:nin], *[_raw(v) for v in vals[nin:]])
     if how == "detach":
         return Tensor(_raw(vals[0])), dims[0]
-    if how is None:
+    if how is None or isinstance(how, str):
+        name = f"{how} " if how else ""
         raise VmapError(
-            f"vmap: a value of shape {t.shape} is computed from a batched input by an operation vmap cannot "
-            "batch (computed from the raw array); use chainrule operations"
+            f"vmap: a value of shape {t.shape} per example is computed from a batched input by an operation "
+            f"{name}that vmap cannot batch yet (it works on the raw array); use chainrule's differentiable "
+            "operations, or compute it outside vmap"
         )
     arrays = [(_raw(v), d) for v, d in zip(vals, dims)]
     rank = max(np.ndim(a) - (d is not None) for a, d in arrays)

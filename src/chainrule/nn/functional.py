@@ -29,7 +29,7 @@ from ..grad_mode import is_grad_enabled
 from ..inplace import history_copy
 from ..inplace import inplace as _write_in_place
 from ..primitives import nn as P
-from ..tensor import Tensor, apply
+from ..tensor import Tensor, _off_graph, apply
 from ..versions import mark_modified
 from . import init
 from .losses import (
@@ -355,7 +355,7 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
     n = int(idx.max()) + 1 if num_classes == -1 and idx.size else int(num_classes)
     if idx.size and idx.max() >= n:
         raise ValueError(f"one_hot: class {idx.max()} does not fit num_classes={n}")
-    return Tensor(np.eye(max(n, 0), dtype=np.int64)[idx])
+    return _off_graph(Tensor(np.eye(max(n, 0), dtype=np.int64)[idx]), "one_hot", (tensor,))
 
 
 # --- convolution and pooling -------------------------------------------------------------------------------
