@@ -21,15 +21,16 @@ from typing import Any, Optional
 
 from .forward import _aux, _split_aux, hessian, jacfwd, jvp
 from .tensor import Tensor
-from .transforms import _DEPTH, ArgNums, jacrev, value_and_grad
+from .transforms import _DEPTH, ArgNums, value_and_grad
+from .transforms import jacrev as _jacrev
 from .transforms import vjp as _vjp
 from .vectorize import _flatten, _unflatten, vmap
 
 
-def _with_aux(f: Callable, box: list) -> Callable:
+def _with_aux(f: Callable, box: list, op: str = "grad") -> Callable:
     @functools.wraps(f)
     def main(*args: Any, **kwargs: Any) -> Any:
-        out, aux = _split_aux(f(*args, **kwargs), "grad")
+        out, aux = _split_aux(f(*args, **kwargs), op)
         box.append(aux)
         return out
 
@@ -103,8 +104,22 @@ def vjp(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     if not has_aux:
         return _vjp(func, *primals)
     box: list = []
-    out, fn = _vjp(_with_aux(func, box), *primals)
+    out, fn = _vjp(_with_aux(func, box, "vjp"), *primals)
     return out, fn, _aux(box[0], _nested(primals))
+
+
+def jacrev(func: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
+    """The Jacobian by reverse mode (batched over the output's basis); with ``has_aux``, ``(jacobian, aux)``."""
+    if not has_aux:
+        return _jacrev(func, argnums)
+
+    @functools.wraps(func)
+    def jacrev_f(*args: Any, **kwargs: Any) -> tuple:
+        box: list = []
+        J = _jacrev(_with_aux(func, box, "jacrev"), argnums)(*args, **kwargs)
+        return J, _aux(box[0], _nested(args))
+
+    return jacrev_f
 
 
 @contextlib.contextmanager
