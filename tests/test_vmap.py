@@ -357,6 +357,32 @@ def test_per_sample_gradients_of_an_mlp_match_torch_func():
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-10, atol=1e-12)
 
 
+def test_max_pool_under_vmap_is_torchs_with_ties_nan_and_padding():
+    """Under vmap max_pool2d picks each window's first maximum by masks (no index read): values and gradients
+    equal torch's, with tied windows, a NaN and padding."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((4, 2, 6, 6))
+    X[0, 0, :2, :2] = 1.5  # a window of ties: the gradient goes to the first, as torch's
+    X[2, 1, 3, 3] = 3.0
+    X[2, 1, 3, 4] = 3.0
+    F, tF = cr.nn.functional, torch.nn.functional
+    for kernel, pad in ((2, 0), (3, 1)):
+
+        def pool(x, kernel=kernel, pad=pad):
+            return F.max_pool2d(x, kernel, stride=2, padding=pad)
+
+        want = tF.max_pool2d(torch.tensor(X), kernel, stride=2, padding=pad).numpy()
+        np.testing.assert_array_equal(cr.vmap(pool)(X), want)
+        g = cr.vmap(cr.grad(lambda x, pool=pool: (pool(x) ** 2).sum()))(X)
+        t = torch.tensor(X, requires_grad=True)
+        (tF.max_pool2d(t, kernel, stride=2, padding=pad) ** 2).sum().backward()
+        np.testing.assert_array_equal(g, t.grad.numpy())
+    Xn = X.copy()
+    Xn[1, 1, 0, 1] = np.nan
+    got = cr.vmap(lambda x: F.max_pool2d(x, 2))(Xn)
+    np.testing.assert_array_equal(got, tF.max_pool2d(torch.tensor(Xn), 2).numpy())  # NaN wins, as in torch
+
+
 def test_per_sample_gradients_of_a_small_cnn_match_torch_func():
     rng = np.random.default_rng(1)
     w1, b1 = rng.standard_normal((4, 1, 3, 3)) * 0.3, rng.standard_normal(4) * 0.1
@@ -366,21 +392,21 @@ def test_per_sample_gradients_of_a_small_cnn_match_torch_func():
 
     def loss(w1, b1, w2, b2, x, y):
         h = F.relu(F.conv2d(x[None], w1, b1))  # one example, as a batch of one image
-        h = F.avg_pool2d(h, 2)
+        h = F.max_pool2d(h, 2)
         out = F.linear(h.reshape(1, -1), w2, b2)[0]
         return ((out - y) ** 2).sum()
 
     def tloss(w1, b1, w2, b2, x, y):
         tF = torch.nn.functional
-        h = tF.avg_pool2d(tF.relu(tF.conv2d(x[None], w1, b1)), 2)
+        h = tF.max_pool2d(tF.relu(tF.conv2d(x[None], w1, b1)), 2)
         out = tF.linear(h.reshape(1, -1), w2, b2)[0]
         return ((out - y) ** 2).sum()
 
     dims = (None, None, None, None, 0, 0)
     ours = cr.vmap(cr.grad(loss, argnums=(0, 1, 2, 3)), in_dims=dims)(w1, b1, w2, b2, X, Y)
-    # max pooling picks its winners by reading the values (an index computed from data): refused, clearly
-    with pytest.raises(cr.VmapError, match="reads the value of a batched tensor"):
-        cr.vmap(lambda x: F.max_pool2d(x[None], 2))(X)
+    # max pooling's indices are read from the values: refused under vmap, clearly
+    with pytest.raises(cr.VmapError, match="return_indices"):
+        cr.vmap(lambda x: F.max_pool2d(x[None], 2, return_indices=True))(X)
     tp = [torch.tensor(p) for p in (w1, b1, w2, b2, X, Y)]
     theirs = tf.vmap(tf.grad(tloss, argnums=(0, 1, 2, 3)), in_dims=dims)(*tp)
     for a, b in zip(ours, theirs):
