@@ -595,3 +595,15 @@ def test_values_computed_from_raw_arrays_are_batched_or_refused():
             cr.vmap(f)(X)
     with pytest.raises(cr.VmapError, match="indices"):
         cr.vmap(lambda x: cr.max(x, dim=0).values)(X)
+
+
+def test_integer_inputs_batch_in_arithmetic_and_comparisons():
+    X = np.arange(12.0).reshape(4, 3)
+    k = np.array([1, -2, 3, 0])
+    got = cr.vmap(lambda x, k: cr.where(k > 0, x * k, -x))(X, k)
+    np.testing.assert_array_equal(got, np.where(k[:, None] > 0, X * k[:, None], -X))
+
+
+def test_outputs_must_be_arrays():
+    with pytest.raises(TypeError, match="output 1 is a str"):
+        cr.vmap(lambda x: (x, "label"))(np.ones((2, 3)))

@@ -330,6 +330,11 @@ def _place(value: Any, d: Any, out_dim: Optional[int], size: int, index: int) ->
             )
         return value
     if type(value) is not Tensor:
+        if not isinstance(value, (float, int, np.ndarray, np.generic)) or isinstance(value, bool):
+            raise TypeError(
+                f"vmap: f must return arrays or tensors (or tuples, lists and dicts of them); output {index} "
+                f"is a {type(value).__name__}"
+            )
         value = Tensor(np.asarray(value) if not isinstance(value, float) else value)
     if d is None:
         shape = value.shape
