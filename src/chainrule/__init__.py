@@ -15,6 +15,7 @@ from types import SimpleNamespace as _SimpleNamespace
 # --- torch's tensor API (issue 12): creation, dtypes, more functions, linalg ---------------
 from . import (
     data,
+    func,  # noqa: E402
     linalg,  # noqa: E402
     nn,
     optim,
@@ -193,6 +194,7 @@ from .primitive import REGISTRY, Primitive  # noqa: E402
 from .saved import ValueReleasedError, keep_values  # noqa: E402
 from .tensor import Size, Tensor
 from .transforms import grad, jacobian, jacrev, value_and_grad, vjp  # noqa: E402
+from .vectorize import VmapError, vmap  # noqa: E402
 from .walk import GraphFreedError
 
 # torch's names that are also Python builtins: reachable as cr.all etc., never exported by `import *`
@@ -256,6 +258,9 @@ __all__ = [
     "gradcheck",
     "hessian",
     "hvp",
+    "vmap",
+    "VmapError",
+    "func",
     "is_grad_enabled",
     "jacfwd",
     "jacobian",

@@ -263,6 +263,9 @@ def grad(
     for i, t in enumerate(ins):
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise RuntimeError(f"grad: input {i} is not a tensor that requires grad")
+    if MODE.batch is not None and not create_graph:  # cr.vmap traces: the backward pass must be recorded to be
+        create_graph = True  # batched (a raw-array walk would freeze the first example's values)
+        retain_graph = True if retain_graph is None else retain_graph
     result = run_backward(outs, seeds, retain_graph=retain_graph, create_graph=create_graph, inputs=ins)
     assert result is not None
     for i, g in enumerate(result):

@@ -41,10 +41,12 @@ from .graph import node_of, topological
 from .numeric import NUMPY
 from .ops import TENSOR, broadcast_to, unbroadcast
 from .primitive import Primitive
+from .primitives.batching import moveaxis
 from .saved import keep_values
 from .tensor import Tensor, apply, as_value, node_parts
 from .transforms import _DEPTH, ArgNums, _argnums, _raw, _run, _variables, refuse_other_libraries
 from .values import foreign_forward
+from .vectorize import vmap
 
 ndarray = np.ndarray
 
@@ -453,36 +455,39 @@ def jacfwd(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable
         new, variables, nested = _variables(args, nums, "jacfwd")
         refuse_other_libraries(variables, "jacfwd")
         outs, multi, aux = _evaluate(f, new, kwargs, "jacfwd", has_aux)
-        recording = Recording(outs, variables, nested)
-        # columns[o][j]: the tangent of output o for each basis direction of variable j
-        columns: list[list[list[Any]]] = [[[] for _ in variables] for _ in outs]
+        # one tangent sweep per variable, traced once and run by vmap on all its basis vectors at once
+        recording = Recording(outs, variables, True)
+        blocks: list[list[Any]] = [[None] * len(variables) for _ in outs]  # blocks[o][j]: (n_j,) + out.shape
         for j, v in enumerate(variables):
-            seeds: list[Any] = [None] * len(variables)
-            for k in range(v.size):
-                basis = np.zeros(v.size, v.dtype)
-                basis[k] = 1
-                e = float(basis[0]) if type(v._data) is float else basis.reshape(v.shape)
-                seeds[j] = Tensor(e) if nested else e
-                for o, t in enumerate(recording.push(seeds)):
-                    columns[o][j].append(t)
+            if v.size == 0:
+                for o, out in enumerate(outs):
+                    blocks[o][j] = Tensor(np.zeros((0,) + out.shape, out.dtype))
+                continue
+
+            def push(e: Tensor, j: int = j) -> tuple:
+                seeds: list[Any] = [None] * len(variables)
+                seeds[j] = e
+                return tuple(_result(t, o, True) for t, o in zip(recording.push(seeds), outs))
+
+            basis = np.eye(v.size, dtype=v.dtype).reshape((v.size,) + v.shape)
+            for o, col in enumerate(vmap(push)(Tensor(basis))):
+                blocks[o][j] = col
         result = []
         for o, out in enumerate(outs):
             per_arg = []
             for j, v in enumerate(variables):
-                cols = columns[o][j]
-                if nested and v.shape == ():
-                    per_arg.append(_result(cols[0], out, True))  # one column: no stack, floats stay floats
+                cols = blocks[o][j]  # (v.size,) + out.shape
+                if nested and v.shape == () and out.shape == ():
+                    per_arg.append(cols.sum())  # one entry, as a Python float (the scalar path keeps floats)
+                elif nested and v.shape == ():
+                    per_arg.append(cols[0])
                 elif nested:
-                    full = [_result(c, out, True) for c in cols]
-                    stacked = ops.stack(full, -1) if full else Tensor(np.zeros(out.shape + (0,), out.dtype))
-                    per_arg.append(ops.reshape(stacked, out.shape + v.shape))
+                    moved = moveaxis(TENSOR, cols, 0, -1) if out.shape else cols
+                    per_arg.append(ops.reshape(moved, out.shape + v.shape))
                 else:
-                    jac = np.zeros((out.size, v.size), out.dtype)
-                    for k, c in enumerate(cols):
-                        if c is not None:
-                            jac[:, k] = np.ravel(c)
+                    jac = np.moveaxis(np.asarray(cols._data), 0, -1).reshape(out.shape + v.shape).astype(out.dtype)
                     scalar = type(out._data) is float and type(v._data) is float
-                    per_arg.append(float(jac[0, 0]) if scalar else jac.reshape(out.shape + v.shape))
+                    per_arg.append(float(jac) if scalar else jac)
             result.append(per_arg[0] if isinstance(argnums, int) else tuple(per_arg))
         return (_pack(result, multi), _aux(aux, nested)) if has_aux else _pack(result, multi)
 

@@ -25,9 +25,19 @@ class _Mode(threading.local):
     gc_pending = True  # the next recorded node should pause the collector (until the next backward)
     record = 3
     observer: Any = None  # told of value reads (.data, item(), ...) while cr.compile traces this thread
+    batch: Any = None  # cr.vmap's tracer in this thread: told of values computed off the graph (comparisons ...)
 
 
 MODE = _Mode()
+
+
+class _Depth(threading.local):
+    """How many function transforms (grad, jacfwd, vmap ...) are evaluating their function in this thread."""
+
+    value = 0
+
+
+TRANSFORM_DEPTH = _Depth()  # (chainrule.transforms counts it; cr.vmap reads it)
 
 
 def _refresh() -> None:

@@ -36,6 +36,11 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
     - If the result was recorded (``t`` or the operand is in a graph), ``t`` becomes that node:
       the old value lives on in a fresh tensor the new node reads, as torch rebases history.
     """
+    if MODE.batch is not None:
+        raise RuntimeError(
+            f"vmap: {op}: in-place writes are not supported under vmap (a tensor of shape {t.shape}); "
+            "use the out-of-place operation"
+        )
     if t.requires_grad and t._node is None and MODE.enabled:
         raise RuntimeError(_LEAF_MESSAGE.format(op=op))
     if MODE.enabled and t._node is not None and t._node is not FREED and t._node.name in VIEW_PRIMITIVES:

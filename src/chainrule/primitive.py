@@ -44,6 +44,8 @@ class Primitive:
         scalar_fwd: a forward for Python floats (math module), or ``None``.
         nin: how many leading positional args are tensor inputs (``-1``: all but
             the last argument, for variadic operations such as ``concatenate``).
+        batch: the batching rule ``batch(xp, vals, dims, *params) -> (out, out_dim)`` used by ``vmap``
+            (``None``: derived from ``kind`` where it determines one; a string: refused, with that reason).
         vjps: one rule per input (``None`` for a non-differentiable input); a
             variadic primitive has a single rule called as ``rule(xp, g, out, i, *args)``.
         kind: ``"elementwise"``, ``"linear"``, ``"bilinear"`` or ``None``; read by forward mode.
@@ -71,6 +73,7 @@ class Primitive:
         "doc",
         "saves",
         "shape",
+        "batch",
     )
 
     def __init__(
@@ -107,6 +110,7 @@ class Primitive:
         self.doc = doc
         self.saves: Any = None  # what a node keeps for these rules (chainrule.saved.saves_of), made on first use
         self.shape = shape
+        self.batch: Any = None  # the batching rule (cr.vmap; see chainrule.primitives.batching), or why it is refused
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -146,4 +150,16 @@ def defvjp(prim: Primitive, *rules: Optional[Rule]) -> Primitive:
 def defjvp(prim: Primitive, rule: Rule) -> Primitive:
     """Attach an explicit forward-mode rule ``rule(xp, tangents, out, *args)``."""
     prim.jvp = rule
+    return prim
+
+
+def defbatch(prim: Primitive, rule: Rule) -> Primitive:
+    """Attach a batching rule ``rule(xp, vals, dims, *params) -> (out, out_dim)`` (chainrule.primitives.batching)."""
+    prim.batch = rule
+    return prim
+
+
+def refuse_batch(prim: Primitive, reason: str) -> Primitive:
+    """Mark ``prim`` as not batchable under ``vmap``, with the reason its error gives."""
+    prim.batch = reason
     return prim

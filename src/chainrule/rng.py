@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Optional
 
 import numpy as np
 
 _DEFAULT = np.random.default_rng(0)
+
+
+class _Refusal(threading.local):
+    """Set (per thread) while ``cr.vmap`` traces a function: random draws and in-place writes are refused."""
+
+    reason: Optional[str] = None
+
+
+REFUSE = _Refusal()
 
 
 def manual_seed(seed: int) -> np.random.Generator:
@@ -18,6 +28,11 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def get_rng(rng: Any = None) -> np.random.Generator:
     """``rng`` as a Generator: the default one for ``None``, a fresh seeded one for an int."""
+    if REFUSE.reason is not None:
+        raise RuntimeError(
+            f"{REFUSE.reason}: random operations (dropout, randn, rand, normal_ ...) are not supported under vmap "
+            "(as torch.func.vmap's default randomness='error'); draw the random values outside and pass them in"
+        )
     if rng is None:
         return _DEFAULT
     if isinstance(rng, np.random.Generator):

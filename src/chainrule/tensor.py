@@ -112,6 +112,8 @@ def as_value(x: Any, op: str = "tensor") -> Any:
             raise TypeError(f"{op}: arrays of dtype {x.dtype} are not supported; use bool, int or float data")
         return x
     if t is Tensor:
+        if MODE.batch is not None:  # cr.vmap traces: a batched value taken out of the graph cannot be batched
+            MODE.batch.read(x, "value", None)
         return x._data
     if t is np.float64:
         return float(x)
@@ -179,7 +181,9 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
             if type(out) is ndarray and out.nbytes >= _MIN_BYTES and record != 2 and _ECONOMY:
                 _economize(t, prim, (x,), (v,), out)
             return t
-        return Tensor(out)
+        if MODE.batch is None:
+            return Tensor(out)
+        return _off_graph(Tensor(out), prim, (x,))
 
     unary_op.__name__ = prim.name
     return unary_op
@@ -262,7 +266,9 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
             if type(out) is ndarray and out.nbytes >= _MIN_BYTES and record != 2 and _ECONOMY:
                 _economize(t, prim, (a, b), (av, bv), out)
             return t
-        return Tensor(out)
+        if MODE.batch is None:
+            return Tensor(out)
+        return _off_graph(Tensor(out), prim, (av if a is None else a, bv if b is None else b))
 
     binary_op.__name__ = name
     return binary_op
@@ -332,6 +338,16 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
     t = Tensor(out)
     if prim.name in VIEW_PRIMITIVES and inputs[0] is not None and _shares(out, values_t[0]):
         t._a = _view_sources(inputs[0])  # a view: in-place changes to it mark its sources (see mark_modified)
+    if MODE.batch is not None:
+        _off_graph(t, prim, args)
+    return t
+
+
+def _off_graph(t: Tensor, how: Any, operands: tuple) -> Tensor:
+    """Tell ``cr.vmap``'s tracer (``MODE.batch``) of a value computed without a graph node (a primitive under
+    ``no_grad`` or on inputs that need no gradient, a comparison, ``detach``), so it is batched too."""
+    if MODE.batch is not None:
+        MODE.batch.derived(t, how, operands)
     return t
 
 
@@ -668,7 +684,7 @@ class Tensor:
         if type(self._data) is ndarray:
             earlier = getattr(self, "_a", None) if self._node is None else None
             out._a = (weakref.ref(self),) + (earlier or ())
-        return out
+        return out if MODE.batch is None else _off_graph(out, "detach", (self,))
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and not _float_dtype(self._data):
@@ -779,11 +795,11 @@ class Tensor:
 
     # Comparisons are not differentiable: they give boolean tensors.
     def _compare(self, other: Any, fn: Callable) -> Tensor:
-        a, b = self._data, as_value(other, "compare")
+        a, b = self._data, (other._data if type(other) is Tensor else as_value(other, "compare"))
         if (type(a) is not ndarray and is_foreign(a)) or (type(b) is not ndarray and is_foreign(b)):
             ns = common_namespace("compare", (a, b))
             return Tensor(getattr(ns.xp, fn.__name__)(a, b))  # NumPy's names for these are the standard's
-        return Tensor(np.asarray(fn(a, b)))
+        return _off_graph(Tensor(np.asarray(fn(a, b))), fn, (self, other))
 
     def __lt__(self, other: Any) -> Tensor:
         return self._compare(other, np.less)
@@ -810,7 +826,7 @@ class Tensor:
         return self._compare(other, np.logical_or)
 
     def __invert__(self) -> Tensor:
-        return Tensor(np.asarray(np.logical_not(self._data)))
+        return _off_graph(Tensor(np.asarray(np.logical_not(self._data))), np.logical_not, (self,))
 
 
 # register_hook on leaves: id(leaf) -> (weak reference to the leaf, hooks in order).

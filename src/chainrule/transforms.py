@@ -8,7 +8,6 @@ to those inputs, which is what lets them nest: ``grad(grad(f))``.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
@@ -16,20 +15,15 @@ import numpy as np
 
 from . import autodiff
 from .backend import is_foreign, namespace_of
-from .grad_mode import enable_grad
+from .grad_mode import MODE, TRANSFORM_DEPTH, enable_grad
 from .primitives import shape as S
 from .tensor import Tensor, apply, as_value
+from .vectorize import vmap
 
 ArgNums = Union[int, Sequence[int]]
 
 
-class _Depth(threading.local):
-    """How many transforms are evaluating their function in this thread right now."""
-
-    value = 0
-
-
-_DEPTH = _Depth()
+_DEPTH = TRANSFORM_DEPTH  # how many transforms are evaluating their function in this thread right now
 
 
 def _argnums(argnums: ArgNums, nargs: int, op: str) -> tuple[int, ...]:
@@ -53,7 +47,8 @@ def _variables(args: Sequence[Any], nums: tuple[int, ...], op: str) -> tuple[lis
     variables = []
     # Inside another transform's function, results must stay connected to its
     # variables (even ones only closed over), so work on tensors throughout.
-    nested = _DEPTH.value > 0
+    # Under cr.vmap's trace (MODE.batch) too: the batch is replayed through the recorded work.
+    nested = _DEPTH.value > 0 or MODE.batch is not None
     for n in nums:
         a = args[n]
         if isinstance(a, Tensor) and a.requires_grad:
@@ -179,22 +174,26 @@ def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
     out = _call(f, new, {}, "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple:
-        ct = cotangent if nested and isinstance(cotangent, Tensor) else as_value(cotangent, "vjp")
+        # a cotangent being differentiated (or batched by vmap) keeps the backward pass recorded
+        deep = nested or (isinstance(cotangent, Tensor) and cotangent.requires_grad)
+        ct = cotangent if deep and isinstance(cotangent, Tensor) else as_value(cotangent, "vjp")
         if np.shape(_raw(ct)) != out.shape:
             raise ValueError(f"vjp: cotangent has shape {np.shape(_raw(ct))} but f's output has shape {out.shape}")
         if not out.requires_grad:
-            return tuple(_zeros_like(v, nested) for v in variables)
-        gs = autodiff.grad(out, variables, grad_outputs=ct, retain_graph=True, create_graph=nested, allow_unused=True)
-        return tuple(_finish(gs, variables, nested))
+            return tuple(_zeros_like(v, deep) for v in variables)
+        gs = autodiff.grad(out, variables, grad_outputs=ct, retain_graph=True, create_graph=deep, allow_unused=True)
+        return tuple(_finish(gs, variables, deep))
 
     return (out if nested else _raw(out)), vjp_fn
 
 
 def jacobian(f: Callable, argnums: ArgNums = 0) -> Callable:
-    """The Jacobian of ``f`` by reverse mode: one backward pass per output element.
+    """The Jacobian of ``f`` by reverse mode: one backward pass, batched over the output's basis vectors.
 
-    The result for one argument has shape ``out.shape + arg.shape``.  Cheaper
-    than :func:`chainrule.jacfwd` when ``f`` has fewer outputs than inputs.
+    The backward pass is traced once and run by :func:`chainrule.vmap` on all basis cotangents at once
+    (rows of the identity), so the cost is a few batched array operations, not one pass per output
+    element.  The result for one argument has shape ``out.shape + arg.shape``.  Cheaper than
+    :func:`chainrule.jacfwd` when ``f`` has fewer outputs than inputs.
     """
 
     @functools.wraps(f)
@@ -206,27 +205,24 @@ def jacobian(f: Callable, argnums: ArgNums = 0) -> Callable:
         refuse_other_libraries(variables, "jacobian")
         out = _call(f, new, kwargs, "jacobian")
         m = out.size
-        rows: list[list[Any]] = [[] for _ in variables]
-        for k in range(m):
-            seed = np.zeros(m, dtype=out.dtype)
-            seed[k] = 1
-            seed = seed.reshape(out.shape)
-            if out.requires_grad:
+        if m and out.requires_grad:
+
+            def row(seed: Tensor) -> tuple:
                 gs = autodiff.grad(
-                    out, variables, grad_outputs=seed, retain_graph=True, create_graph=nested, allow_unused=True
+                    out, variables, grad_outputs=seed, retain_graph=True, create_graph=True, allow_unused=True
                 )
-            else:
-                gs = (None,) * len(variables)
-            for row, g in zip(rows, _finish(gs, variables, nested)):
-                row.append(g)
+                return tuple(_zeros_like(v, True) if g is None else g for g, v in zip(gs, variables))
+
+            basis = np.eye(m, dtype=out.dtype).reshape((m,) + out.shape)
+            rows = vmap(row)(Tensor(basis))
+        else:
+            rows = tuple(Tensor(np.zeros((m,) + v.shape, v.dtype)) for v in variables)
         result = []
-        for row, v in zip(rows, variables):
+        for r, v in zip(rows, variables):
             if nested:
-                stacked = ops.stack(row, 0) if row else Tensor(np.zeros((0,) + v.shape))
-                result.append(ops.reshape(stacked, out.shape + v.shape))
+                result.append(ops.reshape(r, out.shape + v.shape))
             else:
-                arr = np.array([np.asarray(r) for r in row]) if row else np.zeros((0,) + v.shape)
-                arr = arr.reshape(out.shape + v.shape)
+                arr = np.array(r._data).reshape(out.shape + v.shape)
                 # a scalar function of a Python float gives a float, as grad does
                 result.append(float(arr) if arr.ndim == 0 and type(v._data) is float else arr)
         return result[0] if isinstance(argnums, int) else tuple(result)

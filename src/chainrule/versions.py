@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .primitive import Primitive
-from .rng import get_rng
+from .rng import REFUSE, get_rng
 
 ndarray = np.ndarray
 Tensor: type = type(None)  # chainrule.tensor puts its Tensor class here once it is defined
@@ -58,6 +58,11 @@ def mark_modified(t: Tensor) -> None:
     A view made by indexing, reshaping or transposing shares memory with its
     source too, so writing into the view marks the source (and its sources).
     """
+    if REFUSE.reason is not None:
+        raise RuntimeError(
+            f"{REFUSE.reason}: in-place writes (x += y, x[i] = v, fill_, zero_, .data = ...) are not supported "
+            f"under vmap (a tensor of shape {t.shape} was written); use out-of-place operations"
+        )
     with _EPOCH_LOCK:
         EPOCHS.value += 1
         now = EPOCHS.value
@@ -222,6 +227,6 @@ def _raw_index(index: Any) -> Any:
 
 def _index_part(i: Tensor) -> Any:
     d = i._data
-    if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu":
-        return int(d)
+    if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu" and REFUSE.reason is None:
+        return int(d)  # (under vmap, .data: its tracer refuses an index that depends on a batched input)
     return i.data

@@ -25,11 +25,12 @@ import numpy as np
 
 from .. import ops
 from ..backend import to_numpy
-from ..grad_mode import is_grad_enabled
+from ..grad_mode import MODE, is_grad_enabled
 from ..inplace import history_copy
 from ..inplace import inplace as _write_in_place
 from ..primitives import nn as P
-from ..tensor import Tensor, apply
+from ..primitives import reduction as R
+from ..tensor import Tensor, _off_graph, apply
 from ..versions import mark_modified
 from . import init
 from .losses import (
@@ -355,7 +356,7 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
     n = int(idx.max()) + 1 if num_classes == -1 and idx.size else int(num_classes)
     if idx.size and idx.max() >= n:
         raise ValueError(f"one_hot: class {idx.max()} does not fit num_classes={n}")
-    return Tensor(np.eye(max(n, 0), dtype=np.int64)[idx])
+    return _off_graph(Tensor(np.eye(max(n, 0), dtype=np.int64)[idx]), "one_hot", (tensor,))
 
 
 # --- convolution and pooling -------------------------------------------------------------------------------
@@ -528,6 +529,11 @@ def max_pool2d(
     k, s, p, d = _pool_args("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
     n, c, h, w = x.shape
     oh, ow = _geometry("max_pool2d", (h, w), k, d, p, s)
+    if MODE.batch is not None and MODE.batch.depends(x):  # under cr.vmap: no index may be read from the values
+        if return_indices:
+            MODE.batch.read(x, "max_pool2d(return_indices=True)", None)
+        out = _max_pool_by_masks(x, k, s, p, d, oh, ow)
+        return ops.reshape(out, out.shape[1:]) if single else out
     raw = np.asarray(x.data)
     if p != (0, 0):
         fill = -np.inf if raw.dtype.kind == "f" else np.iinfo(raw.dtype).min
@@ -548,6 +554,27 @@ def max_pool2d(
         indices = plane.reshape((c, oh, ow) if single else (n, c, oh, ow)).astype(np.int64)
         return out, Tensor(indices)
     return out
+
+
+def _max_pool_by_masks(x: Tensor, k: tuple, s: tuple, p: tuple, d: tuple, oh: int, ow: int) -> Tensor:
+    """max_pool2d as differentiable operations and comparisons, with no index read from the values (so
+    ``cr.vmap`` can batch it): each window's first maximum is picked by a mask (NaN wins), so the values
+    and the gradient are torch's, as the indexed path gives them."""
+    n, c, h, w = x.shape
+    flat = ops.reshape(x, (n * c, 1, h, w))
+    ph, pw = p
+    if ph:
+        rows = np.full((n * c, 1, ph, w), -np.inf, x.dtype)
+        flat = ops.concatenate([rows, flat, rows], axis=2)
+    if pw:
+        cols_pad = np.full((n * c, 1, h + 2 * ph, pw), -np.inf, x.dtype)
+        flat = ops.concatenate([cols_pad, flat, cols_pad], axis=3)
+    cols = apply(P.unfold, flat, k, d, (0, 0), s)  # (N·C, kh·kw, L)
+    top = apply(R.max_, cols.detach(), (1,), True)
+    hit = (cols == top) | ops.isnan(cols)
+    first = hit & (ops.cumsum(hit.astype(x.dtype), 1) == 1.0)
+    out = ops.sum(ops.where(first, cols, 0.0), 1)
+    return ops.reshape(out, (n, c, oh, ow))
 
 
 def avg_pool2d(

@@ -10,7 +10,7 @@ import numpy as np
 from ..primitives import elementwise as E
 from ..primitives import linalg as L
 from ..primitives import linear as _linear_prim
-from ..tensor import Tensor, apply, make_unary
+from ..tensor import Tensor, _off_graph, apply, make_unary
 from .base import Axis, _axes, _t
 from .elementwise import _raw_fn, _zero_grad_values, clip, cos, divide, exp, pick, power, sin, sqrt, where
 from .reductions import ValuesIndices, _all_if_empty, matmul, mean, sum
@@ -99,7 +99,7 @@ def div(x: Any, y: Any, *, rounding_mode: Optional[str] = None) -> Tensor:
         q = np.floor_divide(a, b)
         if rounding_mode == "trunc":  # floor rounds towards -inf; trunc towards 0 differs where the signs differ
             q = q + ((q < 0) & (q * b != a))
-        return Tensor(q)
+        return _off_graph(Tensor(q), "integer division", (xt, y))
     q = xt / y
     if rounding_mode is None:
         return q
@@ -123,23 +123,23 @@ def clamp_max(x: Any, max: Any) -> Tensor:  # noqa: A002
 
 def floor(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, _raw_fn(x, "floor"))
+    return _zero_grad_values(x, _raw_fn(x, "floor"), np.floor)
 
 
 def ceil(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, _raw_fn(x, "ceil"))
+    return _zero_grad_values(x, _raw_fn(x, "ceil"), np.ceil)
 
 
 def round(x: Any, decimals: int = 0) -> Tensor:  # noqa: A001
     """Round half to even, as torch and NumPy; the gradient is zero."""
     x = _t(x)
-    return _zero_grad_values(x, np.round(x._data, decimals))
+    return _zero_grad_values(x, np.round(x._data, decimals), lambda d: np.round(d, decimals))
 
 
 def trunc(x: Any) -> Tensor:
     x = _t(x)
-    return _zero_grad_values(x, _raw_fn(x, "trunc"))
+    return _zero_grad_values(x, _raw_fn(x, "trunc"), np.trunc)
 
 
 def frac(x: Any) -> Tensor:
@@ -204,7 +204,7 @@ def masked_fill(x: Any, mask: Any, value: Any) -> Tensor:
 def _bool_reduce(op: str, fn: Any, x: Any, dim: Any, keepdim: bool) -> Tensor:
     x = _t(x)
     axes = _axes(x, dim, op)
-    return Tensor(np.asarray(fn(np.asarray(x._data), axis=axes, keepdims=bool(keepdim))))
+    return _off_graph(Tensor(np.asarray(fn(np.asarray(x._data), axis=axes, keepdims=bool(keepdim)))), op, (x,))
 
 
 def all(x: Any, dim: Any = None, keepdim: Optional[bool] = None, *, axis: Any = None) -> Tensor:  # noqa: A001
@@ -219,7 +219,8 @@ def any(x: Any, dim: Any = None, keepdim: Optional[bool] = None, *, axis: Any = 
 
 def count_nonzero(x: Any, dim: Any = None) -> Tensor:
     x = _t(x)
-    return Tensor(np.asarray(np.count_nonzero(np.asarray(x._data), axis=_axes(x, dim, "count_nonzero"))))
+    counts = np.count_nonzero(np.asarray(x._data), axis=_axes(x, dim, "count_nonzero"))
+    return _off_graph(Tensor(np.asarray(counts)), "count_nonzero", (x,))
 
 
 def _values(x: Any) -> np.ndarray:
@@ -227,7 +228,10 @@ def _values(x: Any) -> np.ndarray:
 
 
 def isclose(x: Any, y: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
-    return Tensor(np.asarray(np.isclose(_values(x), _values(y), rtol=rtol, atol=atol, equal_nan=equal_nan)))
+    close = np.isclose(_values(x), _values(y), rtol=rtol, atol=atol, equal_nan=equal_nan)
+    return _off_graph(
+        Tensor(np.asarray(close)), lambda a, b: np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), (x, y)
+    )
 
 
 def allclose(x: Any, y: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
@@ -242,19 +246,19 @@ def equal(x: Any, y: Any) -> bool:
 
 
 def isnan(x: Any) -> Tensor:
-    return Tensor(np.asarray(np.isnan(_values(x))))
+    return _off_graph(Tensor(np.asarray(np.isnan(_values(x)))), np.isnan, (x,))
 
 
 def isinf(x: Any) -> Tensor:
-    return Tensor(np.asarray(np.isinf(_values(x))))
+    return _off_graph(Tensor(np.asarray(np.isinf(_values(x)))), np.isinf, (x,))
 
 
 def isfinite(x: Any) -> Tensor:
-    return Tensor(np.asarray(np.isfinite(_values(x))))
+    return _off_graph(Tensor(np.asarray(np.isfinite(_values(x)))), np.isfinite, (x,))
 
 
 def logical_not(x: Any) -> Tensor:
-    return Tensor(np.asarray(np.logical_not(_values(x))))
+    return _off_graph(Tensor(np.asarray(np.logical_not(_values(x)))), np.logical_not, (x,))
 
 
 def eq(x: Any, y: Any) -> Tensor:
@@ -485,7 +489,8 @@ def cumsum(x: Any, dim: int) -> Tensor:
     (axis,) = _axes(x, dim, "cumsum") or (0,)
     n = x.shape[axis] if x.ndim else 1
     if x.dtype.kind in "biu":  # integers (no gradient): exact running sums in int64, as torch
-        return Tensor(np.cumsum(np.asarray(x._data), axis=axis if x.ndim else None, dtype=np.int64).reshape(x.shape))
+        sums = np.cumsum(np.asarray(x._data), axis=axis if x.ndim else None, dtype=np.int64).reshape(x.shape)
+        return _off_graph(Tensor(sums), "cumsum of integers", (x,))
     if x.ndim == 0:
         return x
     tri = np.triu(np.ones((n, n), dtype=x.dtype if x.dtype.kind == "f" else np.float64))

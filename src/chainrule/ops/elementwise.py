@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from ..backend import device_of, namespace_of
+from ..grad_mode import MODE
 from ..primitives import elementwise as E
-from ..tensor import Tensor, apply, as_value, make_binary, make_unary, unary
+from ..tensor import Tensor, _off_graph, apply, as_value, make_binary, make_unary, unary
 from .base import _t
 
 multiply = Tensor.__mul__
@@ -80,7 +81,7 @@ def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
 def sign(x: Any) -> Tensor:
     """The sign of each element; its gradient is zero (as torch's), also at 0."""
     x = _t(x)
-    return _zero_grad_values(x, _raw_fn(x, "sign"))
+    return _zero_grad_values(x, _raw_fn(x, "sign"), np.sign)
 
 
 def pick(op: str, torch_name: str, torch_value: Any, numpy_name: str, numpy_value: Any, default: Any = None) -> Any:
@@ -100,9 +101,17 @@ def _raw_fn(x: Tensor, name: str) -> Any:
     return getattr(np, name)(np.asarray(d))
 
 
-def _zero_grad_values(x: Tensor, values: Any) -> Tensor:
-    """``values`` (computed from ``x``) as a tensor whose gradient to ``x`` is zero, as torch's floor/round."""
+def _zero_grad_values(x: Tensor, values: Any, fn: Any = None) -> Tensor:
+    """``values`` (computed from ``x``) as a tensor whose gradient to ``x`` is zero, as torch's floor/round.
+
+    ``fn`` computes ``values`` from ``x``'s NumPy array, for ``cr.vmap`` (which batches it); ``None``: vmap
+    refuses to batch the result."""
     d = x._data
+    if MODE.batch is not None and (type(d) is np.ndarray or type(d) is float):
+        derived = _off_graph(Tensor(np.asarray(values)), fn, (x,))
+        if not x.requires_grad:
+            return derived
+        return where(np.zeros(x.shape, dtype=bool), x, derived.astype(x.dtype))
     if type(d) is not np.ndarray and type(d) is not float:
         ns = namespace_of(d)
         if x.requires_grad:

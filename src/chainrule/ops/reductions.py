@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..grad_mode import MODE
 from ..primitives import linalg as L
 from ..primitives import reduction as R
-from ..tensor import Tensor, apply, binary
+from ..tensor import Tensor, _off_graph, apply, binary
 from .base import Axis, _axes, _t
 from .elementwise import maximum, minimum, pick
 from .shapes import squeeze
@@ -126,12 +127,13 @@ def argmax(
 ) -> Tensor:
     """Index of the largest value (over the flattened tensor when ``dim`` is None); first one on ties."""
     x = _t(x)
-    return _arg_extremum(
+    idx = _arg_extremum(
         "argmax",
         x,
         pick("argmax", "dim", dim, "axis", axis),
         bool(pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False)),
     )
+    return _off_graph(idx, "argmax", (x,))  # (cr.vmap refuses to batch it: an index computed from data)
 
 
 def argmin(
@@ -139,12 +141,13 @@ def argmin(
 ) -> Tensor:
     """Index of the smallest value (over the flattened tensor when ``dim`` is None); first one on ties."""
     x = _t(x)
-    return _arg_extremum(
+    idx = _arg_extremum(
         "argmin",
         x,
         pick("argmin", "dim", dim, "axis", axis),
         bool(pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False)),
     )
+    return _off_graph(idx, "argmin", (x,))
 
 
 def _with_indices(op: str, x: Tensor, dim: Any, keepdim: bool) -> ValuesIndices:
@@ -156,6 +159,8 @@ def _with_indices(op: str, x: Tensor, dim: Any, keepdim: bool) -> ValuesIndices:
         return ValuesIndices(x, Tensor(np.asarray(0)))
     (axis,) = _axes(x, int(dim), op) or (0,)
     grid = list(np.indices(idx.shape, sparse=True))
+    if MODE.batch is not None:  # cr.vmap traces: indices computed from a batched value cannot be batched
+        MODE.batch.read(x, "max/min with indices", None)
     grid[axis] = idx._data
     values = x[tuple(grid)]
     if not keepdim:

@@ -9,18 +9,22 @@ from __future__ import annotations
 import math
 import operator
 
-from ..primitive import defprim, defvjp
+from ..primitive import defbatch, defprim, defvjp
+from .batching import elementwise
 
 # --- arithmetic -------------------------------------------------------------
 
 add = defprim("add", "add", nin=2, scalar_fwd=operator.add, kind="linear", symbol="+")
 defvjp(add, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: g)
+defbatch(add, elementwise(add))  # linear and elementwise: the batch axis lines up
 
 sub = defprim("sub", "subtract", nin=2, scalar_fwd=operator.sub, kind="linear", symbol="-")
 defvjp(sub, lambda xp, g, out, x, y: g, lambda xp, g, out, x, y: -g)
+defbatch(sub, elementwise(sub))
 
 mul = defprim("mul", "multiply", nin=2, scalar_fwd=operator.mul, kind="bilinear", symbol="*")
 defvjp(mul, lambda xp, g, out, x, y: g * y, lambda xp, g, out, x, y: g * x)
+defbatch(mul, elementwise(mul))
 
 div = defprim("div", "divide", nin=2, scalar_fwd=operator.truediv, kind="elementwise", symbol="/")
 defvjp(
@@ -31,6 +35,7 @@ defvjp(
 
 neg = defprim("neg", "negative", scalar_fwd=operator.neg, kind="linear", symbol="-")
 defvjp(neg, lambda xp, g, out, x: -g)
+defbatch(neg, elementwise(neg))
 
 
 def _pow_dx(xp, g, out, x, y):

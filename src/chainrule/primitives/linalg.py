@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..primitive import defjvp, defprim, defvjp
+from ..primitive import defbatch, defjvp, defprim, defvjp
+from .batching import einsum_rule, leading_batch, matmul_rule
 
 
 def _matmul_dx(xp, g, out, x, y):
@@ -35,6 +36,7 @@ def _matmul_dy(xp, g, out, x, y):
 
 matmul = defprim("matmul", "matmul", nin=2, kind="bilinear", symbol="@")
 defvjp(matmul, _matmul_dx, _matmul_dy)
+defbatch(matmul, matmul_rule(matmul))
 
 
 # --- einsum ---------------------------------------------------------------------------
@@ -121,6 +123,7 @@ def _einsum_jvp(xp, tangents, out, *args):
 einsum = defprim("einsum", _einsum, nin=-1)
 defvjp(einsum, _einsum_dx)
 defjvp(einsum, _einsum_jvp)
+defbatch(einsum, einsum_rule(einsum))
 
 
 # --- inverse and determinant (batched over leading dims) ----------------------------------
@@ -142,6 +145,7 @@ def _inv_of(xp, x):
 inv = defprim("inv", "inv", symbol="⁻¹")
 defvjp(inv, lambda xp, g, out, x: -(_mT(xp, out) @ g @ _mT(xp, out)))
 defjvp(inv, lambda xp, tangents, out, x: -(out @ tangents[0] @ out))
+defbatch(inv, leading_batch(inv))
 
 
 def _det_dx(xp, g, out, x):
@@ -157,3 +161,4 @@ def _det_jvp(xp, tangents, out, x):
 det = defprim("det", "det")
 defvjp(det, _det_dx)
 defjvp(det, _det_jvp)
+defbatch(det, leading_batch(det))

@@ -10,7 +10,10 @@ the engine sums it over the batch axes, as it does for any broadcast input.
 
 from __future__ import annotations
 
-from ..primitive import defjvp, defprim, defvjp
+from ..primitive import defbatch, defjvp, defprim, defvjp
+from .batching import linear_rule
+from .elementwise import add
+from .linalg import matmul
 
 
 def _linear(xp, x, W, b):
@@ -70,3 +73,4 @@ linear = defprim(
 )
 defvjp(linear, _linear_dx, _linear_dW, _linear_db)  # x: the input, y: W (trace letters)
 defjvp(linear, _linear_jvp)
+defbatch(linear, linear_rule(linear, matmul, add))

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..primitive import defprim, defvjp
+from ..primitive import defbatch, defprim, defvjp
+from .batching import folded_batch
 
 Pair = tuple[int, int]
 
@@ -111,6 +112,8 @@ def _fold_dx(
 
 defvjp(unfold, _unfold_dx)
 defvjp(fold, _fold_dx)
+defbatch(unfold, folded_batch(unfold))  # the vmap batch joins the images' own batch axis
+defbatch(fold, folded_batch(fold))
 
 
 # --- erf, for the exact GELU ---------------------------------------------------------------

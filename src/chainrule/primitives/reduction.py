@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from ..numeric import keepdims_shape
-from ..primitive import defjvp, defprim, defvjp
+from ..primitive import defbatch, defjvp, defprim, defvjp
+from .batching import along_axis, reduction
 
 
 def expand(xp, g, shape, axis, keepdims):
@@ -37,6 +38,7 @@ def _inverse_count(shape, axis):
 
 sum_ = defprim("sum", lambda xp, x, axis, keepdims: xp.sum(x, axis, keepdims), kind="linear", symbol="Σ")
 defvjp(sum_, lambda xp, g, out, x, axis, keepdims: expand(xp, g, xp.shape(x), axis, keepdims))
+defbatch(sum_, reduction(sum_))
 
 mean = defprim("mean", lambda xp, x, axis, keepdims: xp.mean(x, axis, keepdims), kind="linear")
 
@@ -46,6 +48,7 @@ def _mean_dx(xp, g, out, x, axis, keepdims):
 
 
 defvjp(mean, _mean_dx)
+defbatch(mean, reduction(mean))
 
 
 def _extremum_dx(xp, g, out, x, axis, keepdims):
@@ -67,10 +70,12 @@ def _extremum_jvp(xp, tangents, out, x, axis, keepdims):
 max_ = defprim("max", lambda xp, x, axis, keepdims: xp.max(x, axis, keepdims))
 defvjp(max_, _extremum_dx)
 defjvp(max_, _extremum_jvp)
+defbatch(max_, reduction(max_))
 
 min_ = defprim("min", lambda xp, x, axis, keepdims: xp.min(x, axis, keepdims))
 defvjp(min_, _extremum_dx)
 defjvp(min_, _extremum_jvp)
+defbatch(min_, reduction(min_))
 
 
 def _shifted(xp, x, axis):
@@ -103,6 +108,7 @@ defjvp(
         tangents[0] * xp.exp(x - expand(xp, out, xp.shape(x), axis, keepdims)), axis, keepdims
     ),
 )
+defbatch(logsumexp, reduction(logsumexp))
 
 
 def _shifted_by_max(xp, x, axis):
@@ -124,6 +130,7 @@ defvjp(
 )
 # The Jacobian diag(s) - s sᵀ is symmetric, so the JVP has the VJP's formula.
 defjvp(softmax, lambda xp, tangents, out, x, axis: out * (tangents[0] - xp.sum(tangents[0] * out, axis, True)))
+defbatch(softmax, along_axis(softmax))
 
 
 def _log_softmax(xp, x, axis):
@@ -138,3 +145,4 @@ defvjp(
     lambda xp, g, out, x, axis: g - xp.exp(out) * xp.sum(g, axis, True),
 )
 defjvp(log_softmax, lambda xp, tangents, out, x, axis: tangents[0] - xp.sum(xp.exp(out) * tangents[0], axis, True))
+defbatch(log_softmax, along_axis(log_softmax))
