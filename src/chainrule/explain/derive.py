@@ -21,9 +21,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from ..tensor import Tensor
 from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
 from .derive_check import CheckResult
 from .derive_check import check as run_check
+from .derive_graph import derive_recorded
 from .derive_numpy import ExportError, module_source
 from .derive_records import Jacobian, Line
 from .derive_run import load
@@ -58,6 +60,16 @@ class Derivation:
     numpy_source: str = ""
     export_error: str = ""
     input_shapes: dict = field(default_factory=dict)  # at the placeholder sizes
+    inputs: dict = field(default_factory=dict)  # cr.derive(tensor): printed input name -> recorded tensor or array
+    keywords: dict = field(default_factory=dict)  # cr.derive(tensor): printed name -> backward()'s keyword for it
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The recorded inputs keyed by keyword, ready for the exported ``backward(**d.arrays())``."""
+        out = {}
+        for label, v in self.inputs.items():
+            raw = np.asarray(v.data if isinstance(v, Tensor) else v)
+            out[self.keywords.get(label, label)] = raw if raw.dtype.kind in "iub" else raw.astype(np.float64)
+        return out
 
     def own_layout(self) -> str:
         """``"column"`` when weights multiply from the left (``W @ a``), ``"row"`` when from the right (``x @ W``)."""
@@ -376,13 +388,16 @@ def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
 
 
 def derive(
-    program: str,
-    shapes: Mapping[str, Any],
+    program: Union[str, Tensor],
+    shapes: Optional[Mapping[str, Any]] = None,
     *,
     constants: Iterable[str] = (),
     seed: int = 0,
     check: bool = True,
     max_numbers: int = DEFAULT_MAX_NUMBERS,
+    names: Optional[Mapping[Any, str]] = None,
+    module: Any = None,
+    modules: Iterable[Any] = (),
 ) -> Derivation:
     """The backward equations of ``program`` in matrix form, checked against central differences.
 
@@ -394,7 +409,24 @@ def derive(
     ``constants`` (labels, targets) get no gradient equation.  A program whose values and gradients would hold
     more than ``max_numbers`` numbers (counted from the shapes, at the largest sizes it runs at) is refused
     before anything runs (:mod:`.budget`).
+
+    ``derive(output)`` with a tensor derives the graph recorded from ordinary code (modules, functional
+    calls, operators, indexing): parameters are named by their module path (``module=``/``modules=``, or
+    the modules among the caller's variables), other values by ``names={tensor: "x"}``, ``cr.name`` or the
+    caller's own variables (:mod:`.derive_graph`); it is checked at the recorded values.
     """
+    if isinstance(program, Tensor):
+        if shapes is not None:
+            raise TypeError("cr.derive(output): a recorded graph has its own shapes; pass no shapes")
+        mods = ([module] if module is not None else []) + list(modules)
+        fields = derive_recorded(program, names=names, modules=mods, check=check, seed=seed, frame=sys._getframe(1))
+        return Derivation(**fields)
+    if not isinstance(program, str):
+        raise TypeError(
+            f"cr.derive: expected a program string (with its shapes) or a recorded Tensor, got {type(program).__name__}"
+        )
+    if shapes is None:
+        raise TypeError("cr.derive(program, shapes): a program string needs the shapes of its inputs")
     prog = parse_program(generic_program(program))
     prog.generic = generic_program(program) != program  # type: ignore[attr-defined]  (sin stands for f)
     if prog.output is None:

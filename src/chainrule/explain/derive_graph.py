@@ -1,0 +1,430 @@
+"""``cr.derive(output)``: a graph recorded from ordinary code, named and made ready for derive's walk.
+
+The string form of ``derive`` parses a program and runs it to record a graph;
+here the graph is the user's own (modules, functional calls, operators,
+indexing).  This module finds its leaves and constants, names them, and builds
+the two things derive's record needs from a program:
+
+* the *names*: a parameter by its module path (``fc1.weight``, from
+  ``named_parameters`` of the modules given, or found among the caller's
+  variables), a value by :func:`name`, by ``names=``, or by the caller's own
+  variable (``hpreact``, ``logits``); label and index arrays (``Yb``) by the
+  caller's variable too.  Every printed input has a keyword-safe spelling for
+  the exported ``backward(**inputs)``: each character that cannot be in a
+  Python name becomes ``_`` (``fc1.weight`` -> ``fc1_weight``, ``0.bias`` ->
+  ``_0_bias``);
+* the *replay*: one statement per recorded node that runs the primitive's own
+  forward on NumPy values, so the check's central differences never use a
+  VJP rule (:mod:`.derive_check`).
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from .. import symbolic as S
+from ..autodiff import toposort
+from ..graph import node_of
+from ..grad_mode import no_grad
+from ..nn.module import Module
+from ..tensor import Tensor, apply
+
+# the primitives whose VJP rules run on symbols and whose formulas the NumPy export writes
+SUPPORTED = frozenset(
+    "add sub mul div neg pow abs exp log sqrt tanh sigmoid relu maximum minimum where matmul linear sum mean "
+    "max min logsumexp softmax log_softmax reshape transpose broadcast_to getitem".split()
+)
+
+_LABELS: dict[int, tuple[Any, str]] = {}  # id(tensor) -> (weak reference, name) given by cr.name
+
+
+class DeriveError(ValueError):
+    """``cr.derive(output)`` cannot derive this graph (an operation without a matrix form, a bad name)."""
+
+
+def name(t: Tensor, label: str) -> Tensor:
+    """Give ``t`` the name ``label`` in ``cr.derive``'s equations (``cr.name(logits, "logits")``); returns ``t``."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"cr.name: expected a Tensor, got {type(t).__name__}")
+    if not isinstance(label, str) or not label.strip() or any(c in label for c in " \t\n;=,()[]"):
+        raise ValueError(f"cr.name: {label!r} is not a usable name (no spaces, brackets, commas, ';' or '=')")
+    _LABELS[id(t)] = (weakref.ref(t), label)
+    return t
+
+
+def _label(t: Tensor) -> Optional[str]:
+    entry = _LABELS.get(id(t))
+    if entry is None:
+        return None
+    if entry[0]() is not t:
+        del _LABELS[id(t)]
+        return None
+    return entry[1]
+
+
+def keyword_name(label: str) -> str:
+    """The spelling of a printed name as a Python keyword argument: ``fc1.weight`` -> ``fc1_weight``."""
+    text = re.sub(r"\W", "_", label)
+    if not text or text[0].isdigit() or keyword.iskeyword(text):
+        text = "_" + text
+    return text
+
+
+class NamedArray(np.ndarray):
+    """A label or index array of the graph, printed by its name (``Yb``) and written as code by it too."""
+
+    code: str = ""
+    text: str = ""
+
+    def __new__(cls, array: np.ndarray, text: str, code: str) -> NamedArray:
+        obj = np.asarray(array).view(cls)
+        obj.text, obj.code = text, code
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.text = getattr(obj, "text", "")
+        self.code = getattr(obj, "code", "")
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.code
+
+
+@dataclass
+class _Program:
+    """What derive's walk reads of a program: the inputs in order, the output's name."""
+
+    inputs: list[str]
+    output: str
+    statements: list[Any] = field(default_factory=list)
+    generic: bool = False
+
+
+@dataclass
+class _Node:
+    """One recorded node as a statement of the check's replay: ``target = prim(reads..., params...)``."""
+
+    target: str
+    reads: tuple[str, ...]
+    size: int
+    t: Tensor
+
+    def run(self, env: Mapping[str, Any]) -> Any:
+        view = node_of(self.t)
+        args: list[Any] = []
+        k = 0
+        for i, x in enumerate(view.inputs):
+            if x is None:
+                args.append(view.args[i])
+            else:
+                args.append(env[self.reads[k]])
+                k += 1
+        with no_grad():
+            return apply(view.prim, *args, *view.params)
+
+
+@dataclass
+class Recorded:
+    """A recorded graph, named: what ``derive`` needs to run its walk, export and check."""
+
+    prog: _Program
+    env: dict[str, Tensor]  # printed name -> tensor (leaves and named intermediates)
+    names: dict[int, str]  # id(tensor) -> printed name
+    consts: dict[int, Any]  # id(constant array) -> its replacement in formulas (a variable or a NamedArray)
+    constants: tuple[str, ...]  # inputs without gradients (data, labels)
+    inputs: dict[str, Any]  # printed name -> recorded tensor or array (every input of backward())
+    keywords: dict[str, str]  # printed name -> keyword spelling
+    integer: tuple[str, ...]  # keyword names of integer (label, index) arrays
+
+
+def _unsupported(order: list[Tensor]) -> None:
+    for t in order:
+        prim = node_of(t).prim
+        if prim.name not in SUPPORTED:
+            raise DeriveError(
+                f"cr.derive: the operation '{prim.name}' (output shape {t.shape}) has no matrix form yet; "
+                f"cr.derive(output) supports: {', '.join(sorted(SUPPORTED))} (and the layers and losses built "
+                "from them: Linear, Embedding, BatchNorm1d and LayerNorm in training mode, Tanh, ReLU, Sigmoid, "
+                "cross_entropy, mse_loss)"
+            )
+
+
+def _arrays_in(value: Any) -> Iterable[np.ndarray]:
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _arrays_in(v)
+
+
+def _is_range(a: np.ndarray) -> bool:
+    return a.ndim == 1 and a.dtype.kind in "iu" and bool(np.array_equal(a, np.arange(a.shape[0])))
+
+
+def _caller_names(frame: Any) -> tuple[dict[int, str], list[Module]]:
+    """Names of the caller's tensors and arrays (by identity; a tensor's array too), and its modules."""
+    found: dict[int, str] = {}
+    modules: list[Module] = []
+    if frame is None:
+        return found, modules
+    for var, value in list(frame.f_locals.items()):
+        if var.startswith("_"):
+            continue
+        if isinstance(value, Module):
+            modules.append(value)
+        elif isinstance(value, Tensor):
+            found.setdefault(id(value), var)
+            if isinstance(value._data, np.ndarray):
+                found.setdefault(id(value._data), var)
+        elif isinstance(value, np.ndarray):
+            found.setdefault(id(value), var)
+    return found, modules
+
+
+def record(
+    output: Tensor,
+    names: Optional[Mapping[Any, str]] = None,
+    modules: Iterable[Module] = (),
+    frame: Any = None,
+) -> Recorded:
+    """Name the graph behind ``output`` (see the module's docstring) and build its replay."""
+    if output._node is None:
+        raise DeriveError("cr.derive: the output is a leaf, not the result of recorded operations")
+    order = toposort([output])  # root first
+    _unsupported(order)
+    local, found_modules = _caller_names(frame)
+    given: dict[int, str] = {}
+    for key, label in (names or {}).items():
+        if not isinstance(label, str) or not label:
+            raise DeriveError(f"cr.derive: names= maps to {label!r}, which is not a name")
+        given[id(key)] = label
+        if isinstance(key, Tensor) and isinstance(key._data, np.ndarray):
+            given.setdefault(id(key._data), label)
+    from_modules: dict[int, str] = {}
+    for mod in list(modules) + found_modules:
+        for pname, p in mod.named_parameters():
+            from_modules.setdefault(id(p), pname)
+
+    # leaves, constant arrays and index arrays, in the order the forward first uses them
+    leaves: list[Tensor] = []
+    arrays: list[np.ndarray] = []
+    seen: set[int] = set()
+    for t in reversed(order):
+        view = node_of(t)
+        for i, x in enumerate(view.inputs):
+            if x is not None and x._node is None and id(x) not in seen:
+                seen.add(id(x))
+                leaves.append(x)
+            elif x is None and isinstance(view.args[i], np.ndarray) and view.args[i].size > 1:
+                if id(view.args[i]) not in seen:
+                    seen.add(id(view.args[i]))
+                    arrays.append(view.args[i])
+        for a in _arrays_in(view.params):
+            if id(a) not in seen and not _is_range(a):
+                seen.add(id(a))
+                arrays.append(a)
+
+    used: set[str] = set()
+    keywords: dict[str, str] = {}
+
+    def claim(label: str) -> str:
+        base, k = label, 1
+        while label in used or keyword_name(label) in keywords.values():
+            k += 1
+            label = f"{base}_{k}"
+        used.add(label)
+        keywords[label] = keyword_name(label)
+        return label
+
+    def chosen(obj: Any) -> Optional[str]:
+        key = id(obj)
+        return (
+            given.get(key)
+            or (_label(obj) if isinstance(obj, Tensor) else None)
+            or from_modules.get(key)
+            or (local.get(key))
+        )
+
+    ids: dict[int, str] = {}
+    env: dict[str, Tensor] = {}
+    inputs: dict[str, Any] = {}
+    constants: list[str] = []
+    count = {"p": 0, "x": 0, "c": 0}
+    for leaf in leaves:
+        label = chosen(leaf)
+        if label is None:
+            kind = "p" if leaf.requires_grad else "x"
+            count[kind] += 1
+            label = f"{kind}{count[kind]}"
+        label = claim(label)
+        ids[id(leaf)] = label
+        env[label] = leaf
+        inputs[label] = leaf
+        if not leaf.requires_grad:
+            constants.append(label)
+    consts: dict[int, Any] = {}
+    integer: list[str] = []
+    for a in arrays:
+        label = chosen(a)
+        if label is None:
+            count["c"] += 1
+            label = f"{'idx' if a.dtype.kind in 'iub' else 'c'}{count['c']}"
+        label = claim(label)
+        inputs[label] = a
+        constants.append(label)
+        if a.dtype.kind in "iub":
+            integer.append(keywords[label])
+            consts[id(a)] = NamedArray(a, label, keywords[label])
+        else:
+            consts[id(a)] = S.var(label, a.shape)
+    for t in reversed(order):  # the ranges an index uses (logprobs[range(n), Yb]) are written, not passed
+        for a in _arrays_in(node_of(t).params):
+            if _is_range(a) and id(a) not in consts:
+                n = a.shape[0]
+                consts[id(a)] = NamedArray(a, f"range({n})", f"np.arange({n})")
+    for t in order:  # intermediates named by the caller (the output first)
+        label = chosen(t)
+        if t is output and label is None:
+            label = "out"
+        if label is not None and id(t) not in ids:
+            label = claim(label)
+            ids[id(t)] = label
+            env[label] = t
+    statements = []
+    for k, t in enumerate(reversed(order)):
+        view = node_of(t)
+        reads = tuple(keywords[ids[id(x)]] if id(x) in ids else f"_n{id(x)}" for x in view.inputs if x is not None)
+        target = keywords[ids[id(t)]] if id(t) in ids else f"_n{id(t)}"
+        statements.append(_Node(target, reads, int(t.size), t))
+    prog = _Program([n for n in inputs if n in env], ids[id(output)], statements)
+    return Recorded(prog, env, ids, consts, tuple(constants), inputs, keywords, tuple(integer))
+
+
+def safe_names(lines: list[Any], keywords: Mapping[str, str]) -> list[Any]:
+    """Copies of equation lines with every name in its keyword spelling (for the NumPy export)."""
+    from .derive_records import Line
+
+    def fix(name: str) -> str:
+        if name in keywords:
+            return keywords[name]
+        if name.startswith("d") and name[1:] in keywords:
+            return "d" + keywords[name[1:]]
+        return keyword_name(name)
+
+    out = []
+    for ln in lines:
+        mapping = {id(n): S.var(fix(n.name), n.shape) for n in S.nodes(ln.formula) if n.op == "var"}
+        formula = S.substitute(ln.formula, mapping) if mapping else ln.formula
+        out.append(Line(fix(ln.name), formula, ln.shape))
+    return out
+
+
+def values_of(rec: Recorded) -> dict[str, np.ndarray]:
+    """The recorded inputs as NumPy arrays keyed by their keyword spelling (float64; labels stay integers)."""
+    out = {}
+    for label, v in rec.inputs.items():
+        raw = np.asarray(v._data if isinstance(v, Tensor) else v)
+        out[rec.keywords[label]] = raw if raw.dtype.kind in "iub" else raw.astype(np.float64)
+    return out
+
+
+def derive_recorded(
+    output: Tensor,
+    *,
+    names: Optional[Mapping[Any, str]] = None,
+    modules: Iterable[Module] = (),
+    check: bool = True,
+    seed: int = 0,
+    frame: Any = None,
+) -> dict[str, Any]:
+    """The fields of a ``Derivation`` of the graph behind ``output`` (``cr.derive(loss)``)."""
+    from .derive_numpy import ExportError, module_source
+    from .derive_steps import FINAL
+    from .derive_walk import _inline_steps, _symbolic
+
+    if not isinstance(output, Tensor):
+        raise TypeError(f"cr.derive: expected a Tensor recorded from chainrule code, got {type(output).__name__}")
+    rec = record(output, names, modules, frame)
+    constants = rec.constants
+    forward, backward, jacobians, seed_text, targets = _symbolic(rec.prog, rec.env, rec.names, constants, rec.consts)
+    for ln in backward:
+        final = S.render(ln.formula)
+        for st in ln.steps:
+            st.text = st.text.replace(FINAL, final)
+    _inline_steps(backward, constants)
+    shapes = {label: tuple(np.shape(v._data if isinstance(v, Tensor) else v)) for label, v in rec.inputs.items()}
+    program = "recorded graph of " + rec.prog.output
+    fields: dict[str, Any] = dict(
+        program=program,
+        forward=forward,
+        backward=backward,
+        jacobians=jacobians,
+        check=None,
+        dims={},
+        seed=seed_text,
+        input_shapes=shapes,
+        inputs=dict(rec.inputs),
+        keywords=dict(rec.keywords),
+    )
+    kw = rec.keywords
+    returned = [(n, "d" + kw.get(n, keyword_name(n))) for n in targets]
+    try:
+        fields["numpy_source"] = module_source(
+            program,
+            [kw[n] for n in rec.inputs],
+            {kw[n]: s for n, s in shapes.items()},
+            safe_names(forward, kw),
+            safe_names(backward, kw),
+            returned,
+            {},
+            integer=rec.integer,
+        )
+    except ExportError as exc:
+        fields["export_error"] = str(exc)
+    if check:
+        fields["check"] = _check(rec, fields.get("numpy_source", ""), fields.get("export_error", ""), targets, seed)
+    return fields
+
+
+def _check(rec: Recorded, source: str, export_error: str, targets: list[str], seed: int) -> Any:
+    """The exported module against central differences of the replayed forward, at the recorded values."""
+    from .derive_check import CheckResult, _compare, _run_forward
+    from .derive_run import load
+
+    if not source:
+        return CheckResult("not made", [], reason=export_error)
+    run = load(source)
+    kw = rec.keywords
+
+    def backward(**inputs: Any) -> dict:
+        return {kw.get(n, keyword_name(n)): g for n, g in run(**inputs).items()}
+
+    values = values_of(rec)
+    wanted = [(kw.get(n, keyword_name(n)), "d" + n) for n in targets if n != rec.prog.output]
+    env = _run_forward(rec.prog, values)  # type: ignore[arg-type]  (a recorded graph's replay)
+    if not all(np.all(np.isfinite(np.asarray(t.data, dtype=np.float64))) for t in env.values()):
+        return CheckResult("not made", [{}], reason="the forward pass overflows (inf or NaN) at the recorded values")
+    rng = np.random.default_rng(seed)
+    outcome = _compare(rec.prog, backward, env, values, wanted, rng, 1, np.random.default_rng([seed, 1]))  # type: ignore[arg-type]
+    if isinstance(outcome, CheckResult):
+        outcome.sizes = [{}]
+        return outcome
+    if isinstance(outcome, str):
+        return CheckResult("not made", [{}], reason=outcome)
+    errors = {d: e for d, (e, _) in outcome.items() if e is not None}
+    sampled = {d: c for d, (e, c) in outcome.items() if e is not None and c is not None}
+    unchecked = [d for d, (e, _) in outcome.items() if e is None]
+    worst = max(errors.values(), default=0.0)
+    from .derive_check import TOLERANCE
+
+    status = "passed" if all(e <= TOLERANCE for e in errors.values()) else "failed"
+    return CheckResult(status, [{}], errors, worst, sampled=sampled, unchecked=unchecked)
