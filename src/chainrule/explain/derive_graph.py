@@ -31,8 +31,8 @@ import numpy as np
 
 from .. import symbolic as S
 from ..autodiff import toposort
-from ..graph import node_of
 from ..grad_mode import no_grad
+from ..graph import node_of
 from ..nn.module import Module
 from ..tensor import Tensor, apply
 
@@ -300,7 +300,7 @@ def record(
             ids[id(t)] = label
             env[label] = t
     statements = []
-    for k, t in enumerate(reversed(order)):
+    for t in reversed(order):
         view = node_of(t)
         reads = tuple(keywords[ids[id(x)]] if id(x) in ids else f"_n{id(x)}" for x in view.inputs if x is not None)
         target = keywords[ids[id(t)]] if id(t) in ids else f"_n{id(t)}"

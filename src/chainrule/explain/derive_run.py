@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 NUMPY_NAMES = {
-    "abs", "add", "arange", "asarray", "broadcast_to", "cos", "exp", "float64", "full", "int64", "log", "log1p", "max", "maximum",
-    "mean", "min", "minimum", "outer", "power", "reshape", "sign", "sin", "sqrt", "squeeze", "sum", "tanh",
+    "abs", "add", "arange", "asarray", "broadcast_to", "cos", "exp", "float64", "full", "int64", "log", "log1p",
+    "max", "maximum", "mean", "min", "minimum", "outer", "power", "reshape", "sign", "sin", "sqrt", "squeeze", "sum", "tanh",
     "transpose", "where", "zeros",
 }  # fmt: skip
 _BIN = {
