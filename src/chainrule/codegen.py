@@ -63,6 +63,7 @@ NP_FORWARD = {
     "mean": "np.mean",
     "max": "np.max",
     "min": "np.min",
+    "where": "np.where",
 }
 NP_CMP = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
 
@@ -169,6 +170,8 @@ def code(x: Any, used: set[str], exact: bool = False, index: IndexText = None) -
             return f"{NP_FORWARD[p.name]}({c[0]}, axis={_axes(static[0])}, keepdims={bool(static[1])})"
         if p.name in NP_FORWARD:
             return f"{NP_FORWARD[p.name]}({', '.join(c)})"
+        if p.name in ("concatenate", "stack"):
+            return f"np.{p.name}([{', '.join(c)}], axis={int(static[0])})"
     raise ExportError(f"derive --numpy: no NumPy spelling for the operation {op!r} in {S.render(x)}")
 
 

@@ -39,7 +39,7 @@ from ..tensor import Tensor, apply
 # the primitives whose VJP rules run on symbols and whose formulas the NumPy export writes
 SUPPORTED = frozenset(
     "add sub mul div neg pow abs exp log sqrt tanh sigmoid relu maximum minimum where matmul linear sum mean "
-    "max min logsumexp softmax log_softmax reshape transpose broadcast_to getitem".split()
+    "max min logsumexp softmax log_softmax reshape transpose broadcast_to getitem concatenate stack".split()
 )
 
 _LABELS: dict[int, tuple[Any, str]] = {}  # id(tensor) -> (weak reference, name) given by cr.name
@@ -170,24 +170,35 @@ def _is_range(a: np.ndarray) -> bool:
     return a.ndim == 1 and a.dtype.kind in "iu" and bool(np.array_equal(a, np.arange(a.shape[0])))
 
 
-def _caller_names(frame: Any) -> tuple[dict[int, str], list[Module]]:
-    """Names of the caller's tensors and arrays (by identity; a tensor's array too), and its modules."""
+def _caller_names(frame: Any) -> tuple[dict[int, str], dict[int, str]]:
+    """Names of the caller's tensors and arrays (by identity; a tensor's array too), and its modules' parameters.
+
+    A module among the caller's variables names its parameters by their path in it; where the caller has
+    several (``fc1``, ``bn``) that are not parts of one another, the path starts with the variable's name
+    (``fc1.weight``).
+    """
     found: dict[int, str] = {}
-    modules: list[Module] = []
+    params: dict[int, str] = {}
     if frame is None:
-        return found, modules
+        return found, params
+    modules: dict[int, tuple[str, Module]] = {}
     for var, value in list(frame.f_locals.items()):
         if var.startswith("_"):
             continue
         if isinstance(value, Module):
-            modules.append(value)
+            modules.setdefault(id(value), (var, value))
         elif isinstance(value, Tensor):
             found.setdefault(id(value), var)
             if isinstance(value._data, np.ndarray):
                 found.setdefault(id(value._data), var)
         elif isinstance(value, np.ndarray):
             found.setdefault(id(value), var)
-    return found, modules
+    inner = {id(m) for _, mod in modules.values() for _, m in mod.named_modules() if m is not mod}
+    top = [(var, mod) for key, (var, mod) in modules.items() if key not in inner]
+    for var, mod in top:
+        for pname, p in mod.named_parameters(prefix=var if len(top) > 1 else ""):
+            params.setdefault(id(p), pname)
+    return found, params
 
 
 def record(
@@ -201,7 +212,7 @@ def record(
         raise DeriveError("cr.derive: the output is a leaf, not the result of recorded operations")
     order = toposort([output])  # root first
     _unsupported(order)
-    local, found_modules = _caller_names(frame)
+    local, local_params = _caller_names(frame)
     given: dict[int, str] = {}
     for key, label in (names or {}).items():
         if not isinstance(label, str) or not label:
@@ -210,13 +221,18 @@ def record(
         if isinstance(key, Tensor) and isinstance(key._data, np.ndarray):
             given.setdefault(id(key._data), label)
     from_modules: dict[int, str] = {}
-    for mod in list(modules) + found_modules:
+    for mod in modules:
+        if not isinstance(mod, Module):
+            raise TypeError(f"cr.derive: module= takes chainrule.nn modules, got {type(mod).__name__}")
         for pname, p in mod.named_parameters():
             from_modules.setdefault(id(p), pname)
+    for key, pname in local_params.items():
+        from_modules.setdefault(key, pname)
 
     # leaves, constant arrays and index arrays, in the order the forward first uses them
     leaves: list[Tensor] = []
     arrays: list[np.ndarray] = []
+    operands: set[int] = set()  # ids of the arrays that are operands (a mask), not parts of an index
     seen: set[int] = set()
     for t in reversed(order):
         view = node_of(t)
@@ -225,6 +241,7 @@ def record(
                 seen.add(id(x))
                 leaves.append(x)
             elif x is None and isinstance(view.args[i], np.ndarray) and view.args[i].size > 1:
+                operands.add(id(view.args[i]))
                 if id(view.args[i]) not in seen:
                     seen.add(id(view.args[i]))
                     arrays.append(view.args[i])
@@ -277,15 +294,17 @@ def record(
         label = chosen(a)
         if label is None:
             count["c"] += 1
-            label = f"{'idx' if a.dtype.kind in 'iub' else 'c'}{count['c']}"
+            kind = "mask" if a.dtype.kind == "b" else "idx" if a.dtype.kind in "iu" else "c"
+            label = f"{kind}{count['c']}"
         label = claim(label)
         inputs[label] = a
         constants.append(label)
         if a.dtype.kind in "iub":
             integer.append(keywords[label])
-            consts[id(a)] = NamedArray(a, label, keywords[label])
-        else:
+        if id(a) in operands:
             consts[id(a)] = S.var(label, a.shape)
+        else:
+            consts[id(a)] = NamedArray(a, label, keywords[label])
     for t in reversed(order):  # the ranges an index uses (logprobs[range(n), Yb]) are written, not passed
         for a in _arrays_in(node_of(t).params):
             if _is_range(a) and id(a) not in consts:

@@ -52,8 +52,7 @@ def module_source(
                     seen.add(sym)
                     body.append(f"    {sym} = {name}.shape[{axis}]")
         for name in inputs:
-            kind = "np.int64" if name in integer else "np.float64"
-            body.append(f"    {name} = np.asarray({name}, dtype={kind})")
+            body.append(f"    {name} = np.asarray({name}" + (")" if name in integer else ", dtype=np.float64)"))
         body.append("    # forward")
         for ln in forward:
             body.append(f"    {ln.name} = {codegen.code(ln.formula, used)}")

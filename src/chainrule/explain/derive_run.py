@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 NUMPY_NAMES = {
-    "abs", "add", "arange", "asarray", "broadcast_to", "cos", "exp", "float64", "full", "int64", "log", "log1p",
-    "max", "maximum", "mean", "min", "minimum", "outer", "power", "reshape", "sign", "sin", "sqrt", "squeeze", "sum",
-    "tanh", "transpose", "where", "zeros",
+    "abs", "add", "arange", "asarray", "broadcast_to", "concatenate", "cos", "exp", "float64", "full",
+    "int64", "log", "log1p", "max", "maximum", "mean", "min", "minimum", "outer", "power", "reshape", "sign",
+    "sin", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "where", "zeros",
 }  # fmt: skip
 _BIN = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
