@@ -45,12 +45,15 @@ class CheckResult:
     sampled: dict[str, int] = field(default_factory=dict)  # dname -> entries compared where not all were
     note: str = ""  # e.g. "f = sin standing in for the generic f"
     unchecked: list[str] = field(default_factory=list)  # gradients over the work budget, not checked on their own
+    recorded: bool = False  # cr.derive(tensor): checked at the recorded values, not at drawn ones
 
     @property
     def ok(self) -> bool:
         return self.status == "passed"
 
     def sizes_text(self) -> str:
+        if self.recorded:
+            return "at the recorded values"
         if not self.sizes or not self.sizes[0]:
             return "at the given sizes"
         names = list(self.sizes[0])

@@ -431,14 +431,15 @@ def _check(rec: Recorded, source: str, export_error: str, targets: list[str], se
     wanted = [(kw.get(n, keyword_name(n)), "d" + n) for n in targets if n != rec.prog.output]
     env = _run_forward(rec.prog, values)  # type: ignore[arg-type]  (a recorded graph's replay)
     if not all(np.all(np.isfinite(np.asarray(t.data, dtype=np.float64))) for t in env.values()):
-        return CheckResult("not made", [{}], reason="the forward pass overflows (inf or NaN) at the recorded values")
+        reason = "the forward pass overflows (inf or NaN) at the recorded values"
+        return CheckResult("not made", [{}], reason=reason, recorded=True)
     rng = np.random.default_rng(seed)
     outcome = _compare(rec.prog, backward, env, values, wanted, rng, 1, np.random.default_rng([seed, 1]))  # type: ignore[arg-type]
     if isinstance(outcome, CheckResult):
-        outcome.sizes = [{}]
+        outcome.sizes, outcome.recorded = [{}], True
         return outcome
     if isinstance(outcome, str):
-        return CheckResult("not made", [{}], reason=outcome)
+        return CheckResult("not made", [{}], reason=outcome, recorded=True)
     errors = {d: e for d, (e, _) in outcome.items() if e is not None}
     sampled = {d: c for d, (e, c) in outcome.items() if e is not None and c is not None}
     unchecked = [d for d, (e, _) in outcome.items() if e is None]
@@ -446,4 +447,6 @@ def _check(rec: Recorded, source: str, export_error: str, targets: list[str], se
     from .derive_check import TOLERANCE
 
     status = "passed" if all(e <= TOLERANCE for e in errors.values()) else "failed"
-    return CheckResult(status, [{}], errors, worst, sampled=sampled, unchecked=unchecked)
+    result = CheckResult(status, [{}], errors, worst, sampled=sampled, unchecked=unchecked)
+    result.recorded = True
+    return result

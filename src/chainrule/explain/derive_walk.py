@@ -54,8 +54,12 @@ class _Walk:
         name = self.consts.get(id(v)) if isinstance(v, np.ndarray) else None  # (a variable, or a named array)
         return v if name is None else name
 
-    def const_params(self, params: tuple) -> tuple:
-        """Static parameters with their named arrays (an index's labels, ``Yb``) swapped in."""
+    def const_params(self, params: tuple, view: Any = None, t: Any = None) -> tuple:
+        """Static parameters with their named arrays (an index's labels, ``Yb``) swapped in.
+
+        A reshape's ``-1`` (``x.view(B, -1)``) is written as the size it stands for."""
+        if view is not None and view.prim.name == "reshape" and -1 in tuple(params[0]):
+            params = (tuple(t.shape),) + tuple(params[1:])
         if not self.consts:
             return params
         return tuple(tuple(self.const_arg(v) for v in p) if isinstance(p, tuple) else self.const_arg(p) for p in params)
@@ -74,9 +78,9 @@ class _Walk:
         if self.generic and view.prim.name == STAND_IN:
             sym = S.Sym("fn", ins, t.shape, ("f",))
         elif view.prim.name in EXPAND:  # a fused primitive written as its matrix form (linear: x Wᵀ + b)
-            sym = EXPAND[view.prim.name](ins, self.const_params(view.params))
+            sym = EXPAND[view.prim.name](ins, self.const_params(view.params, view, t))
         else:
-            sym = S.prim(view.prim, ins, self.const_params(view.params), t.shape)
+            sym = S.prim(view.prim, ins, self.const_params(view.params, view, t), t.shape)
         if not expand:
             self.cache[key] = sym
         return sym
@@ -84,7 +88,7 @@ class _Walk:
     def args(self, t: Any) -> tuple:
         view = node_of(t)
         ins = tuple(self.fwd(x) if x is not None else self.const_arg(view.args[i]) for i, x in enumerate(view.inputs))
-        return ins + self.const_params(view.params)
+        return ins + self.const_params(view.params, view, t)
 
     def rule(self, t: Any, i: int, g: Any, out: Any) -> Any:
         view = node_of(t)

@@ -1,0 +1,263 @@
+"""cr.derive(output) on graphs recorded from ordinary chainrule code (issue 24).
+
+Every gradient the exported NumPy ``backward()`` returns is compared with PyTorch's autograd on the same
+weights (float64), the derivation's own check (central differences of the replayed forward) must pass,
+and a planted wrong VJP rule must make that check fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import chainrule as cr
+from chainrule import nn
+from chainrule.explain.derive_graph import DeriveError, keyword_name
+from chainrule.nn import functional as F
+from chainrule.primitives import elementwise as EW
+from chainrule.primitives import linear as LIN
+
+RTOL = 1e-6
+
+
+def _exported(d: cr.Derivation, tmp_path) -> object:
+    """The printed module, imported by Python itself (not the check's interpreter)."""
+    path = tmp_path / "exported_backward.py"
+    path.write_text(d.numpy())
+    spec = importlib.util.spec_from_file_location("exported_backward", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _close(mine: np.ndarray, ref: torch.Tensor, what: str) -> None:
+    ref = ref.detach().numpy()
+    assert mine.shape == ref.shape, what
+    # (a floor for gradients that are zero in exact arithmetic, as the bias before batch norm: rounding noise)
+    scale = max(float(np.max(np.abs(ref))), 1e-9)
+    err = float(np.max(np.abs(mine - ref))) / scale
+    assert err < RTOL, f"{what}: relative error {err:.2e}"
+
+
+def _t(a) -> torch.Tensor:
+    return torch.tensor(np.asarray(a.data if isinstance(a, cr.Tensor) else a, dtype=np.float64), requires_grad=True)
+
+
+# --- a 2-layer MLP in the row layout ------------------------------------------------------------------
+def _mlp():
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(4, 6, dtype=np.float64), nn.Tanh(), nn.Linear(6, 3, dtype=np.float64))
+    x = cr.tensor(rng.standard_normal((5, 4)))
+    y = rng.integers(0, 3, 5)
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    return model, x, y, logits, loss
+
+
+def test_mlp_names_equations_and_check():
+    model, x, y, logits, loss = _mlp()
+    d = cr.derive(loss, module=model)
+    assert d.ok, d.check_text()
+    assert set(d.inputs) == {"x", "0.weight", "0.bias", "2.weight", "2.bias", "y"}
+    assert d.inputs["0.weight"] is model[0].weight and d.inputs["y"] is y
+    assert d.keywords["0.weight"] == "_0_weight" and d.keywords["x"] == "x"
+    # linear is written in its matrix form, and the row layout's weight gradient is dzᵀ · a
+    forward = {ln.name: ln for ln in d.forward}
+    assert "logits" in forward  # the caller's own variable
+    assert d.equation("d2.weight") == "dlogitsᵀ · u1"
+    assert "x · 0.weightᵀ + 0.bias" in d.text()
+    assert "[range(5), y]" in d.text()
+    assert [ln.name for ln in d.backward if ln.name.startswith("d0")] == ["d0.weight", "d0.bias"]
+    assert all(ln.steps for ln in d.backward)
+
+
+def test_mlp_exported_backward_matches_torch(tmp_path):
+    model, x, y, logits, loss = _mlp()
+    d = cr.derive(loss)  # the model is found among this function's variables
+    assert d.ok
+    grads = _exported(d, tmp_path).backward(**d.arrays())
+    tm = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        for k in (0, 2):
+            tm[k].weight.copy_(torch.from_numpy(model[k].weight.data))
+            tm[k].bias.copy_(torch.from_numpy(model[k].bias.data))
+    tl = tm(torch.from_numpy(x.data))
+    tl.retain_grad()
+    torch.nn.functional.cross_entropy(tl, torch.from_numpy(y)).backward()
+    for k in (0, 2):
+        _close(grads[f"{k}.weight"], tm[k].weight.grad, f"{k}.weight")
+        _close(grads[f"{k}.bias"], tm[k].bias.grad, f"{k}.bias")
+    _close(grads["logits"], tl.grad, "logits")
+
+
+def test_planted_wrong_tanh_rule_fails_the_check(monkeypatch):
+    model, *_, loss = _mlp()
+    monkeypatch.setattr(EW.tanh, "vjps", (lambda xp, g, out, x: g * (1.0 - out),))
+    d = cr.derive(loss)
+    assert d.check.status == "failed", d.check_text()
+    assert "FAILED" in d.check_text()
+    assert d.errors["d0.weight"] > 1e-3
+
+
+def test_planted_wrong_linear_weight_rule_fails_the_check(monkeypatch):
+    model, *_, loss = _mlp()
+    dx, dW, db = LIN.linear.vjps
+    monkeypatch.setattr(LIN.linear, "vjps", (dx, lambda xp, g, out, x, W, b: 2.0 * dW(xp, g, out, x, W, b), db))
+    d = cr.derive(loss)
+    assert not d.ok
+    assert d.errors["d2.weight"] > 0.1
+
+
+# --- the character-level MLP: embedding, view, linear, batch norm, tanh, linear, cross-entropy -----------
+def _char_mlp(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    V, E, T, H, B = 27, 4, 3, 8, 12
+    emb = nn.Embedding(V, E, dtype=np.float64, rng=rng)
+    fc1 = nn.Linear(E * T, H, dtype=np.float64, rng=rng)
+    bn = nn.BatchNorm1d(H, dtype=np.float64)
+    with cr.no_grad():  # (a gain and shift that are not 1 and 0, so their gradients matter)
+        bn.weight.data[...] = rng.uniform(0.5, 1.5, H)
+        bn.bias.data[...] = rng.normal(0, 0.2, H)
+    fc2 = nn.Linear(H, V, dtype=np.float64, rng=rng)
+    Xb = rng.integers(0, V, (B, T))
+    Yb = rng.integers(0, V, B)
+    embcat = emb(Xb).view(B, -1)
+    hpreact = bn(fc1(embcat))
+    h = cr.tanh(hpreact)
+    logits = fc2(h)
+    loss = F.cross_entropy(logits, Yb)
+    mods = {"emb": emb, "fc1": fc1, "bn": bn, "fc2": fc2}
+    return mods, Xb, Yb, loss, {"embcat": embcat, "hpreact": hpreact, "h": h, "logits": logits}
+
+
+def test_char_mlp_matches_torch(tmp_path):
+    mods, Xb, Yb, loss, named = _char_mlp()
+    emb, fc1, bn, fc2 = mods["emb"], mods["fc1"], mods["bn"], mods["fc2"]
+    d = cr.derive(loss, names={t: n for n, t in named.items()})
+    assert d.ok, d.check_text()
+    params = ["emb.weight", "fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "fc2.weight", "fc2.bias"]
+    assert set(params) <= set(d.inputs)
+    assert {"embcat", "hpreact", "h", "logits"} <= {ln.name for ln in d.forward}
+    assert d.equation("demb.weight").startswith("scatter(")
+    grads = _exported(d, tmp_path).backward(**d.arrays())
+
+    tw = {name: _t(d.inputs[name]) for name in params}
+    B = Xb.shape[0]
+    t_emb = tw["emb.weight"][torch.from_numpy(Xb)].view(B, -1)
+    t_emb.retain_grad()
+    pre = t_emb @ tw["fc1.weight"].T + tw["fc1.bias"]
+    t_hpre = torch.nn.functional.batch_norm(pre, None, None, tw["bn.weight"], tw["bn.bias"], training=True)
+    t_hpre.retain_grad()
+    t_h = torch.tanh(t_hpre)
+    t_h.retain_grad()
+    t_logits = t_h @ tw["fc2.weight"].T + tw["fc2.bias"]
+    t_logits.retain_grad()
+    t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(Yb))
+    assert abs(t_loss.item() - float(loss.data)) < 1e-12
+    t_loss.backward()
+    for name in params:
+        _close(grads[name], tw[name].grad, name)
+    for name, ref in (("embcat", t_emb), ("hpreact", t_hpre), ("h", t_h), ("logits", t_logits)):
+        _close(grads[name], ref.grad, name)
+
+
+def test_char_mlp_planted_wrong_sqrt_rule_fails(monkeypatch):
+    mods, *_, loss, _ = _char_mlp(1)
+    # batch norm's 1/√(var + eps) is recorded with sqrt: a wrong rule there must show
+    monkeypatch.setattr(EW.sqrt, "vjps", (lambda xp, g, out, x: g / out,))
+    d = cr.derive(loss, modules=[mods["emb"], mods["fc1"], mods["bn"], mods["fc2"]], names={})
+    assert d.check.status == "failed"
+    assert max(d.errors.values()) > 1e-3
+
+
+def test_char_mlp_views():
+    mods, Xb, Yb, loss, named = _char_mlp()
+    emb, fc1, bn, fc2 = mods.values()
+    d = cr.derive(loss, names={t: n for n, t in named.items()})
+    data = json.loads(d.to_json())
+    assert data["check"]["status"] == "passed"
+    assert any(e["name"] == "dbn.weight" for e in data["equations"])
+    assert "\\begin{aligned}" in d.latex()
+    assert "dhpreact" in d.steps_text()
+    assert "chainrule-derivation" in d._repr_html_()
+
+
+# --- names -------------------------------------------------------------------------------------------
+def test_names_from_cr_name_and_names_mapping():
+    rng = np.random.default_rng(3)
+    W = cr.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    a = cr.tensor(rng.standard_normal((4, 2)))
+    out = (cr.tanh(cr.name(W @ a, "z")) ** 2).sum()
+    d = cr.derive(out, names={W: "Weights", a: "acts"})
+    assert "Weights" in d.inputs and "acts" in d.inputs
+    assert "z" in {ln.name for ln in d.forward}
+    assert d.equation("dWeights") == "dz · actsᵀ"
+    assert d.ok and "at the recorded values" in d.check_text()
+    with pytest.raises(ValueError, match="not a usable name"):
+        cr.name(W, "two words")
+
+
+def test_keyword_spelling():
+    assert keyword_name("fc1.weight") == "fc1_weight"
+    assert keyword_name("0.bias") == "_0_bias"
+    assert keyword_name("lambda") == "_lambda"
+
+
+# --- operations real code uses -----------------------------------------------------------------------
+OPS = {
+    "var": (lambda x: x.var(0), lambda x: x.var(0)),
+    "std": (lambda x: x.std(1), lambda x: x.std(1)),
+    "norm": (lambda x: x.norm(), lambda x: x.norm()),
+    "square": (lambda x: x.square(), lambda x: x.square()),
+    "where": (lambda x: cr.where(x.data > 0, x, x * 2), lambda x: torch.where(x > 0, x, x * 2)),
+    "cat": (lambda x: cr.cat([x, x * x], 1), lambda x: torch.cat([x, x * x], 1)),
+    "permute": (lambda x: x.permute(1, 0), lambda x: x.permute(1, 0)),
+    "view": (lambda x: x.view(12), lambda x: x.view(12)),
+    "layer_norm": (lambda x: F.layer_norm(x, (3,)), lambda x: torch.nn.functional.layer_norm(x, (3,))),
+    "relu": (cr.relu, torch.relu),
+    "softmax": (lambda x: cr.softmax(x, 1), lambda x: torch.softmax(x, 1)),
+    "log_softmax": (lambda x: F.log_softmax(x, 1), lambda x: torch.log_softmax(x, 1)),
+    "sigmoid": (cr.sigmoid, torch.sigmoid),
+    "mse": (lambda x: F.mse_loss(x, cr.ones((4, 3))), lambda x: torch.nn.functional.mse_loss(x, torch.ones(4, 3))),
+}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_operation_matches_torch(op, tmp_path):
+    mine, theirs = OPS[op]
+    rng = np.random.default_rng(7)
+    xv = rng.standard_normal((4, 3))
+    x = cr.tensor(xv, requires_grad=True)
+    y = mine(x)
+    w = rng.standard_normal(y.shape)
+    loss = (y * w).sum()
+    d = cr.derive(loss)
+    assert d.ok, d.check_text()
+    grads = _exported(d, tmp_path).backward(**d.arrays())
+    tx = torch.tensor(xv, requires_grad=True)
+    (theirs(tx) * torch.from_numpy(w)).sum().backward()
+    _close(grads["x"], tx.grad, op)
+
+
+def test_unsupported_operation_is_named():
+    x = cr.tensor(np.random.default_rng(0).standard_normal((1, 1, 4, 4)), requires_grad=True)
+    k = cr.tensor(np.ones((1, 1, 2, 2)), requires_grad=True)
+    loss = F.conv2d(x, k).sum()
+    with pytest.raises(DeriveError, match="'unfold'.*supports: .*matmul"):
+        cr.derive(loss)
+
+
+def test_string_form_unchanged_and_bad_calls():
+    d = cr.derive("z = W @ a; E = sum(z)", {"W": (2, 3), "a": (3, 1)})
+    assert d.ok and d.equation("dW") == "dz · aᵀ"
+    with pytest.raises(TypeError, match="needs the shapes"):
+        cr.derive("z = W @ a")
+    *_, loss = _mlp()
+    with pytest.raises(TypeError, match="pass no shapes"):
+        cr.derive(loss, {"x": (2, 2)})
+    with pytest.raises(DeriveError, match="leaf"):
+        cr.derive(cr.tensor([1.0], requires_grad=True))
