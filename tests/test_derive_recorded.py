@@ -136,8 +136,7 @@ def _char_mlp(seed: int = 0):
 
 def test_char_mlp_matches_torch(tmp_path):
     mods, Xb, Yb, loss, named = _char_mlp()
-    emb, fc1, bn, fc2 = mods["emb"], mods["fc1"], mods["bn"], mods["fc2"]
-    d = cr.derive(loss, names={t: n for n, t in named.items()})
+    d = cr.derive(loss, modules=mods, names={t: n for n, t in named.items()})
     assert d.ok, d.check_text()
     params = ["emb.weight", "fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "fc2.weight", "fc2.bias"]
     assert set(params) <= set(d.inputs)
@@ -169,15 +168,16 @@ def test_char_mlp_planted_wrong_sqrt_rule_fails(monkeypatch):
     mods, *_, loss, _ = _char_mlp(1)
     # batch norm's 1/√(var + eps) is recorded with sqrt: a wrong rule there must show
     monkeypatch.setattr(EW.sqrt, "vjps", (lambda xp, g, out, x: g / out,))
-    d = cr.derive(loss, modules=[mods["emb"], mods["fc1"], mods["bn"], mods["fc2"]], names={})
+    d = cr.derive(loss, modules=mods)
     assert d.check.status == "failed"
     assert max(d.errors.values()) > 1e-3
 
 
 def test_char_mlp_views():
     mods, Xb, Yb, loss, named = _char_mlp()
-    emb, fc1, bn, fc2 = mods.values()
+    emb, fc1, bn, fc2 = mods.values()  # (found among this function's variables: emb.weight, fc1.weight, ...)
     d = cr.derive(loss, names={t: n for n, t in named.items()})
+    assert {"emb.weight", "fc1.weight", "bn.bias", "fc2.bias"} <= set(d.inputs), (emb, fc1, bn, fc2)
     data = json.loads(d.to_json())
     assert data["check"]["status"] == "passed"
     assert any(e["name"] == "dbn.weight" for e in data["equations"])

@@ -397,7 +397,7 @@ def derive(
     max_numbers: int = DEFAULT_MAX_NUMBERS,
     names: Optional[Mapping[Any, str]] = None,
     module: Any = None,
-    modules: Iterable[Any] = (),
+    modules: Any = (),
 ) -> Derivation:
     """The backward equations of ``program`` in matrix form, checked against central differences.
 
@@ -411,14 +411,16 @@ def derive(
     before anything runs (:mod:`.budget`).
 
     ``derive(output)`` with a tensor derives the graph recorded from ordinary code (modules, functional
-    calls, operators, indexing): parameters are named by their module path (``module=``/``modules=``, or
-    the modules among the caller's variables), other values by ``names={tensor: "x"}``, ``cr.name`` or the
+    calls, operators, indexing): parameters are named by their module path (``module=model``, or
+    ``modules={"fc1": fc1, "bn": bn}``, or the modules among the caller's variables), other values by ``names={tensor: "x"}``, ``cr.name`` or the
     caller's own variables (:mod:`.derive_graph`); it is checked at the recorded values.
     """
     if isinstance(program, Tensor):
         if shapes is not None:
             raise TypeError("cr.derive(output): a recorded graph has its own shapes; pass no shapes")
-        mods = ([module] if module is not None else []) + list(modules)
+        mods: Any = dict(modules) if isinstance(modules, Mapping) else list(modules)
+        if module is not None:  # (its parameters by their paths inside it: fc1.weight)
+            mods = {"": module, **mods} if isinstance(mods, dict) else [module, *mods]
         fields = derive_recorded(program, names=names, modules=mods, check=check, seed=seed, frame=sys._getframe(1))
         return Derivation(**fields)
     if not isinstance(program, str):

@@ -204,7 +204,7 @@ def _caller_names(frame: Any) -> tuple[dict[int, str], dict[int, str]]:
 def record(
     output: Tensor,
     names: Optional[Mapping[Any, str]] = None,
-    modules: Iterable[Module] = (),
+    modules: Any = (),
     frame: Any = None,
 ) -> Recorded:
     """Name the graph behind ``output`` (see the module's docstring) and build its replay."""
@@ -221,10 +221,11 @@ def record(
         if isinstance(key, Tensor) and isinstance(key._data, np.ndarray):
             given.setdefault(id(key._data), label)
     from_modules: dict[int, str] = {}
-    for mod in modules:
+    pairs = list(modules.items()) if isinstance(modules, Mapping) else [("", m) for m in modules]
+    for prefix, mod in pairs:
         if not isinstance(mod, Module):
             raise TypeError(f"cr.derive: module= takes chainrule.nn modules, got {type(mod).__name__}")
-        for pname, p in mod.named_parameters():
+        for pname, p in mod.named_parameters(prefix=prefix):
             from_modules.setdefault(id(p), pname)
     for key, pname in local_params.items():
         from_modules.setdefault(key, pname)
@@ -360,7 +361,7 @@ def derive_recorded(
     output: Tensor,
     *,
     names: Optional[Mapping[Any, str]] = None,
-    modules: Iterable[Module] = (),
+    modules: Any = (),
     check: bool = True,
     seed: int = 0,
     frame: Any = None,
