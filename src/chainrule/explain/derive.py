@@ -412,8 +412,9 @@ def derive(
 
     ``derive(output)`` with a tensor derives the graph recorded from ordinary code (modules, functional
     calls, operators, indexing): parameters are named by their module path (``module=model``, or
-    ``modules={"fc1": fc1, "bn": bn}``, or the modules among the caller's variables), other values by ``names={tensor: "x"}``, ``cr.name`` or the
-    caller's own variables (:mod:`.derive_graph`); it is checked at the recorded values.
+    ``modules={"fc1": fc1, "bn": bn}``, or the modules among the caller's variables), other values by
+    ``names={tensor: "x"}``, ``cr.name`` or the caller's own variables (:mod:`.derive_graph`); it is checked
+    at the recorded values.
     """
     if isinstance(program, Tensor):
         if shapes is not None:
