@@ -261,3 +261,56 @@ def test_string_form_unchanged_and_bad_calls():
         cr.derive(loss, {"x": (2, 2)})
     with pytest.raises(DeriveError, match="leaf"):
         cr.derive(cr.tensor([1.0], requires_grad=True))
+
+
+# --- closed forms of the composite layers (steps, claimed only where they agree) --------------------------
+def _last_step(d: cr.Derivation, name: str) -> str:
+    return d.steps[name][-1].text
+
+
+def test_char_mlp_closed_forms():
+    mods, Xb, Yb, loss, named = _char_mlp()
+    d = cr.derive(loss, modules=mods, names={t: n for n, t in named.items()})
+    B = Xb.shape[0]
+    assert _last_step(d, "dlogits") == f"= (softmax(logits) − onehot(Yb)) / {B}"
+    # the batch norm input was unnamed: it is named after the layer, and its gradient gets the closed form
+    assert "bn.input" in {ln.name for ln in d.forward}
+    assert _last_step(d, "dbn.input") == (
+        "= (bn.weight / σ) ⊙ (dhpreact − mean_rows(dhpreact) − x̂ ⊙ mean_rows(dhpreact ⊙ x̂))"
+    )
+    assert _last_step(d, "demb.weight") == f"= onehot(Xb)ᵀ · reshape(demb, {Xb.size}×4)"
+    # the closed forms, computed here independently, against the exported gradients
+    grads = _exported_grads(d)
+    logits = named["logits"].data
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    onehot = np.eye(27)[Yb]
+    assert np.allclose(grads["logits"], (p - onehot) / B, rtol=1e-10, atol=1e-14)
+    onehot_x = np.eye(27)[Xb.reshape(-1)]
+    assert np.allclose(grads["emb.weight"], onehot_x.T @ grads["emb"].reshape(-1, 4), rtol=1e-10, atol=1e-14)
+
+
+def _exported_grads(d: cr.Derivation) -> dict:
+    from chainrule.explain.derive_run import load
+
+    return load(d.numpy())(**d.arrays())
+
+
+def test_layer_norm_closed_form_and_wrong_rule(monkeypatch):
+    rng = np.random.default_rng(5)
+    ln = nn.LayerNorm(6, dtype=np.float64)
+    with cr.no_grad():
+        ln.weight.data[...] = rng.uniform(0.5, 1.5, 6)
+    x = cr.tensor(rng.standard_normal((4, 6)), requires_grad=True)
+    w = rng.standard_normal((4, 6))
+    out = ln(x)
+    loss = (out * w).sum()
+    d = cr.derive(loss)
+    assert d.ok
+    assert _last_step(d, "dx").startswith("= (1 / σ) ⊙ ((dout ⊙ ln.weight) − mean_cols(dout ⊙ ln.weight)")
+    # a wrong rule for the division inside the norm: the check fails and no closed form is claimed
+    div_dx, div_dy = EW.div.vjps
+    monkeypatch.setattr(EW.div, "vjps", (div_dx, lambda xp, g, out, x, y: -g * x / y))
+    bad = cr.derive(loss)
+    assert not bad.ok
+    assert "closed form" not in bad.steps["dx"][-1].reason

@@ -35,6 +35,7 @@ from ..grad_mode import no_grad
 from ..graph import node_of
 from ..nn.module import Module
 from ..tensor import Tensor, apply
+from .derive_forms import add_steps, find_layers, suggest_names
 
 # the primitives whose VJP rules run on symbols and whose formulas the NumPy export writes
 SUPPORTED = frozenset(
@@ -144,6 +145,7 @@ class Recorded:
     inputs: dict[str, Any]  # printed name -> recorded tensor or array (every input of backward())
     keywords: dict[str, str]  # printed name -> keyword spelling
     integer: tuple[str, ...]  # keyword names of integer (label, index) arrays
+    layers: list[dict] = field(default_factory=list)  # composite layers found in the graph (derive_forms)
 
 
 def _unsupported(order: list[Tensor]) -> None:
@@ -173,9 +175,9 @@ def _is_range(a: np.ndarray) -> bool:
 def _caller_names(frame: Any) -> tuple[dict[int, str], dict[int, str]]:
     """Names of the caller's tensors and arrays (by identity; a tensor's array too), and its modules' parameters.
 
-    A module among the caller's variables names its parameters by their path in it; where the caller has
-    several (``fc1``, ``bn``) that are not parts of one another, the path starts with the variable's name
-    (``fc1.weight``).
+    A module among the caller's variables names its parameters by their path in it (``fc1.weight`` in
+    ``model``); where the caller has several that are not parts of one another (``fc1``, ``bn``), or one
+    layer without submodules, the path starts with the variable's name (``fc1.weight``, ``ln.weight``).
     """
     found: dict[int, str] = {}
     params: dict[int, str] = {}
@@ -196,7 +198,8 @@ def _caller_names(frame: Any) -> tuple[dict[int, str], dict[int, str]]:
     inner = {id(m) for _, mod in modules.values() for _, m in mod.named_modules() if m is not mod}
     top = [(var, mod) for key, (var, mod) in modules.items() if key not in inner]
     for var, mod in top:
-        for pname, p in mod.named_parameters(prefix=var if len(top) > 1 else ""):
+        single = len(top) == 1 and any(m is not mod for _, m in mod.named_modules())  # one model: paths inside
+        for pname, p in mod.named_parameters(prefix="" if single else var):
             params.setdefault(id(p), pname)
     return found, params
 
@@ -319,6 +322,12 @@ def record(
             label = claim(label)
             ids[id(t)] = label
             env[label] = t
+    layers = find_layers(order)
+    for t, label in suggest_names(layers, lambda x: ids.get(id(x))):  # the values closed forms are written in
+        if id(t) not in ids and t._node is not None:
+            label = claim(label)
+            ids[id(t)] = label
+            env[label] = t
     statements = []
     for t in reversed(order):
         view = node_of(t)
@@ -326,7 +335,7 @@ def record(
         target = keywords[ids[id(t)]] if id(t) in ids else f"_n{id(t)}"
         statements.append(_Node(target, reads, int(t.size), t))
     prog = _Program([n for n in inputs if n in env], ids[id(output)], statements)
-    return Recorded(prog, env, ids, consts, tuple(constants), inputs, keywords, tuple(integer))
+    return Recorded(prog, env, ids, consts, tuple(constants), inputs, keywords, tuple(integer), layers)
 
 
 def safe_names(lines: list[Any], keywords: Mapping[str, str]) -> list[Any]:
@@ -412,7 +421,33 @@ def derive_recorded(
         fields["export_error"] = str(exc)
     if check:
         fields["check"] = _check(rec, fields.get("numpy_source", ""), fields.get("export_error", ""), targets, seed)
+    if rec.layers and fields.get("numpy_source"):
+        _closed_forms(rec, fields["numpy_source"], backward)
     return fields
+
+
+def _closed_forms(rec: Recorded, source: str, backward: list[Any]) -> None:
+    """The composite layers' closed forms as steps, where they agree with the exported gradients."""
+    from .derive_check import _run_forward
+    from .derive_run import load
+
+    values = values_of(rec)
+    try:
+        with np.errstate(all="ignore"):
+            grads = load(source)(**values)
+            env = _run_forward(rec.prog, values)  # type: ignore[arg-type]
+    except Exception:  # (the check reports a failing export; no closed forms then)
+        return
+    by_keyword = {kw: label for label, kw in rec.keywords.items()}
+    forward = {by_keyword[k]: np.asarray(t.data, dtype=np.float64) for k, t in env.items() if k in by_keyword}
+    labels = {id(v): label for label, v in rec.inputs.items()}
+
+    def text(a: Any) -> str:
+        if id(a) in labels:
+            return labels[id(a)]
+        return f"range({len(a)})" if isinstance(a, np.ndarray) and _is_range(a) else "the labels"
+
+    add_steps(rec.layers, backward, rec.names, forward, grads, text)
 
 
 def _check(rec: Recorded, source: str, export_error: str, targets: list[str], seed: int) -> Any:
