@@ -58,7 +58,7 @@ def _norm(t: Tensor) -> Optional[dict]:
     sq = node_of(node_of(v).inputs[0]).inputs
     if sq[0] is not c or sq[1] is not c:
         return None
-    return {"x": x, "xhat": t, "axes": axes}
+    return {"x": x, "xhat": t, "axes": axes, "diff": c, "std": s}
 
 
 def consumers(order: list[Tensor]) -> dict[int, list[Tensor]]:
@@ -82,7 +82,7 @@ def find_layers(order: list[Tensor]) -> list[dict]:
             if z is not None and len(picks) == 1:
                 index = node_of(picks[0]).params[0]
                 if isinstance(index, tuple) and len(index) == 2:
-                    found.append({"kind": "cross_entropy", "z": z, "labels": index[1], "n": int(z.shape[0])})
+                    found.append({"kind": "cross_entropy", "z": z, "logp": t, "labels": index[1], "n": int(z.shape[0])})
         elif name == "div":
             parts = _norm(t)
             if parts is not None:
@@ -114,11 +114,14 @@ def suggest_names(layers: list[dict], label: Callable[[Any], Optional[str]]) -> 
     for layer in layers:
         if layer["kind"] == "cross_entropy":
             out.append((layer["z"], "logits"))
+            out.append((layer["logp"], "logprobs"))
         elif layer["kind"] == "norm":
             g = label(layer["gamma"]) if layer["gamma"] is not None else None
             base = g.rsplit(".", 1)[0] if g and "." in g else "norm"
             out.append((layer["x"], f"{base}.input"))
             out.append((layer["y"], f"{base}.output"))
+            for part in ("diff", "std", "raw"):  # x − mean, σ = √(var + ε), x̂ = (x − mean) / σ
+                out.append((layer["xhat" if part == "raw" else part], f"{base}_{part}"))
         elif layer["kind"] == "embedding":
             out.append((layer["out"], "emb"))
     return out

@@ -32,7 +32,7 @@ import numpy as np
 from .. import symbolic as S
 from ..autodiff import toposort
 from ..grad_mode import no_grad
-from ..graph import node_of
+from ..graph import node_of, stand_ins
 from ..nn.module import Module
 from ..tensor import Tensor, apply
 from .derive_forms import add_steps, find_layers, suggest_names
@@ -382,6 +382,15 @@ def derive_recorded(
 
     if not isinstance(output, Tensor):
         raise TypeError(f"cr.derive: expected a Tensor recorded from chainrule code, got {type(output).__name__}")
+    with stand_ins():  # (the values the engine released are recomputed from the leaves by the replay)
+        return _derive(output, names, modules, check, seed, frame)
+
+
+def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, frame: Any) -> dict[str, Any]:
+    from .derive_numpy import ExportError, module_source
+    from .derive_steps import FINAL
+    from .derive_walk import _inline_steps, _symbolic
+
     rec = record(output, names, modules, frame)
     constants = rec.constants
     forward, backward, jacobians, seed_text, targets = _symbolic(rec.prog, rec.env, rec.names, constants, rec.consts)
