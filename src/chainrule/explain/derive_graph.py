@@ -35,7 +35,13 @@ from ..grad_mode import no_grad
 from ..graph import node_of, stand_ins
 from ..nn.module import Module
 from ..tensor import Tensor, apply
+from .derive_check import TOLERANCE, CheckResult, _compare, _run_forward
 from .derive_forms import add_steps, find_layers, suggest_names
+from .derive_numpy import ExportError, module_source
+from .derive_records import Line
+from .derive_run import load
+from .derive_steps import FINAL
+from .derive_walk import _inline_steps, _symbolic
 
 # the primitives whose VJP rules run on symbols and whose formulas the NumPy export writes
 SUPPORTED = frozenset(
@@ -340,7 +346,6 @@ def record(
 
 def safe_names(lines: list[Any], keywords: Mapping[str, str]) -> list[Any]:
     """Copies of equation lines with every name in its keyword spelling (for the NumPy export)."""
-    from .derive_records import Line
 
     def fix(name: str) -> str:
         if name in keywords:
@@ -376,9 +381,6 @@ def derive_recorded(
     frame: Any = None,
 ) -> dict[str, Any]:
     """The fields of a ``Derivation`` of the graph behind ``output`` (``cr.derive(loss)``)."""
-    from .derive_numpy import ExportError, module_source
-    from .derive_steps import FINAL
-    from .derive_walk import _inline_steps, _symbolic
 
     if not isinstance(output, Tensor):
         raise TypeError(f"cr.derive: expected a Tensor recorded from chainrule code, got {type(output).__name__}")
@@ -387,9 +389,6 @@ def derive_recorded(
 
 
 def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, frame: Any) -> dict[str, Any]:
-    from .derive_numpy import ExportError, module_source
-    from .derive_steps import FINAL
-    from .derive_walk import _inline_steps, _symbolic
 
     rec = record(output, names, modules, frame)
     constants = rec.constants
@@ -437,8 +436,6 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
 
 def _closed_forms(rec: Recorded, source: str, backward: list[Any]) -> None:
     """The composite layers' closed forms as steps, where they agree with the exported gradients."""
-    from .derive_check import _run_forward
-    from .derive_run import load
 
     values = values_of(rec)
     try:
@@ -461,8 +458,6 @@ def _closed_forms(rec: Recorded, source: str, backward: list[Any]) -> None:
 
 def _check(rec: Recorded, source: str, export_error: str, targets: list[str], seed: int) -> Any:
     """The exported module against central differences of the replayed forward, at the recorded values."""
-    from .derive_check import CheckResult, _compare, _run_forward
-    from .derive_run import load
 
     if not source:
         return CheckResult("not made", [], reason=export_error)
@@ -489,7 +484,6 @@ def _check(rec: Recorded, source: str, export_error: str, targets: list[str], se
     sampled = {d: c for d, (e, c) in outcome.items() if e is not None and c is not None}
     unchecked = [d for d, (e, _) in outcome.items() if e is None]
     worst = max(errors.values(), default=0.0)
-    from .derive_check import TOLERANCE
 
     status = "passed" if all(e <= TOLERANCE for e in errors.values()) else "failed"
     result = CheckResult(status, [{}], errors, worst, sampled=sampled, unchecked=unchecked)
