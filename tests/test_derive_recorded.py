@@ -314,3 +314,28 @@ def test_layer_norm_closed_form_and_wrong_rule(monkeypatch):
     bad = cr.derive(loss)
     assert not bad.ok
     assert "closed form" not in bad.steps["dx"][-1].reason
+
+
+# --- docs/derive.md's "Your own model" prints what it shows ------------------------------------------------
+def _doc_examples() -> list[tuple[str, str]]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "derive.md").read_text(encoding="utf-8")
+    section = text[text.index("## Your own model") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"```python\n(.*?)```\n\nprints \(a real run\)\n\n```\n(.*?)```", section, re.S)
+
+
+@pytest.mark.parametrize("index", range(2))
+def test_doc_examples_print_what_they_show(index, capsys):
+    examples = _doc_examples()
+    assert len(examples) == 2
+    code, shown = examples[index]
+    exec(compile(code, "docs/derive.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
+    printed = capsys.readouterr().out.split("\n")
+    for got, want in zip(printed, shown.split("\n"), strict=True):
+        if want.startswith("checked against"):  # (the error's last digits depend on the BLAS)
+            assert got.startswith("checked against central differences at the recorded values")
+        else:
+            assert got == want
