@@ -339,3 +339,23 @@ def test_doc_examples_print_what_they_show(index, capsys):
             assert got.startswith("checked against central differences at the recorded values")
         else:
             assert got == want
+
+
+def test_linear_jacobian_notes_count_the_real_nonzeros():
+    model, x, y, logits, loss = _mlp()
+    d = cr.derive(loss)
+    notes = [j for j in d.jacobians if j.primitive is not None and j.primitive.name == "linear"]
+    assert {j.role for j in notes} == {0, 1, 2}
+    rng = np.random.default_rng(11)
+    for j in notes:
+        shapes = [shape for _, shape in j.operands]
+        args = [torch.tensor(rng.standard_normal(s)) for s in shapes]
+
+        def f(a, j=j, args=args):
+            full = list(args)
+            full[j.role] = a
+            return full[0] @ full[1].T + full[2]
+
+        jac = torch.autograd.functional.jacobian(f, args[j.role]).reshape(j.rows, j.cols)
+        assert int((jac != 0).sum()) == j.structure.nonzeros, j.text()
+        assert j.structure.kind != "dense"

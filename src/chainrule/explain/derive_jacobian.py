@@ -180,6 +180,8 @@ def _structure(
         )
     if prim == "matmul":
         return _matmul(role, operands, out_shape, names)
+    if prim == "linear" and len(operands) == 3 and len(operands[0]) == 2:
+        return _linear(role, operands, names)
     if prim == "reshape":
         return Structure("identity", rows, "the identity (a reshape keeps the order of the entries)", "a reshape back")
     if prim == "transpose":
@@ -191,6 +193,34 @@ def _structure(
             "selection", min(rows, cols) if prim != "getitem" else rows, "a selection: one 1 per row", "a scatter back"
         )
     return Structure("dense", rows * cols, "dense (no structure claimed)", "the rule's own product")
+
+
+def _linear(role: int, operands: tuple, names: tuple) -> Structure:
+    """``x Wᵀ + b`` (nn.Linear) with x of shape n×k and W of shape m×k."""
+    (n, k), (m, _), _ = operands
+    xn, wn = (v[1:-1] if v.startswith("(") and v.endswith(")") and " " not in v else v for v in names[:2])
+    if role == 0:
+        return Structure(
+            "Kronecker product with an identity",
+            n * m * k,
+            f"I_{S.dim_text(n)} ⊗ {wn} (row i of the output sees only row i of {xn}, through {wn}; entries "
+            "numbered row by row)",
+            f"a matrix product g · {wn}",
+        )
+    if role == 1:
+        return Structure(
+            "Kronecker product with an identity",
+            n * m * k,
+            f"{xn} ⊗ I_{S.dim_text(m)} (output entry (i, j) sees only row j of {wn}, weighted by row i of "
+            f"{xn}; {wn}'s entries numbered column by column, row by row its columns are permuted)",
+            f"gᵀ · {xn}",
+        )
+    return Structure(
+        "stack of identities",
+        n * m,
+        f"{n} stacked identities, one per row of the output (each row has one 1)",
+        "a sum over the rows (the adjoint of a copy is a sum)",
+    )
 
 
 def _T(name: str) -> str:
