@@ -359,3 +359,35 @@ def test_linear_jacobian_notes_count_the_real_nonzeros():
         jac = torch.autograd.functional.jacobian(f, args[j.role]).reshape(j.rows, j.cols)
         assert int((jac != 0).sum()) == j.structure.nonzeros, j.text()
         assert j.structure.kind != "dense"
+
+
+# --- a one-block attention model -----------------------------------------------------------------------------
+def test_attention_block_matches_torch(tmp_path):
+    rng = np.random.default_rng(4)
+    B, T, C, V = 2, 5, 4, 7
+    layers = {n: nn.Linear(C, C if n != "head" else V, dtype=np.float64, rng=rng) for n in ("q", "k", "v", "head")}
+    x = cr.tensor(rng.standard_normal((B, T, C)))
+    targets = rng.integers(0, V, B * T)
+    q, k, v = layers["q"](x), layers["k"](x), layers["v"](x)
+    att = cr.softmax(q @ k.transpose(-2, -1) / np.sqrt(C), -1)
+    mixed = att @ v
+    logits = layers["head"](mixed).view(B * T, V)
+    loss = F.cross_entropy(logits, targets)
+    d = cr.derive(loss, modules=layers)
+    assert d.ok, d.check_text()
+    assert {"att", "mixed", "logits"} <= {ln.name for ln in d.forward}
+    assert d.equation("dv") == "attᵀ · dmixed"
+    grads = _exported(d, tmp_path).backward(**d.arrays())
+    tw = {name: _t(d.inputs[name]) for name in d.inputs if "." in name}
+    tx = torch.from_numpy(x.data)
+
+    def lin(n, a):
+        return a @ tw[f"{n}.weight"].T + tw[f"{n}.bias"]
+
+    tq, tk, tv = lin("q", tx), lin("k", tx), lin("v", tx)
+    tatt = torch.softmax(tq @ tk.transpose(-2, -1) / np.sqrt(C), -1)
+    tl = lin("head", tatt @ tv).reshape(B * T, V)
+    torch.nn.functional.cross_entropy(tl, torch.from_numpy(targets)).backward()
+    assert len(tw) == 8
+    for name, t in tw.items():
+        _close(grads[name], t.grad, name)
