@@ -100,12 +100,63 @@ def find_layers(order: list[Tensor]) -> list[dict]:
                         y = later[0]
                 parts.update(kind="norm", y=y, gamma=gamma)
                 found.append(parts)
+        elif name == "unfold":
+            conv = _conv(t, users)
+            if conv is not None:
+                found.append(conv)
         elif name == "getitem":
             view = node_of(t)
             w, index = view.inputs[0], view.params[0]
             if w is not None and w._node is None and isinstance(index, np.ndarray) and index.dtype.kind in "iu":
                 found.append({"kind": "embedding", "w": w, "index": index, "out": t})
     return found
+
+
+def _conv(cols: Tensor, users: dict[int, list[Tensor]]) -> Optional[dict]:
+    """``reshape(reshape(W) · im2col(x)) (+ reshape(b))``, as conv2d records it (groups = 1): the parts."""
+    view = node_of(cols)
+    x = view.inputs[0]
+    kernel, dilation, padding, stride = view.params
+    after = users.get(id(cols), [])
+    if x is None or len(after) != 1 or _prim(after[0]) != "matmul" or node_of(after[0]).inputs[1] is not cols:
+        return None
+    flat = node_of(after[0]).inputs[0]
+    w = node_of(flat).inputs[0] if _prim(flat) == "reshape" else None
+    shaped = users.get(id(after[0]), [])
+    if w is None or w.ndim != 4 or len(shaped) != 1 or _prim(shaped[0]) != "reshape" or shaped[0].ndim != 4:
+        return None
+    y = shaped[0]
+    later = users.get(id(y), [])
+    if len(later) == 1 and _prim(later[0]) == "add":
+        y = later[0]
+    geometry = {"kernel": kernel, "dilation": dilation, "padding": padding, "stride": stride}
+    return {"kind": "conv", "x": x, "w": w, "y": y, **geometry}
+
+
+def _correlate(x: np.ndarray, dz: np.ndarray, layer: dict) -> np.ndarray:
+    """dW[o, c, i, j] = Σ_n Σ_p,q dz[n, o, p, q] · xpad[n, c, p·s + i·d, q·s + j·d], one kernel offset at a time."""
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = layer["kernel"], layer["dilation"], layer["padding"], layer["stride"]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh, ow = dz.shape[2:]
+    out = np.zeros((dz.shape[1], x.shape[1], kh, kw))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+            out[:, :, i, j] = np.einsum("nopq,ncpq->oc", dz, patch)
+    return out
+
+
+def _full_convolution(dz: np.ndarray, w: np.ndarray, layer: dict) -> np.ndarray:
+    """dx = dz padded by k − 1 − p, cross-correlated with the kernel flipped (stride and dilation 1)."""
+    (kh, kw), (ph, pw) = layer["kernel"], layer["padding"]
+    padded = np.pad(dz, ((0, 0), (0, 0), (kh - 1 - ph, kh - 1 - ph), (kw - 1 - pw, kw - 1 - pw)))
+    flipped = w[:, :, ::-1, ::-1]
+    h, wd = padded.shape[2] - kh + 1, padded.shape[3] - kw + 1
+    out = np.zeros((dz.shape[0], w.shape[1], h, wd))
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum("nopq,oc->ncpq", padded[:, :, i : i + h, j : j + wd], flipped[:, :, i, j])
+    return out
 
 
 def suggest_names(layers: list[dict], label: Callable[[Any], Optional[str]]) -> list[tuple[Tensor, str]]:
@@ -124,6 +175,9 @@ def suggest_names(layers: list[dict], label: Callable[[Any], Optional[str]]) -> 
                 out.append((layer["xhat" if part == "raw" else part], f"{base}_{part}"))
         elif layer["kind"] == "embedding":
             out.append((layer["out"], "emb"))
+        elif layer["kind"] == "conv":
+            w = label(layer["w"])
+            out.append((layer["y"], f"{w.rsplit('.', 1)[0] if w and '.' in w else 'conv'}.output"))
     return out
 
 
@@ -206,6 +260,8 @@ def add_steps(
                     f"values (relative difference {err:.0e})",
                 )
             )
+        elif layer["kind"] == "conv":
+            _conv_steps(layer, lines, names, values, grads)
         elif layer["kind"] == "embedding":
             w = names.get(id(layer["w"]))
             line = lines.get(f"d{w}")
@@ -230,3 +286,36 @@ def _eps(layer: dict) -> float:
     inner = node_of(node_of(s).inputs[0])
     const = inner.args[1] if inner.inputs[1] is None else None
     return float(np.asarray(const)) if const is not None and np.size(const) == 1 else 0.0
+
+
+def _conv_steps(layer: dict, lines: dict, names: Mapping[int, str], values: Mapping, grads: Mapping) -> None:
+    """conv2d's weight gradient as a cross-correlation, its input gradient as a full convolution."""
+    x, w, y = (names.get(id(layer[k])) for k in ("x", "w", "y"))
+    if x is None or w is None or y is None or y not in grads or x not in values or w not in values:
+        return
+    dz = grads[y]
+    line = lines.get(f"d{w}")
+    if line is not None and w in grads:
+        err = _rel(_correlate(values[x], dz, layer), grads[w])
+        if err < AGREE:
+            line.steps.append(
+                Step(
+                    f"= d{y} ⋆ {x}: d{w}[o, c, i, j] = Σ_n Σ_p,q d{y}[n, o, p, q] {x}[n, c, p·s + i, q·s + j]",
+                    f"the weight gradient is the cross-correlation of the input {x} (padded) with d{y}; "
+                    f"the im2col form above is the same sum as one matrix product; agrees at the recorded values "
+                    f"(relative difference {err:.0e})",
+                )
+            )
+    line = lines.get(f"d{x}")
+    plain = tuple(layer["stride"]) == (1, 1) and tuple(layer["dilation"]) == (1, 1)
+    if line is not None and x in grads and plain:
+        err = _rel(_full_convolution(dz, values[w], layer), grads[x])
+        if err < AGREE:
+            line.steps.append(
+                Step(
+                    f"= d{y} ∗ flip({w}): the full convolution of d{y} with the kernel flipped",
+                    f"col2im(Wᵀ · dz) adds each patch's share back where it was read: d{y} padded by k − 1 − p "
+                    f"and cross-correlated with {w} flipped in both spatial axes (in and out channels swapped); "
+                    f"agrees at the recorded values (relative difference {err:.0e})",
+                )
+            )

@@ -182,6 +182,25 @@ def _structure(
         return _matmul(role, operands, out_shape, names)
     if prim == "linear" and len(operands) == 3 and len(operands[0]) == 2:
         return _linear(role, operands, names)
+    if prim in ("unfold", "fold"):  # conv2d's im2col and its adjoint col2im: copies of entries
+        padded = any(params[-2]) if params else True
+        if prim == "unfold":
+            st = Structure(
+                "selection",
+                rows,
+                "a selection: each entry of im2col(x) copies one entry of x (a 0 where it reads the padding): "
+                "one 1 per row at most, an entry of x copied once per patch that covers it",
+                "col2im: each copy's gradient is added back where it was read (the adjoint of copying is adding)",
+            )
+        else:
+            st = Structure(
+                "selection",
+                cols,
+                "each output entry sums the patch entries that are copies of it: one 1 per column at most",
+                "im2col of the gradient (the adjoint of adding is copying)",
+            )
+        st.exact = not padded  # (with padding, the count is an upper bound: reads of the padding are zeros)
+        return st
     if prim == "reshape":
         return Structure("identity", rows, "the identity (a reshape keeps the order of the entries)", "a reshape back")
     if prim == "transpose":

@@ -20,12 +20,12 @@ import numpy as np
 
 NUMPY_NAMES = {
     "abs", "add", "arange", "asarray", "broadcast_to", "concatenate", "cos", "exp", "float64", "full",
-    "int64", "log", "log1p", "max", "maximum", "mean", "min", "minimum", "outer", "power", "reshape", "sign",
+    "int64", "log", "log1p", "max", "maximum", "mean", "min", "minimum", "outer", "pad", "power", "reshape", "sign",
     "sin", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "where", "zeros",
 }  # fmt: skip
 _BIN = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.MatMult: operator.matmul, ast.Pow: operator.pow,
+    ast.MatMult: operator.matmul, ast.Pow: operator.pow, ast.FloorDiv: operator.floordiv,
 }  # fmt: skip
 _CMP = {ast.Gt: operator.gt, ast.Lt: operator.lt, ast.GtE: operator.ge, ast.LtE: operator.le, ast.Eq: operator.eq,
         ast.NotEq: operator.ne}  # fmt: skip

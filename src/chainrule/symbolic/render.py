@@ -12,7 +12,14 @@ from .core import _RENDER, _SUPERSCRIPT, CMP, UNARY, Sym, shape_of
 from .simplify import _factors, _is_T, const_value, is_const
 from .sizes import _sconst_parts, shape_text
 
-_FN = {"sigmoid": "σ", "tanh": "tanh", "relu": "relu", "log_softmax": "log_softmax"}
+_FN = {
+    "sigmoid": "σ",
+    "tanh": "tanh",
+    "relu": "relu",
+    "log_softmax": "log_softmax",
+    "unfold": "im2col",
+    "fold": "col2im",
+}
 
 
 # precedences: a child whose precedence is below what its parent needs gets parentheses
