@@ -73,6 +73,9 @@ def test_mlp_names_equations_and_check():
     assert "[range(5), y]" in d.text()
     assert [ln.name for ln in d.backward if ln.name.startswith("d0")] == ["d0.weight", "d0.bias"]
     assert all(ln.steps for ln in d.backward)
+    assert d.own_layout() == "row" and d.layout("row").startswith("row layout (as written)")
+    with pytest.raises(ValueError, match="layout it was written in"):
+        d.layout("column")
 
 
 def test_mlp_exported_backward_matches_torch(tmp_path):
@@ -196,6 +199,7 @@ def test_names_from_cr_name_and_names_mapping():
     assert "Weights" in d.inputs and "acts" in d.inputs
     assert "z" in {ln.name for ln in d.forward}
     assert d.equation("dWeights") == "dz · actsᵀ"
+    assert d.own_layout() == "column"
     assert d.ok and "at the recorded values" in d.check_text()
     with pytest.raises(ValueError, match="not a usable name"):
         cr.name(W, "two words")

@@ -35,7 +35,7 @@ from ..tensor import Tensor
 from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
 from .derive_check import CheckResult
 from .derive_check import check as run_check
-from .derive_graph import derive_recorded
+from .derive_graph import derive_recorded, recorded_layout
 from .derive_numpy import ExportError, module_source
 from .derive_records import Jacobian, Line
 from .derive_run import load
@@ -75,6 +75,8 @@ class Derivation:
         """``"column"`` when weights multiply from the left (``W @ a``), ``"row"`` when from the right (``x @ W``)."""
         from .derive_layout import own_layout
 
+        if self.inputs:  # cr.derive(tensor): read from the recorded products
+            return recorded_layout(self.forward, self.inputs)
         return own_layout(self)
 
     def layout(self, which: str) -> str:
@@ -83,6 +85,11 @@ class Derivation:
 
         if which not in ("column", "row"):
             raise ValueError(f"layout must be 'column' or 'row', not {which!r}")
+        if self.inputs and which != self.own_layout():
+            raise ValueError(
+                f"derive: a recorded graph is derived in the layout it was written in ({self.own_layout()}); "
+                "the transposed program exists only for the program form, cr.derive(program, shapes)"
+            )
         if which == self.own_layout():
             return f"{which} layout (as written):\n" + "\n".join(
                 self._block(self.forward) + ["  --"] + self._block(self.backward)

@@ -489,3 +489,15 @@ def _check(rec: Recorded, source: str, export_error: str, targets: list[str], se
     result = CheckResult(status, [{}], errors, worst, sampled=sampled, unchecked=unchecked)
     result.recorded = True
     return result
+
+
+def recorded_layout(forward: list[Any], inputs: Mapping[str, Any]) -> str:
+    """``"column"`` where a parameter multiplies from the left (``W · a``), else ``"row"`` (``x · Wᵀ``)."""
+    params = {n for n, v in inputs.items() if isinstance(v, Tensor) and v.requires_grad}
+    for ln in forward:
+        for node in S.nodes(ln.formula):
+            if node.op == "matmul":
+                left = node.args[0]
+                if isinstance(left, S.Sym) and left.op == "var" and left.name in params:
+                    return "column"
+    return "row"
