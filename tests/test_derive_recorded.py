@@ -205,6 +205,16 @@ def test_names_from_cr_name_and_names_mapping():
         cr.name(W, "two words")
 
 
+def test_names_as_pairs_name_label_arrays():
+    model, x, y, logits, loss = _mlp()
+    labels = y
+    del y  # (the caller's own name for the labels is gone; the pair gives one)
+    d = cr.derive(loss, module=model, names=[(labels, "Y"), (x, "inputs")])
+    assert "Y" in d.inputs and d.inputs["Y"] is labels and "inputs" in d.inputs
+    assert "[range(5), Y]" in d.text()
+    assert d.ok
+
+
 def test_keyword_spelling():
     assert keyword_name("fc1.weight") == "fc1_weight"
     assert keyword_name("0.bias") == "_0_bias"
@@ -262,6 +272,8 @@ def test_string_form_unchanged_and_bad_calls():
     *_, loss = _mlp()
     with pytest.raises(TypeError, match="pass no shapes"):
         cr.derive(loss, {"x": (2, 2)})
+    with pytest.raises(NotImplementedError, match="second batch size"):
+        cr.derive(loss, batch="x")
     with pytest.raises(DeriveError, match="leaf"):
         cr.derive(cr.tensor([1.0], requires_grad=True))
 

@@ -405,6 +405,7 @@ def derive(
     names: Optional[Mapping[Any, str]] = None,
     module: Any = None,
     modules: Any = (),
+    batch: Any = None,
 ) -> Derivation:
     """The backward equations of ``program`` in matrix form, checked against central differences.
 
@@ -424,6 +425,13 @@ def derive(
     at the recorded values.
     """
     if isinstance(program, Tensor):
+        if batch is not None:
+            raise NotImplementedError(
+                "cr.derive(output, batch=...): a symbolic batch size needs the model run at a second batch size "
+                "(to tell the sizes from the constants, as the program form does), which a recorded graph cannot "
+                "give; the equations are printed at the recorded sizes. For a symbolic B, use the program form: "
+                "cr.derive(program, {'x': ('B', 64), ...})"
+            )
         if shapes is not None:
             raise TypeError("cr.derive(output): a recorded graph has its own shapes; pass no shapes")
         mods: Any = dict(modules) if isinstance(modules, Mapping) else list(modules)

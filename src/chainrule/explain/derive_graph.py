@@ -223,7 +223,8 @@ def record(
     _unsupported(order)
     local, local_params = _caller_names(frame)
     given: dict[int, str] = {}
-    for key, label in (names or {}).items():
+    pairs = (names or {}).items() if isinstance(names, Mapping) or names is None else names
+    for key, label in pairs:  # (a list of pairs names arrays too, which cannot be dict keys)
         if not isinstance(label, str) or not label:
             raise DeriveError(f"cr.derive: names= maps to {label!r}, which is not a name")
         given[id(key)] = label
