@@ -395,6 +395,8 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
     constants = rec.constants
     forward, backward, jacobians, seed_text, targets = _symbolic(rec.prog, rec.env, rec.names, constants, rec.consts)
     for ln in backward:
+        ln.formula = _merge_terms(ln.formula)
+    for ln in backward:
         final = S.render(ln.formula)
         for st in ln.steps:
             st.text = st.text.replace(FINAL, final)
@@ -502,3 +504,32 @@ def recorded_layout(forward: list[Any], inputs: Mapping[str, Any]) -> str:
                 if isinstance(left, S.Sym) and left.op == "var" and left.name in params:
                     return "column"
     return "row"
+
+
+def _merge_terms(formula: Any) -> Any:
+    """``a + a`` (a term the walk sent twice, as through ``c ⊙ c``) written ``2 a``; the check runs the result."""
+    if not isinstance(formula, S.Sym) or formula.op != "add":
+        return formula
+    terms: list[Any] = []
+    stack = [formula]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, S.Sym) and node.op == "add" and S.shape_of(node.args[0]) == S.shape_of(node.args[1]):
+            stack.extend(reversed(node.args))
+        else:
+            terms.append(node)
+    groups: list[list[Any]] = []
+    for term in terms:
+        for group in groups:
+            if S.same(group[0], term):
+                group.append(term)
+                break
+        else:
+            groups.append([term])
+    if len(groups) == len(terms):
+        return formula
+    out = None
+    for group in groups:
+        term = group[0] if len(group) == 1 else S.const(float(len(group))) * group[0]
+        out = term if out is None else out + term
+    return S.simplify(out) if S.shape_of(out) == S.shape_of(formula) else formula
