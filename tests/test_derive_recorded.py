@@ -287,6 +287,7 @@ def test_char_mlp_closed_forms():
     mods, Xb, Yb, loss, named = _char_mlp()
     d = cr.derive(loss, modules=mods, names={t: n for n, t in named.items()})
     B = Xb.shape[0]
+    assert all(ln.steps for ln in d.backward)  # every parameter and named value: an equation with its steps
     assert _last_step(d, "dlogits") == f"= (softmax(logits) − onehot(Yb)) / {B}"
     # the batch norm input was unnamed: it is named after the layer, and its gradient gets the closed form
     assert "bn.input" in {ln.name for ln in d.forward}
@@ -466,3 +467,19 @@ def test_unfold_jacobian_note_counts_the_real_nonzeros():
         lambda a: torch.nn.functional.unfold(a, kernel, dilation, padding, stride), torch.tensor(x.data)
     ).reshape(note.rows, note.cols)
     assert note.structure.exact and int((jac != 0).sum()) == note.structure.nonzeros
+
+
+def test_dropout_mask_is_an_input_and_float32_models_check_in_float64():
+    rng = np.random.default_rng(9)
+    fc = nn.Linear(5, 3, rng=rng)  # float32 parameters: the check and the export run in float64
+    x = cr.tensor(rng.standard_normal((4, 5)).astype(np.float32))
+    hidden = F.dropout(fc(x), 0.5, rng=rng)
+    loss = (hidden**2).sum()
+    d = cr.derive(loss)
+    assert d.ok, d.check_text()
+    masks = [n for n, v in d.inputs.items() if isinstance(v, np.ndarray) and n not in ("x",)]
+    assert masks == ["c1"]  # the dropout's scaled mask, an input of backward()
+    grads = _exported_grads(d)
+    ref = cr.autograd.grad(loss, [fc.weight])[0].data  # the engine's own float32 backward
+    assert np.allclose(grads["fc.weight"], ref, rtol=1e-5, atol=1e-6)
+    assert all(ln.steps for ln in d.backward)
