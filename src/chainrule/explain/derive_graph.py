@@ -218,7 +218,10 @@ def record(
 ) -> Recorded:
     """Name the graph behind ``output`` (see the module's docstring) and build its replay."""
     if output._node is None:
-        raise DeriveError("cr.derive: the output is a leaf, not the result of recorded operations")
+        raise DeriveError(
+            f"cr.derive: the output (shape {output.shape}) is a leaf, not the result of recorded operations: "
+            "record it from tensors that require a gradient (parameters, or requires_grad=True), outside no_grad()"
+        )
     order = toposort([output])  # root first
     _unsupported(order)
     local, local_params = _caller_names(frame)
