@@ -64,6 +64,7 @@ def test_mlp_names_equations_and_check():
     assert d.ok, d.check_text()
     assert set(d.inputs) == {"x", "0.weight", "0.bias", "2.weight", "2.bias", "y"}
     assert d.inputs["0.weight"] is model[0].weight and d.inputs["y"] is y
+    assert d.tensors["logits"] is logits and d.tensors["loss"] is loss and d.tensors["0.bias"] is model[0].bias
     assert d.keywords["0.weight"] == "_0_weight" and d.keywords["x"] == "x"
     # linear is written in its matrix form, and the row layout's weight gradient is dzᵀ · a
     forward = {ln.name: ln for ln in d.forward}

@@ -62,6 +62,7 @@ class Derivation:
     input_shapes: dict = field(default_factory=dict)  # at the placeholder sizes
     inputs: dict = field(default_factory=dict)  # cr.derive(tensor): printed input name -> recorded tensor or array
     keywords: dict = field(default_factory=dict)  # cr.derive(tensor): printed name -> backward()'s keyword for it
+    tensors: dict = field(default_factory=dict)  # cr.derive(tensor): printed name -> tensor (leaves, named values)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The recorded inputs keyed by keyword, ready for the exported ``backward(**d.arrays())``."""

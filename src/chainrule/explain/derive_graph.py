@@ -417,6 +417,7 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
         input_shapes=shapes,
         inputs=dict(rec.inputs),
         keywords=dict(rec.keywords),
+        tensors=dict(rec.env),
     )
     kw = rec.keywords
     returned = [(n, "d" + kw.get(n, keyword_name(n))) for n in targets]
