@@ -484,3 +484,15 @@ def test_dropout_mask_is_an_input_and_float32_models_check_in_float64():
     ref = cr.autograd.grad(loss, [fc.weight])[0].data  # the engine's own float32 backward
     assert np.allclose(grads["fc.weight"], ref, rtol=1e-5, atol=1e-6)
     assert all(ln.steps for ln in d.backward)
+
+
+def test_float32_mlp_with_cross_entropy_checks():
+    """The mean's divisor is recorded as a float32 constant; the replay computes in float64 all the same."""
+    rng = np.random.default_rng(2)
+    model = nn.MLP([5, 6, 3], rng=rng)  # float32 parameters, relu between the layers
+    x = cr.tensor(rng.standard_normal((4, 5)).astype(np.float32))
+    y = rng.integers(0, 3, 4)
+    loss = F.cross_entropy(model(x), y)
+    d = cr.derive(loss)
+    assert d.ok, d.check_text()
+    assert d.max_relative_error < 1e-6

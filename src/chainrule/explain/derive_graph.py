@@ -130,8 +130,10 @@ class _Node:
         args: list[Any] = []
         k = 0
         for i, x in enumerate(view.inputs):
-            if x is None:
-                args.append(view.args[i])
+            if x is None:  # a constant: float ones in float64, as the check computes (a float32 divisor of a mean)
+                a = view.args[i]
+                floating = isinstance(a, (np.ndarray, np.floating)) and np.asarray(a).dtype.kind == "f"
+                args.append(np.asarray(a, dtype=np.float64) if floating else a)
             else:
                 args.append(env[self.reads[k]])
                 k += 1
