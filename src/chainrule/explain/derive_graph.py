@@ -168,16 +168,36 @@ def _unsupported(order: list[Tensor]) -> None:
             )
 
 
-def _arrays_in(value: Any) -> Iterable[np.ndarray]:
-    if isinstance(value, np.ndarray) and value.ndim > 0:
+def _arrays_in(value: Any) -> Iterable[Any]:
+    """The arrays (and Python ranges: ``logprobs[range(n), Yb]``) inside a node's static parameters."""
+    if (isinstance(value, np.ndarray) and value.ndim > 0) or isinstance(value, range):
         yield value
     elif isinstance(value, (tuple, list)):
         for v in value:
             yield from _arrays_in(v)
 
 
-def _is_range(a: np.ndarray) -> bool:
+def _is_range(a: Any) -> bool:
+    if isinstance(a, range):
+        return True
     return a.ndim == 1 and a.dtype.kind in "iu" and bool(np.array_equal(a, np.arange(a.shape[0])))
+
+
+def _range_text(a: Any) -> tuple[str, str]:
+    """A range as the text shows it and as the exported code writes it: ``range(32)``, ``np.arange(32)``."""
+    r = a if isinstance(a, range) else range(a.shape[0])
+    args = str(r.stop) if (r.start, r.step) == (0, 1) else f"{r.start}, {r.stop}" + (f", {r.step}" * (r.step != 1))
+    return f"range({args})", f"np.arange({args})"
+
+
+def _caller_integers(frame: Any) -> list[tuple[str, np.ndarray]]:
+    """The caller's integer arrays (or tensors of them), by variable name."""
+    out = []
+    for var, value in list(frame.f_locals.items()) if frame is not None else []:
+        raw = value._data if isinstance(value, Tensor) else value
+        if not var.startswith("_") and isinstance(raw, np.ndarray) and raw.dtype.kind in "iu" and raw.ndim:
+            out.append((var, raw))
+    return out
 
 
 def _caller_names(frame: Any) -> tuple[dict[int, str], dict[int, str]]:
@@ -227,6 +247,7 @@ def record(
     order = toposort([output])  # root first
     _unsupported(order)
     local, local_params = _caller_names(frame)
+    local_ints = _caller_integers(frame)
     given: dict[int, str] = {}
     pairs = (names or {}).items() if isinstance(names, Mapping) or names is None else names
     for key, label in pairs:  # (a list of pairs names arrays too, which cannot be dict keys)
@@ -280,12 +301,13 @@ def record(
 
     def chosen(obj: Any) -> Optional[str]:
         key = id(obj)
-        return (
-            given.get(key)
-            or (_label(obj) if isinstance(obj, Tensor) else None)
-            or from_modules.get(key)
-            or (local.get(key))
-        )
+        found = given.get(key) or (_label(obj) if isinstance(obj, Tensor) else None) or from_modules.get(key)
+        found = found or local.get(key)
+        if found is None and isinstance(obj, np.ndarray) and obj.dtype.kind in "iu":
+            # labels the forward converted (C[Xb] with a tensor Xb): the caller's one array of equal values
+            same = {v for v, a in local_ints if a.shape == obj.shape and np.array_equal(a, obj)}
+            found = same.pop() if len(same) == 1 else None
+        return found
 
     ids: dict[int, str] = {}
     env: dict[str, Tensor] = {}
@@ -324,8 +346,8 @@ def record(
     for t in reversed(order):  # the ranges an index uses (logprobs[range(n), Yb]) are written, not passed
         for a in _arrays_in(node_of(t).params):
             if _is_range(a) and id(a) not in consts:
-                n = a.shape[0]
-                consts[id(a)] = NamedArray(a, f"range({n})", f"np.arange({n})")
+                values = np.arange(a.start, a.stop, a.step) if isinstance(a, range) else a
+                consts[id(a)] = NamedArray(values, *_range_text(a))
     for t in order:  # intermediates named by the caller (the output first)
         label = chosen(t)
         if t is output and label is None:
@@ -460,7 +482,7 @@ def _closed_forms(rec: Recorded, source: str, backward: list[Any]) -> None:
     def text(a: Any) -> str:
         if id(a) in labels:
             return labels[id(a)]
-        return f"range({len(a)})" if isinstance(a, np.ndarray) and _is_range(a) else "the labels"
+        return _range_text(a)[0] if _is_range(a) else "the labels"
 
     add_steps(rec.layers, backward, rec.names, forward, grads, text)
 

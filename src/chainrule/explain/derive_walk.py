@@ -51,7 +51,7 @@ class _Walk:
 
     def const_arg(self, v: Any) -> Any:
         """A constant argument of a node: a named array (labels, a dropout mask) as a variable, else the value."""
-        name = self.consts.get(id(v)) if isinstance(v, np.ndarray) else None  # (a variable, or a named array)
+        name = self.consts.get(id(v)) if isinstance(v, (np.ndarray, range)) else None  # (a variable, or a named array)
         return v if name is None else name
 
     def const_params(self, params: tuple, view: Any = None, t: Any = None) -> tuple:
