@@ -81,7 +81,9 @@ def test_mlp_names_equations_and_check():
 
 def test_mlp_exported_backward_matches_torch(tmp_path):
     model, x, y, logits, loss = _mlp()
+    unused = nn.Linear(2, 2)  # (a module the graph does not use changes no name)
     d = cr.derive(loss)  # the model is found among this function's variables
+    assert "0.weight" in d.inputs, unused
     assert d.ok
     grads = _exported(d, tmp_path).backward(**d.arrays())
     tm = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()

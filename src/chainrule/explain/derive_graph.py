@@ -200,12 +200,13 @@ def _caller_integers(frame: Any) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _caller_names(frame: Any) -> tuple[dict[int, str], dict[int, str]]:
+def _caller_names(frame: Any, used: set[int]) -> tuple[dict[int, str], dict[int, str]]:
     """Names of the caller's tensors and arrays (by identity; a tensor's array too), and its modules' parameters.
 
     A module among the caller's variables names its parameters by their path in it (``fc1.weight`` in
     ``model``); where the caller has several that are not parts of one another (``fc1``, ``bn``), or one
     layer without submodules, the path starts with the variable's name (``fc1.weight``, ``ln.weight``).
+    Only modules with a parameter among ``used`` (the graph's leaves) count.
     """
     found: dict[int, str] = {}
     params: dict[int, str] = {}
@@ -225,6 +226,7 @@ def _caller_names(frame: Any) -> tuple[dict[int, str], dict[int, str]]:
             found.setdefault(id(value), var)
     inner = {id(m) for _, mod in modules.values() for _, m in mod.named_modules() if m is not mod}
     top = [(var, mod) for key, (var, mod) in modules.items() if key not in inner]
+    top = [(var, mod) for var, mod in top if any(id(p) in used for p in mod.parameters())]  # (in this graph)
     for var, mod in top:
         single = len(top) == 1 and any(m is not mod for _, m in mod.named_modules())  # one model: paths inside
         for pname, p in mod.named_parameters(prefix="" if single else var):
@@ -246,7 +248,8 @@ def record(
         )
     order = toposort([output])  # root first
     _unsupported(order)
-    local, local_params = _caller_names(frame)
+    used = {id(x) for t in order for x in node_of(t).inputs if x is not None and x._node is None}
+    local, local_params = _caller_names(frame, used)
     local_ints = _caller_integers(frame)
     given: dict[int, str] = {}
     pairs = (names or {}).items() if isinstance(names, Mapping) or names is None else names
