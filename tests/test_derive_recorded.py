@@ -538,6 +538,7 @@ def test_makemore_exercise_every_intermediate_matches_torch():
     assert d.ok, d.check_text()
     # (the labels were converted on the way in: named by the caller's array of equal values)
     assert "loss = −mean(logprobs[range(16), Yb])" in d.text() and "emb = C[Xb]" in d.text()
+    assert "logit_maxes = logits[range(16)[:, None], argmax]" in d.text()  # (.max(1).values: the picked entries)
     grads = _exported_grads(d)
     TP = {k: torch.tensor(a, requires_grad=True) for k, a in raw.items()}
     tvalues, tloss = _makemore(torch, torch.tanh, TP, torch.from_numpy(Xb), torch.from_numpy(Yb), n)

@@ -178,16 +178,52 @@ def _arrays_in(value: Any) -> Iterable[Any]:
 
 
 def _is_range(a: Any) -> bool:
+    """A Python range, or ``arange(n)`` (possibly with axes of length 1 around it, as ``np.indices`` gives)."""
     if isinstance(a, range):
         return True
-    return a.ndim == 1 and a.dtype.kind in "iu" and bool(np.array_equal(a, np.arange(a.shape[0])))
+    long = [d for d in a.shape if d != 1]
+    if a.dtype.kind not in "iu" or len(long) > 1 or a.ndim == 0:
+        return False
+    return bool(np.array_equal(a.reshape(-1), np.arange(a.size)))
 
 
 def _range_text(a: Any) -> tuple[str, str]:
     """A range as the text shows it and as the exported code writes it: ``range(32)``, ``np.arange(32)``."""
-    r = a if isinstance(a, range) else range(a.shape[0])
+    r = a if isinstance(a, range) else range(a.size)
     args = str(r.stop) if (r.start, r.step) == (0, 1) else f"{r.start}, {r.stop}" + (f", {r.step}" * (r.step != 1))
-    return f"range({args})", f"np.arange({args})"
+    text, code = f"range({args})", f"np.arange({args})"
+    if isinstance(a, np.ndarray) and a.ndim > 1:  # a column of the grid: range(32)[:, None]
+        where = ", ".join(":" if d != 1 else "None" for d in a.shape)
+        text, code = f"{text}[{where}]", f"{code}[{where}]"
+    return text, code
+
+
+def _extrema(order: list[Tensor]) -> dict[int, str]:
+    """Index arrays that pick the largest (smallest) entry along an axis (``x.max(1).values``): argmax, argmin."""
+    from ..graph import value_of
+
+    out: dict[int, str] = {}
+    for t in order:
+        view = node_of(t)
+        index = view.params[0] if view.prim.name == "getitem" and view.params else None
+        if not isinstance(index, tuple) or view.inputs[0] is None:
+            continue
+        picks = [(k, a) for k, a in enumerate(index) if isinstance(a, np.ndarray) and not _is_range(a)]
+        if len(picks) != 1 or not all(_is_range(a) for k, a in enumerate(index) if k != picks[0][0]):
+            continue
+        axis, idx = picks[0]
+        try:
+            x = np.asarray(value_of(view.inputs[0]))
+        except Exception:  # (a released value: the array keeps its plain name)
+            continue
+        if idx.ndim != x.ndim or idx.shape[axis] != 1:
+            continue
+        got = np.take_along_axis(x, idx, axis)
+        for word, best in (("argmax", x.max(axis, keepdims=True)), ("argmin", x.min(axis, keepdims=True))):
+            if np.array_equal(got, best):
+                out[id(idx)] = word
+                break
+    return out
 
 
 def _caller_integers(frame: Any) -> list[tuple[str, np.ndarray]]:
@@ -331,8 +367,9 @@ def record(
             constants.append(label)
     consts: dict[int, Any] = {}
     integer: list[str] = []
+    extrema = _extrema(order)
     for a in arrays:
-        label = chosen(a)
+        label = chosen(a) or extrema.get(id(a))
         if label is None:
             count["c"] += 1
             kind = "mask" if a.dtype.kind == "b" else "idx" if a.dtype.kind in "iu" else "c"
