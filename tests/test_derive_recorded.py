@@ -548,3 +548,7 @@ def test_makemore_exercise_every_intermediate_matches_torch():
     for name, t in {**TP, **tvalues}.items():
         _close(grads[name], t.grad, name)
     assert len(tvalues) == 19 and all(ln.steps for ln in d.backward)
+    # the log-softmax written out by hand: the textbook form still holds for the scores (and their shift)
+    assert d.steps["dlogits"][-1].text == "= (softmax(logits) − onehot(Yb)) / 16"
+    assert d.steps["dnorm_logits"][-1].text == "= (softmax(norm_logits) − onehot(Yb)) / 16"
+    assert "softmax" not in d.steps["dcounts"][-1].text

@@ -83,6 +83,10 @@ def find_layers(order: list[Tensor]) -> list[dict]:
                 index = node_of(picks[0]).params[0]
                 if isinstance(index, tuple) and len(index) == 2:
                     found.append({"kind": "cross_entropy", "z": z, "logp": t, "labels": index[1], "n": int(z.shape[0])})
+        elif name == "getitem" and _picks_labels(t):
+            index = node_of(t).params[0]
+            logp = node_of(t).inputs[0]
+            found.append({"kind": "nll", "labels": index[1], "n": int(logp.shape[0]), "shape": tuple(logp.shape)})
         elif name == "div":
             parts = _norm(t)
             if parts is not None:
@@ -159,6 +163,20 @@ def _full_convolution(dz: np.ndarray, w: np.ndarray, layer: dict) -> np.ndarray:
     return out
 
 
+def _picks_labels(t: Tensor) -> bool:
+    """``L[range(n), Y]`` on a 2-D ``L``: the negative log-likelihood's pick of each row's label."""
+    view = node_of(t)
+    index = view.params[0] if view.params else None
+    x = view.inputs[0]
+    if x is None or x.ndim != 2 or not isinstance(index, tuple) or len(index) != 2:
+        return False
+    rows, labels = index
+    n = x.shape[0]
+    full = isinstance(rows, range) and (rows.start, rows.stop, rows.step) == (0, n, 1)
+    full = full or (isinstance(rows, np.ndarray) and rows.shape == (n,) and np.array_equal(rows, np.arange(n)))
+    return full and isinstance(labels, np.ndarray) and labels.shape == (n,) and labels.dtype.kind in "iu"
+
+
 def suggest_names(layers: list[dict], label: Callable[[Any], Optional[str]]) -> list[tuple[Tensor, str]]:
     """Names for the values a closed form is written in, where the caller gave none."""
     out = []
@@ -223,6 +241,8 @@ def add_steps(
                         f"the line above at the recorded values (relative difference {err:.0e})",
                     )
                 )
+        elif layer["kind"] == "nll":
+            _scores_steps(layer, backward, values, grads, text)
         elif layer["kind"] == "norm":
             x, y = names.get(id(layer["x"])), names.get(id(layer["y"]))
             line = lines.get(f"d{x}")
@@ -317,5 +337,36 @@ def _conv_steps(layer: dict, lines: dict, names: Mapping[int, str], values: Mapp
                     f"col2im(Wᵀ · dz) adds each patch's share back where it was read: d{y} padded by k − 1 − p "
                     f"and cross-correlated with {w} flipped in both spatial axes (in and out channels swapped); "
                     f"agrees at the recorded values (relative difference {err:.0e})",
+                )
+            )
+
+
+def _softmax_minus_onehot(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    n = z.shape[0]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    onehot = np.zeros_like(z)
+    onehot[np.arange(n), labels] = 1.0
+    return (e / e.sum(axis=1, keepdims=True) - onehot) / n
+
+
+def _scores_steps(layer: dict, backward: list[Any], values: Mapping, grads: Mapping, text: Callable) -> None:
+    """Where the loss is −mean(L[range(n), Y]) with L a log-softmax written out by hand (exp, sum, log), the
+    scores' gradient is still (softmax − onehot(Y)) / n: claimed for each named value where it holds."""
+    n, labels = layer["n"], layer["labels"]
+    for line in backward:
+        z = line.name[1:]
+        if tuple(line.shape) != layer["shape"] or z not in values or z not in grads:
+            continue
+        if any("softmax(" in st.text and "onehot" in st.text for st in line.steps):
+            continue
+        err = _rel(_softmax_minus_onehot(values[z], labels), grads[z])
+        if err < AGREE:
+            y = text(labels)
+            line.steps.append(
+                Step(
+                    f"= (softmax({z}) − onehot({y})) / {n}",
+                    f"the loss is −mean of log-probabilities that are a log-softmax of {z} written out (a shift, "
+                    f"exp, a normalizing sum, log), so the textbook gradient of cross-entropy holds for {z}; "
+                    f"agrees with the line above at the recorded values (relative difference {err:.0e})",
                 )
             )

@@ -32,7 +32,7 @@ import numpy as np
 from .. import symbolic as S
 from ..autodiff import toposort
 from ..grad_mode import no_grad
-from ..graph import node_of, stand_ins
+from ..graph import node_of, stand_ins, value_of
 from ..nn.module import Module
 from ..tensor import Tensor, apply
 from .derive_check import TOLERANCE, CheckResult, _compare, _run_forward
@@ -200,7 +200,6 @@ def _range_text(a: Any) -> tuple[str, str]:
 
 def _extrema(order: list[Tensor]) -> dict[int, str]:
     """Index arrays that pick the largest (smallest) entry along an axis (``x.max(1).values``): argmax, argmin."""
-    from ..graph import value_of
 
     out: dict[int, str] = {}
     for t in order:
