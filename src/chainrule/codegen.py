@@ -110,6 +110,10 @@ def _num(v: float) -> str:
     return repr(float(v))
 
 
+def _num_or_none(v: Any) -> str:
+    return "None" if v is None else _num(v)
+
+
 def _axes(axes: Any) -> str:
     if axes is None:
         return "None"
@@ -196,6 +200,8 @@ def code(x: Any, used: set[str], exact: bool = False, index: IndexText = None) -
             return f"{NP_FORWARD[p.name]}({c[0]}, axis={_axes(static[0])}, keepdims={bool(static[1])})"
         if p.name in NP_FORWARD:
             return f"{NP_FORWARD[p.name]}({', '.join(c)})"
+        if p.name == "clip":  # (a bound of None is no bound)
+            return f"np.clip({c[0]}, {_num_or_none(static[0])}, {_num_or_none(static[1])})"
         if p.name in ("unfold", "fold"):
             used.update(("patches", p.name))
             spelled = ", ".join(repr(tuple(int(v) for v in a)) for a in static)

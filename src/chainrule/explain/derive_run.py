@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 NUMPY_NAMES = {
-    "abs", "add", "arange", "asarray", "broadcast_to", "concatenate", "cos", "exp", "float64", "full",
-    "int64", "log", "log1p", "max", "maximum", "mean", "min", "minimum", "outer", "pad", "power", "reshape", "sign",
+    "abs", "add", "arange", "asarray", "broadcast_to", "clip", "concatenate", "cos", "exp", "float64", "full",
+    "int64", "log", "log10", "log1p", "log2", "max", "maximum", "mean", "min", "minimum", "outer", "pad", "power", "reshape", "sign",
     "sin", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "where", "zeros",
 }  # fmt: skip
 _BIN = {
