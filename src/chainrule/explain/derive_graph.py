@@ -45,8 +45,11 @@ from .derive_walk import _inline_steps, _symbolic
 
 # the primitives whose VJP rules run on symbols and whose formulas the NumPy export writes
 SUPPORTED = frozenset(
-    "add sub mul div neg pow abs exp log log1p log2 log10 sqrt sin cos tanh sigmoid relu clip maximum minimum where matmul linear sum mean "
-    "max min logsumexp softmax log_softmax reshape transpose broadcast_to getitem concatenate stack unfold fold".split()
+    (
+        "add sub mul div neg pow abs exp log log1p log2 log10 sqrt sin cos tanh sigmoid relu clip maximum "
+        "minimum where matmul linear sum mean max min logsumexp softmax log_softmax reshape transpose "
+        "broadcast_to getitem concatenate stack unfold fold"
+    ).split()
 )
 
 _LABELS: dict[int, tuple[Any, str]] = {}  # id(tensor) -> (weak reference, name) given by cr.name

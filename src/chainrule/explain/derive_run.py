@@ -20,8 +20,8 @@ import numpy as np
 
 NUMPY_NAMES = {
     "abs", "add", "arange", "asarray", "broadcast_to", "clip", "concatenate", "cos", "exp", "float64", "full",
-    "int64", "log", "log10", "log1p", "log2", "max", "maximum", "mean", "min", "minimum", "outer", "pad", "power", "reshape", "sign",
-    "sin", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "where", "zeros",
+    "int64", "log", "log10", "log1p", "log2", "max", "maximum", "mean", "min", "minimum", "outer", "pad",
+    "power", "reshape", "sign", "sin", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "where", "zeros",
 }  # fmt: skip
 _BIN = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
