@@ -567,3 +567,21 @@ def test_makemore_exercise_every_intermediate_matches_torch():
     assert d.steps["dlogits"][-1].text == "= (softmax(logits) − onehot(Yb)) / 16"
     assert d.steps["dnorm_logits"][-1].text == "= (softmax(norm_logits) − onehot(Yb)) / 16"
     assert "softmax" not in d.steps["dcounts"][-1].text
+
+
+def test_first_conv_on_data_names_its_patches():
+    """An input that needs no gradient records no im2col node: its patches are a data input, named im2col(x)."""
+    rng = np.random.default_rng(6)
+    conv = nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, rng=rng)
+    x = cr.tensor(rng.standard_normal((2, 1, 4, 4)))
+    loss = (conv(x) ** 2).mean()
+    d = cr.derive(loss)
+    assert d.ok, d.check_text()
+    assert "im2col(x)" in d.inputs and d.keywords["im2col(x)"] == "im2col_x_"
+    assert d.equation("dconv.weight").endswith("· im2col(x)ᵀ), 2×1×3×3)")
+    grads = _exported_grads(d)
+    tw = _t(conv.weight)
+    (
+        torch.nn.functional.conv2d(torch.from_numpy(x.data), tw, torch.from_numpy(conv.bias.data), padding=1) ** 2
+    ).mean().backward()
+    _close(grads["conv.weight"], tw.grad, "conv.weight")

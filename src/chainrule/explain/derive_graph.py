@@ -228,6 +228,41 @@ def _extrema(order: list[Tensor]) -> dict[int, str]:
     return out
 
 
+def _patches(order: list[Tensor], frame: Any) -> dict[int, str]:
+    """conv2d's patches of an input that needs no gradient (no im2col node is recorded then): a data leaf
+    ``cols`` in ``reshape(W) · cols`` with a 4-D ``W``, named ``im2col(x)`` where it is the im2col of the
+    caller's ``x`` at some padding and stride (checked entry by entry), else ``cols``."""
+    from ..primitives.nn import unfold
+
+    out: dict[int, str] = {}
+    for t in order:
+        view = node_of(t)
+        if view.prim.name != "matmul" or any(x is None for x in view.inputs):
+            continue
+        flat, cols = view.inputs
+        if cols._node is not None or cols.requires_grad or cols.ndim != 3 or flat._node is None:
+            continue
+        w = node_of(flat).inputs[0] if node_of(flat).prim.name == "reshape" else None
+        if w is None or w.ndim != 4:
+            continue
+        out[id(cols)] = "cols"
+        kernel = tuple(w.shape[2:])
+        for var, value in list(frame.f_locals.items()) if frame is not None else []:
+            raw = value._data if isinstance(value, Tensor) else value
+            if var.startswith("_") or not isinstance(raw, np.ndarray) or raw.ndim != 4 or raw.dtype.kind != "f":
+                continue
+            for pad in range(kernel[0]):
+                for stride in (1, 2, 3):
+                    geometry = (kernel, (1, 1), (pad, pad), (stride, stride))
+                    try:
+                        got = unfold.fwd(raw, *geometry)
+                    except ValueError:
+                        continue
+                    if got.shape == cols.shape and np.array_equal(got, np.asarray(value_of(cols))):
+                        out[id(cols)] = f"im2col({var})"
+    return out
+
+
 def _caller_integers(frame: Any) -> list[tuple[str, np.ndarray]]:
     """The caller's integer arrays (or tensors of them), by variable name."""
     out = []
@@ -355,8 +390,9 @@ def record(
     inputs: dict[str, Any] = {}
     constants: list[str] = []
     count = {"p": 0, "x": 0, "c": 0}
+    patches = _patches(order, frame)
     for leaf in leaves:
-        label = chosen(leaf)
+        label = chosen(leaf) or patches.get(id(leaf))
         if label is None:
             kind = "p" if leaf.requires_grad else "x"
             count[kind] += 1
