@@ -119,29 +119,33 @@ class _Program:
     generic: bool = False
 
 
-@dataclass
 class _Node:
     """One recorded node as a statement of the check's replay: ``target = prim(reads..., params...)``."""
 
-    target: str
-    reads: tuple[str, ...]
-    size: int
-    t: Tensor
+    def __init__(self, target: str, reads: tuple[str, ...], t: Tensor) -> None:
+        self.target, self.reads, self.size, self.t = target, reads, int(t.size), t
+        view = node_of(t)
+        self.prim, self.params = view.prim, view.params
+        # the operands: _READ where the environment gives the value, else the constant itself (float ones in
+        # float64, as the check computes: a float32 divisor of a mean would round the differences)
+        self.constants = [_READ if x is not None else _float64(view.args[i]) for i, x in enumerate(view.inputs)]
+
+    def __repr__(self) -> str:
+        return f"_Node({self.target} = {self.prim.name}({', '.join(self.reads)}))"
 
     def run(self, env: Mapping[str, Any]) -> Any:
-        view = node_of(self.t)
-        args: list[Any] = []
-        k = 0
-        for i, x in enumerate(view.inputs):
-            if x is None:  # a constant: float ones in float64, as the check computes (a float32 divisor of a mean)
-                a = view.args[i]
-                floating = isinstance(a, (np.ndarray, np.floating)) and np.asarray(a).dtype.kind == "f"
-                args.append(np.asarray(a, dtype=np.float64) if floating else a)
-            else:
-                args.append(env[self.reads[k]])
-                k += 1
+        reads = iter(self.reads)
+        args = [env[next(reads)] if c is _READ else c for c in self.constants]
         with no_grad():
-            return apply(view.prim, *args, *view.params)
+            return apply(self.prim, *args, *self.params)
+
+
+_READ = object()  # an operand the replay reads from its environment
+
+
+def _float64(a: Any) -> Any:
+    floating = isinstance(a, (np.ndarray, np.floating)) and np.asarray(a).dtype.kind == "f"
+    return np.asarray(a, dtype=np.float64) if floating else a
 
 
 @dataclass
@@ -445,7 +449,7 @@ def record(
         view = node_of(t)
         reads = tuple(keywords[ids[id(x)]] if id(x) in ids else f"_n{id(x)}" for x in view.inputs if x is not None)
         target = keywords[ids[id(t)]] if id(t) in ids else f"_n{id(t)}"
-        statements.append(_Node(target, reads, int(t.size), t))
+        statements.append(_Node(target, reads, t))
     prog = _Program([n for n in inputs if n in env], ids[id(output)], statements)
     return Recorded(prog, env, ids, consts, tuple(constants), inputs, keywords, tuple(integer), layers)
 
