@@ -325,8 +325,8 @@ def record(
         )
     order = toposort([output])  # root first
     _unsupported(order)
-    used = {id(x) for t in order for x in node_of(t).inputs if x is not None and x._node is None}
-    local, local_params = _caller_names(frame, used)
+    leaf_ids = {id(x) for t in order for x in node_of(t).inputs if x is not None and x._node is None}
+    local, local_params = _caller_names(frame, leaf_ids)
     local_ints = _caller_integers(frame)
     given: dict[int, str] = {}
     pairs = (names or {}).items() if isinstance(names, Mapping) or names is None else names
