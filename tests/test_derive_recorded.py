@@ -585,3 +585,19 @@ def test_first_conv_on_data_names_its_patches():
         torch.nn.functional.conv2d(torch.from_numpy(x.data), tw, torch.from_numpy(conv.bias.data), padding=1) ** 2
     ).mean().backward()
     _close(grads["conv.weight"], tw.grad, "conv.weight")
+
+
+def test_clashing_names_get_a_suffix_and_bad_names_are_refused():
+    rng = np.random.default_rng(12)
+    a = cr.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    b = cr.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    out = cr.name((a @ b).sum(), "total")
+    d = cr.derive(out, names=[(a, "W"), (b, "W")])
+    assert {"W", "W_2", "total"} <= set(d.tensors) and d.ok
+    assert d.keywords["W_2"] == "W_2"
+    with pytest.raises(DeriveError, match="not a name"):
+        cr.derive(out, names=[(a, "")])
+    with pytest.raises(TypeError, match="chainrule.nn modules"):
+        cr.derive(out, module=a)
+    with pytest.raises(TypeError, match="expected a program string"):
+        cr.derive(3.0)
