@@ -66,6 +66,7 @@ from .creation import (  # noqa: E402
 )
 from .custom import custom_vjp
 from .explain import ParseError, compare, derive, draw, explore, trace  # noqa: E402  (the tools read the engine above)
+from .explain.derive_graph import name  # noqa: E402  (cr.name(t, "logits"): a value's name in cr.derive)
 from .forward import JVPError, hessian, hvp, jacfwd, jvp, linearize
 from .grad_mode import enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad
 from .ops import (  # noqa: E402
@@ -246,6 +247,7 @@ __all__ = [
     "detect_anomaly",
     "custom_vjp",
     "derive",
+    "name",
     "divide",
     "draw",
     "dot",

@@ -51,6 +51,32 @@ HELPERS = {
     "scatter": (
         "def scatter(g, index, shape):\n    out = np.zeros(shape)\n    np.add.at(out, index, g)\n    return out\n"
     ),
+    # conv2d's im2col and its adjoint, loop-free: rows[i, a] = i·dilation + a·stride picks every patch at once
+    "patches": (
+        "def patches(size, kernel, dilation, padding, stride):  # (rows, cols) of each patch entry, and the grid\n"
+        "    oh = (size[0] + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1\n"
+        "    ow = (size[1] + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1\n"
+        "    rows = np.arange(kernel[0])[:, None] * dilation[0] + np.arange(oh)[None, :] * stride[0]\n"
+        "    cols = np.arange(kernel[1])[:, None] * dilation[1] + np.arange(ow)[None, :] * stride[1]\n"
+        "    return (rows[:, None, :, None], cols[None, :, None, :], oh, ow)\n"
+    ),
+    "unfold": (
+        "def im2col(x, kernel, dilation, padding, stride):  # (N, C, H, W) -> (N, C·kh·kw, oh·ow)\n"
+        "    grid = patches(x.shape[2:], kernel, dilation, padding, stride)\n"
+        "    pad = ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1]))\n"
+        "    blocks = np.pad(x, pad)[:, :, grid[0], grid[1]]\n"
+        "    shape = (x.shape[0], x.shape[1] * kernel[0] * kernel[1], grid[2] * grid[3])\n"
+        "    return np.reshape(blocks, shape)\n"
+    ),
+    "fold": (
+        "def col2im(g, size, kernel, dilation, padding, stride):  # the adjoint of im2col: copies add up\n"
+        "    grid = patches(size, kernel, dilation, padding, stride)\n"
+        "    c = g.shape[1] // (kernel[0] * kernel[1])\n"
+        "    out = np.zeros((g.shape[0], c, size[0] + 2 * padding[0], size[1] + 2 * padding[1]))\n"
+        "    shape = (g.shape[0], c, kernel[0], kernel[1], grid[2], grid[3])\n"
+        "    np.add.at(out, (slice(None), slice(None), grid[0], grid[1]), np.reshape(g, shape))\n"
+        "    return out[:, :, padding[0] : padding[0] + size[0], padding[1] : padding[1] + size[1]]\n"
+    ),
 }
 NP_FORWARD = {
     "tanh": "np.tanh",
@@ -63,6 +89,7 @@ NP_FORWARD = {
     "mean": "np.mean",
     "max": "np.max",
     "min": "np.min",
+    "where": "np.where",
 }
 NP_CMP = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
 
@@ -81,6 +108,10 @@ def _shape(shape: Sequence[int]) -> str:
 
 def _num(v: float) -> str:
     return repr(float(v))
+
+
+def _num_or_none(v: Any) -> str:
+    return "None" if v is None else _num(v)
 
 
 def _axes(axes: Any) -> str:
@@ -169,6 +200,14 @@ def code(x: Any, used: set[str], exact: bool = False, index: IndexText = None) -
             return f"{NP_FORWARD[p.name]}({c[0]}, axis={_axes(static[0])}, keepdims={bool(static[1])})"
         if p.name in NP_FORWARD:
             return f"{NP_FORWARD[p.name]}({', '.join(c)})"
+        if p.name == "clip":  # (a bound of None is no bound)
+            return f"np.clip({c[0]}, {_num_or_none(static[0])}, {_num_or_none(static[1])})"
+        if p.name in ("unfold", "fold"):
+            used.update(("patches", p.name))
+            spelled = ", ".join(repr(tuple(int(v) for v in a)) for a in static)
+            return f"{'im2col' if p.name == 'unfold' else 'col2im'}({c[0]}, {spelled})"
+        if p.name in ("concatenate", "stack"):
+            return f"np.{p.name}([{', '.join(c)}], axis={int(static[0])})"
     raise ExportError(f"derive --numpy: no NumPy spelling for the operation {op!r} in {S.render(x)}")
 
 

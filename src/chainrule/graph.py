@@ -6,7 +6,11 @@ Tools should read graphs through these helpers rather than the node tuples in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Optional
+
+import numpy as np
 
 from .autodiff import toposort
 from .primitive import Primitive
@@ -47,9 +51,28 @@ def node_of(t: Tensor) -> Optional[NodeView]:
     return NodeView(prim, inputs, args)
 
 
+_STAND_INS: list[bool] = []  # inside stand_ins(): a released input reads as zeros of its shape
+
+
+@contextmanager
+def stand_ins() -> Iterator[None]:
+    """Within the block, :func:`node_of` gives a released input as read-only zeros of its shape and dtype.
+
+    For tools that read a graph's structure, not its values (``cr.derive(output)`` recomputes every value
+    from the leaves); the engine releases the inputs no backward rule reads.
+    """
+    _STAND_INS.append(True)
+    try:
+        yield
+    finally:
+        _STAND_INS.pop()
+
+
 def _recover(prim: Primitive, i: int, v: Released) -> Any:
     """A saved input the node did not keep: the array itself while the program still holds it elsewhere."""
     array = v.value()
+    if array is None and _STAND_INS:
+        return np.broadcast_to(np.zeros((), v.dtype), v.shape)
     if array is None:
         raise ValueReleasedError(released_message(f"input {i} of '{prim.name}' (shape {v.shape}, {v.dtype})"))
     return array

@@ -21,9 +21,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
 from .derive_chain import Chain, build_chain
 from .derive_check import CheckResult
 from .derive_check import check as run_check
+from .derive_graph import derive_recorded, recorded_layout
 from .derive_numpy import ExportError, module_source
 from .derive_records import Jacobian, Line
 from .derive_run import load
@@ -61,11 +63,24 @@ class Derivation:
     input_shapes: dict = field(default_factory=dict)  # at the placeholder sizes
     chain: Optional[Chain] = None  # each gradient as the product of the local Jacobians (derive --chain)
     differential: Any = None  # the differential route (derive_differential.Route), or why it could not be made
+    inputs: dict = field(default_factory=dict)  # cr.derive(tensor): printed input name -> recorded tensor or array
+    keywords: dict = field(default_factory=dict)  # cr.derive(tensor): printed name -> backward()'s keyword for it
+    tensors: dict = field(default_factory=dict)  # cr.derive(tensor): printed name -> tensor (leaves, named values)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The recorded inputs keyed by keyword, ready for the exported ``backward(**d.arrays())``."""
+        out = {}
+        for label, v in self.inputs.items():
+            raw = np.asarray(v.data if isinstance(v, Tensor) else v)
+            out[self.keywords.get(label, label)] = raw if raw.dtype.kind in "iub" else raw.astype(np.float64)
+        return out
 
     def own_layout(self) -> str:
         """``"column"`` when weights multiply from the left (``W @ a``), ``"row"`` when from the right (``x @ W``)."""
         from .derive_layout import own_layout
 
+        if self.inputs:  # cr.derive(tensor): read from the recorded products
+            return recorded_layout(self.forward, self.inputs)
         return own_layout(self)
 
     def layout(self, which: str) -> str:
@@ -74,6 +89,11 @@ class Derivation:
 
         if which not in ("column", "row"):
             raise ValueError(f"layout must be 'column' or 'row', not {which!r}")
+        if self.inputs and which != self.own_layout():
+            raise ValueError(
+                f"derive: a recorded graph is derived in the layout it was written in ({self.own_layout()}); "
+                "the transposed program exists only for the program form, cr.derive(program, shapes)"
+            )
         if which == self.own_layout():
             return f"{which} layout (as written):\n" + "\n".join(
                 self._block(self.forward) + ["  --"] + self._block(self.backward)
@@ -405,13 +425,17 @@ def _legend(lines: list[Line], dims: Mapping[int, str]) -> list[str]:
 
 
 def derive(
-    program: str,
-    shapes: Mapping[str, Any],
+    program: Union[str, Tensor],
+    shapes: Optional[Mapping[str, Any]] = None,
     *,
     constants: Iterable[str] = (),
     seed: int = 0,
     check: bool = True,
     max_numbers: int = DEFAULT_MAX_NUMBERS,
+    names: Optional[Mapping[Any, str]] = None,
+    module: Any = None,
+    modules: Any = (),
+    batch: Any = None,
 ) -> Derivation:
     """The backward equations of ``program`` in matrix form, checked against central differences.
 
@@ -423,7 +447,34 @@ def derive(
     ``constants`` (labels, targets) get no gradient equation.  A program whose values and gradients would hold
     more than ``max_numbers`` numbers (counted from the shapes, at the largest sizes it runs at) is refused
     before anything runs (:mod:`.budget`).
+
+    ``derive(output)`` with a tensor derives the graph recorded from ordinary code (modules, functional
+    calls, operators, indexing): parameters are named by their module path (``module=model``, or
+    ``modules={"fc1": fc1, "bn": bn}``, or the modules among the caller's variables), other values by
+    ``names={tensor: "x"}``, ``cr.name`` or the caller's own variables (:mod:`.derive_graph`); it is checked
+    at the recorded values.
     """
+    if isinstance(program, Tensor):
+        if batch is not None:
+            raise NotImplementedError(
+                "cr.derive(output, batch=...): a symbolic batch size needs the model run at a second batch size "
+                "(to tell the sizes from the constants, as the program form does), which a recorded graph cannot "
+                "give; the equations are printed at the recorded sizes. For a symbolic B, use the program form: "
+                "cr.derive(program, {'x': ('B', 64), ...})"
+            )
+        if shapes is not None:
+            raise TypeError("cr.derive(output): a recorded graph has its own shapes; pass no shapes")
+        mods: Any = dict(modules) if isinstance(modules, Mapping) else list(modules)
+        if module is not None:  # (its parameters by their paths inside it: fc1.weight)
+            mods = {"": module, **mods} if isinstance(mods, dict) else [module, *mods]
+        fields = derive_recorded(program, names=names, modules=mods, check=check, seed=seed, frame=sys._getframe(1))
+        return Derivation(**fields)
+    if not isinstance(program, str):
+        raise TypeError(
+            f"cr.derive: expected a program string (with its shapes) or a recorded Tensor, got {type(program).__name__}"
+        )
+    if shapes is None:
+        raise TypeError("cr.derive(program, shapes): a program string needs the shapes of its inputs")
     prog = parse_program(generic_program(program))
     prog.generic = generic_program(program) != program  # type: ignore[attr-defined]  (sin stands for f)
     if prog.output is None:

@@ -45,12 +45,15 @@ class CheckResult:
     sampled: dict[str, int] = field(default_factory=dict)  # dname -> entries compared where not all were
     note: str = ""  # e.g. "f = sin standing in for the generic f"
     unchecked: list[str] = field(default_factory=list)  # gradients over the work budget, not checked on their own
+    recorded: bool = False  # cr.derive(tensor): checked at the recorded values, not at drawn ones
 
     @property
     def ok(self) -> bool:
         return self.status == "passed"
 
     def sizes_text(self) -> str:
+        if self.recorded:
+            return "at the recorded values"
         if not self.sizes or not self.sizes[0]:
             return "at the given sizes"
         names = list(self.sizes[0])
@@ -120,9 +123,18 @@ def _run_forward(prog: Program, values: Mapping[str, np.ndarray], override: Opti
             if override is not None and st.target == override[0]:
                 env[st.target] = tensor(override[1])
                 continue
-            out = evaluate(st.expr, env)
+            out = _evaluate(st, env)
             env[st.target] = out if isinstance(out, Tensor) else tensor(out)
     return env
+
+
+def _evaluate(st: Any, env: Mapping[str, Any]) -> Any:
+    """One statement: an expression of the program, or a recorded graph's node (which runs its own forward)."""
+    return st.run(env) if hasattr(st, "run") else evaluate(st.expr, env)
+
+
+def _reads(st: Any) -> set:
+    return set(st.reads) if hasattr(st, "run") else names_in(st.expr)
 
 
 def _scalar(env: Mapping[str, Any], output: str) -> float:
@@ -287,7 +299,7 @@ class _Rerun:
         if name not in self.plans:
             changed, todo = {name}, []
             for st in self.prog.statements:
-                if st.target != name and changed.intersection(names_in(st.expr)):
+                if st.target != name and changed.intersection(_reads(st)):
                     todo.append(st)
                     changed.add(st.target)
             self.plans[name] = todo
@@ -301,6 +313,9 @@ class _Rerun:
             shapes = {n: tuple(t.shape) for n, t in self.env.items()}
             total = math.prod(shapes[name])
             for st in self.plan(name):
+                if hasattr(st, "run"):  # a recorded graph's node: its result's size
+                    total += st.size
+                    continue
                 total += expression_values(st.expr, {n: shapes[n] for n in names_in(st.expr)})
             self.costs[name] = max(1, total)
         return self.costs[name]
@@ -310,7 +325,7 @@ class _Rerun:
         env[name] = tensor(value)
         with no_grad(), np.errstate(all="ignore"):
             for st in self.plan(name):
-                result = evaluate(st.expr, env)
+                result = _evaluate(st, env)
                 env[st.target] = result if isinstance(result, Tensor) else tensor(result)
         return _scalar(env, self.output)
 

@@ -180,6 +180,27 @@ def _structure(
         )
     if prim == "matmul":
         return _matmul(role, operands, out_shape, names)
+    if prim == "linear" and len(operands) == 3 and len(operands[0]) == 2:
+        return _linear(role, operands, names)
+    if prim in ("unfold", "fold"):  # conv2d's im2col and its adjoint col2im: copies of entries
+        padded = any(params[-2]) if params else True
+        if prim == "unfold":
+            st = Structure(
+                "selection",
+                rows,
+                "a selection: each entry of im2col(x) copies one entry of x (a 0 where it reads the padding): "
+                "one 1 per row at most, an entry of x copied once per patch that covers it",
+                "col2im: each copy's gradient is added back where it was read (the adjoint of copying is adding)",
+            )
+        else:
+            st = Structure(
+                "selection",
+                cols,
+                "each output entry sums the patch entries that are copies of it: one 1 per column at most",
+                "im2col of the gradient (the adjoint of adding is copying)",
+            )
+        st.exact = not padded  # (with padding, the count is an upper bound: reads of the padding are zeros)
+        return st
     if prim == "reshape":
         return Structure("identity", rows, "the identity (a reshape keeps the order of the entries)", "a reshape back")
     if prim == "transpose":
@@ -191,6 +212,34 @@ def _structure(
             "selection", min(rows, cols) if prim != "getitem" else rows, "a selection: one 1 per row", "a scatter back"
         )
     return Structure("dense", rows * cols, "dense (no structure claimed)", "the rule's own product")
+
+
+def _linear(role: int, operands: tuple, names: tuple) -> Structure:
+    """``x Wᵀ + b`` (nn.Linear) with x of shape n×k and W of shape m×k."""
+    (n, k), (m, _), _ = operands
+    xn, wn = (v[1:-1] if v.startswith("(") and v.endswith(")") and " " not in v else v for v in names[:2])
+    if role == 0:
+        return Structure(
+            "Kronecker product with an identity",
+            n * m * k,
+            f"I_{S.dim_text(n)} ⊗ {wn} (row i of the output sees only row i of {xn}, through {wn}; entries "
+            "numbered row by row)",
+            f"a matrix product g · {wn}",
+        )
+    if role == 1:
+        return Structure(
+            "Kronecker product with an identity",
+            n * m * k,
+            f"{xn} ⊗ I_{S.dim_text(m)} (output entry (i, j) sees only row j of {wn}, weighted by row i of "
+            f"{xn}; {wn}'s entries numbered column by column, row by row its columns are permuted)",
+            f"gᵀ · {xn}",
+        )
+    return Structure(
+        "stack of identities",
+        n * m,
+        f"{n} stacked identities, one per row of the output (each row has one 1)",
+        "a sum over the rows (the adjoint of a copy is a sum)",
+    )
 
 
 def _T(name: str) -> str:

@@ -33,11 +33,13 @@ def module_source(
     backward: Sequence[Any],
     returned: Sequence[tuple[str, str]],
     dims: Mapping[int, str],
+    integer: Sequence[str] = (),
 ) -> str:
     """The module text: ``backward(**inputs)`` returns ``{name: gradient}`` for each ``(name, dname)`` in ``returned``.
 
     ``forward`` and ``backward`` are the equation records (``.name``, ``.formula``); ``dims``
-    maps placeholder sizes to their symbols (read back from the inputs' shapes).
+    maps placeholder sizes to their symbols (read back from the inputs' shapes).  Inputs in ``integer``
+    (labels, indices) are not converted to float64.
     """
     used: set[str] = set()
     with S.dims_context(dims):
@@ -50,7 +52,7 @@ def module_source(
                     seen.add(sym)
                     body.append(f"    {sym} = {name}.shape[{axis}]")
         for name in inputs:
-            body.append(f"    {name} = np.asarray({name}, dtype=np.float64)")
+            body.append(f"    {name} = np.asarray({name}" + (")" if name in integer else ", dtype=np.float64)"))
         body.append("    # forward")
         for ln in forward:
             body.append(f"    {ln.name} = {codegen.code(ln.formula, used)}")

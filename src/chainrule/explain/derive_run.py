@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 NUMPY_NAMES = {
-    "abs", "add", "asarray", "broadcast_to", "cos", "exp", "float64", "full", "log", "log1p", "max", "maximum",
-    "mean", "min", "minimum", "outer", "power", "reshape", "sign", "sin", "sqrt", "squeeze", "sum", "tanh",
-    "transpose", "where", "zeros",
+    "abs", "add", "arange", "asarray", "broadcast_to", "clip", "concatenate", "cos", "exp", "float64", "full",
+    "int64", "log", "log10", "log1p", "log2", "max", "maximum", "mean", "min", "minimum", "outer", "pad",
+    "power", "reshape", "sign", "sin", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "where", "zeros",
 }  # fmt: skip
 _BIN = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.MatMult: operator.matmul, ast.Pow: operator.pow,
+    ast.MatMult: operator.matmul, ast.Pow: operator.pow, ast.FloorDiv: operator.floordiv,
 }  # fmt: skip
 _CMP = {ast.Gt: operator.gt, ast.Lt: operator.lt, ast.GtE: operator.ge, ast.LtE: operator.le, ast.Eq: operator.eq,
         ast.NotEq: operator.ne}  # fmt: skip

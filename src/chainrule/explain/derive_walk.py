@@ -4,7 +4,7 @@ the equations, their steps and the Jacobian notes as it goes."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,6 +20,12 @@ from .derive_steps import Step, operand_text
 from .parse import Program
 
 AUTO_NAME_SIZE = 12  # an unnamed value whose formula is bigger than this gets a name (u1, u2, ...)
+
+
+# fused primitives whose forward formula is written in matrix form (ins: the inputs' formulas, then params)
+EXPAND: dict[str, Callable[[tuple, tuple], Any]] = {
+    "linear": lambda ins, params: ins[0] @ S._swapaxes(ins[1], -1, -2) + ins[2],
+}
 
 
 def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
@@ -39,6 +45,22 @@ class _Walk:
         self.names = names
         self.cache: dict[int, Any] = {}
         self.generic = generic  # sin nodes stand for the generic f
+        self.consts: dict[int, Any] = {}  # id of a constant array in the graph -> its name (a recorded graph's)
+
+    def const_arg(self, v: Any) -> Any:
+        """A constant argument of a node: a named array (labels, a dropout mask) as a variable, else the value."""
+        name = self.consts.get(id(v)) if isinstance(v, (np.ndarray, range)) else None  # (a variable, or a named array)
+        return v if name is None else name
+
+    def const_params(self, params: tuple, view: Any = None, t: Any = None) -> tuple:
+        """Static parameters with their named arrays (an index's labels, ``Yb``) swapped in.
+
+        A reshape's ``-1`` (``x.view(B, -1)``) is written as the size it stands for."""
+        if view is not None and view.prim.name == "reshape" and -1 in tuple(params[0]):
+            params = (tuple(t.shape),) + tuple(params[1:])
+        if not self.consts:
+            return params
+        return tuple(tuple(self.const_arg(v) for v in p) if isinstance(p, tuple) else self.const_arg(p) for p in params)
 
     def fwd(self, t: Any, expand: bool = False) -> Any:
         """The forward value as a formula: named values are variables, others are expanded (and shared)."""
@@ -50,18 +72,21 @@ class _Walk:
         if key in self.cache and not expand:
             return self.cache[key]
         view = node_of(t)
-        ins = tuple(self.fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs))
+        ins = tuple(self.fwd(x) if x is not None else self.const_arg(view.args[i]) for i, x in enumerate(view.inputs))
         if self.generic and view.prim.name == STAND_IN:
             sym = S.Sym("fn", ins, t.shape, ("f",))
+        elif view.prim.name in EXPAND:  # a fused primitive written as its matrix form (linear: x Wᵀ + b)
+            sym = EXPAND[view.prim.name](ins, self.const_params(view.params, view, t))
         else:
-            sym = S.prim(view.prim, ins, view.params, t.shape)
+            sym = S.prim(view.prim, ins, self.const_params(view.params, view, t), t.shape)
         if not expand:
             self.cache[key] = sym
         return sym
 
     def args(self, t: Any) -> tuple:
         view = node_of(t)
-        return tuple(self.fwd(x) if x is not None else view.args[i] for i, x in enumerate(view.inputs)) + view.params
+        ins = tuple(self.fwd(x) if x is not None else self.const_arg(view.args[i]) for i, x in enumerate(view.inputs))
+        return ins + self.const_params(view.params, view, t)
 
     def rule(self, t: Any, i: int, g: Any, out: Any) -> Any:
         view = node_of(t)
@@ -178,11 +203,14 @@ class _Backward(Backprop):
                 self.pending.append(x)
 
 
-def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple) -> tuple:
+def _symbolic(
+    prog: Program, env: dict, names: dict[int, str], constants: tuple, consts: Optional[dict[int, str]] = None
+) -> tuple:
 
     out_t = env[prog.output]
     order = toposort([out_t])
     walk = _Walk(env, names, generic=getattr(prog, "generic", False))
+    walk.consts = dict(consts or {})
     # values that depend on an input that gets a gradient (the rest are constants, such as 1 − y)
     live = {id(env[n]) for n in prog.inputs if n not in constants}
     for t in reversed(order):

@@ -12,7 +12,14 @@ from .core import _RENDER, _SUPERSCRIPT, CMP, UNARY, Sym, shape_of
 from .simplify import _factors, _is_T, const_value, is_const
 from .sizes import _sconst_parts, shape_text
 
-_FN = {"sigmoid": "σ", "tanh": "tanh", "relu": "relu", "log_softmax": "log_softmax"}
+_FN = {
+    "sigmoid": "σ",
+    "tanh": "tanh",
+    "relu": "relu",
+    "log_softmax": "log_softmax",
+    "unfold": "im2col",
+    "fold": "col2im",
+}
 
 
 # precedences: a child whose precedence is below what its parent needs gets parentheses
@@ -189,14 +196,14 @@ def _render(x: Any, latex: bool) -> tuple[str, int]:
         word = r"\operatorname{" + op + "}" if latex else op
         return f"{word}({_render(a[0], latex)[0]}, {dims})", _ATOM
     if op == "getitem":
-        return f"{_paren(_render(a[0], latex), _ATOM, latex)}[{x.params[0]}]", _POSTFIX
+        return f"{_paren(_render(a[0], latex), _ATOM, latex)}[{_index_text(x.params[0])}]", _POSTFIX
     if op == "outer":
         left = _paren(_render(a[0], latex), _POSTFIX, latex)
         right = _paren(_render(a[1], latex), _POSTFIX, latex)
         return left + (r" \otimes " if latex else " ⊗ ") + right, _MUL
     if op == "scatter":
         word = r"\operatorname{scatter}" if latex else "scatter"
-        return f"{word}({_render(a[0], latex)[0]}, {x.params[0]}, {shape_text(x.shape)})", _ATOM
+        return f"{word}({_render(a[0], latex)[0]}, {_index_text(x.params[0], True)}, {shape_text(x.shape)})", _ATOM
     if op == "where":
         parts = ", ".join(_render(y, latex)[0] for y in a)
         return (r"\operatorname{where}" if latex else "where") + f"({parts})", _ATOM
@@ -293,3 +300,22 @@ def strip_outer(text: str) -> str:
 
 
 _RENDER.append(render)
+
+
+def _index_text(index: Any, grouped: bool = False) -> str:
+    """``x[i, :, 2:5]`` as written in Python; an array is written by its ``str`` (a recorded graph names it).
+
+    ``grouped``: a tuple of several indices in parentheses (an argument of ``scatter``)."""
+    if not isinstance(index, tuple):
+        return _one_index(index)
+    text = ", ".join(_one_index(i) for i in index)
+    return f"({text})" if grouped and len(index) != 1 else text
+
+
+def _one_index(i: Any) -> str:
+    if isinstance(i, slice):
+        parts = ["" if v is None else str(v) for v in (i.start, i.stop, i.step)]
+        return ":".join(parts[:2]) + (f":{parts[2]}" if parts[2] else "")
+    if i is Ellipsis:
+        return "..."
+    return str(i)
