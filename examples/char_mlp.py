@@ -248,7 +248,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     module_loss = F.cross_entropy(model(Xb), Yb)
     print(f"\nloss of the batch: {loss.item():.6f} (in pieces), {module_loss.item():.6f} (the modules)")
 
-    # TODO(issue 24, item 1): print(cr.derive(loss)) goes here, once cr.derive takes a recorded graph.
+    print("\n== the backward pass derived in matrix form from the recorded graph (cr.derive) ==")
+    derived = cr.derive(module_loss, module=model)
+    print(derived.text().split("local Jacobians")[0].rstrip())
+    derived_ok = derived.check is not None and derived.check.status == "passed"
 
     print("\n== the backward pass by hand, every intermediate ==")
     mine = backward_by_hand(pieces, Xb, Yb)
@@ -269,7 +272,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     wrong = backward_by_hand(pieces, Xb, Yb, plant="fanout")
     planted = cr.compare(wrong, loss, names=pieces)
     print(planted)
-    ok = check.ok and module_check.ok and not planted.ok
+    ok = check.ok and module_check.ok and not planted.ok and derived_ok
     right = check.ok and module_check.ok
     print(f"\nall hand-written gradients right: {right}; the planted mistake caught: {not planted.ok}")
     return 0 if ok else 1

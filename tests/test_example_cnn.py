@@ -1,0 +1,29 @@
+"""examples/cnn.py runs, derives a conv layer's gradients and agrees with the engine and torch (issue 24, item 5)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cnn_example_explains_the_conv_gradients(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "cnn.py"), "3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert "dconv.weight = reshape(Σ_axis0 (reshape(dconv.output, 2×4×64) · im2col(x)ᵀ), 4×1×3×3)" in out
+    assert "dx = col2im(reshape(conv.weight, 4×9)ᵀ · reshape(dconv.output, 2×4×64))" in out
+    assert "dconv.weight = dconv.output ⋆ x" in out  # the cross-correlation, claimed only where it agrees
+    assert "dx = dconv.output ∗ flip(conv.weight)" in out  # the full convolution with the flipped kernel
+    assert "checked against central differences at the recorded values" in out
+    assert "∂(unfold(x))/∂x" in out and "a selection" in out
+    assert "exported backward() vs the engine: largest difference" in out
+    assert "exported backward() vs torch: largest difference" in out
