@@ -89,22 +89,49 @@ def explore(
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"explore: expected the Tensor whose backward pass to show, got {type(output).__name__}")
+    callers = _callers_tensors()
     if output_name is None:
-        output_name = _callers_name_for(output)
+        found = [k for k, v in callers.items() if v is output]
+        output_name = found[0] if len(found) == 1 else None
+    # one naming scheme on the page: the caller's variables name values in the steps, the drawing and the
+    # matrix form alike (names= wins; the model names its parameters)
+    shared = {k: v for k, v in callers.items() if v is not output}
+    shared.update(names or {})
+    derived = _derivation(output, model, shared, output_name or "out")
+    if derived is not None:  # the values derive named (logprobs, u1) keep those names in the steps too
+        for label, t in derived.tensors.items():
+            if isinstance(t, Tensor) and t is not output and "." not in label:
+                shared.setdefault(label, t)
     tr = trace(
-        output, grad, names=names, accumulate=accumulate, precision=precision, model=model, output_name=output_name
+        output, grad, names=shared, accumulate=accumulate, precision=precision, model=model, output_name=output_name
     )
-    return Exploration(tr, title or f"backward pass of {tr.output}", None)
+    text = str(derived) if derived is not None else None
+    return Exploration(tr, title or f"backward pass of {tr.output}", text)
 
 
-def _callers_name_for(t: Tensor) -> Optional[str]:
-    """The name the caller of :func:`explore` gave this tensor (its local variable), if exactly one."""
+def _derivation(output: Tensor, model: Any, names: Mapping[str, Tensor], output_name: str) -> Any:
+    """``cr.derive`` of the recorded graph in the page's names (None where derive cannot)."""
+    from .derive import derive
+
+    labels = {t: n for n, t in names.items()}
+    labels[output] = output_name
+    try:
+        return derive(output, module=model, names=labels)
+    except Exception:  # derive covers most of what the engine records; the page simply omits what it cannot
+        return None
+
+
+def _callers_tensors() -> dict[str, Tensor]:
+    """The tensors among the local variables of :func:`explore`'s caller, by name."""
     frame = inspect.currentframe()
     try:
         caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
         if caller is None:
-            return None
-        found = [k for k, v in caller.f_locals.items() if v is t and k.isidentifier() and not k.startswith("_")]
-        return found[0] if len(found) == 1 else None
+            return {}
+        return {
+            k: v
+            for k, v in caller.f_locals.items()
+            if isinstance(v, Tensor) and k.isidentifier() and not k.startswith("_")
+        }
     finally:
         del frame
