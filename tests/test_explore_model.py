@@ -44,14 +44,12 @@ def test_the_notebook_view_is_a_sandboxed_offline_frame():
 
 
 def test_the_page_carries_the_matrix_form_in_the_same_names():
-    model, _, _, loss = _model_and_loss()
-    logits = loss  # (a caller variable naming the output: the page calls it what the code calls it)
-    ex = cr.explore(loss, model=model)
-    assert ex.trace.output == "logits" and ex.derive_text is not None
+    model, _, _, total = _model_and_loss()  # the page calls the output what this code calls it
+    ex = cr.explore(total, model=model)
+    assert ex.trace.output == "total" and ex.derive_text is not None
     assert "d0.weight = " in ex.derive_text and "checked against central differences" in ex.derive_text
     labels = {s.label for s in ex.trace.steps}
     assert "logprobs" in labels and "logprobs = log_softmax" in ex.derive_text  # one name for one value
-    del logits
 
 
 def test_explore_refuses_what_is_not_a_tensor():
