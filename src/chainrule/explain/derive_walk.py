@@ -14,9 +14,10 @@ from ..graph import node_of
 from ..tensor import Tensor
 from ..walk import Backprop
 from ..walk import walk as backward_walk
+from . import derive_claims as C
 from .derive_jacobian import structure
 from .derive_records import Jacobian, Line
-from .derive_steps import Step, operand_text
+from .derive_steps import Step, collecting, done, formula, operand_text
 from .parse import Program
 
 AUTO_NAME_SIZE = 12  # an unnamed value whose formula is bigger than this gets a name (u1, u2, ...)
@@ -42,6 +43,7 @@ class _Walk:
         self.names = names
         self.cache: dict[int, Any] = {}
         self.generic = generic  # sin nodes stand for the generic f
+        self.values: dict[str, Any] = {}  # name -> value at the recorded point (forward and gradients), for claims
 
     def fwd(self, t: Any, expand: bool = False) -> Any:
         """The forward value as a formula: named values are variables, others are expanded (and shared)."""
@@ -106,6 +108,12 @@ class _Backward(Backprop):
     def emit(self, t: Any, g: Any) -> None:
         name = self.names[id(t)]
         line = _line("d" + name, g, t.shape)
+        self.walk.values[name] = np.asarray(t.data, dtype=np.float64)
+        try:
+            with np.errstate(all="ignore"):
+                self.walk.values["d" + name] = np.asarray(S.evaluate(line.formula, self.walk.values), dtype=np.float64)
+        except (KeyError, ValueError, TypeError):  # (a step that needs it cannot be checked: its check says so)
+            pass
         line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []), self.edges)
         self.backward.append(line)
         if name in self.prog.inputs or name in self.env:
@@ -213,6 +221,11 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
             names[id(t)] = f"u{auto}"
             walk.cache.pop(id(t), None)
     walk.cache.clear()
+    for t in order:
+        if id(t) in names:
+            walk.values[names[id(t)]] = np.asarray(t.data, dtype=np.float64)
+    for n in prog.inputs:
+        walk.values[n] = np.asarray(env[n].data, dtype=np.float64)
 
     remaining: dict[int, int] = {}
     for t in order:
@@ -220,9 +233,13 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
             if x is not None and x._node is None and id(x) in live:
                 remaining[id(x)] = remaining.get(id(x), 0) + 1
     recorder = _Backward(prog, env, names, walk, live, remaining, auto)
-    reached = backward_walk([out_t], [S.const(1.0, out_t.shape)], True, recorder)  # the engine's walk, on symbols
-    leaf_grads = {id(leaf): g for leaf, g in reached}
-    recorder.flush(lambda leaf: leaf_grads[id(leaf)])
+    token = collecting()  # (the steps' formulas stay symbolic until both derivations exist)
+    try:
+        reached = backward_walk([out_t], [S.const(1.0, out_t.shape)], True, recorder)  # the engine's walk, on symbols
+        leaf_grads = {id(leaf): g for leaf, g in reached}
+        recorder.flush(lambda leaf: leaf_grads[id(leaf)])
+    finally:
+        done(token)
     backward, jacobians, targets = recorder.backward, recorder.jacobians, recorder.targets
     seed_shape = out_t.shape
     forward = [
@@ -254,19 +271,44 @@ def _inline_steps(backward: list[Line], constants: tuple) -> None:
         used = sorted({by_name[n.name].name for n in S.nodes(ln.formula) if id(n) in mapping})
         if S.tree_size(inline) > S.tree_size(ln.formula) + 2:
             continue
-        subs = ", ".join(f"{n} = {S.render(by_name[n].formula)}" for n in used)
-        ln.steps.append(Step(f"= {S.render(inline)}", f"substituting {subs}"))
-        labels = {}
+        subs = ", ".join(f"{n} = {formula(by_name[n].formula)}" for n in used)
+        last = ln.steps[-1].claim if ln.steps else None
+        env = getattr(last, "env", {})
+        if isinstance(last, C.Product):  # the substituted formula against the same Jᵀ g (central differences)
+            claim: Any = C.Product(lambda values, f=inline: np.asarray(S.evaluate(f, values)), last.edges, env)
+        else:
+            claim = C.Same(inline, ln.formula, tuple(ln.shape), env)
+        ln.steps.append(Step(f"= {formula(inline)}", f"substituting {subs}", claim))
+        labels, scaled = {}, {}
         for node in S.nodes(inline):
             if node.op == "sum" and isinstance(node.args[0], S.Sym) and node.args[0].op == "var":
                 if node.args[0].name in constants:
                     labels[id(node)] = S.const(1.0, node.shape)
+                    scaled[node.args[0].name] = node.params[0]
         if labels:
             one_hot = S.simplify(S.substitute(inline, labels))
             names = ", ".join(sorted({S.render(n) for n in S.nodes(inline) if id(n) in labels}))
+            condition = C.Same(one_hot, inline, tuple(ln.shape), env, change=_normalized(scaled), kind="condition")
             ln.steps.append(
-                Step(f"= {S.render(one_hot)}", f"if {names} = 1 (one-hot labels, or probabilities that sum to 1)")
+                Step(
+                    f"= {formula(one_hot)}",
+                    f"if {names} = 1 (one-hot labels, or probabilities that sum to 1)",
+                    condition,
+                )
             )
+
+
+def _normalized(scaled: dict) -> Callable[[dict], dict]:
+    """The values with each named label rescaled so that its sum over the given axes is 1 (the step's condition)."""
+
+    def change(values: dict) -> dict:
+        out = dict(values)
+        for name, axes in scaled.items():
+            y = np.abs(np.asarray(values[name], dtype=np.float64)) + 0.1
+            out[name] = y / np.sum(y, axis=axes, keepdims=True)
+        return out
+
+    return change
 
 
 def _line(name: str, formula: Any, shape: tuple[int, ...]) -> Line:
@@ -279,3 +321,22 @@ def _steps(walk: _Walk, t: Any, line: Line, edges: list[tuple], edges_of: dict) 
     from .derive_steps import steps_for
 
     return steps_for(walk, t, line, edges, edges_of)
+
+
+def finish_steps(first: list[Line], second: list[Line], constants: tuple, sizes: tuple, dims: tuple) -> Any:
+    """Both runs' substitution steps added, then every step written out and paired with its twin
+    (:func:`.derive_stepcheck.finish`)."""
+    from .derive_stepcheck import finish
+
+    for lines, d in zip((first, second), dims):
+        with S.dims_context(d):
+            _inline_steps(lines, constants)
+    return finish(first, second, sizes, dims)
+
+
+def tame_steps(derive_again: Callable[[], list[Line]], constants: tuple, dims: Any) -> list[Line]:
+    """The backward lines (with their steps' claims) of another run, for steps the two runs could not check."""
+    lines = derive_again()
+    with S.dims_context(dims):
+        _inline_steps(lines, constants)
+    return lines
