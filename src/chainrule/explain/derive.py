@@ -269,7 +269,8 @@ def _steps_checked(check: Optional[CheckResult]) -> str:
         return ""
     if not steps.ok:
         return f"; {len(steps.failures)} FALSE or unchecked"
-    return f"; each formula checked numerically: {steps.checked} lines, max relative error {steps.max_error:.1e}"
+    left = f" ({len(steps.unchecked)} over the check's work budget, not checked)" if steps.unchecked else ""
+    return f"; each formula checked numerically: {steps.checked} lines{left}, max relative error {steps.max_error:.1e}"
 
 
 STEPS_LEGEND = (
@@ -538,7 +539,13 @@ def _derive_at(prog: Program, shapes: Mapping[str, tuple], constants: tuple, dra
     for name in prog.inputs:
         shp = shapes[name]
         # the first run at standard normal values, the second at positive ones, a third (steps only) at small ones
-        raw = rng.standard_normal(shp) if draw == 0 else rng.uniform(0.5, 1.5, shp) if draw == 1 else rng.uniform(0.1, 0.4, shp)
+        raw = (
+            rng.standard_normal(shp)
+            if draw == 0
+            else rng.uniform(0.5, 1.5, shp)
+            if draw == 1
+            else rng.uniform(0.1, 0.4, shp)
+        )
         # every input is recorded (so formulas of constants, such as 1 − y, are kept); gradients skip constants
         env[name] = tensor(raw if shp else float(raw), requires_grad=True)
     with np.errstate(all="ignore"), keep_values():  # values only record the graph; overflow is harmless here

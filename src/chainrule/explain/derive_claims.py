@@ -25,10 +25,11 @@ import numpy as np
 
 from .. import symbolic as S
 
-H = 1e-6  # central-difference step
+H = 1e-3  # central-difference step, relative to each entry; two steps, extrapolated (Richardson): error ~ H⁴
 TOLERANCE = 1e-5  # the largest relative error a true step shows (central differences are good to about 1e-8)
 MAX_COLUMNS = 120  # columns of one local Jacobian compared at most (the rest: one random direction)
-WORK = 4_000_000  # elements recomputed by the probes of one claim, about
+WORK = 4_000_000  # elements recomputed by the probes of one claim, about (the step check shares a total)
+TOTAL_WORK = 40_000_000  # elements recomputed by all claims of one derivation, about
 
 
 @dataclass
@@ -58,15 +59,18 @@ class Edge:
         return np.broadcast_to(np.asarray(out, dtype=np.float64), self.out_shape).reshape(-1)
 
     def scale(self) -> np.ndarray:
-        """Each entry's own scale (its size, at least 1e-3): steps relative to it lose nothing to rounding."""
+        """Each entry's own scale (its size, at least 1e-6): a step relative to it is small for a small entry
+        (log near 0) and loses nothing to rounding for a large one."""
         x = np.asarray(self.operands[self.roles[0]], dtype=np.float64)
-        return np.maximum(np.abs(x).reshape(-1), 1e-3)
+        return np.maximum(np.abs(x).reshape(-1), 1e-6)
 
     def jvp(self, v: np.ndarray) -> np.ndarray:
         """``J v`` by central differences (``v`` flat, the operand's size; scale it with :meth:`scale`)."""
         x = np.asarray(self.operands[self.roles[0]], dtype=np.float64)
         step = H * v.reshape(x.shape)
-        return (self.output(x + step) - self.output(x - step)) / (2 * H)
+        wide = (self.output(x + step) - self.output(x - step)) / (2 * H)
+        narrow = (self.output(x + step / 2) - self.output(x - step / 2)) / H
+        return (4 * narrow - wide) / 3
 
     def column(self, j: int) -> np.ndarray:
         e = np.zeros(math.prod(self.in_shape))
@@ -94,16 +98,23 @@ class Claim:
     kind = "claim"
     env: dict
 
-    def check(self, rng: np.random.Generator) -> float:
+    def size(self) -> int:
+        """Elements one probe of this claim touches (its operand and its output), for the work budget."""
+        edges = getattr(self, "edges", None) or ([self.edge] if hasattr(self, "edge") else [])
+        if not edges:
+            return math.prod(getattr(self, "shape", ()))
+        return sum(math.prod(e.in_shape) + math.prod(e.out_shape) for e in edges)
+
+    def check(self, rng: np.random.Generator, work: int = WORK) -> float:
         raise NotImplementedError
 
 
-def _probes(n_in: int, n_out: int, rng: np.random.Generator) -> tuple[list[int], bool]:
+def _probes(n_in: int, n_out: int, rng: np.random.Generator, work: int) -> tuple[list[int], bool]:
     """Which columns to build (all where affordable), and whether to add a random direction."""
-    affordable = max(3, WORK // max(1, 2 * (n_out + n_in)))  # a column: two forwards on a copy of the operand
+    affordable = work // max(1, 4 * (n_out + n_in))  # a column: four forwards on copies of the operand
     if n_in <= min(MAX_COLUMNS, affordable):
         return list(range(n_in)), False
-    k = min(MAX_COLUMNS, affordable, n_in)
+    k = max(1, min(MAX_COLUMNS, affordable, n_in))
     return sorted(rng.choice(n_in, size=k, replace=False).tolist()), True
 
 
@@ -126,17 +137,19 @@ class Product(Claim):
     env: dict = field(default_factory=dict, repr=False)
     kind: str = "vector-Jacobian product"
 
-    def check(self, rng: np.random.Generator) -> float:
+    def check(self, rng: np.random.Generator, work: int = WORK) -> float:
         shape = self.edges[0].in_shape
         n_in = math.prod(shape)
         said = np.broadcast_to(np.asarray(self.said(self.env), dtype=np.float64), shape).reshape(-1)
-        cols, direction = _probes(n_in, max(math.prod(e.out_shape) for e in self.edges), rng)
+        cols, direction = _probes(n_in, sum(math.prod(e.out_shape) for e in self.edges), rng, work)
         ups = [value(e.upstream, self.env, e.out_shape).reshape(-1) for e in self.edges]
         ref = np.array([sum(float(u @ e.column(j)) for e, u in zip(self.edges, ups)) for j in cols])
         errors = [_error(said[cols], ref)]
         if direction:
             v = self.edges[0].direction(rng)
-            errors.append(_error(np.array([said @ v]), np.array([sum(float(u @ e.jvp(v)) for e, u in zip(self.edges, ups))])))
+            errors.append(
+                _error(np.array([said @ v]), np.array([sum(float(u @ e.jvp(v)) for e, u in zip(self.edges, ups))]))
+            )
         return _worst(errors)
 
 
@@ -156,9 +169,9 @@ class Matrix(Claim):
     full_by_columns: Optional[Callable[[dict], np.ndarray]] = None
     kind: str = "local Jacobian"
 
-    def check(self, rng: np.random.Generator) -> float:
+    def check(self, rng: np.random.Generator, work: int = WORK) -> float:
         n_in = math.prod(self.edge.in_shape)
-        cols, direction = _probes(n_in, math.prod(self.edge.out_shape), rng)
+        cols, direction = _probes(n_in, math.prod(self.edge.out_shape), rng, work)
         if n_in * len(cols) <= 2_000_000:
             eye = np.zeros((n_in, len(cols)))
             eye[cols, range(len(cols))] = 1.0
@@ -193,9 +206,9 @@ class Pattern(Claim):
     env: dict = field(default_factory=dict, repr=False)
     kind: str = "structure"
 
-    def check(self, rng: np.random.Generator) -> float:
+    def check(self, rng: np.random.Generator, work: int = WORK) -> float:
         n_in = math.prod(self.edge.in_shape)
-        cols, _ = _probes(n_in, math.prod(self.edge.out_shape), rng)
+        cols, _ = _probes(n_in, math.prod(self.edge.out_shape), rng, work)
         ref = np.stack([self.edge.column(j) for j in cols], axis=1)
         if not np.all(np.isfinite(ref)):
             return float("nan")
@@ -214,7 +227,7 @@ class Same(Claim):
     change: Optional[Callable[[dict], dict]] = None
     kind: str = "substitution"
 
-    def check(self, rng: np.random.Generator) -> float:
+    def check(self, rng: np.random.Generator, work: int = WORK) -> float:
         env = self.change(self.env) if self.change is not None else self.env
         ref = self.ref(env) if callable(self.ref) else value(self.ref, env, self.shape)
         return _error(value(self.said, env, self.shape), np.broadcast_to(ref, self.shape))

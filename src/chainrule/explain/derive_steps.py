@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import symbolic as S
 from . import derive_claims as C
-from .derive_jacobian import structure
+from .derive_jacobian import is_elementwise, structure
 
 _MARK = re.compile("\x01(\\d+)\x01")
 _REGISTRY: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("derive_step_formulas", default=None)
@@ -166,8 +166,11 @@ class Chain(C.Claim):
     claims: list
     kind: str = "index form"
 
-    def check(self, rng: np.random.Generator) -> float:
-        errors = [c.check(rng) for c in self.claims]
+    def size(self) -> int:
+        return sum(c.size() for c in self.claims)
+
+    def check(self, rng: np.random.Generator, work: int = C.WORK) -> float:
+        errors = [c.check(rng, work // max(1, len(self.claims))) for c in self.claims]
         finite = [e for e in errors if not math.isnan(e)]
         return max(finite) if finite else float("nan")
 
@@ -201,6 +204,16 @@ def steps_for(
         total = term if total is None else total + term
     final = line.formula if line is not None else total
     out: list[Step] = []
+    if xn in getattr(walk, "auto_names", ()):  # say which of the program's subterms the name stands for
+        written = S.program_text(walk.fwd(x, expand=True))
+        defined = C.Same(S.var(xn, shape), walk.fwd(x, expand=True), shape, walk.values, kind="definition")
+        out.append(
+            Step(
+                f"{xn} = {S.render(S.simplify(walk.fwd(x, expand=True)))}",
+                f"{xn} is the program's {written}, named because the equations use it more than once",
+                defined,
+            )
+        )
     all_edges = []
     for t, roles, g, term in groups:
         if edges_of is not None and id(t) not in walk.names and edges_of.get(id(t)) and not _is_name(g):
@@ -280,7 +293,9 @@ def _edge_steps(
     dx = "d" + xn
     shapes = tuple(y.shape if y is not None else () for y in view.inputs)
     in_shape, out_shape = tuple(x.shape), tuple(t.shape)
-    st = structure(prim, role, in_shape, out_shape, view.params, shapes, tuple(operand_text(walk, y) for y in view.inputs))
+    st = structure(
+        prim, role, in_shape, out_shape, view.params, shapes, tuple(operand_text(walk, y) for y in view.inputs)
+    )
     env = walk.values
     label = f"  [path {yn}]" if many else ""
     result = formula(term)
@@ -303,9 +318,15 @@ def _edge_steps(
         )
     ]
     n_out, n_in = math.prod(out_shape), math.prod(in_shape)
-    size = f"{_sh(out_shape)} output, {_sh(in_shape)} input: J would be {_count(out_shape, n_out)}×{_count(in_shape, n_in)}"
+    size = (
+        f"{_sh(out_shape)} output, {_sh(in_shape)} input: "
+        f"J would be {_count(out_shape, n_out)}×{_count(in_shape, n_in)}"
+    )
     small = n_out * n_in <= 250_000
-    if len(roles) > 1 or st.kind in ("diagonal", "stack of diagonals"):
+    if len(roles) > 1 and not is_elementwise(prim):  # (x @ x: one value as both factors of a product)
+        steps.append(Step(f"∂{yn}/∂{xn} is the sum of its partials as each operand (both uses of {xn})", ""))
+        steps.append(Step(f"⇒ {result}", "the product rule: one term per use, added", vjp))
+    elif len(roles) > 1 or st.kind in ("diagonal", "stack of diagonals"):
         local = None
         for r in roles:  # every use of x in this one operation (q * q: q and q)
             piece = walk.rule(t, r, S.const(1.0, out_shape), walk.fwd(t))
@@ -317,7 +338,9 @@ def _edge_steps(
 
         full = (lambda env, lv=local_value: np.diag(lv) @ C.broadcast_matrix(in_shape, out_shape)) if small else None
         broadcast = out_shape != in_shape
-        copies = f" R, R the stack of {_copies(in_shape, out_shape)} identities that broadcasting makes" if broadcast else ""
+        copies = (
+            f" R, R the stack of {_copies(in_shape, out_shape)} identities that broadcasting makes" if broadcast else ""
+        )
         uses = f" (both uses of {xn} together)" if len(roles) > 1 else ""
         steps.append(
             Step(
@@ -350,7 +373,8 @@ def _edge_steps(
             steps.append(Step(f"⇒ {result}", "the adjoint of a copy is a sum: Jᵀ adds up the copies' gradients", vjp))
         else:
             what = "keeps the order of the entries" if prim == "reshape" else "passes its operand through"
-            steps.append(Step(f"∂{yn}/∂{wrt} = {sgn}I", f"the operation {what}", claim))
+            unit = f"{sgn}1" if n_out == n_in == 1 else f"{sgn}I"  # (one number: ∂L/∂u = −1, not −I)
+            steps.append(Step(f"∂{yn}/∂{wrt} = {unit}", f"the operation {what}", claim))
             steps.append(Step(f"⇒ {result}", "the identity's product is the gradient itself", vjp))
     elif prim == "matmul":
         steps += _matmul_steps(walk, view, x, xn, t, role, dy, st, result, edge, vjp)
@@ -487,8 +511,7 @@ def _matmul_steps(
         else:
             fwd = f"{yn}_kb = Σ_j {xn}_kj {rn}_jb"
             index = (
-                f"{dx}_ij = Σ_k Σ_b {dy}_kb ∂{yn}_kb/∂{xn}_ij = Σ_k Σ_b {dy}_kb [k = i] {rn}_jb"
-                f" = Σ_b {dy}_ib {rn}_jb"
+                f"{dx}_ij = Σ_k Σ_b {dy}_kb ∂{yn}_kb/∂{xn}_ij = Σ_k Σ_b {dy}_kb [k = i] {rn}_jb = Σ_b {dy}_ib {rn}_jb"
             )
             why_index = "only k = i survives"
             why = f"{_sh(t.shape)} times {_sh(rs[::-1])}: a sum of outer products over the {S.dim_text(rs[1])} columns"
@@ -546,7 +569,17 @@ def _slices(a: np.ndarray, axes: Optional[tuple[int, ...]]) -> tuple[np.ndarray,
 
 
 def _softmax_steps(
-    walk: Any, view: Any, xn: str, yn: str, wrt: str, dx: str, dy: str, st: Any, result: str, edge: C.Edge, vjp: Any,
+    walk: Any,
+    view: Any,
+    xn: str,
+    yn: str,
+    wrt: str,
+    dx: str,
+    dy: str,
+    st: Any,
+    result: str,
+    edge: C.Edge,
+    vjp: Any,
     prim: str,
 ) -> list:
     log = prim == "log_softmax"

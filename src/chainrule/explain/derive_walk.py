@@ -43,6 +43,7 @@ class _Walk:
         self.names = names
         self.cache: dict[int, Any] = {}
         self.generic = generic  # sin nodes stand for the generic f
+        self.auto_names: set[str] = set()  # names derive gave to the program's subterms (u1, u2, ...)
         self.values: dict[str, Any] = {}  # name -> value at the recorded point (forward and gradients), for claims
 
     def fwd(self, t: Any, expand: bool = False) -> Any:
@@ -134,6 +135,7 @@ class _Backward(Backprop):
         if key not in names and fan > 1 and S.tree_size(S.simplify(g), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE:
             self.auto += 1  # a big gradient about to be copied into several terms: give the value (and it) a name
             names[key] = f"u{self.auto}"
+            self.walk.auto_names.add(names[key])
             self.walk.cache.clear()
         if key in names:
             self.flush()
@@ -219,6 +221,7 @@ def _symbolic(prog: Program, env: dict, names: dict[int, str], constants: tuple)
         if big or repeats:
             auto += 1
             names[id(t)] = f"u{auto}"
+            walk.auto_names.add(names[id(t)])
             walk.cache.pop(id(t), None)
     walk.cache.clear()
     for t in order:
