@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import symbolic as S
 
+EPS = float(np.finfo(np.float64).eps)
 H = 1e-3  # central-difference step, relative to each entry; two steps, extrapolated (Richardson): error ~ H⁴
 TOLERANCE = 1e-5  # the largest relative error a true step shows (central differences are good to about 1e-8)
 MAX_COLUMNS = 120  # columns of one local Jacobian compared at most (the rest: one random direction)
@@ -62,21 +63,38 @@ class Edge:
         """Each entry's own scale (its size, at least 1e-6): a step relative to it is small for a small entry
         (log near 0) and loses nothing to rounding for a large one."""
         x = np.asarray(self.operands[self.roles[0]], dtype=np.float64)
-        return np.maximum(np.abs(x).reshape(-1), 1e-6)
+        size = np.abs(x).reshape(-1)
+        return np.where(np.isfinite(size), np.maximum(size, 1e-6), 1.0)  # (an overflowed entry: its probe is NaN)
 
-    def jvp(self, v: np.ndarray) -> np.ndarray:
-        """``J v`` by central differences (``v`` flat, the operand's size; scale it with :meth:`scale`)."""
+    def jvp(self, v: np.ndarray, rungs: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """``J v`` by central differences, with a bound on its rounding error: ``(estimate, noise)``.
+
+        Two steps extrapolated (Richardson).  Where rounding in the output (a big sum) could hide the
+        difference, the step grows tenfold, up to ``rungs`` times; what rounding still allows is ``noise``."""
         x = np.asarray(self.operands[self.roles[0]], dtype=np.float64)
         step = H * v.reshape(x.shape)
-        wide = (self.output(x + step) - self.output(x - step)) / (2 * H)
-        narrow = (self.output(x + step / 2) - self.output(x - step / 2)) / H
-        return (4 * narrow - wide) / 3
+        factor = 1.0
+        for _ in range(max(1, rungs)):
+            a, b = self.output(x + step), self.output(x - step)
+            c, d = self.output(x + step / 2), self.output(x - step / 2)
+            est = (4 * (c - d) / H - (a - b) / (2 * H)) / 3 / factor
+            noise = 4 * EPS * (np.abs(a) + np.abs(b) + np.abs(c) + np.abs(d)) / H / factor
+            finite = np.isfinite(est) & np.isfinite(noise)
+            size = float(np.max(np.abs(est[finite]))) if np.any(finite) else 0.0
+            if np.all(noise[finite] <= 1e-8 * max(size, 1e-3 * float(np.max(np.abs(v))) * factor)):
+                break
+            step, factor = step * 10, factor * 10
+        return est, noise
 
-    def column(self, j: int) -> np.ndarray:
+    def column(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column ``j`` of the Jacobian, and its rounding bound (steps grow from the entry's own size)."""
         e = np.zeros(math.prod(self.in_shape))
-        s = float(self.scale()[j])
+        scale = self.scale()
+        s = float(scale[j])
         e[j] = s
-        return self.jvp(e) / s
+        top = max(float(np.max(scale)), 1.0) * 10
+        est, noise = self.jvp(e, rungs=max(1, int(math.ceil(math.log10(top / s))) + 1))
+        return est / s, noise / s
 
     def direction(self, rng: np.random.Generator) -> np.ndarray:
         """A random direction moving every entry, each by its own scale, signs at random."""
@@ -118,13 +136,19 @@ def _probes(n_in: int, n_out: int, rng: np.random.Generator, work: int) -> tuple
     return sorted(rng.choice(n_in, size=k, replace=False).tolist()), True
 
 
-def _error(said: np.ndarray, ref: np.ndarray) -> float:
+def _error(said: np.ndarray, ref: np.ndarray, noise: Any = 0.0) -> float:
+    """The largest difference beyond what rounding allows, relative to the values' size; entries that rounding
+    leaves undecided (or not finite) are left out, NaN where none is left."""
     said, ref = np.asarray(said, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    ok = np.isfinite(said) & np.isfinite(ref)
+    noise = np.broadcast_to(np.asarray(noise, dtype=np.float64), ref.shape)
+    ok = np.isfinite(said) & np.isfinite(ref) & np.isfinite(noise)
     if not np.any(ok):
         return float("nan")
-    diff = float(np.max(np.abs(said[ok] - ref[ok])))
     scale = max(float(np.max(np.abs(ref[ok]))), float(np.max(np.abs(said[ok]))), 1e-3)
+    ok &= noise <= 1e-3 * scale
+    if not np.any(ok):
+        return float("nan")
+    diff = float(np.max(np.maximum(np.abs(said[ok] - ref[ok]) - noise[ok], 0.0)))
     return diff / scale
 
 
@@ -143,13 +167,16 @@ class Product(Claim):
         said = np.broadcast_to(np.asarray(self.said(self.env), dtype=np.float64), shape).reshape(-1)
         cols, direction = _probes(n_in, sum(math.prod(e.out_shape) for e in self.edges), rng, work)
         ups = [value(e.upstream, self.env, e.out_shape).reshape(-1) for e in self.edges]
-        ref = np.array([sum(float(u @ e.column(j)) for e, u in zip(self.edges, ups)) for j in cols])
-        errors = [_error(said[cols], ref)]
+        ref, noise = np.zeros(len(cols)), np.zeros(len(cols))
+        for e, u in zip(self.edges, ups):
+            for k, j in enumerate(cols):
+                col, bound = e.column(j)
+                ref[k] += float(u @ col)
+                noise[k] += float(np.abs(u) @ bound)
+        errors = [_error(said[cols], ref, noise)]
         if direction:
             v = self.edges[0].direction(rng)
-            errors.append(
-                _error(np.array([said @ v]), np.array([sum(float(u @ e.jvp(v)) for e, u in zip(self.edges, ups))]))
-            )
+            errors.append(_error(np.array([said @ v]), *_along(v, self.edges, ups)))
         return _worst(errors)
 
 
@@ -183,17 +210,20 @@ class Matrix(Claim):
                 e[j, 0] = 1.0
                 parts.append(np.asarray(self.apply(self.env, e), dtype=np.float64)[:, 0])
             said = np.stack(parts, axis=1)
-        ref = np.stack([self.edge.column(j) for j in cols], axis=1)
-        errors = [_error(said, ref)]
+        probes = [self.edge.column(j) for j in cols]
+        ref = np.stack([c for c, _ in probes], axis=1)
+        bound = np.stack([b for _, b in probes], axis=1)
+        errors = [_error(said, ref, bound)]
         if direction:
             v = self.edge.direction(rng)
-            errors.append(_error(self.apply(self.env, v[:, None])[:, 0], self.edge.jvp(v)))
+            errors.append(_error(self.apply(self.env, v[:, None])[:, 0], *self.edge.jvp(v)))
         elif self.full is not None:
-            errors.append(_error(self.full(self.env), ref))
+            errors.append(_error(self.full(self.env), ref, bound))
             if self.full_by_columns is not None:
                 out_f = _column_order(self.edge.out_shape)
                 in_f = _column_order(self.edge.in_shape)
-                errors.append(_error(self.full_by_columns(self.env), ref[np.ix_(out_f, in_f)]))
+                cells = np.ix_(out_f, in_f)
+                errors.append(_error(self.full_by_columns(self.env), ref[cells], bound[cells]))
         return _worst(errors)
 
 
@@ -209,7 +239,7 @@ class Pattern(Claim):
     def check(self, rng: np.random.Generator, work: int = WORK) -> float:
         n_in = math.prod(self.edge.in_shape)
         cols, _ = _probes(n_in, math.prod(self.edge.out_shape), rng, work)
-        ref = np.stack([self.edge.column(j) for j in cols], axis=1)
+        ref = np.stack([self.edge.column(j)[0] for j in cols], axis=1)
         if not np.all(np.isfinite(ref)):
             return float("nan")
         return 0.0 if self.holds(ref) else 1.0
@@ -231,6 +261,16 @@ class Same(Claim):
         env = self.change(self.env) if self.change is not None else self.env
         ref = self.ref(env) if callable(self.ref) else value(self.ref, env, self.shape)
         return _error(value(self.said, env, self.shape), np.broadcast_to(ref, self.shape))
+
+
+def _along(v: np.ndarray, edges: list[Edge], ups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``Σ gᵀ (J v)`` over the edges, and its rounding bound."""
+    total, noise = 0.0, 0.0
+    for e, u in zip(edges, ups):
+        est, bound = e.jvp(v)
+        total += float(u @ est)
+        noise += float(np.abs(u) @ bound)
+    return np.array([total]), np.array([noise])
 
 
 def _worst(errors: list[float]) -> float:
