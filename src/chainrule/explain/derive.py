@@ -270,7 +270,10 @@ def _steps_checked(check: Optional[CheckResult]) -> str:
     if not steps.ok:
         return f"; {len(steps.failures)} FALSE or unchecked"
     left = f" ({len(steps.unchecked)} over the check's work budget, not checked)" if steps.unchecked else ""
-    return f"; each formula checked numerically: {steps.checked} lines{left}, max relative error {steps.max_error:.1e}"
+    return (
+        f"; each formula checked numerically: {steps.checked} lines{left}, "
+        f"max relative error beyond rounding {steps.max_error:.1e}"
+    )
 
 
 STEPS_LEGEND = (
