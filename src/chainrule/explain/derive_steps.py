@@ -323,7 +323,9 @@ def _edge_steps(
         f"J would be {_count(out_shape, n_out)}×{_count(in_shape, n_in)}"
     )
     small = n_out * n_in <= 250_000
-    if len(roles) > 1 and not is_elementwise(prim):  # (x @ x: one value as both factors of a product)
+    if len(roles) > 1 and not (
+        is_elementwise(prim) or prim in ("add", "sub")
+    ):  # (x @ x: one value as both factors of a product)
         steps.append(Step(f"∂{yn}/∂{xn} is the sum of its partials as each operand (both uses of {xn})", ""))
         steps.append(Step(f"⇒ {result}", "the product rule: one term per use, added", vjp))
     elif len(roles) > 1 or st.kind in ("diagonal", "stack of diagonals"):
