@@ -333,12 +333,12 @@ def _edge_steps(
         for r in roles:  # every use of x in this one operation (q * q: q and q)
             piece = walk.rule(t, r, S.const(1.0, out_shape), walk.fwd(t))
             local = piece if local is None else local + piece
-        local_value = C.value(local, env, out_shape).reshape(-1) if _evaluable(local, env) else None
+        local_value = _once(lambda: C.value(local, env, out_shape).reshape(-1))  # (evaluated when checked)
 
         def apply(env: dict, V: np.ndarray, lv: Any = local_value) -> np.ndarray:
-            return lv[:, None] * _bcast(V, in_shape, out_shape)
+            return lv()[:, None] * _bcast(V, in_shape, out_shape)
 
-        full = (lambda env, lv=local_value: np.diag(lv) @ C.broadcast_matrix(in_shape, out_shape)) if small else None
+        full = (lambda env, lv=local_value: np.diag(lv()) @ C.broadcast_matrix(in_shape, out_shape)) if small else None
         broadcast = out_shape != in_shape
         copies = (
             f" R, R the stack of {_copies(in_shape, out_shape)} identities that broadcasting makes" if broadcast else ""
@@ -348,7 +348,7 @@ def _edge_steps(
             Step(
                 f"∂{yn}/∂{wrt} = diag({formula(local)}){' R' if broadcast else ''}",
                 f"elementwise: entry k of {yn} depends only on entry k of {xn}{uses}{copies}",
-                C.Matrix(apply, edge, env, full) if local_value is not None else None,
+                C.Matrix(apply, edge, env, full),
             )
         )
         extra = ", then summed over the broadcast axes" if broadcast else ""
@@ -382,12 +382,16 @@ def _edge_steps(
         steps += _matmul_steps(walk, view, x, xn, t, role, dy, st, result, edge, vjp)
     elif prim == "logsumexp":
         axes = _axes(view.params, len(in_shape))
-        xv = np.asarray(edge.operands[role], dtype=np.float64)
-        keep = np.max(xv, axis=axes, keepdims=True)
-        soft = np.exp(xv - keep) / np.sum(np.exp(xv - keep), axis=axes, keepdims=True)  # each slice's softmax
 
-        def apply(env: dict, V: np.ndarray, sm: np.ndarray = soft, axes: Any = axes) -> np.ndarray:
-            return _reduce(V * sm.reshape(-1, 1), in_shape, axes, 1.0)
+        def softmax_of_slices(xv: np.ndarray = edge.operands[role], axes: Any = axes) -> np.ndarray:
+            xv = np.asarray(xv, dtype=np.float64)
+            keep = np.max(xv, axis=axes, keepdims=True)
+            return np.exp(xv - keep) / np.sum(np.exp(xv - keep), axis=axes, keepdims=True)
+
+        soft = _once(softmax_of_slices)
+
+        def apply(env: dict, V: np.ndarray, axes: Any = axes) -> np.ndarray:
+            return _reduce(V * soft().reshape(-1, 1), in_shape, axes, 1.0)
 
         steps.append(
             Step(
@@ -436,12 +440,16 @@ def _edge_steps(
     return steps
 
 
-def _evaluable(sym: Any, env: dict) -> bool:
-    try:
-        S.evaluate(sym, env)
-    except (KeyError, ValueError, TypeError):
-        return False
-    return True
+def _once(make: Any) -> Any:
+    """``make()``, computed on the first call only (a claim's values cost nothing until it is checked)."""
+    box: list = []
+
+    def get() -> Any:
+        if not box:
+            box.append(make())
+        return box[0]
+
+    return get
 
 
 def _reduce(V: np.ndarray, in_shape: tuple, axes: Any, entry: float) -> np.ndarray:
@@ -585,16 +593,22 @@ def _softmax_steps(
     prim: str,
 ) -> list:
     log = prim == "log_softmax"
-    out = np.asarray(view.prim.fwd(*edge.operands, *edge.params), dtype=np.float64)
-    pv = np.exp(out) if log else out
-    axes = _axes(edge.params, pv.ndim)
+    shape = tuple(edge.out_shape)
+    axes = _axes(edge.params, len(shape))
     up = edge.upstream
-    shape = pv.shape
 
-    P, back = _slices(pv, axes)
-    small = pv.size <= 3000
+    def probabilities() -> tuple:
+        out = np.asarray(view.prim.fwd(*edge.operands, *edge.params), dtype=np.float64)
+        pv = np.exp(out) if log else out
+        return (pv, *_slices(pv, axes))
+
+    values = _once(probabilities)  # (computed when checked)
+    small = math.prod(shape) <= 3000
+    length = math.prod(shape[a] for a in (axes if axes is not None else range(len(shape))))
+    n_slices = math.prod(shape) // max(1, length)
 
     def apply(env: dict, V: np.ndarray) -> np.ndarray:
+        pv, P, back = values()
         if small:
             return C.softmax_blocks(pv, axes, log) @ V
         cols = []  # block by block: (diag(p) − p pᵀ) v or (I − 1 pᵀ) v on each slice
@@ -607,26 +621,36 @@ def _softmax_steps(
     def g(env: dict) -> np.ndarray:
         return _slices(C.value(up, env, shape), axes)[0]
 
-    eye_minus_p = np.eye(P.shape[1])[None, :, :] - P[:, None, :]  # [k = j] − p_j, per slice
+    def eye_minus_p() -> np.ndarray:  # [k = j] − p_j, per slice
+        P = values()[1]
+        return np.eye(P.shape[1])[None, :, :] - P[:, None, :]
+
+    def P() -> np.ndarray:
+        return values()[1]
+
+    def back(b: np.ndarray) -> np.ndarray:
+        return values()[2](b)
+
     if log:
         p = f"exp({yn})"
         index = f"{dx}_j = Σ_k {dy}_k ∂{yn}_k/∂{xn}_j = Σ_k {dy}_k ([k = j] − p_j),  p = {p}"
         final = f"= {dy}_j − p_j Σ_k {dy}_k"
         forms = [
-            lambda env: back(np.einsum("sk,skj->sj", g(env), eye_minus_p)),
-            lambda env: back(g(env) - P * np.sum(g(env), axis=1, keepdims=True)),
+            lambda env: back(np.einsum("sk,skj->sj", g(env), eye_minus_p())),
+            lambda env: back(g(env) - P() * np.sum(g(env), axis=1, keepdims=True)),
         ]
     else:
         p = yn
         index = f"{dx}_j = Σ_k {dy}_k ∂{yn}_k/∂{xn}_j = Σ_k {dy}_k {p}_k ([k = j] − {p}_j)"
         final = f"= {p}_j ({dy}_j − Σ_k {dy}_k {p}_k)"
         forms = [
-            lambda env: back(np.einsum("sk,sk,skj->sj", g(env), P, eye_minus_p)),
-            lambda env: back(P * (g(env) - np.sum(g(env) * P, axis=1, keepdims=True))),
+            lambda env: back(np.einsum("sk,sk,skj->sj", g(env), P(), eye_minus_p())),
+            lambda env: back(P() * (g(env) - np.sum(g(env) * P(), axis=1, keepdims=True))),
         ]
-    if P.shape[0] * P.shape[1] ** 2 > 4_000_000:
+    if n_slices * length**2 > 4_000_000:
         forms = forms[1:]  # (the [k = j] form would build every block)
-    jac = C.Matrix(apply, edge, walk.values, (lambda env: C.softmax_blocks(pv, axes, log)) if small else None)
+    full = (lambda env: C.softmax_blocks(values()[0], axes, log)) if small else None
+    jac = C.Matrix(apply, edge, walk.values, full)
     return [
         Step(f"∂{yn}/∂{wrt} = {st.description}", "each slice is normalized on its own", jac),
         Step(index + " " + final, "within one slice (k, j run over it)", _index_claim(walk, forms, edge, shape)),

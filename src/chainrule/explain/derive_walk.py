@@ -35,6 +35,23 @@ def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
     return id(out_t) in live
 
 
+class _Values(dict):
+    """The values claims are evaluated at: forward values as recorded, gradients computed from their equations
+    the first time a claim asks (so a derivation that is not checked computes none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.formulas: dict[str, Any] = {}
+
+    def __missing__(self, key: str) -> Any:
+        if key not in self.formulas:
+            raise KeyError(key)
+        with np.errstate(all="ignore"):
+            value = np.asarray(S.evaluate(self.formulas.pop(key), self), dtype=np.float64)
+        self[key] = value
+        return value
+
+
 class _Walk:
     """The symbolic backward walk over one recorded graph."""
 
@@ -44,7 +61,7 @@ class _Walk:
         self.cache: dict[int, Any] = {}
         self.generic = generic  # sin nodes stand for the generic f
         self.auto_names: set[str] = set()  # names derive gave to the program's subterms (u1, u2, ...)
-        self.values: dict[str, Any] = {}  # name -> value at the recorded point (forward and gradients), for claims
+        self.values = _Values()  # name -> value at the recorded point (forward and gradients), for claims
 
     def fwd(self, t: Any, expand: bool = False) -> Any:
         """The forward value as a formula: named values are variables, others are expanded (and shared)."""
@@ -110,11 +127,7 @@ class _Backward(Backprop):
         name = self.names[id(t)]
         line = _line("d" + name, g, t.shape)
         self.walk.values[name] = np.asarray(t.data, dtype=np.float64)
-        try:
-            with np.errstate(all="ignore"):
-                self.walk.values["d" + name] = np.asarray(S.evaluate(line.formula, self.walk.values), dtype=np.float64)
-        except (KeyError, ValueError, TypeError):  # (a step that needs it cannot be checked: its check says so)
-            pass
+        self.walk.values.formulas["d" + name] = line.formula  # (its value is computed when a claim needs it)
         line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []), self.edges)
         self.backward.append(line)
         if name in self.prog.inputs or name in self.env:
@@ -305,7 +318,9 @@ def _normalized(scaled: dict) -> Callable[[dict], dict]:
     """The values with each named label rescaled so that its sum over the given axes is 1 (the step's condition)."""
 
     def change(values: dict) -> dict:
-        out = dict(values)
+        out = _Values()
+        out.update(values)
+        out.formulas = dict(getattr(values, "formulas", {}))
         for name, axes in scaled.items():
             y = np.abs(np.asarray(values[name], dtype=np.float64)) + 0.1
             out[name] = y / np.sum(y, axis=axes, keepdims=True)
