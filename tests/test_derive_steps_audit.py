@@ -239,3 +239,48 @@ def test_a_planted_stand_in_size_in_a_step_fails_the_check(monkeypatch):
     monkeypatch.setattr(steps_mod, "_copies", lambda shape, target: str(int(np.prod(target)) // int(np.prod(shape))))
     d = _derive("z = W @ a + b; E = sum(tanh(z))", {"W": (4, 3), "a": (3, B), "b": (4, 1)}, ())
     assert not d.ok and any("at the other size" in f for f in d.check.steps.failures)
+
+
+def test_the_planted_false_step_is_marked_where_it_is_printed(monkeypatch):
+    _plant_wrong_local_derivative(monkeypatch)
+    d = _derive("z = W @ a + b; h = sigmoid(z); E = sum(h)", {"W": (4, 3), "a": (3, 1), "b": (4, 1)}, ())
+    (line,) = [ln for ln in d.steps_text().split("\n") if "∂h/∂z = diag(h)" in ln]
+    assert "✗ FALSE (relative error" in line
+    assert (
+        "✗" not in _derive("z = W @ a + b; E = sum(tanh(z))", {"W": (4, 3), "a": (3, 1), "b": (4, 1)}, ()).steps_text()
+    )
+
+
+def _matrix_claim(d, name, starts):
+    (st,) = [s for s in d.steps[name] if s.text.startswith(starts)]
+    return st.claim
+
+
+def test_the_named_matrices_agree_with_torchs_jacobians():
+    """The matrices the steps name, as the claims build them, against torch.autograd's Jacobians at the same
+    recorded values (a reference independent of chainrule and of central differences)."""
+    jac = torch.autograd.functional.jacobian
+    dense = _derive("z = W @ a + b; E = sum(tanh(z))", {"W": (4, 3), "a": (3, 2), "b": (4, 1)}, ())
+    kron = _matrix_claim(dense, "dW", "∂(W · a)/∂W = I_4 ⊗ aᵀ")
+    W, a = (torch.tensor(v) for v in kron.edge.operands)
+    J = jac(lambda w: w @ a, W).reshape(8, 12).numpy()
+    np.testing.assert_allclose(kron.full(kron.env), J, atol=1e-12)
+    J_by_columns = J[np.ix_(np.arange(8).reshape(4, 2).T.ravel(), np.arange(12).reshape(4, 3).T.ravel())]
+    np.testing.assert_allclose(kron.full_by_columns(kron.env), J_by_columns, atol=1e-12)
+
+    attn = _derive("a = softmax(s, axis=1); L = sum(a * a)", {"s": (3, 4)}, ())
+    soft = _matrix_claim(attn, "ds", "∂a/∂s = ")
+    s = torch.tensor(soft.edge.operands[0])
+    np.testing.assert_allclose(soft.full(soft.env), jac(lambda u: torch.softmax(u, 1), s).reshape(12, 12), atol=1e-12)
+
+    log = _derive("L = sum(log_softmax(s, axis=0) * y)", {"s": (4, 3), "y": (4, 3)}, ("y",))
+    logc = _matrix_claim(log, "ds", "∂u1/∂s = ")  # (u1: the program's log_softmax(s, axis=0), defined in du1)
+    assert log.steps["du1"][0].text == "u1 = log_softmax(s, axis=0)"
+    s = torch.tensor(logc.edge.operands[0])
+    want = jac(lambda u: torch.log_softmax(u, 0), s).reshape(12, 12)
+    np.testing.assert_allclose(logc.full(logc.env), want, atol=1e-12)
+
+    square = _derive("q = W @ x; f = sum(q * q)", {"W": (3, 2), "x": (2,)}, ())
+    diag = _matrix_claim(square, "dq", "∂(q ⊙ q)/∂q = diag(2 q)")
+    q = torch.tensor(diag.edge.operands[0])
+    np.testing.assert_allclose(diag.full(diag.env), jac(lambda u: u * u, q), atol=1e-12)

@@ -141,7 +141,7 @@ class Derivation:
                     continue
                 out.append(f"  {ln.name}  ({S.shape_text(ln.shape)}):")
                 for st in ln.steps:
-                    out.append(f"    {st.text}" + (f"      [{st.reason}]" if st.reason else ""))
+                    out.append(f"    {st.text}" + (f"      [{st.reason}]" if st.reason else "") + _false_mark(st))
         return "\n".join(out)
 
     def text(self, steps: bool = False) -> str:
@@ -260,6 +260,14 @@ class Derivation:
             parts.append(f"<details><summary>local Jacobians</summary><ul>{items}</ul></details>")
         parts.append("<p>" + "<br>".join(esc(t) for t in self.legend()) + "</p></div>")
         return "".join(parts)
+
+
+def _false_mark(step: Step) -> str:
+    """``  ✗ FALSE (relative error 4.2e-01)`` after a step its check found false."""
+    from .derive_claims import TOLERANCE
+
+    err = (step.check or {}).get("max_error")
+    return f"  ✗ FALSE (relative error {err:.1e})" if err is not None and err > TOLERANCE else ""
 
 
 def _steps_checked(check: Optional[CheckResult]) -> str:

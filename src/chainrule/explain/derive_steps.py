@@ -633,7 +633,7 @@ def _softmax_steps(
 
     if log:
         p = f"exp({yn})"
-        index = f"{dx}_j = Σ_k {dy}_k ∂{yn}_k/∂{xn}_j = Σ_k {dy}_k ([k = j] − p_j),  p = {p}"
+        index = f"{dx}_j = Σ_k {dy}_k ∂{yn}_k/∂{xn}_j = Σ_k {dy}_k ([k = j] − p_j)"
         final = f"= {dy}_j − p_j Σ_k {dy}_k"
         forms = [
             lambda env: back(np.einsum("sk,skj->sj", g(env), eye_minus_p())),
@@ -653,6 +653,10 @@ def _softmax_steps(
     jac = C.Matrix(apply, edge, walk.values, full)
     return [
         Step(f"∂{yn}/∂{wrt} = {st.description}", "each slice is normalized on its own", jac),
-        Step(index + " " + final, "within one slice (k, j run over it)", _index_claim(walk, forms, edge, shape)),
+        Step(
+            index + " " + final,
+            "within one slice (k, j run over it)" + (f"; p = {p}, the slice's softmax" if log else ""),
+            _index_claim(walk, forms, edge, shape),
+        ),
         Step(f"⇒ {result}", "one sum per slice instead of the dense block (keepdims keeps it aligned)", vjp),
     ]
