@@ -456,7 +456,7 @@ def test_row_layout_steps_show_the_matrix_product_behind_dW(capsys):
     steps = out.split("  dW  (4×3):", 1)[1].split("  db  (", 1)[0]
     order = [
         "d(Wᵀ) = (∂(a · Wᵀ)/∂(Wᵀ))ᵀ dz",
-        "d(Wᵀ)_jb = Σ_i Σ_c dz_ic",
+        "d(Wᵀ)_jp = Σ_i Σ_c dz_ic",  # (the index b is p here: the program names its bias b)
         "⇒ d(Wᵀ) = aᵀ · dz",
         "dW_ij = Σ_k Σ_l d(Wᵀ)_kl ∂(Wᵀ)_kl/∂W_ij",
         "⇒ dW = dzᵀ · a",

@@ -155,11 +155,11 @@ def test_a_scalar_times_a_square_names_the_programs_subterm():
 def test_row_layout_and_1d_operands_get_index_forms():
     row = _derive("z = a @ W.T + b; h = sigmoid(z); E = sum(h)", {"a": (B, 3), "W": (4, 3), "b": (4,)}, ())
     texts = [s.text for s in row.steps["dW"]]
-    assert any(t.startswith("d(Wᵀ)_jb = Σ_i Σ_c dz_ic") for t in texts)
+    assert any(t.startswith("d(Wᵀ)_jp = Σ_i Σ_c dz_ic") for t in texts)  # (index p: the program's b is the bias)
     assert any(t.startswith("dW_ij = Σ_k Σ_l d(Wᵀ)_kl") and t.endswith("= d(Wᵀ)_ji") for t in texts)
     one = _derive("z = a @ W.T + b; h = relu(z); E = sum(h)", {"a": (3,), "W": (4, 3), "b": (4,)}, ())
-    assert any(t.startswith("d(Wᵀ)_jb = Σ_c dz_c") for t in (s.text for s in one.steps["dW"]))
-    assert any(t.startswith("da_j = Σ_b dz_b") for t in (s.text for s in one.steps["da"]))
+    assert any(t.startswith("d(Wᵀ)_jp = Σ_c dz_c") for t in (s.text for s in one.steps["dW"]))
+    assert any(t.startswith("da_j = Σ_p dz_p") for t in (s.text for s in one.steps["da"]))
     cs = _derive("q = W @ x; f = sum(q * q)", {"W": (3, 2), "x": (2,)}, ())
     assert "dx_j = Σ_i dq_i ∂q_i/∂x_j = Σ_i dq_i W_ij" in [s.text for s in cs.steps["dx"]]
 
@@ -284,3 +284,12 @@ def test_the_named_matrices_agree_with_torchs_jacobians():
     diag = _matrix_claim(square, "dq", "∂(q ⊙ q)/∂q = diag(2 q)")
     q = torch.tensor(diag.edge.operands[0])
     np.testing.assert_allclose(diag.full(diag.env), jac(lambda u: u * u, q), atol=1e-12)
+
+
+def test_index_letters_never_clash_with_the_programs_names():
+    """In attention the program names a value k: the steps' index k becomes another letter (dk_ij = Σ_p …)."""
+    d = _derive("s = q @ k.T / 2; a = softmax(s, axis=1); L = sum(a)", {"q": ("N", 4), "k": ("N", 4)}, ())
+    texts = [s.text + " " + s.reason for s in d.steps["dk"]]
+    assert any("dk_ij = Σ_p Σ_l d(kᵀ)_pl" in t for t in texts)
+    assert not any(re.search(r"Σ_k\b|_k[a-z]?\b|\[k = |entry k |column k ", t) for t in texts)
+    assert "J would be N²×N²" in " ".join(texts) and d.check.steps.ok

@@ -135,7 +135,12 @@ def _count(shape: tuple[int, ...], n: int) -> str:
     if all(t.isdigit() for t in texts):
         return f"{n:,}"
     digits = math.prod(d for d, t in zip(shape, texts) if t.isdigit())
-    return (str(digits) if digits != 1 else "") + "".join(t for t in texts if not t.isdigit())
+    symbols: dict[str, int] = {}
+    for t in texts:
+        if not t.isdigit():
+            symbols[t] = symbols.get(t, 0) + 1
+    powers = "".join(t + (str(n).translate(S._SUPERSCRIPT) if n > 1 else "") for t, n in symbols.items())
+    return (str(digits) if digits != 1 else "") + powers
 
 
 # --- the walk's edges as numbers ---------------------------------------------------------------------------
@@ -223,11 +228,51 @@ def steps_for(
         out += _edge_steps(walk, x, xn, t, tuple(roles), g, term, len(groups) > 1, edge)
     if len(groups) == 1:  # the edge's own conclusion is the equation
         out[-1] = Step(f"⇒ {dx} = {formula(final)}", out[-1].reason, _product(walk, final, all_edges))
-        return out
-    parts = " + ".join(f"[via {_name(walk, t)}]" for t, *_ in groups)
-    out.append(Step(f"{dx} = {parts}", _fan_out(xn, len(groups)), _product(walk, total, all_edges)))
-    out.append(Step(f"⇒ {dx} = {formula(final)}", "the terms added and simplified", _product(walk, final, all_edges)))
+    else:
+        parts = " + ".join(f"[via {_name(walk, t)}]" for t, *_ in groups)
+        out.append(Step(f"{dx} = {parts}", _fan_out(xn, len(groups)), _product(walk, total, all_edges)))
+        out.append(
+            Step(f"⇒ {dx} = {formula(final)}", "the terms added and simplified", _product(walk, final, all_edges))
+        )
+    if line is not None:
+        _rename_indices(out, set(walk.names.values()))
     return out
+
+
+_INDEX = "ijklbc"  # the index letters the steps use
+_SPARE = "pqrstuvmnfgh"
+
+
+def _rename_indices(steps: list, names: set) -> None:
+    """Where the program names a value with an index letter (``k`` in attention), the steps' indices take other
+    letters, so ``dk_ij = Σ_k …`` never mixes the value k with the index k."""
+    clash = [c for c in _INDEX if c in names]
+    if not clash:
+        return
+    spare = [c for c in _SPARE if c not in names]
+    mapping = dict(zip(clash, spare))
+
+    def letters(m: re.Match) -> str:
+        return (
+            m.group(0)[: m.start(1) - m.start(0)]
+            + "".join(mapping.get(c, c) for c in m.group(1))
+            + m.group(0)[m.end(1) - m.start(0) :]
+        )
+
+    def swap(text: str) -> str:
+        text = re.sub(r"(?<=[\w)ᵀ])_([a-z]{1,2})\b", letters, text)  # subscripts: dk_ij, (kᵀ)_kl
+        text = re.sub(r"Σ_([a-z])\b", letters, text)
+        text = re.sub(r"\[([a-z]) = [a-z]\]", letters, text)
+        text = re.sub(r"\[[a-z] = ([a-z])\]", letters, text)
+        text = re.sub(r"only ([a-z]) = [a-z] survives", letters, text)
+        text = re.sub(r"only [a-z] = ([a-z]) survives", letters, text)
+        text = re.sub(r"entry ([a-z]) of", letters, text)
+        text = re.sub(r"(?:row|column) ([a-z]) of", letters, text)
+        text = re.sub(r"\(([a-z]), [a-z] run over it\)", letters, text)
+        return re.sub(r"\([a-z], ([a-z]) run over it\)", letters, text)
+
+    for st in steps:
+        st.text, st.reason = swap(st.text), swap(st.reason)
 
 
 def _is_name(g: Any) -> bool:
