@@ -278,8 +278,10 @@ def _steps_checked(check: Optional[CheckResult]) -> str:
     if not steps.ok:
         return f"; {len(steps.failures)} FALSE or unchecked"
     left = f" ({len(steps.unchecked)} over the check's work budget, not checked)" if steps.unchecked else ""
+    sizes = [z for z in steps.sizes if z]  # (the values themselves are in the JSON: the steps name no stand-in)
+    where = f" at two values of {', '.join(sizes[0])}" if sizes else ""
     return (
-        f"; each formula checked numerically: {steps.checked} lines{left}, "
+        f"; each formula checked numerically{where}: {steps.checked} lines{left}, "
         f"max relative error beyond rounding {steps.max_error:.1e}"
     )
 
