@@ -293,3 +293,17 @@ def test_index_letters_never_clash_with_the_programs_names():
     assert any("dk_ij = Σ_p Σ_l d(kᵀ)_pl" in t for t in texts)
     assert not any(re.search(r"Σ_k\b|_k[a-z]?\b|\[k = |entry k |column k ", t) for t in texts)
     assert "J would be N²×N²" in " ".join(texts) and d.check.steps.ok
+
+
+CLI_LAYOUTS = [p for p in PROGRAMS if "f(" in p[0] or ".T" in p[0] or p[0].startswith("q = W @ x")]
+
+
+@pytest.mark.parametrize("program, shapes, constants", CLI_LAYOUTS, ids=[p[0][:40] for p in CLI_LAYOUTS])
+def test_the_cli_prints_every_layout_with_steps(program, shapes, constants, capsys):
+    """`--layout both --steps` (it crashed with a ParseError for the generic f): exit 0, both layouts printed."""
+    shape_args = ["x".join(str(d) for d in s) if s else "scalar" for s in shapes.values()]
+    args = ["derive", program, "--shape", *[f"{n}={t}" for n, t in zip(shapes, shape_args)], "--steps"]
+    args += ["--layout", "both"] + (["--const", *constants] if constants else [])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "column layout" in out and "row layout" in out and "each formula checked numerically" in out
