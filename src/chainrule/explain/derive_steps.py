@@ -92,6 +92,14 @@ class Step:
 
         return re.sub("\x02(\\d+)\x02", put, self.text), re.sub("\x02(\\d+)\x02", put, self.reason)
 
+    def restated(self, text: str, claim: Optional[C.Claim]) -> Step:
+        """A step with a new text and claim and this step's reason (its formulas carried over)."""
+        new = Step(text, "", claim)
+        shift = len(new.formulas)
+        new.reason = re.sub("\x02(\\d+)\x02", lambda m: f"\x02{int(m.group(1)) + shift}\x02", self.reason)
+        new.formulas += self.formulas
+        return new
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "reason": self.reason}
         if self.check is not None:
@@ -227,7 +235,7 @@ def steps_for(
         all_edges.append(edge)
         out += _edge_steps(walk, x, xn, t, tuple(roles), g, term, len(groups) > 1, edge)
     if len(groups) == 1:  # the edge's own conclusion is the equation
-        out[-1] = Step(f"⇒ {dx} = {formula(final)}", out[-1].reason, _product(walk, final, all_edges))
+        out[-1] = out[-1].restated(f"⇒ {dx} = {formula(final)}", _product(walk, final, all_edges))
     else:
         parts = " + ".join(f"[via {_name(walk, t)}]" for t, *_ in groups)
         out.append(Step(f"{dx} = {parts}", _fan_out(xn, len(groups)), _product(walk, total, all_edges)))
