@@ -307,3 +307,14 @@ def test_the_cli_prints_every_layout_with_steps(program, shapes, constants, caps
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "column layout" in out and "row layout" in out and "each formula checked numerically" in out
+
+
+def test_a_forward_name_as_upstream_is_not_taken_for_a_gradient():
+    """In 0.5 * m * m the gradient of (0.5 m) is m (a formula that is a forward name): its steps are derived
+    (it printed dm = (∂(0.5 m)/∂m)ᵀ m with no step giving m), each unnamed value's steps once per equation."""
+    d = _derive("L = sum(0.5 * m * m)", {"m": (3,)}, ())
+    texts = [s.text for s in d.steps["dm"]]
+    assert "⇒ d(0.5 m) = m" in texts and "dm = (∂(0.5 m)/∂m)ᵀ d(0.5 m)  [path (0.5 m)]" in texts
+    assert texts.count("⇒ d(0.5 m ⊙ m) = ones(3)") == 1
+    twice = _derive("L = sum(0.5 * m * m + 0.5 * m * m)", {"m": (3,)}, ())
+    assert any("[via (0.5 m ⊙ m), use 2]" in s.text for s in twice.steps["dm"]) and twice.check.steps.ok

@@ -216,6 +216,10 @@ def steps_for(
     for *_, term in groups:
         total = term if total is None else total + term
     final = line.formula if line is not None else total
+    labels = _path_labels(walk, [t for t, *_ in groups])
+    if line is not None or not hasattr(walk, "explained"):
+        walk.explained = set()  # the unnamed values whose gradients this equation's steps have derived
+    explained = walk.explained
     out: list[Step] = []
     if xn in getattr(walk, "auto_names", ()):  # say which of the program's subterms the name stands for
         written = S.program_text(walk.fwd(x, expand=True))
@@ -229,15 +233,17 @@ def steps_for(
         )
     all_edges = []
     for t, roles, g, term in groups:
-        if edges_of is not None and id(t) not in walk.names and edges_of.get(id(t)) and not _is_name(g):
-            out += _unnamed_steps(walk, t, edges_of)  # (an upstream that is a named gradient needs no steps)
+        if edges_of is not None and id(t) not in walk.names and edges_of.get(id(t)) and not _is_name(g, walk):
+            if id(t) not in explained:  # (an upstream that is a named gradient needs no steps; each said once)
+                explained.add(id(t))
+                out += _unnamed_steps(walk, t, edges_of)
         edge = edge_of(walk, t, tuple(roles), g)
         all_edges.append(edge)
-        out += _edge_steps(walk, x, xn, t, tuple(roles), g, term, len(groups) > 1, edge)
+        out += _edge_steps(walk, x, xn, t, tuple(roles), g, term, labels[len(all_edges) - 1], edge)
     if len(groups) == 1:  # the edge's own conclusion is the equation
         out[-1] = out[-1].restated(f"⇒ {dx} = {formula(final)}", _product(walk, final, all_edges))
     else:
-        parts = " + ".join(f"[via {_name(walk, t)}]" for t, *_ in groups)
+        parts = " + ".join(f"[via {label}]" for label in labels)
         out.append(Step(f"{dx} = {parts}", _fan_out(xn, len(groups)), _product(walk, total, all_edges)))
         out.append(
             Step(f"⇒ {dx} = {formula(final)}", "the terms added and simplified", _product(walk, final, all_edges))
@@ -283,10 +289,25 @@ def _rename_indices(steps: list, names: set) -> None:
         st.text, st.reason = swap(st.text), swap(st.reason)
 
 
-def _is_name(g: Any) -> bool:
-    """Whether an upstream gradient is a named one (``dz``), not a formula."""
+def _path_labels(walk: Any, consumers: list) -> list[str]:
+    """Each path's label (its consumer as the program writes it); "" where there is one path; two consumers
+    that read the same (``0.5 m ⊙ m`` twice) are told apart by their order (``(0.5 m ⊙ m), use 2``)."""
+    if len(consumers) < 2:
+        return [""] * len(consumers)
+    names = [_name(walk, t) for t in consumers]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(f"{n}, use {seen[n]}" if names.count(n) > 1 else n)
+    return out
+
+
+def _is_name(g: Any, walk: Any) -> bool:
+    """Whether an upstream gradient is a named gradient (``dz``), not a formula (``m``, in ``0.5 m ⊙ m``, is the
+    gradient of ``0.5 m``: a formula that happens to be a forward name)."""
     g = S.simplify(g)
-    return isinstance(g, S.Sym) and g.op == "var"
+    return isinstance(g, S.Sym) and g.op == "var" and g.name in getattr(walk, "gradients", ())
 
 
 def _unnamed_steps(walk: Any, t: Any, edges_of: dict) -> list[Any]:
@@ -332,8 +353,9 @@ def _axes(params: tuple, ndim: int) -> Optional[tuple[int, ...]]:
 
 
 def _edge_steps(
-    walk: Any, x: Any, xn: str, t: Any, roles: tuple, g: Any, term: Any, many: bool, edge: C.Edge
+    walk: Any, x: Any, xn: str, t: Any, roles: tuple, g: Any, term: Any, many: str, edge: C.Edge
 ) -> list[Any]:
+    """The steps of one path (``many``: its label where there are several, else "")."""
     from ..graph import node_of
 
     view = node_of(t)
@@ -341,7 +363,7 @@ def _edge_steps(
     role = roles[0]
     yn = _name(walk, t)
     upstream = S.simplify(g)
-    named = isinstance(upstream, S.Sym) and upstream.op == "var"
+    named = _is_name(upstream, walk)
     dy = "d" + yn if walk.names.get(id(t)) else (upstream.name if named else "d" + yn)
     dx = "d" + xn
     shapes = tuple(y.shape if y is not None else () for y in view.inputs)
@@ -350,10 +372,10 @@ def _edge_steps(
         prim, role, in_shape, out_shape, view.params, shapes, tuple(operand_text(walk, y) for y in view.inputs)
     )
     env = walk.values
-    label = f"  [path {yn}]" if many else ""
+    label = f"  [path {many}]" if many else ""
     result = formula(term)
     if many:
-        result = f"[via {yn}] = {result}"
+        result = f"[via {many}] = {result}"
     others = [y for i, y in enumerate(view.inputs) if i not in roles and y is not None and _depends(x, y)]
     wrt = f"({xn} as operand {role + 1})" if others else xn
     held = (

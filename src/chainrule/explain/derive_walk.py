@@ -60,6 +60,7 @@ class _Walk:
         self.names = names
         self.cache: dict[int, Any] = {}
         self.generic = generic  # sin nodes stand for the generic f
+        self.gradients: set[str] = set()  # the gradients named so far (dz), as opposed to forward names
         self.auto_names: set[str] = set()  # names derive gave to the program's subterms (u1, u2, ...)
         self.values = _Values()  # name -> value at the recorded point (forward and gradients), for claims
 
@@ -128,6 +129,7 @@ class _Backward(Backprop):
         line = _line("d" + name, g, t.shape)
         self.walk.values[name] = np.asarray(t.data, dtype=np.float64)
         self.walk.values.formulas["d" + name] = line.formula  # (its value is computed when a claim needs it)
+        self.walk.gradients.add("d" + name)
         line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []), self.edges)
         self.backward.append(line)
         if name in self.prog.inputs or name in self.env:
