@@ -46,6 +46,7 @@ class CheckResult:
     note: str = ""  # e.g. "f = sin standing in for the generic f"
     unchecked: list[str] = field(default_factory=list)  # gradients over the work budget, not checked on their own
     recorded: bool = False  # cr.derive(tensor): checked at the recorded values, not at drawn ones
+    steps: Any = None  # the steps' own check (derive_stepcheck.StepCheck), where made
 
     @property
     def ok(self) -> bool:
@@ -72,11 +73,15 @@ class CheckResult:
                 extra.append(f"{_names(self.unchecked)}: not checked on their own, over the check's work budget")
             extra += [self.note] if self.note else []
             return line + (f" ({'; '.join(extra)})" if extra else "")
-        if self.status == "failed" and self.reason:
+        if self.status == "failed" and self.reason and not any(e > TOLERANCE for e in self.errors.values()):
             return f"check FAILED {where}: {self.reason}"
         if self.status == "failed":
             bad = ", ".join(f"{n} {e:.1e}" for n, e in self.errors.items() if not e <= TOLERANCE)
-            return f"check FAILED against central differences {where}: relative errors {bad} (tolerance {TOLERANCE:g})"
+            extra = f"; {self.reason}" if self.reason else ""
+            return (
+                f"check FAILED against central differences {where}: relative errors {bad} (tolerance {TOLERANCE:g})"
+                + extra
+            )
         return f"check FAILED: could not be checked ({self.reason})"
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,6 +95,7 @@ class CheckResult:
             "reason": self.reason,
             "sampled": dict(self.sampled),
             "unchecked": list(self.unchecked),
+            **({"steps": self.steps.as_dict()} if self.steps is not None else {}),
         }
 
 

@@ -155,7 +155,7 @@ def _structure(
         return Structure(
             "selection",
             rows,
-            f"one 1 per row, at the {prim}imum of its slice of {length} (ties split evenly)",
+            f"one 1 per row, at the {prim}imum of its slice of {n_len} (ties split evenly)",
             "the upstream gradient routed to the winners",
         )
     if prim == "logsumexp":

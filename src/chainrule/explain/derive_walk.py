@@ -14,9 +14,10 @@ from ..graph import node_of
 from ..tensor import Tensor
 from ..walk import Backprop
 from ..walk import walk as backward_walk
+from . import derive_claims as C
 from .derive_jacobian import structure
 from .derive_records import STAND_IN, Jacobian, Line
-from .derive_steps import Step, operand_text
+from .derive_steps import Step, collecting, done, formula, operand_text
 from .parse import Program
 
 AUTO_NAME_SIZE = 12  # an unnamed value whose formula is bigger than this gets a name (u1, u2, ...)
@@ -37,6 +38,23 @@ def _varies(out_t: Tensor, env: dict, constants: tuple) -> bool:
     return id(out_t) in live
 
 
+class _Values(dict):
+    """The values claims are evaluated at: forward values as recorded, gradients computed from their equations
+    the first time a claim asks (so a derivation that is not checked computes none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.formulas: dict[str, Any] = {}
+
+    def __missing__(self, key: str) -> Any:
+        if key not in self.formulas:
+            raise KeyError(key)
+        with np.errstate(all="ignore"):
+            value = np.asarray(S.evaluate(self.formulas.pop(key), self), dtype=np.float64)
+        self[key] = value
+        return value
+
+
 class _Walk:
     """The symbolic backward walk over one recorded graph."""
 
@@ -46,6 +64,9 @@ class _Walk:
         self.cache: dict[int, Any] = {}
         self.generic = generic  # sin nodes stand for the generic f
         self.consts: dict[int, Any] = {}  # id of a constant array in the graph -> its name (a recorded graph's)
+        self.gradients: set[str] = set()  # the gradients named so far (dz), as opposed to forward names
+        self.auto_names: set[str] = set()  # names derive gave to the program's subterms (u1, u2, ...)
+        self.values = _Values()  # name -> value at the recorded point (forward and gradients), for claims
 
     def const_arg(self, v: Any) -> Any:
         """A constant argument of a node: a named array (labels, a dropout mask) as a variable, else the value."""
@@ -128,6 +149,9 @@ class _Backward(Backprop):
     def emit(self, t: Any, g: Any) -> None:
         name = self.names[id(t)]
         line = _line("d" + name, g, t.shape)
+        self.walk.values[name] = np.asarray(t.data, dtype=np.float64)
+        self.walk.values.formulas["d" + name] = line.formula  # (its value is computed when a claim needs it)
+        self.walk.gradients.add("d" + name)
         line.steps = _steps(self.walk, t, line, self.edges.get(id(t), []), self.edges)
         self.backward.append(line)
         if name in self.prog.inputs or name in self.env:
@@ -148,6 +172,7 @@ class _Backward(Backprop):
         if key not in names and fan > 1 and S.tree_size(S.simplify(g), AUTO_NAME_SIZE + 1) > AUTO_NAME_SIZE:
             self.auto += 1  # a big gradient about to be copied into several terms: give the value (and it) a name
             names[key] = f"u{self.auto}"
+            self.walk.auto_names.add(names[key])
             self.walk.cache.clear()
         if key in names:
             self.flush()
@@ -236,8 +261,14 @@ def _symbolic(
         if big or repeats:
             auto += 1
             names[id(t)] = f"u{auto}"
+            walk.auto_names.add(names[id(t)])
             walk.cache.pop(id(t), None)
     walk.cache.clear()
+    for t in order:
+        if id(t) in names:
+            walk.values[names[id(t)]] = np.asarray(t.data, dtype=np.float64)
+    for n in prog.inputs:
+        walk.values[n] = np.asarray(env[n].data, dtype=np.float64)
 
     remaining: dict[int, int] = {}
     for t in order:
@@ -245,9 +276,13 @@ def _symbolic(
             if x is not None and x._node is None and id(x) in live:
                 remaining[id(x)] = remaining.get(id(x), 0) + 1
     recorder = _Backward(prog, env, names, walk, live, remaining, auto)
-    reached = backward_walk([out_t], [S.const(1.0, out_t.shape)], True, recorder)  # the engine's walk, on symbols
-    leaf_grads = {id(leaf): g for leaf, g in reached}
-    recorder.flush(lambda leaf: leaf_grads[id(leaf)])
+    token = collecting()  # (the steps' formulas stay symbolic until both derivations exist)
+    try:
+        reached = backward_walk([out_t], [S.const(1.0, out_t.shape)], True, recorder)  # the engine's walk, on symbols
+        leaf_grads = {id(leaf): g for leaf, g in reached}
+        recorder.flush(lambda leaf: leaf_grads[id(leaf)])
+    finally:
+        done(token)
     backward, jacobians, targets = recorder.backward, recorder.jacobians, recorder.targets
     seed_shape = out_t.shape
     forward = [
@@ -293,19 +328,46 @@ def _inline_steps(backward: list[Line], constants: tuple) -> None:
         used = sorted({by_name[n.name].name for n in S.nodes(ln.formula) if id(n) in mapping})
         if S.tree_size(inline) > S.tree_size(ln.formula) + 2:
             continue
-        subs = ", ".join(f"{n} = {S.render(by_name[n].formula)}" for n in used)
-        ln.steps.append(Step(f"= {S.render(inline)}", f"substituting {subs}"))
-        labels = {}
+        subs = ", ".join(f"{n} = {formula(by_name[n].formula)}" for n in used)
+        last = ln.steps[-1].claim if ln.steps else None
+        env = getattr(last, "env", {})
+        if isinstance(last, C.Product):  # the substituted formula against the same Jᵀ g (central differences)
+            claim: Any = C.Product(lambda values, f=inline: np.asarray(S.evaluate(f, values)), last.edges, env)
+        else:
+            claim = C.Same(inline, ln.formula, tuple(ln.shape), env)
+        ln.steps.append(Step(f"= {formula(inline)}", f"substituting {subs}", claim))
+        labels, scaled = {}, {}
         for node in S.nodes(inline):
             if node.op == "sum" and isinstance(node.args[0], S.Sym) and node.args[0].op == "var":
                 if node.args[0].name in constants:
                     labels[id(node)] = S.const(1.0, node.shape)
+                    scaled[node.args[0].name] = node.params[0]
         if labels:
             one_hot = S.simplify(S.substitute(inline, labels))
             names = ", ".join(sorted({S.render(n) for n in S.nodes(inline) if id(n) in labels}))
+            condition = C.Same(one_hot, inline, tuple(ln.shape), env, change=_normalized(scaled), kind="condition")
             ln.steps.append(
-                Step(f"= {S.render(one_hot)}", f"if {names} = 1 (one-hot labels, or probabilities that sum to 1)")
+                Step(
+                    f"= {formula(one_hot)}",
+                    f"if {names} = 1 (one-hot labels, or probabilities that sum to 1)",
+                    condition,
+                )
             )
+
+
+def _normalized(scaled: dict) -> Callable[[dict], dict]:
+    """The values with each named label rescaled so that its sum over the given axes is 1 (the step's condition)."""
+
+    def change(values: dict) -> dict:
+        out = _Values()
+        out.update(values)
+        out.formulas = dict(getattr(values, "formulas", {}))
+        for name, axes in scaled.items():
+            y = np.abs(np.asarray(values[name], dtype=np.float64)) + 0.1
+            out[name] = y / np.sum(y, axis=axes, keepdims=True)
+        return out
+
+    return change
 
 
 def _line(name: str, formula: Any, shape: tuple[int, ...]) -> Line:
@@ -318,3 +380,22 @@ def _steps(walk: _Walk, t: Any, line: Line, edges: list[tuple], edges_of: dict) 
     from .derive_steps import steps_for
 
     return steps_for(walk, t, line, edges, edges_of)
+
+
+def finish_steps(first: list[Line], second: list[Line], constants: tuple, sizes: tuple, dims: tuple) -> Any:
+    """Both runs' substitution steps added, then every step written out and paired with its twin
+    (:func:`.derive_stepcheck.finish`)."""
+    from .derive_stepcheck import finish
+
+    for lines, d in zip((first, second), dims):
+        with S.dims_context(d):
+            _inline_steps(lines, constants)
+    return finish(first, second, sizes, dims)
+
+
+def tame_steps(derive_again: Callable[[], list[Line]], constants: tuple, dims: Any) -> list[Line]:
+    """The backward lines (with their steps' claims) of another run, for steps the two runs could not check."""
+    lines = derive_again()
+    with S.dims_context(dims):
+        _inline_steps(lines, constants)
+    return lines

@@ -210,6 +210,9 @@ def _simplify(x: Sym, memo: dict) -> Any:
             return Sym("sub", (a, b.args[0]), x.shape)
         if same(a, b):
             return simplify(Sym("mul", (const(2.0), a), x.shape))
+        merged = _merge_like(a, b, x.shape)
+        if merged is not None:
+            return simplify(merged)
         return Sym("add", args, x.shape)
     if op == "sub":
         a, b = args
@@ -290,6 +293,48 @@ def _scalar_factor(x: Any) -> tuple[Any, Any]:
                 if shape_of(rest) == x.shape:
                     return c, rest
     return None, x
+
+
+def _merge_like(a: Any, b: Any, shape: tuple[int, ...]) -> Any:
+    """``2 m² + m²`` -> ``3 m²``, ``1 + x + x`` -> ``1 + 2 x``: terms of one sum that differ only by a numeric
+    factor, added; None where no two terms are alike."""
+    terms: list = []
+
+    def flat(t: Any) -> None:
+        if isinstance(t, Sym) and t.op == "add" and t.shape == shape:
+            flat(t.args[0])
+            flat(t.args[1])
+        else:
+            terms.append(t)
+
+    flat(a)
+    flat(b)
+    out: list = []  # [coefficient or None, rest]
+    merged = False
+    for t in terms:
+        c, rest = _scalar_factor(t)
+        if is_const(t) or (c is not None and c.op != "const"):
+            out.append([None, t])
+            continue
+        k = 1.0 if c is None else float(c.params[0])
+        for entry in out:
+            if entry[0] is not None and shape_of(entry[1]) == shape_of(rest) and same(entry[1], rest):
+                entry[0] += k
+                merged = True
+                break
+        else:
+            out.append([k, rest])
+    if not merged:
+        return None
+    total = None
+    for k, rest in out:
+        if k == 0.0:
+            continue
+        term = rest if k is None or k == 1.0 else Sym("mul", (const(k), rest), shape_of(rest))
+        total = (
+            term if total is None else Sym("add", (total, term), np.broadcast_shapes(shape_of(total), shape_of(term)))
+        )
+    return const(0.0, shape) if total is None else _fit(total, shape)
 
 
 def _cancel(factors: list) -> list:
