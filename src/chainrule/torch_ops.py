@@ -540,3 +540,31 @@ def _attach() -> None:
 
 
 _attach()
+
+
+class CpuDevice(str):
+    """What ``Tensor.device`` gives for NumPy data: the string ``'cpu'`` with torch.device's ``type``/``index``."""
+
+    @property
+    def type(self) -> str:
+        return str(self).partition(":")[0]
+
+    @property
+    def index(self) -> Optional[int]:
+        idx = str(self).partition(":")[2]
+        return int(idx) if idx else None
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}')"
+
+
+_CPU = CpuDevice("cpu")
+_plain_device = Tensor.device
+
+
+def _device(self: Tensor) -> Any:
+    d = _plain_device.fget(self)
+    return _CPU if isinstance(d, str) and d == "cpu" else d
+
+
+Tensor.device = property(_device, doc=_plain_device.__doc__)  # type: ignore[attr-defined]

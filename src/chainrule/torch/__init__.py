@@ -16,10 +16,11 @@ from .. import ops as _ops
 from .. import torch_ops as _tops
 from ..anomaly import detect_anomaly, is_anomaly_enabled  # noqa: F401
 from ..grad_mode import enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad  # noqa: F401
-from ..tensor import Size, Tensor  # noqa: F401
+from ..tensor import Tensor  # noqa: F401
 from ..torch_names import NotSupportedError, module_getattr  # noqa: F401  (torch.NotSupportedError)
 from . import _random, cuda  # noqa: F401
 from ._core import (  # noqa: F401
+    Size,
     arange,
     as_tensor,
     bool_,

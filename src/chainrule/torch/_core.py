@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import creation as C
-from ..tensor import Size, Tensor
+from ..tensor import Tensor
 from . import _random
 
 float16 = half = np.dtype(np.float16)
@@ -48,15 +48,29 @@ def _float(dtype: Any) -> np.dtype:
     return DEFAULTS.float if dtype is None else np.dtype(dtype)
 
 
+class Size(tuple):
+    """``torch.Size``: a tuple of dims (``t.shape`` is a plain tuple, equal to it)."""
+
+    def numel(self) -> int:
+        return int(math.prod(self))
+
+    def __repr__(self) -> str:
+        return f"torch.Size({list(self)})"
+
+
 # --- devices ---------------------------------------------------------------------------------------------------
 
 
-class device:  # noqa: N801  (torch.device)
-    """``torch.device('cpu')``, ``device('cuda', 0)``: a place; chainrule computes on 'cpu'."""
+class device(str):  # noqa: N801  (torch.device)
+    """``torch.device('cpu')``, ``device('cuda', 0)``: a place; chainrule computes on 'cpu'.
 
-    __slots__ = ("type", "index")
+    A ``str`` subclass (``'cpu'``, ``'cuda:0'``), so chainrule's own functions take it where they take strings.
+    """
 
-    def __init__(self, type: Any, index: Optional[int] = None) -> None:  # noqa: A002
+    type: str
+    index: Optional[int]
+
+    def __new__(cls, type: Any, index: Optional[int] = None) -> device:  # noqa: A002
         if isinstance(type, device):
             type, index = type.type, type.index
         if isinstance(type, int):
@@ -69,7 +83,9 @@ class device:  # noqa: N801  (torch.device)
             index = int(idx)
         if text not in ("cpu", "cuda", "mps", "meta", "xpu"):
             raise RuntimeError(f"device: expected one of cpu, cuda, mps, meta, xpu device type, got {type!r}")
+        self = super().__new__(cls, text if index is None else f"{text}:{index}")
         self.type, self.index = text, index
+        return self
 
     def __repr__(self) -> str:
         return (
@@ -77,15 +93,13 @@ class device:  # noqa: N801  (torch.device)
         )
 
     def __str__(self) -> str:
-        return self.type if self.index is None else f"{self.type}:{self.index}"
+        return str.__str__(self)
 
     def __eq__(self, other: Any) -> bool:
-        if isinstance(other, str):
-            other = device(other)
-        return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
+        return str.__eq__(self, str(other)) if isinstance(other, str) else NotImplemented
 
     def __hash__(self) -> int:
-        return hash((self.type, self.index))
+        return str.__hash__(self)
 
 
 def cuda_available() -> bool:

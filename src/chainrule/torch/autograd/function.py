@@ -140,7 +140,10 @@ def _record(cls: type, ctx: FunctionCtx, args: tuple, out: Tensor) -> Tensor:
         return vjp
 
     prim.vjps = tuple(rule(k) for k in range(len(tensors)))
-    return apply(prim, *tensors)
+    node = apply(prim, *tensors)
+    # as torch: a saved output is the Function's output in the graph, so a backward using it differentiates again
+    ctx._saved = tuple(node if s is out else s for s in ctx._saved)
+    return node
 
 
 def once_differentiable(fn: Any) -> Any:
