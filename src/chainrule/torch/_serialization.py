@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from typing import Any
 
 from .. import checkpoint as _ckpt
+from . import _torch_pickle as _tp
 from ._core import device
 
 
@@ -66,8 +68,9 @@ def load(
 ) -> Any:  # noqa: ARG001
     """Read what :func:`save` wrote, from a path or a file object.
 
-    Loading never executes code (the format holds arrays and a JSON index), so ``weights_only=True`` and
-    ``False`` behave the same.  A torch pickle file (``.pt`` from real torch) is refused with the way to move it.
+    Reads chainrule's own format, PyTorch's zip format (``.pt`` written by real torch: tensors, parameters,
+    state dicts and plain containers, through an unpickler that runs no code) and ``.safetensors`` files.
+    Loading never executes code, so ``weights_only=True`` and ``False`` behave the same.
     """
     if pickle_module is not None:
         raise NotImplementedError("torch.load(pickle_module=...): chainrule never unpickles; leave it out")
@@ -83,23 +86,28 @@ def load(
 
 
 def _load_path(path: str) -> Any:
+    if path.endswith(".safetensors"):
+        from .safetensors import load_file  # noqa: PLC0415
+
+        return load_file(path)
     try:
-        return _ckpt.load(path)
-    except _ckpt.CheckpointError as exc:
-        if _is_torch_pickle(path):
+        with zipfile.ZipFile(path) as zf:
+            if _tp.is_torch_zip(zf):
+                return _tp.load_torch_zip(zf)
+    except zipfile.BadZipFile:
+        if _is_legacy_pickle(path):
             raise _ckpt.CheckpointError(
-                f"torch.load: {path} was written by PyTorch's own torch.save (a pickle), which chainrule does not "
-                "read; in PyTorch, save the state dict with safetensors.torch.save_file(model.state_dict(), "
-                "'model.safetensors') and load it with safetensors.numpy.load_file (docs/torch.md)"
-            ) from exc
-        raise
+                f"torch.load: {path} is in PyTorch's legacy (pre-1.6) pickle format, which chainrule does not read; "
+                "re-save it with a current torch (torch.save(model.state_dict(), path))"
+            ) from None
+    except OSError:
+        pass
+    return _ckpt.load(path)
 
 
-def _is_torch_pickle(path: str) -> bool:
-    import zipfile  # noqa: PLC0415
-
+def _is_legacy_pickle(path: str) -> bool:
     try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith("data.pkl") for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x80"
+    except OSError:
         return False
