@@ -280,7 +280,7 @@ def _tokens(items: list, advanced: Any) -> list:
     if not together:
         out.append("A")
         placed = True
-    for k, (pos, it) in enumerate(items):
+    for pos, it in items:
         if advanced(it):
             if not placed:
                 out.append("A")
