@@ -352,3 +352,14 @@ def test_the_issue_12_idioms_run_through_the_facade(monkeypatch):
     for name in INT_PROMOTION:
         assert "dtype float64, torch gives float32" in fails[name]
     assert sum(r == "works" for r in results.values()) >= 340
+
+
+def test_the_docs_example_prints_what_it_shows(capsys):
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "torch.md").read_text(encoding="utf-8")
+    start = text.index("## `import chainrule.torch as torch` or `import chainrule as cr`")
+    code, shown = re.findall(r"```python\n(.*?)```\n```\n(.*?)```", text[start:], re.S)[0]
+    exec(compile(code, "docs/torch.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
+    assert capsys.readouterr().out == shown
