@@ -10,6 +10,7 @@ from . import functional, init, utils  # noqa: F401
 from ._layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, LayerNorm, Linear  # noqa: F401
 from ._losses import BCELoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, SmoothL1Loss  # noqa: F401
 from ._parameter import Buffer, Parameter  # noqa: F401
+from ._rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell  # noqa: F401
 
 Module = _nn.Module
 Sequential = _nn.Sequential

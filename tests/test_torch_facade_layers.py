@@ -1,0 +1,105 @@
+"""chainrule.torch's layers against torch's: the same parameter names and shapes, the same initialisation
+bounds in the same order, and (with torch's weights copied in) the same outputs and gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import chainrule.torch as ct
+from chainrule.torch import _random
+
+torch = pytest.importorskip("torch")
+
+RNG = np.random.default_rng(7)
+
+
+def _copy(src: Any, dst: Any) -> None:
+    dst.load_state_dict({k: ct.tensor(v.detach().numpy()) for k, v in src.state_dict().items()})
+
+
+def _first(out: Any) -> Any:
+    return out[0] if isinstance(out, tuple) else out
+
+
+LAYERS = {
+    "lstm": (lambda T: T.nn.LSTM(3, 4), (5, 2, 3)),
+    "lstm_deep_bi_bf": (lambda T: T.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True), (2, 5, 3)),
+    "lstm_unbatched": (lambda T: T.nn.LSTM(3, 4, num_layers=2), (5, 3)),
+    "gru": (lambda T: T.nn.GRU(3, 4, num_layers=2), (5, 2, 3)),
+    "gru_bi_bf": (lambda T: T.nn.GRU(3, 4, batch_first=True, bidirectional=True), (2, 5, 3)),
+    "rnn_relu_bi": (lambda T: T.nn.RNN(3, 4, nonlinearity="relu", bidirectional=True), (5, 2, 3)),
+    "rnn_nobias": (lambda T: T.nn.RNN(3, 4, bias=False), (5, 2, 3)),
+    "lstm_cell": (lambda T: T.nn.LSTMCell(3, 4), (2, 3)),
+    "gru_cell": (lambda T: T.nn.GRUCell(3, 4), (2, 3)),
+    "rnn_cell": (lambda T: T.nn.RNNCell(3, 4, nonlinearity="relu"), (3,)),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_matches_torch(name):
+    make, shape = LAYERS[name]
+    theirs, mine = make(torch), make(ct)
+    assert list(mine.state_dict()) == list(theirs.state_dict())
+    assert repr(mine) == repr(theirs)
+    _copy(theirs, mine)
+    x = RNG.standard_normal(shape).astype(np.float32)
+    t_out, c_out = theirs(torch.tensor(x)), mine(ct.tensor(x))
+    (_first(t_out) ** 2).sum().backward()
+    (_first(c_out) ** 2).sum().backward()
+    np.testing.assert_allclose(_first(c_out).detach().numpy(), _first(t_out).detach().numpy(), rtol=1e-5, atol=1e-6)
+    if isinstance(t_out, tuple):
+        for t_part, c_part in zip(t_out[1:], c_out[1:]):
+            t_part = t_part if isinstance(t_part, tuple) else (t_part,)
+            c_part = c_part if isinstance(c_part, tuple) else (c_part,)
+            for a, b in zip(t_part, c_part):
+                np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-5, atol=1e-6)
+    grads = dict(theirs.named_parameters())
+    for k, p in mine.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), grads[k].grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_draws_torchs_init_bounds(name, monkeypatch):
+    make, _ = LAYERS[name]
+    want = []
+    real = torch.Tensor.uniform_
+
+    def spy_torch(self: Any, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Any:
+        want.append((tuple(self.shape), a, b))
+        return real(self, a, b, generator=generator)
+
+    monkeypatch.setattr(torch.Tensor, "uniform_", spy_torch)
+    make(torch)
+    got = []
+    mine = _random.uniform_
+    monkeypatch.setattr(
+        _random, "uniform_", lambda t, a=0.0, b=1.0, g=None: got.append((tuple(t.shape), a, b)) or mine(t, a, b, g)
+    )
+    make(ct)
+    assert got == want
+
+
+def test_lstm_with_initial_state_and_planted_gate_order(monkeypatch):
+    theirs, mine = torch.nn.LSTM(3, 4), ct.nn.LSTM(3, 4)
+    _copy(theirs, mine)
+    x = RNG.standard_normal((4, 2, 3)).astype(np.float32)
+    h0 = RNG.standard_normal((1, 2, 4)).astype(np.float32)
+    c0 = RNG.standard_normal((1, 2, 4)).astype(np.float32)
+    t_out, (t_h, t_c) = theirs(torch.tensor(x), (torch.tensor(h0), torch.tensor(c0)))
+    c_out, (c_h, c_c) = mine(ct.tensor(x), (ct.tensor(h0), ct.tensor(c0)))
+    np.testing.assert_allclose(c_c.detach().numpy(), t_c.detach().numpy(), rtol=1e-5, atol=1e-6)
+    # a wrong gate order (i, g, f, o) must be caught by the same comparison
+    from chainrule.torch.nn import _rnn
+
+    real_chunk = _rnn.ops.chunk
+
+    def swapped(x: Any, n: int, dim: int = 0) -> Any:
+        parts = real_chunk(x, n, dim=dim)
+        return (parts[0], parts[2], parts[1], parts[3]) if n == 4 else parts
+
+    monkeypatch.setattr(_rnn.ops, "chunk", swapped)
+    bad, _ = mine(ct.tensor(x), (ct.tensor(h0), ct.tensor(c0)))
+    assert not np.allclose(bad.detach().numpy(), t_out.detach().numpy(), atol=1e-3)
