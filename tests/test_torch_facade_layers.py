@@ -35,6 +35,15 @@ LAYERS = {
     "lstm_cell": (lambda T: T.nn.LSTMCell(3, 4), (2, 3)),
     "gru_cell": (lambda T: T.nn.GRUCell(3, 4), (2, 3)),
     "rnn_cell": (lambda T: T.nn.RNNCell(3, 4, nonlinearity="relu"), (3,)),
+    "encoder_layer": (lambda T: T.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0), (5, 2, 8)),
+    "encoder_layer_prenorm_gelu_bf": (
+        lambda T: T.nn.TransformerEncoderLayer(8, 4, 16, 0.0, "gelu", batch_first=True, norm_first=True),
+        (2, 5, 8),
+    ),
+    "encoder": (
+        lambda T: T.nn.TransformerEncoder(T.nn.TransformerEncoderLayer(8, 2, 16, 0.0), 2, enable_nested_tensor=False),
+        (5, 2, 8),
+    ),
 }
 
 
@@ -103,3 +112,55 @@ def test_lstm_with_initial_state_and_planted_gate_order(monkeypatch):
     monkeypatch.setattr(_rnn.ops, "chunk", swapped)
     bad, _ = mine(ct.tensor(x), (ct.tensor(h0), ct.tensor(c0)))
     assert not np.allclose(bad.detach().numpy(), t_out.detach().numpy(), atol=1e-3)
+
+
+def test_multihead_attention_with_masks_matches_torch(monkeypatch):
+    theirs, mine = torch.nn.MultiheadAttention(8, 2), ct.nn.MultiheadAttention(8, 2)
+    assert list(mine.state_dict()) == list(theirs.state_dict()) and repr(mine) == repr(theirs)
+    _copy(theirs, mine)
+    q = RNG.standard_normal((5, 3, 8)).astype(np.float32)
+    kv = RNG.standard_normal((6, 3, 8)).astype(np.float32)
+    mask = np.triu(np.ones((5, 6), bool), 2)
+    pad = np.zeros((3, 6), bool)
+    pad[1, 4:] = True
+    t_out, t_w = theirs(
+        torch.tensor(q),
+        torch.tensor(kv),
+        torch.tensor(kv),
+        attn_mask=torch.tensor(mask),
+        key_padding_mask=torch.tensor(pad),
+    )
+    c_out, c_w = mine(
+        ct.tensor(q), ct.tensor(kv), ct.tensor(kv), attn_mask=ct.tensor(mask), key_padding_mask=ct.tensor(pad)
+    )
+    np.testing.assert_allclose(c_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c_w.detach().numpy(), t_w.detach().numpy(), rtol=1e-5, atol=1e-7)
+    t_out.sum().backward()
+    c_out.sum().backward()
+    for k, p in mine.named_parameters():
+        np.testing.assert_allclose(
+            p.grad.numpy(), dict(theirs.named_parameters())[k].grad.numpy(), rtol=1e-4, atol=1e-5
+        )
+    _, t_heads = theirs(torch.tensor(q), torch.tensor(q), torch.tensor(q), average_attn_weights=False)
+    _, c_heads = mine(ct.tensor(q), ct.tensor(q), ct.tensor(q), average_attn_weights=False)
+    np.testing.assert_allclose(c_heads.detach().numpy(), t_heads.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_multihead_attention_draws_in_torchs_order(monkeypatch):
+    want, got = [], []
+    real = torch.Tensor.uniform_
+    monkeypatch.setattr(
+        torch.Tensor,
+        "uniform_",
+        lambda self, a=0.0, b=1.0, generator=None: (
+            want.append((tuple(self.shape), a, b)) or real(self, a, b, generator=generator)
+        ),
+    )
+    torch.nn.MultiheadAttention(8, 2)
+    mine = _random.uniform_
+    monkeypatch.setattr(
+        _random, "uniform_", lambda t, a=0.0, b=1.0, g=None: got.append((tuple(t.shape), a, b)) or mine(t, a, b, g)
+    )
+    ct.nn.MultiheadAttention(8, 2)
+    assert [s for s, _, _ in got] == [s for s, _, _ in want]
+    np.testing.assert_allclose([b for _, _, b in got], [b for _, _, b in want], rtol=1e-12)

@@ -7,6 +7,12 @@ from ... import nn as _nn
 from ...nn.hooks import RemovableHandle  # noqa: F401
 from ...torch_names import module_getattr
 from . import functional, init, utils  # noqa: F401
+from ._attention import (  # noqa: F401
+    MultiheadAttention,
+    NonDynamicallyQuantizableLinear,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from ._layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, LayerNorm, Linear  # noqa: F401
 from ._losses import BCELoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, SmoothL1Loss  # noqa: F401
 from ._parameter import Buffer, Parameter  # noqa: F401

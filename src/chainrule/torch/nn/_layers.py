@@ -112,23 +112,42 @@ class LayerNorm(_nn.LayerNorm):
         check_device(device, "LayerNorm")
         super().__init__(normalized_shape, eps, elementwise_affine, bias, dtype=_float(dtype))
 
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bias={self.bias is not None}"
+
 
 class BatchNorm1d(_nn.BatchNorm1d):
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1, affine: bool = True,
-        track_running_stats: bool = True, device: Any = None, dtype: Any = None,
+        track_running_stats: bool = True, device: Any = None, dtype: Any = None, *, bias: bool = True,
     ) -> None:  # fmt: skip
         check_device(device, "BatchNorm1d")
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype=_float(dtype))
+        if not bias:
+            self.bias = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm2d(_nn.BatchNorm2d):
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1, affine: bool = True,
-        track_running_stats: bool = True, device: Any = None, dtype: Any = None,
+        track_running_stats: bool = True, device: Any = None, dtype: Any = None, *, bias: bool = True,
     ) -> None:  # fmt: skip
         check_device(device, "BatchNorm2d")
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype=_float(dtype))
+        if not bias:
+            self.bias = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class Dropout(_nn.Dropout):
@@ -136,3 +155,6 @@ class Dropout(_nn.Dropout):
         if inplace:
             raise NotImplementedError("nn.Dropout(inplace=True) is not supported in chainrule.torch; use inplace=False")
         super().__init__(p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace=False"
