@@ -40,6 +40,32 @@ LAYERS = {
         lambda T: T.nn.TransformerEncoderLayer(8, 4, 16, 0.0, "gelu", batch_first=True, norm_first=True),
         (2, 5, 8),
     ),
+    "conv1d": (lambda T: T.nn.Conv1d(2, 4, 3), (3, 2, 7)),
+    "conv1d_strided_groups": (lambda T: T.nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2, bias=False), (2, 4, 9)),
+    "conv1d_same_dilated": (lambda T: T.nn.Conv1d(2, 3, 3, padding="same", dilation=2), (2, 2, 8)),
+    "adaptive_avg_1x1": (lambda T: T.nn.AdaptiveAvgPool2d((1, 1)), (2, 3, 4, 6)),
+    "adaptive_avg_uneven": (lambda T: T.nn.AdaptiveAvgPool2d((3, 4)), (2, 3, 7, 5)),
+    "adaptive_avg_1d": (lambda T: T.nn.AdaptiveAvgPool1d(3), (2, 3, 7)),
+    "avg_pool1d": (lambda T: T.nn.AvgPool1d(3, 2), (2, 3, 9)),
+    "max_pool1d": (lambda T: T.nn.MaxPool1d(2), (2, 3, 8)),
+    "group_norm": (lambda T: T.nn.GroupNorm(2, 4), (3, 4, 5)),
+    "prelu": (lambda T: T.nn.PReLU(), (2, 3, 4)),
+    "prelu_channels": (lambda T: T.nn.PReLU(3, init=0.1), (2, 3, 4)),
+    "upsample_scale": (lambda T: T.nn.Upsample(scale_factor=2), (1, 2, 3, 3)),
+    "upsample_size": (lambda T: T.nn.Upsample(size=(5, 7)), (1, 2, 3, 4)),
+    "zero_pad2d": (lambda T: T.nn.ZeroPad2d((1, 2, 0, 1)), (1, 2, 3, 3)),
+    "mish": (lambda T: T.nn.Mish(), (3, 4)),
+    "hardswish": (lambda T: T.nn.Hardswish(), (3, 4)),
+    "hardsigmoid": (lambda T: T.nn.Hardsigmoid(), (3, 4)),
+    "logsigmoid": (lambda T: T.nn.LogSigmoid(), (3, 4)),
+    "softsign": (lambda T: T.nn.Softsign(), (3, 4)),
+    "tanhshrink": (lambda T: T.nn.Tanhshrink(), (3, 4)),
+    "selu": (lambda T: T.nn.SELU(), (3, 4)),
+    "celu": (lambda T: T.nn.CELU(0.5), (3, 4)),
+    "relu6": (lambda T: T.nn.ReLU6(), (3, 4)),
+    "hardtanh": (lambda T: T.nn.Hardtanh(-0.5, 0.5), (3, 4)),
+    "glu": (lambda T: T.nn.GLU(), (3, 4)),
+    "softmin": (lambda T: T.nn.Softmin(1), (3, 4)),
     "encoder": (
         lambda T: T.nn.TransformerEncoder(T.nn.TransformerEncoderLayer(8, 2, 16, 0.0), 2, enable_nested_tensor=False),
         (5, 2, 8),
@@ -54,10 +80,12 @@ def test_layer_matches_torch(name):
     assert list(mine.state_dict()) == list(theirs.state_dict())
     assert repr(mine) == repr(theirs)
     _copy(theirs, mine)
-    x = RNG.standard_normal(shape).astype(np.float32)
-    t_out, c_out = theirs(torch.tensor(x)), mine(ct.tensor(x))
+    x = (RNG.standard_normal(shape) * 3).astype(np.float32)
+    tx, cx = torch.tensor(x, requires_grad=True), ct.tensor(x, requires_grad=True)
+    t_out, c_out = theirs(tx), mine(cx)
     (_first(t_out) ** 2).sum().backward()
     (_first(c_out) ** 2).sum().backward()
+    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-5, err_msg="input gradient")
     np.testing.assert_allclose(_first(c_out).detach().numpy(), _first(t_out).detach().numpy(), rtol=1e-5, atol=1e-6)
     if isinstance(t_out, tuple):
         for t_part, c_part in zip(t_out[1:], c_out[1:]):

@@ -14,6 +14,34 @@ from ._attention import (  # noqa: F401
     TransformerEncoderLayer,
 )
 from ._layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, LayerNorm, Linear  # noqa: F401
+from ._layers_more import (  # noqa: F401
+    CELU,
+    GLU,
+    SELU,
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    ConstantPad1d,
+    ConstantPad2d,
+    Conv1d,
+    CosineSimilarity,
+    GroupNorm,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LogSigmoid,
+    MaxPool1d,
+    Mish,
+    PairwiseDistance,
+    PReLU,
+    ReLU6,
+    Softmin,
+    Softsign,
+    Tanhshrink,
+    Upsample,
+    ZeroPad1d,
+    ZeroPad2d,
+)
 from ._losses import BCELoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, SmoothL1Loss  # noqa: F401
 from ._parameter import Buffer, Parameter  # noqa: F401
 from ._rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell  # noqa: F401

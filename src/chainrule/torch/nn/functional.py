@@ -237,4 +237,17 @@ def scaled_dot_product_attention(
     return ops.matmul(_F.softmax(scores, dim=-1), v)
 
 
+from ._functional_more import (  # noqa: E402, F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    celu,
+    conv1d,
+    group_norm,
+    interpolate,
+    max_pool1d,
+    prelu,
+    selu,
+)
+
 __getattr__ = module_getattr("torch.nn.functional")
