@@ -834,3 +834,72 @@ def _save_ckpt(T: Any) -> Any:
 def _loader(T: Any) -> Any:
     ds = T.utils.data.TensorDataset(T.arange(6.0).reshape(6, 1), T.arange(6))
     return [(x, y) for x, y in T.utils.data.DataLoader(ds, batch_size=4)]
+
+
+# --- distributions and random draws (values that do not depend on the stream; shapes and dtypes of draws) ------
+def _dist_grads(T: Any) -> Any:
+    loc = T.tensor([0.5, -1.0], requires_grad=True)
+    sc = T.tensor([1.5, 0.3], requires_grad=True)
+    n = T.distributions.Normal(loc, sc)
+    (n.log_prob(T.tensor([0.1, 0.2])).sum() + n.entropy().sum() + n.cdf(T.tensor([0.1, 0.2])).sum()).backward()
+    return loc.grad, sc.grad
+
+
+_LOGITS = [[1.0, 2.0, 0.5], [0.1, 0.1, 3.0]]
+many(
+    "dist",
+    {
+        "normal_log_prob": lambda T: T.distributions.Normal(T.tensor([0.5, -1.0]), T.tensor([1.5, 0.3])).log_prob(
+            T.tensor([0.1, 0.2])
+        ),
+        "normal_entropy": lambda T: T.distributions.Normal(T.tensor([0.5]), T.tensor([2.0])).entropy(),
+        "normal_cdf": lambda T: T.distributions.Normal(0.0, 1.0).cdf(T.tensor([-1.0, 0.0, 2.0])),
+        "normal_grads": _dist_grads,
+        "normal_moments": lambda T: (lambda n: (n.mean, n.stddev, n.variance))(
+            T.distributions.Normal(T.tensor([1.0]), T.tensor([2.0]))
+        ),
+        "normal_rsample_shape": lambda T: (lambda s: (tuple(s.shape), s.dtype))(
+            T.distributions.Normal(T.zeros(2), T.ones(2)).rsample((3,))
+        ),
+        "normal_batch_shape": lambda T: tuple(T.distributions.Normal(T.zeros(2, 3), 1.0).batch_shape),
+        "categorical_log_prob": lambda T: T.distributions.Categorical(logits=T.tensor(_LOGITS)).log_prob(
+            T.tensor([2, 0])
+        ),
+        "categorical_probs_arg": lambda T: T.distributions.Categorical(probs=T.tensor([0.2, 0.3, 0.5])).log_prob(
+            T.tensor(1)
+        ),
+        "categorical_entropy": lambda T: T.distributions.Categorical(logits=T.tensor(_LOGITS)).entropy(),
+        "categorical_probs": lambda T: T.distributions.Categorical(logits=T.tensor(_LOGITS)).probs,
+        "categorical_sample_shape": lambda T: (lambda s: (tuple(s.shape), s.dtype))(
+            T.distributions.Categorical(logits=T.tensor(_LOGITS)).sample((4,))
+        ),
+        "bernoulli_log_prob": lambda T: T.distributions.Bernoulli(logits=T.tensor([0.3, -2.0])).log_prob(
+            T.tensor([1.0, 0.0])
+        ),
+        "bernoulli_probs": lambda T: T.distributions.Bernoulli(probs=T.tensor([0.3, 0.9])).logits,
+        "bernoulli_entropy": lambda T: T.distributions.Bernoulli(probs=T.tensor([0.3, 0.9])).entropy(),
+        "uniform_log_prob": lambda T: T.distributions.Uniform(T.tensor([0.0]), T.tensor([2.0])).log_prob(
+            T.tensor([0.5])
+        ),
+        "uniform_entropy": lambda T: T.distributions.Uniform(T.tensor([0.0, 1.0]), T.tensor([2.0, 1.5])).entropy(),
+        "kl_normal": lambda T: T.distributions.kl_divergence(
+            T.distributions.Normal(T.tensor([0.5]), T.tensor([1.5])),
+            T.distributions.Normal(T.tensor([0.0]), T.tensor([1.0])),
+        ),
+        "kl_categorical": lambda T: T.distributions.kl_divergence(
+            T.distributions.Categorical(logits=T.tensor(_LOGITS)),
+            T.distributions.Categorical(logits=T.tensor(_LOGITS).flip(1)),
+        ),
+        "multinomial_shape": lambda T: (lambda s: (tuple(s.shape), s.dtype, bool((s >= 0).all() and (s < 3).all())))(
+            T.multinomial(T.tensor([[0.2, 0.3, 0.5]]), 5, replacement=True)
+        ),
+        "multinomial_no_repeat": lambda T: T.multinomial(T.tensor([0.2, 0.3, 0.5]), 3).sort().values,
+        "bernoulli_draw": lambda T: (lambda s: (s.dtype, tuple(s.shape)))(T.bernoulli(T.full((2, 3), 0.5))),
+        "bernoulli_certain": lambda T: T.bernoulli(T.tensor([0.0, 1.0, 1.0])),
+        "normal_draw": lambda T: (lambda s: (s.dtype, tuple(s.shape)))(T.normal(T.zeros(4), T.ones(4))),
+        "normal_draw_size": lambda T: (lambda s: (s.dtype, tuple(s.shape)))(T.normal(0.0, 1.0, size=(2, 3))),
+        "manual_seed_repeats": lambda T: (lambda a, b: bool((a == b).all()))(
+            *[(T.manual_seed(5), T.randn(4))[1] for _ in range(2)]
+        ),
+    },
+)

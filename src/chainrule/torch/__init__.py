@@ -113,7 +113,7 @@ bool = bool_  # noqa: A001
 from ..nn.functional import erf  # noqa: E402, F401
 
 # the submodules (imported last: they read the names above)
-from . import autograd, func, nn, optim, utils  # noqa: E402, F401
+from . import autograd, distributions, func, nn, optim, utils  # noqa: E402, F401
 
 __getattr__ = module_getattr("torch")
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations",)]

@@ -126,11 +126,58 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator: Any = Non
     return _fill(t, _numpy(generator).normal(mean, std, size=t.shape))
 
 
+def _values(x: Any) -> np.ndarray:
+    return np.asarray(x._data if isinstance(x, Tensor) else x)
+
+
+def normal(
+    mean: Any = 0.0, std: Any = 1.0, size: Any = None, *, generator: Any = None, dtype: Any = None, **_: Any
+) -> Tensor:
+    """``torch.normal``: a draw from N(mean, std²) elementwise (tensors) or of ``size`` (numbers)."""
+    fn = _provided("normal")
+    if fn is not None:
+        return fn(mean, std, size, generator=generator)
+    m, s = _values(mean), _values(std)
+    shape = tuple(size) if size is not None else np.broadcast_shapes(m.shape, s.shape)
+    float_in = [v.dtype for v in (m, s) if v.dtype.kind == "f" and v.ndim]
+    out_dtype = dtype or (float_in[0] if float_in else np.float32)
+    return Tensor((m + s * _numpy(generator).standard_normal(shape)).astype(out_dtype))
+
+
+def bernoulli(input: Any, p: Any = None, *, generator: Any = None, **_: Any) -> Tensor:  # noqa: A002
+    """``torch.bernoulli``: 1 with probability ``input`` (or ``p``), else 0, in ``input``'s dtype."""
+    fn = _provided("bernoulli")
+    if fn is not None:
+        return fn(input, p, generator=generator)
+    probs = _values(input) if p is None else np.broadcast_to(np.asarray(p), _values(input).shape)
+    if probs.size and (probs.min() < 0 or probs.max() > 1):
+        raise RuntimeError("bernoulli: probabilities must lie in [0, 1]")
+    draw = _numpy(generator).random(probs.shape) < probs
+    return Tensor(draw.astype(_values(input).dtype))
+
+
+def multinomial(input: Any, num_samples: int, replacement: bool = False, *, generator: Any = None, **_: Any) -> Tensor:  # noqa: A002
+    """``torch.multinomial``: ``num_samples`` category indices per row of weights ``input``."""
+    fn = _provided("multinomial")
+    if fn is not None:
+        return fn(input, num_samples, replacement, generator=generator)
+    w = _values(input).astype(np.float64)
+    if w.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {w.shape}")
+    if (w < 0).any() or not np.isfinite(w).all():
+        raise RuntimeError("multinomial: probabilities must be finite and non-negative")
+    rows = w.reshape(-1, w.shape[-1])
+    if (rows.sum(-1) <= 0).any():
+        raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement and num_samples > rows.shape[-1]:
+        raise RuntimeError("multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    g = _numpy(generator)
+    out = np.stack([g.choice(rows.shape[-1], num_samples, replace=replacement, p=r / r.sum()) for r in rows])
+    return Tensor(out.reshape(w.shape[:-1] + (num_samples,)).astype(np.int64))
+
+
 def _passthrough(name: str) -> Any:
     return _provided(name) or _missing(name)
 
 
-normal = _passthrough("normal")
-bernoulli = _passthrough("bernoulli")
-multinomial = _passthrough("multinomial")
 poisson = _passthrough("poisson")
