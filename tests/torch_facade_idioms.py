@@ -903,3 +903,100 @@ many(
         ),
     },
 )
+
+
+# --- more math: inverse trigonometry, cumprod, cdist, quantile, matrices, shapes, integers ------------------------
+def U(T: Any) -> Any:
+    return T.tensor([[0.3, -0.6, 0.9], [0.1, 0.5, -0.2]], requires_grad=True)
+
+
+def second_order(T: Any, fn: Callable) -> Any:
+    x = T.tensor([0.3, -0.45, 0.7], requires_grad=True)
+    (g,) = T.autograd.grad(fn(T, x).sum(), x, create_graph=True)
+    (h,) = T.autograd.grad((g * g).sum(), x)
+    return g.detach(), h
+
+
+many(
+    "math",
+    {
+        "asin": lambda T: grad_of(T, U, lambda T, x: T.asin(x)),
+        "acos": lambda T: grad_of(T, U, lambda T, x: x.acos()),
+        "atan": lambda T: grad_of(T, M, lambda T, x: T.atan(x)),
+        "asinh": lambda T: grad_of(T, M, lambda T, x: T.asinh(x)),
+        "acosh": lambda T: grad_of(T, lambda T: T.tensor([1.5, 2.0, 7.0]), lambda T, x: T.acosh(x)),
+        "atanh": lambda T: grad_of(T, U, lambda T, x: x.atanh()),
+        "expm1": lambda T: grad_of(T, lambda T: T.tensor([1e-8, 0.5, -2.0]), lambda T, x: T.expm1(x)),
+        "arctan_alias": lambda T: T.arctan(V(T)),
+        "atan2": lambda T: T.atan2(T.tensor([1.0, -1.0, 0.5, -2.0]), T.tensor([-1.0, -1.0, 2.0, 0.0])),
+        "atan2_grad_y": lambda T: grad_of(T, M, lambda T, y: T.atan2(y, T.tensor([1.5, -2.0, 0.5]))),
+        "atan2_grad_x": lambda T: grad_of(T, M, lambda T, x: T.atan2(T.tensor([1.5, -2.0, 0.5]), x)),
+        "asin_second": lambda T: second_order(T, lambda T, x: T.asin(x)),
+        "atan_second": lambda T: second_order(T, lambda T, x: T.atan(x)),
+        "atan2_second": lambda T: second_order(T, lambda T, x: T.atan2(x, x * x + 1)),
+        "cumprod": lambda T: T.cumprod(M(T), dim=1),
+        "cumprod_zero_grad": lambda T: grad_of(
+            T, lambda T: T.tensor([[2.0, 0.0, 3.0, -1.5], [0.5, 1.5, 0.0, 0.0]]), lambda T, x: x.cumprod(1)
+        ),
+        "cumprod_int": lambda T: T.cumprod(T.tensor([1, 2, 3, 4]), 0),
+        "logaddexp": lambda T: grad_of(T, M, lambda T, x: T.logaddexp(x, x.flip(1))),
+        "hypot": lambda T: T.hypot(T.tensor([3.0, 5.0]), T.tensor([4.0, 12.0])),
+        "xlogy": lambda T: T.xlogy(T.tensor([0.0, 2.0, 0.0]), T.tensor([0.0, 3.0, 5.0])),
+        "xlogy_grad": lambda T: grad_of(
+            T, lambda T: T.tensor([0.5, 2.0, 1.5]), lambda T, y: T.xlogy(T.tensor([0.0, 2.0, 1.0]), y)
+        ),
+        "logit": lambda T: T.logit(T.tensor([0.2, 0.5, 0.9])),
+        "logit_eps": lambda T: T.logit(T.tensor([0.0, 1.0, 0.3]), eps=1e-6),
+        "frac": lambda T: T.frac(T.tensor([1.5, -2.25, 3.0])),
+        "deg2rad": lambda T: T.deg2rad(T.tensor([180.0, 90.0])),
+        "cdist": lambda T: T.cdist(P(T), P(T)[:2]),
+        "cdist_grad": lambda T: grad_of(T, P, lambda T, x: T.cdist(x, x.flip(0)[:3])),
+        "cdist_p1": lambda T: T.cdist(P(T), P(T)[1:], p=1),
+        "dist": lambda T: T.dist(M(T), M(T).flip(0)),
+        "quantile": lambda T: T.quantile(T.tensor([1.0, 7.0, 3.0, 4.0]), 0.4),
+        "quantile_vec": lambda T: T.quantile(M(T), T.tensor([0.25, 0.5]), dim=1),
+        "quantile_keepdim": lambda T: T.quantile(M(T), 0.5, dim=0, keepdim=True),
+        "quantile_lower": lambda T: T.quantile(T.tensor([1.0, 7.0, 3.0, 4.0]), 0.4, interpolation="lower"),
+        "quantile_grad": lambda T: grad_of(T, P, lambda T, x: T.quantile(x, 0.3, dim=0)),
+        "trace": lambda T: T.trace(T.arange(9.0).reshape(3, 3)),
+        "trace_grad": lambda T: grad_of(T, lambda T: T.ones(3, 4), lambda T, x: T.trace(x)),
+        "diagonal": lambda T: T.diagonal(T.arange(12.0).reshape(3, 4), offset=1),
+        "diagonal_neg": lambda T: T.arange(12.0).reshape(3, 4).diagonal(-1),
+        "diag_embed": lambda T: T.diag_embed(T.tensor([[1.0, 2.0], [3.0, 4.0]])),
+        "kron": lambda T: T.kron(T.tensor([[1.0, 2.0], [3.0, 4.0]]), T.tensor([[0.0, 1.0], [1.0, 0.0]])),
+        "kron_grad": lambda T: grad_of(
+            T, lambda T: T.tensor([[1.0, 2.0], [3.0, 4.0]]), lambda T, x: T.kron(x, T.tensor([[0.5, 1.0, 2.0]]))
+        ),
+        "cross": lambda T: T.cross(T.tensor([[1.0, 0.0, 0.0]]), T.tensor([[0.0, 1.0, 0.0]]), dim=1),
+        "linalg_cross": lambda T: T.cross(T.tensor([1.0, 2.0, 3.0]), T.tensor([-1.0, 0.5, 2.0]), dim=0),
+        "tensordot": lambda T: T.tensordot(T.arange(24.0).reshape(2, 3, 4), T.arange(12.0).reshape(3, 4), dims=2),
+        "tensordot_pairs": lambda T: T.tensordot(
+            T.arange(6.0).reshape(2, 3), T.arange(6.0).reshape(3, 2), dims=([1], [0])
+        ),
+        "block_diag": lambda T: T.block_diag(T.ones(2, 2), T.tensor([[5.0, 6.0, 7.0]])),
+        "cartesian_prod": lambda T: T.cartesian_prod(T.tensor([1, 2]), T.tensor([3, 4, 5])),
+        "tril_indices": lambda T: T.tril_indices(3, 3),
+        "triu_indices_offset": lambda T: T.triu_indices(3, 4, 1),
+        "rot90": lambda T: T.rot90(M(T)),
+        "rot90_k3": lambda T: T.rot90(M(T), 3, [0, 1]),
+        "fliplr": lambda T: T.fliplr(M(T)),
+        "atleast_2d": lambda T: T.atleast_2d(T.tensor([1.0, 2.0])).shape,
+        "atleast_3d": lambda T: T.atleast_3d(M(T)).shape,
+        "column_stack": lambda T: T.column_stack([T.tensor([1.0, 2.0]), T.tensor([3.0, 4.0])]),
+        "dstack": lambda T: T.dstack([M(T), M(T)]).shape,
+        "tensor_split": lambda T: T.tensor_split(T.arange(7), 3),
+        "tensor_split_idx": lambda T: T.tensor_split(T.arange(7), [1, 5]),
+        "aminmax": lambda T: tuple(T.aminmax(M(T))),
+        "aminmax_dim": lambda T: tuple(T.aminmax(M(T), dim=1)),
+        "kthvalue": lambda T: T.kthvalue(T.tensor([3.0, 1.0, 2.0, 5.0]), 2),
+        "kthvalue_dim": lambda T: T.kthvalue(M(T), 2, dim=1),
+        "msort": lambda T: T.msort(M(T)),
+        "bitwise_and": lambda T: T.bitwise_and(T.tensor([12, 10]), T.tensor([10, 6])),
+        "bitwise_xor_bool": lambda T: T.bitwise_xor(T.tensor([True, False]), T.tensor([True, True])),
+        "bitwise_not": lambda T: T.bitwise_not(T.tensor([0, 5])),
+        "gcd": lambda T: T.gcd(T.tensor([12, 18]), T.tensor([8, 27])),
+        "signbit": lambda T: T.signbit(T.tensor([-1.0, 0.0, 2.0])),
+        "fmax": lambda T: T.fmax(T.tensor([1.0, float("nan"), 3.0]), T.tensor([2.0, 5.0, float("nan")])),
+        "fmin_grad": lambda T: grad_of(T, M, lambda T, x: T.fmin(x, T.tensor([0.0, 0.0, 0.0]))),
+    },
+)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .. import linalg  # noqa: F401
 from .. import ops as _ops
+from .. import torch_more as _tmore
 from .. import torch_ops as _tops
 from ..anomaly import detect_anomaly, is_anomaly_enabled  # noqa: F401
 from ..grad_mode import enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad  # noqa: F401
@@ -103,6 +104,9 @@ for _name in (
 ).split():
     globals()[_name] = getattr(_tops, _name)
 moveaxis = _tops.movedim
+for _name in _tmore.NAMES:
+    globals()[_name] = getattr(_tmore, _name)
+arcsin, arccos, arctan, arctan2 = _tmore.asin, _tmore.acos, _tmore.atan, _tmore.atan2
 absolute = _ops.abs
 clamp = _ops.clip
 norm = linalg.norm_torch
