@@ -1000,3 +1000,86 @@ many(
         "fmin_grad": lambda T: grad_of(T, M, lambda T, x: T.fmin(x, T.tensor([0.0, 0.0, 0.0]))),
     },
 )
+
+
+def _lrs(T: Any, make_opt: Callable, make_sched: Callable, steps: int) -> Any:
+    w = T.tensor([1.0, -2.0], requires_grad=True)
+    opt = make_opt([w])
+    s = make_sched(opt)
+    out = []
+    for _ in range(steps):
+        opt.zero_grad()
+        (w * w).sum().backward()
+        opt.step()
+        s.step()
+        g = opt.param_groups[0]
+        out.append((g["lr"], g.get("momentum"), tuple(g["betas"]) if "betas" in g else None))
+    return out, w.detach()
+
+
+many(
+    "sched",
+    {
+        "onecycle_sgd": lambda T: _lrs(
+            T,
+            lambda p: T.optim.SGD(p, lr=0.1, momentum=0.9),
+            lambda o: T.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=10),
+            10,
+        ),
+        "onecycle_adam_linear": lambda T: _lrs(
+            T,
+            lambda p: T.optim.Adam(p, lr=0.1),
+            lambda o: T.optim.lr_scheduler.OneCycleLR(
+                o, max_lr=0.05, epochs=2, steps_per_epoch=6, anneal_strategy="linear"
+            ),
+            12,
+        ),
+        "onecycle_three_phase": lambda T: _lrs(
+            T,
+            lambda p: T.optim.SGD(p, lr=0.1, momentum=0.9),
+            lambda o: T.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=12, three_phase=True, pct_start=0.25),
+            12,
+        ),
+        "onecycle_no_momentum": lambda T: _lrs(
+            T,
+            lambda p: T.optim.SGD(p, lr=0.1, momentum=0.9),
+            lambda o: T.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=8, cycle_momentum=False),
+            8,
+        ),
+        "sequential_warmup_cosine": lambda T: _lrs(
+            T,
+            lambda p: T.optim.SGD(p, lr=0.1),
+            lambda o: T.optim.lr_scheduler.SequentialLR(
+                o,
+                [
+                    T.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=3),
+                    T.optim.lr_scheduler.CosineAnnealingLR(o, T_max=6),
+                ],
+                milestones=[3],
+            ),
+            10,
+        ),
+        "sequential_constant_exp": lambda T: _lrs(
+            T,
+            lambda p: T.optim.SGD(p, lr=0.1),
+            lambda o: T.optim.lr_scheduler.SequentialLR(
+                o,
+                [T.optim.lr_scheduler.ConstantLR(o, 0.5, total_iters=2), T.optim.lr_scheduler.ExponentialLR(o, 0.9)],
+                milestones=[2],
+            ),
+            6,
+        ),
+        "warm_restarts": lambda T: _lrs(
+            T,
+            lambda p: T.optim.SGD(p, lr=0.1),
+            lambda o: T.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2, eta_min=0.01),
+            12,
+        ),
+        "polynomial": lambda T: _lrs(
+            T,
+            lambda p: T.optim.SGD(p, lr=0.1),
+            lambda o: T.optim.lr_scheduler.PolynomialLR(o, total_iters=4, power=2.0),
+            6,
+        ),
+    },
+)
