@@ -43,6 +43,12 @@ LAYERS = {
     "conv1d": (lambda T: T.nn.Conv1d(2, 4, 3), (3, 2, 7)),
     "conv1d_strided_groups": (lambda T: T.nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2, bias=False), (2, 4, 9)),
     "conv1d_same_dilated": (lambda T: T.nn.Conv1d(2, 3, 3, padding="same", dilation=2), (2, 2, 8)),
+    "conv_transpose": (lambda T: T.nn.ConvTranspose2d(3, 4, 3), (2, 3, 5, 4)),
+    "conv_transpose_strided": (
+        lambda T: T.nn.ConvTranspose2d(4, 6, (3, 2), stride=2, padding=1, output_padding=1, groups=2, dilation=(1, 2)),
+        (2, 4, 4, 5),
+    ),
+    "conv_transpose_nobias_unbatched": (lambda T: T.nn.ConvTranspose2d(2, 3, 2, stride=2, bias=False), (2, 3, 3)),
     "adaptive_avg_1x1": (lambda T: T.nn.AdaptiveAvgPool2d((1, 1)), (2, 3, 4, 6)),
     "adaptive_avg_uneven": (lambda T: T.nn.AdaptiveAvgPool2d((3, 4)), (2, 3, 7, 5)),
     "adaptive_avg_1d": (lambda T: T.nn.AdaptiveAvgPool1d(3), (2, 3, 7)),

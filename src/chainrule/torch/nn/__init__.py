@@ -24,6 +24,7 @@ from ._layers_more import (  # noqa: F401
     ConstantPad1d,
     ConstantPad2d,
     Conv1d,
+    ConvTranspose2d,
     CosineSimilarity,
     GroupNorm,
     Hardsigmoid,

@@ -184,3 +184,41 @@ def interpolate(
         idx = np.minimum(np.floor(np.arange(o) * np.float32(s)).astype(np.int64), n - 1)
         y = y[(slice(None),) * (2 + d) + (idx,)]
     return y
+
+
+def _pair2(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def conv_transpose2d(
+    input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,  # noqa: A002
+    groups: int = 1, dilation: Any = 1,
+) -> Tensor:  # fmt: skip
+    """The adjoint of conv2d: each input pixel spreads ``weight`` (``(C_in, C_out/groups, kh, kw)``) onto the
+    output, summed by ``fold`` (col2im).  Output size ``(H-1)·s - 2p + d·(k-1) + output_padding + 1``."""
+    x, w = _t(input), _t(weight)
+    single = x.ndim == 3
+    if single:
+        x = x.unsqueeze(0)
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(
+            f"conv_transpose2d: expected input (N, C, H, W) and weight (C_in, C_out/groups, kh, kw), got {x.shape} and {w.shape}"
+        )
+    n, cin, h, wd = x.shape
+    if w.shape[0] != cin or cin % groups:
+        raise ValueError(f"conv_transpose2d: weight {w.shape} does not fit {cin} input channels and {groups} groups")
+    s, p, op, d = _pair2(stride), _pair2(padding), _pair2(output_padding), _pair2(dilation)
+    kh, kw = w.shape[2], w.shape[3]
+    out_h = (h - 1) * s[0] - 2 * p[0] + d[0] * (kh - 1) + op[0] + 1
+    out_w = (wd - 1) * s[1] - 2 * p[1] + d[1] * (kw - 1) + op[1] + 1
+    cpg, opg = cin // groups, w.shape[1]
+    outs = []
+    for g in range(groups):
+        xg = x[:, g * cpg : (g + 1) * cpg].reshape(n, cpg, h * wd)
+        wg = w[g * cpg : (g + 1) * cpg].reshape(cpg, opg * kh * kw)
+        cols = ops.matmul(wg.T, xg)  # (N, C_out/g · kh · kw, H·W)
+        outs.append(_F.fold(cols, (out_h, out_w), (kh, kw), d, p, s))
+    y = outs[0] if groups == 1 else ops.cat(outs, dim=1)
+    if bias is not None:
+        y = y + _t(bias).reshape(1, -1, 1, 1)
+    return y.squeeze(0) if single else y

@@ -341,3 +341,58 @@ class PairwiseDistance(Module):
 
     def forward(self, x1: Any, x2: Any) -> Tensor:
         return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)
+
+
+class ConvTranspose2d(Module):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+        output_padding: Any = 0, groups: int = 1, bias: bool = True, dilation: Any = 1, padding_mode: str = "zeros",
+        device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        check_device(device, "ConvTranspose2d")
+        if padding_mode != "zeros":
+            raise ValueError('Only "zeros" padding mode is supported for ConvTranspose2d')
+        if in_channels % groups or out_channels % groups:
+            raise ValueError("ConvTranspose2d: in_channels and out_channels must be divisible by groups")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = FM._pair2(kernel_size), FM._pair2(stride)
+        self.padding, self.output_padding, self.dilation = (
+            FM._pair2(padding),
+            FM._pair2(output_padding),
+            FM._pair2(dilation),
+        )
+        self.padding_mode = padding_mode
+        dt = _float(dtype)
+        shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
+        self.weight = Tensor(np.zeros(shape, dt), True)
+        self.bias = Tensor(np.zeros(self.out_channels, dt), True) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Any, output_size: Any = None) -> Tensor:
+        if output_size is not None:
+            raise NotImplementedError("ConvTranspose2d(output_size=...) is not supported; set output_padding")
+        return FM.conv_transpose2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

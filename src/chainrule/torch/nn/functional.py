@@ -243,6 +243,7 @@ from ._functional_more import (  # noqa: E402, F401
     avg_pool1d,
     celu,
     conv1d,
+    conv_transpose2d,
     group_norm,
     interpolate,
     max_pool1d,
