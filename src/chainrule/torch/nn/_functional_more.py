@@ -202,7 +202,8 @@ def conv_transpose2d(
         x = x.unsqueeze(0)
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(
-            f"conv_transpose2d: expected input (N, C, H, W) and weight (C_in, C_out/groups, kh, kw), got {x.shape} and {w.shape}"
+            "conv_transpose2d: expected input (N, C, H, W) and weight (C_in, C_out/groups, kh, kw), "
+            f"got {x.shape} and {w.shape}"
         )
     n, cin, h, wd = x.shape
     if w.shape[0] != cin or cin % groups:
