@@ -1083,3 +1083,90 @@ many(
         ),
     },
 )
+
+
+# --- Tensor methods: aliases, in-place twins, predicates -------------------------------------------------------------
+def _inplace_grad(T: Any, name: str, *args: Any) -> Any:
+    x = T.tensor([0.3, -0.4, 0.6], requires_grad=True)
+    h = x * 1.0
+    getattr(h, name)(*args)
+    (h * T.tensor([1.0, 2.0, 3.0])).sum().backward()
+    return h.detach(), x.grad
+
+
+many(
+    "method",
+    {
+        "greater": lambda T: M(T).greater(0),
+        "less_equal": lambda T: M(T).less_equal(T.tensor([1.0, 5.0, -6.0])),
+        "not_equal": lambda T: I(T).not_equal(2),
+        "positive": lambda T: M(T).positive(),
+        "fix": lambda T: T.tensor([1.7, -1.7]).fix(),
+        "sgn": lambda T: V(T).sgn(),
+        "erf": lambda T: V(T).erf(),
+        "ger": lambda T: V(T).ger(T.tensor([1.0, 2.0])),
+        "inner": lambda T: V(T).inner(V(T)),
+        "inner_2d": lambda T: M(T).inner(M(T)),
+        "vdot": lambda T: V(T).vdot(V(T)),
+        "addmv": lambda T: T.ones(2).addmv(M(T), T.tensor([1.0, 0.5, -1.0]), alpha=2),
+        "addr": lambda T: T.zeros(2, 3).addr(T.tensor([1.0, 2.0]), T.tensor([1.0, 0.0, -1.0])),
+        "inverse": lambda T: T.tensor([[2.0, 1.0], [1.0, 3.0]]).inverse(),
+        "det": lambda T: T.tensor([[2.0, 1.0], [1.0, 3.0]]).det(),
+        "logdet": lambda T: T.tensor([[2.0, 1.0], [1.0, 3.0]]).logdet(),
+        "matrix_power": lambda T: T.tensor([[1.0, 1.0], [0.0, 1.0]]).matrix_power(3),
+        "matrix_power_neg": lambda T: T.tensor([[2.0, 1.0], [1.0, 3.0]]).matrix_power(-2),
+        "mH": lambda T: M(T).mH,
+        "adjoint": lambda T: M(T).adjoint(),
+        "is_complex": lambda T: M(T).is_complex(),
+        "is_signed": lambda T: (M(T).is_signed(), T.tensor([1], dtype=T.uint8).is_signed()),
+        "is_cpu": lambda T: M(T).is_cpu,
+        "is_contiguous": lambda T: (M(T).is_contiguous(), M(T).T.is_contiguous()),
+        "is_same_size": lambda T: M(T).is_same_size(M(T) * 2),
+        "is_nonzero": lambda T: T.tensor([2.0]).is_nonzero(),
+        "get_device": lambda T: M(T).get_device(),
+        "stride": lambda T: (T.zeros(2, 3, 4).stride(), T.zeros(2, 3, 4).stride(1), T.zeros(2, 3).T.stride()),
+        "isposinf": lambda T: T.tensor([float("inf"), -float("inf"), 1.0]).isposinf(),
+        "float_power": lambda T: T.tensor([2, 3]).float_power(2),
+        "copysign": lambda T: M(T).copysign(T.tensor([-1.0, 1.0, -0.0])),
+        "heaviside": lambda T: T.tensor([-1.0, 0.0, 2.0]).heaviside(T.tensor([0.5])),
+        "logaddexp2": lambda T: V(T).logaddexp2(T.tensor(1.0)),
+        "sinc": lambda T: T.tensor([0.0, 0.5, 1.5]).sinc(),
+        "char": lambda T: T.tensor([1.7, -2.2]).char(),
+        "split_with_sizes": lambda T: T.arange(6).split_with_sizes([2, 4]),
+        "hsplit": lambda T: T.arange(12).reshape(3, 4).hsplit(2),
+        "vsplit": lambda T: T.arange(12).reshape(4, 3).vsplit([1]),
+        "diagflat": lambda T: T.tensor([1.0, 2.0]).diagflat(),
+        "take": lambda T: M(T).take(T.tensor([0, 4, 5])),
+        "select": lambda T: M(T).select(1, 2),
+        "sum_to_size": lambda T: T.ones(2, 3, 4).sum_to_size(3, 1),
+        "unique_consecutive": lambda T: T.tensor([1, 1, 2, 2, 3, 1, 1]).unique_consecutive(
+            return_counts=True, return_inverse=True
+        ),
+        "nanmedian": lambda T: T.tensor([1.0, float("nan"), 3.0, 2.0]).nanmedian(),
+        "cov": lambda T: M(T).cov(),
+        "corrcoef": lambda T: T.tensor([[1.0, 2.0, 4.0], [2.0, 1.0, 0.5]]).corrcoef(),
+        "inplace_asin_": lambda T: _inplace_grad(T, "asin_"),
+        "inplace_cumsum_": lambda T: _inplace_grad(T, "cumsum_", 0),
+        "inplace_tril_": lambda T: (lambda t: (t.tril_(), t)[1])(T.ones(3, 3)),
+        "inplace_eq_": lambda T: (lambda t: (t.eq_(T.tensor([1.0, 0.0])), t)[1])(T.tensor([1.0, 2.0])),
+        "inplace_hypot_": lambda T: _inplace_grad(T, "hypot_", T.tensor([1.0, 2.0, 0.5])),
+        "inplace_logical_and_": lambda T: (lambda t: (t.logical_and_(T.tensor([True, False])), t)[1])(
+            T.tensor([True, True])
+        ),
+        "inplace_frac_": lambda T: _inplace_grad(T, "frac_"),
+        "inplace_xlogy_": lambda T: _inplace_grad(T, "xlogy_", T.tensor([2.0, 3.0, 4.0])),
+    },
+)
+
+many(
+    "inplace_graph",
+    {
+        "remainder_": lambda T: _inplace_grad(T, "remainder_", 0.25),
+        "fmod_": lambda T: _inplace_grad(T, "fmod_", 0.25),
+        "scatter_": lambda T: _inplace_grad(T, "scatter_", 0, T.tensor([2, 0]), T.tensor([5.0, 6.0])),
+        "scatter_add_": lambda T: _inplace_grad(T, "scatter_add_", 0, T.tensor([2, 2]), T.tensor([5.0, 6.0])),
+        "index_add_": lambda T: _inplace_grad(T, "index_add_", 0, T.tensor([1, 1]), T.tensor([5.0, 6.0])),
+        "index_fill_": lambda T: _inplace_grad(T, "index_fill_", 0, T.tensor([1]), -1.0),
+        "imod": lambda T: _inplace_grad(T, "__imod__", 0.25),
+    },
+)

@@ -444,3 +444,203 @@ for _name in _METHODS:
 for _alias, _name in (("arcsin", "asin"), ("arccos", "acos"), ("arctan", "atan"), ("arctan2", "atan2")):
     if _alias not in Tensor.__dict__:
         setattr(Tensor, _alias, globals()[_name])
+
+
+# --- torch's remaining everyday Tensor methods: aliases, in-place twins, small predicates --------------------------
+def _alias_methods() -> None:
+    from . import linalg  # noqa: PLC0415  (the public face's linalg, a sibling)
+
+    def cmp(np_fn: Any) -> Any:
+        return lambda self, other: Tensor(np.asarray(np_fn(_raw(self), _raw(other))))
+
+    aliases = {
+        "greater": cmp(np.greater),
+        "greater_equal": cmp(np.greater_equal),
+        "less": cmp(np.less),
+        "less_equal": cmp(np.less_equal),
+        "not_equal": cmp(np.not_equal),
+        "positive": lambda self: self,
+        "negative": lambda self: -self,
+        "fix": lambda self: ops.trunc(self),
+        "sgn": lambda self: ops.sign(self),
+        "erf": lambda self: _erf(self),
+        "arcsinh": asinh,
+        "arccosh": acosh,
+        "arctanh": atanh,
+        "ger": lambda self, vec2: ops.outer(self, vec2),
+        "inner": lambda self, other: (self * other).sum(-1) if _t(self).ndim <= 1 else ops.matmul(self, _t(other).mT),
+        "vdot": lambda self, other: (self * other).sum(),
+        "addmv": lambda self, mat, vec, *, beta=1, alpha=1: _addmm(self, mat, vec, beta=beta, alpha=alpha),
+        "addr": lambda self, v1, v2, *, beta=1, alpha=1: _addmm(
+            self, _t(v1).unsqueeze(-1), _t(v2).unsqueeze(0), beta=beta, alpha=alpha
+        ),
+        "baddbmm": lambda self, b1, b2, *, beta=1, alpha=1: _addmm(self, b1, b2, beta=beta, alpha=alpha),
+        "inverse": lambda self: linalg.inv(self),
+        "det": lambda self: linalg.det(self),
+        "logdet": lambda self: ops.log(linalg.det(self)),
+        "matrix_power": _matrix_power,
+        "mH": property(lambda self: self.mT),
+        "adjoint": lambda self: self.mT,
+        "real": property(lambda self: self),
+        "isreal": lambda self: Tensor(np.ones(self.shape, bool)),
+        "is_complex": lambda self: False,
+        "is_signed": lambda self: self.dtype.kind in "fi",
+        "is_cpu": property(lambda self: self.device == "cpu"),
+        "is_contiguous": lambda self, memory_format=None: bool(np.asarray(self._data).flags.c_contiguous),
+        "is_nonzero": lambda self: _is_nonzero(self),
+        "is_same_size": lambda self, other: tuple(self.shape) == tuple(other.shape),
+        "is_inference": lambda self: False,
+        "get_device": lambda self: -1,
+        "stride": _stride,
+        "isposinf": lambda self: Tensor(np.isposinf(_raw(self))),
+        "isneginf": lambda self: Tensor(np.isneginf(_raw(self))),
+        "float_power": lambda self, exponent: (
+            _t(self).astype(np.float64) ** (exponent.astype(np.float64) if isinstance(exponent, Tensor) else exponent)
+        ),
+        "copysign": lambda self, other: (
+            ops.abs(self)
+            * Tensor(np.where(np.signbit(_raw(other)), -1.0, 1.0).astype(np.result_type(_raw(self).dtype, np.float32)))
+        ),
+        "heaviside": lambda self, values: Tensor(np.heaviside(_raw(self), _raw(values)).astype(_raw(self).dtype)),
+        "logaddexp2": lambda self, other: logaddexp(self * np.log(2), _t(other) * np.log(2)) / np.log(2),
+        "sinc": _sinc,
+        "char": lambda self: self.astype(np.int8),
+        "split_with_sizes": lambda self, split_sizes, dim=0: ops.split(self, list(split_sizes), dim),
+        "hsplit": lambda self, sections: tensor_split(self, sections, 1 if _t(self).ndim > 1 else 0),
+        "vsplit": lambda self, sections: tensor_split(self, sections, 0),
+        "dsplit": lambda self, sections: tensor_split(self, sections, 2),
+        "diagflat": lambda self, offset=0: diag_embed(_t(self).reshape(-1), offset),
+        "take": lambda self, index: self.reshape(-1)[np.asarray(_raw(index), np.int64)],
+        "select": lambda self, dim, index: self[(slice(None),) * _axis(_t(self), dim, "select") + (int(index),)],
+        "sum_to_size": _sum_to_size,
+        "unique_consecutive": _unique_consecutive,
+        "nanmedian": lambda self, *a, **k: _nanmedian(self, *a, **k),
+        "cov": lambda self, *, correction=1, fweights=None, aweights=None: _cov(self, correction),
+        "corrcoef": lambda self: _corrcoef(self),
+    }
+    for name, fn in aliases.items():
+        if name not in Tensor.__dict__ and not hasattr(Tensor, name):
+            setattr(Tensor, name, fn)
+    from .inplace import history_copy, inplace  # noqa: PLC0415
+
+    def twin(base: str) -> Any:
+        fn = getattr(Tensor, base)
+
+        def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+            # computed from a copy of this tensor's value and record: a composed operation reads it several
+            # times, and none of those reads may be the tensor that is then overwritten
+            return inplace(
+                self, base + "_", lambda: fn(history_copy(self) if self._node is not None else self, *args, **kwargs)
+            )
+
+        method.__name__ = base + "_"
+        return method
+
+    for base in (
+        "acos asin atan acosh asinh atanh arccos arcsin arctan arccosh arcsinh arctanh atan2 arctan2 cosh sinh tan "
+        "exp2 expm1 log2 log10 rsqrt erf frac deg2rad rad2deg cumsum cumprod tril triu hypot logit xlogy fix sgn "
+        "absolute negative multiply divide subtract true_divide floor_divide eq ne ge gt le lt greater greater_equal "
+        "less less_equal not_equal logical_and logical_or logical_xor logical_not bitwise_and bitwise_or "
+        "bitwise_xor bitwise_not gcd lcm copysign heaviside float_power"
+    ).split():
+        if hasattr(Tensor, base) and not hasattr(Tensor, base + "_"):
+            setattr(Tensor, base + "_", twin(base))
+
+
+def _erf(x: Any) -> Tensor:
+    from .primitives.nn import erf  # noqa: PLC0415
+
+    t = _t(x)
+    return apply(erf, t if t.dtype.kind == "f" else t.astype(np.float32))
+
+
+def _addmm(input: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> Tensor:  # noqa: A002
+    from .torch_ops import addmm  # noqa: PLC0415
+
+    return addmm(input, a, b, beta=beta, alpha=alpha)
+
+
+def _matrix_power(self: Tensor, n: int) -> Tensor:
+    from . import linalg  # noqa: PLC0415
+
+    x = _t(self)
+    if n < 0:
+        x, n = linalg.inv(x), -n
+    out = Tensor(np.broadcast_to(np.eye(x.shape[-1], dtype=x.dtype), x.shape).copy())
+    for _ in range(n):
+        out = ops.matmul(out, x)
+    return out
+
+
+def _is_nonzero(self: Tensor) -> bool:
+    if self.numel() != 1:
+        raise RuntimeError(f"is_nonzero: expected a tensor with one element, got shape {tuple(self.shape)}")
+    return bool(np.asarray(self._data).reshape(()) != 0)
+
+
+def _stride(self: Tensor, dim: Optional[int] = None) -> Any:
+    arr = np.asarray(self._data)
+    st = tuple(s // arr.itemsize for s in arr.strides)
+    return st if dim is None else st[_axis(self, dim, "stride")]
+
+
+def _sinc(self: Tensor) -> Tensor:
+    x = _t(self)
+    zero = _raw(x) == 0
+    px = ops.where(zero, np.ones((), x.dtype), x) * np.pi
+    return ops.where(zero, np.ones((), x.dtype), ops.sin(px) / px)
+
+
+def _sum_to_size(self: Tensor, *size: Any) -> Tensor:
+    shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+    x = _t(self)
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
+    return ops.sum(x, dim=axes, keepdim=True).reshape(shape) if axes else x
+
+
+def _unique_consecutive(
+    self: Tensor, return_inverse: bool = False, return_counts: bool = False, dim: Any = None
+) -> Any:
+    d = _raw(self).reshape(-1) if dim is None else None
+    if d is None:
+        raise NotImplementedError("unique_consecutive(dim=...) is not supported in chainrule.torch")
+    starts = np.concatenate([[True], d[1:] != d[:-1]]) if d.size else np.zeros(0, bool)
+    out = [Tensor(d[starts])]
+    if return_inverse:
+        out.append(Tensor((np.cumsum(starts) - 1).reshape(_t(self).shape).astype(np.int64)))
+    if return_counts:
+        idx = np.flatnonzero(starts)
+        out.append(Tensor(np.diff(np.append(idx, d.size)).astype(np.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _nanmedian(self: Tensor, dim: Optional[int] = None, keepdim: bool = False) -> Any:
+    from .torch_ops import median  # noqa: PLC0415
+
+    x = _t(self)
+    if dim is None:
+        flat = x.reshape(-1)
+        keep = np.flatnonzero(~np.isnan(_raw(flat)))
+        return median(flat[keep]) if keep.size else Tensor(np.array(np.nan, x.dtype))
+    raise NotImplementedError("nanmedian(dim=...) is not supported in chainrule.torch; use nanmedian() or median(dim)")
+
+
+def _cov(self: Tensor, correction: int = 1) -> Tensor:
+    x = _t(self)
+    x = x.reshape(1, -1) if x.ndim == 1 else x
+    n = x.shape[1]
+    c = x - x.mean(1, keepdim=True)
+    out = ops.matmul(c, c.mT) / (n - correction)
+    return out.reshape(()) if _t(self).ndim == 1 or out.shape == (1, 1) and _t(self).ndim == 1 else out
+
+
+def _corrcoef(self: Tensor) -> Tensor:
+    c = _cov(self)
+    if c.ndim == 0:
+        return c / c
+    d = ops.sqrt(ops.diag(c))
+    return c / d.unsqueeze(1) / d.unsqueeze(0)
+
+
+_alias_methods()

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import ops
-from .inplace import inplace
+from .inplace import history_copy, inplace
 from .ops.base import _t
 from .tensor import Tensor
 
@@ -482,7 +482,8 @@ def searchsorted(
 
 def _in_place(name: str, fn: Any) -> Any:
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        return inplace(self, name, lambda: fn(self, *args, **kwargs))
+        # computed from a copy of this tensor's value and record (see torch_more's in-place twins)
+        return inplace(self, name, lambda: fn(history_copy(self) if self._node is not None else self, *args, **kwargs))
 
     method.__name__ = name
     return method
