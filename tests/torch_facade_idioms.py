@@ -1170,3 +1170,24 @@ many(
         "imod": lambda T: _inplace_grad(T, "__imod__", 0.25),
     },
 )
+
+_SEQS = [[1.0, 2.0, 3.0], [4.0], [5.0, 6.0]]
+many(
+    "rnn_utils",
+    {
+        "pad_sequence": lambda T: T.nn.utils.rnn.pad_sequence([T.tensor(s) for s in _SEQS]),
+        "pad_sequence_bf": lambda T: T.nn.utils.rnn.pad_sequence(
+            [T.tensor(s) for s in _SEQS], batch_first=True, padding_value=-1.0
+        ),
+        "pad_sequence_left": lambda T: T.nn.utils.rnn.pad_sequence(
+            [T.tensor(s) for s in _SEQS], batch_first=True, padding_side="left"
+        ),
+        "pad_sequence_2d": lambda T: T.nn.utils.rnn.pad_sequence([T.ones(2, 3), T.zeros(4, 3)]).shape,
+        "pad_sequence_grad": lambda T: grad_of(
+            T, lambda T: T.tensor([1.0, 2.0, 3.0]), lambda T, x: T.nn.utils.rnn.pad_sequence([x, x[:1] * 2])
+        ),
+        "unpad_sequence": lambda T: T.nn.utils.rnn.unpad_sequence(
+            T.nn.utils.rnn.pad_sequence([T.tensor(s) for s in _SEQS]), T.tensor([3, 1, 2])
+        ),
+    },
+)

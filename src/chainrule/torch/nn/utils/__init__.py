@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ...nn import utils as _U
-from ...tensor import Tensor
-from ...torch_names import module_getattr
+from ....nn import utils as _U
+from ....tensor import Tensor
+from ....torch_names import module_getattr
 
 clip_grad_value_ = _U.clip_grad_value_
 parameters_to_vector = _U.parameters_to_vector
@@ -25,5 +25,7 @@ def clip_grad_norm_(
     dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float32)
     return Tensor(np.asarray(total._data if isinstance(total, Tensor) else total, dtype))
 
+
+from . import rnn  # noqa: E402, F401
 
 __getattr__ = module_getattr("torch.nn.utils")
