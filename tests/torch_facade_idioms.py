@@ -1191,3 +1191,27 @@ many(
         ),
     },
 )
+
+many(
+    "legacy",
+    {
+        "Tensor_list": lambda T: T.Tensor([1, 2]),
+        "Tensor_sizes": lambda T: (T.Tensor(2, 3).shape, T.Tensor(2, 3).dtype),
+        "Tensor_empty": lambda T: T.Tensor().shape,
+        "FloatTensor": lambda T: T.FloatTensor([[1, 2], [3, 4]]),
+        "LongTensor": lambda T: T.LongTensor([1, 5, 2]),
+        "DoubleTensor_sizes": lambda T: (T.DoubleTensor(3).shape, T.DoubleTensor(3).dtype),
+        "BoolTensor": lambda T: T.BoolTensor([True, False]),
+        "isinstance_typed": lambda T: (
+            isinstance(T.tensor([1.0]), T.FloatTensor),
+            isinstance(T.tensor([1]), T.FloatTensor),
+            isinstance(T.tensor([1]), T.LongTensor),
+        ),
+        "isinstance_Tensor": lambda T: (
+            isinstance(T.zeros(1), T.Tensor),
+            isinstance(T.nn.Parameter(T.zeros(1)), T.Tensor),
+            isinstance(1.0, T.Tensor),
+        ),
+        "Tensor_unbound_method": lambda T: T.Tensor.sum(T.ones(3)),
+    },
+)

@@ -17,7 +17,6 @@ from .. import torch_more as _tmore
 from .. import torch_ops as _tops
 from ..anomaly import detect_anomaly, is_anomaly_enabled  # noqa: F401
 from ..grad_mode import enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad  # noqa: F401
-from ..tensor import Tensor  # noqa: F401
 from ..torch_names import NotSupportedError, module_getattr  # noqa: F401  (torch.NotSupportedError)
 from . import _random, cuda  # noqa: F401
 from ._core import (  # noqa: F401
@@ -84,6 +83,18 @@ from ._random import (  # noqa: F401
     set_rng_state,
 )
 from ._serialization import load, save  # noqa: F401
+from ._tensor_class import (  # noqa: F401
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+    Tensor,
+)
 
 # the engine's functions, under torch's names (cr's own, unchanged)
 for _name in (
