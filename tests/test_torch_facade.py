@@ -363,3 +363,27 @@ def test_the_docs_example_prints_what_it_shows(capsys):
     code, shown = re.findall(r"```python\n(.*?)```\n```\n(.*?)```", text[start:], re.S)[0]
     exec(compile(code, "docs/torch.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
     assert capsys.readouterr().out == shown
+
+
+# --- linspace: torch's CPU values bit for bit ------------------------------------------------------------------
+
+_RNG = np.random.default_rng(25)
+LINSPACE = [(-math.pi, math.pi, 2000), (0, 1, 5), (-3.7, 11.3, 1001), (5, -5, 999), (0, 1, 1), (0, 1, 0), (3, 3, 4)]
+LINSPACE += [(float(_RNG.normal() * 10), float(_RNG.normal() * 10), int(_RNG.integers(2, 5000))) for _ in range(60)]
+LINSPACE += [(float(_RNG.normal() * 1e4), float(_RNG.normal() * 1e-3), int(_RNG.integers(2, 500))) for _ in range(20)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_linspace_is_torchs_bit_for_bit(dtype):
+    for a, b, n in LINSPACE:
+        want = torch.linspace(a, b, n, dtype=getattr(torch, dtype)).numpy()
+        got = ct.linspace(a, b, n, dtype=getattr(ct, dtype)).numpy()
+        assert got.dtype == want.dtype and np.array_equal(got, want), (a, b, n)
+
+
+def test_a_planted_numpy_linspace_is_caught(monkeypatch):
+    from chainrule.torch import _core
+
+    monkeypatch.setattr(_core, "torch_linspace", lambda a, b, n, dt: np.linspace(a, b, n, dtype=dt))
+    want = torch.linspace(-math.pi, math.pi, 2000).numpy()
+    assert not np.array_equal(ct.linspace(-math.pi, math.pi, 2000).numpy(), want)

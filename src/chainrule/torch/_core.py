@@ -12,6 +12,7 @@ import numpy as np
 from .. import creation as C
 from ..tensor import Tensor
 from . import _random
+from ._linspace import torch_linspace
 
 float16 = half = np.dtype(np.float16)
 float32 = np.dtype(np.float32)
@@ -349,8 +350,13 @@ def linspace(
     device: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:  # noqa: ARG001
-    # torch computes in float64-free steps: start + i * (end - start) / (steps - 1), symmetric from both ends
-    return C.linspace(start, end, steps, dtype=_float(dtype), requires_grad=requires_grad)
+    dt = _float(dtype)
+    check_device(device, "linspace")
+    if dt in (float32, float64) and not isinstance(start, Tensor) and not isinstance(end, Tensor):
+        if int(steps) < 0:
+            raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
+        return C.tensor(torch_linspace(float(start), float(end), int(steps), dt), requires_grad=requires_grad)
+    return C.linspace(start, end, steps, dtype=dt, requires_grad=requires_grad)
 
 
 def logspace(
