@@ -387,3 +387,18 @@ def test_a_planted_numpy_linspace_is_caught(monkeypatch):
     monkeypatch.setattr(_core, "torch_linspace", lambda a, b, n, dt: np.linspace(a, b, n, dtype=dt))
     want = torch.linspace(-math.pi, math.pi, 2000).numpy()
     assert not np.array_equal(ct.linspace(-math.pi, math.pi, 2000).numpy(), want)
+
+
+ARANGE = [(-3.3, 7.1, 0.37), (0.0, 100.0, 0.7), (1.5, 20.0, 1.1), (0.0, 1.0, 0.1), (-5.0, 5.0, 0.013), (5.0, 0.0, -0.3)]
+ARANGE += [
+    (float(_RNG.normal() * 10), float(_RNG.uniform(0, 300)), float(abs(_RNG.normal()) + 0.01)) for _ in range(60)
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_float_arange_is_torchs_bit_for_bit(dtype):
+    for a, count, s in ARANGE:
+        b = a + count * s if count > 1 else count
+        want = torch.arange(a, b, s, dtype=getattr(torch, dtype)).numpy()
+        got = ct.arange(a, b, s, dtype=getattr(ct, dtype)).numpy()
+        assert got.dtype == want.dtype and np.array_equal(got, want), (a, b, s)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import creation as C
 from ..tensor import Tensor
 from . import _random
-from ._linspace import torch_linspace
+from ._linspace import torch_arange, torch_linspace
 
 float16 = half = np.dtype(np.float16)
 float32 = np.dtype(np.float32)
@@ -336,6 +336,13 @@ def arange(
         if end is None and args:
             start, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
         args = (start, end, step)
+    dt = np.dtype(dtype)
+    raw = [a._data if isinstance(a, Tensor) else a for a in args]
+    if dt in (float32, float64) and 1 <= len(raw) <= 3 and all(np.ndim(a) == 0 for a in raw):
+        check_device(device, "arange")
+        start, end, step = (0.0, raw[0], 1.0) if len(raw) == 1 else (raw[0], raw[1], raw[2] if len(raw) == 3 else 1.0)
+        values = torch_arange(float(start), float(end), float(step), dt)
+        return C.tensor(values, requires_grad=requires_grad)
     return C.arange(*args, dtype=dtype, requires_grad=requires_grad, device=check_device(device, "arange"))
 
 

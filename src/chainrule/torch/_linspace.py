@@ -64,3 +64,34 @@ def torch_linspace(start: float, end: float, steps: int, dtype: np.dtype) -> np.
     first = fma(np.full(half, np.float64(step)), i[:half], np.full(half, np.float64(s)))
     second = fma(np.full(steps - half, -np.float64(step)), steps - 1 - i[half:], np.full(steps - half, np.float64(e)))
     return np.concatenate([first, second]).astype(dt)
+
+
+def torch_arange(start: float, end: float, step: float, dtype: np.dtype) -> np.ndarray:
+    """torch's CPU arange values for float32 and float64: blocks of 8 (float32) or 4 (float64) values, two
+    blocks at a time, each block's first value ``start + step·i`` and the rest ``first + step·j`` (fused
+    multiply-adds in float64, as torch's vectorised kernel), the tail one value at a time."""
+    dt = np.dtype(dtype)
+    if step == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    n = int(np.ceil((end - start) / step))
+    if n < 0 or (step > 0 and start > end) or (step < 0 and start < end):
+        raise RuntimeError(
+            f"arange: upper bound and larger bound inconsistent with step sign (start={start}, end={end}, step={step})"
+        )
+    n = max(n, 0)
+    width = 8 if dt == np.float32 else 4
+    blocked = (n // (2 * width)) * 2 * width
+    idx = np.arange(n, dtype=np.float64)
+    out = np.empty(n, np.float64)
+    st, sp = np.float64(start), np.float64(step)
+    if blocked:
+        first = idx[:blocked:width]
+        bases = _fma64(np.full(first.shape, sp), first, np.full(first.shape, st))
+        if dt == np.float32:
+            bases = bases.astype(np.float32).astype(np.float64)
+        lanes = np.arange(width, dtype=np.float64)
+        vals = _fma64(np.broadcast_to(lanes, (len(first), width)), np.full((len(first), width), sp), bases[:, None])
+        out[:blocked] = vals.reshape(-1)
+    tail = idx[blocked:]
+    out[blocked:] = _fma64(np.full(tail.shape, sp), tail, np.full(tail.shape, st))
+    return out.astype(dt)
