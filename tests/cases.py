@@ -47,6 +47,12 @@ def _torch():
     return torch
 
 
+def _tm():
+    from chainrule import torch_more
+
+    return torch_more
+
+
 IDX = np.array([0, 2, 2, 1])
 MASK = np.array([[True, False, True], [False, True, True]])
 
@@ -257,4 +263,16 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
     "erf": [Case(lambda a: cr.nn.functional.erf(a), lambda a: _torch().erf(a), ((3, 4),))],
+    # torch's inverse trigonometry, atan2 and expm1 (issue 25)
+    "asin": [Case(lambda a: _tm().asin(a), lambda a: _torch().asin(a), ((3, 4),), ("unit",))],
+    "acos": [Case(lambda a: _tm().acos(a), lambda a: _torch().acos(a), ((5,),), ("unit",))],
+    "atan": [Case(lambda a: _tm().atan(a), lambda a: _torch().atan(a), ((2, 3),))],
+    "asinh": [Case(lambda a: _tm().asinh(a), lambda a: _torch().asinh(a), ((4,),))],
+    "acosh": [Case(lambda a: _tm().acosh(a + 1.5), lambda a: _torch().acosh(a + 1.5), ((4,),), ("pos",))],
+    "atanh": [Case(lambda a: _tm().atanh(a), lambda a: _torch().atanh(a), ((2, 2),), ("unit",))],
+    "expm1": [Case(lambda a: _tm().expm1(a), lambda a: _torch().expm1(a), ((3,),))],
+    "atan2": [
+        Case(lambda a, b: _tm().atan2(a, b), lambda a, b: _torch().atan2(a, b), ((3, 4), (4,)), label="broadcast"),
+        Case(lambda a, b: _tm().atan2(a, b), lambda a, b: _torch().atan2(a, b), ((), ()), label="scalars"),
+    ],
 }

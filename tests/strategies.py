@@ -104,6 +104,16 @@ TORCH_NS = SimpleNamespace(
     nn=SimpleNamespace(
         functional=SimpleNamespace(unfold=torch.nn.functional.unfold, fold=torch.nn.functional.fold, erf=torch.erf)
     ),
+    torch_more=SimpleNamespace(
+        asin=torch.asin,
+        acos=torch.acos,
+        atan=torch.atan,
+        asinh=torch.asinh,
+        acosh=torch.acosh,
+        atanh=torch.atanh,
+        expm1=torch.expm1,
+        atan2=torch.atan2,
+    ),
 )
 
 
@@ -635,6 +645,24 @@ def _fold(b: Builder, v: str) -> str:
 @template("erf")
 def _erf(b: Builder, v: str) -> str:
     return b.emit("erf", f"cr.nn.functional.erf({v})")
+
+
+# torch's inverse trigonometry (issue 25): arguments kept inside each domain, as log's are kept positive
+for _name, _arg in (
+    ("asin", "cr.tanh({v}) * 0.9"),
+    ("acos", "cr.tanh({v}) * 0.9"),
+    ("atanh", "cr.tanh({v}) * 0.9"),
+    ("atan", "{v}"),
+    ("asinh", "{v}"),
+    ("acosh", "{v} * {v} + 1.5"),
+    ("expm1", "cr.tanh({v})"),
+):
+    template(_name)(lambda b, v, n=_name, a=_arg: b.emit(n, f"cr.torch_more.{n}({a.format(v=v)})"))
+
+
+@template("atan2")
+def _atan2(b: Builder, v: str) -> str:
+    return b.emit("atan2", f"cr.torch_more.atan2({v}, {v} * {v} + 0.5)")
 
 
 # primitives with a kink or a tie rule, where the subgradient convention matters

@@ -392,6 +392,7 @@ BAD_INPUTS = [
         r"einsum: 'ij,kj->ik': index 'j' has size 4 in operand 0 but 3 in operand 1 \(shapes \(3, 4\), \(2, 3\)\)",
     ),
     ("maximum", lambda: cr.maximum(_a(), _b()), ValueError, r"maximum: inputs with shapes \(3, 4\), \(2, 4\)"),
+    ("atan2", lambda: cr.torch_more.atan2(_a(), _b()), ValueError, r"atan2: inputs with shapes \(3, 4\), \(2, 4\)"),
     ("minimum", lambda: cr.minimum(_a(), B), ValueError, r"minimum: inputs with shapes \(3, 4\), \(2, 4\)"),
     ("where", lambda: cr.where(_a() > 0, _a(), _b()), ValueError, r"where: inputs with shapes \(3, 4\), \(3, 4\), \(2"),
     ("matmul", lambda: _a() @ _b(), ValueError, r"matmul: shapes \(3, 4\) @ \(2, 4\) do not align"),

@@ -67,6 +67,14 @@ CASES = {
     "erf": lambda: cr.nn.functional.erf(M(3)),
     "inv": lambda: cr.linalg.inv(M(2, 2, lo=-0.3, hi=0.3) + 2.0 * cr.eye(2)),
     "linear": lambda: cr.linear(M(4, 3), M(2, 3), M(2)),
+    "asin": lambda: cr.torch_more.asin(M(3, lo=-0.9, hi=0.9)),
+    "acos": lambda: cr.torch_more.acos(M(3, lo=-0.9, hi=0.9)),
+    "atan": lambda: cr.torch_more.atan(M(3)),
+    "asinh": lambda: cr.torch_more.asinh(M(3)),
+    "acosh": lambda: cr.torch_more.acosh(M(3, lo=1.5, hi=3.0)),
+    "atanh": lambda: cr.torch_more.atanh(M(3, lo=-0.9, hi=0.9)),
+    "expm1": lambda: cr.torch_more.expm1(M(3)),
+    "atan2": lambda: cr.torch_more.atan2(M(3), M(3, lo=0.5, hi=2.0)),
 }
 
 

@@ -23,6 +23,9 @@ from . import (
 )
 from . import interop as _interop  # noqa: F401  (attaches Tensor.__array_ufunc__: NumPy defers to tensors)
 from . import methods as _methods  # noqa: F401  (attaches torch-style Tensor methods)
+from . import torch_more as _torch_more  # noqa: F401  (asin, atan2, cumprod, cdist, quantile ... as Tensor methods)
+from . import torch_names as _torch_names  # noqa: F401  (a clear error for torch names chainrule lacks)
+from . import torch_ops as _torch_ops  # noqa: F401  (index_select, scatter_, %, // ... as Tensor methods)
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .check import GradcheckError, gradcheck
 from .checkpoint import CheckpointError, load, save

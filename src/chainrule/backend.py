@@ -302,6 +302,17 @@ class ArrayNamespace:
             setattr(self, fname, getattr(xp, fname))
         for fname in ("abs", "exp", "log", "log1p", "log2", "log10", "sqrt", "sin", "cos", "tanh", "sign"):
             setattr(self, fname, _numbers_too(getattr(xp, fname), getattr(np, fname)))
+        for fname, npname in (  # the forwards of primitives/trig.py (the standard's names)
+            ("asin", "arcsin"),
+            ("acos", "arccos"),
+            ("atan", "arctan"),
+            ("asinh", "arcsinh"),
+            ("acosh", "arccosh"),
+            ("atanh", "arctanh"),
+            ("expm1", "expm1"),
+        ):
+            setattr(self, fname, _numbers_too(getattr(xp, fname), getattr(np, npname)))
+        self.atan2 = xp.atan2
         self.power = xp.pow
         self.transpose = self._transpose
         self._native = sys.modules.get(library)

@@ -21,7 +21,7 @@ from .creation import tensor
 from .grad_mode import MODE, no_grad
 from .inplace import inplace
 from .tensor import Tensor, as_value
-from .versions import FREED, _raw_index, mark_modified
+from .versions import FREED, _raw_index, mark_modified, mixed_index, numpy_layout_of_torch, torch_split
 from .walk import Hooked, hooked
 
 ndarray = np.ndarray
@@ -663,8 +663,21 @@ def _fill_(self, value: Any) -> Tensor:
     return inplace(self, "fill_", lambda: _constant_like(self, value))
 
 
+def _torch_layout_value(self: Tensor, index: tuple, value: Any) -> Any:
+    """``value`` laid out for NumPy's write at a mixed index, given in torch's layout (see versions.torch_split)."""
+    basic, rest = torch_split(index)
+    shape = np.broadcast_to(np.zeros((), bool), self.shape)[basic][rest].shape
+    perm = numpy_layout_of_torch(index, self.ndim)
+    if type(value) is Tensor:
+        return ops.permute(ops.broadcast_to(value, shape), perm) if perm != tuple(range(len(perm))) else value
+    arr = np.broadcast_to(np.asarray(as_value(value)), shape)
+    return np.transpose(arr, perm)
+
+
 def _setitem(self, index: Any, value: Any) -> None:
     index = _raw_index(index)
+    if type(index) is tuple and mixed_index(index) and type(self._data) is ndarray:
+        value = _torch_layout_value(self, index, value)
     if MODE.enabled and (self.requires_grad or (type(value) is Tensor and value.requires_grad)):
         inplace(self, "setitem", lambda: _put(self, index, value))
         return

@@ -57,7 +57,19 @@ from .values import (
     op_error,
     promote_int,
 )
-from .versions import EPOCHS, FREED, UNARY, VIEW_PRIMITIVES, DataView, _next_seq, _raw_index, _shares, mark_modified
+from .versions import (
+    EPOCHS,
+    FREED,
+    UNARY,
+    VIEW_PRIMITIVES,
+    DataView,
+    _next_seq,
+    _raw_index,
+    _shares,
+    mark_modified,
+    mixed_index,
+    torch_split,
+)
 
 ndarray = np.ndarray
 
@@ -791,7 +803,11 @@ class Tensor:
         return unary(E.absolute, self)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return apply(S.getitem, self, _raw_index(index))
+        raw = _raw_index(index)
+        if type(raw) is tuple and mixed_index(raw):  # torch's layout: integers first, then the advanced indices
+            basic, rest = torch_split(raw)
+            return apply(S.getitem, apply(S.getitem, self, basic), rest)
+        return apply(S.getitem, self, raw)
 
     # Comparisons are not differentiable: they give boolean tensors.
     def _compare(self, other: Any, fn: Callable) -> Tensor:

@@ -230,3 +230,94 @@ def _index_part(i: Tensor) -> Any:
     if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu" and REFUSE.reason is None:
         return int(d)  # (under vmap, .data: its tracer refuses an index that depends on a batched input)
     return i.data
+
+
+# --- torch's order for an index mixing integers with advanced indices ------------------------------------------
+# torch applies integer indices first (as basic indexing) and lays out the advanced ones among themselves;
+# NumPy counts integers as advanced indices, so x[0, :, [1, 2]] is (2, 3) in NumPy and (3, 2) in torch.
+
+
+def _is_int_item(i: Any) -> bool:
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
+def _is_array_item(i: Any) -> bool:
+    return isinstance(i, (ndarray, list))
+
+
+def mixed_index(index: Any) -> bool:
+    """An index (already raw, see :func:`_raw_index`) where NumPy's layout can differ from torch's."""
+    if type(index) is not tuple:
+        return False
+    return any(_is_int_item(i) for i in index) and any(_is_array_item(i) for i in index)
+
+
+def _dims_of(i: Any) -> int:
+    a = np.asarray(i)
+    return a.ndim if a.dtype == np.bool_ else 1
+
+
+def torch_split(index: tuple) -> tuple[tuple, tuple]:
+    """``(basic, rest)`` with torch's ``x[index]`` equal to NumPy's ``x[basic][rest]``."""
+    basic: list = []
+    rest: list = []
+    for i in index:
+        if _is_int_item(i):
+            basic.append(i)
+        elif _is_array_item(i):
+            basic.extend([slice(None)] * _dims_of(i))
+            rest.append(i)
+        elif i is Ellipsis:
+            basic.append(Ellipsis)
+            rest.append(Ellipsis)
+        else:  # a slice, or None (its new axis exists after the first step)
+            basic.append(i)
+            rest.append(slice(None))
+    return tuple(basic), tuple(rest)
+
+
+def _tokens(items: list, advanced: Any) -> list:
+    """Result layout: one token per dim-producing item (its position), the advanced block as 'A'."""
+    adv = [k for k, (_, it) in enumerate(items) if advanced(it)]
+    together = adv == list(range(adv[0], adv[-1] + 1)) if adv else True
+    out: list = []
+    placed = False
+    if not together:
+        out.append("A")
+        placed = True
+    for pos, it in items:
+        if advanced(it):
+            if not placed:
+                out.append("A")
+                placed = True
+        elif not _is_int_item(it):
+            out.append(pos)
+    return out
+
+
+def numpy_layout_of_torch(index: tuple, ndim: int) -> tuple[int, ...]:
+    """The axes permutation taking torch's result of ``x[index]`` to NumPy's (for writes at a mixed index)."""
+    if not any(i is Ellipsis for i in index):
+        index = (*index, Ellipsis)  # the dims not indexed follow, as slices
+    consumed = sum(_dims_of(i) if _is_array_item(i) else 1 for i in index if i is not None and i is not Ellipsis)
+    items: list = []
+    for pos, i in enumerate(index):
+        if i is Ellipsis:
+            items.extend(((pos, j), slice(None)) for j in range(ndim - consumed))
+        else:
+            items.append((pos, i))
+    torch_t = _tokens([(p, i) for p, i in items if not _is_int_item(i)], _is_array_item)
+    numpy_t = _tokens(items, lambda i: _is_array_item(i) or _is_int_item(i))
+    shapes = [
+        (int(np.count_nonzero(i)),) if np.asarray(i).dtype == np.bool_ else np.shape(i)
+        for i in index
+        if _is_array_item(i)
+    ]
+    block = len(np.broadcast_shapes(*shapes))
+    where: dict = {}
+    axis = 0
+    for t in torch_t:
+        n = block if t == "A" else 1
+        where[t] = list(range(axis, axis + n))
+        axis += n
+    return tuple(a for t in numpy_t for a in where[t])

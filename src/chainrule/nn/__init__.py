@@ -12,7 +12,7 @@ MLP(
 
 from __future__ import annotations
 
-from . import functional, init, utils
+from . import functional, hooks, init, utils  # noqa: F401  (hooks: forward hooks, get_submodule on Module)
 from .activation import ELU, GELU, Flatten, LeakyReLU, LogSoftmax, SiLU, Softmax, Softplus, Unflatten
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList
 from .conv import AvgPool2d, Conv2d, Fold, MaxPool2d, Unfold

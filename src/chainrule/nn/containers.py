@@ -48,6 +48,23 @@ class ModuleList(Module):
         for i, m in enumerate(mods):
             self._modules[str(i)] = m
 
+    def __repr__(self) -> str:
+        """As torch: consecutive identical entries print once, as ``(0-2): 3 x Linear(...)``."""
+        reprs = [repr(m) for m in self._values()]
+        if not reprs:
+            return f"{type(self).__name__}()"
+        runs: list[list] = []
+        for i, r in enumerate(reprs):
+            if runs and runs[-1][2] == r:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, r])
+        lines = []
+        for first, last, r in runs:
+            head = f"({first}): " if first == last else f"({first}-{last}): {last - first + 1} x "
+            lines.append((head + r).replace("\n", "\n  "))
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
     def append(self, module: Module) -> ModuleList:
         self.add_module(str(len(self._modules)), _module(module, "ModuleList.append"))
         return self

@@ -206,6 +206,8 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if MODE.observer is not None:  # cr.compile traces this thread: it guards the modules called
             MODE.observer.enter(self)
+        if "_forward_hooks" in self.__dict__:  # torch's forward (pre-)hooks, registered through hooks.py
+            return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
 
     # --- traversal ---------------------------------------------------------------

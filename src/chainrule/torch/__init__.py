@@ -1,0 +1,134 @@
+"""``import chainrule.torch as torch``: torch's names and defaults over chainrule's engine.
+
+The same tensors, graph and teaching tools as ``import chainrule as cr``; what differs is the defaults,
+which are torch's here: float32 for tensors made from Python floats and for creation functions, torch's
+initialisation of layers, torch's random streams where ``chainrule.torch_random`` provides them.
+Importing this module changes nothing in ``chainrule`` itself (its default dtype stays float64).
+
+A torch name this namespace lacks raises :class:`NotSupportedError` (an ``AttributeError`` and a
+``NotImplementedError``) naming the chainrule way where there is one.
+"""
+
+from __future__ import annotations
+
+from .. import linalg  # noqa: F401
+from .. import ops as _ops
+from .. import torch_more as _tmore
+from .. import torch_ops as _tops
+from ..anomaly import detect_anomaly, is_anomaly_enabled  # noqa: F401
+from ..grad_mode import enable_grad, grad_enabled, inference_mode, is_grad_enabled, no_grad  # noqa: F401
+from ..torch_names import NotSupportedError, module_getattr  # noqa: F401  (torch.NotSupportedError)
+from . import _random, cuda  # noqa: F401
+from ._core import (  # noqa: F401
+    Size,
+    arange,
+    as_tensor,
+    bool_,
+    device,
+    double,
+    empty,
+    empty_like,
+    eye,
+    finfo,
+    float16,
+    float32,
+    float64,
+    from_numpy,
+    full,
+    full_like,
+    get_default_device,
+    get_default_dtype,
+    half,
+    iinfo,
+    int8,
+    int16,
+    int32,
+    int64,
+    is_floating_point,
+    is_nonzero,
+    is_tensor,
+    linspace,
+    logspace,
+    long,
+    numel,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    set_default_device,
+    set_default_dtype,
+    short,
+    tensor,
+    uint8,
+    uint16,
+    uint32,
+    uint64,
+    zeros,
+    zeros_like,
+)
+from ._random import (  # noqa: F401
+    Generator,
+    bernoulli,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    multinomial,
+    normal,
+    poisson,
+    seed,
+    set_rng_state,
+)
+from ._serialization import load, save  # noqa: F401
+from ._tensor_class import (  # noqa: F401
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+    Tensor,
+)
+
+# the engine's functions, under torch's names (cr's own, unchanged)
+for _name in (
+    "abs add addcdiv addcmul all allclose amax amin any argmax argmin argsort bmm broadcast_to cat ceil "
+    "chunk clamp_max clamp_min clip clone concat concatenate cos cosh count_nonzero cumsum diag div divide dot "
+    "einsum eq equal exp exp2 expand_dims flatten flip floor gather ge gt hstack isclose isfinite isinf isnan le lerp "
+    "log log10 log1p log2 log_softmax logical_not logsumexp lt masked_fill matmul max maximum mean min minimum mm mul "
+    "multiply mv nan_to_num ne neg negative outer permute pow prod reciprocal relu repeat reshape roll round rsqrt "
+    "sigmoid sign sin sinh softmax sort split sqrt square squeeze stack std sub subtract sum swapaxes swapdims t "
+    "take_along_dim tan tanh tile topk transpose tril triu true_divide trunc unbind unsqueeze var vstack"
+).split():
+    globals()[_name] = getattr(_ops, _name)
+for _name in (
+    "index_select masked_select nonzero argwhere scatter scatter_add index_add index_fill unique bincount histc "
+    "remainder fmod floor_divide narrow unflatten movedim repeat_interleave meshgrid broadcast_tensors median "
+    "var_mean std_mean nanmean nansum diff addmm baddbmm addmv logical_and logical_or logical_xor isin searchsorted "
+    "where"
+).split():
+    globals()[_name] = getattr(_tops, _name)
+moveaxis = _tops.movedim
+for _name in _tmore.NAMES:
+    globals()[_name] = getattr(_tmore, _name)
+arcsin, arccos, arctan, arctan2 = _tmore.asin, _tmore.acos, _tmore.atan, _tmore.atan2
+absolute = _ops.abs
+clamp = _ops.clip
+norm = linalg.norm_torch
+set_grad_enabled = grad_enabled
+float = float32  # noqa: A001
+int = int32  # noqa: A001
+bool = bool_  # noqa: A001
+from ..nn.functional import erf  # noqa: E402, F401
+
+# the submodules (imported last: they read the names above)
+from . import autograd, distributions, func, nn, optim, utils  # noqa: E402, F401
+
+__getattr__ = module_getattr("torch")
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations",)]
