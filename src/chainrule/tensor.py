@@ -57,7 +57,18 @@ from .values import (
     op_error,
     promote_int,
 )
-from .versions import EPOCHS, FREED, UNARY, VIEW_PRIMITIVES, DataView, _next_seq, _raw_index, _shares, mark_modified
+from .versions import (
+    EPOCHS,
+    FREED,
+    UNARY,
+    VIEW_PRIMITIVES,
+    DataView,
+    _next_seq,
+    _raw_index,
+    _shares,
+    mark_modified,
+    torch_order,
+)
 
 ndarray = np.ndarray
 
@@ -775,7 +786,10 @@ class Tensor:
         return unary(E.absolute, self)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return apply(S.getitem, self, _raw_index(index))
+        index = _raw_index(index)
+        if type(index) is tuple and (split := torch_order(index)) is not None:
+            return apply(S.getitem, apply(S.getitem, self, split[0]), split[1])  # torch's order (see torch_order)
+        return apply(S.getitem, self, index)
 
     # Comparisons are not differentiable: they give boolean tensors.
     def _compare(self, other: Any, fn: Callable) -> Tensor:

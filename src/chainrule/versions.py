@@ -220,6 +220,52 @@ def _raw_index(index: Any) -> Any:
     return index
 
 
+def _is_int(i: Any) -> bool:
+    return (type(i) is int or isinstance(i, np.integer)) and type(i) is not bool
+
+
+def _is_advanced(i: Any) -> bool:
+    if type(i) is ndarray or type(i) is DataView:
+        return True  # (a 0-d integer tensor was made an int by _raw_index; a 0-d array still indexes as an array)
+    return type(i) is list or type(i) is tuple
+
+
+def torch_order(index: Any) -> Optional[tuple[tuple, tuple]]:
+    """``(first, rest)`` when ``index`` (a raw index, see :func:`_raw_index`) mixes integers with advanced indices
+    (arrays, lists, boolean masks), else None.
+
+    torch applies the integers first, as selections, and only then the advanced indices, by NumPy's rule (advanced
+    dimensions go first when slices separate them). NumPy instead counts an integer among the advanced indices, so
+    ``x[0, :, [0, 1]]`` of a (3, 4, 5) array has shape (2, 4) in NumPy and (4, 2) in torch. ``x[first][rest]``
+    gives torch's result: ``first`` holds the integers (and slices for every other dimension) and is a view,
+    ``rest`` is the index without the integers."""
+    if type(index) is not tuple:
+        return None
+    has_int = has_adv = False
+    for i in index:
+        if _is_int(i):
+            has_int = True
+        elif _is_advanced(i):
+            has_adv = True
+    if not (has_int and has_adv):
+        return None
+    first: list = []
+    rest: list = []
+    for i in index:
+        if _is_int(i):
+            first.append(i)
+        elif i is None or type(i) is bool:
+            rest.append(i)
+        elif i is Ellipsis:
+            first.append(i)
+            rest.append(i)
+        else:
+            arr = np.asarray(i)
+            first.extend([slice(None)] * (arr.ndim if arr.dtype == np.bool_ else 1))
+            rest.append(i)
+    return tuple(first), tuple(rest)
+
+
 def _index_part(i: Tensor) -> Any:
     d = i._data
     if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu":
