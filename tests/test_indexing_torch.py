@@ -3,7 +3,8 @@ gradients (repeated indices accumulate) and writes, each compared with torch ove
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
