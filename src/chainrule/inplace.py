@@ -10,8 +10,10 @@ import numpy as np
 
 from .backend import is_foreign, namespace_of, numpy_dtype
 from .grad_mode import MODE
-from .tensor import Tensor, _Released
-from .versions import EPOCHS, FREED, VIEW_PRIMITIVES, _shares, mark_modified
+from .primitives import elementwise as E
+from .primitives import shape as S
+from .tensor import Tensor, _Released, apply
+from .versions import EPOCHS, FREED, VIEW_PRIMITIVES, _shares, mark_modified, note_rebase
 
 ndarray = np.ndarray
 
@@ -38,8 +40,10 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
     """
     if t.requires_grad and t._node is None and MODE.enabled:
         raise RuntimeError(_LEAF_MESSAGE.format(op=op))
+    chain: list = []  # t and the tensors whose memory it views, when t is a recorded view
     if MODE.enabled and t._node is not None and t._node is not FREED and t._node.name in VIEW_PRIMITIVES:
-        base = _view_base(t)
+        chain = _view_chain(t)
+        base = chain[-1]
         if base._node is None and base.requires_grad:  # torch refuses this too: the write would reach the leaf
             raise RuntimeError(
                 f"{op}: this tensor is a view of a leaf tensor that requires grad (shape {base.shape}), and an "
@@ -70,9 +74,17 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
             raise RuntimeError(f"{op}: this tensor's memory is read-only (a broadcast view?); clone() it first")
     foreign = type(d) is not ndarray and type(d) is not float
     recorded = result._node is not None
+    if recorded and t._node is None and _unrecorded_view(t):
+        raise RuntimeError(
+            f"{op}: this tensor is a view of a tensor that does not require grad, and the in-place change is "
+            "recorded (an operand requires grad); torch would make the viewed tensor require grad, chainrule "
+            "cannot follow an unrecorded view back. Write through the tensor itself (base[index] = ... or "
+            "base[index] *= ...), or clone() the view first"
+        )
     if recorded:
         old = history_copy(t)
         _redirect(result, t, d, old)
+        chain_olds = [history_copy(x) for x in chain[1:]]  # the viewed tensors' values and records, before the write
     if type(d) is float:
         t._data = float(new)
     elif foreign:
@@ -81,11 +93,79 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
         d[...] = new
     mark_modified(t)
     if recorded:
-        for slot in _GRAPH_SLOTS:
-            setattr(t, slot, getattr(result, slot))
-        t._epoch = EPOCHS.value
-        t.requires_grad = True
+        _take_record(t, result, old, t._data)
+        if chain:
+            _rebase_views(chain, chain_olds)
     return t
+
+
+def _take_record(t: Tensor, node: Tensor, old: Tensor, region: Any) -> None:
+    """``t`` becomes ``node`` (its graph slots; the value stays ``t``'s memory); nodes recorded earlier read ``old``."""
+    for slot in _GRAPH_SLOTS:
+        setattr(t, slot, getattr(node, slot))
+    t._epoch = EPOCHS.value
+    t.requires_grad = True
+    note_rebase(t, t._seq, old, region)
+
+
+def _view_chain(t: Tensor) -> list:
+    """``[t, its source, ...]`` following recorded views while they share memory; the last is the viewed base."""
+    chain = [t]
+    x = t
+    while x._node is not None and x._node is not FREED and x._node.name in VIEW_PRIMITIVES:
+        parent = x._a[0] if type(x._a) is tuple else x._a
+        if parent is None or not _shares(x._data, parent._data):
+            break
+        chain.append(parent)
+        x = parent
+    return chain
+
+
+def _unrecorded_view(t: Tensor) -> bool:
+    """Whether leaf ``t`` is a view (not a detach()) of another tensor's memory, made while nothing was recorded."""
+    refs = getattr(t, "_a", None)
+    if type(refs) is not tuple or not refs:
+        return False
+    source = refs[0]()
+    return source is not None and source._data is not t._data and _shares(t._data, source._data)
+
+
+def _rebase_views(chain: list, olds: list) -> None:
+    """After an in-place change of view ``chain[0]`` (now its new node), rebase what it views, as torch's
+    CopySlices: the base becomes ``where(written, the view's new value put back in place, its old value)``,
+    and each view in between is taken again from its rebased source."""
+    t, base, old_base = chain[0], chain[-1], olds[-1]
+    bd = base._data
+    positions = _positions(t._data, bd)
+    written = np.zeros(bd.size, dtype=bool)
+    written[positions.ravel()] = True
+    flat = apply(S.reshape, t, (-1,))
+    put = apply(S.reshape, apply(S.scatter_add, flat, positions.ravel(), (bd.size,)), bd.shape)
+    _take_record(base, apply(E.where, written.reshape(bd.shape), put, old_base), old_base, t._data)
+    for k in range(len(chain) - 2, 0, -1):  # the views between, from the base down
+        view, old_view = chain[k], olds[k - 1]
+        again = apply(old_view._node, chain[k + 1], *old_view._args[1:])
+        _take_record(view, again, old_view, t._data)
+
+
+def _positions(view: ndarray, base: ndarray) -> ndarray:
+    """For each element of ``view`` (an array viewing ``base``'s memory), its flat index in ``base``."""
+    start = base.__array_interface__["data"][0]
+
+    def offsets(a: ndarray) -> ndarray:
+        off = np.full(a.shape, a.__array_interface__["data"][0] - start, dtype=np.intp)
+        for k, (n, stride) in enumerate(zip(a.shape, a.strides)):
+            off += (np.arange(n, dtype=np.intp) * stride).reshape((1,) * k + (n,) + (1,) * (a.ndim - k - 1))
+        return off
+
+    ob = offsets(base).ravel()
+    order = np.argsort(ob, kind="stable")
+    ordered = ob[order]
+    ov = offsets(view)
+    at = np.clip(np.searchsorted(ordered, ov), 0, len(ordered) - 1)
+    if not np.array_equal(ordered[at], ov):  # (a view always lies inside its base's memory)
+        raise RuntimeError("in-place write through a view: the view's elements are not all elements of its base")
+    return order[at]
 
 
 def history_copy(t: Tensor) -> Tensor:
@@ -106,17 +186,6 @@ def copy_value(d: Any) -> Any:
     if type(d) is float:
         return d
     return namespace_of(d).xp.asarray(d, copy=True)
-
-
-def _view_base(t: Tensor) -> Tensor:
-    """The tensor whose memory view ``t`` writes into (following views while they share memory)."""
-    x = t
-    while x._node is not None and x._node is not FREED and x._node.name in VIEW_PRIMITIVES:
-        parent = x._a[0] if type(x._a) is tuple else x._a
-        if parent is None or not _shares(x._data, parent._data):
-            break
-        x = parent
-    return x
 
 
 def _numpy_dtype_of(v: Any) -> np.dtype:

@@ -6,6 +6,7 @@ The ``Tensor`` class is defined a layer up (chainrule.tensor), which fills in :d
 from __future__ import annotations
 
 import itertools
+import weakref
 import threading
 from typing import Any, Optional
 
@@ -271,3 +272,46 @@ def _index_part(i: Tensor) -> Any:
     if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu":
         return int(d)
     return i.data
+
+
+# --- history of tensors rebased by an in-place operation ------------------------------------------
+# An in-place operation that is recorded makes the tensor a new node (chainrule.inplace); its previous record
+# moves to a fresh tensor (the "history copy"). A node recorded earlier still names the tensor itself as its
+# input, so at backward it must read the record the tensor had then, as torch's edges point at the grad_fn of
+# the version they saw. id(tensor) -> (weak reference to it, [(seq of the new record, history copy, region)])
+# where region is the array that was written (the whole tensor, or the view written through).
+_REBASED: dict[int, tuple[Any, list]] = {}
+# History copies whose value was overwritten in place: id -> (weak reference, version after the write).
+_OVERWRITTEN: dict[int, tuple[Any, int]] = {}
+
+
+def _forget(table: dict, key: int) -> Any:
+    def drop(_ref: Any) -> None:
+        entry = table.get(key)
+        if entry is not None and entry[0]() is None:
+            del table[key]
+
+    return drop
+
+
+def note_rebase(t: Tensor, seq: int, old: Tensor, region: Any) -> None:
+    """Record that ``t`` got a new record numbered ``seq``; nodes recorded before read ``old``'s record."""
+    entry = _REBASED.get(id(t))
+    if entry is None or entry[0]() is not t:
+        entry = _REBASED[id(t)] = (weakref.ref(t, _forget(_REBASED, id(t))), [])
+    entry[1].append((seq, old, region))
+    _OVERWRITTEN[id(old)] = (weakref.ref(old, _forget(_OVERWRITTEN, id(old))), t._version)
+
+
+def rebases_after(t: Tensor, seq: int) -> list:
+    """The rebases of ``t`` after node number ``seq`` was recorded, oldest first: ``[(seq, old, region)]``."""
+    entry = _REBASED.get(id(t))
+    if entry is None or entry[0]() is not t:
+        return []
+    return [e for e in entry[1] if e[0] > seq]
+
+
+def overwritten_version(t: Tensor) -> int:
+    """The version at which a history copy's value was overwritten in place (0 if it was not)."""
+    entry = _OVERWRITTEN.get(id(t))
+    return entry[1] if entry is not None and entry[0]() is t else 0
