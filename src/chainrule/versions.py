@@ -6,8 +6,8 @@ The ``Tensor`` class is defined a layer up (chainrule.tensor), which fills in :d
 from __future__ import annotations
 
 import itertools
-import weakref
 import threading
+import weakref
 from typing import Any, Optional
 
 import numpy as np
