@@ -69,7 +69,34 @@ A_CASES = {
     "w -= lr * grad after w * 2": _leaf_case(lambda L, w, x: w * 2, lambda w: w.sub_(0.1 * w)),
     "w.zero_() after w.exp()": _leaf_case(lambda L, w, x: w.exp(), lambda w: w.zero_()),
     "w.zero_() after w.sin()": _leaf_case(lambda L, w, x: w.sin(), lambda w: w.zero_()),
+    "prod(w) (its pairwise products saved views of w)": _leaf_case(lambda L, w, x: w.prod()),
+    "w[0] * w[0] (mul saved a view of w)": _leaf_case(lambda L, w, x: w[0] * w[0]),
+    "w.reshape(4) * x.reshape(4)": _leaf_case(lambda L, w, x: w.reshape(4) * x.reshape(4)),
+    "x * w.T (a view of w saved for x)": _leaf_case(lambda L, w, x: x * w.T),
+    "cat([w, x]) (saves nothing)": _leaf_case(lambda L, w, x: L.cat([w, x]) * 2),
+    "stack([w, w])": _leaf_case(lambda L, w, x: L.stack([w, w]) * 2),
+    "softmax(w) (its result)": _leaf_case(lambda L, w, x: w.softmax(-1)),
+    "w.relu() (its result)": _leaf_case(lambda L, w, x: w.relu()),
+    "w.abs() (saved w)": _leaf_case(lambda L, w, x: w.abs()),
+    "w.max()": _leaf_case(lambda L, w, x: w.max()),
+    "w.norm()": _leaf_case(lambda L, w, x: w.norm()),
+    "where(mask, w, 0)": _leaf_case(lambda L, w, x: L.where(x > 0, w, w * 0)),
+    "cumsum": _leaf_case(lambda L, w, x: w.cumsum(0)),
+    "logsumexp (saved w)": _leaf_case(lambda L, w, x: w.logsumexp(-1)),
+    "w.T @ x": _leaf_case(lambda L, w, x: w.T @ x),
 }
+
+
+def _constant_view(L: Any) -> list:
+    """A constant's view saved by mul; the constant then changes: the view changes with it (one version)."""
+    w, c = _leaf(L), _const(L)
+    y = w * c[0]
+    c.add_(1.0)
+    y.sum().backward()
+    return [w]
+
+
+A_CASES["a constant's view saved, then the constant changed"] = _constant_view
 
 
 # --- (b) in place on a tensor whose value (or whose history) a rule saved --------------------------------------
@@ -383,6 +410,46 @@ def test_errors_name_the_operation_and_what_was_saved():
     assert kind == "raises" and "the result of 'exp'" in msg and "its result" in msg
 
 
+# --- where chainrule and torch differ, never silently -----------------------------------------------------------
+@pytest.mark.parametrize(
+    "forward",
+    [lambda L, w: w.var(), lambda L, w: w.std(), lambda L, w: L.nn.functional.leaky_relu(w, 0.1)],
+    ids=["var", "std", "leaky_relu"],
+)
+def test_composites_that_keep_no_changed_value_give_the_gradient_of_the_recorded_values(forward):
+    """torch's var/std/leaky_relu save their input, so torch refuses a change of it; chainrule builds them from
+    operations that saved no value of ``w`` itself, so it computes, and its gradient is the one of the values
+    the forward saw (the gradient torch gives when nothing is changed)."""
+
+    def run(L, change):
+        w = _leaf(L)
+        y = forward(L, w)
+        if change:
+            with L.no_grad():
+                w.add_(1.0)
+        y.sum().backward()
+        return np.asarray(w.grad.numpy() if L is torch else w.grad.data)
+
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        run(torch, True)
+    np.testing.assert_allclose(run(cr, True), run(torch, False), rtol=1e-12)
+
+
+def test_a_number_divided_by_a_changed_tensor_is_refused_where_torch_computes():
+    """torch computes 2 / w as reciprocal (which saves its result); chainrule's div saves w: a clear error."""
+
+    def run(L):
+        w = _leaf(L)
+        y = 2 / w
+        with L.no_grad():
+            w.add_(1.0)
+        y.sum().backward()
+
+    run(torch)
+    with pytest.raises(RuntimeError, match="an input of 'div'.*its input 1.*version"):
+        run(cr)
+
+
 # --- what chainrule still refuses (clearly) where torch computes --------------------------------------------------
 def _sibling_overlapping(L, x, w):
     h = x * 3
@@ -446,6 +513,16 @@ def test_planted_missing_history_gives_a_wrong_gradient(monkeypatch):
     kind, ours = _outcome(cr, CASES["exp of h, then h.mul_(3), both used"])
     _, ref = _outcome(torch, CASES["exp of h, then h.mul_(3), both used"])
     assert kind == "raises" or not np.allclose(ours[0], ref[0])
+
+
+def test_planted_view_version_ignored_gives_a_wrong_gradient(monkeypatch):
+    """A view shares its base's version, as in torch: without that, prod (products of views) is silently wrong."""
+    import chainrule.walk as walk
+
+    monkeypatch.setattr(walk, "_viewed_version", lambda x: x._version)
+    kind, ours = _outcome(cr, CASES["prod(w) (its pairwise products saved views of w)"])
+    assert _outcome(torch, CASES["prod(w) (its pairwise products saved views of w)"])[0] == "raises"
+    assert kind == "grads"  # ... a gradient computed from the changed values
 
 
 def test_planted_missing_view_rebase_gives_a_wrong_gradient(monkeypatch):

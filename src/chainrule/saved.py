@@ -362,6 +362,8 @@ def _value_reads(rule: Callable) -> Optional[tuple]:
 def needed_values(prim: Any, nin: int, active: tuple) -> tuple:
     """``(needs input j for j < nin) + (needs the result,)``: the saved values whose values ``prim``'s rules read
     for the inputs in ``active`` (those that want a gradient), as torch's SavedVariables. Unknown: all needed."""
+    if prim.kind == "linear":  # linear in its inputs: the rules read shapes and static arguments, no value
+        return (False,) * (nin + 1)
     needs = [False] * (nin + 1)
     for i, want in enumerate(active):
         if not want:

@@ -25,7 +25,7 @@ from .primitive import Primitive
 from .primitives import elementwise as E
 from .saved import Released, needed_values
 from .tensor import Tensor, node_parts, release
-from .versions import EPOCHS, FREED, UNARY, VIEW_PRIMITIVES, overwritten_version, rebases_after
+from .versions import EPOCHS, FREED, UNARY, VIEW_PRIMITIVES, _shares, overwritten_version, rebases_after
 
 ndarray = np.ndarray
 
@@ -69,12 +69,19 @@ def _check_fresh(t: Tensor) -> None:
     inputs = node_parts(t)[0]
     needs = None
     for j, x in enumerate(inputs):
-        if x is None or x._version <= epoch:
+        if x is None:
             continue
+        version = x._version
+        if version <= epoch:
+            version = _viewed_version(x)  # a view changes with the memory it views (torch: one version counter)
+            if version <= epoch:
+                continue
         if needs is None:
             needs = _needs(t, inputs)
         if needs[j]:
-            _stale(t, inputs, f"its input {j}", x._version)
+            _stale(t, inputs, f"its input {j}", version)
+        if x._version <= epoch:
+            continue
         later = rebases_after(x, t._seq)
         if later:
             _read_history(t, x, later)
@@ -84,6 +91,27 @@ def _check_fresh(t: Tensor) -> None:
             needs = _needs(t, inputs)
         if needs[-1]:
             _stale(t, inputs, "its result", changed)
+
+
+def _viewed_version(x: Tensor) -> int:
+    """The newest version among ``x`` and the tensors whose memory it views (recorded views, detach, .data)."""
+    version = x._version
+    while True:
+        node = x._node
+        if node is None:
+            for ref in getattr(x, "_a", None) or ():
+                source = ref()
+                if source is not None and source._version > version:
+                    version = source._version
+            return version
+        if node is FREED or node.name not in VIEW_PRIMITIVES:
+            return version
+        parent = x._a[0] if type(x._a) is tuple else x._a
+        if parent is None or not _shares(x._data, parent._data):
+            return version
+        if parent._version > version:
+            version = parent._version
+        x = parent
 
 
 def _needs(t: Tensor, inputs: tuple) -> tuple:
