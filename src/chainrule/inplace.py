@@ -13,6 +13,7 @@ from .grad_mode import MODE
 from .primitives import elementwise as E
 from .primitives import shape as S
 from .tensor import Tensor, _Released, apply
+from .walk import Hooked, hooked
 from .versions import EPOCHS, FREED, VIEW_PRIMITIVES, _shares, mark_modified, note_rebase
 
 ndarray = np.ndarray
@@ -43,10 +44,13 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
     chain: list = []  # t and the tensors whose memory it views, when t is a recorded view
     if MODE.enabled and t._node is not None and t._node is not FREED and t._node.name in VIEW_PRIMITIVES:
         chain = _view_chain(t)
-        base = chain[-1]
-        if base._node is None and base.requires_grad:  # torch refuses this too: the write would reach the leaf
+        if len(chain) == 1:  # (advanced indexing made a copy: no memory is shared)
+            chain = []
+        elif (
+            chain[-1]._node is None and chain[-1].requires_grad
+        ):  # torch refuses this too: the write would reach the leaf
             raise RuntimeError(
-                f"{op}: this tensor is a view of a leaf tensor that requires grad (shape {base.shape}), and an "
+                f"{op}: this tensor is a view of a leaf tensor that requires grad (shape {chain[-1].shape}), and an "
                 "in-place change would change the leaf; do it inside `with cr.no_grad():`, or modify a clone()"
             )
     result = compute()
@@ -106,6 +110,12 @@ def _take_record(t: Tensor, node: Tensor, old: Tensor, region: Any) -> None:
     t._epoch = EPOCHS.value
     t.requires_grad = True
     note_rebase(t, t._seq, old, region)
+    kept = old._node
+    if type(kept) is Hooked and kept.retain is not None:  # retain_grad follows the tensor to its new value, as
+        keeper, kept.retain = kept.retain, None  # in torch (register_hook's hooks stay with the old value)
+        new = hooked(t)
+        if new is not None:
+            new.retain = keeper
 
 
 def _view_chain(t: Tensor) -> list:
