@@ -13,8 +13,8 @@ from .grad_mode import MODE
 from .primitives import elementwise as E
 from .primitives import shape as S
 from .tensor import Tensor, _Released, apply
-from .walk import Hooked, hooked
 from .versions import EPOCHS, FREED, VIEW_PRIMITIVES, _shares, mark_modified, note_rebase
+from .walk import Hooked, hooked
 
 ndarray = np.ndarray
 
