@@ -682,7 +682,27 @@ def _e_advanced_copy(L):
     return [L.autograd.grad((h * h).sum(), [x])[0]]
 
 
+def _e_buffer_saved(L):
+    w, v = _x(L), _leaf(L, [[0.5, 0.5], [1.0, -1.0]])
+    buf = L.zeros(2, 2, dtype=L.float64)
+    y = buf * w  # mul saved buf (for w's gradient)
+    buf.add_(v)  # recorded: buf becomes a node
+    y.sum().backward()
+    return [w.grad, v.grad]
+
+
+def _e_buffer_added(L):
+    w, v = _x(L), _leaf(L, [[0.5, 0.5], [1.0, -1.0]])
+    buf = L.zeros(2, 2, dtype=L.float64)
+    y = buf + w
+    buf.add_(v)
+    (y * 2 + buf * 3).sum().backward()
+    return [w.grad, v.grad]
+
+
 E_CASES = {
+    "a buffer mul saved, then changed by a recorded add_": _e_buffer_saved,
+    "a buffer used by add, then changed by a recorded add_": _e_buffer_added,
     "no_grad mul_ of a non-leaf, add saved nothing": _e_no_grad_nonleaf,
     "no_grad mul_ of a non-leaf that mul saved": _e_no_grad_nonleaf_saved,
     "retain_grad, then mul_": _e_retain_grad,

@@ -67,7 +67,7 @@ def _check_fresh(t: Tensor) -> None:
     """
     epoch = t._epoch
     inputs = node_parts(t)[0]
-    needs = None
+    stale = []
     for j, x in enumerate(inputs):
         if x is None:
             continue
@@ -76,20 +76,19 @@ def _check_fresh(t: Tensor) -> None:
             version = _viewed_version(x)  # a view changes with the memory it views (torch: one version counter)
             if version <= epoch:
                 continue
-        if needs is None:
-            needs = _needs(t, inputs)
-        if needs[j]:
-            _stale(t, inputs, f"its input {j}", version)
-        if x._version <= epoch:
-            continue
-        later = rebases_after(x, t._seq)
-        if later:
-            _read_history(t, x, later)
+        stale.append((j, version))
+        if x._version > epoch:
+            later = rebases_after(x, t._seq)
+            if later:
+                _read_history(t, x, later)
     changed = t._version if t._version > epoch else overwritten_version(t)
-    if changed > epoch:
-        if needs is None:
-            needs = _needs(t, inputs)
-        if needs[-1]:
+    if stale or changed > epoch:
+        inputs = node_parts(t)[0]  # (the inputs as t saw them: a history copy in place of a rebased tensor)
+        needs = _needs(t, inputs)
+        for j, version in stale:
+            if needs[j]:
+                _stale(t, inputs, f"its input {j}", version)
+        if changed > epoch and needs[-1]:
             _stale(t, inputs, "its result", changed)
 
 
