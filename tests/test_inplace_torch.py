@@ -750,3 +750,33 @@ def test_planted_retain_grad_left_on_the_old_value_differs_from_torch(monkeypatc
     monkeypatch.setattr(inplace, "Hooked", type(None))  # the keeper is never moved
     ours, ref = _values(cr, _e_retain_grad)[1], _values(torch, _e_retain_grad)[1]
     assert not np.allclose(ours[1], ref[1])
+
+
+# --- which saved values a rule needs: read off the rule, shapes excepted ------------------------------------------
+def test_needed_values_reads_the_rules_and_ignores_shape_only_uses():
+    from chainrule.primitive import Primitive, defvjp
+    from chainrule.saved import needed_values
+
+    def made(rule, kind=None):
+        p = Primitive("probe", lambda xp, x: x, kind=kind)  # (not registered)
+        defvjp(p, rule)
+        return p
+
+    assert needed_values(made(lambda xp, g, out, x: g * x), 1, (True,)) == (True, False)
+    assert needed_values(made(lambda xp, g, out, x: g * out), 1, (True,)) == (False, True)
+    assert needed_values(made(lambda xp, g, out, x: xp.reshape(g, xp.shape(x))), 1, (True,)) == (False, False)
+    assert needed_values(made(lambda xp, g, out, x: g * x.shape[0]), 1, (True,)) == (False, False)
+    assert needed_values(made(lambda xp, g, out, x: g * len(x)), 1, (True,)) == (True, False)  # not judged: kept
+    assert needed_values(made(lambda xp, g, out, x: (lambda: x)() * g), 1, (True,)) == (True, False)  # a closure
+    assert needed_values(made(lambda xp, g, out, x: g * x), 1, (False,)) == (False, False)  # no gradient wanted
+    assert needed_values(made(lambda xp, g, out, x: g * x, kind="linear"), 1, (True,)) == (False, False)
+
+
+def test_planted_shape_only_everywhere_misses_a_stale_value(monkeypatch):
+    """If every use counted as shape-only, sin's stale input would go unnoticed: a gradient torch refuses."""
+    import chainrule.saved as saved
+
+    monkeypatch.setattr(saved, "_shape_only", lambda code, name: True)
+    monkeypatch.setattr(saved, "_VALUE_READS", {})
+    assert _outcome(torch, CASES["sin(w) (saved w)"])[0] == "raises"
+    assert _outcome(cr, CASES["sin(w) (saved w)"])[0] == "grads"

@@ -325,7 +325,13 @@ def _shape_only(code: types.CodeType, name: str) -> bool:
         return False
     ins = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "EXTENDED_ARG", "PRECALL", "KW_NAMES")]
     for k, i in enumerate(ins):
-        if i.argval != name or not any(part in i.opname for part in _NAME_OPS):
+        if not any(part in i.opname for part in _NAME_OPS):
+            continue
+        if type(i.argval) is tuple:  # (LOAD_FAST_LOAD_FAST and friends, Python 3.13): a use we do not judge
+            if name in i.argval:
+                return False
+            continue
+        if i.argval != name:
             continue
         after = ins[k + 1] if k + 1 < len(ins) else None
         before = ins[k - 1] if k else None
