@@ -12,9 +12,19 @@ from .backend import is_foreign, namespace_of, numpy_dtype
 from .grad_mode import MODE
 from .primitives import elementwise as E
 from .primitives import shape as S
-from .tensor import Tensor, _Released, apply
-from .versions import EPOCHS, FREED, VIEW_PRIMITIVES, _shares, mark_modified, note_rebase
-from .walk import Hooked, hooked
+from .tensor import Tensor, _Released, apply, node_parts
+from .versions import (
+    _EPOCH_LOCK,
+    EPOCHS,
+    FREED,
+    UNARY,
+    VIEW_PRIMITIVES,
+    _shares,
+    mark_modified,
+    note_rebase,
+    views_of,
+)
+from .walk import Hooked, _viewed_version, hooked
 
 ndarray = np.ndarray
 
@@ -89,6 +99,7 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
         old = history_copy(t)
         _redirect(result, t, d, old)
         chain_olds = [history_copy(x) for x in chain[1:]]  # the viewed tensors' values and records, before the write
+        others = _other_views(chain or [t], t._data)  # views taken earlier that see the write, with their copies
     if type(d) is float:
         t._data = float(new)
     elif foreign:
@@ -97,10 +108,74 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
         d[...] = new
     mark_modified(t)
     if recorded:
+        before = result._epoch
         _take_record(t, result, old, t._data)
+        _operands_written(t, old, before)
         if chain:
             _rebase_views(chain, chain_olds)
+        for view, old_view in others:  # (sources before their views)
+            source = view._a[0] if type(view._a) is tuple else view._a
+            _take_record(view, apply(_plain(old_view._node), source, *old_view._args[1:]), old_view, view._data)
+            view._version = EPOCHS.value  # (its memory changed: torch's views share the version counter)
     return t
+
+
+def _operands_written(t: Tensor, old: Tensor, before: int) -> None:
+    """Operands of ``t``'s new node (other than its old value) whose memory this write changed, as ``y`` in
+    ``h[:, :2].mul_(h[:, 2:])`` (a view of the same tensor): torch saw them change after they were saved, so
+    backward raises if the node needs their value. Each is replaced by a stand-in with the same record and a
+    version after the node's, which the check at backward finds stale."""
+    inputs = node_parts(t)[0]
+    if not any(x is not None and x is not old and _viewed_version(x) > before for x in inputs):
+        return
+    swapped = []
+    for x in inputs:
+        if x is None or x is old or _viewed_version(x) <= before:
+            swapped.append(x)
+            continue
+        stand_in = Tensor(x._data, x.requires_grad and x._node is None)
+        if x._node is not None:
+            for slot in _GRAPH_SLOTS:
+                setattr(stand_in, slot, getattr(x, slot))
+            stand_in.requires_grad = True
+        swapped.append(stand_in)
+    with _EPOCH_LOCK:  # a new epoch, so that backward checks this node (it checks nodes older than the epoch)
+        EPOCHS.value += 1
+        for stand_in, x in zip(swapped, inputs):
+            if stand_in is not x:
+                stand_in._version = EPOCHS.value
+    if t._args is None:
+        t._a = swapped[0]
+        if t._b is not UNARY:
+            t._b = swapped[1]
+    else:
+        t._a = tuple(swapped)
+
+
+def _plain(prim: Any) -> Any:
+    """A node's primitive without hooks (a view taken again gets none of the old record's hooks)."""
+    return prim.original if type(prim) is Hooked else prim
+
+
+def _other_views(rebased: list, region: Any) -> list:
+    """``[(view, its history copy)]`` for the recorded views of the tensors in ``rebased`` (and views of those)
+    that are not in ``rebased`` and share memory with ``region``; sources come before their views."""
+    if type(region) is not ndarray:
+        return []
+    skip = {id(x) for x in rebased}
+    found: list = []
+    todo = list(rebased)
+    while todo:
+        source = todo.pop(0)
+        for view in views_of(source):
+            if id(view) in skip or type(view._data) is not ndarray or type(view._args) is not tuple:
+                continue
+            if not np.shares_memory(view._data, region):
+                continue
+            skip.add(id(view))
+            found.append((view, history_copy(view)))
+            todo.append(view)
+    return found
 
 
 def _take_record(t: Tensor, node: Tensor, old: Tensor, region: Any) -> None:
@@ -154,7 +229,7 @@ def _rebase_views(chain: list, olds: list) -> None:
     _take_record(base, apply(E.where, written.reshape(bd.shape), put, old_base), old_base, t._data)
     for k in range(len(chain) - 2, 0, -1):  # the views between, from the base down
         view, old_view = chain[k], olds[k - 1]
-        again = apply(old_view._node, chain[k + 1], *old_view._args[1:])
+        again = apply(_plain(old_view._node), chain[k + 1], *old_view._args[1:])
         _take_record(view, again, old_view, t._data)
 
 

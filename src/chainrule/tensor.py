@@ -67,6 +67,7 @@ from .versions import (
     _raw_index,
     _shares,
     mark_modified,
+    note_view,
     torch_order,
 )
 
@@ -337,6 +338,8 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record != 1:
             _record_hook(t, record)
+        if prim.name in VIEW_PRIMITIVES and inputs[0] is not None and inputs[0]._node is not None:
+            note_view(inputs[0], t)  # (an in-place change of the source takes this view again: chainrule.inplace)
         if type(out) is ndarray and out.nbytes >= _MIN_BYTES and record != 2 and _ECONOMY:
             _economize(t, prim, t._a, values_t, out)
         return t

@@ -315,3 +315,35 @@ def overwritten_version(t: Tensor) -> int:
     """The version at which a history copy's value was overwritten in place (0 if it was not)."""
     entry = _OVERWRITTEN.get(id(t))
     return entry[1] if entry is not None and entry[0]() is t else 0
+
+
+# Recorded views of graph nodes: id(source) -> (weak reference to it, [weak references to its views]). An in-place
+# change that rebases the source takes these views again from its new record (torch regenerates a view's
+# history when its base changed), so uses of a view before the change and after it each get the right history.
+_VIEWS: dict[int, tuple[Any, list]] = {}
+
+
+def note_view(source: Tensor, view: Tensor) -> None:
+    """Remember that recorded node ``view`` views ``source``'s memory (``source`` a graph node)."""
+    entry = _VIEWS.get(id(source))
+    if entry is None or entry[0]() is not source:
+        entry = _VIEWS[id(source)] = (weakref.ref(source, _forget(_VIEWS, id(source))), [])
+    views = entry[1]
+    views.append(weakref.ref(view))
+    n = len(views)
+    if n >= 16 and n & (n - 1) == 0:  # now and then, forget the views that are gone
+        views[:] = [r for r in views if r() is not None]
+
+
+def views_of(source: Tensor) -> list:
+    """The live recorded views whose record still reads ``source``."""
+    entry = _VIEWS.get(id(source))
+    if entry is None or entry[0]() is not source:
+        return []
+    found = []
+    for ref in entry[1]:
+        v = ref()
+        if v is not None and v._node is not None and v._node is not FREED and v._node.name in VIEW_PRIMITIVES:
+            if (v._a[0] if type(v._a) is tuple else v._a) is source:
+                found.append(v)
+    return found
