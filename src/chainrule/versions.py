@@ -225,12 +225,6 @@ def _is_int(i: Any) -> bool:
     return (type(i) is int or isinstance(i, np.integer)) and type(i) is not bool
 
 
-def _is_advanced(i: Any) -> bool:
-    if type(i) is ndarray or type(i) is DataView:
-        return True  # (a 0-d integer tensor was made an int by _raw_index; a 0-d array still indexes as an array)
-    return type(i) is list or type(i) is tuple
-
-
 def torch_order(index: Any) -> Optional[tuple[tuple, tuple]]:
     """``(first, rest)`` when ``index`` (a raw index, see :func:`_raw_index`) mixes integers with advanced indices
     (arrays, lists, boolean masks), else None.
@@ -242,13 +236,13 @@ def torch_order(index: Any) -> Optional[tuple[tuple, tuple]]:
     ``rest`` is the index without the integers."""
     if type(index) is not tuple:
         return None
-    has_int = has_adv = False
-    for i in index:
-        if _is_int(i):
-            has_int = True
-        elif _is_advanced(i):
-            has_adv = True
-    if not (has_int and has_adv):
+    for i in index:  # (most indices have no advanced part: they leave here)
+        ti = type(i)
+        if ti is ndarray or ti is list or ti is DataView or ti is tuple:
+            break
+    else:
+        return None
+    if not any(_is_int(i) for i in index):
         return None
     first: list = []
     rest: list = []
