@@ -115,7 +115,7 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
             _rebase_views(chain, chain_olds)
         for view, old_view in others:  # (sources before their views)
             source = view._a[0] if type(view._a) is tuple else view._a
-            _take_record(view, apply(_plain(old_view._node), source, *old_view._args[1:]), old_view, view._data)
+            _take_record(view, apply(_plain(old_view._node), source, *old_view._args[1:]), old_view, t._data)
             view._version = EPOCHS.value  # (its memory changed: torch's views share the version counter)
     return t
 

@@ -57,7 +57,8 @@ def mark_modified(t: Tensor) -> None:
     never keeps the source's graph alive.
 
     A view made by indexing, reshaping or transposing shares memory with its
-    source too, so writing into the view marks the source (and its sources).
+    source too, so writing into the view marks the source (and its sources), and
+    writing into a graph node marks the recorded views of it (see :func:`note_view`).
     """
     with _EPOCH_LOCK:
         EPOCHS.value += 1
@@ -70,6 +71,12 @@ def mark_modified(t: Tensor) -> None:
                 continue
             seen.add(id(x))
             x._version = now
+            entry = _VIEWS.get(id(x))  # recorded views of x see the change too (torch: one version counter)
+            if entry is not None and entry[0]() is x:
+                for ref in entry[1]:
+                    view = ref()
+                    if view is not None and _shares(view._data, x._data):
+                        todo.append(view)
             node = x._node
             if node is None:
                 for ref in getattr(x, "_a", None) or ():
