@@ -217,8 +217,8 @@ def test_grad_assignment_is_validated_as_torch():
 @pytest.mark.parametrize("who", ["result", "input"])
 def test_a_write_into_data_of_a_saved_array_is_detected_at_backward(write, who):
     x = cr.tensor([[1.0, 2.0]], requires_grad=True)
-    y = cr.exp(x)  # exp saves both its input and its result
-    z = (y * y).sum()
+    y = cr.exp(x)  # exp saves its result (its rule is g * out) ...
+    z = (y * y).sum() + cr.sin(x).sum()  # ... sin its input (g * cos(x)), and mul both
     write((y if who == "result" else x).data)
     with pytest.raises(RuntimeError, match="modified in place"):
         z.backward()
@@ -286,11 +286,31 @@ def test_planted_missing_version_bump_would_give_a_stale_gradient(monkeypatch):
 def test_an_in_place_write_through_a_view_marks_its_source(write):
     """Views share memory with their source (and, as in torch, its version): no stale gradient via a view."""
     x = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    y = cr.exp(x).sum()
+    y = cr.sin(x).sum()  # sin's rule reads its input
     with cr.no_grad():
         write(x)
-    with pytest.raises(RuntimeError, match="an input of 'exp'.*modified in place"):
+    with pytest.raises(RuntimeError, match="an input of 'sin'.*modified in place.*version"):
         y.backward()
+
+
+@pytest.mark.parametrize(
+    "write",
+    [lambda x: x[0].mul_(10), lambda x: x.T[1].add_(1), lambda x: x.reshape(4)[1:3].zero_()],
+    ids=["row mul_", "transposed row add_", "reshaped slice zero_"],
+)
+def test_a_write_into_an_input_no_rule_reads_leaves_the_gradient_as_torch(write):
+    """exp's rule reads its result, not its input: torch computes the gradient, and so does chainrule."""
+
+    def run(L):
+        x = L.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=L.float64, requires_grad=True)
+        y = L.exp(x).sum()
+        with L.no_grad():
+            write(x)
+        y.backward()
+        return np.asarray(x.grad.numpy() if L is torch else x.grad.data)
+
+    np.testing.assert_allclose(run(cr), run(torch))
+    np.testing.assert_allclose(run(cr), np.exp([[1.0, 2.0], [3.0, 4.0]]))
 
 
 def test_a_write_into_a_copy_leaves_the_source_alone():

@@ -70,9 +70,9 @@ def test_read_write_and_gradients_follow_torch(idx):
 
 
 def test_plain_indices_keep_numpys_path():
-    assert not versions.mixed_index((slice(None), np.array([0, 1])))
-    assert not versions.mixed_index((0, 1))
-    assert versions.mixed_index((0, slice(None), np.array([1, 2])))
+    assert versions.torch_order((slice(None), np.array([0, 1]))) is None
+    assert versions.torch_order((0, 1)) is None
+    assert versions.torch_order((0, slice(None), np.array([1, 2]))) is not None
 
 
 def test_a_planted_numpy_layout_is_caught(monkeypatch):

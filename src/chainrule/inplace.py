@@ -10,8 +10,21 @@ import numpy as np
 
 from .backend import is_foreign, namespace_of, numpy_dtype
 from .grad_mode import MODE
-from .tensor import Tensor, _Released
-from .versions import EPOCHS, FREED, VIEW_PRIMITIVES, _shares, mark_modified
+from .primitives import elementwise as E
+from .primitives import shape as S
+from .tensor import Tensor, _Released, apply, node_parts
+from .versions import (
+    _EPOCH_LOCK,
+    EPOCHS,
+    FREED,
+    UNARY,
+    VIEW_PRIMITIVES,
+    _shares,
+    mark_modified,
+    note_rebase,
+    views_of,
+)
+from .walk import Hooked, _viewed_version, hooked
 
 ndarray = np.ndarray
 
@@ -43,11 +56,16 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
         )
     if t.requires_grad and t._node is None and MODE.enabled:
         raise RuntimeError(_LEAF_MESSAGE.format(op=op))
+    chain: list = []  # t and the tensors whose memory it views, when t is a recorded view
     if MODE.enabled and t._node is not None and t._node is not FREED and t._node.name in VIEW_PRIMITIVES:
-        base = _view_base(t)
-        if base._node is None and base.requires_grad:  # torch refuses this too: the write would reach the leaf
+        chain = _view_chain(t)
+        if len(chain) == 1:  # (advanced indexing made a copy: no memory is shared)
+            chain = []
+        elif (
+            chain[-1]._node is None and chain[-1].requires_grad
+        ):  # torch refuses this too: the write would reach the leaf
             raise RuntimeError(
-                f"{op}: this tensor is a view of a leaf tensor that requires grad (shape {base.shape}), and an "
+                f"{op}: this tensor is a view of a leaf tensor that requires grad (shape {chain[-1].shape}), and an "
                 "in-place change would change the leaf; do it inside `with cr.no_grad():`, or modify a clone()"
             )
     result = compute()
@@ -75,9 +93,18 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
             raise RuntimeError(f"{op}: this tensor's memory is read-only (a broadcast view?); clone() it first")
     foreign = type(d) is not ndarray and type(d) is not float
     recorded = result._node is not None
+    if recorded and t._node is None and _unrecorded_view(t):
+        raise RuntimeError(
+            f"{op}: this tensor is a view of a tensor that does not require grad, and the in-place change is "
+            "recorded (an operand requires grad); torch would make the viewed tensor require grad, chainrule "
+            "cannot follow an unrecorded view back. Write through the tensor itself (base[index] = ... or "
+            "base[index] *= ...), or clone() the view first"
+        )
     if recorded:
         old = history_copy(t)
         _redirect(result, t, d, old)
+        chain_olds = [history_copy(x) for x in chain[1:]]  # the viewed tensors' values and records, before the write
+        others = _other_views(chain or [t], t._data)  # views taken earlier that see the write, with their copies
     if type(d) is float:
         t._data = float(new)
     elif foreign:
@@ -86,11 +113,149 @@ def inplace(t: Tensor, op: str, compute: Callable[[], Tensor]) -> Tensor:
         d[...] = new
     mark_modified(t)
     if recorded:
-        for slot in _GRAPH_SLOTS:
-            setattr(t, slot, getattr(result, slot))
-        t._epoch = EPOCHS.value
-        t.requires_grad = True
+        before = result._epoch
+        _take_record(t, result, old, t._data)
+        _operands_written(t, old, before)
+        if chain:
+            _rebase_views(chain, chain_olds)
+        for view, old_view in others:  # (sources before their views)
+            source = view._a[0] if type(view._a) is tuple else view._a
+            _take_record(view, apply(_plain(old_view._node), source, *old_view._args[1:]), old_view, t._data)
+            view._version = EPOCHS.value  # (its memory changed: torch's views share the version counter)
     return t
+
+
+def _operands_written(t: Tensor, old: Tensor, before: int) -> None:
+    """Operands of ``t``'s new node (other than its old value) whose memory this write changed, as ``y`` in
+    ``h[:, :2].mul_(h[:, 2:])`` (a view of the same tensor): torch saw them change after they were saved, so
+    backward raises if the node needs their value. Each is replaced by a stand-in with the same record and a
+    version after the node's, which the check at backward finds stale."""
+    inputs = node_parts(t)[0]
+    if not any(x is not None and x is not old and _viewed_version(x) > before for x in inputs):
+        return
+    swapped = []
+    for x in inputs:
+        if x is None or x is old or _viewed_version(x) <= before:
+            swapped.append(x)
+            continue
+        stand_in = Tensor(x._data, x.requires_grad and x._node is None)
+        if x._node is not None:
+            for slot in _GRAPH_SLOTS:
+                setattr(stand_in, slot, getattr(x, slot))
+            stand_in.requires_grad = True
+        swapped.append(stand_in)
+    with _EPOCH_LOCK:  # a new epoch, so that backward checks this node (it checks nodes older than the epoch)
+        EPOCHS.value += 1
+        for stand_in, x in zip(swapped, inputs):
+            if stand_in is not x:
+                stand_in._version = EPOCHS.value
+    if t._args is None:
+        t._a = swapped[0]
+        if t._b is not UNARY:
+            t._b = swapped[1]
+    else:
+        t._a = tuple(swapped)
+
+
+def _plain(prim: Any) -> Any:
+    """A node's primitive without hooks (a view taken again gets none of the old record's hooks)."""
+    return prim.original if type(prim) is Hooked else prim
+
+
+def _other_views(rebased: list, region: Any) -> list:
+    """``[(view, its history copy)]`` for the recorded views of the tensors in ``rebased`` (and views of those)
+    that are not in ``rebased`` and share memory with ``region``; sources come before their views."""
+    if type(region) is not ndarray:
+        return []
+    skip = {id(x) for x in rebased}
+    found: list = []
+    todo = list(rebased)
+    while todo:
+        source = todo.pop(0)
+        for view in views_of(source):
+            if id(view) in skip or type(view._data) is not ndarray or type(view._args) is not tuple:
+                continue
+            if not np.shares_memory(view._data, region):
+                continue
+            skip.add(id(view))
+            found.append((view, history_copy(view)))
+            todo.append(view)
+    return found
+
+
+def _take_record(t: Tensor, node: Tensor, old: Tensor, region: Any) -> None:
+    """``t`` becomes ``node`` (its graph slots; the value stays ``t``'s memory); nodes recorded earlier read ``old``."""
+    for slot in _GRAPH_SLOTS:
+        setattr(t, slot, getattr(node, slot))
+    t._epoch = EPOCHS.value
+    t.requires_grad = True
+    note_rebase(t, t._seq, old, region)
+    kept = old._node
+    if type(kept) is Hooked and kept.retain is not None:  # retain_grad follows the tensor to its new value, as
+        keeper, kept.retain = kept.retain, None  # in torch (register_hook's hooks stay with the old value)
+        new = hooked(t)
+        if new is not None:
+            new.retain = keeper
+
+
+def _view_chain(t: Tensor) -> list:
+    """``[t, its source, ...]`` following recorded views while they share memory; the last is the viewed base."""
+    chain = [t]
+    x = t
+    while x._node is not None and x._node is not FREED and x._node.name in VIEW_PRIMITIVES:
+        parent = x._a[0] if type(x._a) is tuple else x._a
+        if parent is None or not _shares(x._data, parent._data):
+            break
+        chain.append(parent)
+        x = parent
+    return chain
+
+
+def _unrecorded_view(t: Tensor) -> bool:
+    """Whether leaf ``t`` is a view (not a detach()) of another tensor's memory, made while nothing was recorded."""
+    refs = getattr(t, "_a", None)
+    if type(refs) is not tuple or not refs:
+        return False
+    source = refs[0]()
+    return source is not None and source._data is not t._data and _shares(t._data, source._data)
+
+
+def _rebase_views(chain: list, olds: list) -> None:
+    """After an in-place change of view ``chain[0]`` (now its new node), rebase what it views, as torch's
+    CopySlices: the base becomes ``where(written, the view's new value put back in place, its old value)``,
+    and each view in between is taken again from its rebased source."""
+    t, base, old_base = chain[0], chain[-1], olds[-1]
+    bd = base._data
+    positions = _positions(t._data, bd)
+    written = np.zeros(bd.size, dtype=bool)
+    written[positions.ravel()] = True
+    flat = apply(S.reshape, t, (-1,))
+    put = apply(S.reshape, apply(S.scatter_add, flat, positions.ravel(), (bd.size,)), bd.shape)
+    _take_record(base, apply(E.where, written.reshape(bd.shape), put, old_base), old_base, t._data)
+    for k in range(len(chain) - 2, 0, -1):  # the views between, from the base down
+        view, old_view = chain[k], olds[k - 1]
+        again = apply(_plain(old_view._node), chain[k + 1], *old_view._args[1:])
+        _take_record(view, again, old_view, t._data)
+
+
+def _positions(view: ndarray, base: ndarray) -> ndarray:
+    """For each element of ``view`` (an array viewing ``base``'s memory), its flat index in ``base``."""
+    start = base.__array_interface__["data"][0]
+
+    def offsets(a: ndarray) -> ndarray:
+        off = np.full(a.shape, a.__array_interface__["data"][0] - start, dtype=np.intp)
+        for k, (n, stride) in enumerate(zip(a.shape, a.strides)):
+            off += (np.arange(n, dtype=np.intp) * stride).reshape((1,) * k + (n,) + (1,) * (a.ndim - k - 1))
+        return off
+
+    ob = offsets(base).ravel()
+    order = np.argsort(ob, kind="stable")
+    ordered = ob[order]
+    ov = offsets(view)
+    at = np.clip(np.searchsorted(ordered, ov), 0, len(ordered) - 1)
+    if not np.array_equal(ordered[at], ov):  # (a view always lies inside its base's memory)
+        raise RuntimeError("in-place write through a view: the view's elements are not all elements of its base")
+    return order[at]
 
 
 def history_copy(t: Tensor) -> Tensor:
@@ -111,17 +276,6 @@ def copy_value(d: Any) -> Any:
     if type(d) is float:
         return d
     return namespace_of(d).xp.asarray(d, copy=True)
-
-
-def _view_base(t: Tensor) -> Tensor:
-    """The tensor whose memory view ``t`` writes into (following views while they share memory)."""
-    x = t
-    while x._node is not None and x._node is not FREED and x._node.name in VIEW_PRIMITIVES:
-        parent = x._a[0] if type(x._a) is tuple else x._a
-        if parent is None or not _shares(x._data, parent._data):
-            break
-        x = parent
-    return x
 
 
 def _numpy_dtype_of(v: Any) -> np.dtype:

@@ -9,6 +9,7 @@ compute the out-of-place result and write it into the tensor's memory through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
@@ -21,7 +22,7 @@ from .creation import tensor
 from .grad_mode import MODE, no_grad
 from .inplace import inplace
 from .tensor import Tensor, as_value
-from .versions import FREED, _raw_index, mark_modified, mixed_index, numpy_layout_of_torch, torch_split
+from .versions import FREED, _raw_index, mark_modified, torch_order
 from .walk import Hooked, hooked
 
 ndarray = np.ndarray
@@ -663,21 +664,24 @@ def _fill_(self, value: Any) -> Tensor:
     return inplace(self, "fill_", lambda: _constant_like(self, value))
 
 
-def _torch_layout_value(self: Tensor, index: tuple, value: Any) -> Any:
-    """``value`` laid out for NumPy's write at a mixed index, given in torch's layout (see versions.torch_split)."""
-    basic, rest = torch_split(index)
-    shape = np.broadcast_to(np.zeros((), bool), self.shape)[basic][rest].shape
-    perm = numpy_layout_of_torch(index, self.ndim)
-    if type(value) is Tensor:
-        return ops.permute(ops.broadcast_to(value, shape), perm) if perm != tuple(range(len(perm))) else value
-    arr = np.broadcast_to(np.asarray(as_value(value)), shape)
-    return np.transpose(arr, perm)
-
-
 def _setitem(self, index: Any, value: Any) -> None:
     index = _raw_index(index)
-    if type(index) is tuple and mixed_index(index) and type(self._data) is ndarray:
-        value = _torch_layout_value(self, index, value)
+    split = torch_order(index) if type(index) is tuple else None
+    if split is not None:  # integers mixed with advanced indices: torch's order of the selected dimensions
+        if type(self._data) is ndarray and not (
+            MODE.enabled and (self.requires_grad or (type(value) is Tensor and value.requires_grad))
+        ):
+            try:
+                self._data[split[0]][split[1]] = as_value(value._data if type(value) is Tensor else value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"setitem: cannot write a value of shape {np.shape(value)} into index {index!r} "
+                    f"of a tensor of shape {self.shape}: {exc}"
+                ) from None
+            mark_modified(self)
+            return
+        positions = np.arange(math.prod(self.shape)).reshape(self.shape)[split[0]][split[1]]
+        index = np.unravel_index(positions, self.shape)  # the same elements, as one index in torch's order
     if MODE.enabled and (self.requires_grad or (type(value) is Tensor and value.requires_grad)):
         inplace(self, "setitem", lambda: _put(self, index, value))
         return
@@ -763,7 +767,28 @@ def _put(t: Tensor, index: Any, value: Any) -> Tensor:
             f"setitem: cannot write a value of shape {v.shape} into index {index!r} of a tensor of shape {t.shape} "
             f"(the selection has shape {selected_shape})"
         ) from None
-    return ops.where(chosen, ops.scatter_add(v, index, base.shape), t)
+    return ops.where(chosen, ops.scatter_add(_last_write_wins(v, index, base.shape), index, base.shape), t)
+
+
+def _last_write_wins(v: Tensor, index: Any, shape: tuple) -> Tensor:
+    """``v`` with the values that a later one overwrites (an index naming an element twice) made 0, so that
+    scatter_add writes the last one, as torch's ``x[index] = v`` does; the gradient still reaches every value
+    at its element, as torch's does (``x[[0, 0]] = w`` gives both ``w`` the gradient of ``x[0]``)."""
+    positions = np.arange(math.prod(shape)).reshape(shape)[index].ravel()
+    if len(np.unique(positions)) == len(positions):
+        return v
+    _, last = np.unique(positions[::-1], return_index=True)
+    kept = np.zeros(len(positions), dtype=bool)
+    kept[len(positions) - 1 - last] = True
+    kept = kept.reshape(v.shape)
+    lost = np.asarray(v._data)[~kept]
+    if not np.all(np.isfinite(lost)):
+        raise ValueError(
+            "setitem: the index names an element more than once and an overwritten value is not finite "
+            f"({lost[~np.isfinite(lost)][:3]}); chainrule cannot drop it while keeping its gradient as torch does. "
+            "Remove the repeated indices, or write under cr.no_grad()"
+        )
+    return v - ops.where(kept, 0.0, v.detach())  # the same values for the kept ones, 0 for the overwritten ones
 
 
 def source_placement(value: Any) -> Any:

@@ -310,3 +310,79 @@ def _free_threaded() -> bool:
 
 if _free_threaded() or not _calibrate():  # pragma: no cover  (counts that differ: keep everything, as before)
     ENABLED = False
+
+
+# --- which saved values a rule needs, beyond their shapes (for the in-place checks) -----------------------------
+
+_META_ATTRS = frozenset({"shape", "ndim", "dtype", "size"})
+_VALUE_READS: dict[Any, Optional[tuple]] = {}
+
+
+def _shape_only(code: types.CodeType, name: str) -> bool:
+    """Whether every use of parameter ``name`` in ``code`` reads only its shape, ndim, dtype or size
+    (``x.shape``, ``xp.shape(x)``): such a use is unaffected by an in-place change of the value."""
+    if name in code.co_cellvars:
+        return False
+    ins = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "EXTENDED_ARG", "PRECALL", "KW_NAMES")]
+    for k, i in enumerate(ins):
+        if not any(part in i.opname for part in _NAME_OPS):
+            continue
+        if type(i.argval) is tuple:  # (LOAD_FAST_LOAD_FAST and friends, Python 3.13): a use we do not judge
+            if name in i.argval:
+                return False
+            continue
+        if i.argval != name:
+            continue
+        after = ins[k + 1] if k + 1 < len(ins) else None
+        before = ins[k - 1] if k else None
+        if after is not None and after.opname in ("LOAD_ATTR", "LOAD_METHOD") and after.argval in _META_ATTRS:
+            if after.opname == "LOAD_ATTR" or (k + 2 < len(ins) and ins[k + 2].opname == "CALL"):
+                continue
+        if (
+            before is not None
+            and before.opname in ("LOAD_ATTR", "LOAD_METHOD")
+            and before.argval in _META_ATTRS
+            and after is not None
+            and after.opname == "CALL"
+            and after.arg == 1
+        ):
+            continue
+        return False
+    return True
+
+
+def _value_reads(rule: Callable) -> Optional[tuple]:
+    """For each parameter of ``rule(xp, g, out, *args)``: whether it reads the value (not only the shape)."""
+    if rule in _VALUE_READS:
+        return _VALUE_READS[rule]
+    names = rule_reads(rule)
+    result = None
+    if names is not None:
+        code = rule.__code__
+        params = code.co_varnames[: code.co_argcount]
+        result = tuple(p in names and not _shape_only(code, p) for p in params)
+    _VALUE_READS[rule] = result
+    return result
+
+
+def needed_values(prim: Any, nin: int, active: tuple) -> tuple:
+    """``(needs input j for j < nin) + (needs the result,)``: the saved values whose values ``prim``'s rules read
+    for the inputs in ``active`` (those that want a gradient), as torch's SavedVariables. Unknown: all needed."""
+    if prim.kind == "linear":  # linear in its inputs: the rules read shapes and static arguments, no value
+        return (False,) * (nin + 1)
+    needs = [False] * (nin + 1)
+    for i, want in enumerate(active):
+        if not want:
+            continue
+        rule = prim.vjps[0] if prim.variadic else (prim.vjps[i] if i < len(prim.vjps) else None)
+        if rule is None:
+            continue
+        reads = _value_reads(rule) if type(rule) is types.FunctionType else None
+        if reads is None or (not prim.variadic and len(reads) < 3 + nin):
+            return (True,) * (nin + 1)
+        if prim.variadic:  # rule(xp, g, out, i, *args): any input it reads through *args counts
+            return (True,) * (nin + 1)
+        needs[nin] = needs[nin] or reads[2]
+        for j in range(nin):
+            needs[j] = needs[j] or reads[3 + j]
+    return tuple(needs)

@@ -67,8 +67,8 @@ from .versions import (
     _raw_index,
     _shares,
     mark_modified,
-    mixed_index,
-    torch_split,
+    note_view,
+    torch_order,
 )
 
 ndarray = np.ndarray
@@ -344,6 +344,8 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record != 1:
             _record_hook(t, record)
+        if prim.name in VIEW_PRIMITIVES and inputs[0] is not None and inputs[0]._node is not None:
+            note_view(inputs[0], t)  # (an in-place change of the source takes this view again: chainrule.inplace)
         if type(out) is ndarray and out.nbytes >= _MIN_BYTES and record != 2 and _ECONOMY:
             _economize(t, prim, t._a, values_t, out)
         return t
@@ -803,11 +805,10 @@ class Tensor:
         return unary(E.absolute, self)
 
     def __getitem__(self, index: Any) -> Tensor:
-        raw = _raw_index(index)
-        if type(raw) is tuple and mixed_index(raw):  # torch's layout: integers first, then the advanced indices
-            basic, rest = torch_split(raw)
-            return apply(S.getitem, apply(S.getitem, self, basic), rest)
-        return apply(S.getitem, self, raw)
+        index = _raw_index(index)
+        if type(index) is tuple and (split := torch_order(index)) is not None:
+            return apply(S.getitem, apply(S.getitem, self, split[0]), split[1])  # torch's order (see torch_order)
+        return apply(S.getitem, self, index)
 
     # Comparisons are not differentiable: they give boolean tensors.
     def _compare(self, other: Any, fn: Callable) -> Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from typing import Any, Optional
 
 import numpy as np
@@ -56,7 +57,8 @@ def mark_modified(t: Tensor) -> None:
     never keeps the source's graph alive.
 
     A view made by indexing, reshaping or transposing shares memory with its
-    source too, so writing into the view marks the source (and its sources).
+    source too, so writing into the view marks the source (and its sources), and
+    writing into a graph node marks the recorded views of it (see :func:`note_view`).
     """
     if REFUSE.reason is not None:
         raise RuntimeError(
@@ -74,6 +76,12 @@ def mark_modified(t: Tensor) -> None:
                 continue
             seen.add(id(x))
             x._version = now
+            entry = _VIEWS.get(id(x))  # recorded views of x see the change too (torch: one version counter)
+            if entry is not None and entry[0]() is x:
+                for ref in entry[1]:
+                    view = ref()
+                    if view is not None and _shares(view._data, x._data):
+                        todo.append(view)
             node = x._node
             if node is None:
                 for ref in getattr(x, "_a", None) or ():
@@ -225,6 +233,46 @@ def _raw_index(index: Any) -> Any:
     return index
 
 
+def _is_int(i: Any) -> bool:
+    return (type(i) is int or isinstance(i, np.integer)) and type(i) is not bool
+
+
+def torch_order(index: Any) -> Optional[tuple[tuple, tuple]]:
+    """``(first, rest)`` when ``index`` (a raw index, see :func:`_raw_index`) mixes integers with advanced indices
+    (arrays, lists, boolean masks), else None.
+
+    torch applies the integers first, as selections, and only then the advanced indices, by NumPy's rule (advanced
+    dimensions go first when slices separate them). NumPy instead counts an integer among the advanced indices, so
+    ``x[0, :, [0, 1]]`` of a (3, 4, 5) array has shape (2, 4) in NumPy and (4, 2) in torch. ``x[first][rest]``
+    gives torch's result: ``first`` holds the integers (and slices for every other dimension) and is a view,
+    ``rest`` is the index without the integers."""
+    if type(index) is not tuple:
+        return None
+    for i in index:  # (most indices have no advanced part: they leave here)
+        ti = type(i)
+        if ti is ndarray or ti is list or ti is DataView or ti is tuple:
+            break
+    else:
+        return None
+    if not any(_is_int(i) for i in index):
+        return None
+    first: list = []
+    rest: list = []
+    for i in index:
+        if _is_int(i):
+            first.append(i)
+        elif i is None or type(i) is bool:
+            rest.append(i)
+        elif i is Ellipsis:
+            first.append(i)
+            rest.append(i)
+        else:
+            arr = np.asarray(i)
+            first.extend([slice(None)] * (arr.ndim if arr.dtype == np.bool_ else 1))
+            rest.append(i)
+    return tuple(first), tuple(rest)
+
+
 def _index_part(i: Tensor) -> Any:
     d = i._data
     if type(d) is ndarray and d.ndim == 0 and d.dtype.kind in "iu" and REFUSE.reason is None:
@@ -232,92 +280,76 @@ def _index_part(i: Tensor) -> Any:
     return i.data
 
 
-# --- torch's order for an index mixing integers with advanced indices ------------------------------------------
-# torch applies integer indices first (as basic indexing) and lays out the advanced ones among themselves;
-# NumPy counts integers as advanced indices, so x[0, :, [1, 2]] is (2, 3) in NumPy and (3, 2) in torch.
+# --- history of tensors rebased by an in-place operation ------------------------------------------
+# An in-place operation that is recorded makes the tensor a new node (chainrule.inplace); its previous record
+# moves to a fresh tensor (the "history copy"). A node recorded earlier still names the tensor itself as its
+# input, so at backward it must read the record the tensor had then, as torch's edges point at the grad_fn of
+# the version they saw. id(tensor) -> (weak reference to it, [(seq of the new record, history copy, region)])
+# where region is the array that was written (the whole tensor, or the view written through).
+_REBASED: dict[int, tuple[Any, list]] = {}
+# History copies whose value was overwritten in place: id -> (weak reference, version after the write).
+_OVERWRITTEN: dict[int, tuple[Any, int]] = {}
 
 
-def _is_int_item(i: Any) -> bool:
-    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+def _forget(table: dict, key: int) -> Any:
+    def drop(_ref: Any) -> None:
+        entry = table.get(key)
+        if entry is not None and entry[0]() is None:
+            del table[key]
+
+    return drop
 
 
-def _is_array_item(i: Any) -> bool:
-    return isinstance(i, (ndarray, list))
+def note_rebase(t: Tensor, seq: int, old: Tensor, region: Any) -> None:
+    """Record that ``t`` got a new record numbered ``seq``; nodes recorded before read ``old``'s record."""
+    entry = _REBASED.get(id(t))
+    if entry is None or entry[0]() is not t:
+        entry = _REBASED[id(t)] = (weakref.ref(t, _forget(_REBASED, id(t))), [])
+    entry[1].append((seq, old, region))
+    _OVERWRITTEN[id(old)] = (weakref.ref(old, _forget(_OVERWRITTEN, id(old))), t._version)
 
 
-def mixed_index(index: Any) -> bool:
-    """An index (already raw, see :func:`_raw_index`) where NumPy's layout can differ from torch's."""
-    if type(index) is not tuple:
-        return False
-    return any(_is_int_item(i) for i in index) and any(_is_array_item(i) for i in index)
+def rebases_after(t: Tensor, seq: int) -> list:
+    """The rebases of ``t`` after node number ``seq`` was recorded, oldest first: ``[(seq, old, region)]``."""
+    entry = _REBASED.get(id(t))
+    if entry is None or entry[0]() is not t:
+        return []
+    return [e for e in entry[1] if e[0] > seq]
 
 
-def _dims_of(i: Any) -> int:
-    a = np.asarray(i)
-    return a.ndim if a.dtype == np.bool_ else 1
+def overwritten_version(t: Tensor) -> int:
+    """The version at which a history copy's value was overwritten in place (0 if it was not)."""
+    entry = _OVERWRITTEN.get(id(t))
+    return entry[1] if entry is not None and entry[0]() is t else 0
 
 
-def torch_split(index: tuple) -> tuple[tuple, tuple]:
-    """``(basic, rest)`` with torch's ``x[index]`` equal to NumPy's ``x[basic][rest]``."""
-    basic: list = []
-    rest: list = []
-    for i in index:
-        if _is_int_item(i):
-            basic.append(i)
-        elif _is_array_item(i):
-            basic.extend([slice(None)] * _dims_of(i))
-            rest.append(i)
-        elif i is Ellipsis:
-            basic.append(Ellipsis)
-            rest.append(Ellipsis)
-        else:  # a slice, or None (its new axis exists after the first step)
-            basic.append(i)
-            rest.append(slice(None))
-    return tuple(basic), tuple(rest)
+# Recorded views of graph nodes: id(source) -> (weak reference to it, [weak references to its views]). An in-place
+# change that rebases the source takes these views again from its new record (torch regenerates a view's
+# history when its base changed), so uses of a view before the change and after it each get the right history.
+_VIEWS: dict[int, tuple[Any, list]] = {}
 
 
-def _tokens(items: list, advanced: Any) -> list:
-    """Result layout: one token per dim-producing item (its position), the advanced block as 'A'."""
-    adv = [k for k, (_, it) in enumerate(items) if advanced(it)]
-    together = adv == list(range(adv[0], adv[-1] + 1)) if adv else True
-    out: list = []
-    placed = False
-    if not together:
-        out.append("A")
-        placed = True
-    for pos, it in items:
-        if advanced(it):
-            if not placed:
-                out.append("A")
-                placed = True
-        elif not _is_int_item(it):
-            out.append(pos)
-    return out
+def note_view(source: Tensor, view: Tensor) -> None:
+    """Remember that recorded node ``view`` views ``source``'s memory (``source`` a graph node)."""
+    entry = _VIEWS.get(id(source))
+    if entry is None or entry[0]() is not source:
+        entry = _VIEWS[id(source)] = (weakref.ref(source, _forget(_VIEWS, id(source))), [])
+    views = entry[1]
+    views.append(weakref.ref(view))
+    n = len(views)
+    if n >= 16 and n & (n - 1) == 0:  # now and then, forget the views that are gone
+        views[:] = [r for r in views if r() is not None]
 
 
-def numpy_layout_of_torch(index: tuple, ndim: int) -> tuple[int, ...]:
-    """The axes permutation taking torch's result of ``x[index]`` to NumPy's (for writes at a mixed index)."""
-    if not any(i is Ellipsis for i in index):
-        index = (*index, Ellipsis)  # the dims not indexed follow, as slices
-    consumed = sum(_dims_of(i) if _is_array_item(i) else 1 for i in index if i is not None and i is not Ellipsis)
-    items: list = []
-    for pos, i in enumerate(index):
-        if i is Ellipsis:
-            items.extend(((pos, j), slice(None)) for j in range(ndim - consumed))
-        else:
-            items.append((pos, i))
-    torch_t = _tokens([(p, i) for p, i in items if not _is_int_item(i)], _is_array_item)
-    numpy_t = _tokens(items, lambda i: _is_array_item(i) or _is_int_item(i))
-    shapes = [
-        (int(np.count_nonzero(i)),) if np.asarray(i).dtype == np.bool_ else np.shape(i)
-        for i in index
-        if _is_array_item(i)
-    ]
-    block = len(np.broadcast_shapes(*shapes))
-    where: dict = {}
-    axis = 0
-    for t in torch_t:
-        n = block if t == "A" else 1
-        where[t] = list(range(axis, axis + n))
-        axis += n
-    return tuple(a for t in numpy_t for a in where[t])
+def views_of(source: Tensor) -> list:
+    """The live recorded views whose record still reads ``source``."""
+    entry = _VIEWS.get(id(source))
+    if entry is None or entry[0]() is not source:
+        return []
+    found = []
+    for ref in entry[1]:
+        v = ref()
+        if v is not None and v._node is not None and v._node is not FREED and v._node.name in VIEW_PRIMITIVES:
+            if (v._a[0] if type(v._a) is tuple else v._a) is source:
+                found.append(v)
+    return found

@@ -23,9 +23,9 @@ from .grad_mode import MODE
 from .numeric import NUMPY, SCALAR
 from .primitive import Primitive
 from .primitives import elementwise as E
-from .saved import Released
+from .saved import Released, needed_values
 from .tensor import Tensor, node_parts, release
-from .versions import EPOCHS, FREED, UNARY
+from .versions import EPOCHS, FREED, UNARY, VIEW_PRIMITIVES, _shares, overwritten_version, rebases_after
 
 ndarray = np.ndarray
 
@@ -57,22 +57,101 @@ _FREED_MESSAGE = (
 
 
 def _check_fresh(t: Tensor) -> None:
-    """Raise if node ``t`` or one of its inputs was modified in place after ``t`` was recorded.
+    """Check node ``t`` against in-place changes made since it was recorded, as torch checks saved variables.
 
-    An overwritten input makes the saved value stale; an overwritten result too,
-    since rules such as exp's read their own output.
+    - An input changed in place whose value ``t``'s rules read (for the inputs that want a gradient), or ``t``'s
+      own result changed when its rules read it (exp's does): raise, naming the operation and the versions.
+      A change of a value no rule reads (``add``'s inputs, ``exp``'s input) is fine, as in torch.
+    - An input that an in-place operation recorded as a new node after ``t`` was made: ``t`` reads the record
+      the input had then (its history copy), as torch's edges point at the version they saw.
     """
     epoch = t._epoch
     inputs = node_parts(t)[0]
-    stale = [inp for inp in inputs if inp is not None and inp._version > epoch]
-    if not stale and t._version <= epoch:
-        return
+    stale = []
+    for j, x in enumerate(inputs):
+        if x is None:
+            continue
+        version = x._version
+        if version <= epoch:
+            version = _viewed_version(x)  # a view changes with the memory it views (torch: one version counter)
+            if version <= epoch:
+                continue
+        stale.append((j, version))
+        if x._version > epoch:
+            later = rebases_after(x, t._seq)
+            if later:
+                _read_history(t, x, later)
+    changed = t._version if t._version > epoch else overwritten_version(t)
+    if stale or changed > epoch:
+        inputs = node_parts(t)[0]  # (the inputs as t saw them: a history copy in place of a rebased tensor)
+        needs = _needs(t, inputs)
+        for j, version in stale:
+            if needs[j]:
+                _stale(t, inputs, f"its input {j}", version)
+        if changed > epoch and needs[-1]:
+            _stale(t, inputs, "its result", changed)
+
+
+def _viewed_version(x: Tensor) -> int:
+    """The newest version among ``x`` and the tensors whose memory it views (recorded views, detach, .data)."""
+    version = x._version
+    while True:
+        node = x._node
+        if node is None:
+            for ref in getattr(x, "_a", None) or ():
+                source = ref()
+                if source is not None and source._version > version:
+                    version = source._version
+            return version
+        if node is FREED or node.name not in VIEW_PRIMITIVES:
+            return version
+        parent = x._a[0] if type(x._a) is tuple else x._a
+        if parent is None or not _shares(x._data, parent._data):
+            return version
+        if parent._version > version:
+            version = parent._version
+        x = parent
+
+
+def _needs(t: Tensor, inputs: tuple) -> tuple:
+    active = tuple(x is not None and x.requires_grad and t._node.differentiable(i) for i, x in enumerate(inputs))
+    return needed_values(t._node, len(inputs), active)
+
+
+def _stale(t: Tensor, inputs: tuple, which: str, version: int) -> None:
     shapes = ", ".join(str(x.shape) for x in inputs if x is not None)
-    what, when = ("an input of", "it was used") if stale else ("the result of", "it was computed")
+    name = t._node.name
+    what, when = ("the result of", "it was computed") if which == "its result" else ("an input of", "it was used")
     raise RuntimeError(
-        f"backward: {what} '{t._node.name}' (input shapes {shapes}) was modified in place after {when}, "
-        "so the value saved for its gradient is stale. Modify a copy instead, or modify it only after backward()."
+        f"backward: {what} '{name}' (input shapes {shapes}; {which}) was modified in place after {when}, "
+        f"and '{name}' saved that value for its gradient: the tensor is at version {version} of chainrule's "
+        f"in-place counter, but '{name}' saved it at version {t._epoch} or before, so the value is stale. "
+        "torch raises here too ('one of the variables needed for gradient computation has been modified by an "
+        "inplace operation'). Modify a clone() instead, or modify it only after backward()."
     )
+
+
+def _read_history(t: Tensor, x: Tensor, later: list) -> None:
+    """Make node ``t`` read the record input ``x`` had when ``t`` was made (``later``: x's rebases since)."""
+    d = t._data
+    if t._node.name in VIEW_PRIMITIVES and type(d) is ndarray:
+        for _seq, _old, region in later:
+            if type(region) is ndarray and np.shares_memory(d, region):
+                raise RuntimeError(
+                    f"backward: '{t._node.name}' made a view (shape {d.shape}) of a tensor of shape {x.shape}, and "
+                    "that tensor was then changed in place where the view sees it, by an operation that was "
+                    "recorded. torch regenerates such a view's history when it is next used; chainrule cannot "
+                    "tell which uses of the view came before the change. Take the view again after the in-place "
+                    "change (or clone() it before)."
+                )
+    old = later[0][1]
+    if t._args is None:
+        if t._a is x:
+            t._a = old
+        if t._b is x:
+            t._b = old
+    else:
+        t._a = tuple(old if y is x else y for y in t._a)
 
 
 def _ns(out: Any) -> Any:
