@@ -73,12 +73,14 @@ from ._core import (  # noqa: F401
 from ._random import (  # noqa: F401
     Generator,
     bernoulli,
+    default_generator,
     get_rng_state,
     initial_seed,
     manual_seed,
     multinomial,
     normal,
     poisson,
+    randint_like,
     seed,
     set_rng_state,
 )

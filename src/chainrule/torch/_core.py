@@ -401,12 +401,22 @@ def randn(
     return _random.randn(_size_args(size), generator, _float(dtype), requires_grad)
 
 
-def rand_like(input: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:  # noqa: A002
-    return rand(tuple(input.shape), dtype=_like_dtype(input, dtype), device=device, requires_grad=requires_grad)
+def rand_like(
+    input: Any, *, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any
+) -> Tensor:  # noqa: A002
+    return rand(
+        tuple(input.shape), generator=generator, dtype=_like_dtype(input, dtype), device=device,
+        requires_grad=requires_grad,
+    )  # fmt: skip
 
 
-def randn_like(input: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:  # noqa: A002
-    return randn(tuple(input.shape), dtype=_like_dtype(input, dtype), device=device, requires_grad=requires_grad)
+def randn_like(
+    input: Any, *, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any
+) -> Tensor:  # noqa: A002
+    return randn(
+        tuple(input.shape), generator=generator, dtype=_like_dtype(input, dtype), device=device,
+        requires_grad=requires_grad,
+    )  # fmt: skip
 
 
 def randint(
