@@ -33,6 +33,9 @@ class _Defaults:
 DEFAULTS = _Defaults()
 
 
+_random.DEFAULT_FLOAT.read = lambda: DEFAULTS.float
+
+
 def set_default_dtype(d: Any) -> None:
     """torch's default float dtype of this namespace (float32 or float64); chainrule's own stays as it is."""
     d = np.dtype(d)

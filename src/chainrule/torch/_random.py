@@ -23,10 +23,17 @@ from ..torch_random_fill import fill_values
 from ..versions import mark_modified
 
 
-def _default_float() -> np.dtype:
-    from ._core import DEFAULTS  # _core imports this module; read the default at call time
+class _DefaultFloat:
+    """The facade's default float dtype, read at call time (``_core`` installs its reader: no import cycle)."""
 
-    return DEFAULTS.float
+    read: Any = staticmethod(lambda: np.dtype(np.float32))
+
+
+DEFAULT_FLOAT = _DefaultFloat()
+
+
+def _default_float() -> np.dtype:
+    return np.dtype(DEFAULT_FLOAT.read())
 
 
 def _float(dtype: Any) -> np.dtype:
@@ -164,22 +171,6 @@ def poisson(input: Any, generator: Any = None) -> Tensor:  # noqa: A002, ARG001
 
 def _like_shape_dtype(input: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:  # noqa: A002
     return tuple(input.shape), np.dtype(input.dtype if dtype is None else dtype)
-
-
-def rand_like(
-    input: Any, *, generator: Any = None, dtype: Any = None, requires_grad: bool = False, **kw: Any
-) -> Tensor:  # noqa: A002
-    _no_device(kw, "rand_like")
-    shape, dt = _like_shape_dtype(input, dtype)
-    return rand(shape, generator, dt, requires_grad)
-
-
-def randn_like(
-    input: Any, *, generator: Any = None, dtype: Any = None, requires_grad: bool = False, **kw: Any
-) -> Tensor:  # noqa: A002
-    _no_device(kw, "randn_like")
-    shape, dt = _like_shape_dtype(input, dtype)
-    return randn(shape, generator, dt, requires_grad)
 
 
 def randint_like(input: Any, *args: Any, generator: Any = None, dtype: Any = None, **kw: Any) -> Tensor:  # noqa: A002
