@@ -236,11 +236,14 @@ def dropout_mask(shape: tuple, p: float, dtype: Any) -> np.ndarray:
     return tr.dropout_mask(tuple(shape), p, dtype=np.dtype(dtype))
 
 
+def base_seed(generator: Any = None) -> int:
+    """The base seed every ``iter(DataLoader)`` draws first (one int64 ``random_()``), shuffled or not."""
+    return tx.dataloader_base_seed(_gen(generator, "DataLoader"))
+
+
 def sampler_order(n: int, generator: Any = None) -> list[int]:
-    """One epoch of a ``DataLoader(shuffle=True)``: the loader's base seed, then ``RandomSampler``'s order."""
-    g = _gen(generator, "DataLoader")
-    tx.dataloader_base_seed(g)
-    return tx.random_sampler_indices(n, generator=g)
+    """``RandomSampler``'s order for one epoch (drawn after the loader's base seed)."""
+    return tx.random_sampler_indices(n, generator=_gen(generator, "DataLoader"))
 
 
 def split_order(n: int, generator: Any = None) -> list[int]:
