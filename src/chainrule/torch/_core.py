@@ -446,14 +446,16 @@ def randint(
             low = rest[0]
     if high is None or size is None:
         raise TypeError("randint: give (high, size) or (low, high, size), e.g. torch.randint(0, 10, (3,))")
-    return _random.randint(int(low), int(high), tuple(size), generator, np.dtype(np.int64 if dtype is None else dtype))
+    out = _random.randint(int(low), int(high), tuple(size), generator, np.dtype(np.int64 if dtype is None else dtype))
+    return _random._made(out._data, requires_grad)
 
 
 def randperm(
     n: int, *, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any
 ) -> Tensor:  # noqa: ARG001
     check_device(device, "randperm")
-    return _random.randperm(int(n), generator, np.dtype(np.int64 if dtype is None else dtype))
+    out = _random.randperm(int(n), generator, np.dtype(np.int64 if dtype is None else dtype))
+    return _random._made(out._data, requires_grad)
 
 
 # --- small helpers ------------------------------------------------------------------------------------------
