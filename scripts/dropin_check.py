@@ -64,6 +64,9 @@ def run(path: Path, source: str, timeout: int) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / path.name
         target.write_text(source, encoding="utf-8")
+        for other in path.parent.iterdir():  # the program's data files (input.txt ...), linked, never copied
+            if other.suffix != ".py" and not (Path(scratch) / other.name).exists():
+                (Path(scratch) / other.name).symlink_to(other.resolve())
         return subprocess.run(
             [sys.executable, target.name], cwd=scratch, capture_output=True, text=True, timeout=timeout
         )
