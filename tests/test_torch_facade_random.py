@@ -324,3 +324,19 @@ def test_planted_wrong_init_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_layers, "_bias_bound", lambda w: 1 / np.sqrt(w.shape[0]))
     with pytest.raises(AssertionError):
         test_layer_initialisation_is_torchs(0)
+
+
+def test_autograd_variable_is_a_detached_alias() -> None:
+    """``torch.autograd.Variable`` (old tutorials): the same data, no history, requires_grad as given."""
+    for T in (ct, torch):
+        t = T.ones(2)
+        v = T.autograd.Variable(t, requires_grad=True)
+        assert v is not t and v.requires_grad and not t.requires_grad and isinstance(t, T.autograd.Variable)
+        h = T.autograd.Variable(T.ones(2, requires_grad=True) * 2)
+        assert not h.requires_grad and h.grad_fn is None
+        with pytest.raises(TypeError, match="has to be a tensor"):
+            T.autograd.Variable([1.0])
+    t = ct.ones(2)
+    v = ct.autograd.Variable(t)
+    v.data.mul_(3)
+    same(t, np.full(2, 3, np.float32), "Variable shares t's memory")
