@@ -340,3 +340,24 @@ def test_autograd_variable_is_a_detached_alias() -> None:
     v = ct.autograd.Variable(t)
     v.data.mul_(3)
     same(t, np.full(2, 3, np.float32), "Variable shares t's memory")
+
+
+def test_a_module_may_keep_a_tuple_of_computed_tensors() -> None:
+    """``self.hidden = lstm(x, self.hidden)[1]`` (the sequence-models tutorial): activations, not parameters."""
+
+    class Tagger(ct.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = ct.nn.LSTM(2, 3)
+            self.hidden = (ct.zeros(1, 1, 3), ct.zeros(1, 1, 3))
+
+        def forward(self, x: object) -> object:
+            out, self.hidden = self.lstm(x, self.hidden)
+            return out
+
+    ct.manual_seed(0)
+    m = Tagger()
+    m(ct.randn(4, 1, 2)).sum().backward()
+    assert m.hidden[0].requires_grad and len(list(m.parameters())) == 4
+    with pytest.raises(TypeError, match="ParameterList"):
+        m.extra = (ct.zeros(2, requires_grad=True),)  # leaves that require grad: refused as before
