@@ -361,3 +361,15 @@ def test_a_module_may_keep_a_tuple_of_computed_tensors() -> None:
     assert m.hidden[0].requires_grad and len(list(m.parameters())) == 4
     with pytest.raises(TypeError, match="ParameterList"):
         m.extra = (ct.zeros(2, requires_grad=True),)  # leaves that require grad: refused as before
+
+
+@needs_torch_bernoulli
+@pytest.mark.parametrize("s", SEEDS[:2])
+def test_transformer_layer_dropout_in_training(s: int) -> None:
+    """Attention, feed-forward and residual dropouts draw in torch's order: same outputs, same generator after."""
+    seed_both(s)
+    m = ct.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.1)
+    tm = torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.1)
+    x = np.linspace(-2, 2, 120, dtype=np.float32).reshape(5, 3, 8)
+    np.testing.assert_allclose(arr(m(ct.tensor(x))), arr(tm(torch.tensor(x))), rtol=1e-5, atol=1e-6)
+    same(ct.rand(3), torch.rand(3), "generator after the layer")
