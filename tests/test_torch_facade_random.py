@@ -373,3 +373,18 @@ def test_transformer_layer_dropout_in_training(s: int) -> None:
     x = np.linspace(-2, 2, 120, dtype=np.float32).reshape(5, 3, 8)
     np.testing.assert_allclose(arr(m(ct.tensor(x))), arr(tm(torch.tensor(x))), rtol=1e-5, atol=1e-6)
     same(ct.rand(3), torch.rand(3), "generator after the layer")
+
+
+def test_binary_functions_take_torchs_keyword_names() -> None:
+    """``torch.matmul(input=a, other=b)`` (the polynomial tutorial) and friends, as torch spells them."""
+    a = np.linspace(-1, 1, 6, dtype=np.float32)
+    b = np.linspace(2, 3, 6, dtype=np.float32)
+    for name in ("matmul", "add", "mul", "sub", "maximum", "eq"):
+        ours = getattr(ct, name)(input=ct.tensor(a), other=ct.tensor(b))
+        theirs = getattr(torch, name)(input=torch.tensor(a), other=torch.tensor(b))
+        same(ours, theirs, f"{name}(input=, other=)")
+        same(getattr(ct, name)(ct.tensor(a), other=ct.tensor(b)), theirs, f"{name}(a, other=)")
+    same(ct.pow(input=ct.tensor(a), exponent=2), torch.pow(input=torch.tensor(a), exponent=2), "pow")
+    same(
+        ct.dot(input=ct.tensor(a), tensor=ct.tensor(b)), torch.dot(input=torch.tensor(a), tensor=torch.tensor(b)), "dot"
+    )
