@@ -388,3 +388,13 @@ def test_binary_functions_take_torchs_keyword_names() -> None:
     same(
         ct.dot(input=ct.tensor(a), tensor=ct.tensor(b)), torch.dot(input=torch.tensor(a), tensor=torch.tensor(b)), "dot"
     )
+
+
+def test_format_spec_of_a_scalar_tensor() -> None:
+    """``f"{loss:.4f}"`` (Karpathy's bigram.py) formats the number, as torch; other tensors refuse a spec, as torch."""
+    for T in (ct, torch):
+        assert f"{T.tensor(2.5):.4f}" == "2.5000"
+        assert f"{T.tensor(7):>3d}" == "  7"
+        with pytest.raises(TypeError, match="unsupported format string"):
+            f"{T.ones(2):.4f}"  # noqa: B018
+    assert f"{ct.tensor(1.5)}" == str(ct.tensor(1.5))  # no spec: the tensor's own str

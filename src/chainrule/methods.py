@@ -791,3 +791,13 @@ def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
             p.grad = None
         else:
             p.grad.zero_()
+
+
+def _format(self: Tensor, spec: str) -> str:
+    """``f"{loss:.4f}"``: a one-element, zero-dimensional tensor formats its number (as torch); else the repr."""
+    if spec and self.ndim == 0:
+        return format(self.item(), spec)
+    return object.__format__(self, spec)
+
+
+Tensor.__format__ = _format  # type: ignore[method-assign]
