@@ -398,3 +398,14 @@ def test_format_spec_of_a_scalar_tensor() -> None:
         with pytest.raises(TypeError, match="unsupported format string"):
             f"{T.ones(2):.4f}"  # noqa: B018
     assert f"{ct.tensor(1.5)}" == str(ct.tensor(1.5))  # no spec: the tensor's own str
+
+
+@pytest.mark.parametrize("s", SEEDS[:2])
+def test_facade_fill_through_a_transposed_view(s: int) -> None:
+    """``w.t().uniform_()`` / ``normal_()`` write into ``w`` in torch's memory order."""
+    for name in ("uniform_", "normal_"):
+        seed_both(s)
+        w, tw = ct.zeros(5, 4), torch.zeros(5, 4)
+        getattr(w.t(), name)()
+        getattr(tw.t(), name)()
+        same(w, tw, f"w.t().{name}()")
