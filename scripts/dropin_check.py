@@ -1,17 +1,22 @@
 """Run a PyTorch program twice, as written and with ``import chainrule.torch as torch``, and compare what it prints.
 
-    python scripts/dropin_check.py program.py [more.py ...] [--rtol 1e-5] [--timeout 600]
+    python scripts/dropin_check.py program.py [more.py ...] [--rtol 1e-5] [--timeout 600] [--torch-print]
 
 Only the import lines change (``import torch`` → ``import chainrule.torch as torch``, ``from torch.nn import X`` →
 ``from chainrule.torch.nn import X``, and so on); every number the two runs print is compared in order, to a
 relative tolerance (float32 rounding by default).  For issue 25's measurement on public programs: keep their code
 out of the repository, point this at local copies.  Exit status 0 when every program agrees.
+
+chainrule prints tensors in its own format (eight significant digits, ``dtype=float32``, ``op=``), torch
+with four decimals, so printed tensors cannot be compared number by number; ``--torch-print`` prints
+chainrule's values through torch's own formatter (``scripts/dropin_torch_print``, printing only).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import subprocess
 import sys
@@ -60,20 +65,29 @@ def agree(a: float, b: float, rtol: float) -> bool:
     return abs(a - b) <= rtol * max(abs(a), abs(b)) or abs(a - b) <= 1e-6
 
 
-def run(path: Path, source: str, timeout: int) -> subprocess.CompletedProcess:
+TORCH_PRINT = Path(__file__).resolve().parent / "dropin_torch_print"
+
+
+def run(path: Path, source: str, timeout: int, torch_print: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if torch_print:  # chainrule tensors print through torch's formatter (see dropin_torch_print/)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TORCH_PRINT), env.get("PYTHONPATH", "")) if p)
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / path.name
         target.write_text(source, encoding="utf-8")
+        for other in path.parent.iterdir():  # the program's data files (input.txt ...), linked, never copied
+            if other.suffix != ".py" and not (Path(scratch) / other.name).exists():
+                (Path(scratch) / other.name).symlink_to(other.resolve())
         return subprocess.run(
-            [sys.executable, target.name], cwd=scratch, capture_output=True, text=True, timeout=timeout
+            [sys.executable, target.name], cwd=scratch, capture_output=True, text=True, timeout=timeout, env=env
         )
 
 
-def check(path: Path, rtol: float, timeout: int) -> bool:
+def check(path: Path, rtol: float, timeout: int, torch_print: bool = False) -> bool:
     source = path.read_text(encoding="utf-8")
     ours = rewrite(source)
     ref = run(path, source, timeout)
-    mine = run(path, ours, timeout)
+    mine = run(path, ours, timeout, torch_print)
     if ref.returncode != 0:
         print(f"{path.name}: torch itself fails: {ref.stderr.strip().splitlines()[-1:]}")
         return False
@@ -98,13 +112,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("programs", nargs="+", type=Path)
     p.add_argument("--rtol", type=float, default=1e-5)
     p.add_argument("--timeout", type=int, default=600)
+    p.add_argument(
+        "--torch-print",
+        action="store_true",
+        help="print chainrule tensors with torch's formatter (needs torch): compare at torch's digits",
+    )
     p.add_argument("--show", action="store_true", help="print the rewritten imports of each program")
     args = p.parse_args(argv)
     results = []
     for path in args.programs:
         if args.show:
             print("".join(line for line in rewrite(path.read_text()).splitlines(True) if "chainrule" in line))
-        results.append(check(path, args.rtol, args.timeout))
+        results.append(check(path, args.rtol, args.timeout, args.torch_print))
     print(f"{sum(results)} of {len(results)} programs agree")
     return 0 if all(results) else 1
 

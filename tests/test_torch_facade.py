@@ -311,15 +311,17 @@ def test_function_gradient_matches_finite_differences():
     assert cr.gradcheck(lambda x: Sq.apply(x), (cr.tensor([0.3, -1.2], requires_grad=True),))
 
 
-def test_facade_random_falls_back_or_uses_torch_streams():
-    if _random.TORCH_STREAMS:
-        pytest.skip("chainrule.torch_random is present: its own tests check the streams")
-    with pytest.raises(NotSupportedError, match="torch_random"):
-        ct.Generator()
+def test_facade_random_uses_torch_streams():
+    """The facade draws from chainrule.torch_random always (tests/test_torch_facade_random.py compares with torch)."""
+    from chainrule import torch_random as tr
+
+    assert isinstance(ct.Generator(), tr.Generator)
     ct.manual_seed(3)
     a = ct.rand(3)
     ct.manual_seed(3)
     assert np.array_equal(a.numpy(), ct.rand(3).numpy()) and a.dtype == np.float32
+    tr.manual_seed(3)
+    assert np.array_equal(a.numpy(), tr.rand(3))
 
 
 def test_trunc_normal_matches_the_inverse_cdf():

@@ -427,11 +427,16 @@ Tensor.negative_ = Tensor.neg_  # type: ignore[attr-defined]
 
 
 def _random_fill(name: str, draw: Callable) -> Callable:
-    def method(self: Tensor, *args: Any, generator: Any = None) -> Tensor:
-        from .rng import get_rng
+    def method(self: Tensor, *args: Any, generator: Any = None, **kwargs: Any) -> Tensor:
+        from .rng import draw_into, get_rng
 
-        rng = generator if generator is not None else get_rng()
-        values = np.asarray(draw(rng, self.shape, *args), dtype=self.dtype)
+        # torch's stream after chainrule.torch.manual_seed or with a chainrule.torch.Generator
+        values = draw_into(np.asarray(self._data), name, args, kwargs, generator)
+        if values is None:
+            if kwargs:
+                raise TypeError(f"Tensor.{name}: unexpected keyword arguments {sorted(kwargs)}; pass them by position")
+            rng = generator if generator is not None else get_rng()
+            values = np.asarray(draw(rng, self.shape, *args), dtype=self.dtype)
         return inplace(self, name, lambda: Tensor(values))
 
     method.__name__ = name
@@ -441,6 +446,10 @@ def _random_fill(name: str, draw: Callable) -> Callable:
 Tensor.uniform_ = _random_fill("uniform_", lambda rng, shape, a=0.0, b=1.0: rng.uniform(a, b, shape))  # type: ignore[attr-defined]
 Tensor.normal_ = _random_fill("normal_", lambda rng, shape, m=0.0, s=1.0: rng.normal(m, s, shape))  # type: ignore[attr-defined]
 Tensor.bernoulli_ = _random_fill("bernoulli_", lambda rng, shape, p=0.5: rng.random(shape) < p)  # type: ignore[attr-defined]
+Tensor.exponential_ = _random_fill("exponential_", lambda rng, shape, lambd=1.0: rng.exponential(1 / lambd, shape))  # type: ignore[attr-defined]
+Tensor.random_ = _random_fill(  # type: ignore[attr-defined]
+    "random_", lambda rng, shape, a=None, b=None: rng.integers(*((0, a) if b is None else (a, b)), size=shape)
+)
 
 
 def _detach_(self: Tensor) -> Tensor:
@@ -807,3 +816,13 @@ def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
             p.grad = None
         else:
             p.grad.zero_()
+
+
+def _format(self: Tensor, spec: str) -> str:
+    """``f"{loss:.4f}"``: a one-element, zero-dimensional tensor formats its number (as torch); else the repr."""
+    if spec and self.ndim == 0:
+        return format(self.item(), spec)
+    return object.__format__(self, spec)
+
+
+Tensor.__format__ = _format  # type: ignore[method-assign]

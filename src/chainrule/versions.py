@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .primitive import Primitive
-from .rng import REFUSE, get_rng
+from .rng import REFUSE, draw_into, get_rng
 
 ndarray = np.ndarray
 Tensor: type = type(None)  # chainrule.tensor puts its Tensor class here once it is defined
@@ -191,11 +191,17 @@ class DataView(np.ndarray):
     def clamp_(self, min: Any = None, max: Any = None) -> DataView:  # noqa: A002
         return self._write(np.clip(self.view(np.ndarray), min, max))
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> DataView:
-        return self._write(get_rng().normal(mean, std, self.shape))
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> DataView:
+        torch_values = draw_into(self.view(np.ndarray), "normal_", (mean, std), {}, generator)
+        if torch_values is not None:  # after chainrule.torch.manual_seed: torch's stream, in memory order
+            return self._write(torch_values)
+        return self._write(get_rng(generator).normal(mean, std, self.shape))
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> DataView:
-        return self._write(get_rng().uniform(a, b, self.shape))
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> DataView:
+        torch_values = draw_into(self.view(np.ndarray), "uniform_", (a, b), {}, generator)
+        if torch_values is not None:
+            return self._write(torch_values)
+        return self._write(get_rng(generator).uniform(a, b, self.shape))
 
     def __repr__(self) -> str:
         return repr(self.view(np.ndarray))

@@ -445,7 +445,8 @@ def _refuse_unregistered_container(module: Module, name: str, value: Any) -> Non
         return
     items = value.values() if isinstance(value, dict) else value
     has_module = any(isinstance(v, Module) for v in items)
-    has_param = any(isinstance(v, Tensor) and v.requires_grad for v in items)
+    # a parameter is a leaf that requires grad; a computed tensor (an RNN's hidden state) is plain data
+    has_param = any(isinstance(v, Tensor) and v.requires_grad and v.is_leaf for v in items)
     if not has_module and not has_param:
         return
     owner = type(module).__name__

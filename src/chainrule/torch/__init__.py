@@ -11,6 +11,9 @@ A torch name this namespace lacks raises :class:`NotSupportedError` (an ``Attrib
 
 from __future__ import annotations
 
+import functools as _functools
+from typing import Any
+
 from .. import linalg  # noqa: F401
 from .. import ops as _ops
 from .. import torch_more as _tmore
@@ -73,12 +76,14 @@ from ._core import (  # noqa: F401
 from ._random import (  # noqa: F401
     Generator,
     bernoulli,
+    default_generator,
     get_rng_state,
     initial_seed,
     manual_seed,
     multinomial,
     normal,
     poisson,
+    randint_like,
     seed,
     set_rng_state,
 )
@@ -114,6 +119,34 @@ for _name in (
     "where"
 ).split():
     globals()[_name] = getattr(_tops, _name)
+
+
+def _torch_keywords(fn: Any, names: tuple[str, ...]) -> Any:
+    """``fn`` that also takes its leading arguments by torch's keyword names (``matmul(input=a, other=b)``)."""
+
+    @_functools.wraps(fn)
+    def call(*args: Any, **kw: Any) -> Any:
+        if kw:  # (this module's globals shadow any/list/len: only plain statements here)
+            given = [*args]
+            for n in names[args.__len__() :]:
+                if n not in kw:
+                    break
+                given.append(kw.pop(n))
+            args = tuple(given)
+        return fn(*args, **kw)
+
+    return call
+
+
+for _name in (
+    "add sub mul div matmul mm bmm outer maximum minimum eq ne lt le gt ge true_divide multiply subtract "
+    "divide equal allclose isclose"
+).split():
+    globals()[_name] = _torch_keywords(globals()[_name], ("input", "other"))
+pow = _torch_keywords(_ops.pow, ("input", "exponent"))  # noqa: A001
+mv = _torch_keywords(_ops.mv, ("input", "vec"))
+dot = _torch_keywords(_ops.dot, ("input", "tensor"))
+lerp = _torch_keywords(_ops.lerp, ("input", "end", "weight"))
 moveaxis = _tops.movedim
 for _name in _tmore.NAMES:
     globals()[_name] = getattr(_tmore, _name)

@@ -33,6 +33,9 @@ class _Defaults:
 DEFAULTS = _Defaults()
 
 
+_random.DEFAULT_FLOAT.read = lambda: DEFAULTS.float
+
+
 def set_default_dtype(d: Any) -> None:
     """torch's default float dtype of this namespace (float32 or float64); chainrule's own stays as it is."""
     d = np.dtype(d)
@@ -401,12 +404,22 @@ def randn(
     return _random.randn(_size_args(size), generator, _float(dtype), requires_grad)
 
 
-def rand_like(input: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:  # noqa: A002
-    return rand(tuple(input.shape), dtype=_like_dtype(input, dtype), device=device, requires_grad=requires_grad)
+def rand_like(
+    input: Any, *, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any
+) -> Tensor:  # noqa: A002
+    return rand(
+        tuple(input.shape), generator=generator, dtype=_like_dtype(input, dtype), device=device,
+        requires_grad=requires_grad,
+    )  # fmt: skip
 
 
-def randn_like(input: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:  # noqa: A002
-    return randn(tuple(input.shape), dtype=_like_dtype(input, dtype), device=device, requires_grad=requires_grad)
+def randn_like(
+    input: Any, *, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any
+) -> Tensor:  # noqa: A002
+    return randn(
+        tuple(input.shape), generator=generator, dtype=_like_dtype(input, dtype), device=device,
+        requires_grad=requires_grad,
+    )  # fmt: skip
 
 
 def randint(
@@ -433,14 +446,16 @@ def randint(
             low = rest[0]
     if high is None or size is None:
         raise TypeError("randint: give (high, size) or (low, high, size), e.g. torch.randint(0, 10, (3,))")
-    return _random.randint(int(low), int(high), tuple(size), generator, np.dtype(np.int64 if dtype is None else dtype))
+    out = _random.randint(int(low), int(high), tuple(size), generator, np.dtype(np.int64 if dtype is None else dtype))
+    return _random._made(out._data, requires_grad)
 
 
 def randperm(
     n: int, *, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False, **_: Any
 ) -> Tensor:  # noqa: ARG001
     check_device(device, "randperm")
-    return _random.randperm(int(n), generator, np.dtype(np.int64 if dtype is None else dtype))
+    out = _random.randperm(int(n), generator, np.dtype(np.int64 if dtype is None else dtype))
+    return _random._made(out._data, requires_grad)
 
 
 # --- small helpers ------------------------------------------------------------------------------------------

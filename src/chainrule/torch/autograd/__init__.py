@@ -56,4 +56,22 @@ def backward(
         t.backward(g, **kwargs)
 
 
+class _VariableMeta(type):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, Tensor)
+
+
+class Variable(metaclass=_VariableMeta):
+    """``torch.autograd.Variable`` (deprecated in torch, kept by old tutorials): ``Variable(t)`` is ``t`` detached
+    (the same memory) with ``requires_grad`` as given; every tensor is an instance."""
+
+    def __new__(cls, data: Any, requires_grad: bool = False, volatile: bool = False) -> Tensor:  # type: ignore[misc]  # noqa: ARG003
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Variable data has to be a tensor, but got {type(data).__name__}")
+        out = data.detach()
+        if requires_grad:
+            out.requires_grad_(True)
+        return out
+
+
 __getattr__ = module_getattr("torch.autograd")

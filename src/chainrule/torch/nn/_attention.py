@@ -18,6 +18,7 @@ from ...nn.module import Module
 from ...tensor import Tensor
 from .._core import _float, check_device
 from . import init
+from ._dropout import dropout as _dropout
 from ._layers import Dropout, LayerNorm, Linear
 
 
@@ -120,7 +121,7 @@ class MultiheadAttention(Module):
             scores = scores + pad
         weights = _F.softmax(scores, dim=-1)
         if self.dropout and self.training:
-            weights = _F.dropout(weights, self.dropout, True)
+            weights = _dropout(weights, self.dropout, True)
         out = ops.matmul(weights, vh)  # (N, h, L, d)
         out = out.permute(2, 0, 1, 3).reshape(tgt, n, e)
         out = self.out_proj(out)

@@ -12,6 +12,7 @@ import numpy as np
 from ... import nn as _nn
 from .._core import _float, check_device
 from . import init
+from ._dropout import dropout
 
 # chainrule's layers draw their own initialisation first; a private generator takes those draws, so
 # building a chainrule.torch layer leaves chainrule's default generator (cr.manual_seed) untouched
@@ -151,10 +152,14 @@ class BatchNorm2d(_nn.BatchNorm2d):
 
 
 class Dropout(_nn.Dropout):
+    """torch.nn.Dropout: in training, torch's mask from the default generator (``torch.manual_seed``)."""
+
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        if inplace:
-            raise NotImplementedError("nn.Dropout(inplace=True) is not supported in chainrule.torch; use inplace=False")
         super().__init__(p)
+        self.inplace = bool(inplace)
+
+    def forward(self, x: Any) -> Any:
+        return dropout(x, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, inplace=False"
+        return f"p={self.p}, inplace={self.inplace}"

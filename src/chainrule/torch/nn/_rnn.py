@@ -10,11 +10,11 @@ from typing import Any, Optional
 import numpy as np
 
 from ... import ops
-from ...nn import functional as _F
 from ...nn.module import Module
 from ...tensor import Tensor
 from .._core import _float, check_device
 from . import init
+from ._dropout import dropout as _dropout
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -154,7 +154,7 @@ class RNNBase(Module):
                     c_n.append(state[1])
             layer_in = outs[0] if dirs == 1 else ops.cat(outs, dim=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
-                layer_in = _F.dropout(layer_in, self.dropout, True)
+                layer_in = _dropout(layer_in, self.dropout, True)
         out = layer_in
         hn = ops.stack(h_n, 0)
         cn = ops.stack(c_n, 0) if lstm else None

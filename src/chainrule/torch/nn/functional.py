@@ -14,9 +14,10 @@ from ...nn import losses as _losses
 from ...ops.base import _t
 from ...tensor import Tensor
 from ...torch_names import module_getattr
+from ._dropout import dropout  # noqa: F401  (torch's masks)
 
 for _name in (
-    "avg_pool2d batch_norm binary_cross_entropy_with_logits conv2d cross_entropy dropout elu embedding erf "
+    "avg_pool2d batch_norm binary_cross_entropy_with_logits conv2d cross_entropy elu embedding erf "
     "flatten fold gelu hardtanh layer_norm leaky_relu linear log_softmax max_pool2d nll_loss one_hot relu relu6 "
     "sigmoid silu softmax softplus tanh unfold"
 ).split():

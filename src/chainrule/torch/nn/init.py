@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ... import torch_random_init as _ti
 from ...grad_mode import no_grad
 from ...tensor import Tensor
 from ...torch_names import module_getattr
@@ -145,34 +146,16 @@ def kaiming_normal_(
     return normal_(tensor, 0.0, std, generator)
 
 
-def _erfinv(y: np.ndarray) -> np.ndarray:
-    """Inverse error function: a rational first guess refined by Newton steps on math.erf (float64)."""
-    y = np.asarray(y, np.float64)
-    a = 0.147
-    ln = np.log1p(-y * y)
-    t = 2 / (math.pi * a) + ln / 2
-    x = np.sign(y) * np.sqrt(np.sqrt(t * t - ln / a) - t)
-    erf = np.vectorize(math.erf, otypes=[np.float64])
-    for _ in range(4):
-        with np.errstate(all="ignore"):
-            step = (erf(x) - y) / (2 / math.sqrt(math.pi) * np.exp(-x * x))
-        x = np.where(np.isfinite(step), x - step, x)
-    return x
-
-
 def trunc_normal_(
     tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, generator: Any = None
 ) -> Tensor:
-    """N(mean, std²) cut to ``[a, b]``, drawn as torch draws it: uniform, inverse CDF, clamp."""
-
-    def cdf(x: float) -> float:
-        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
-
-    lo, hi = cdf((a - mean) / std), cdf((b - mean) / std)
-    uniform_(tensor, 2 * lo - 1, 2 * hi - 1, generator)
-    u = np.asarray(tensor._data, np.float64)
-    values = np.clip(_erfinv(u) * (std * math.sqrt(2.0)) + mean, a, b)
-    return _set(tensor, values)
+    """N(mean, std²) cut to ``[a, b]``, drawn as torch 2.13 draws it (normals redrawn where they fall outside)."""
+    with no_grad():
+        values = _ti.trunc_normal_(
+            tuple(tensor.shape), mean, std, a, b, generator=_random._gen(generator, "trunc_normal_"),
+            dtype=tensor.dtype,
+        )  # fmt: skip
+        return _set(tensor, values)
 
 
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
@@ -198,7 +181,12 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Ten
 
 
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any = None) -> Tensor:
-    raise NotImplementedError("nn.init.sparse_ is not supported in chainrule.torch; use normal_ and a mask")
+    """N(0, std²) with ``ceil(sparsity * rows)`` zeros per column, placed by ``randperm`` as torch does."""
+    with no_grad():
+        values = _ti.sparse_(
+            tuple(tensor.shape), sparsity, std, generator=_random._gen(generator, "sparse_"), dtype=tensor.dtype
+        )
+        return _set(tensor, values)
 
 
 # torch's old names without the underscore are deprecated aliases
