@@ -409,3 +409,16 @@ def test_facade_fill_through_a_transposed_view(s: int) -> None:
         getattr(w.t(), name)()
         getattr(tw.t(), name)()
         same(w, tw, f"w.t().{name}()")
+
+
+def test_torch_func_vmap_and_a_clear_benchmark_refusal():
+    import chainrule.torch as ctorch
+    import chainrule.torch.utils.benchmark as bench
+    from chainrule.torch.func import grad, vmap
+    from chainrule.torch_names import NotSupportedError
+
+    x = ctorch.randn(5, 3)
+    per_row = vmap(grad(lambda r: (r * r).sum()))(x)
+    assert isinstance(per_row, ctorch.Tensor) and np.allclose(np.asarray(per_row.data), 2 * np.asarray(x.data))
+    with pytest.raises(NotSupportedError, match="timeit"):
+        bench.Timer

@@ -13,6 +13,7 @@ from .. import transforms as _tr
 from ..nn.module import Module
 from ..tensor import Tensor
 from ..torch_names import module_getattr
+from ..vectorize import vmap as _vmap
 from ._wrap import as_tensors
 
 ArgNums = Union[int, tuple]
@@ -140,3 +141,21 @@ def _is_tensor(x: Any) -> bool:
 
 
 __getattr__ = module_getattr("torch.func")
+
+
+def vmap(
+    func: Callable,
+    in_dims: Any = 0,
+    out_dims: Any = 0,
+    randomness: str = "error",
+    *,
+    chunk_size: Any = None,
+) -> Callable:
+    """``torch.func.vmap`` (chainrule's :func:`chainrule.vmap`, torch's argument order); results are tensors."""
+    batched = _vmap(func, in_dims, out_dims, chunk_size=chunk_size, randomness=randomness)
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return as_tensors(batched(*args, **kwargs))
+
+    return run
