@@ -421,4 +421,4 @@ def test_torch_func_vmap_and_a_clear_benchmark_refusal():
     per_row = vmap(grad(lambda r: (r * r).sum()))(x)
     assert isinstance(per_row, ctorch.Tensor) and np.allclose(np.asarray(per_row.data), 2 * np.asarray(x.data))
     with pytest.raises(NotSupportedError, match="timeit"):
-        bench.Timer
+        _ = bench.Timer
