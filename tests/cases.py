@@ -256,5 +256,50 @@ CASES: dict[str, list[Case]] = {
             label="padding, stride",
         ),
     ],
+    # --- fused convolution (chainrule/primitives/conv.py) ---
+    "conv2d": [
+        Case(
+            lambda x, w: cr.nn.functional.conv2d(x, w, padding=1),
+            lambda x, w: _torch().nn.functional.conv2d(x, w, padding=1),
+            ((2, 3, 5, 4), (4, 3, 3, 3)),
+            label="padding",
+        ),
+        Case(
+            lambda x, w: cr.nn.functional.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
+            lambda x, w: _torch().nn.functional.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
+            ((1, 2, 6, 7), (3, 2, 2, 3)),
+            label="stride, padding, dilation",
+        ),
+    ],
+    "conv2d_input": [
+        Case(
+            lambda g, w: cr.nn.functional.conv2d_input((2, 3, 5, 4), w, g, padding=1),
+            lambda g, w: _torch().nn.grad.conv2d_input((2, 3, 5, 4), w, g, padding=1),
+            ((2, 4, 5, 4), (4, 3, 3, 3)),
+            label="padding",
+        ),
+        Case(
+            lambda g, w: cr.nn.functional.conv_transpose2d(g, w, stride=2, padding=1, output_padding=1, dilation=2),
+            lambda g, w: _torch().nn.functional.conv_transpose2d(
+                g, w, stride=2, padding=1, output_padding=1, dilation=2
+            ),
+            ((1, 3, 3, 2), (3, 2, 2, 3)),
+            label="conv_transpose2d, stride, dilation, output_padding",
+        ),
+    ],
+    "conv2d_weight": [
+        Case(
+            lambda x, g: cr.nn.functional.conv2d_weight(x, (4, 3, 3, 3), g, padding=1),
+            lambda x, g: _torch().nn.grad.conv2d_weight(x, (4, 3, 3, 3), g, padding=1),
+            ((2, 3, 5, 4), (2, 4, 5, 4)),
+            label="padding",
+        ),
+        Case(
+            lambda x, g: cr.nn.functional.conv2d_weight(x, (3, 2, 2, 3), g, stride=2, padding=(1, 0), dilation=(1, 2)),
+            lambda x, g: _torch().nn.grad.conv2d_weight(x, (3, 2, 2, 3), g, stride=2, padding=(1, 0), dilation=(1, 2)),
+            ((1, 2, 6, 7), (1, 3, 4, 2)),
+            label="stride, padding, dilation",
+        ),
+    ],
     "erf": [Case(lambda a: cr.nn.functional.erf(a), lambda a: _torch().erf(a), ((3, 4),))],
 }

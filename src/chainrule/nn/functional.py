@@ -28,6 +28,7 @@ from ..backend import to_numpy
 from ..grad_mode import is_grad_enabled
 from ..inplace import history_copy
 from ..inplace import inplace as _write_in_place
+from ..primitives import conv as PC
 from ..primitives import nn as P
 from ..tensor import Tensor, apply
 from ..versions import mark_modified
@@ -458,9 +459,10 @@ def conv2d(
     """2-D cross-correlation (what torch and every framework call convolution).
 
     ``input`` is ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), ``weight`` is
-    ``(O, C/groups, kh, kw)`` and ``bias`` is ``(O,)``.  Computed as
-    ``unfold(input)`` followed by one matrix product per group with the weight
-    viewed as ``(O, C/groups·kh·kw)``.
+    ``(O, C/groups, kh, kw)`` and ``bias`` is ``(O,)``.  With ``groups=1`` one fused
+    primitive (``conv2d``: im2col and one batched GEMM; its gradients are the primitives
+    ``conv2d_input`` and ``conv2d_weight``); otherwise ``unfold(input)`` followed by one
+    matrix product per group with the weight viewed as ``(O, C/groups·kh·kw)``.
     """
     x, single = _batched(_t(input), "conv2d")
     w = _t(weight)
@@ -479,20 +481,110 @@ def conv2d(
     s, d = _pair(stride, "stride", "conv2d"), _pair(dilation, "dilation", "conv2d")
     p = _conv_padding(padding, (kh, kw), d, s)
     oh, ow = _geometry("conv2d", (h, wd), (kh, kw), d, p, s)
-    cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
-    if groups == 1:
-        y = ops.matmul(ops.reshape(w, (o, cg * kh * kw)), cols)  # (N, O, L)
+    if groups == 1:  # one fused primitive (primitives/conv.py): im2col and the GEMM, no graph between
+        y = apply(PC.conv2d, x, w, s, p, d)  # (N, O, OH, OW)
     else:
         g = int(groups)
+        cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
         grouped = ops.reshape(cols, (n, g, cg * kh * kw, oh * ow))
         y = ops.matmul(ops.reshape(w, (g, o // g, cg * kh * kw)), grouped)  # (N, G, O/G, L)
-    y = ops.reshape(y, (n, o, oh, ow))
+        y = ops.reshape(y, (n, o, oh, ow))
     if bias is not None:
         b = _t(bias)
         if b.shape != (o,):
             raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
         y = y + ops.reshape(b, (o, 1, 1))
     return ops.reshape(y, y.shape[1:]) if single else y
+
+
+def conv_transpose2d(
+    input: Any,  # noqa: A002
+    weight: Any,
+    bias: Any = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    output_padding: IntPair = 0,
+    groups: int = 1,
+    dilation: IntPair = 1,
+) -> Tensor:
+    """The transposed convolution (the gradient of :func:`conv2d` with respect to its input), as torch's.
+
+    ``input`` is ``(N, C_in, H, W)``, ``weight`` ``(C_in, C_out, kh, kw)``; the output's side is
+    ``(H - 1)·stride - 2·padding + dilation·(k - 1) + output_padding + 1``.  One primitive
+    (``conv2d_input``).  ``groups`` must be 1 and ``output_padding`` below ``stride``.
+    """
+    x, single = _batched(_t(input), "conv_transpose2d")
+    w = _t(weight)
+    if w.ndim != 4 or w.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"conv_transpose2d: weight must have shape (in_channels={x.shape[1]}, out_channels, kh, kw) for input "
+            f"{x.shape}, got {w.shape}"
+        )
+    if groups != 1:
+        raise NotImplementedError(f"conv_transpose2d: groups={groups!r} is not supported; only groups=1")
+    s, d = _pair(stride, "stride", "conv_transpose2d"), _pair(dilation, "dilation", "conv_transpose2d")
+    p = _pair(padding, "padding", "conv_transpose2d", 0)
+    op = _pair(output_padding, "output_padding", "conv_transpose2d", 0)
+    if op[0] >= s[0] or op[1] >= s[1]:
+        raise NotImplementedError(
+            f"conv_transpose2d: output_padding {op} must be smaller than the stride {s} (chainrule does not do "
+            "output_padding up to the dilation)"
+        )
+    k = w.shape[2:]
+    size = tuple((x.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op[i] + 1 for i in range(2))
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(f"conv_transpose2d: input {x.shape} with padding {p} gives an empty output {size}")
+    y = apply(PC.conv2d_input, x, w, size, s, p, d)
+    if bias is not None:
+        b = _t(bias)
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"conv_transpose2d: bias must have shape ({w.shape[1]},), got {b.shape}")
+        y = y + ops.reshape(b, (w.shape[1], 1, 1))
+    return ops.reshape(y, y.shape[1:]) if single else y
+
+
+def conv2d_input(
+    input_size: Sequence[int],
+    weight: Any,
+    grad_output: Any,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> Tensor:
+    """The gradient of ``conv2d(input, weight)`` with respect to ``input`` (``torch.nn.grad.conv2d_input``)."""
+    g, w = _t(grad_output), _t(weight)
+    size = tuple(int(v) for v in input_size)
+    s, d = _pair(stride, "stride", "conv2d_input"), _pair(dilation, "dilation", "conv2d_input")
+    p = _pair(padding, "padding", "conv2d_input", 0)
+    if g.ndim != 4 or w.ndim != 4 or len(size) != 4 or g.shape[1] != w.shape[0] or size[1] != w.shape[1]:
+        raise ValueError(
+            f"conv2d_input: grad_output {g.shape}, weight {w.shape} and input_size {size} do not fit a conv2d"
+        )
+    if _geometry("conv2d_input", size[2:], w.shape[2:], d, p, s) != g.shape[2:]:
+        raise ValueError(f"conv2d_input: grad_output {g.shape} is not conv2d's output size for input {size}")
+    return apply(PC.conv2d_input, g, w, size[2:], s, p, d)
+
+
+def conv2d_weight(
+    input: Any,  # noqa: A002
+    weight_size: Sequence[int],
+    grad_output: Any,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> Tensor:
+    """The gradient of ``conv2d(input, weight)`` with respect to ``weight`` (``torch.nn.grad.conv2d_weight``)."""
+    x, g = _t(input), _t(grad_output)
+    size = tuple(int(v) for v in weight_size)
+    s, d = _pair(stride, "stride", "conv2d_weight"), _pair(dilation, "dilation", "conv2d_weight")
+    p = _pair(padding, "padding", "conv2d_weight", 0)
+    if x.ndim != 4 or g.ndim != 4 or len(size) != 4 or g.shape[1] != size[0] or x.shape[1] != size[1]:
+        raise ValueError(
+            f"conv2d_weight: input {x.shape}, weight_size {size} and grad_output {g.shape} do not fit a conv2d"
+        )
+    if _geometry("conv2d_weight", x.shape[2:], size[2:], d, p, s) != g.shape[2:]:
+        raise ValueError(f"conv2d_weight: grad_output {g.shape} is not conv2d's output size for input {x.shape}")
+    return apply(PC.conv2d_weight, x, g, size[2:], s, p, d)
 
 
 def _pool_args(
@@ -596,6 +688,7 @@ __all__ = [
     "batch_norm",
     "binary_cross_entropy_with_logits",
     "conv2d",
+    "conv_transpose2d",
     "cross_entropy",
     "dropout",
     "elu",
