@@ -109,6 +109,7 @@ TORCH_NS = SimpleNamespace(
             conv2d=torch.nn.functional.conv2d,
             conv2d_input=torch.nn.grad.conv2d_input,
             conv2d_weight=torch.nn.grad.conv2d_weight,
+            max_pool2d=torch.nn.functional.max_pool2d,
         )
     ),
 )
@@ -670,6 +671,14 @@ def _conv2d_weight(b: Builder, v: str) -> str:
     return b.emit(
         "conv2d_weight", f"cr.nn.functional.conv2d_weight(cr.reshape({v}, {shape}), {(2, 1) + kernel}, {grad})"
     )
+
+
+@template("max_pool2d_pick")
+def _max_pool2d(b: Builder, v: str) -> str:
+    shape = _image_shape(math.prod(b.shapes[v]))
+    h, w = shape[2:]
+    kernel = (b.draw(st.integers(1, min(h, 3))), b.draw(st.integers(1, min(w, 3))))
+    return b.emit("max_pool2d_pick", f"cr.nn.functional.max_pool2d(cr.reshape({v}, {shape}), {kernel})")
 
 
 @template("erf")

@@ -378,6 +378,15 @@ def _backward_twice():
 
 
 BROADCAST = "shapes cannot be broadcast"
+
+
+def _apply_pool(name, a, x):
+    from chainrule.primitives import pool
+    from chainrule.tensor import apply
+
+    return apply(getattr(pool, name), cr.tensor(a), cr.tensor(x), (2, 2))
+
+
 BAD_INPUTS = [
     # (label, the call, error type, message fragment); labels naming a primitive cover its wrong-shape case
     ("add", lambda: _a() + _b(), ValueError, r"add: inputs with shapes \(3, 4\), \(2, 4\): " + BROADCAST),
@@ -434,6 +443,19 @@ BAD_INPUTS = [
         lambda: cr.nn.functional.conv2d_weight(np.ones((1, 3, 4, 4)), (2, 3, 3, 3), np.ones((1, 2, 3, 3))),
         ValueError,
         r"conv2d_weight: grad_output \(1, 2, 3, 3\) is not conv2d's output size for input \(1, 3, 4, 4\)",
+    ),
+    (
+        "max_pool2d_pick",
+        lambda: _apply_pool("max_pool2d_pick", np.ones((1, 1, 4, 3)), np.ones((1, 1, 4, 4))),
+        ValueError,
+        r"max_pool2d_pick: v of shape \(1, 1, 4, 3\) does not fit x of shape \(1, 1, 4, 4\)",
+    ),
+    (
+        "max_pool2d_unpool",
+        lambda: _apply_pool("max_pool2d_unpool", np.ones((1, 1, 3, 2)), np.ones((1, 1, 4, 4))),
+        ValueError,
+        r"max_pool2d_unpool: g of shape \(1, 1, 3, 2\) does not fit x of shape \(1, 1, 4, 4\): it must be "
+        r"\(1, 1, 2, 2\)",
     ),
     ("complex", lambda: cr.tensor(np.array([1j])), TypeError, "complex128"),
     ("string operand", lambda: _a() * "x", TypeError, "mul: expected a number, array or Tensor, got str"),

@@ -30,6 +30,7 @@ from ..inplace import history_copy
 from ..inplace import inplace as _write_in_place
 from ..primitives import conv as PC
 from ..primitives import nn as P
+from ..primitives import pool as PP
 from ..tensor import Tensor, apply
 from ..versions import mark_modified
 from . import init
@@ -620,6 +621,10 @@ def max_pool2d(
     k, s, p, d = _pool_args("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
     n, c, h, w = x.shape
     oh, ow = _geometry("max_pool2d", (h, w), k, d, p, s)
+    if s == k and p == (0, 0) and d == (1, 1) and not return_indices and getattr(x.dtype, "kind", "") == "f":
+        # non-overlapping windows: strided views and masks, no index arrays (primitives/pool.py)
+        out = apply(PP.max_pool2d_pick, x, x, k)
+        return ops.reshape(out, out.shape[1:]) if single else out
     raw = np.asarray(x.data)
     if p != (0, 0):
         fill = -np.inf if raw.dtype.kind == "f" else np.iinfo(raw.dtype).min
