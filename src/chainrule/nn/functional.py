@@ -218,13 +218,17 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    _update: Optional[Any] = None,
 ) -> Tensor:
     """Normalize each channel (axis 1) of ``(N, C, ...)`` input, then scale by ``weight`` and shift by ``bias``.
 
     In training mode the batch's mean and biased variance normalize, and the
     running statistics (if given) move towards the batch's mean and *unbiased*
     variance by ``momentum``, in place, as torch does.  Otherwise the running
-    statistics normalize.
+    statistics normalize.  The update is one recorded step (:func:`_record_update`), so
+    ``cr.compile`` replays it with each call's batch statistics.  (``_update``: the
+    BatchNorm layers' own update ``fn(mean, var, count)`` on the raw arrays, and the buffers it writes.)
     """
     x = _t(input)
     if x.ndim < 2:
@@ -245,21 +249,53 @@ def batch_norm(
         centered = x - mean
         var = ops.mean(centered * centered, axes, keepdims=True)
         y = centered / ops.sqrt(var + eps)
-        if running_mean is not None and running_var is not None:
-            _update_running(running_mean, to_numpy(mean.data).reshape(c), momentum)
-            _update_running(running_var, to_numpy(var.data).reshape(c) * (count / (count - 1)), momentum)
+        if _update is not None:
+            own, buffers = _update
+            _record_update("BatchNorm running statistics", lambda m, v: own(m, v, count), (mean, var), buffers)
+        elif running_mean is not None and running_var is not None:
+            rm, rv = running_mean, running_var
+
+            def update(m: Any, v: Any) -> None:
+                _update_running(rm, to_numpy(m).reshape(c), momentum)
+                _update_running(rv, to_numpy(v).reshape(c) * (count / (count - 1)), momentum)
+
+            _record_update("batch_norm running statistics", update, (mean, var), (rm, rv))
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation mode (training=False) needs running_mean and running_var")
-        # NumPy constants: on another library's input they join its library (as torch converts them)
-        rm = np.asarray(to_numpy(_t(running_mean).data), x.dtype).reshape(shape)
-        rv = np.asarray(to_numpy(_t(running_var).data), x.dtype).reshape(shape)
-        y = (x - rm) * (1.0 / np.sqrt(rv + np.asarray(eps, x.dtype)))
+        from ..grad_mode import MODE
+
+        stats = [_t(running_mean), _t(running_var)]
+        if MODE.observer is not None and all(type(s._data) is np.ndarray for s in stats):
+            # cr.compile traces: the statistics enter the graph (the tracer lends them requires_grad), so every
+            # replay reads their current values; the same operations as below, on the same values
+            rm_t, rv_t = (ops.reshape(s if s.dtype == x.dtype else ops.astype(s, x.dtype), shape) for s in stats)
+            y = (x - rm_t) * (1.0 / ops.sqrt(rv_t + eps))
+        else:
+            # NumPy constants: on another library's input they join its library (as torch converts them)
+            rm = np.asarray(to_numpy(stats[0].data), x.dtype).reshape(shape)
+            rv = np.asarray(to_numpy(stats[1].data), x.dtype).reshape(shape)
+            y = (x - rm) * (1.0 / np.sqrt(rv + np.asarray(eps, x.dtype)))
     if weight is not None:
         y = y * ops.reshape(_t(weight), shape)
     if bias is not None:
         y = y + ops.reshape(_t(bias), shape)
     return y
+
+
+def _record_update(label: str, update: Any, stats: tuple, modifies: tuple = ()) -> None:
+    """Run ``update(*raw values of stats)``, an in-place update of buffers from values of the graph.
+
+    Under ``cr.compile``'s tracer (``MODE.observer``) the update is recorded as a step the replay
+    makes again with that replay's values of ``stats`` (the batch's mean and variance), so
+    running statistics follow every replayed call exactly as eager's.
+    """
+    from ..grad_mode import MODE
+
+    if MODE.observer is not None:
+        MODE.observer.update(label, update, stats, modifies)
+        return
+    update(*(t._data for t in stats))
 
 
 def _update_running(stat: Tensor, batch: np.ndarray, momentum: float) -> None:

@@ -72,6 +72,8 @@ def _conv_input_numpy(g: Any, w: Any, size: Pair, stride: Pair, padding: Pair, d
     _, c, kh, kw = w.shape
     (dh, dw), (ph, pw), (sh, sw) = dilation, padding, stride
     h, wd = size
+    if stride == (1, 1) and oh == h + 2 * ph - dh * (kh - 1):
+        return _conv_input_rows(g, w, size, padding, dilation)
     cols = np.matmul(w.reshape(o, c * kh * kw).T, g.reshape(n, o, oh * ow))  # (N, C·kh·kw, L)
     grid = cols.reshape(n, c, kh, kw, oh, ow)
     out = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), np.result_type(g, w))
@@ -83,6 +85,35 @@ def _conv_input_numpy(g: Any, w: Any, size: Pair, stride: Pair, padding: Pair, d
     if ph or pw:
         out = np.ascontiguousarray(out[:, :, ph : ph + h, pw : pw + wd])
     return out
+
+
+def _conv_input_rows(g: np.ndarray, w: np.ndarray, size: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """Stride 1: col2im as ``kh·kw`` contiguous shifted adds over whole flattened planes.
+
+    The gradient is laid out on rows as wide as the padded image (the extra ``dw·(kw-1)``
+    columns hold zeros), so the kernel offset ``(i, j)`` is the flat shift ``i·dh·Wp + j·dw``
+    of the padded plane: each add runs over ``oh·Wp`` contiguous values instead of ``oh`` short
+    rows.  The zero columns land only on places that are zero anyway or cut away.
+    """
+    n, o, oh, ow = g.shape
+    _, c, kh, kw = w.shape
+    (dh, dw), (ph, pw) = dilation, padding
+    h, wd = size
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    dtype = np.result_type(g, w)
+    wide = np.zeros((n, o, oh, wp), dtype)
+    wide[..., :ow] = g
+    cols = np.matmul(w.reshape(o, c * kh * kw).T, wide.reshape(n, o, oh * wp))  # (N, C·kh·kw, oh·Wp)
+    grid = cols.reshape(n, c, kh * kw, oh * wp)
+    flat = np.zeros((n, c, hp * wp + dw * (kw - 1)), dtype)
+    for i in range(kh):
+        for j in range(kw):
+            start = i * dh * wp + j * dw
+            flat[:, :, start : start + oh * wp] += grid[:, :, i * kw + j]
+    plane = flat[:, :, : hp * wp].reshape(n, c, hp, wp)
+    if ph or pw:
+        return np.ascontiguousarray(plane[:, :, ph : ph + h, pw : pw + wd])
+    return plane
 
 
 def _conv_weight_numpy(x: Any, g: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
