@@ -80,21 +80,30 @@ def _unpool(xp: Any, g: Any, x: Any, kernel: Pair) -> Any:
 
 
 # --- NumPy: strided views, masks, copyto -------------------------------------------------------------
-def _first_max_numpy(x: np.ndarray, kernel: Pair) -> tuple[list[np.ndarray], np.ndarray]:
-    views = _offsets(np, x, kernel)
-    best = np.array(views[0])
-    for v in views[1:]:
+def _running_max(views: list[np.ndarray]) -> np.ndarray:
+    """The windows' maxima, met from the last offset to the first: ``np.maximum(a, b)`` gives ``b`` when they are
+    equal (``-0.0`` against ``0.0`` included), so the result carries the first maximum's value bit for bit (its
+    zero's sign too; tests/test_nn_pool.py checks this against torch); NaN propagates."""
+    best = np.array(views[-1])
+    for v in views[-2::-1]:
         np.maximum(best, v, out=best)
-    hits = []
-    taken = np.zeros(best.shape, bool)
-    for v in views:
-        hit = v == best
-        if best.dtype.kind == "f":
-            hit |= v != v
-        hit &= ~taken
-        taken |= hit
-        hits.append(hit)
-    return hits, best
+    return best
+
+
+def _first_max_numpy(x: np.ndarray, kernel: Pair) -> list[np.ndarray]:
+    """One boolean array per offset: where it holds its window's first maximum (or first NaN)."""
+    views = _offsets(np, x, kernel)
+    if len(views) == 1:
+        return [np.ones(views[0].shape, bool)]
+    best = _running_max(views)
+    nan = best.dtype.kind == "f" and bool(np.isnan(best).any())
+    code = np.full(best.shape, len(views) - 1, np.int16)  # the offset of the first maximum
+    for k in range(len(views) - 2, -1, -1):
+        hit = views[k] == best
+        if nan:
+            hit |= np.isnan(views[k])
+        np.copyto(code, k, where=hit)
+    return [code == k for k in range(len(views))]
 
 
 def _check(op: str, first: str, a: np.ndarray, x: np.ndarray, want: tuple) -> None:
@@ -105,13 +114,11 @@ def _check(op: str, first: str, a: np.ndarray, x: np.ndarray, want: tuple) -> No
 def _pick_numpy(v: Any, x: Any, kernel: Pair) -> np.ndarray:
     v, x = np.asarray(v), np.asarray(x)
     _check("max_pool2d_pick", "v", v, x, x.shape)
-    hits, best = _first_max_numpy(x, kernel)
-    if v is x:  # max pooling itself: the running maximum may differ from the first maximum only in a zero's sign
-        out = best
-    else:
-        out = np.empty(best.shape, v.dtype)
+    if v is x:  # max pooling itself: the maxima are the first maxima's values
+        return _running_max(_offsets(np, x, kernel))
+    hits = _first_max_numpy(x, kernel)
     views = _offsets(np, v, kernel)
-    np.copyto(out, views[0], where=hits[0])
+    out = np.array(views[0])
     for hit, view in zip(hits[1:], views[1:]):
         np.copyto(out, view, where=hit)
     return out
@@ -120,7 +127,7 @@ def _pick_numpy(v: Any, x: Any, kernel: Pair) -> np.ndarray:
 def _unpool_numpy(g: Any, x: Any, kernel: Pair) -> np.ndarray:
     g, x = np.asarray(g), np.asarray(x)
     _check("max_pool2d_unpool", "g", g, x, _pick_shape((x.shape,), kernel) if x.ndim == 4 else ())
-    hits, _ = _first_max_numpy(x, kernel)
+    hits = _first_max_numpy(x, kernel)
     out = np.zeros(x.shape, g.dtype)
     for hit, view in zip(hits, _offsets(np, out, kernel)):
         np.copyto(view, g, where=hit)
