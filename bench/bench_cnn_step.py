@@ -130,7 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inner", type=int, default=3, help="steps per round and contender (their mean is timed)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--no-compile", action="store_true", help="leave out the cr.compile contender")
+    parser.add_argument(
+        "--reuse-freed-memory",
+        action="store_true",
+        help="call cr.utils.memory.reuse_freed_memory() first (glibc keeps freed large blocks; applies to torch too)",
+    )
     args = parser.parse_args(argv)
+    malloc = "glibc defaults"
+    if args.reuse_freed_memory:
+        malloc = "reuse_freed_memory()" if cr.utils.memory.reuse_freed_memory() else "reuse_freed_memory() refused"
     torch.set_num_threads(1)
     batches = _batches(4)
     ours = _cr_model(0)
@@ -210,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:>20}: {r['median_ms']:7.2f} ms  (rounds {r['min_ms']:.2f}-{r['max_ms']:.2f})  "
             f"{r['ratio_to_torch']:.2f}x torch (per round {min(per_round):.2f}-{max(per_round):.2f})"
         )
+    print(f"malloc: {malloc}")
     print(f"largest parameter difference from torch after {2 + args.rounds * args.inner} steps: {worst:.2e}")
     if args.out:
         meta = {
@@ -221,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs: ratios are noisy)",
             "load_average": os.getloadavg(),
             "threads": 1,
+            "malloc": malloc,
             "rounds": args.rounds,
             "inner": args.inner,
             "max_abs_param_diff_vs_torch": worst,
