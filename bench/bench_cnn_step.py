@@ -96,6 +96,20 @@ def _state(model: cr.nn.Module) -> dict:
     return {k: np.array(v.data if hasattr(v, "data") else v) for k, v in model.state_dict().items()}
 
 
+def _compare(theirs: torch.nn.Module, models: list, atol: float) -> float:
+    """Every parameter and buffer of ``models`` against torch's (to ``atol``); returns the largest difference."""
+    ref = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    worst = 0.0
+    for model in models:
+        mine = _state(model)
+        for key, want in ref.items():
+            got = mine[key]
+            np.testing.assert_allclose(got, want, rtol=atol * 10, atol=atol, err_msg=key)
+            if want.dtype.kind == "f":
+                worst = max(worst, float(np.max(np.abs(got - want))))
+    return worst
+
+
 def _floor_step() -> tuple:
     """The step's GEMMs on ready arrays, in chainrule's im2col layout: (N, C·9, L) columns."""
     rng = np.random.default_rng(1)
@@ -184,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             out = fn(*bs[i])
             if out is not None:
                 losses[name].append(float(out.item()))
+    # after the two warm-up steps on the same batches, every contender holds torch's weights (float32 rounding apart)
+    worst = _compare(theirs, [ours] + ([compiled_model] if not args.no_compile else []), 1e-4)
     times: dict[str, list[float]] = {k: [] for k in contenders}
     k = 0
     for _ in range(args.rounds):
@@ -193,16 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 fn(*bs[(k + j) % len(bs)])
             times[name].append(1000 * (time.perf_counter() - t0) / args.inner)
         k += args.inner
-    # the same weights, the same batches: every contender must end in the same state
-    ref = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
-    worst = 0.0
-    for model in [ours] + ([compiled_model] if not args.no_compile else []):
-        mine = _state(model)
-        for key, want in ref.items():
-            got = mine[key]
-            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4, err_msg=key)
-            if want.dtype.kind == "f":
-                worst = max(worst, float(np.max(np.abs(got - want))))
+    # many SGD steps later float32 rounding has drifted (ReLU kinks amplify it): a loose check, and the figure
+    drift = _compare(theirs, [ours] + ([compiled_model] if not args.no_compile else []), 1e-2)
     if not args.no_compile:
         for key, a in _state(ours).items():
             assert np.array_equal(a, _state(compiled_model)[key]), f"compiled differs from eager in {key}"
@@ -219,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['ratio_to_torch']:.2f}x torch (per round {min(per_round):.2f}-{max(per_round):.2f})"
         )
     print(f"malloc: {malloc}")
-    print(f"largest parameter difference from torch after {2 + args.rounds * args.inner} steps: {worst:.2e}")
+    print(
+        f"largest parameter or buffer difference from torch after 2 steps: {worst:.2e}, after "
+        f"{2 + args.rounds * args.inner} steps: {drift:.2e}"
+    )
     if args.out:
         meta = {
             "command": "python bench/bench_cnn_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -233,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             "malloc": malloc,
             "rounds": args.rounds,
             "inner": args.inner,
-            "max_abs_param_diff_vs_torch": worst,
+            "max_abs_state_diff_vs_torch_after_2_steps": worst,
+            "max_abs_state_diff_vs_torch_at_end": drift,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
