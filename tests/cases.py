@@ -53,7 +53,28 @@ def _tm():
     return torch_more
 
 
+def _pool_pick(v, x, k):
+    from chainrule.primitives import pool
+    from chainrule.tensor import apply
+
+    return apply(pool.max_pool2d_pick, v, x, k)
+
+
+def _pool_unpool(g, x, k):
+    from chainrule.primitives import pool
+    from chainrule.tensor import apply
+
+    return apply(pool.max_pool2d_unpool, g, x, k)
+
+
+def _torch_pick(v, x, k):
+    """torch: ``v`` at the places ``max_pool2d(x, k)`` takes its maxima (the indices it returns)."""
+    _, idx = _torch().nn.functional.max_pool2d(x, k, return_indices=True)
+    return v.flatten(2).gather(2, idx.flatten(2)).view_as(idx)
+
+
 IDX = np.array([0, 2, 2, 1])
+POOL_X = np.random.default_rng(27).standard_normal((1, 2, 5, 7))  # where max pooling's places come from
 MASK = np.array([[True, False, True], [False, True, True]])
 
 CASES: dict[str, list[Case]] = {
@@ -260,6 +281,79 @@ CASES: dict[str, list[Case]] = {
             lambda a: _torch().nn.functional.fold(a, (4, 4), 3, padding=1, stride=2),
             ((1, 9, 4),),
             label="padding, stride",
+        ),
+    ],
+    # --- fused convolution (chainrule/primitives/conv.py) ---
+    "conv2d": [
+        Case(
+            lambda x, w: cr.nn.functional.conv2d(x, w, padding=1),
+            lambda x, w: _torch().nn.functional.conv2d(x, w, padding=1),
+            ((2, 3, 5, 4), (4, 3, 3, 3)),
+            label="padding",
+        ),
+        Case(
+            lambda x, w: cr.nn.functional.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
+            lambda x, w: _torch().nn.functional.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
+            ((1, 2, 6, 7), (3, 2, 2, 3)),
+            label="stride, padding, dilation",
+        ),
+    ],
+    "conv2d_input": [
+        Case(
+            lambda g, w: cr.nn.functional.conv2d_input((2, 3, 5, 4), w, g, padding=1),
+            lambda g, w: _torch().nn.grad.conv2d_input((2, 3, 5, 4), w, g, padding=1),
+            ((2, 4, 5, 4), (4, 3, 3, 3)),
+            label="padding",
+        ),
+        Case(
+            lambda g, w: cr.nn.functional.conv_transpose2d(g, w, stride=2, padding=1, output_padding=1, dilation=2),
+            lambda g, w: _torch().nn.functional.conv_transpose2d(
+                g, w, stride=2, padding=1, output_padding=1, dilation=2
+            ),
+            ((1, 3, 3, 2), (3, 2, 2, 3)),
+            label="conv_transpose2d, stride, dilation, output_padding",
+        ),
+    ],
+    "conv2d_weight": [
+        Case(
+            lambda x, g: cr.nn.functional.conv2d_weight(x, (4, 3, 3, 3), g, padding=1),
+            lambda x, g: _torch().nn.grad.conv2d_weight(x, (4, 3, 3, 3), g, padding=1),
+            ((2, 3, 5, 4), (2, 4, 5, 4)),
+            label="padding",
+        ),
+        Case(
+            lambda x, g: cr.nn.functional.conv2d_weight(x, (3, 2, 2, 3), g, stride=2, padding=(1, 0), dilation=(1, 2)),
+            lambda x, g: _torch().nn.grad.conv2d_weight(x, (3, 2, 2, 3), g, stride=2, padding=(1, 0), dilation=(1, 2)),
+            ((1, 2, 6, 7), (1, 3, 4, 2)),
+            label="stride, padding, dilation",
+        ),
+    ],
+    # --- max pooling over non-overlapping windows (chainrule/primitives/pool.py) ---
+    "max_pool2d_pick": [
+        Case(
+            lambda a: cr.nn.functional.max_pool2d(a, 2),
+            lambda a: _torch().nn.functional.max_pool2d(a, 2),
+            ((2, 3, 4, 6),),
+            label="max_pool2d",
+        ),
+        Case(  # the places come from a fixed array: they have no gradient (as torch's indices)
+            lambda v: _pool_pick(v, POOL_X, (2, 3)),
+            lambda v: _torch_pick(v, _torch().tensor(POOL_X), (2, 3)),
+            ((1, 2, 5, 7),),
+            label="pick another array, partial windows dropped",
+        ),
+    ],
+    "max_pool2d_unpool": [
+        Case(
+            lambda g: _pool_unpool(g, POOL_X, (2, 2)),
+            lambda g: _torch().nn.functional.max_unpool2d(
+                g,
+                _torch().nn.functional.max_pool2d(_torch().tensor(POOL_X), 2, return_indices=True)[1],
+                2,
+                output_size=(5, 7),
+            ),
+            ((1, 2, 2, 3),),
+            label="partial windows get zeros",
         ),
     ],
     "erf": [Case(lambda a: cr.nn.functional.erf(a), lambda a: _torch().erf(a), ((3, 4),))],

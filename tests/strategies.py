@@ -102,7 +102,15 @@ TORCH_NS = SimpleNamespace(
     astype=lambda x, dtype: x.to(getattr(torch, np.dtype(dtype).name)),
     scatter_add=_scatter_add,
     nn=SimpleNamespace(
-        functional=SimpleNamespace(unfold=torch.nn.functional.unfold, fold=torch.nn.functional.fold, erf=torch.erf)
+        functional=SimpleNamespace(
+            unfold=torch.nn.functional.unfold,
+            fold=torch.nn.functional.fold,
+            erf=torch.erf,
+            conv2d=torch.nn.functional.conv2d,
+            conv2d_input=torch.nn.grad.conv2d_input,
+            conv2d_weight=torch.nn.grad.conv2d_weight,
+            max_pool2d=torch.nn.functional.max_pool2d,
+        )
     ),
     torch_more=SimpleNamespace(
         asin=torch.asin,
@@ -640,6 +648,47 @@ def _fold(b: Builder, v: str) -> str:
         "fold",
         f"cr.nn.functional.fold(cr.reshape({v}, (1, {k}, {blocks})), (1, {k + blocks - 1}), (1, {k}))",
     )
+
+
+@template("conv2d")
+def _conv2d(b: Builder, v: str) -> str:
+    shape = _image_shape(math.prod(b.shapes[v]))
+    h, w = shape[2:]
+    padding = b.one_of([0, 1])
+    kernel = (b.draw(st.integers(1, min(h + 2 * padding, 3))), b.draw(st.integers(1, min(w + 2 * padding, 3))))
+    weight = b.new_input((2, 1) + kernel)
+    stride = b.one_of([1, 2])
+    args = f"padding={padding}, stride={stride}"
+    return b.emit("conv2d", f"cr.nn.functional.conv2d(cr.reshape({v}, {shape}), {weight}, {args})")
+
+
+@template("conv2d_input")
+def _conv2d_input(b: Builder, v: str) -> str:
+    shape = _image_shape(math.prod(b.shapes[v]))  # the gradient of a conv2d's output, one channel
+    oh, ow = shape[2:]
+    kernel = (b.one_of([1, 2, 3]), b.one_of([1, 2]))
+    weight = b.new_input((1, 2) + kernel)
+    size = (1, 2, oh + kernel[0] - 1, ow + kernel[1] - 1)
+    return b.emit("conv2d_input", f"cr.nn.functional.conv2d_input({size}, {weight}, cr.reshape({v}, {shape}))")
+
+
+@template("conv2d_weight")
+def _conv2d_weight(b: Builder, v: str) -> str:
+    shape = _image_shape(math.prod(b.shapes[v]))
+    h, w = shape[2:]
+    kernel = (b.draw(st.integers(1, min(h, 3))), b.draw(st.integers(1, min(w, 3))))
+    grad = b.new_input((1, 2, h - kernel[0] + 1, w - kernel[1] + 1))
+    return b.emit(
+        "conv2d_weight", f"cr.nn.functional.conv2d_weight(cr.reshape({v}, {shape}), {(2, 1) + kernel}, {grad})"
+    )
+
+
+@template("max_pool2d_pick")
+def _max_pool2d(b: Builder, v: str) -> str:
+    shape = _image_shape(math.prod(b.shapes[v]))
+    h, w = shape[2:]
+    kernel = (b.draw(st.integers(1, min(h, 3))), b.draw(st.integers(1, min(w, 3))))
+    return b.emit("max_pool2d_pick", f"cr.nn.functional.max_pool2d(cr.reshape({v}, {shape}), {kernel})")
 
 
 @template("erf")

@@ -378,6 +378,15 @@ def _backward_twice():
 
 
 BROADCAST = "shapes cannot be broadcast"
+
+
+def _apply_pool(name, a, x):
+    from chainrule.primitives import pool
+    from chainrule.tensor import apply
+
+    return apply(getattr(pool, name), cr.tensor(a), cr.tensor(x), (2, 2))
+
+
 BAD_INPUTS = [
     # (label, the call, error type, message fragment); labels naming a primitive cover its wrong-shape case
     ("add", lambda: _a() + _b(), ValueError, r"add: inputs with shapes \(3, 4\), \(2, 4\): " + BROADCAST),
@@ -418,6 +427,37 @@ BAD_INPUTS = [
     ("None", lambda: cr.tensor(None), TypeError, "tensor: cannot make a tensor from NoneType"),
     ("dict", lambda: cr.tensor({"a": 1}), TypeError, "tensor: cannot make a tensor from dict"),
     ("ragged list", lambda: cr.tensor([[1.0, 2.0], [3.0]]), TypeError, "tensor: cannot convert list"),
+    (
+        "conv2d",
+        lambda: cr.nn.functional.conv2d(np.ones((1, 3, 4, 4)), np.ones((2, 2, 3, 3))),
+        ValueError,
+        r"conv2d: input with 3 channels and weight of shape \(2, 2, 3, 3\) do not fit groups=1",
+    ),
+    (
+        "conv2d_input",
+        lambda: cr.nn.functional.conv2d_input((1, 3, 4, 4), np.ones((2, 3, 3, 3)), np.ones((1, 5, 2, 2))),
+        ValueError,
+        r"conv2d_input: grad_output \(1, 5, 2, 2\), weight \(2, 3, 3, 3\) and input_size \(1, 3, 4, 4\) do not fit",
+    ),
+    (
+        "conv2d_weight",
+        lambda: cr.nn.functional.conv2d_weight(np.ones((1, 3, 4, 4)), (2, 3, 3, 3), np.ones((1, 2, 3, 3))),
+        ValueError,
+        r"conv2d_weight: grad_output \(1, 2, 3, 3\) is not conv2d's output size for input \(1, 3, 4, 4\)",
+    ),
+    (
+        "max_pool2d_pick",
+        lambda: _apply_pool("max_pool2d_pick", np.ones((1, 1, 4, 3)), np.ones((1, 1, 4, 4))),
+        ValueError,
+        r"max_pool2d_pick: v of shape \(1, 1, 4, 3\) does not fit x of shape \(1, 1, 4, 4\)",
+    ),
+    (
+        "max_pool2d_unpool",
+        lambda: _apply_pool("max_pool2d_unpool", np.ones((1, 1, 3, 2)), np.ones((1, 1, 4, 4))),
+        ValueError,
+        r"max_pool2d_unpool: g of shape \(1, 1, 3, 2\) does not fit x of shape \(1, 1, 4, 4\): it must be "
+        r"\(1, 1, 2, 2\)",
+    ),
     ("complex", lambda: cr.tensor(np.array([1j])), TypeError, "complex128"),
     ("string operand", lambda: _a() * "x", TypeError, "mul: expected a number, array or Tensor, got str"),
     ("object array", lambda: cr.tensor(np.array([1.0, None], dtype=object)), TypeError, "dtype object"),

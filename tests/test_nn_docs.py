@@ -18,3 +18,14 @@ def test_torch_nn_example_in_training_md_prints_what_it_shows():
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(DOC), "exec"), {"__name__": "__doc_example__"})  # noqa: S102  (our own doc)
     assert out.getvalue().splitlines() == expected
+
+
+def test_convolution_example_in_training_md_prints_what_it_shows():
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("How the convolution runs (issue 27)") :]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    expected = section.split("prints\n\n```\n", 1)[1].split("```", 1)[0].splitlines()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(DOC), "exec"), {"__name__": "__doc_example__"})  # noqa: S102  (our own doc)
+    assert out.getvalue().splitlines() == expected

@@ -106,10 +106,32 @@ def test_a_planted_wrong_unfold_rule_is_caught(monkeypatch):
         np.random.default_rng(0).standard_normal((1, 2, 4, 4)),
         np.random.default_rng(1).standard_normal((3, 2, 2, 2)),
     )
+    w = np.concatenate([w, w[:1]])[:, :1]  # (4, 1, 2, 2): groups=2 convolutions still go through unfold
     good = P.unfold.vjps[0]
     monkeypatch.setattr(P.unfold, "vjps", (lambda xp, g, out, *a: good(xp, g, out, *a) * 2.0,))
     with pytest.raises(cr.GradcheckError, match="input 0"):
-        cr.gradcheck(lambda x, w: F.conv2d(x, w, padding=1), x, w)
+        cr.gradcheck(lambda x, w: F.conv2d(x, w, padding=1, groups=2), x, w)
+
+
+@pytest.mark.parametrize("which", ["conv2d_input", "conv2d_weight"])
+def test_a_planted_wrong_fused_conv_primitive_is_caught(monkeypatch, which):
+    """The fused conv2d's gradients are the primitives conv2d_input and conv2d_weight: a wrong forward of either
+    (the transposed product off by a factor) fails gradcheck on the input it serves, and the torch comparison."""
+    from chainrule.primitives import conv as PC
+
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 3, 2))
+    prim = getattr(PC, which)
+    good = prim.fwd
+    monkeypatch.setattr(prim, "fwd", lambda *a: good(*a) * 1.5)
+    with pytest.raises(cr.GradcheckError, match="input 0" if which == "conv2d_input" else "input 1"):
+        cr.gradcheck(lambda x, w: F.conv2d(x, w, stride=(2, 1), padding=1), x, w)
+    X, W = cr.tensor(x, requires_grad=True), cr.tensor(w, requires_grad=True)
+    cr.sum(F.conv2d(X, W, stride=(2, 1), padding=1) ** 2).backward()
+    tX, tW = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (TF.conv2d(tX, tW, stride=(2, 1), padding=1) ** 2).sum().backward()
+    bad, ref = (X.grad, tX.grad) if which == "conv2d_input" else (W.grad, tW.grad)
+    assert not np.allclose(bad.data, ref.numpy())
 
 
 def test_conv2d_errors_name_the_shapes():

@@ -26,6 +26,13 @@ def P(*shape):  # positive
     return M(*shape, lo=0.5, hi=2.0)
 
 
+def _unpool(g, x):
+    from chainrule.primitives import pool
+    from chainrule.tensor import apply
+
+    return apply(pool.max_pool2d_unpool, g, x.detach(), (2, 2))
+
+
 # One recorded call per primitive: the engine's own node gives the primitive, its inputs and its static params.
 CASES = {
     "abs": lambda: cr.abs(M(3)),
@@ -65,6 +72,11 @@ CASES = {
     "unfold": lambda: cr.nn.functional.unfold(M(1, 2, 3, 4), 2, padding=1, stride=(1, 2)),
     "fold": lambda: cr.nn.functional.fold(M(1, 8, 6), (3, 4), 2),
     "erf": lambda: cr.nn.functional.erf(M(3)),
+    "conv2d": lambda: cr.nn.functional.conv2d(M(2, 2, 4, 3), M(3, 2, 2, 2), stride=(1, 2), padding=1),
+    "conv2d_input": lambda: cr.nn.functional.conv2d_input((1, 2, 4, 3), M(3, 2, 2, 2), M(1, 3, 5, 4), padding=1),
+    "conv2d_weight": lambda: cr.nn.functional.conv2d_weight(M(1, 2, 4, 3), (3, 2, 2, 2), M(1, 3, 5, 4), padding=1),
+    "max_pool2d_pick": lambda: cr.nn.functional.max_pool2d(M(1, 2, 4, 5), 2),
+    "max_pool2d_unpool": lambda: _unpool(M(1, 2, 2, 2), M(1, 2, 4, 5)),
     "inv": lambda: cr.linalg.inv(M(2, 2, lo=-0.3, hi=0.3) + 2.0 * cr.eye(2)),
     "linear": lambda: cr.linear(M(4, 3), M(2, 3), M(2)),
     "asin": lambda: cr.torch_more.asin(M(3, lo=-0.9, hi=0.9)),

@@ -307,8 +307,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="trace the training step once and replay it (cr.compile; the same results, bit for bit); the default "
-        "for --model mlp, where it is faster; --no-compile runs every step eagerly (the cnn's batch norm updates "
-        "running statistics, which a replay cannot repeat, so it runs eagerly)",
+        "for --model mlp, where it is faster; --no-compile runs every step eagerly (the cnn runs eagerly unless "
+        "--compile is given; its replay repeats batch norm's running-statistics updates)",
     )
 
 
@@ -436,8 +436,9 @@ def run(args: argparse.Namespace) -> int:
 def _compiles(args: argparse.Namespace, cfg: Config) -> bool:
     """``--compile`` / ``--no-compile`` as given; by default compiled where a replay can run and is faster.
 
-    The MLP step compiles (twice as fast on the digits); the CNN's batch norm updates running
-    statistics, which a replay cannot repeat, and ``--distributed`` has no compiled allreduce.
+    The MLP step compiles (twice as fast on the digits).  The CNN runs eagerly unless ``--compile``
+    is given (its replay repeats batch norm's running-statistics updates, bit for bit, but was not
+    measured to be clearly faster), and ``--distributed`` has no compiled allreduce.
     """
     given = getattr(args, "compile", None)
     if given is not None:

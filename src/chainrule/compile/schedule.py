@@ -419,6 +419,18 @@ class Writer:
         self.lines.append(f"    E[{k}]()  # {label}")
         self.loaded.clear()  # an update may have replaced a leaf's value (Python floats are immutable)
 
+    def update(self, label: str, fn: Callable, stats: list[Tensor]) -> None:
+        """A recorded update of buffers (running statistics), called with this replay's values of ``stats``."""
+        k = len(self.events)
+        self.events.append(fn)
+        args = ", ".join(self.operand_of(t) for t in stats)
+        self.lines.append(f"    E[{k}]({args})  # {label}")
+
+    def operand_of(self, t: Tensor) -> str:
+        if id(t) in self.var:
+            return self.var[id(t)]
+        raise CompileError(f"compile: internal error: a value of shape {t.shape} is used before it was computed")
+
     def _guard_indices(self, statics: Any, shape: Optional[tuple] = None) -> None:
         """Integer index arrays taken from arguments: their sign and range are part of the guard.
 
@@ -598,6 +610,8 @@ def generate(tracer: Tracer, values: list, fresh: set[int], outs: list[Tensor]) 
             gen.forward(payload)
         elif kind == "backward":
             gen.backward(*payload)
+        elif kind == "update":
+            gen.update(*payload)
         else:
             gen.call(*payload)
     out_exprs = []

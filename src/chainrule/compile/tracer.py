@@ -72,6 +72,7 @@ class Tracer:
         self.grads: dict[int, tuple] = {}  # leaf id -> (leaf, the .grad object a recorded step left)
         self.grad_guard: list[tuple] = []  # (leaf, grad was None) where a backward first met the leaf
         self.modules: dict[int, Any] = {}  # id -> module called during the trace (its mode and tensors are guarded)
+        self.updated: dict[int, tuple] = {}  # id -> (buffer, its version after the last recorded update)
 
     def see(self, roots: list[Tensor]) -> None:
         """Record every node reachable from ``roots`` that was made during this call."""
@@ -192,6 +193,32 @@ class Tracer:
         label = f"{type(owner).__name__}.zero_grad(set_to_none={args[0]})"
         return self._record_call(label, fn, (owner, *args), [], params)
 
+    def update(self, label: str, fn: Callable, stats: tuple, modifies: tuple) -> None:
+        """An in-place update of buffers from values of this call (BatchNorm's running statistics).
+
+        Recorded as a step the replay makes again with its own values of ``stats`` (``E[k](v3, v7)``),
+        then made; the buffers it writes count as modified by a recorded step.
+        """
+        self.see(list(stats))
+        self.check_updated(modifies)
+        self.events.append((_next_seq(), "update", (label, fn, list(stats))))
+        self.modified_by_events.update(id(t) for t in modifies)
+        with self.suspend():
+            fn(*(t._data for t in stats))
+        for t in modifies:
+            self.updated[id(t)] = (t, t._version)
+
+    def check_updated(self, tensors: Any) -> None:
+        """Refuse a buffer that a recorded update writes but that was also changed some other way in the call."""
+        for t in tensors:
+            seen = self.updated.get(id(t))
+            if (seen is None and t._version > self.start_epoch) or (seen is not None and seen[1] != t._version):
+                raise CompileError(
+                    f"compile: a module's tensor of shape {t.shape} was updated in place during the call outside "
+                    "an optimizer step or its own layer's update (e.g. running statistics changed by hand): a "
+                    "replay would not repeat it"
+                )
+
     def enter(self, module: Any) -> None:
         """A module is called (``Module.__call__``): its mode and tensors become part of the guard."""
         self.modules.setdefault(id(module), module)
@@ -280,11 +307,12 @@ def trace(fn: Callable, args: tuple, kwargs: dict, values: list) -> tuple[Tracer
     gens, held = _state_holders(fn, values)
     rng_states = [g.bit_generator.state for g in gens]
     tainted = {id(a) for a in tensor_args if not a.requires_grad}
+    lent = [a for a in tensor_args if id(a) in tainted] + [b for b in _read_buffers(fn, values) if not b.requires_grad]
+    tainted.update(id(b) for b in lent)
     tracer = Tracer(_next_seq(), EPOCHS.value, tainted, {id(a) for a in tensor_args})
-    for a in tensor_args:
-        if id(a) in tainted:
-            _TAINTED[id(a)] = a
-            a.requires_grad = True  # so every operation on an argument is recorded
+    for a in lent:
+        _TAINTED[id(a)] = a
+        a.requires_grad = True  # so every operation on an argument (or a buffer a module reads) is recorded
     try:
         with keep_values():  # the trace's values are what the schedule is checked against
             TRACING.tracer = tracer
@@ -298,11 +326,11 @@ def trace(fn: Callable, args: tuple, kwargs: dict, values: list) -> tuple[Tracer
         fresh = {id(o) for o in gc.get_objects(0) if type(o) is Tensor}
         if gc_was_on:
             gc.enable()
-        for a in tensor_args:
-            if id(a) in tainted:
-                a.requires_grad = False
-                _TAINTED.pop(id(a), None)
+        for a in lent:
+            a.requires_grad = False
+            _TAINTED.pop(id(a), None)
     tracer.check_grads()
+    tracer.check_updated([t for t, _ in tracer.updated.values()])
     if any(g.bit_generator.state != st for g, st in zip(gens, rng_states)):
         raise CompileError(
             "compile: the function draws random numbers (e.g. Dropout in training mode): a replay would "
@@ -316,6 +344,42 @@ def trace(fn: Callable, args: tuple, kwargs: dict, values: list) -> tuple[Tracer
                 "an optimizer step (e.g. running statistics): a replay would not repeat it"
             )
     return tracer, result, fresh
+
+
+def _read_buffers(fn: Callable, values: list) -> list[Tensor]:
+    """Floating-point buffers that modules in evaluation mode reachable from the call read as values
+    (``Module._replay_reads``: BatchNorm's running statistics): lent ``requires_grad`` like the arguments, so
+    their uses are recorded and every replay reads their current values instead of the first call's."""
+    from ..nn.module import Module
+
+    found: dict[int, Tensor] = {}
+    for r in _roots(fn, values):
+        if isinstance(r, Module):
+            for m in r.modules():
+                for name in getattr(m, "_replay_reads", ()) if not m.training else ():
+                    b = getattr(m, name, None)
+                    if type(b) is Tensor and b._node is None and type(b._data) is np.ndarray and b.dtype.kind == "f":
+                        found[id(b)] = b
+    return list(found.values())
+
+
+def _roots(fn: Callable, values: list) -> list:
+    """What the function can reach: its arguments, its closure, the globals its code reads, its ``self``."""
+    from .guards import global_names
+
+    roots: list = list(values)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        for cell in fn.__closure__ or ():
+            try:
+                roots.append(cell.cell_contents)
+            except ValueError:
+                pass
+        g = getattr(fn, "__globals__", {})
+        roots += [g[name] for name in global_names(code) if name in g]
+    if getattr(fn, "__self__", None) is not None:
+        roots.append(fn.__self__)
+    return roots
 
 
 def requires_grad_as_eager(tracer: Tracer, order: list[Node]) -> None:
@@ -340,20 +404,8 @@ def _state_holders(fn: Callable, values: list) -> tuple[list, list[Tensor]]:
     """
     from ..nn import init as nn_init
     from ..nn.module import Module
-    from .guards import global_names
 
-    roots: list = list(values)
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        for cell in fn.__closure__ or ():
-            try:
-                roots.append(cell.cell_contents)
-            except ValueError:
-                pass
-        g = getattr(fn, "__globals__", {})
-        roots += [g[name] for name in global_names(code) if name in g]
-    if getattr(fn, "__self__", None) is not None:
-        roots.append(fn.__self__)
+    roots = _roots(fn, values)
     gens: dict[int, Any] = {id(nn_init._DEFAULT): nn_init._DEFAULT} if hasattr(nn_init, "_DEFAULT") else {}
     tensors: dict[int, Tensor] = {}
     for r in roots:

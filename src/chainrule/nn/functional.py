@@ -28,7 +28,9 @@ from ..backend import to_numpy
 from ..grad_mode import MODE, is_grad_enabled
 from ..inplace import history_copy
 from ..inplace import inplace as _write_in_place
+from ..primitives import conv as PC
 from ..primitives import nn as P
+from ..primitives import pool as PP
 from ..primitives import reduction as R
 from ..tensor import Tensor, _off_graph, apply
 from ..versions import mark_modified
@@ -217,13 +219,17 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    _update: Optional[Any] = None,
 ) -> Tensor:
     """Normalize each channel (axis 1) of ``(N, C, ...)`` input, then scale by ``weight`` and shift by ``bias``.
 
     In training mode the batch's mean and biased variance normalize, and the
     running statistics (if given) move towards the batch's mean and *unbiased*
     variance by ``momentum``, in place, as torch does.  Otherwise the running
-    statistics normalize.
+    statistics normalize.  The update is one recorded step (:func:`_record_update`), so
+    ``cr.compile`` replays it with each call's batch statistics.  (``_update``: the
+    BatchNorm layers' own update ``fn(mean, var, count)`` on the raw arrays, and the buffers it writes.)
     """
     x = _t(input)
     if x.ndim < 2:
@@ -243,22 +249,60 @@ def batch_norm(
         mean = ops.mean(x, axes, keepdims=True)
         centered = x - mean
         var = ops.mean(centered * centered, axes, keepdims=True)
-        y = centered / ops.sqrt(var + eps)
-        if running_mean is not None and running_var is not None:
-            _update_running(running_mean, to_numpy(mean.data).reshape(c), momentum)
-            _update_running(running_var, to_numpy(var.data).reshape(c) * (count / (count - 1)), momentum)
+        # one product over the batch with a per-channel factor (weight folded in): fewer passes over the
+        # activations forward and backward than dividing, then scaling
+        scale = 1.0 / ops.sqrt(var + eps)
+        if weight is not None:
+            scale = scale * ops.reshape(_t(weight), shape)
+            weight = None
+        y = centered * scale
+        if _update is not None:
+            own, buffers = _update
+            _record_update("BatchNorm running statistics", lambda m, v: own(m, v, count), (mean, var), buffers)
+        elif running_mean is not None and running_var is not None:
+            rm, rv = running_mean, running_var
+
+            def update(m: Any, v: Any) -> None:
+                _update_running(rm, to_numpy(m).reshape(c), momentum)
+                _update_running(rv, to_numpy(v).reshape(c) * (count / (count - 1)), momentum)
+
+            _record_update("batch_norm running statistics", update, (mean, var), (rm, rv))
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation mode (training=False) needs running_mean and running_var")
-        # NumPy constants: on another library's input they join its library (as torch converts them)
-        rm = np.asarray(to_numpy(_t(running_mean).data), x.dtype).reshape(shape)
-        rv = np.asarray(to_numpy(_t(running_var).data), x.dtype).reshape(shape)
-        y = (x - rm) * (1.0 / np.sqrt(rv + np.asarray(eps, x.dtype)))
+        from ..grad_mode import MODE
+
+        stats = [_t(running_mean), _t(running_var)]
+        if MODE.observer is not None and all(type(s._data) is np.ndarray for s in stats):
+            # cr.compile traces: the statistics enter the graph (the tracer lends them requires_grad), so every
+            # replay reads their current values; the same operations as below, on the same values
+            rm_t, rv_t = (ops.reshape(s if s.dtype == x.dtype else ops.astype(s, x.dtype), shape) for s in stats)
+            y = (x - rm_t) * (1.0 / ops.sqrt(rv_t + eps))
+        else:
+            # NumPy constants: on another library's input they join its library (as torch converts them)
+            rm = np.asarray(to_numpy(stats[0].data), x.dtype).reshape(shape)
+            rv = np.asarray(to_numpy(stats[1].data), x.dtype).reshape(shape)
+            y = (x - rm) * (1.0 / np.sqrt(rv + np.asarray(eps, x.dtype)))
     if weight is not None:
         y = y * ops.reshape(_t(weight), shape)
     if bias is not None:
         y = y + ops.reshape(_t(bias), shape)
     return y
+
+
+def _record_update(label: str, update: Any, stats: tuple, modifies: tuple = ()) -> None:
+    """Run ``update(*raw values of stats)``, an in-place update of buffers from values of the graph.
+
+    Under ``cr.compile``'s tracer (``MODE.observer``) the update is recorded as a step the replay
+    makes again with that replay's values of ``stats`` (the batch's mean and variance), so
+    running statistics follow every replayed call exactly as eager's.
+    """
+    from ..grad_mode import MODE
+
+    if MODE.observer is not None:
+        MODE.observer.update(label, update, stats, modifies)
+        return
+    update(*(t._data for t in stats))
 
 
 def _update_running(stat: Tensor, batch: np.ndarray, momentum: float) -> None:
@@ -459,9 +503,10 @@ def conv2d(
     """2-D cross-correlation (what torch and every framework call convolution).
 
     ``input`` is ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), ``weight`` is
-    ``(O, C/groups, kh, kw)`` and ``bias`` is ``(O,)``.  Computed as
-    ``unfold(input)`` followed by one matrix product per group with the weight
-    viewed as ``(O, C/groups·kh·kw)``.
+    ``(O, C/groups, kh, kw)`` and ``bias`` is ``(O,)``.  With ``groups=1`` one fused
+    primitive (``conv2d``: im2col and one batched GEMM; its gradients are the primitives
+    ``conv2d_input`` and ``conv2d_weight``); otherwise ``unfold(input)`` followed by one
+    matrix product per group with the weight viewed as ``(O, C/groups·kh·kw)``.
     """
     x, single = _batched(_t(input), "conv2d")
     w = _t(weight)
@@ -480,20 +525,110 @@ def conv2d(
     s, d = _pair(stride, "stride", "conv2d"), _pair(dilation, "dilation", "conv2d")
     p = _conv_padding(padding, (kh, kw), d, s)
     oh, ow = _geometry("conv2d", (h, wd), (kh, kw), d, p, s)
-    cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
-    if groups == 1:
-        y = ops.matmul(ops.reshape(w, (o, cg * kh * kw)), cols)  # (N, O, L)
+    if groups == 1:  # one fused primitive (primitives/conv.py): im2col and the GEMM, no graph between
+        y = apply(PC.conv2d, x, w, s, p, d)  # (N, O, OH, OW)
     else:
         g = int(groups)
+        cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
         grouped = ops.reshape(cols, (n, g, cg * kh * kw, oh * ow))
         y = ops.matmul(ops.reshape(w, (g, o // g, cg * kh * kw)), grouped)  # (N, G, O/G, L)
-    y = ops.reshape(y, (n, o, oh, ow))
+        y = ops.reshape(y, (n, o, oh, ow))
     if bias is not None:
         b = _t(bias)
         if b.shape != (o,):
             raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
         y = y + ops.reshape(b, (o, 1, 1))
     return ops.reshape(y, y.shape[1:]) if single else y
+
+
+def conv_transpose2d(
+    input: Any,  # noqa: A002
+    weight: Any,
+    bias: Any = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    output_padding: IntPair = 0,
+    groups: int = 1,
+    dilation: IntPair = 1,
+) -> Tensor:
+    """The transposed convolution (the gradient of :func:`conv2d` with respect to its input), as torch's.
+
+    ``input`` is ``(N, C_in, H, W)``, ``weight`` ``(C_in, C_out, kh, kw)``; the output's side is
+    ``(H - 1)·stride - 2·padding + dilation·(k - 1) + output_padding + 1``.  One primitive
+    (``conv2d_input``).  ``groups`` must be 1 and ``output_padding`` below ``stride``.
+    """
+    x, single = _batched(_t(input), "conv_transpose2d")
+    w = _t(weight)
+    if w.ndim != 4 or w.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"conv_transpose2d: weight must have shape (in_channels={x.shape[1]}, out_channels, kh, kw) for input "
+            f"{x.shape}, got {w.shape}"
+        )
+    if groups != 1:
+        raise NotImplementedError(f"conv_transpose2d: groups={groups!r} is not supported; only groups=1")
+    s, d = _pair(stride, "stride", "conv_transpose2d"), _pair(dilation, "dilation", "conv_transpose2d")
+    p = _pair(padding, "padding", "conv_transpose2d", 0)
+    op = _pair(output_padding, "output_padding", "conv_transpose2d", 0)
+    if op[0] >= s[0] or op[1] >= s[1]:
+        raise NotImplementedError(
+            f"conv_transpose2d: output_padding {op} must be smaller than the stride {s} (chainrule does not do "
+            "output_padding up to the dilation)"
+        )
+    k = w.shape[2:]
+    size = tuple((x.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op[i] + 1 for i in range(2))
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(f"conv_transpose2d: input {x.shape} with padding {p} gives an empty output {size}")
+    y = apply(PC.conv2d_input, x, w, size, s, p, d)
+    if bias is not None:
+        b = _t(bias)
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"conv_transpose2d: bias must have shape ({w.shape[1]},), got {b.shape}")
+        y = y + ops.reshape(b, (w.shape[1], 1, 1))
+    return ops.reshape(y, y.shape[1:]) if single else y
+
+
+def conv2d_input(
+    input_size: Sequence[int],
+    weight: Any,
+    grad_output: Any,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> Tensor:
+    """The gradient of ``conv2d(input, weight)`` with respect to ``input`` (``torch.nn.grad.conv2d_input``)."""
+    g, w = _t(grad_output), _t(weight)
+    size = tuple(int(v) for v in input_size)
+    s, d = _pair(stride, "stride", "conv2d_input"), _pair(dilation, "dilation", "conv2d_input")
+    p = _pair(padding, "padding", "conv2d_input", 0)
+    if g.ndim != 4 or w.ndim != 4 or len(size) != 4 or g.shape[1] != w.shape[0] or size[1] != w.shape[1]:
+        raise ValueError(
+            f"conv2d_input: grad_output {g.shape}, weight {w.shape} and input_size {size} do not fit a conv2d"
+        )
+    if _geometry("conv2d_input", size[2:], w.shape[2:], d, p, s) != g.shape[2:]:
+        raise ValueError(f"conv2d_input: grad_output {g.shape} is not conv2d's output size for input {size}")
+    return apply(PC.conv2d_input, g, w, size[2:], s, p, d)
+
+
+def conv2d_weight(
+    input: Any,  # noqa: A002
+    weight_size: Sequence[int],
+    grad_output: Any,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> Tensor:
+    """The gradient of ``conv2d(input, weight)`` with respect to ``weight`` (``torch.nn.grad.conv2d_weight``)."""
+    x, g = _t(input), _t(grad_output)
+    size = tuple(int(v) for v in weight_size)
+    s, d = _pair(stride, "stride", "conv2d_weight"), _pair(dilation, "dilation", "conv2d_weight")
+    p = _pair(padding, "padding", "conv2d_weight", 0)
+    if x.ndim != 4 or g.ndim != 4 or len(size) != 4 or g.shape[1] != size[0] or x.shape[1] != size[1]:
+        raise ValueError(
+            f"conv2d_weight: input {x.shape}, weight_size {size} and grad_output {g.shape} do not fit a conv2d"
+        )
+    if _geometry("conv2d_weight", x.shape[2:], size[2:], d, p, s) != g.shape[2:]:
+        raise ValueError(f"conv2d_weight: grad_output {g.shape} is not conv2d's output size for input {x.shape}")
+    return apply(PC.conv2d_weight, x, g, size[2:], s, p, d)
 
 
 def _pool_args(
@@ -533,6 +668,10 @@ def max_pool2d(
         if return_indices:
             MODE.batch.read(x, "max_pool2d(return_indices=True)", None)
         out = _max_pool_by_masks(x, k, s, p, d, oh, ow)
+        return ops.reshape(out, out.shape[1:]) if single else out
+    if s == k and p == (0, 0) and d == (1, 1) and not return_indices and getattr(x.dtype, "kind", "") == "f":
+        # non-overlapping windows: strided views and masks, no index arrays (primitives/pool.py)
+        out = apply(PP.max_pool2d_pick, x, x, k)
         return ops.reshape(out, out.shape[1:]) if single else out
     raw = np.asarray(x.data)
     if p != (0, 0):
@@ -623,6 +762,7 @@ __all__ = [
     "batch_norm",
     "binary_cross_entropy_with_logits",
     "conv2d",
+    "conv_transpose2d",
     "cross_entropy",
     "dropout",
     "elu",

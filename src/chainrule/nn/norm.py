@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..backend import to_numpy
 from ..tensor import Tensor
 from ..versions import mark_modified
 from . import functional as F
@@ -22,6 +23,7 @@ from .module import Module
 
 class _BatchNorm(Module):
     dims: tuple[int, ...] = ()
+    _replay_reads = ("running_mean", "running_var")  # cr.compile records their uses (evaluation mode)
 
     def __init__(
         self,
@@ -75,23 +77,33 @@ class _BatchNorm(Module):
         if x.shape[1] != self.num_features:
             raise ValueError(f"{name}({self.num_features}): input of shape {x.shape} has {x.shape[1]} channels")
         use_batch = self.training or not self.track_running_stats
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked._data[...] += 1
-            mark_modified(self.num_batches_tracked)
-            if self.momentum is None:  # cumulative moving average, as torch
-                factor = 1.0 / float(self.num_batches_tracked._data)
         update = self.training and self.track_running_stats
         return F.batch_norm(
             x,
-            self.running_mean if update or not use_batch else None,
-            self.running_var if update or not use_batch else None,
+            self.running_mean if not use_batch else None,
+            self.running_var if not use_batch else None,
             self.weight,
             self.bias,
             use_batch,
-            factor,
+            0.0,
             self.eps,
+            _update=(self._update_stats, self._buffers_updated()) if update else None,
         )
+
+    def _buffers_updated(self) -> tuple:
+        return (self.running_mean, self.running_var, self.num_batches_tracked)
+
+    def _update_stats(self, mean: Any, var: Any, count: int) -> None:
+        """One training step's update of the buffers, from the batch's mean and biased variance (raw arrays).
+
+        Recorded as one step (``F._record_update``): ``cr.compile`` replays it on each call's statistics.
+        """
+        self.num_batches_tracked._data[...] += 1
+        mark_modified(self.num_batches_tracked)
+        factor = 1.0 / float(self.num_batches_tracked._data) if self.momentum is None else self.momentum
+        c = self.num_features
+        F._update_running(self.running_mean, to_numpy(mean).reshape(c), factor)
+        F._update_running(self.running_var, to_numpy(var).reshape(c) * (count / (count - 1)), factor)
 
     def extra_repr(self) -> str:
         return (

@@ -397,3 +397,85 @@ __all__ = [
     "scatter_add_rule",
     "transpose_rule",
 ]
+
+
+# --- image primitives whose vmap batch can join the images' own batch axis -------------------------------
+
+
+def _images(xp: Any, vals: Sequence[Any], dims: Dims, which: Sequence[int]) -> tuple[list, int]:
+    """The inputs ``which`` with the vmap batch first (an unbatched one broadcast to it), and the batch size."""
+    n = batch_size(xp, vals, dims)
+    out = list(vals)
+    for i in which:
+        out[i] = front(xp, vals[i], dims[i]) if dims[i] is not None else expand(xp, vals[i], n)
+    return out, n
+
+
+def _fold_in(xp: Any, x: Any) -> Any:
+    shape = tuple(xp.shape(x))
+    return xp.reshape(x, (shape[0] * shape[1],) + shape[2:])
+
+
+def _fold_out(xp: Any, out: Any, n: int) -> Any:
+    shape = tuple(xp.shape(out))
+    return xp.reshape(out, (n, shape[0] // n) + shape[1:])
+
+
+def images_folded(prim: Primitive, images: Sequence[int]) -> Callable[..., Any]:
+    """A primitive over batches of images ``(N, C, H, W)`` in inputs ``images`` (every other input unbatched):
+    the vmap batch joins N, ``(B, N, ...) -> (B·N, ...)``, and is split off the result again."""
+
+    def rule(xp: Any, vals: Sequence[Any], dims: Dims, *params: Any) -> tuple[Any, int]:
+        if any(d is not None for i, d in enumerate(dims) if i not in images):
+            raise BatchingError(f"{prim.name}: only its image inputs {tuple(images)} can be batched here")
+        args, n = _images(xp, vals, dims, images)
+        args = [_fold_in(xp, a) if i in images else a for i, a in enumerate(args)]
+        return _fold_out(xp, xp.apply(prim, *args, *params), n), 0
+
+    rule.__name__ = f"batch_{prim.name}"
+    return rule
+
+
+def conv_rule(prim: Primitive, unfold: Primitive, fold: Primitive, kind: str) -> Callable[..., Any]:
+    """conv2d (``kind="forward"``), its input gradient (``"input"``) and its weight gradient (``"weight"``).
+
+    With the weight unbatched, the vmap batch joins the images' batch axis.  Otherwise each is written as the
+    matrix products of im2col it stands for, one weight per batch entry (einsum over the batch axis)."""
+    folded = images_folded(prim, (0,))
+
+    def rule(xp: Any, vals: Sequence[Any], dims: Dims, *params: Any) -> tuple[Any, int]:
+        if kind != "weight" and dims[1] is None:
+            return folded(xp, vals, dims, *params)
+        (a, b), n = _images(xp, vals, dims, (0, 1))
+        if kind == "forward":  # a: x (B, N, C, H, W), b: w (B, O, C, kh, kw)
+            stride, padding, dilation = params
+            wshape = tuple(xp.shape(b))
+            cols = xp.apply(unfold, _fold_in(xp, a), wshape[3:], dilation, padding, stride)  # (B·N, C·k², L)
+            cshape = tuple(xp.shape(cols))
+            cols = xp.reshape(cols, (n, cshape[0] // n) + cshape[1:])
+            out = xp.einsum("bok,bnkl->bnol", xp.reshape(b, (n, wshape[1], -1)), cols)
+            xshape = tuple(xp.shape(a))
+            oh, ow = _conv_out(xshape[3:], wshape[3:], stride, padding, dilation)
+            return xp.reshape(out, (n, xshape[1], wshape[1], oh, ow)), 0
+        if kind == "input":  # a: g (B, N, O, h, w), b: w (B, O, C, kh, kw)
+            size, stride, padding, dilation = params
+            wshape, gshape = tuple(xp.shape(b)), tuple(xp.shape(a))
+            g = xp.reshape(a, (n, gshape[1], gshape[2], -1))
+            cols = xp.einsum("bok,bnol->bnkl", xp.reshape(b, (n, wshape[1], -1)), g)
+            cols = xp.reshape(cols, (n * gshape[1],) + tuple(xp.shape(cols))[2:])
+            return _fold_out(xp, xp.apply(fold, cols, size, wshape[3:], dilation, padding, stride), n), 0
+        # weight: a: x (B, N, C, H, W), b: g (B, N, O, h, w) -> (B, O, C, kh, kw)
+        kernel, stride, padding, dilation = params
+        xshape, gshape = tuple(xp.shape(a)), tuple(xp.shape(b))
+        cols = xp.apply(unfold, _fold_in(xp, a), kernel, dilation, padding, stride)
+        cshape = tuple(xp.shape(cols))
+        cols = xp.reshape(cols, (n, xshape[1]) + cshape[1:])
+        out = xp.einsum("bnol,bnkl->bok", xp.reshape(b, (n, gshape[1], gshape[2], -1)), cols)
+        return xp.reshape(out, (n, gshape[2], xshape[2]) + tuple(kernel)), 0
+
+    rule.__name__ = f"batch_{prim.name}"
+    return rule
+
+
+def _conv_out(size: Sequence[int], kernel: Sequence[int], stride: Any, padding: Any, dilation: Any) -> tuple:
+    return tuple((size[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))

@@ -1,0 +1,173 @@
+"""Max pooling over non-overlapping windows (stride = kernel, no padding, no dilation), without index arrays.
+
+Max pooling picks, in each ``kh × kw`` window of ``x``, the first maximum in row-major order
+(a NaN wins, the first NaN), as torch does.  Two primitives carry it:
+
+* ``max_pool2d_pick(v, x, kernel)``: for each window, ``v``'s entry at the place where ``x``
+  has its first maximum.  Max pooling is ``pick(x, x)``; linear in ``v``; ``x`` only chooses
+  the places, so it has no gradient (as torch's indices);
+* ``max_pool2d_unpool(g, x, kernel)``: the adjoint: ``g``'s entries put back at those places of
+  an array shaped like ``x``, zeros elsewhere (rows and columns past the last whole window
+  included).
+
+Each one's VJP rule is the other, so gradients of any order stay in the pair.  The places
+are never materialized as indices: the ``kh·kw`` window offsets are strided views of ``x``
+(``x[:, :, i::kh, j::kw]``, cropped to the whole windows); the maximum is their running
+``maximum``, and "first maximum" is the first offset equal to it (or NaN), found with one
+comparison per offset (an int16 code per window).  Max pooling itself is the running maximum
+(met last offset first, so ties keep the first one's bits); picking another array and unpooling
+turn the code into flat positions and gather or scatter once: no ``argmax`` over
+copied windows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..primitive import defbatch, defjvp, defprim, defvjp
+from .batching import images_folded
+
+Pair = tuple[int, int]
+
+
+def _offsets(xp: Any, x: Any, kernel: Pair) -> list[Any]:
+    """The window offsets as strided views, row-major: ``x[:, :, i::kh, j::kw]`` cut to the whole windows."""
+    kh, kw = kernel
+    h, w = xp.shape(x)[2:]
+    oh, ow = h // kh, w // kw
+    return [
+        x[:, :, i : i + kh * (oh - 1) + 1 : kh, j : j + kw * (ow - 1) + 1 : kw] for i in range(kh) for j in range(kw)
+    ]
+
+
+def _first_max(xp: Any, x: Any, kernel: Pair) -> list[Any]:
+    """One boolean array per window offset: where that offset holds its window's first maximum (or first NaN)."""
+    views = _offsets(xp, x, kernel)
+    best = views[0]
+    for v in views[1:]:
+        best = xp.maximum(best, v)  # NaN propagates
+    hits, taken = [], None
+    for v in views:
+        eq = (v == best) | (v != v)
+        hit = eq if taken is None else eq & ~taken
+        taken = hit if taken is None else taken | hit
+        hits.append(hit)
+    return hits
+
+
+def _pick(xp: Any, v: Any, x: Any, kernel: Pair) -> Any:
+    hits = _first_max(xp, x, kernel)
+    views = _offsets(xp, v, kernel)
+    out = views[-1]
+    for hit, view in zip(hits[-2::-1], views[-2::-1]):
+        out = xp.where(hit, view, out)
+    return out
+
+
+def _unpool(xp: Any, g: Any, x: Any, kernel: Pair) -> Any:
+    kh, kw = kernel
+    n, c, h, w = xp.shape(x)
+    oh, ow = h // kh, w // kw
+    hits = _first_max(xp, x, kernel)
+    zero = xp.zeros_as((n, c, oh, ow), g)
+    pieces = [xp.where(hit, g, zero) for hit in hits]
+    rows = [xp.stack(pieces[i * kw : (i + 1) * kw], axis=-1) for i in range(kh)]  # (N, C, OH, OW, kw) each
+    block = xp.reshape(xp.stack(rows, axis=3), (n, c, oh * kh, ow * kw))  # (N, C, OH, kh, OW, kw) -> image
+    if (oh * kh, ow * kw) == (h, w):
+        return block
+    out = xp.zeros_as((n, c, h, w), g)
+    return xp.add_at(out, (slice(None), slice(None), slice(0, oh * kh), slice(0, ow * kw)), block)
+
+
+# --- NumPy: strided views, one code per window -------------------------------------------------------------
+def _running_max(views: list[np.ndarray]) -> np.ndarray:
+    """The windows' maxima, met from the last offset to the first: ``np.maximum(a, b)`` gives ``b`` when they are
+    equal (``-0.0`` against ``0.0`` included), so the result carries the first maximum's value bit for bit (its
+    zero's sign too; tests/test_nn_pool.py checks this against torch); NaN propagates."""
+    best = np.array(views[-1])
+    for v in views[-2::-1]:
+        np.maximum(best, v, out=best)
+    return best
+
+
+def _first_max_code(x: np.ndarray, kernel: Pair) -> np.ndarray:
+    """For each window, the offset ``i·kw + j`` of its first maximum (or first NaN), as int16."""
+    views = _offsets(np, x, kernel)
+    best = _running_max(views)
+    nan = best.dtype.kind == "f" and bool(np.isnan(best).any())
+    code = np.full(best.shape, len(views) - 1, np.int16)
+    for k in range(len(views) - 2, -1, -1):
+        hit = views[k] == best
+        if nan:
+            hit |= np.isnan(views[k])
+        np.copyto(code, k, where=hit)
+    return code
+
+
+def _places(x: np.ndarray, kernel: Pair) -> np.ndarray:
+    """The flat position in ``x`` of each window's first maximum, ``(N, C, OH, OW)`` as intp."""
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    i, j = np.divmod(_first_max_code(x, kernel), np.int16(kw))
+    oh, ow = i.shape[2:]
+    flat = (i + (np.arange(oh, dtype=np.intp) * kh)[:, None]) * w
+    flat += j
+    flat += np.arange(ow, dtype=np.intp) * kw
+    flat += (np.arange(n * c, dtype=np.intp) * (h * w)).reshape(n, c, 1, 1)
+    return flat
+
+
+def _check(op: str, first: str, a: np.ndarray, x: np.ndarray, want: tuple) -> None:
+    if x.ndim != 4 or a.shape != want:
+        raise ValueError(f"{op}: {first} of shape {a.shape} does not fit x of shape {x.shape}: it must be {want}")
+
+
+def _pick_numpy(v: Any, x: Any, kernel: Pair) -> np.ndarray:
+    v, x = np.asarray(v), np.asarray(x)
+    _check("max_pool2d_pick", "v", v, x, x.shape)
+    if v is x:  # max pooling itself: the maxima are the first maxima's values
+        return _running_max(_offsets(np, x, kernel))
+    return v.reshape(-1)[_places(x, kernel)]
+
+
+def _unpool_numpy(g: Any, x: Any, kernel: Pair) -> np.ndarray:
+    g, x = np.asarray(g), np.asarray(x)
+    _check("max_pool2d_unpool", "g", g, x, _pick_shape((x.shape,), kernel) if x.ndim == 4 else ())
+    out = np.zeros(x.size, g.dtype)
+    out[_places(x, kernel).ravel()] = g.ravel()  # one place per window, never two alike: a plain scatter
+    return out.reshape(x.shape)
+
+
+def _pick_shape(shapes: tuple, kernel: Pair) -> tuple[int, ...]:
+    vs = shapes[0]
+    return (vs[0], vs[1], vs[2] // kernel[0], vs[3] // kernel[1])
+
+
+def _unpool_shape(shapes: tuple, kernel: Pair) -> tuple[int, ...]:
+    return tuple(shapes[1])
+
+
+max_pool2d_pick = defprim(
+    "max_pool2d_pick", _pick, nin=2, symbol="maxpool_pick", numpy_fwd=_pick_numpy, shape=_pick_shape
+)
+max_pool2d_unpool = defprim(
+    "max_pool2d_unpool",
+    _unpool,
+    nin=2,
+    symbol="maxpool_unpool",
+    numpy_fwd=_unpool_numpy,
+    shape=_unpool_shape,
+)
+defvjp(max_pool2d_pick, lambda xp, g, out, v, x, k: xp.apply(max_pool2d_unpool, g, x, k), None)
+defvjp(max_pool2d_unpool, lambda xp, h, out, g, x, k: xp.apply(max_pool2d_pick, h, x, k), None)
+# forward mode: linear in the first input; the second only chooses the places (no tangent flows from it)
+for _prim in (max_pool2d_pick, max_pool2d_unpool):
+    defjvp(_prim, lambda xp, ts, out, v, x, k, _p=_prim: None if ts[0] is None else xp.apply(_p, ts[0], x, k))
+
+__all__ = ["max_pool2d_pick", "max_pool2d_unpool"]
+
+# vmap: both inputs are images; the batch joins their batch axis
+defbatch(max_pool2d_pick, images_folded(max_pool2d_pick, (0, 1)))
+defbatch(max_pool2d_unpool, images_folded(max_pool2d_unpool, (0, 1)))
