@@ -8,16 +8,27 @@ import torch
 
 import chainrule as cr
 from chainrule.primitives import pool
+from chainrule.tensor import apply
 
 F = cr.nn.functional
 TF = torch.nn.functional
 
 
+def _pick(x, kernel):
+    """The pick primitive as max_pool2d records it under cr.compile's tracer (stride = kernel, no padding)."""
+    k = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    if x.ndim == 3:
+        return apply(pool.max_pool2d_pick, x.reshape((1,) + x.shape), x.reshape((1,) + x.shape), k).reshape(
+            x.shape[:1] + tuple(s // kk for s, kk in zip(x.shape[1:], k))
+        )
+    return apply(pool.max_pool2d_pick, x, x, k)
+
+
 def _both(x, kernel, seed=0):
-    """Forward values and input gradients of max_pool2d in chainrule and torch, for one upstream gradient."""
+    """Forward values and input gradients of the pick primitive and of torch's max_pool2d, for one upstream gradient."""
     g = np.random.default_rng(seed).standard_normal(TF.max_pool2d(torch.tensor(x), kernel).shape).astype(x.dtype)
     ours = cr.tensor(x, requires_grad=True)
-    out = F.max_pool2d(ours, kernel)
+    out = _pick(ours, kernel)
     out.backward(g)
     theirs = torch.tensor(x, requires_grad=True)
     ref = TF.max_pool2d(theirs, kernel)
@@ -57,7 +68,7 @@ def test_unbatched_float64_and_second_order_match_torch():
     x = np.random.default_rng(3).standard_normal((3, 4, 6))
     ours = cr.tensor(x, requires_grad=True)
     theirs = torch.tensor(x, requires_grad=True)
-    (g,) = cr.autograd_grad(cr.sum(F.max_pool2d(ours, (2, 3)) ** 3), [ours], create_graph=True)
+    (g,) = cr.autograd_grad(cr.sum(_pick(ours, (2, 3)) ** 3), [ours], create_graph=True)
     (tg,) = torch.autograd.grad((TF.max_pool2d(theirs, (2, 3)) ** 3).sum(), [theirs], create_graph=True)
     np.testing.assert_allclose(g.data, tg.detach().numpy(), rtol=1e-12)
     (gg,) = cr.autograd_grad(cr.sum(g * g), [ours])
@@ -65,11 +76,19 @@ def test_unbatched_float64_and_second_order_match_torch():
     np.testing.assert_allclose(gg.data, tgg.numpy(), rtol=1e-12)
 
 
-def test_the_fast_path_is_taken_and_other_pools_keep_the_general_one():
+def test_the_pick_is_recorded_under_compile_and_the_index_form_eagerly():
     x = cr.tensor(np.ones((1, 1, 4, 4)), requires_grad=True)
-    assert F.max_pool2d(x, 2).op == "max_pool2d_pick"
-    assert F.max_pool2d(x, 2, stride=1).op != "max_pool2d_pick"
-    assert F.max_pool2d(x, 2, padding=1).op != "max_pool2d_pick"
+    assert F.max_pool2d(x, 2).op != "max_pool2d_pick"  # eagerly: the index form cr.derive explains
+    seen = []
+
+    def step(t):
+        out = F.max_pool2d(t, 2)
+        seen.append(out.op)
+        return cr.sum(out)
+
+    compiled = cr.compile(step)
+    compiled(cr.tensor(np.random.default_rng(0).standard_normal((1, 1, 4, 4))))
+    assert "max_pool2d_pick" in seen  # traced: no index read from the values, so the replay can repeat it
 
 
 def test_a_planted_last_maximum_is_caught(monkeypatch):

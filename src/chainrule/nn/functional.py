@@ -249,13 +249,9 @@ def batch_norm(
         mean = ops.mean(x, axes, keepdims=True)
         centered = x - mean
         var = ops.mean(centered * centered, axes, keepdims=True)
-        # one product over the batch with a per-channel factor (weight folded in): fewer passes over the
-        # activations forward and backward than dividing, then scaling
-        scale = 1.0 / ops.sqrt(var + eps)
-        if weight is not None:
-            scale = scale * ops.reshape(_t(weight), shape)
-            weight = None
-        y = centered * scale
+        # (written as the textbook's x̂ = (x − μ)/σ, then γ x̂ + β: the graph cr.derive explains, closed form included;
+        # folding γ into one per-channel factor saved about a quarter of BatchNorm2d's time, see docs/bench.md)
+        y = centered / ops.sqrt(var + eps)
         if _update is not None:
             own, buffers = _update
             _record_update("BatchNorm running statistics", lambda m, v: own(m, v, count), (mean, var), buffers)
@@ -503,10 +499,9 @@ def conv2d(
     """2-D cross-correlation (what torch and every framework call convolution).
 
     ``input`` is ``(N, C, H, W)`` (or unbatched ``(C, H, W)``), ``weight`` is
-    ``(O, C/groups, kh, kw)`` and ``bias`` is ``(O,)``.  With ``groups=1`` one fused
-    primitive (``conv2d``: im2col and one batched GEMM; its gradients are the primitives
-    ``conv2d_input`` and ``conv2d_weight``); otherwise ``unfold(input)`` followed by one
-    matrix product per group with the weight viewed as ``(O, C/groups·kh·kw)``.
+    ``(O, C/groups, kh, kw)`` and ``bias`` is ``(O,)``.  Computed as
+    ``unfold(input)`` followed by one matrix product per group with the weight
+    viewed as ``(O, C/groups·kh·kw)``.
     """
     x, single = _batched(_t(input), "conv2d")
     w = _t(weight)
@@ -525,14 +520,25 @@ def conv2d(
     s, d = _pair(stride, "stride", "conv2d"), _pair(dilation, "dilation", "conv2d")
     p = _conv_padding(padding, (kh, kw), d, s)
     oh, ow = _geometry("conv2d", (h, wd), (kh, kw), d, p, s)
-    if groups == 1:  # one fused primitive (primitives/conv.py): im2col and the GEMM, no graph between
+    # Eagerly: im2col and a matrix product, the graph cr.derive explains (dW as a cross-correlation, dx as a full
+    # convolution).  Under cr.compile's tracer: the fused primitive (primitives/conv.py), faster, which derive has
+    # no form for yet (docs/bench.md)
+    if groups == 1 and MODE.observer is not None:
         y = apply(PC.conv2d, x, w, s, p, d)  # (N, O, OH, OW)
+        if bias is not None:
+            b = _t(bias)
+            if b.shape != (o,):
+                raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
+            y = y + ops.reshape(b, (o, 1, 1))
+        return ops.reshape(y, y.shape[1:]) if single else y
+    cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
+    if groups == 1:
+        y = ops.matmul(ops.reshape(w, (o, cg * kh * kw)), cols)  # (N, O, L)
     else:
         g = int(groups)
-        cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
         grouped = ops.reshape(cols, (n, g, cg * kh * kw, oh * ow))
         y = ops.matmul(ops.reshape(w, (g, o // g, cg * kh * kw)), grouped)  # (N, G, O/G, L)
-        y = ops.reshape(y, (n, o, oh, ow))
+    y = ops.reshape(y, (n, o, oh, ow))
     if bias is not None:
         b = _t(bias)
         if b.shape != (o,):
@@ -669,8 +675,16 @@ def max_pool2d(
             MODE.batch.read(x, "max_pool2d(return_indices=True)", None)
         out = _max_pool_by_masks(x, k, s, p, d, oh, ow)
         return ops.reshape(out, out.shape[1:]) if single else out
-    if s == k and p == (0, 0) and d == (1, 1) and not return_indices and getattr(x.dtype, "kind", "") == "f":
-        # non-overlapping windows: strided views and masks, no index arrays (primitives/pool.py)
+    if (
+        MODE.observer is not None
+        and s == k
+        and p == (0, 0)
+        and d == (1, 1)
+        and not return_indices
+        and getattr(x.dtype, "kind", "") == "f"
+    ):
+        # under cr.compile's tracer, non-overlapping windows: strided views and masks, no index read from the
+        # values (primitives/pool.py); eagerly the index form below, which cr.derive explains
         out = apply(PP.max_pool2d_pick, x, x, k)
         return ops.reshape(out, out.shape[1:]) if single else out
     raw = np.asarray(x.data)
