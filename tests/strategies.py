@@ -110,6 +110,8 @@ TORCH_NS = SimpleNamespace(
             conv2d_input=torch.nn.grad.conv2d_input,
             conv2d_weight=torch.nn.grad.conv2d_weight,
             max_pool2d=torch.nn.functional.max_pool2d,
+            fused_conv2d=torch.nn.functional.conv2d,
+            fused_max_pool2d=torch.nn.functional.max_pool2d,
         )
     ),
     torch_more=SimpleNamespace(
@@ -659,7 +661,7 @@ def _conv2d(b: Builder, v: str) -> str:
     weight = b.new_input((2, 1) + kernel)
     stride = b.one_of([1, 2])
     args = f"padding={padding}, stride={stride}"
-    return b.emit("conv2d", f"cr.nn.functional.conv2d(cr.reshape({v}, {shape}), {weight}, {args})")
+    return b.emit("conv2d", f"cr.nn.functional.fused_conv2d(cr.reshape({v}, {shape}), {weight}, {args})")
 
 
 @template("conv2d_input")
@@ -688,7 +690,7 @@ def _max_pool2d(b: Builder, v: str) -> str:
     shape = _image_shape(math.prod(b.shapes[v]))
     h, w = shape[2:]
     kernel = (b.draw(st.integers(1, min(h, 3))), b.draw(st.integers(1, min(w, 3))))
-    return b.emit("max_pool2d_pick", f"cr.nn.functional.max_pool2d(cr.reshape({v}, {shape}), {kernel})")
+    return b.emit("max_pool2d_pick", f"cr.nn.functional.fused_max_pool2d(cr.reshape({v}, {shape}), {kernel})")
 
 
 @template("erf")

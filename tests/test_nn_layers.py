@@ -125,9 +125,9 @@ def test_a_planted_wrong_fused_conv_primitive_is_caught(monkeypatch, which):
     good = prim.fwd
     monkeypatch.setattr(prim, "fwd", lambda *a: good(*a) * 1.5)
     with pytest.raises(cr.GradcheckError, match="input 0" if which == "conv2d_input" else "input 1"):
-        cr.gradcheck(lambda x, w: F.conv2d(x, w, stride=(2, 1), padding=1), x, w)
+        cr.gradcheck(lambda x, w: F.fused_conv2d(x, w, stride=(2, 1), padding=1), x, w)
     X, W = cr.tensor(x, requires_grad=True), cr.tensor(w, requires_grad=True)
-    cr.sum(F.conv2d(X, W, stride=(2, 1), padding=1) ** 2).backward()
+    cr.sum(F.fused_conv2d(X, W, stride=(2, 1), padding=1) ** 2).backward()
     tX, tW = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     (TF.conv2d(tX, tW, stride=(2, 1), padding=1) ** 2).sum().backward()
     bad, ref = (X.grad, tX.grad) if which == "conv2d_input" else (W.grad, tW.grad)

@@ -524,12 +524,7 @@ def conv2d(
     # convolution).  Under cr.compile's tracer: the fused primitive (primitives/conv.py), faster, which derive has
     # no form for yet (docs/bench.md)
     if groups == 1 and MODE.observer is not None:
-        y = apply(PC.conv2d, x, w, s, p, d)  # (N, O, OH, OW)
-        if bias is not None:
-            b = _t(bias)
-            if b.shape != (o,):
-                raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
-            y = y + ops.reshape(b, (o, 1, 1))
+        y = _fused_conv(x, w, bias, s, p, d)
         return ops.reshape(y, y.shape[1:]) if single else y
     cols = apply(P.unfold, x, (kh, kw), d, p, s)  # (N, C·kh·kw, L)
     if groups == 1:
@@ -545,6 +540,49 @@ def conv2d(
             raise ValueError(f"conv2d: bias must have shape ({o},), got {b.shape}")
         y = y + ops.reshape(b, (o, 1, 1))
     return ops.reshape(y, y.shape[1:]) if single else y
+
+
+def _fused_conv(x: Tensor, w: Tensor, bias: Any, s: Any, p: Any, d: Any) -> Tensor:
+    y = apply(PC.conv2d, x, w, s, p, d)  # (N, O, OH, OW)
+    if bias is not None:
+        b = _t(bias)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), got {b.shape}")
+        y = y + ops.reshape(b, (w.shape[0], 1, 1))
+    return y
+
+
+def fused_conv2d(
+    input: Any,  # noqa: A002
+    weight: Any,
+    bias: Any = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+) -> Tensor:
+    """:func:`conv2d` (``groups=1``) as the one fused primitive ``conv2d`` that ``cr.compile`` records: faster
+    eagerly too, but ``cr.derive`` has no matrix form for it yet (use :func:`conv2d` to have it explained)."""
+    x, single = _batched(_t(input), "fused_conv2d")
+    w = _t(weight)
+    if w.ndim != 4 or w.shape[1] != x.shape[1]:
+        raise ValueError(f"fused_conv2d: weight must be (out, {x.shape[1]}, kh, kw) for input {x.shape}, got {w.shape}")
+    s, d = _pair(stride, "stride", "fused_conv2d"), _pair(dilation, "dilation", "fused_conv2d")
+    p = _conv_padding(padding, w.shape[2:], d, s)
+    _geometry("fused_conv2d", x.shape[2:], w.shape[2:], d, p, s)
+    y = _fused_conv(x, w, bias, s, p, d)
+    return ops.reshape(y, y.shape[1:]) if single else y
+
+
+def fused_max_pool2d(input: Any, kernel_size: IntPair) -> Tensor:  # noqa: A002
+    """:func:`max_pool2d` over non-overlapping windows (stride = kernel, no padding) as the primitive
+    ``max_pool2d_pick`` that ``cr.compile`` records (no index read from the values); the first maximum of each
+    window, as torch.  ``cr.derive`` has no matrix form for it yet."""
+    x, single = _batched(_t(input), "fused_max_pool2d")
+    k = _pair(kernel_size, "kernel_size", "fused_max_pool2d")
+    if x.shape[2] < k[0] or x.shape[3] < k[1]:
+        raise ValueError(f"fused_max_pool2d: kernel {k} is larger than the input's {x.shape[2:]}")
+    out = apply(PP.max_pool2d_pick, x, x, k)
+    return ops.reshape(out, out.shape[1:]) if single else out
 
 
 def conv_transpose2d(
@@ -777,6 +815,8 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "conv2d",
     "conv_transpose2d",
+    "fused_conv2d",
+    "fused_max_pool2d",
     "cross_entropy",
     "dropout",
     "elu",
