@@ -690,6 +690,12 @@ def _max_pool2d(b: Builder, v: str) -> str:
     shape = _image_shape(math.prod(b.shapes[v]))
     h, w = shape[2:]
     kernel = (b.draw(st.integers(1, min(h, 3))), b.draw(st.integers(1, min(w, 3))))
+    if kernel[0] * kernel[1] > 1:  # a tie for a window's maximum is a kink: record how close each window came
+        x = np.asarray(b.val(v), dtype=np.float64).reshape(shape)
+        oh, ow = h // kernel[0], w // kernel[1]
+        windows = x[:, :, : oh * kernel[0], : ow * kernel[1]].reshape(shape[0], shape[1], oh, kernel[0], ow, kernel[1])
+        ranked = np.sort(windows.transpose(0, 1, 2, 4, 3, 5).reshape(-1, kernel[0] * kernel[1]), axis=1)
+        b.kink(ranked[:, -1] - ranked[:, -2])
     return b.emit("max_pool2d_pick", f"cr.nn.functional.fused_max_pool2d(cr.reshape({v}, {shape}), {kernel})")
 
 
