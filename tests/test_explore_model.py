@@ -79,7 +79,10 @@ def test_the_page_steps_to_torch_s_gradients(tmp_path):
         while not page.is_disabled("#next"):
             page.click("#next")
         shown = page.inner_text("#gradients")
+        chain = page.inner_text("#chain")
         browser.close()
+    assert "∂out/∂0.weight = " in chain or "∂loss/∂0.weight = " in chain, chain[:300]  # a product along the path
+    assert "shortcut:" in chain and "(1×1)" in chain
     assert not errors, errors
     bias = tm[2].bias.grad.numpy()
     assert f"dloss/d2.bias = [{bias[0]:.2f}, {bias[1]:.2f}]".replace("-0.00", "0.00") in shown, shown

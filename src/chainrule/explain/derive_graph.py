@@ -35,6 +35,7 @@ from ..grad_mode import no_grad
 from ..graph import node_of, stand_ins, value_of
 from ..nn.module import Module
 from ..tensor import Tensor, apply
+from .derive_chain import build_chain
 from .derive_check import TOLERANCE, CheckResult, _compare, _run_forward
 from .derive_forms import add_steps, find_layers, suggest_names
 from .derive_numpy import ExportError, module_source
@@ -544,6 +545,10 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
         )
     except ExportError as exc:
         fields["export_error"] = str(exc)
+    try:  # each gradient as the product of the local Jacobians along its paths (derive --chain), as for programs
+        fields["chain"] = build_chain(program, rec.prog, rec.env, constants)
+    except Exception:  # noqa: BLE001  (an operation the chain cannot factor leaves the chain out, never the rest)
+        fields["chain"] = None
     if check:
         fields["check"] = _check(rec, fields.get("numpy_source", ""), fields.get("export_error", ""), targets, seed)
     if rec.layers and fields.get("numpy_source"):

@@ -26,10 +26,11 @@ FRAME_HEIGHT = 760  # pixels: the page's graph, step panel and the first gradien
 class Exploration:
     """The explorer of one recorded backward pass: ``.trace`` (the data), ``.html()``, ``.save_html(path)``."""
 
-    def __init__(self, tr: Trace, title: str, derive_text: Optional[str]) -> None:
+    def __init__(self, tr: Trace, title: str, derive_text: Optional[str], chain_text: Optional[str] = None) -> None:
         self.trace = tr
         self.title = title
         self.derive_text = derive_text
+        self.chain_text = chain_text  # each gradient as the product of the local Jacobians along its paths
 
     def html(self) -> str:
         """The whole page: one self-contained HTML document (data, script and style inline)."""
@@ -37,6 +38,8 @@ class Exploration:
         data = page_data(ex)
         if self.derive_text:
             data["derive"] = self.derive_text
+        if self.chain_text:
+            data["chain"] = self.chain_text
         return render_page(data)
 
     def save_html(self, path: Union[str, os.PathLike]) -> Path:
@@ -106,7 +109,8 @@ def explore(
         output, grad, names=shared, accumulate=accumulate, precision=precision, model=model, output_name=output_name
     )
     text = str(derived) if derived is not None else None
-    return Exploration(tr, title or f"backward pass of {tr.output}", text)
+    chain = derived.chain.text() if derived is not None and derived.chain is not None else None
+    return Exploration(tr, title or f"backward pass of {tr.output}", text, chain)
 
 
 def _derivation(output: Tensor, model: Any, names: Mapping[str, Tensor], output_name: str) -> Any:

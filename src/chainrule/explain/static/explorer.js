@@ -277,6 +277,10 @@
       below.appendChild(el("h2", { text: "Matrix form (chainrule derive)" }));
       below.appendChild(el("pre", { cls: "derive", text: data.derive }));
     }
+    if (data.chain) {
+      below.appendChild(el("h2", { text: "The chain of Jacobians (derive --chain)" }));
+      below.appendChild(el("pre", { cls: "derive", id: "chain", text: data.chain }));
+    }
     var details = el("details", {}, [el("summary", { text: "the whole step table" })]);
     var tables = document.createElement("div");
     tables.innerHTML = data.table; // built by Python with every cell HTML-escaped
