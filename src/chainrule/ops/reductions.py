@@ -169,6 +169,13 @@ def _with_indices(op: str, x: Tensor, dim: Any, keepdim: bool) -> ValuesIndices:
     return ValuesIndices(values, idx)
 
 
+def _along(prim: Any, op: str, x: Any, dim: Any, keepdim: Any, axis: Axis, keepdims: Any) -> Tensor:
+    """``prim`` reduced along torch's ``dim``/``keepdim`` or NumPy's ``axis``/``keepdims`` (one spelling of each)."""
+    return _extremum(
+        prim, x, pick(op, "dim", dim, "axis", axis), bool(pick(op, "keepdim", keepdim, "keepdims", keepdims, False))
+    )
+
+
 def _max_or_min(op: str, elementwise: Any, x: Any, dim: Any, keepdim: Any, axis: Any, keepdims: Any) -> Any:
     x = _t(x)
     if isinstance(dim, (Tensor, np.ndarray)) or (
@@ -178,9 +185,7 @@ def _max_or_min(op: str, elementwise: Any, x: Any, dim: Any, keepdim: Any, axis:
     prim = R.max_ if op == "max" else R.min_
     if axis is not None or keepdims is not None or dim is None or isinstance(dim, (tuple, list)):
         # NumPy's meaning (also torch.amax): the values only; exact ties share the gradient
-        return _extremum(
-            prim, x, pick(op, "dim", dim, "axis", axis), bool(pick(op, "keepdim", keepdim, "keepdims", keepdims, False))
-        )
+        return _along(prim, op, x, dim, keepdim, axis, keepdims)
     return _with_indices(op, x, dim, bool(keepdim))
 
 
@@ -208,35 +213,20 @@ def amax(
     x: Any, dim: Axis = None, keepdim: Optional[bool] = None, *, axis: Axis = None, keepdims: Any = None
 ) -> Tensor:
     """The largest values along ``dim`` (torch.amax / np.max); exact ties share the gradient."""
-    return _extremum(
-        R.max_,
-        x,
-        pick("amax", "dim", _all_if_empty(dim), "axis", axis),
-        bool(pick("amax", "keepdim", keepdim, "keepdims", keepdims, False)),
-    )
+    return _along(R.max_, "amax", x, _all_if_empty(dim), keepdim, axis, keepdims)
 
 
 def amin(
     x: Any, dim: Axis = None, keepdim: Optional[bool] = None, *, axis: Axis = None, keepdims: Any = None
 ) -> Tensor:
     """The smallest values along ``dim`` (torch.amin / np.min); exact ties share the gradient."""
-    return _extremum(
-        R.min_,
-        x,
-        pick("amin", "dim", _all_if_empty(dim), "axis", axis),
-        bool(pick("amin", "keepdim", keepdim, "keepdims", keepdims, False)),
-    )
+    return _along(R.min_, "amin", x, _all_if_empty(dim), keepdim, axis, keepdims)
 
 
 def logsumexp(
     x: Any, dim: Axis = None, keepdim: Optional[bool] = None, *, axis: Axis = None, keepdims: Any = None
 ) -> Tensor:
-    return _extremum(
-        R.logsumexp,
-        x,
-        pick("logsumexp", "dim", _no_empty_dim("logsumexp", dim), "axis", axis),
-        bool(pick("logsumexp", "keepdim", keepdim, "keepdims", keepdims, False)),
-    )
+    return _along(R.logsumexp, "logsumexp", x, _no_empty_dim("logsumexp", dim), keepdim, axis, keepdims)
 
 
 def _one_dim(op: str, x: Tensor, dim: Any) -> tuple[int, ...]:
