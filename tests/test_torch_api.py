@@ -271,7 +271,10 @@ def test_varargs_shapes():
 
 
 # --- default dtype ------------------------------------------------------------------------------
-def test_default_dtype_is_float64_and_switches_to_torchs_float32():
+def test_default_dtype_is_float64_and_switches_to_torchs_float32(monkeypatch):
+    from chainrule.numeric import DEFAULTS
+
+    monkeypatch.setattr(DEFAULTS, "promotion", None)  # as in a process that has not imported chainrule.torch
     assert cr.get_default_dtype() == cr.float64
     assert cr.tensor([1.0]).dtype == np.float64 and cr.zeros(2).dtype == np.float64
     assert (cr.tensor([1, 2]) + 0.5).dtype == np.float64

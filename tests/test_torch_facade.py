@@ -337,11 +337,6 @@ def test_trunc_normal_matches_the_inverse_cdf():
 
 # --- the issue-12 idioms, through chainrule.torch with no default switched -----------------------------------
 
-# The one known difference (docs/torch.md): an integer tensor meeting a Python float (or divided by an
-# integer) takes chainrule's engine default (float64) instead of torch's float32, because promotion happens
-# inside the shared engine, which cannot tell which namespace made the tensor.
-INT_PROMOTION = {"int tensor + 0.5 is default float", "int tensor / int is float"}
-
 
 def test_the_issue_12_idioms_run_through_the_facade(monkeypatch):
     import tests.test_torch_idioms as old
@@ -350,10 +345,37 @@ def test_the_issue_12_idioms_run_through_the_facade(monkeypatch):
     monkeypatch.setattr(old, "cr", ct)
     results = {i.name: old.outcome(i) for i in IDIOMS}
     fails = {k: v for k, v in results.items() if v.startswith("fails")}
-    assert set(fails) == INT_PROMOTION, fails
-    for name in INT_PROMOTION:
-        assert "dtype float64, torch gives float32" in fails[name]
+    assert not fails, fails
     assert sum(r == "works" for r in results.values()) >= 340
+
+
+def test_integer_promotion_takes_torchs_default_dtype():
+    """An integer tensor meeting a Python float, divided, or sent through a float function takes torch's default
+    dtype (float32, or float64 after set_default_dtype); a float tensor of either dtype, 0-d included, keeps its
+    own, as in torch."""
+    import torch
+
+    cases = [
+        ("arange(5) * 0.5", lambda t: t.arange(5) * 0.5),
+        ("tensor([1, 2]) / 2", lambda t: t.tensor([1, 2]) / 2),
+        ("exp(arange(3))", lambda t: t.exp(t.arange(3))),
+        ("where(cond, 1.0, 2.0)", lambda t: t.where(t.arange(3) > 0, 1.0, 2.0)),
+        ("int + 0-d float64", lambda t: t.arange(3) + t.tensor(0.5, dtype=t.float64)),
+        ("int * 0-d float32", lambda t: t.arange(3) * t.tensor(0.5)),
+        ("(a == b).sum() / n", lambda t: (t.arange(4) == t.tensor([0, 1, 0, 3])).sum() / 4),
+        ("mean of int.float()", lambda t: t.arange(4).float().mean()),
+    ]
+    for default in (torch.float32, torch.float64):
+        torch.set_default_dtype(default)
+        ct.set_default_dtype(np.float32 if default is torch.float32 else np.float64)
+        try:
+            for text, make in cases:
+                ours, theirs = make(ct), make(torch)
+                assert str(ours.dtype) == str(theirs.dtype).removeprefix("torch."), (text, default)
+                np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, err_msg=text)
+        finally:
+            torch.set_default_dtype(torch.float32)
+            ct.set_default_dtype(np.float32)
 
 
 def test_the_docs_example_prints_what_it_shows(capsys):

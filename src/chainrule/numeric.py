@@ -9,8 +9,9 @@ symbolic namespace used by ``derive``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -123,9 +124,16 @@ def _np_erf(x: Any) -> np.ndarray:
 
 
 class _Defaults:
-    """Process-wide defaults (``cr.set_default_dtype``)."""
+    """Process-wide defaults: ``float`` is the dtype of new float tensors (``cr.set_default_dtype``);
+    ``promotion``, where set, names the dtype an integer tensor takes when it meets a Python float or is divided
+    (``chainrule.torch`` sets it to its own default, float32, as torch does)."""
 
     float = np.dtype(np.float64)
+    promotion: Optional[Callable[[], np.dtype]] = None
+
+    def promoted(self) -> np.dtype:
+        """The float dtype of an integer tensor's float result (no float array took part)."""
+        return self.float if self.promotion is None else self.promotion()
 
 
 DEFAULTS = _Defaults()

@@ -56,6 +56,7 @@ from .values import (
     foreign_forward,
     op_error,
     promote_int,
+    promote_int_scalar,
 )
 from .versions import (
     EPOCHS,
@@ -149,6 +150,11 @@ def as_value(x: Any, op: str = "tensor") -> Any:
 _new_tensor = object.__new__
 
 
+# A float64 0-d tensor holds a Python float; to promotion it is a float64 tensor, not a Python number (which would
+# take the default dtype): this empty array stands for it.
+_F64_MARK = np.empty(0)
+
+
 def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
     """The function ``f(x)`` applying a one-input primitive (hot path: one frame per call)."""
     fwd = prim.fwd
@@ -174,6 +180,8 @@ def make_unary(prim: Primitive) -> Callable[[Any], Tensor]:
                 raise op_error(prim, (v,), 1, exc) from None
             if type(out) is not ndarray:
                 out = _norm(out)
+                if type(out) is float and v.dtype.kind in _INT_KINDS:
+                    out = promote_int_scalar(out, v)
             elif out.dtype is _F64 and v.dtype.kind in _INT_KINDS:
                 out = promote_int(out, v)
         if x.requires_grad and (record := MODE.record):
@@ -256,10 +264,14 @@ def make_binary(prim: Primitive, reflected: bool = False) -> Callable[[Any, Any]
                 raise op_error(prim, (av, bv), 2, exc) from None
             if type(out) is not ndarray:
                 out = _norm(out)
-            elif out.dtype is _F64 and (
+            if (type(out) is float or out.dtype is _F64) and (
                 (ta is ndarray and av.dtype.kind in _INT_KINDS) or (tb is ndarray and bv.dtype.kind in _INT_KINDS)
             ):
-                out = promote_int(out, av, bv)
+                out = (promote_int_scalar if type(out) is float else promote_int)(
+                    out,
+                    _F64_MARK if a is not None and ta is float else av,
+                    bv if b is None or tb is not float else _F64_MARK,
+                )
         if need and (record := MODE.record):
             t = _new_tensor(Tensor)  # the node record, slot by slot (as Tensor(out, True, prim, ...) but faster)
             t._data = out
@@ -336,10 +348,12 @@ def apply(prim: Primitive, *args: Any) -> Tensor:
         except Exception as exc:
             raise op_error(prim, values_t, nin, exc) from None
         out = _norm(out)
-        if type(out) is ndarray and out.dtype is _F64 and nin > 1:
+        if (type(out) is float or type(out) is ndarray and out.dtype is _F64) and nin > 1:
             ins = values_t[:nin]
             if any(type(v) is ndarray and v.dtype.kind in _INT_KINDS for v in ins):
-                out = promote_int(out, *ins)
+                out = (promote_int_scalar if type(out) is float else promote_int)(
+                    out, *(_F64_MARK if type(v) is float and inputs[j] is not None else v for j, v in enumerate(ins))
+                )
     if need and (record := MODE.record):
         t = Tensor(out, True, prim, _next_seq(), EPOCHS.value, tuple(inputs), None, None, None, values_t)
         if record != 1:

@@ -28,8 +28,16 @@ def promote_int(out: ndarray, *values: Any) -> ndarray:
     float, the default float dtype; with float32 arrays, float32 (NumPy gives float64 for both).  Also for
     several inputs (cat, stack, where)."""
     floats = [v.dtype for v in values if type(v) is ndarray and v.dtype.kind == "f"]
-    target = (floats[0] if len(floats) == 1 else np.result_type(*floats)) if floats else DEFAULTS.float
+    target = (floats[0] if len(floats) == 1 else np.result_type(*floats)) if floats else DEFAULTS.promoted()
     return out if target == out.dtype else out.astype(target)
+
+
+def promote_int_scalar(out: float, *values: Any) -> Any:
+    """:func:`promote_int` for a float64 scalar result (a Python float): a 0-d array of the promoted dtype, or
+    the float itself where float64 is right."""
+    arr = np.array(out)
+    promoted = promote_int(arr, *values)
+    return out if promoted is arr else promoted
 
 
 _CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
@@ -145,7 +153,7 @@ def foreign_forward(prim: Primitive, values: tuple, nin: int) -> Any:
                 "matmul refuses too): convert one side first, e.g. x.to(np.float32) or x.double()"
             )
         if len(floats) < len(arrays) and (floats or prim.name in _FLOAT_ONLY or any(type(v) is float for v in ins)):
-            target = floats[0] if floats else native_dtype(ns, DEFAULTS.float)
+            target = floats[0] if floats else native_dtype(ns, DEFAULTS.promoted())
             for i in range(first, nin):
                 v = vals[i]
                 if is_foreign(v) and not xp.isdtype(v.dtype, "real floating"):

@@ -57,6 +57,8 @@ def _pow_dy(xp, g, out, x, y):
     # torch: where((x == 0) & (y >= 0), 0, grad * out * log(x)).  Each branch reads log() of a base that
     # is 1 wherever that branch is masked out, so no masked branch holds log(0) (its derivative would be NaN).
     # The printed formula is torch's: the guards (xp.guarded) show x and out themselves.
+    if (type(x) is float or type(x) is int) and x > 0:  # a constant base: log(x) in the gradient's own dtype
+        return g * out * xp.log(x)  # (a masked pick of two Python numbers takes the default dtype, as in torch)
     zero = x == 0
     nonzero = g * xp.guarded(zero, 0.0, out) * xp.log(xp.guarded(zero, 1.0, x))
     at_zero = g * out * xp.log(xp.guarded(y >= 0, 1.0, x))  # y < 0: out = inf, log(0) = -inf, as torch

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import creation as C
+from ..numeric import DEFAULTS as _ENGINE_DEFAULTS
 from ..tensor import Tensor
 from . import _random
 from ._linspace import torch_arange, torch_linspace
@@ -34,6 +35,11 @@ DEFAULTS = _Defaults()
 
 
 _random.DEFAULT_FLOAT.read = lambda: DEFAULTS.float
+
+# torch's promotion: an integer tensor meeting a Python float, or divided, takes torch's default dtype.  The engine
+# is shared by both faces, so once chainrule.torch is imported this holds for every tensor in the process
+# (docs/torch.md, "Integer promotion"); chainrule's creation functions keep their own default.
+_ENGINE_DEFAULTS.promotion = lambda: DEFAULTS.float
 
 
 def set_default_dtype(d: Any) -> None:
