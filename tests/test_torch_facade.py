@@ -426,3 +426,38 @@ def test_float_arange_is_torchs_bit_for_bit(dtype):
         want = torch.arange(a, b, s, dtype=getattr(torch, dtype)).numpy()
         got = ct.arange(a, b, s, dtype=getattr(ct, dtype)).numpy()
         assert got.dtype == want.dtype and np.array_equal(got, want), (a, b, s)
+
+
+def test_torch_func_is_cr_func_with_tensor_results():
+    """chainrule.torch.func runs chainrule.func's transforms (one implementation) and returns tensors; the values
+    are torch.func's."""
+    import torch
+
+    def f(w, x):
+        return (w.tanh() * x).sum()
+
+    w, x = np.linspace(-1, 1, 4), np.linspace(0.5, 2, 4)
+    ours = ct.func.grad(f)(ct.tensor(w), ct.tensor(x))
+    same = cr.func.grad(f)(cr.tensor(w), cr.tensor(x))
+    theirs = torch.func.grad(f)(torch.tensor(w), torch.tensor(x))
+    assert isinstance(ours, ct.Tensor)
+    np.testing.assert_allclose(ours.numpy(), np.asarray(same), rtol=0, atol=0)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)
+    jac = ct.func.jacrev(lambda v: v.sin() * 2)(ct.tensor(w))
+    np.testing.assert_allclose(jac.numpy(), torch.func.jacrev(lambda v: v.sin() * 2)(torch.tensor(w)).numpy())
+    per_sample = ct.func.vmap(ct.func.grad(f), in_dims=(None, 0))(ct.tensor(w), ct.tensor(np.eye(4)))
+    want = torch.func.vmap(torch.func.grad(f), in_dims=(None, 0))(torch.tensor(w), torch.tensor(np.eye(4)))
+    np.testing.assert_allclose(per_sample.numpy(), want.numpy(), rtol=1e-12)
+
+
+def test_functional_call_keywords_as_torch():
+    m = ct.nn.Linear(2, 1)
+    x = ct.ones(1, 2)
+    zero = {"weight": ct.zeros(1, 2), "bias": ct.zeros(1)}
+    assert ct.func.functional_call(m, zero, x).item() == 0.0
+    with pytest.raises(ValueError, match="more than one dict"):
+        ct.func.functional_call(m, ({"bias": ct.zeros(1)}, {"bias": ct.zeros(1)}), x)
+    with pytest.raises(RuntimeError, match="missing key.*weight"):
+        ct.func.functional_call(m, {"bias": ct.zeros(1)}, x, strict=True)
+    with pytest.raises(KeyError, match="not a parameter or buffer"):
+        ct.func.functional_call(m, {"nope": ct.zeros(1)}, x)

@@ -1,120 +1,68 @@
-"""``torch.func``: ``grad``, ``grad_and_value``, ``vjp``, ``jvp``, ``jacrev``, ``jacfwd``, ``hessian``,
-``functional_call`` over chainrule's transforms; results are tensors, as in torch."""
+"""``torch.func``: chainrule's own function transforms (:mod:`chainrule.func`, the one implementation), with
+torch's extra keywords and results as tensors, as torch gives them."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
-from typing import Any, Union
+from collections.abc import Callable
+from typing import Any
 
-from .. import forward as _fwd
-from .. import transforms as _tr
+from .. import func as _func
 from ..nn.module import Module
-from ..tensor import Tensor
 from ..torch_names import module_getattr
-from ..vectorize import vmap as _vmap
 from ._wrap import as_tensors
 
-ArgNums = Union[int, tuple]
+ArgNums = _func.ArgNums
 
 
-def _aux_split(f: Callable, has_aux: bool, box: list) -> Callable:
-    if not has_aux:
-        return f
+def _tensor_results(transform: Callable) -> Callable:
+    """``transform(f, ...)`` whose transformed function returns tensors."""
 
-    @functools.wraps(f)
-    def main(*args: Any, **kwargs: Any) -> Any:
-        out = f(*args, **kwargs)
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise RuntimeError("has_aux=True: the function must return a pair (output, aux)")
-        box.append(out[1])
-        return out[0]
+    @functools.wraps(transform)
+    def make(func: Callable, *args: Any, **kwargs: Any) -> Callable:
+        transformed = transform(func, *args, **kwargs)
 
-    return main
+        @functools.wraps(func)
+        def run(*a: Any, **kw: Any) -> Any:
+            return as_tensors(transformed(*a, **kw))
 
+        return run
 
-def grad_and_value(func: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
-    """``(gradient, value)`` (``((gradient, (value, aux))`` with ``has_aux``), as torch.func."""
-
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        box: list = []
-        value, g = _tr.value_and_grad(_aux_split(func, has_aux, box), argnums)(*args, **kwargs)
-        g, value = as_tensors(g), as_tensors(value)
-        if has_aux:
-            return g, (value, box[-1])
-        return g, value
-
-    return run
+    return make
 
 
-def grad(func: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        g, rest = grad_and_value(func, argnums, has_aux)(*args, **kwargs)
-        return (g, rest[1]) if has_aux else g
+grad = _tensor_results(_func.grad)
+grad_and_value = _tensor_results(_func.grad_and_value)
+hessian = _tensor_results(_func.hessian)
 
-    return run
+
+def jacrev(func: Callable, argnums: ArgNums = 0, *, has_aux: bool = False, chunk_size: Any = None) -> Callable:
+    """``torch.func.jacrev``; ``chunk_size`` (a memory limit in torch) changes nothing here."""
+    return _tensor_results(_func.jacrev)(func, argnums, has_aux=has_aux)
+
+
+def jacfwd(func: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, randomness: str = "error") -> Callable:
+    return _tensor_results(_func.jacfwd)(func, argnums, has_aux=has_aux)
+
+
+def vmap(
+    func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = "error", *, chunk_size: Any = None
+) -> Callable:
+    return _tensor_results(_func.vmap)(func, in_dims, out_dims, randomness=randomness, chunk_size=chunk_size)
 
 
 def vjp(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
-    box: list = []
-    out, fn = _tr.vjp(_aux_split(func, has_aux, box), *primals)
+    """``(output, vjp_fn)`` (and the aux with ``has_aux``); ``vjp_fn`` returns a tuple of tensors."""
+    out, fn, *aux = _func.vjp(func, *primals, has_aux=has_aux)
 
     def vjp_fn(cotangent: Any) -> tuple:
         return as_tensors(tuple(fn(cotangent)))
 
-    return (as_tensors(out), vjp_fn, box[-1]) if has_aux else (as_tensors(out), vjp_fn)
+    return (as_tensors(out), vjp_fn, *aux)
 
 
 def jvp(func: Callable, primals: Any, tangents: Any, *, strict: bool = False, has_aux: bool = False) -> tuple:
-    return as_tensors(_fwd.jvp(func, tuple(primals), tuple(tangents), has_aux=has_aux))
-
-
-def jacrev(func: Callable, argnums: ArgNums = 0, *, has_aux: bool = False, chunk_size: Any = None) -> Callable:
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        box: list = []
-        j = as_tensors(_tr.jacobian(_aux_split(func, has_aux, box), argnums)(*args, **kwargs))
-        return (j, box[-1]) if has_aux else j
-
-    return run
-
-
-def jacfwd(func: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, randomness: str = "error") -> Callable:
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return as_tensors(_fwd.jacfwd(func, argnums, has_aux=has_aux)(*args, **kwargs))
-
-    return run
-
-
-def hessian(func: Callable, argnums: ArgNums = 0) -> Callable:
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return as_tensors(_fwd.hessian(func, argnums)(*args, **kwargs))
-
-    return run
-
-
-@contextlib.contextmanager
-def _swapped(module: Module, values: dict[str, Any]) -> Iterator[None]:
-    saved = []
-    try:
-        for name, value in values.items():
-            owner_path, _, attr = name.rpartition(".")
-            owner = module.get_submodule(owner_path)
-            d = owner.__dict__
-            table = d["_parameters"] if attr in d["_parameters"] else d.get("_buffers", {})
-            if attr not in table:
-                raise AttributeError(f"functional_call: the module has no parameter or buffer {name!r}")
-            saved.append((table, attr, table[attr]))
-            dict.__setitem__(table, attr, value) if table is d["_parameters"] else table.__setitem__(attr, value)
-        yield
-    finally:
-        for table, attr, old in reversed(saved):
-            dict.__setitem__(table, attr, old)
+    return as_tensors(_func.jvp(func, tuple(primals), tuple(tangents), has_aux=has_aux))
 
 
 def functional_call(
@@ -126,36 +74,37 @@ def functional_call(
     tie_weights: bool = True,
     strict: bool = False,
 ) -> Any:
-    """Call ``module`` with some parameters/buffers replaced by the given tensors (for this call only)."""
-    dicts = parameter_and_buffer_dicts
-    values: dict[str, Any] = {}
-    for d in dicts if isinstance(dicts, (tuple, list)) else (dicts,):
-        values.update(d)
-    args = () if args is None else (args if isinstance(args, tuple) else (args,))
-    with _swapped(module, values):
-        return module(*args, **(kwargs or {}))
-
-
-def _is_tensor(x: Any) -> bool:
-    return isinstance(x, Tensor)
+    """``torch.func.functional_call``.  A name that matches no parameter or buffer is refused (torch skips it,
+    which hides a typo); ``strict=True`` also requires every parameter and buffer to be given, as torch's."""
+    if not tie_weights:
+        raise NotImplementedError(
+            "functional_call(tie_weights=False) is not supported: chainrule replaces each name given, and a tied "
+            "weight is one tensor reachable by two names; give both names"
+        )
+    dicts = (
+        parameter_and_buffer_dicts
+        if isinstance(parameter_and_buffer_dicts, (tuple, list))
+        else (parameter_and_buffer_dicts,)
+    )
+    if strict:
+        given = {k for d in dicts for k in d}
+        names = [n for n, _ in module.named_parameters()] + [n for n, _ in module.named_buffers()]
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise RuntimeError(f"functional_call(strict=True): missing key(s) {', '.join(map(repr, missing))}")
+    return _func.functional_call(module, parameter_and_buffer_dicts, () if args is None else args, kwargs)
 
 
 __getattr__ = module_getattr("torch.func")
 
-
-def vmap(
-    func: Callable,
-    in_dims: Any = 0,
-    out_dims: Any = 0,
-    randomness: str = "error",
-    *,
-    chunk_size: Any = None,
-) -> Callable:
-    """``torch.func.vmap`` (chainrule's :func:`chainrule.vmap`, torch's argument order); results are tensors."""
-    batched = _vmap(func, in_dims, out_dims, chunk_size=chunk_size, randomness=randomness)
-
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return as_tensors(batched(*args, **kwargs))
-
-    return run
+__all__ = [
+    "functional_call",
+    "grad",
+    "grad_and_value",
+    "hessian",
+    "jacfwd",
+    "jacrev",
+    "jvp",
+    "vjp",
+    "vmap",
+]
