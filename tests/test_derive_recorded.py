@@ -601,3 +601,30 @@ def test_clashing_names_get_a_suffix_and_bad_names_are_refused():
         cr.derive(out, module=a)
     with pytest.raises(TypeError, match="expected a program string"):
         cr.derive(3.0)
+
+
+# --- the steps of a recorded graph are written out and checked, as a program's are ---------------------------
+def test_recorded_steps_are_written_out_and_checked():
+    model, x, y, logits, loss = _mlp()
+    d = cr.derive(loss, module=model)
+    text = d.steps_text()
+    assert "\x02" not in text and "\x01" not in text
+    assert text.splitlines()[0].startswith("steps (index form → matrix form") and "each formula checked" in text
+    assert "dloss = 1 " in text  # the seed, not a placeholder's number
+    assert d.ok and d.check.steps.checked > 10 and not d.check.steps.failures
+    x1 = cr.tensor(np.linspace(-1, 1, 3), requires_grad=True)
+    t = cr.derive(cr.tanh(x1).sum()).steps_text()
+    assert "∂(tanh(x1))/∂x1 = diag(1 − tanh(x1) ⊙ tanh(x1))" in t and "⇒ dx1 = 1 − tanh(x1) ⊙ tanh(x1)" in t
+
+
+def test_recorded_step_check_fails_on_a_planted_wrong_step(monkeypatch):
+    """A wrong local Jacobian in one step (broadcasting's stack of identities, doubled) leaves every equation
+    right but makes the step check, and so the derivation's check, fail."""
+    from chainrule.explain import derive_steps as DS
+
+    true_bcast = DS._bcast
+    monkeypatch.setattr(DS, "_bcast", lambda V, a, b: 2.0 * true_bcast(V, a, b))
+    model, x, y, logits, loss = _mlp()
+    d = cr.derive(loss, module=model)
+    assert not d.ok
+    assert "false step line" in d.check_text() and "is false" in " ".join(d.check.steps.failures)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import keyword
 import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -41,8 +41,10 @@ from .derive_forms import add_steps, find_layers, suggest_names
 from .derive_numpy import ExportError, module_source
 from .derive_records import Line
 from .derive_run import load
-from .derive_steps import FINAL
-from .derive_walk import _inline_steps, _symbolic
+from .derive_stepcheck import check as check_steps
+from .derive_stepcheck import merge as merge_steps
+from .derive_steps import FINAL, REPLAYED
+from .derive_walk import _symbolic, finish_steps
 
 # the primitives whose VJP rules run on symbols and whose formulas the NumPy export writes
 SUPPORTED = frozenset(
@@ -495,8 +497,34 @@ def derive_recorded(
 
     if not isinstance(output, Tensor):
         raise TypeError(f"cr.derive: expected a Tensor recorded from chainrule code, got {type(output).__name__}")
-    with stand_ins():  # (the values the engine released are recomputed from the leaves by the replay)
-        return _derive(output, names, modules, check, seed, frame)
+    token = REPLAYED.set(_replayer())  # the step claims read released values recomputed from the leaves
+    try:
+        with stand_ins():  # (the values the engine released are recomputed from the leaves by the replay)
+            return _derive(output, names, modules, check, seed, frame)
+    finally:
+        REPLAYED.reset(token)
+
+
+def _replayer() -> Callable[[Tensor], Any]:
+    """``value(t)``: a graph tensor's value, recomputed from its node's inputs where the engine released it."""
+    from ..saved import ValueReleasedError
+
+    memo: dict[int, Any] = {}
+
+    def value(t: Tensor) -> Any:
+        key = id(t)
+        if key in memo:
+            return memo[key]
+        try:
+            out = t.data
+        except ValueReleasedError:
+            view = node_of(t)
+            args = [value(y) if y is not None else view.args[i] for i, y in enumerate(view.inputs)]
+            out = view.prim.fwd(*args, *view.params)
+        memo[key] = out
+        return out
+
+    return value
 
 
 def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, frame: Any) -> dict[str, Any]:
@@ -512,7 +540,7 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
         final = S.render(ln.formula)
         for st in ln.steps:
             st.text = st.text.replace(FINAL, final)
-    _inline_steps(backward, constants)
+    steps = finish_steps(backward, [], constants, ({}, {}), ({}, {}))  # each step's formulas written out
     shapes = {label: tuple(np.shape(v._data if isinstance(v, Tensor) else v)) for label, v in rec.inputs.items()}
     program = "recorded graph of " + rec.prog.output
     fields: dict[str, Any] = dict(
@@ -551,6 +579,7 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
         fields["chain"] = None
     if check:
         fields["check"] = _check(rec, fields.get("numpy_source", ""), fields.get("export_error", ""), targets, seed)
+        merge_steps(fields["check"], check_steps(steps, seed))  # a false step fails the check, as for programs
     if rec.layers and fields.get("numpy_source"):
         _closed_forms(rec, fields["numpy_source"], backward)
     return fields

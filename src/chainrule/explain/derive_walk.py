@@ -269,6 +269,15 @@ def _symbolic(
             walk.values[names[id(t)]] = np.asarray(t.data, dtype=np.float64)
     for n in prog.inputs:
         walk.values[n] = np.asarray(env[n].data, dtype=np.float64)
+    if walk.consts:  # a recorded graph's named constant arrays (labels, a weight array, a mask), for claims too
+        for t in order:
+            view = node_of(t)
+            for a in (*view.args, *(q for p in view.params for q in (p if isinstance(p, tuple) else (p,)))):
+                if isinstance(a, (np.ndarray, range)) and id(a) in walk.consts:
+                    named = walk.consts[id(a)]  # a variable, or an array printed by its name (labels)
+                    key = named.name if isinstance(named, S.Sym) else str(named)
+                    arr = np.asarray(a)
+                    walk.values[key] = arr if arr.dtype.kind in "iub" else arr.astype(np.float64)
 
     remaining: dict[int, int] = {}
     for t in order:
