@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from ..tensor import Tensor
+from .explore_layers import layer_steps
 from .page import page_data, render_page
 from .trace import Trace, trace
 
@@ -26,11 +29,19 @@ FRAME_HEIGHT = 760  # pixels: the page's graph, step panel and the first gradien
 class Exploration:
     """The explorer of one recorded backward pass: ``.trace`` (the data), ``.html()``, ``.save_html(path)``."""
 
-    def __init__(self, tr: Trace, title: str, derive_text: Optional[str], chain_text: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        tr: Trace,
+        title: str,
+        derive_text: Optional[str],
+        chain_text: Optional[str] = None,
+        layers: Optional[list] = None,
+    ) -> None:
         self.trace = tr
         self.title = title
         self.derive_text = derive_text
         self.chain_text = chain_text  # each gradient as the product of the local Jacobians along its paths
+        self.layers = layers or []  # the layer-by-layer steps (explore_layers.layer_steps)
 
     def html(self) -> str:
         """The whole page: one self-contained HTML document (data, script and style inline)."""
@@ -40,6 +51,8 @@ class Exploration:
             data["derive"] = self.derive_text
         if self.chain_text:
             data["chain"] = self.chain_text
+        if self.layers:
+            data["layers"] = self.layers
         return render_page(data)
 
     def save_html(self, path: Union[str, os.PathLike]) -> Path:
@@ -93,6 +106,7 @@ def explore(
     if not isinstance(output, Tensor):
         raise TypeError(f"explore: expected the Tensor whose backward pass to show, got {type(output).__name__}")
     callers = _callers_tensors()
+    arrays = _callers_tensors(np.ndarray)  # (labels held as arrays: the matrix form names them as the caller does)
     if output_name is None:
         found = [k for k, v in callers.items() if v is output]
         output_name = found[0] if len(found) == 1 else None
@@ -100,7 +114,7 @@ def explore(
     # matrix form alike (names= wins; the model names its parameters)
     shared = {k: v for k, v in callers.items() if v is not output}
     shared.update(names or {})
-    derived = _derivation(output, model, shared, output_name or "out")
+    derived = _derivation(output, model, shared, output_name or "out", arrays)
     if derived is not None:  # the values derive named (logprobs, u1) keep those names in the steps too
         for label, t in derived.tensors.items():
             if isinstance(t, Tensor) and t is not output and "." not in label:
@@ -110,23 +124,26 @@ def explore(
     )
     text = str(derived) if derived is not None else None
     chain = derived.chain.text() if derived is not None and derived.chain is not None else None
-    return Exploration(tr, title or f"backward pass of {tr.output}", text, chain)
+    layers = layer_steps(derived, output, precision) if derived is not None else None
+    return Exploration(tr, title or f"backward pass of {tr.output}", text, chain, layers)
 
 
-def _derivation(output: Tensor, model: Any, names: Mapping[str, Tensor], output_name: str) -> Any:
+def _derivation(
+    output: Tensor, model: Any, names: Mapping[str, Tensor], output_name: str, arrays: Mapping[str, Any]
+) -> Any:
     """``cr.derive`` of the recorded graph in the page's names (None where derive cannot)."""
     from .derive import derive
 
-    labels = {t: n for n, t in names.items()}
-    labels[output] = output_name
+    labels = [(t, n) for n, t in names.items() if t is not output] + [(output, output_name)]
+    labels += [(a, n) for n, a in arrays.items()]
     try:
         return derive(output, module=model, names=labels)
     except Exception:  # derive covers most of what the engine records; the page simply omits what it cannot
         return None
 
 
-def _callers_tensors() -> dict[str, Tensor]:
-    """The tensors among the local variables of :func:`explore`'s caller, by name."""
+def _callers_tensors(kind: type = Tensor) -> dict[str, Any]:
+    """The tensors (or other objects of ``kind``) among the local variables of :func:`explore`'s caller."""
     frame = inspect.currentframe()
     try:
         caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
@@ -135,7 +152,7 @@ def _callers_tensors() -> dict[str, Tensor]:
         return {
             k: v
             for k, v in caller.f_locals.items()
-            if isinstance(v, Tensor) and k.isidentifier() and not k.startswith("_")
+            if isinstance(v, kind) and k.isidentifier() and not k.startswith("_")
         }
     finally:
         del frame

@@ -150,12 +150,12 @@
   }
 
   // --- one step ---------------------------------------------------------------------------
-  function heatmap(jac) {
+  function heatmap(jac, label) {
     var max = 0;
     jac.entries.forEach(function (row) {
       row.forEach(function (v) { if (v !== null) max = Math.max(max, Math.abs(v)); });
     });
-    var table = el("table", { cls: "heat", "aria-label": "local Jacobian" });
+    var table = el("table", { cls: "heat", "aria-label": label || "local Jacobian" });
     jac.entries.forEach(function (row, r) {
       var tr = el("tr");
       row.forEach(function (v, c) {
@@ -273,6 +273,7 @@
     });
     below.appendChild(el("h2", { text: "Gradients" }));
     below.appendChild(leaves);
+    if (data.layers && data.layers.length) showLayers(data.layers);
     if (data.derive) {
       below.appendChild(el("h2", { text: "Matrix form (chainrule derive)" }));
       below.appendChild(el("pre", { cls: "derive", text: data.derive }));
@@ -287,6 +288,69 @@
     details.appendChild(tables);
     below.appendChild(details);
     go(0);
+  }
+
+  // --- layer by layer: the matrix form of a recorded model, one equation per step ----------------------
+  function grid(values, label) { // a small value or gradient as a heat map (the Jacobian heat map's colours)
+    return heatmap({ entries: values.entries, text: values.text }, label);
+  }
+
+  function chainBox(chain) {
+    var box = el("div", { cls: "chain", id: "layer-chain" });
+    box.appendChild(el("div", { cls: "words", text: "the chain of local Jacobians along each path from the output (" +
+      chain.symbol + " is " + chain.size + "):" }));
+    chain.paths.forEach(function (path, k) {
+      var row = el("div", { cls: "path mono" }, [el("span", { text: (k ? "+ " : chain.symbol + " = ") })]);
+      path.forEach(function (f, i) {
+        if (i) row.appendChild(el("span", { cls: "dot", text: " · " }));
+        row.appendChild(el("span", { cls: "factor", title: f.note }, [
+          el("span", { cls: "symbol", text: f.symbol }), el("sub", { cls: "size", text: f.size }),
+        ]));
+      });
+      box.appendChild(row);
+    });
+    if (chain.more_paths) box.appendChild(el("div", { cls: "words", text: "+ " + chain.more_paths + " more paths" }));
+    return box;
+  }
+
+  function showLayers(layers) {
+    var at = 0;
+    var box = el("div", { id: "layer-step", "aria-live": "polite" });
+    var back = el("button", { id: "layer-prev", type: "button", text: "← previous" });
+    var fwd = el("button", { id: "layer-next", type: "button", text: "next →" });
+    var count = el("span", { id: "layer-counter" });
+    below.appendChild(el("h2", { text: "Layer by layer (the matrix form, forward then backward)" }));
+    below.appendChild(el("section", { id: "layers" }, [el("div", { cls: "controls" }, [back, fwd, count]), box]));
+    function draw() {
+      var s = layers[at];
+      box.textContent = "";
+      box.className = s.phase;
+      count.textContent = (s.phase === "forward" ? "forward" : "backward") + " " + (at + 1) + " of " + layers.length;
+      box.appendChild(el("div", { cls: "line equation", text: s.equation + "    (" + s.shape + ")" }));
+      if (s.steps && s.steps.length) {
+        var why = el("ol", { cls: "why" });
+        s.steps.forEach(function (st) {
+          var checked = st.error === null || st.error === undefined ? "" : "  ✓ checked, error " + st.error.toExponential(1);
+          why.appendChild(el("li", {}, [
+            el("span", { cls: "mono", text: st.text }),
+            el("span", { cls: "reason", text: st.reason ? "  — " + st.reason : "" }),
+            el("span", { cls: "checked", text: checked }),
+          ]));
+        });
+        box.appendChild(why);
+      }
+      if (s.chain) box.appendChild(chainBox(s.chain));
+      if (s.values) {
+        box.appendChild(grid(s.values, s.phase === "forward" ? "value" : "gradient"));
+        box.appendChild(el("div", { cls: "words", text: (s.phase === "forward" ? "the value of " : "the gradient ") +
+          s.name + " (red positive, blue negative; hover for the numbers)" }));
+      }
+      back.disabled = at === 0;
+      fwd.disabled = at === layers.length - 1;
+    }
+    back.addEventListener("click", function () { at = Math.max(0, at - 1); draw(); });
+    fwd.addEventListener("click", function () { at = Math.min(layers.length - 1, at + 1); draw(); });
+    draw();
   }
 
   // --- server mode: ask for a new explanation ---------------------------------------------
