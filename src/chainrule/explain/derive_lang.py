@@ -169,6 +169,10 @@ def derive_language(
         if isinstance(v, (Tensor, np.ndarray)) and id(v) not in seen:
             seen.add(id(v))
             pairs.append((v, name))
+    for v, label in evaluator.labels:  # masks not assigned a name: [x > 0]
+        if id(v) not in seen and not any(label == name for _, name in pairs):
+            seen.add(id(v))
+            pairs.append((v, label))
     frame = types.SimpleNamespace(f_locals={n: v for n, v in env.items() if isinstance(v, (Tensor, np.ndarray))})
     try:
         fields = derive_recorded(out, names=pairs, frame=frame, check=check, seed=seed)

@@ -22,7 +22,7 @@ from ..creation import tensor
 from ..nn import functional as F
 from ..tensor import Tensor
 from .lang import Compare, Index, Range, Slice
-from .parse import BinOp, Call, Name, Neg, Node, Num, ParseError, _apply_binop, _check_size, _result_size
+from .parse import BinOp, Call, Name, Neg, Node, Num, ParseError, _apply_binop, _check_size, _result_size, to_text
 
 _COMPARE = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal, "==": np.equal}
 _COMPARE["!="] = np.not_equal
@@ -52,6 +52,7 @@ class Evaluator:
         self.env = env
         self.classes = classes  # integer input -> its declared class count (None: not declared)
         self.max_values = max_values
+        self.labels: list[tuple[np.ndarray, str]] = []  # masks of comparisons, by their text
         self.held = sum(int(np.size(v)) for v in env.values() if not isinstance(v, Pending))
 
     # --- helpers -------------------------------------------------------------------------------------
@@ -144,9 +145,13 @@ class Evaluator:
             raw = [np.asarray(x.data if isinstance(x, Tensor) else x) for x in (a, b)]
             if not any(isinstance(x, Tensor) for x in (a, b)):
                 raise ParseError(f"'{n.op}' compares two numbers; compare a tensor", kind="value", column=n.col)
-            out = _COMPARE[n.op](*raw)
+            out = np.asarray(_COMPARE[n.op](*raw))
             self.tally(out.size, n.col)
-            return np.asarray(out)
+            try:  # its name in the equations: the Iverson bracket of the comparison, [x > 0]
+                self.labels.append((out, f"[{to_text(n.left)} {n.op} {to_text(n.right)}]"))
+            except AttributeError:  # (an operand to_text cannot write: indexing) the mask gets a plain name
+                pass
+            return out
         if isinstance(n, Index):
             return self.index(n)
         assert isinstance(n, Call)
