@@ -620,10 +620,16 @@ def recorded_layout(forward: list[Any], inputs: Mapping[str, Any]) -> str:
     for ln in forward:
         for node in S.nodes(ln.formula):
             if node.op == "matmul":
-                left = node.args[0]
-                if isinstance(left, S.Sym) and left.op == "var" and left.name in params:
+                left, right = node.args[0], node.args[1]
+                if isinstance(right, S.Sym) and right.op == "transpose" and _is_var(right.args[0], params):
+                    return "row"  # x · Wᵀ (in a typed program every input has a gradient, x too)
+                if _is_var(left, params):
                     return "column"
     return "row"
+
+
+def _is_var(x: Any, names: set[str]) -> bool:
+    return isinstance(x, S.Sym) and x.op == "var" and x.name in names
 
 
 def _merge_terms(formula: Any) -> Any:
