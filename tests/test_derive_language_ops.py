@@ -30,8 +30,9 @@ def _t(a):
     return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64, requires_grad=True)
 
 
-def _ints(a):
-    return torch.tensor(np.asarray(a), dtype=torch.int64)
+def _data(a):
+    """An integer input (int64) or a recorded constant such as dropout's mask (float64), without a gradient."""
+    return torch.from_numpy(np.array(a))
 
 
 # program, shapes, ints, fragment of the printed text (equations, or steps with steps=True), torch program
@@ -192,12 +193,45 @@ CASES = {
         "softmax(0.5 (q · kᵀ)",
         lambda v: (TF.scaled_dot_product_attention(v["q"], v["k"], v["v"], scale=0.5) ** 2).sum(),
     ),
+    "dropout": (
+        "h = dropout(x, p=0.25); g = dropout(tanh(h)); L = sum(g * g)",
+        {"x": (4, 3)},
+        None,
+        "dh = ",
+        lambda v, c: ((torch.tanh(v["x"] * c["dropout_mask"]) * c["dropout_mask_2"]) ** 2).sum(),
+    ),
+    "mse_loss": (
+        "L = mse_loss(x, y)",
+        {"x": (4, 3), "y": (4, 3)},
+        None,
+        "(x − y)",
+        lambda v: TF.mse_loss(v["x"], v["y"]),
+    ),
+    "flatten": (
+        "f2 = flatten(x, start_dim=1); L = sum(tanh(f2) @ w)",
+        {"x": (2, 3, 2), "w": (6,)},
+        None,
+        "f2 = reshape(x, 2×6)",
+        lambda v: (torch.tanh(torch.flatten(v["x"], start_dim=1)) @ v["w"]).sum(),
+    ),
+    "activations": (
+        "L = sum(square(leaky_relu(x, 0.1)) + square(elu(x)) + square(silu(x)) + square(clamp(x, -0.5, max=0.5)))",
+        {"x": (8,)},
+        None,
+        "clip(x)",
+        lambda v: (
+            TF.leaky_relu(v["x"], 0.1) ** 2
+            + TF.elu(v["x"]) ** 2
+            + TF.silu(v["x"]) ** 2
+            + torch.clamp(v["x"], -0.5, 0.5) ** 2
+        ).sum(),
+    ),
 }
 
 
 def _torch_grads(d: cr.Derivation, fn) -> dict[str, np.ndarray]:
     floats = {n: _t(v.data) for n, v in d.inputs.items() if isinstance(v, cr.Tensor)}
-    ints = {n: _ints(v) for n, v in d.inputs.items() if not isinstance(v, cr.Tensor)}
+    ints = {n: _data(v) for n, v in d.inputs.items() if not isinstance(v, cr.Tensor)}
     loss = fn(floats, ints) if fn.__code__.co_argcount == 2 else fn(floats)
     loss.backward()
     return {n: t.grad.numpy() for n, t in floats.items()}

@@ -37,6 +37,7 @@ from .derive_chain import Chain, build_chain
 from .derive_check import CheckResult
 from .derive_check import check as run_check
 from .derive_graph import derive_recorded, recorded_layout
+from .derive_lang import derive_language
 from .derive_numpy import ExportError, module_source
 from .derive_records import Jacobian, Line
 from .derive_run import load
@@ -513,8 +514,6 @@ def derive(
     except ParseError:  # (indexing, comparisons or an operation of the extended language: recorded, then derived)
         prog = None
     if prog is None:
-        from .derive_lang import derive_language
-
         fields = derive_language(
             program, shapes, ints=ints, values=values, constants=tuple(constants), seed=seed, check=check,
             max_numbers=max_numbers,

@@ -169,9 +169,15 @@ def derive_language(
         if isinstance(v, (Tensor, np.ndarray)) and id(v) not in seen:
             seen.add(id(v))
             pairs.append((v, name))
-    for v, label in evaluator.labels:  # masks not assigned a name: [x > 0]
-        if id(v) not in seen and not any(label == name for _, name in pairs):
+    taken = {name for _, name in pairs}
+    for v, label in evaluator.labels:  # masks not assigned a name: [x > 0], dropout_mask
+        if id(v) not in seen:
+            base, k = label, 1
+            while label in taken:
+                k += 1
+                label = f"{base}_{k}"
             seen.add(id(v))
+            taken.add(label)
             pairs.append((v, label))
     frame = types.SimpleNamespace(f_locals={n: v for n, v in env.items() if isinstance(v, (Tensor, np.ndarray))})
     try:

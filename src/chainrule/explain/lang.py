@@ -37,6 +37,7 @@ class Op:
     tensors: int  # required tensor operands, first
     optional: int = 0  # optional tensor operands after them (a bias)
     statics: tuple[str, ...] = ()  # positional static arguments after the tensors (also accepted as keywords)
+    optional_statics: tuple[str, ...] = ()  # those of the statics that have a default (dropout's p)
     keywords: tuple[str, ...] = ()
     variadic: bool = False  # cat(a, b, ...) or cat((a, b), ...)
     spelling: str = ""  # how the docs and the errors write a call
@@ -64,6 +65,15 @@ OPERATIONS: dict[str, Op] = {
     "max_pool2d": Op(1, statics=("kernel_size",), keywords=("stride", "padding"), spelling="max_pool2d(x, 2)"),
     "avg_pool2d": Op(1, statics=("kernel_size",), keywords=("stride", "padding"), spelling="avg_pool2d(x, 2)"),
     "linear": Op(2, optional=1, spelling="linear(x, W, b)"),
+    "dropout": Op(1, statics=("p",), optional_statics=("p",), spelling="dropout(x, p=0.5)"),
+    "mse_loss": Op(2, spelling="mse_loss(x, y)"),
+    "flatten": Op(1, keywords=("start_dim", "end_dim"), spelling="flatten(x, start_dim=1)"),
+    "leaky_relu": Op(
+        1, statics=("negative_slope",), optional_statics=("negative_slope",), spelling="leaky_relu(x, 0.01)"
+    ),
+    "elu": Op(1, statics=("alpha",), optional_statics=("alpha",), spelling="elu(x, alpha=1.0)"),
+    "silu": Op(1, spelling="silu(x)"),
+    "clamp": Op(1, statics=("min", "max"), optional_statics=("min", "max"), spelling="clamp(x, -1, 1)"),
     "attention": Op(3, keywords=("scale",), spelling="attention(q, k, v, scale=None)"),
     "scaled_dot_product_attention": Op(3, keywords=("scale",), spelling="scaled_dot_product_attention(q, k, v)"),
 }
@@ -298,7 +308,7 @@ class LangChecker(_Checker):
                 raise ParseError(f"{fname}(): {kw.arg} is given twice", kind="syntax", column=self.col(kw.value))
             kwargs[kw.arg] = self.static(fname, kw.arg, kw.value)
         for name in op.statics:
-            if name not in kwargs:
+            if name not in kwargs and name not in op.optional_statics:
                 raise ParseError(f"{fname}() needs its {name}: {op.usage(fname)}", kind="syntax", column=col)
         for a, b in (("axis", "dim"), ("keepdims", "keepdim")):
             if a in kwargs and b in kwargs:
@@ -327,6 +337,14 @@ class LangChecker(_Checker):
             return float(n)
         if name in ("axis", "dim") and isinstance(value, ast.Constant) and value.value is None:
             return None
+        if name in ("p", "negative_slope", "alpha", "min", "max"):
+            if name in ("min", "max") and isinstance(value, ast.Constant) and value.value is None:
+                return None
+            n = self.number(value)
+            if n is None or not math.isfinite(n) or (name == "p" and not 0 <= n < 1):
+                want = "a probability from 0 up to (not including) 1" if name == "p" else "a number"
+                raise ParseError(f"{fname}(): {name} must be {want}, got {_what(value)}", kind="value", column=col)
+            return float(n)
         items = value.elts if isinstance(value, (ast.Tuple, ast.List)) else [value]
         tuple_form = isinstance(value, (ast.Tuple, ast.List))
         if not items or len(items) > 6:

@@ -351,3 +351,32 @@ class Evaluator:
         return ops.matmul(F.softmax(scores, dim=-1), v)
 
     op_scaled_dot_product_attention = op_attention
+
+    def op_dropout(self, n: Call, p: float = 0.5) -> Tensor:
+        """Training-mode dropout with a mask drawn from a fixed seed (``keep / (1 − p)``, an input of the graph)."""
+        x = self._one(n)
+        keep = np.random.default_rng([20261208, 99, len(self.labels)]).random(x.shape) >= p
+        scale = keep.astype(np.float64) / (1.0 - p)
+        self.labels.append((scale, "dropout_mask"))
+        return x * scale
+
+    def op_mse_loss(self, n: Call) -> Tensor:
+        a, b = self._tensors(n)
+        return F.mse_loss(a, b)
+
+    def op_flatten(self, n: Call, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return F.flatten(self._one(n), start_dim, end_dim)
+
+    def op_leaky_relu(self, n: Call, negative_slope: float = 0.01) -> Tensor:
+        return F.leaky_relu(self._one(n), negative_slope)
+
+    def op_elu(self, n: Call, alpha: float = 1.0) -> Tensor:
+        return F.elu(self._one(n), alpha)
+
+    def op_silu(self, n: Call) -> Tensor:
+        return F.silu(self._one(n))
+
+    def op_clamp(self, n: Call, min: Optional[float] = None, max: Optional[float] = None) -> Tensor:  # noqa: A002
+        if min is None and max is None:
+            raise ParseError("clamp(x, min, max): give min or max (or both)", kind="value", column=n.col)
+        return ops.clip(self._one(n), min, max)
