@@ -378,3 +378,17 @@ def test_planted_wrong_where_and_log_softmax_rules_fail_the_check(monkeypatch):
     monkeypatch.setattr(RED.log_softmax, "vjps", (lambda xp, g, out, x, axis: g,) + tuple(rule[1:]))
     d = cr.derive("L = cross_entropy(logits, Y)", {"logits": (6, 4), "Y": (6,)}, ints={"Y": 4})
     assert not d.ok and d.errors["dlogits"] > 1e-3
+
+
+def test_constants_budget_and_layout():
+    d = cr.derive("h = square(x - t); L = sum(h)", {"x": (3,), "t": (3,)}, constants=["t"])
+    assert d.ok and [ln.name for ln in d.backward] == ["dL", "dh", "dx"]  # no gradient for the constant t
+    with pytest.raises(cr.ParseError) as info:
+        cr.derive("L = sum(square(x))", {"x": (300, 300)}, max_numbers=1000)
+    assert info.value.kind == "limit" and "max_numbers" in str(info.value)
+    d = cr.derive("h = linear(x, W, b); L = sum(tanh(h))", {"x": (4, 3), "W": (5, 3), "b": (5,)})
+    assert d.own_layout() == "row" and d.layout("row").startswith("row layout (as written)")
+    with pytest.raises(ValueError, match="only for the program form"):
+        d.layout("column")
+    with pytest.raises(cr.ParseError, match="has shape"):
+        cr.derive("L = sum(square(x))", {"x": (3,)}, values={"x": [1.0, 2.0]})

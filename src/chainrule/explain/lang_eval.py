@@ -88,8 +88,11 @@ class Evaluator:
     def integers(self, node: Node, bound: int, what: str, negative: bool = False) -> np.ndarray:
         """An integer input's values, checked to lie below ``bound`` (drawn below it if still pending)."""
         if not isinstance(node, Name) or not isinstance(self.env.get(node.id), (np.ndarray, Pending)):
+            name = node.id if isinstance(node, Name) else "Y"
+            shown = f"{name} is not an integer input" if isinstance(node, Name) else "this value is not an input"
             raise ParseError(
-                f"{what} takes an integer input here (declare it with ints={{'Y': classes}} or --ints Y=SHAPE:CLASSES)",
+                f"{what}: {shown}; an index must be an integer input, declared with ints={{'{name}': classes}} "
+                f"or --ints {name}=SHAPE:CLASSES",
                 kind="value",
                 column=getattr(node, "col", None),
             )
@@ -246,7 +249,9 @@ class Evaluator:
             )
         a, b = (self.tensor_of(x, "where()") for x in n.args[1:])
         if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-            raise ParseError("where(): one of its two values must be a tensor, not both numbers", kind="value")
+            raise ParseError(
+                "where(): one of its two values must be a tensor, not both numbers", kind="value", column=n.col
+            )
         return ops.where(cond, a, b)
 
     def op_reshape(self, n: Call, shape: Any) -> Tensor:
@@ -310,7 +315,11 @@ class Evaluator:
     def op_batch_norm(self, n: Call, eps: float = 1e-5) -> Tensor:
         x, gamma, beta = self._tensors(n)
         if x.ndim < 2:
-            raise ParseError(f"batch_norm(x, gamma, beta): x must be (N, C) or (N, C, ...), got {tuple(x.shape)}")
+            raise ParseError(
+                f"batch_norm(x, gamma, beta): x must be (N, C) or (N, C, ...), got {tuple(x.shape)}",
+                kind="shape",
+                column=n.col,
+            )
         return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
 
     def op_layer_norm(self, n: Call, eps: float = 1e-5) -> Tensor:
