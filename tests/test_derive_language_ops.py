@@ -392,3 +392,13 @@ def test_constants_budget_and_layout():
         d.layout("column")
     with pytest.raises(cr.ParseError, match="has shape"):
         cr.derive("L = sum(square(x))", {"x": (3,)}, values={"x": [1.0, 2.0]})
+
+
+@pytest.mark.parametrize("program", ['E = sum(x * x)  # """ \\N', 'h = square(x)  # """ \\N\nE = sum(h)'])
+def test_a_comment_cannot_break_the_exported_module(program):
+    """A comment holding a triple quote or a backslash used to end the module's docstring: a traceback."""
+    d = cr.derive(program, {"x": (3,)})
+    assert d.ok, d.check_text()
+    assert '# \\"\\"\\" \\\\N' in d.numpy()
+    rc, _, err = _cli(["derive", program, "--shape", "x=3"])
+    assert rc == 0, err

@@ -29,6 +29,7 @@ from ..creation import tensor
 from ..saved import keep_values
 from ..tensor import Tensor
 from .derive_graph import DeriveError, derive_recorded
+from .derive_numpy import docstring_safe
 from .lang import parse_extended
 from .lang_eval import Evaluator, Pending, draw_integers
 from .parse import ParseError, generic_program
@@ -184,7 +185,14 @@ def derive_language(
         fields = derive_recorded(out, names=pairs, frame=frame, check=check, seed=seed)
     except DeriveError as exc:
         raise ParseError(str(exc).split("\n")[0], kind="not allowed") from None
+    placeholder = f"    {fields['program']}\n"  # ("recorded graph of L" in the exported module's docstring)
     fields["program"] = text
+    source = fields.get("numpy_source", "")
+    if source and placeholder in source:  # the module's docstring shows the program, as for the basic language
+        lines = "".join(
+            "    " + docstring_safe(ln.strip()) + "\n" for ln in text.replace(";", "\n").splitlines() if ln.strip()
+        )
+        fields["numpy_source"] = source.replace(placeholder, lines, 1)
     return fields
 
 
