@@ -402,3 +402,45 @@ def test_a_comment_cannot_break_the_exported_module(program):
     assert '# \\"\\"\\" \\\\N' in d.numpy()
     rc, _, err = _cli(["derive", program, "--shape", "x=3"])
     assert rc == 0, err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "L = x[::-1]",
+        "L = x[0:2, None]",
+        "L = x.__class__",
+        "L = x[__import__('os')]",
+        "L = x[open('f')]",
+        "L = x[range(open('f'))]",
+        "L = x[range(n)]",
+        "L = where(open('f') > 0, x, x)",
+        "L = where(lambda: 1, x, x)",
+        "L = reshape(x, open('f'))",
+        "L = reshape(x, (2, 'a'))",
+        "L = conv2d(x, W, stride=open('f'))",
+        "L = cat(*x)",
+        "L = var(x, **{'axis': 0})",
+        "L = x[...]",
+        "L = x[x > 0]",
+        "L = range(3)",
+        "L = square",
+        "square = x",
+    ],
+)
+def test_the_extended_parser_refuses_what_it_does_not_know(text):
+    from chainrule.explain.lang import parse_extended
+
+    with pytest.raises(cr.ParseError) as info:
+        parse_extended(text)
+    assert info.value.kind in ("syntax", "not allowed", "unknown name", "value") and "\n" not in str(info.value)
+
+
+def test_the_basic_parser_is_unchanged():
+    from chainrule.explain.parse import parse_expression, parse_program
+
+    for text, fragment in [("x[0]", "indexing is not allowed"), ("x < y", "a comparison is not allowed")]:
+        with pytest.raises(cr.ParseError, match=fragment):
+            parse_expression(text)
+    with pytest.raises(cr.ParseError, match="unknown function 'square'"):
+        parse_program("L = sum(square(x))")
