@@ -509,10 +509,13 @@ def derive(
         )
     if shapes is None:
         raise TypeError("cr.derive(program, shapes): a program string needs the shapes of its inputs")
-    try:
-        prog = None if ints is not None or values is not None else parse_program(generic_program(program))
-    except ParseError:  # (indexing, comparisons or an operation of the extended language: recorded, then derived)
-        prog = None
+    prog = None
+    if ints is None and values is None:
+        text = generic_program(program)  # (its own error where f and sin are both used)
+        try:
+            prog = parse_program(text)
+        except ParseError:  # (indexing, comparisons or an operation of the extended language: recorded, then derived)
+            prog = None
     if prog is None:
         fields = derive_language(
             program, shapes, ints=ints, values=values, constants=tuple(constants), seed=seed, check=check,

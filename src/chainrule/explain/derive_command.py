@@ -122,8 +122,9 @@ def is_basic(program: str) -> bool:
     """Whether ``program`` is in the basic language (else it is recorded and derived as a graph: :mod:`.lang`)."""
     from .parse import generic_program, parse_program
 
+    text = generic_program(program)  # (its own error where f and sin are both used)
     try:
-        parse_program(generic_program(program))
+        parse_program(text)
     except ParseError:
         return False
     return True
