@@ -302,6 +302,7 @@ def test_the_basic_language_keeps_its_route():
         ("L = sum(square(f(x)))", {"x": (3,)}, None, "not allowed", "f(...), the generic elementwise function"),
         ("L = cross_entropy(z, Y)", {"z": (4, 3)}, {"Y": 3}, "missing value", "missing shape for Y"),
         ("L = sum(square(x))", {"x": (3,)}, {"Q": 3}, "unknown name", "unknown name 'Q' in the ints"),
+        ("L = sum(x[i] * x)", {"x": (3,), "i": ()}, {"i": 3}, "shape", "the integer input i has shape ()"),
     ],
 )
 def test_bad_input_gets_a_clear_parse_error(program, shapes, ints, kind, fragment):

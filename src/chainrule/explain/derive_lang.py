@@ -123,6 +123,12 @@ def derive_language(
         if name in ints:
             count, given = _int_spec(name, ints[name], shape)
             classes[name] = count
+            if (shape if given is None else given.shape) == ():
+                raise ParseError(
+                    f"the integer input {name} has shape (): give it at least one axis (--ints {name}=1:N), or "
+                    "write a single index as a number, as in x[2]",
+                    kind="shape",
+                )
             if given is not None:
                 env[name] = given
             elif shape is None:

@@ -37,12 +37,12 @@ class Pending:
     key: int  # its own stream of the drawing generator
 
     def draw(self, bound: int) -> np.ndarray:
-        return np.random.default_rng([20261208, self.key]).integers(0, bound, self.shape)
+        return np.asarray(np.random.default_rng([20261208, self.key]).integers(0, bound, self.shape))
 
 
 def draw_integers(shape: tuple[int, ...], classes: int, key: int) -> np.ndarray:
     """Deterministic class indices in ``0 .. classes-1`` (the same for the same shape, count and position)."""
-    return np.random.default_rng([20261208, key]).integers(0, classes, shape)
+    return np.asarray(np.random.default_rng([20261208, key]).integers(0, classes, shape))
 
 
 class Evaluator:
