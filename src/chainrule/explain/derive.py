@@ -37,6 +37,7 @@ from .derive_chain import Chain, build_chain
 from .derive_check import CheckResult
 from .derive_check import check as run_check
 from .derive_graph import derive_recorded, recorded_layout
+from .derive_lang import derive_language
 from .derive_numpy import ExportError, module_source
 from .derive_records import Jacobian, Line
 from .derive_run import load
@@ -462,6 +463,8 @@ def derive(
     module: Any = None,
     modules: Any = (),
     batch: Any = None,
+    ints: Optional[Mapping[str, Any]] = None,
+    values: Optional[Mapping[str, Any]] = None,
 ) -> Derivation:
     """The backward equations of ``program`` in matrix form, checked against central differences.
 
@@ -479,6 +482,11 @@ def derive(
     ``modules={"fc1": fc1, "bn": bn}``, or the modules among the caller's variables), other values by
     ``names={tensor: "x"}``, ``cr.name`` or the caller's own variables (:mod:`.derive_graph`); it is checked
     at the recorded values.
+
+    A program that uses indexing or the extended operations (``square``, ``var``, ``where``, ``reshape``,
+    ``cross_entropy``, ``batch_norm``, ``conv2d``, ...: :mod:`.lang`) is recorded and derived as a graph
+    (:mod:`.derive_lang`); ``ints`` maps its integer inputs to a class count, or to their values, and ``values``
+    gives the values of float inputs (otherwise drawn).
     """
     if isinstance(program, Tensor):
         if batch is not None:
@@ -501,7 +509,19 @@ def derive(
         )
     if shapes is None:
         raise TypeError("cr.derive(program, shapes): a program string needs the shapes of its inputs")
-    prog = parse_program(generic_program(program))
+    prog = None
+    if ints is None and values is None:
+        text = generic_program(program)  # (its own error where f and sin are both used)
+        try:
+            prog = parse_program(text)
+        except ParseError:  # (indexing, comparisons or an operation of the extended language: recorded, then derived)
+            prog = None
+    if prog is None:
+        fields = derive_language(
+            program, shapes, ints=ints, values=values, constants=tuple(constants), seed=seed, check=check,
+            max_numbers=max_numbers,
+        )  # fmt: skip
+        return Derivation(**fields)
     prog.generic = generic_program(program) != program  # type: ignore[attr-defined]  (sin stands for f)
     if prog.output is None:
         raise ParseError("the program must end with an assignment, as in  E = sum(h)", kind="syntax")

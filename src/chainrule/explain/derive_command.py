@@ -27,6 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shapes of the inputs, e.g. W=64x32 a=Bx32 b=64 (B: a symbolic size; a scalar is NAME=scalar)",
     )
     parser.add_argument("--const", nargs="+", default=(), metavar="NAME", help="inputs that get no gradient (labels)")
+    parser.add_argument(
+        "--ints",
+        nargs="+",
+        default=None,
+        metavar="NAME=SHAPE:CLASSES",
+        help="integer inputs (labels, indices), e.g. Y=32:27 (shape 32, values drawn in 0..26), X=32x3:27, "
+        "Y=32 (drawn below the size of the axis Y first indexes), or the values Y=[3,0,2]",
+    )
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--latex", action="store_true", help="print the equations as a LaTeX aligned block")
     view.add_argument("--latex-document", action="store_true", help="print a complete LaTeX document")
@@ -110,6 +118,53 @@ def parse_shape(name: str, text: str) -> tuple:
     return tuple(dims)
 
 
+def is_basic(program: str) -> bool:
+    """Whether ``program`` is in the basic language (else it is recorded and derived as a graph: :mod:`.lang`)."""
+    from .parse import generic_program, parse_program
+
+    text = generic_program(program)  # (its own error where f and sin are both used)
+    try:
+        parse_program(text)
+    except ParseError:
+        return False
+    return True
+
+
+def parse_ints(items: list[str], shapes: dict) -> dict:
+    """``--ints Y=32:27 X=32x3:27 Z=[3,0,2] W=32`` -> ``{"Y": 27, ...}`` (values as arrays), filling in ``shapes``."""
+    import numpy as np
+
+    from .parse import parse_value
+
+    out: dict = {}
+    for name, text in parse_assignments(items, "--ints").items():
+        body = text.strip()
+        if body.startswith("["):
+            value = np.asarray(parse_value(body, name))
+            if not np.all(value == np.round(value)):
+                raise ParseError(f"--ints {name}: the values must be whole numbers, as in [3, 0, 2]", kind="value")
+            out[name] = value.astype(np.int64)
+            shapes.setdefault(name, value.shape)
+            continue
+        shape_text, sep, classes = body.partition(":")
+        shape = parse_shape(name, shape_text) if shape_text.strip() else shapes.get(name)
+        if shape is None:
+            raise ParseError(f"--ints {name}={text}: give the shape, as in {name}=32:27", kind="shape")
+        if any(isinstance(d, str) for d in shape):
+            raise ParseError(f"--ints {name}={text}: give the shape in numbers, as in {name}=32:27", kind="shape")
+        if name in shapes and tuple(shapes[name]) != tuple(shape):
+            raise ParseError(f"--ints {name}: the shape {shape} differs from --shape's {shapes[name]}", kind="shape")
+        shapes[name] = shape
+        if sep and not (classes.strip().isdecimal() and 1 <= int(classes.strip()[:9]) <= 1_000_000_000):
+            raise ParseError(
+                f"--ints {name}={text}: the class count after ':' must be a whole number of at least 1, as in "
+                f"{name}=32:27",
+                kind="value",
+            )
+        out[name] = int(classes) if sep else None
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the derivation; exit 1 when the check failed or could not be made, 2 on bad input."""
     from .derive import derive
@@ -134,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
                     f"--at {name}: the value has shape {shape}, but --shape says {shapes[name]}", kind="shape"
                 )
             shapes[name] = shape
+        ints = parse_ints(args.ints, shapes) if args.ints else None
+        extended = ints is not None or not is_basic(program)  # (recorded with the values given, then derived)
         result = derive(
             program,
             shapes,
@@ -141,7 +198,14 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             check=not args.no_check,
             max_numbers=args.max_numbers,
+            **({"ints": ints or {}, "values": at} if extended else {}),
         )
+        if extended and args.chain and at:
+            raise ParseError(
+                "--chain --at evaluates the program's own statements, which a program with indexing or the "
+                "extended operations does not have yet; --chain alone works (the derivation is at the --at values)",
+                kind="not allowed",
+            )
         if args.chain and at and result.chain is not None:
             result.chain.evaluate(at)  # the factors at the values, checked (the record keeps the numbers)
     except ParseError as exc:
@@ -166,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         print(result.latex_document(), end="")
     else:
         print(result.text(steps=args.steps or False))
-        if at:
+        if at and not extended:  # (a recorded program is derived and checked at the --at values themselves)
             from .derive_at import at_text
 
             missing = [n for n in shapes if n not in at]
@@ -182,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 for which in ("column", "row") if args.layout == "both" else (args.layout,):
                     print(result.layout(which))
-            except LayoutError as exc:
+            except (LayoutError, ValueError) as exc:  # (a recorded program has only its own layout)
                 print(f"chainrule derive: error: {exc}", file=sys.stderr)
                 return 2
     if result.check is not None and not result.check.ok:

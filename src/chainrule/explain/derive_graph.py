@@ -539,6 +539,7 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
     for ln in backward:
         final = S.render(ln.formula)
         for st in ln.steps:
+            st.text, st.reason = st.resolve(None, {}, {})  # (each formula written out, as the program form does)
             st.text = st.text.replace(FINAL, final)
     steps = finish_steps(backward, [], constants, ({}, {}), ({}, {}))  # each step's formulas written out
     shapes = {label: tuple(np.shape(v._data if isinstance(v, Tensor) else v)) for label, v in rec.inputs.items()}
@@ -648,10 +649,16 @@ def recorded_layout(forward: list[Any], inputs: Mapping[str, Any]) -> str:
     for ln in forward:
         for node in S.nodes(ln.formula):
             if node.op == "matmul":
-                left = node.args[0]
-                if isinstance(left, S.Sym) and left.op == "var" and left.name in params:
+                left, right = node.args[0], node.args[1]
+                if isinstance(right, S.Sym) and right.op == "transpose" and _is_var(right.args[0], params):
+                    return "row"  # x · Wᵀ (in a typed program every input has a gradient, x too)
+                if _is_var(left, params):
                     return "column"
     return "row"
+
+
+def _is_var(x: Any, names: set[str]) -> bool:
+    return isinstance(x, S.Sym) and x.op == "var" and x.name in names
 
 
 def _merge_terms(formula: Any) -> Any:

@@ -157,6 +157,8 @@ def names_in(node: Node) -> list[str]:
             stack.append(n.operand)
         elif isinstance(n, Call):
             stack += list(reversed(n.args))
+        elif hasattr(n, "children"):  # the extended language's nodes (indexing, comparisons: .lang)
+            stack += list(reversed(n.children()))
     return out
 
 
@@ -475,11 +477,16 @@ def parse_expression(text: str) -> Node:
     return _Checker(starts, text).expr(tree.body)
 
 
-def parse_program(text: str) -> Program:
-    """Parse ``name = expr; name = expr; ...`` (``;`` or newlines between statements)."""
+def parse_program(text: str, checker_class: Optional[type] = None) -> Program:
+    """Parse ``name = expr; name = expr; ...`` (``;`` or newlines between statements).
+
+    ``checker_class`` (a subclass of the checker, with its own ``reserved`` names) widens what is accepted:
+    derive's extended language (:mod:`.lang`) passes its own.
+    """
     tree, starts, text = _tree(text, "exec")
     assert isinstance(tree, ast.Module)
-    checker = _Checker(starts, text)
+    checker = (checker_class or _Checker)(starts, text)
+    reserved = getattr(checker, "reserved", FUNCTIONS)
     if not tree.body:
         raise ParseError("the program has no statements (only comments or blank lines)", kind="syntax")
     if len(tree.body) > MAX_STATEMENTS:
@@ -495,7 +502,7 @@ def parse_program(text: str) -> Program:
                     "assign to one plain name, as in  z = W @ a + b", kind="not allowed", column=checker.col(stmt)
                 )
             target = stmt.targets[0].id
-            if target in FUNCTIONS or target.startswith("_"):
+            if target in reserved or target.startswith("_"):
                 raise ParseError(f"'{target}' cannot be assigned to", kind="not allowed", column=checker.col(stmt))
             if target in assigned or target in inputs:
                 raise ParseError(
