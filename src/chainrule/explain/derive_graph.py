@@ -539,7 +539,6 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
     for ln in backward:
         final = S.render(ln.formula)
         for st in ln.steps:
-            st.text, st.reason = st.resolve(None, {}, {})  # (each formula written out, as the program form does)
             st.text = st.text.replace(FINAL, final)
     steps = finish_steps(backward, [], constants, ({}, {}), ({}, {}))  # each step's formulas written out
     shapes = {label: tuple(np.shape(v._data if isinstance(v, Tensor) else v)) for label, v in rec.inputs.items()}
