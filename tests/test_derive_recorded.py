@@ -628,3 +628,29 @@ def test_recorded_step_check_fails_on_a_planted_wrong_step(monkeypatch):
     d = cr.derive(loss, module=model)
     assert not d.ok
     assert "false step line" in d.check_text() and "is false" in " ".join(d.check.steps.failures)
+
+
+def test_linear_kronecker_notes_are_checked_and_a_wrong_one_fails(monkeypatch):
+    """'∂z/∂W is x ⊗ I_m' (W numbered by columns) and '∂z/∂x is I_n ⊗ W' are claims the check evaluates; the
+    same text over a wrong matrix fails it."""
+    from chainrule.explain import derive_claims as DC
+    from chainrule.explain import derive_steps as DS
+
+    model, x, y, logits, loss = _mlp()
+    d = cr.derive(loss, module=model)
+    notes = [st for ln in d.backward for st in ln.steps if "⊗" in st.text]
+    assert len(notes) == 3 and all(st.check is not None and st.check["max_error"] < 1e-8 for st in notes)
+
+    true_claim = DS._linear_claim
+
+    def swapped(edge, env, role, small):  # the Kronecker factors in the wrong order
+        claim = true_claim(edge, env, role, small)
+        apply = claim.apply
+        n_out = int(np.prod(edge.out_shape))
+        perm = np.random.default_rng(0).permutation(n_out)
+        return DC.Matrix(lambda env, V: apply(env, V)[perm], edge, env, None)
+
+    monkeypatch.setattr(DS, "_linear_claim", swapped)
+    model, x, y, logits, loss = _mlp()
+    bad = cr.derive(loss, module=model)
+    assert not bad.ok and any("⊗" in f and "is false" in f for f in bad.check.steps.failures)

@@ -533,10 +533,36 @@ def _edge_steps(
             steps.append(Step(f"⇒ {result}", f"{dx} = {dy}ᵀ, and (A · B)ᵀ = Bᵀ · Aᵀ", vjp))
         else:
             steps.append(Step(f"⇒ {result}", f"the VJP is {st.vjp}", vjp))
+    elif prim == "linear" and st.kind == "Kronecker product with an identity" and len(in_shape) == 2:
+        claim = _linear_claim(edge, env, role, small)
+        steps.append(Step(f"∂{yn}/∂{wrt} is {st.description}", "", claim))
+        steps.append(Step(f"⇒ {result}", f"the VJP is {st.vjp}", vjp))
     else:  # no structure claimed: said in words, and the product checked
         steps.append(Step(f"∂{yn}/∂{wrt} is {st.description}", ""))
         steps.append(Step(f"⇒ {result}", f"the VJP is {st.vjp}", vjp))
     return steps
+
+
+def _linear_claim(edge: C.Edge, env: dict, role: int, small: bool) -> C.Matrix:
+    """``x Wᵀ + b`` (x: n×k, W: m×k): wrt x the Jacobian is ``I_n ⊗ W`` (entries row by row); wrt W it is
+    ``x ⊗ I_m`` with W's entries numbered column by column (``vec``), so row by row its columns are permuted."""
+    X = np.asarray(edge.operands[0], dtype=np.float64)
+    W = np.asarray(edge.operands[1], dtype=np.float64)
+    (n, k), m = X.shape, W.shape[0]
+    if role == 0:
+
+        def apply(env: dict, V: np.ndarray) -> np.ndarray:
+            return np.einsum("jl,ilc->ijc", W, V.reshape(n, k, -1)).reshape(n * m, -1)
+
+        full = (lambda env: np.kron(np.eye(n), W)) if small else None
+    else:
+
+        def apply(env: dict, V: np.ndarray) -> np.ndarray:
+            return np.einsum("il,jlc->ijc", X, V.reshape(m, k, -1)).reshape(n * m, -1)
+
+        by_columns = np.arange(m * k).reshape(k, m).T.reshape(-1)  # W[j, l] is entry l·m + j of vec(W)
+        full = (lambda env: np.kron(X, np.eye(m))[:, by_columns]) if small else None
+    return C.Matrix(apply, edge, env, full)
 
 
 def _once(make: Any) -> Any:
