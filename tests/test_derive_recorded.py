@@ -654,3 +654,28 @@ def test_linear_kronecker_notes_are_checked_and_a_wrong_one_fails(monkeypatch):
     model, x, y, logits, loss = _mlp()
     bad = cr.derive(loss, module=model)
     assert not bad.ok and any("⊗" in f and "is false" in f for f in bad.check.steps.failures)
+
+
+def test_batched_matmul_block_notes_are_checked_and_a_wrong_block_fails(monkeypatch):
+    from chainrule.explain import derive_claims as DC
+    from chainrule.explain import derive_steps as DS
+
+    rng = np.random.default_rng(2)
+    q = cr.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
+    k = cr.tensor(rng.standard_normal((2, 4, 3)), requires_grad=True)
+    scores = q @ k
+    loss = (scores * scores).sum()
+    d = cr.derive(loss)
+    notes = [st for ln in d.backward for st in ln.steps if "⊗" in st.text and "block by block" in st.text]
+    assert len(notes) == 2 and all(st.check is not None and st.check["max_error"] < 1e-8 for st in notes)
+
+    true_claim = DS._batched_matmul_claim
+
+    def shifted(edge, env, role):  # the blocks of the wrong batch entries
+        claim = true_claim(edge, env, role)
+        half = int(np.prod(edge.out_shape)) // 2
+        return DC.Matrix(lambda env, V: np.roll(claim.apply(env, V), half, axis=0), edge, env, None)
+
+    monkeypatch.setattr(DS, "_batched_matmul_claim", shifted)
+    bad = cr.derive(loss)
+    assert not bad.ok and any("block by block" in f and "is false" in f for f in bad.check.steps.failures)

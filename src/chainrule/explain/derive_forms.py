@@ -239,6 +239,7 @@ def add_steps(
                         f"softmax cross-entropy: the scatter of −1/{n} at (range({n}), {y}) is −onehot({y}) / {n}, "
                         f"each row of onehot({y}) sums to 1, and exp(log_softmax({z})) = softmax({z}); agrees with "
                         f"the line above at the recorded values (relative difference {err:.0e})",
+                        check=_agreement(err),
                     )
                 )
         elif layer["kind"] == "nll":
@@ -278,6 +279,7 @@ def add_steps(
                     f"the closed form of {'batch' if axes == (0,) else 'layer'} norm, with x̂ = ({x} − mean_{over}({x}))"
                     f" / σ and σ = √(mean_{over}(({x} − mean)²) + ε); agrees with the line above at the recorded "
                     f"values (relative difference {err:.0e})",
+                    check=_agreement(err),
                 )
             )
         elif layer["kind"] == "conv":
@@ -292,13 +294,28 @@ def add_steps(
             rows, dim = int(index.size), int(layer["w"].shape[1])
             de = f"d{out}" if out else "the lookup's gradient"
             flat = f"reshape({de}, {rows}×{dim})" if index.ndim > 1 else de
+            if out is None or out not in grads or w not in grads:
+                continue
+            onehot = np.zeros((rows, int(layer["w"].shape[0])))
+            onehot[np.arange(rows), np.asarray(index).reshape(-1)] = 1.0
+            err = _rel(onehot.T @ np.asarray(grads[out]).reshape(rows, dim), grads[w])
+            if err >= AGREE:
+                continue
             line.steps.append(
                 Step(
                     f"= onehot({text(index)})ᵀ · {flat}",
                     f"an embedding lookup's gradient adds each row of {de} into the row of {w} it was read from "
-                    f"(repeats add up): onehot({text(index)}) is {rows}×{layer['w'].shape[0]} with one 1 per row",
+                    f"(repeats add up): onehot({text(index)}) is {rows}×{layer['w'].shape[0]} with one 1 per row; "
+                    f"agrees with the line above at the recorded values (relative difference {err:.0e})",
+                    check=_agreement(err),
                 )
             )
+
+
+def _agreement(err: float) -> dict:
+    """A closed form's check: its value against the exported gradient (itself checked against central
+    differences of the forward), at the recorded values."""
+    return {"max_error": float(err), "kind": "closed form against the checked gradient", "runs": 1}
 
 
 def _eps(layer: dict) -> float:
@@ -324,6 +341,7 @@ def _conv_steps(layer: dict, lines: dict, names: Mapping[int, str], values: Mapp
                     f"the weight gradient is the cross-correlation of the input {x} (padded) with d{y}; "
                     f"the im2col form above is the same sum as one matrix product; agrees at the recorded values "
                     f"(relative difference {err:.0e})",
+                    check=_agreement(err),
                 )
             )
     line = lines.get(f"d{x}")
@@ -337,6 +355,7 @@ def _conv_steps(layer: dict, lines: dict, names: Mapping[int, str], values: Mapp
                     f"col2im(Wᵀ · dz) adds each patch's share back where it was read: d{y} padded by k − 1 − p "
                     f"and cross-correlated with {w} flipped in both spatial axes (in and out channels swapped); "
                     f"agrees at the recorded values (relative difference {err:.0e})",
+                    check=_agreement(err),
                 )
             )
 
@@ -368,5 +387,6 @@ def _scores_steps(layer: dict, backward: list[Any], values: Mapping, grads: Mapp
                     f"the loss is −mean of log-probabilities that are a log-softmax of {z} written out (a shift, "
                     f"exp, a normalizing sum, log), so the textbook gradient of cross-entropy holds for {z}; "
                     f"agrees with the line above at the recorded values (relative difference {err:.0e})",
+                    check=_agreement(err),
                 )
             )

@@ -584,6 +584,34 @@ def _reduce(V: np.ndarray, in_shape: tuple, axes: Any, entry: float) -> np.ndarr
     return (entry * np.sum(cols, axis=tuple(a + 1 for a in axes))).reshape(k, -1).T
 
 
+def _batched_matmul_claim(edge: C.Edge, env: dict, role: int) -> C.Matrix:
+    """A batch of products ``x_b @ y_b``: the Jacobian is block diagonal, block b being ``I ⊗ y_bᵀ`` (wrt x) or
+    ``x_b ⊗ I`` (wrt y), entries numbered row by row; applied block by block from those Kronecker products."""
+    X = np.asarray(edge.operands[0], dtype=np.float64)
+    Y = np.asarray(edge.operands[1], dtype=np.float64)
+    xs, ys = X.reshape(-1, *X.shape[-2:]), Y.reshape(-1, *Y.shape[-2:])
+    (a, _), (_, c) = xs.shape[1:], ys.shape[1:]
+    blocks = [np.kron(np.eye(a), yb.T) if role == 0 else np.kron(xb, np.eye(c)) for xb, yb in zip(xs, ys)]
+    size_in = (xs if role == 0 else ys)[0].size
+
+    def apply(env: dict, V: np.ndarray) -> np.ndarray:
+        cols = V.reshape(len(blocks), size_in, -1)
+        return np.concatenate([B @ v for B, v in zip(blocks, cols)], axis=0)
+
+    full = None
+    if len(blocks) * blocks[0].size <= 250_000:
+        full = lambda env: _block_diagonal(blocks)  # noqa: E731
+    return C.Matrix(apply, edge, env, full)
+
+
+def _block_diagonal(blocks: list) -> np.ndarray:
+    rows, cols = blocks[0].shape
+    out = np.zeros((rows * len(blocks), cols * len(blocks)))
+    for i, B in enumerate(blocks):
+        out[i * rows : (i + 1) * rows, i * cols : (i + 1) * cols] = B
+    return out
+
+
 def _index_claim(walk: Any, forms: list, edge: C.Edge, shape: tuple) -> Chain:
     """Each index form (a function of the values written as an explicit sum over the indices) against Jᵀ g."""
     return Chain([_product(walk, (lambda env, f=f: f(env).reshape(shape)), [edge]) for f in forms])
@@ -598,9 +626,12 @@ def _matmul_steps(
     ln = walk.names.get(id(left)) or _name(walk, left)
     rn = walk.names.get(id(right)) or _name(walk, right)
     ls, rs = tuple(left.shape), tuple(right.shape)
-    if len(ls) > 2 or len(rs) > 2:  # a batch of products: said in words, the product checked
+    if len(ls) > 2 or len(rs) > 2:  # a batch of products: one Kronecker block per product (same batch shapes)
+        claim = None
+        if len(ls) == len(rs) >= 3 and ls[:-2] == rs[:-2] and st.kind == "Kronecker product with an identity":
+            claim = _batched_matmul_claim(edge, walk.values, role)
         return [
-            Step(f"∂{yn}/∂{xn} is {st.description}", ""),
+            Step(f"∂{yn}/∂{xn} is {st.description}", "", claim),
             Step(f"⇒ {result}", f"the VJP is {st.vjp}", vjp),
         ]
     L = np.asarray(left.data, dtype=np.float64)
