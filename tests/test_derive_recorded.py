@@ -290,8 +290,8 @@ def test_string_form_unchanged_and_bad_calls():
     *_, loss = _mlp()
     with pytest.raises(TypeError, match="pass no shapes"):
         cr.derive(loss, {"x": (2, 2)})
-    with pytest.raises(NotImplementedError, match="second batch size"):
-        cr.derive(loss, batch="x")
+    with pytest.raises(DeriveError, match="'q' is not an input of the graph; its inputs are x1, "):
+        cr.derive(loss, batch="q")  # (batch= itself: tests/test_derive_batch.py)
     with pytest.raises(DeriveError, match="leaf"):
         cr.derive(cr.tensor([1.0], requires_grad=True))
 

@@ -444,9 +444,14 @@ def _edge_steps(
         sgn = "−" if sign < 0 else ""
 
         def apply(env: dict, V: np.ndarray, s: float = sign) -> np.ndarray:
+            if prim == "reshape":  # (entries in the same order: the identity on the flat entries)
+                return s * V
             return s * _bcast(V, in_shape, out_shape)
 
-        full = (lambda env, s=sign: s * C.broadcast_matrix(in_shape, out_shape)) if small else None
+        if prim == "reshape":
+            full = (lambda env, s=sign: s * np.eye(n_in)) if small else None
+        else:
+            full = (lambda env, s=sign: s * C.broadcast_matrix(in_shape, out_shape)) if small else None
         claim = C.Matrix(apply, edge, env, full)
         if st.kind == "stack of identities":
             steps.append(
