@@ -9,10 +9,16 @@ form is added as one more step of the gradient it gives:
 * softmax cross-entropy (mean reduction): ``dlogits = (softmax(logits) − onehot(Y)) / n``;
 * batch norm in training mode, layer norm: ``dX = (γ / σ) ⊙ (dY − mean(dY) − x̂ ⊙ mean(dY ⊙ x̂))``
   (mean over the normalized axes; ``g = dY ⊙ γ`` inside the means for layer norm);
-* an embedding lookup ``C[X]``: ``dC = onehot(X)ᵀ · dE`` (the scatter-add of the rows of ``dE``).
+* an embedding lookup ``C[X]``: ``dC = onehot(X)ᵀ · dE`` (the scatter-add of the rows of ``dE``);
+* conv2d (im2col, then a matrix product): ``dW = Σ_n dz_n · im2col(x)_nᵀ`` and ``dx = col2im(Wᵀ · dz)``
+  (the im2col view, as matrices), ``dW = dz ⋆ x`` (the cross-correlation of the input with ``dz``) and
+  ``dx = dz ∗ flip(W)`` (the full convolution of ``dz`` with the flipped kernel), with a local Jacobian
+  note of the layer for ``W`` and for ``x`` (:func:`conv_notes`).
 
-A closed form is claimed only where it agrees with the derived gradient at the
-recorded values (the exported NumPy code, run once); the step says by how much.
+Each step carries its claim (:class:`Agrees`: the closed form, computed by its own NumPy code, equals the
+gradient the printed equations give), which the steps' check evaluates.  The closed forms of the other
+layers are added only where they agree at the values (a layer found by the shape of its nodes may not be
+that layer); conv2d's are always printed, so a false one shows as FALSE and fails the check.
 """
 
 from __future__ import annotations
@@ -380,8 +386,9 @@ def _col2im(cols: np.ndarray, x_shape: tuple, layer: dict) -> np.ndarray:
 def _conv_steps(layer: dict, lines: dict, names: Mapping[int, str], values: Mapping, grads: Mapping) -> None:
     """conv2d's gradients three ways, each a step with its claim: the im2col view's matrix products, the weight
     gradient as a cross-correlation of the input with dz, the input gradient as the full convolution of dz
-    with the flipped kernel (stride and dilation 1).  Each is computed here from its own definition and
-    claimed only where it agrees with the derived line; the steps' check evaluates the claim again."""
+    with the flipped kernel (stride and dilation 1).  Each is computed here from its own definition (never
+    from the unfold primitive or its rule) and is a claim that it equals the derived line, which the steps'
+    check evaluates: the statements are always printed, and one that does not hold is marked FALSE."""
     x, w, y = (names.get(id(layer[k])) for k in ("x", "w", "y"))
     if x is None or w is None or y is None or y not in grads or x not in values or w not in values:
         return
@@ -427,15 +434,15 @@ def _conv_steps(layer: dict, lines: dict, names: Mapping[int, str], values: Mapp
                 lambda: _full_convolution(dz, wv, layer),
                 f"= d{y} ∗ flip({w}): the full convolution of d{y} with the kernel flipped",
                 f"col2im(Wᵀ · dz) adds each patch's share back where it was read: d{y} padded by k − 1 − p "
-                f"and cross-correlated with {w} flipped in both spatial axes (in and out channels swapped); "
-                "agrees with the line above at the values",
+                f"and cross-correlated with {w} flipped in both spatial axes (in and out channels swapped)",
             )
 
 
 def _claim(line: Any, derived: Any, closed: Callable[[], np.ndarray], text: str, reason: str) -> None:
-    """A closed-form step, added where its own computation agrees with the derived gradient, with that claim."""
+    """A closed-form step of conv2d with its claim (the closed form, computed by its own code, is the derived
+    gradient): printed whenever the layer is recognized, so a false one shows as FALSE and fails the check."""
     value = np.asarray(closed(), dtype=np.float64)
-    if value.shape == np.shape(derived) and _rel(value, np.asarray(derived)) < AGREE:
+    if value.shape == np.shape(derived):
         line.steps.append(Step(text, reason, Agrees(closed, lambda g=derived: g, tuple(value.shape))))
 
 
