@@ -193,6 +193,7 @@ def test_bad_batch_arguments_are_named():
         cr.derive(loss, modules=mods, batch="X")
     with pytest.raises(DeriveError, match=r"Xb has shape \(8, 3\), so the batch axis must be in -2..1, not 2"):
         cr.derive(loss, modules=mods, batch=("Xb", 2))
+    assert cr.derive(loss, modules=mods, batch={"Xb": 0}, check=False).dims == {8: "B"}
     with pytest.raises(DeriveError, match="give the name of an input"):
         cr.derive(loss, modules=mods, batch=0)
     x = cr.tensor(np.ones((1, 3)))

@@ -478,7 +478,8 @@ def derive(
     calls, operators, indexing): parameters are named by their module path (``module=model``, or
     ``modules={"fc1": fc1, "bn": bn}``, or the modules among the caller's variables), other values by
     ``names={tensor: "x"}``, ``cr.name`` or the caller's own variables (:mod:`.derive_graph`); it is checked
-    at the recorded values.
+    at the recorded values.  ``batch="x"`` (or ``("x", axis)``) prints the batch size as ``B``, checked at the
+    recorded size and at another (:mod:`.derive_batch`).
     """
     if isinstance(program, Tensor):
         if shapes is not None:

@@ -44,7 +44,9 @@ class BatchError(DeriveError):
 
 
 def parse_spec(batch: Any, inputs: Mapping[str, Any]) -> tuple[str, int]:
-    """``"x"`` (axis 0) or ``("x", axis)``: the input's printed name and its batch axis (checked)."""
+    """``"x"`` (axis 0), ``("x", axis)`` or ``{"x": axis}``: the input's printed name and its batch axis (checked)."""
+    if isinstance(batch, Mapping) and len(batch) == 1:
+        batch = next(iter(batch.items()))
     if isinstance(batch, str):
         label, axis = batch, 0
     elif isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], str):
@@ -52,7 +54,7 @@ def parse_spec(batch: Any, inputs: Mapping[str, Any]) -> tuple[str, int]:
     else:
         raise BatchError(
             f"cr.derive(output, batch={batch!r}): give the name of an input whose leading axis is the batch "
-            "(batch='x') or the name and the axis (batch=('x', 1))"
+            "(batch='x') or the name and the axis (batch=('x', 1) or batch={'x': 1})"
         )
     if label not in inputs:
         raise BatchError(
