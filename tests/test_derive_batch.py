@@ -283,3 +283,34 @@ def test_conv_model_with_symbolic_batch_matches_torch():
     for name, t in tw.items():
         _close(grads[name], t.grad, name)
     _close(grads["x"], tx.grad, "x")
+
+
+def test_makemore_every_intermediate_with_symbolic_batch():
+    """The exercise's own code (1/n written by hand, a log-softmax written out, .max(1).values): the mean's
+    1/n is B, Bessel's 1/(n − 1) is not a count of what its sum adds up, so it stays the recorded number."""
+    from tests.test_derive_recorded import _makemore
+
+    rng = np.random.default_rng(8)
+    n, V, E, T, H = 16, 27, 5, 3, 12
+    shapes = {"C": (V, E), "W1": (E * T, H), "b1": (H,), "W2": (H, V), "b2": (V,), "bngain": (1, H), "bnbias": (1, H)}
+    P = {k: cr.tensor(rng.standard_normal(s) * 0.3, requires_grad=True) for k, s in shapes.items()}
+    Xb, Yb = rng.integers(0, V, (n, T)), rng.integers(0, V, n)
+    values, loss = _makemore(cr, cr.tanh, P, cr.tensor(Xb), cr.tensor(Yb), n)
+    d = cr.derive(loss, names=[*((t, k) for k, t in P.items()), *((t, k) for k, t in values.items())], batch="Xb")
+    assert d.ok, d.check_text()
+    text = d.text()
+    assert "bnmeani = (1/B) Σ_rows(hprebn, keepdims)" in text and "bnvar = (1/15) Σ_rows(bndiff2, keepdims)" in text
+    assert "loss = −mean(logprobs[range(B), Yb])" in text
+    assert "logit_maxes = logits[range(B)[:, None], argmax]" in text
+    assert d.steps["dlogits"][-1].text == "= (softmax(logits) − onehot(Yb)) / B"
+
+
+def test_recorded_steps_are_written_out_and_their_claims_checked():
+    """Without batch= too: every step's formulas are written (no placeholder left) and its claim evaluated."""
+    mods = _modules(H=16)
+    Xb, Yb = _batch(10)
+    d = cr.derive(_loss(mods, Xb, Yb), modules=mods)
+    assert d.ok, d.check_text()
+    assert d.check.steps is not None and d.check.steps.checked > 50 and not d.check.steps.failures
+    assert "\x02" not in d.steps_text() and "each formula checked numerically" in d.steps_text()
+    assert all(st.check is not None for ln in d.backward for st in ln.steps if st.claim is not None)
