@@ -314,3 +314,13 @@ def test_recorded_steps_are_written_out_and_their_claims_checked():
     assert d.check.steps is not None and d.check.steps.checked > 50 and not d.check.steps.failures
     assert "\x02" not in d.steps_text() and "each formula checked numerically" in d.steps_text()
     assert all(st.check is not None for ln in d.backward for st in ln.steps if st.claim is not None)
+
+
+def test_derive_inside_no_grad():
+    mods = _modules(H=8)
+    Xb, Yb = _batch(6)
+    loss = _loss(mods, Xb, Yb)
+    with cr.no_grad():
+        d = cr.derive(loss, modules=mods, batch="Xb")
+        plain = cr.derive(loss, modules=mods)
+    assert d.ok and plain.ok and "range(B)" in d.text() and "range(6)" in plain.text()

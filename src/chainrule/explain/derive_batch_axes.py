@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..grad_mode import enable_grad
 from ..graph import node_of
 from ..tensor import Tensor, apply
 from .derive_graph import DeriveError
@@ -381,7 +382,8 @@ def resize(order: list[Tensor], axes: Axes, n: int, seed: int = 0) -> Resized:
             params[0] = _new_index(view.params[0], value, axes, t)
         want = axes.new_shape(t, n)
         try:
-            out = apply(view.prim, *args, *params)
+            with enable_grad():  # (recorded even where derive is called inside no_grad())
+                out = apply(view.prim, *args, *params)
         except Exception as exc:  # noqa: BLE001  (said with the operation and the shapes)
             raise BatchError(_refusal(t, n, f"{type(exc).__name__}: {exc}")) from exc
         if tuple(out.shape) != want:
