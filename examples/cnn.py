@@ -68,7 +68,8 @@ def main(steps: int = 30, batch: int = 8) -> int:
     print("local Jacobians of the conv layer (sizes and structure; never built):")
     for j in d.jacobians:
         if "im2col" in j.operation + j.input or j.operation.startswith("conv2d"):
-            print(f"  {j.text()}")
+            checked = getattr(j, "check", None)  # (the layer's notes: the VJP they state, checked)
+            print(f"  {j.text()}" + (f"   [checked: relative error {checked['max_error']:.0e}]" if checked else ""))
 
     # The exported NumPy backward against the engine (and torch, where installed), at the recorded values.
     backward = load(d.numpy())  # the module `chainrule derive --numpy` prints, loaded

@@ -244,6 +244,9 @@ def test_conv_closed_forms_are_printed_and_checked():
     assert "im2col view" in notes["conv.weight"].why and "im2col view" in notes["x"].why
     assert "full convolution of dz with the kernel flipped" in notes["x"].why
     assert any(j.text().startswith("∂(im2col(x))/∂x") for j in d.jacobians)  # (unfold, by its matrix name)
+    for note in notes.values():  # what each note states is checked: the same closed forms as the steps
+        assert len(note.claims) == 2 and note.check["max_error"] < 1e-10 and "FALSE" not in note.text()
+        assert note.as_dict()["check"]["kind"] == "closed form"
 
 
 @pytest.mark.parametrize("planted", ["_correlate", "_full_convolution", "_patches", "_col2im"])
@@ -261,6 +264,10 @@ def test_a_wrong_conv_closed_form_fails_the_check(planted, monkeypatch):
     assert d.check.status == "failed"
     assert "false step line" in d.check.reason and "✗ FALSE" in d.steps_text()
     assert max(d.errors.values()) < 1e-5  # (the equations themselves are right: only the claim is false)
+    wrt = "conv.weight" if planted in ("_correlate", "_patches") else "x"
+    (note,) = [j for j in d.jacobians if j.operation == "conv2d(x, conv.weight)" and j.input == wrt]
+    assert note.check["max_error"] > 1e-3 and "✗ FALSE" in note.text()
+    assert f"the note of ∂(conv2d(x, conv.weight))/∂{wrt}: its VJP is false" in d.check.reason
 
 
 def test_conv_model_with_symbolic_batch_matches_torch():

@@ -190,7 +190,6 @@ def derive_batched(rec0: Recorded, output: Tensor, batch: Any, check: bool, seed
             fields["chain"] = build_chain(program, rec1.prog, rec1.env, rec1.constants)
         except Exception:  # noqa: BLE001  (an operation the chain cannot factor leaves the chain out, never the rest)
             fields["chain"] = None
-        fields["jacobians"] = jac1 + conv_notes(rec1.layers, rec1.names)
     if check:
         note = (
             f"{symbol} = {n0} at the recorded values; {symbol} = {p2} at the recorded rows repeated in turn, "
@@ -204,5 +203,7 @@ def derive_batched(rec0: Recorded, output: Tensor, batch: Any, check: bool, seed
             if rec.layers:
                 with S.dims_context(dims):
                     _closed_forms(rec, source, lines)
+    with S.dims_context(dims1):  # (after the closed forms: the notes state their claims)
+        fields["jacobians"] = jac1 + conv_notes(rec1.layers, rec1.names)
     finish_and_check(fields, bw1, bw2, (sizes1, sizes2), (dims1, dims2), check, seed)
     return fields

@@ -397,53 +397,65 @@ def _conv_steps(layer: dict, lines: dict, names: Mapping[int, str], values: Mapp
     dz_mat = dz.reshape(n, o, -1)
     w_mat = wv.reshape(o, -1)
     cols = f"{w} · im2col({x})" if x.isidentifier() else f"{w} · im2col(({x}))"
+    claims: dict[str, list] = layer.setdefault("claims", {"w": [], "x": []})  # (the layer's notes state them too)
     line = lines.get(f"d{w}")
     if line is not None and w in grads:
         matrix = lambda: np.einsum("nol,nkl->ok", dz_mat, _patches(xv, layer)).reshape(wv.shape)  # noqa: E731
-        _claim(
-            line,
-            grads[w],
-            matrix,
-            f"= Σ_n d{y}_n · im2col({x})_nᵀ: the im2col view, as matrices",
-            f"im2col({x})_n is the matrix of image n's patches (one column per output position, "
-            f"C·kh·kw rows); per image the layer is the matrix product z_n = {w}_mat · im2col({x})_n ({cols}), "
-            f"so d{w}_mat = d{y}_n · im2col({x})_nᵀ, summed over the images",
+        claims["w"].append(
+            _claim(
+                line,
+                grads[w],
+                matrix,
+                f"= Σ_n d{y}_n · im2col({x})_nᵀ: the im2col view, as matrices",
+                f"im2col({x})_n is the matrix of image n's patches (one column per output position, "
+                f"C·kh·kw rows); per image the layer is the matrix product z_n = {w}_mat · im2col({x})_n ({cols}), "
+                f"so d{w}_mat = d{y}_n · im2col({x})_nᵀ, summed over the images",
+            )
         )
-        _claim(
-            line,
-            grads[w],
-            lambda: _correlate(xv, dz, layer),
-            f"= d{y} ⋆ {x}: d{w}[o, c, i, j] = Σ_n Σ_p,q d{y}[n, o, p, q] {x}[n, c, p·s + i, q·s + j]",
-            f"the weight gradient is the cross-correlation of the input {x} (padded) with d{y}: the im2col "
-            "product above is the same sum, one matrix product per image",
+        claims["w"].append(
+            _claim(
+                line,
+                grads[w],
+                lambda: _correlate(xv, dz, layer),
+                f"= d{y} ⋆ {x}: d{w}[o, c, i, j] = Σ_n Σ_p,q d{y}[n, o, p, q] {x}[n, c, p·s + i, q·s + j]",
+                f"the weight gradient is the cross-correlation of the input {x} (padded) with d{y}: the im2col "
+                "product above is the same sum, one matrix product per image",
+            )
         )
     line = lines.get(f"d{x}")
     if line is not None and x in grads:
-        _claim(
-            line,
-            grads[x],
-            lambda: _col2im(np.einsum("ok,nol->nkl", w_mat, dz_mat), xv.shape, layer),
-            f"= col2im({w}_matᵀ · d{y}_n): the im2col view, as matrices",
-            f"per image dim2col({x})_n = {w}_matᵀ · d{y}_n (the transpose of the matrix product), and col2im adds "
-            "each patch entry's gradient back to the entry of the input it copied",
-        )
-        if tuple(layer["stride"]) == (1, 1) and tuple(layer["dilation"]) == (1, 1):
+        claims["x"].append(
             _claim(
                 line,
                 grads[x],
-                lambda: _full_convolution(dz, wv, layer),
-                f"= d{y} ∗ flip({w}): the full convolution of d{y} with the kernel flipped",
-                f"col2im(Wᵀ · dz) adds each patch's share back where it was read: d{y} padded by k − 1 − p "
-                f"and cross-correlated with {w} flipped in both spatial axes (in and out channels swapped)",
+                lambda: _col2im(np.einsum("ok,nol->nkl", w_mat, dz_mat), xv.shape, layer),
+                f"= col2im({w}_matᵀ · d{y}_n): the im2col view, as matrices",
+                f"per image dim2col({x})_n = {w}_matᵀ · d{y}_n (the transpose of the matrix product), and col2im adds "
+                "each patch entry's gradient back to the entry of the input it copied",
+            )
+        )
+        if tuple(layer["stride"]) == (1, 1) and tuple(layer["dilation"]) == (1, 1):
+            claims["x"].append(
+                _claim(
+                    line,
+                    grads[x],
+                    lambda: _full_convolution(dz, wv, layer),
+                    f"= d{y} ∗ flip({w}): the full convolution of d{y} with the kernel flipped",
+                    f"col2im(Wᵀ · dz) adds each patch's share back where it was read: d{y} padded by k − 1 − p "
+                    f"and cross-correlated with {w} flipped in both spatial axes (in and out channels swapped)",
+                )
             )
 
 
-def _claim(line: Any, derived: Any, closed: Callable[[], np.ndarray], text: str, reason: str) -> None:
+def _claim(line: Any, derived: Any, closed: Callable[[], np.ndarray], text: str, reason: str) -> Optional[Agrees]:
     """A closed-form step of conv2d with its claim (the closed form, computed by its own code, is the derived
     gradient): printed whenever the layer is recognized, so a false one shows as FALSE and fails the check."""
     value = np.asarray(closed(), dtype=np.float64)
-    if value.shape == np.shape(derived):
-        line.steps.append(Step(text, reason, Agrees(closed, lambda g=derived: g, tuple(value.shape))))
+    if value.shape != np.shape(derived):
+        return None
+    claim = Agrees(closed, lambda g=derived: g, tuple(value.shape))
+    line.steps.append(Step(text, reason, claim))
+    return claim
 
 
 def conv_notes(layers: list[dict], names: Mapping[int, str]) -> list[Any]:
@@ -463,6 +475,7 @@ def conv_notes(layers: list[dict], names: Mapping[int, str]) -> list[Any]:
         per = int(np.prod(ws[1:]))  # each output entry reads C·kh·kw inputs and as many weights
         plain = tuple(layer["stride"]) == (1, 1) and tuple(layer["dilation"]) == (1, 1)
         im2col = f"im2col({x})"
+        claims = layer.get("claims", {})
         out.append(
             Jacobian(
                 f"conv2d({x}, {w})",
@@ -502,6 +515,8 @@ def conv_notes(layers: list[dict], names: Mapping[int, str]) -> list[Any]:
                 ),
             )
         )
+        for note, key in zip(out[-2:], ("w", "x")):  # what the note states, as the steps' claims (checked)
+            note.claims = [c for c in claims.get(key, []) if c is not None]
     return out
 
 

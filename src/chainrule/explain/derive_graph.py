@@ -614,6 +614,32 @@ def finish_and_check(
     steps = finish(first, second, sizes, dims)
     if check and fields.get("check") is not None:
         merge(fields["check"], check_steps(steps, seed))
+        _check_notes(fields["check"], fields.get("jacobians", []), seed)
+
+
+def _check_notes(result: Any, notes: list, seed: int) -> None:
+    """The local Jacobian notes that state a VJP in closed form (conv2d's), each claim evaluated: a false one
+    fails the check, as a false step does."""
+    from .derive_claims import TOLERANCE as STEP_TOLERANCE
+
+    rng = np.random.default_rng([seed, 29])
+    false = []
+    for note in notes:
+        claims = getattr(note, "claims", None)
+        if not claims:
+            continue
+        errors = [float(c.check(rng)) for c in claims]
+        worst = max(errors) if not any(np.isnan(errors)) else float("nan")
+        note.check = {"max_error": None if np.isnan(worst) else worst, "kind": "closed form", "runs": len(errors)}
+        if not worst <= STEP_TOLERANCE:
+            false.append(
+                f"the note of ∂({note.operation})/∂{note.input}: its VJP is false (relative error {worst:.1e})"
+            )
+    if false:
+        what = "; ".join(false)
+        result.reason = (result.reason + "; " if result.reason else "") + what
+        if result.status == "passed":
+            result.status = "failed"
 
 
 def _closed_forms(rec: Recorded, source: str, backward: list[Any]) -> None:
