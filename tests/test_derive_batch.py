@@ -151,6 +151,12 @@ def test_unrelated_axes_of_the_batch_length_stay_numbers():
     assert shapes["bn.input"] == "B×12" and shapes["dfc1.weight"] == "12×12" and shapes["dfc2.weight"] == "27×12"
     assert shapes["logits"] == "B×27" and "B×B" not in d.text()
     assert "reshape(emb, B×12)" in d.text()
+    # the notes and the chain were made at a stand-in size: their texts read B where they depend on it
+    assert "local Jacobians (never built, sizes at B = 7)" in d.text()
+    assert any(j.structure.description.startswith("B stacked identities") for j in d.jacobians)
+    factors = [f for link in d.chain.links for path in link.paths for f in path.factors]
+    assert any(f.operation.endswith(") / B") for f in factors), [f.operation for f in factors][:3]
+    assert not any(" / 7" in f.operation or "7 stacked" in f.description for f in factors)
     grads = load(d.numpy())(**_arguments(d, mods, *_batch(9, seed=3)))
     ref = _torch_grads(mods, *_batch(9, seed=3))
     for name in PARAMS:

@@ -13,6 +13,9 @@ between them (a size that leaked into it) fails the check.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -118,6 +121,51 @@ def _named(rec0: Recorded, res: Any, symbol: str) -> Recorded:
     return rec
 
 
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)")
+
+
+def _text_in_sizes(a: str, b: str, sizes: tuple[int, int], symbol: str) -> str:
+    """``a`` (a text made at the first size) with each number that differs in its twin ``b`` (made at the second)
+    written as a power of the symbol where it is one (``/ 7`` -> ``/ B``, ``7 stacked`` -> ``B stacked``)."""
+    if a == b:
+        return a
+    pa, pb = _NUMBER.split(a), _NUMBER.split(b)
+    if len(pa) != len(pb) or pa[0::2] != pb[0::2]:
+        return a
+    for i in range(1, len(pa), 2):
+        if pa[i] == pb[i]:
+            continue
+        x, y = float(pa[i]), float(pb[i])
+        for power in (1, -1, 2, -2):
+            k = x / sizes[0] ** power
+            if k and abs(k - y / sizes[1] ** power) <= 1e-9 * abs(k):
+                frac = Fraction(k).limit_denominator(1000)
+                if abs(float(frac) - k) <= 1e-9 * abs(k):
+                    pa[i] = S.render(S.sconst(x, frac, ((symbol, power),)))
+                break
+    return "".join(pa)
+
+
+def _texts_in_sizes(first: Any, second: Any, sizes: tuple[int, int], symbol: str, depth: int = 0) -> None:
+    """The text fields of a record made at the first size (the chain, the Jacobian notes) written in the
+    symbol where their twin, made at the second size, shows they depend on it (in place)."""
+    if depth > 6 or type(first) is not type(second):
+        return
+    if isinstance(first, list):
+        if len(first) == len(second):
+            for u, v in zip(first, second):
+                _texts_in_sizes(u, v, sizes, symbol, depth + 1)
+        return
+    if not dataclasses.is_dataclass(first):
+        return
+    for f in dataclasses.fields(first):
+        u, v = getattr(first, f.name), getattr(second, f.name)
+        if isinstance(u, str) and isinstance(v, str):
+            setattr(first, f.name, _text_in_sizes(u, v, sizes, symbol))
+        elif isinstance(u, list) or dataclasses.is_dataclass(u):
+            _texts_in_sizes(u, v, sizes, symbol, depth + 1)
+
+
 def _combined(first: CheckResult, second: CheckResult, sizes: list[dict], note: str) -> CheckResult:
     """The check at the recorded size and at the other one, as one result (the worse of the two)."""
     for r in (first, second):
@@ -185,11 +233,17 @@ def derive_batched(rec0: Recorded, output: Tensor, batch: Any, check: bool, seed
         numpy_source=source,
         export_error=error,
     )
-    with S.dims_context(dims1):
-        try:
-            fields["chain"] = build_chain(program, rec1.prog, rec1.env, rec1.constants)
-        except Exception:  # noqa: BLE001  (an operation the chain cannot factor leaves the chain out, never the rest)
-            fields["chain"] = None
+    chains = []
+    for rec, dims in ((rec1, dims1), (rec2, dims2)):
+        with S.dims_context(dims):
+            try:
+                chains.append(build_chain(program, rec.prog, rec.env, rec.constants))
+            except Exception:  # noqa: BLE001  (an operation the chain cannot factor leaves the chain out)
+                chains.append(None)
+    fields["chain"] = chains[0]
+    if chains[0] is not None and chains[1] is not None:
+        _texts_in_sizes(chains[0], chains[1], (p1, p2), symbol)
+    _texts_in_sizes(jac1, _j, (p1, p2), symbol)
     if check:
         note = (
             f"{symbol} = {n0} at the recorded values; {symbol} = {p2} at the recorded rows repeated in turn, "
