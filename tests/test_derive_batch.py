@@ -337,3 +337,20 @@ def test_derive_inside_no_grad():
         d = cr.derive(loss, modules=mods, batch="Xb")
         plain = cr.derive(loss, modules=mods)
     assert d.ok and plain.ok and "range(B)" in d.text() and "range(6)" in plain.text()
+
+
+def test_hidden_layer_as_wide_as_the_batch_stays_32():
+    """32 rows in the batch and 32 hidden units: only the axes that come from Xb's rows print as B."""
+    mods = _modules(H=32)
+    Xb, Yb = _batch(32)
+    loss = _loss(mods, Xb, Yb)
+    d = cr.derive(loss, modules=mods, batch="Xb")
+    assert d.ok, d.check_text()
+    shapes = {ln.name: d.shape_text(ln.shape) for ln in d.forward + d.backward}
+    assert shapes["bn.input"] == "B×32" and shapes["dfc1.weight"] == "32×30" and shapes["dfc2.weight"] == "27×32"
+    assert shapes["bn_std"] == "1×32" and "B×B" not in d.text() and "32×B" not in d.text()
+    assert "loss = −(Σ logprobs[range(B), Yb]) / B" in d.text()
+    grads = load(d.numpy())(**_arguments(d, mods, *_batch(32 + 1, seed=4)))
+    ref = _torch_grads(mods, *_batch(32 + 1, seed=4))
+    for name in ["fc1.weight", "bn.weight", "fc2.weight", "emb.weight", "logits"]:
+        _close(grads[name], ref[name], name)
