@@ -248,9 +248,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     module_loss = F.cross_entropy(model(Xb), Yb)
     print(f"\nloss of the batch: {loss.item():.6f} (in pieces), {module_loss.item():.6f} (the modules)")
 
-    print("\n== the backward pass derived in matrix form from the recorded graph (cr.derive) ==")
-    derived = cr.derive(module_loss, module=model)
+    print("\n== the backward pass derived in matrix form from the recorded graph (cr.derive, batch size B) ==")
+    derived = cr.derive(module_loss, module=model, batch="Xb")  # Xb's leading axis is the batch: printed as B
     print(derived.text().split("local Jacobians")[0].rstrip())
+    print("dlogits", derived.steps["dlogits"][-1].text, "  (the closed form of softmax cross-entropy)")
     derived_ok = derived.check is not None and derived.check.status == "passed"
 
     print("\n== the backward pass by hand, every intermediate ==")

@@ -60,13 +60,16 @@ def main(steps: int = 30, batch: int = 8) -> int:
     loss = forward(conv, fc, x, y)
     d = cr.derive(loss, modules={"conv": conv, "fc": fc})
     print(d.text().split("local Jacobians")[0])
-    print("why, for the conv layer (the last step of each gradient, checked at the recorded values):")
+    print("why, for the conv layer (the closing steps of each gradient, each a claim the check evaluated):")
     for name in ("dconv.weight", "dx"):
-        print(f"  {name} {d.steps[name][-1].text}")
+        for st in d.steps[name]:
+            if st.claim is not None and st.claim.kind == "closed form":  # im2col matrices, ⋆ and ∗ flip
+                print(f"  {name} {st.text}   [checked: relative error {st.check['max_error']:.0e}]")
     print("local Jacobians of the conv layer (sizes and structure; never built):")
     for j in d.jacobians:
-        if "unfold" in j.operation + j.input:  # (the notes call im2col by its primitive, unfold)
-            print(f"  {j.text()}")
+        if "im2col" in j.operation + j.input or j.operation.startswith("conv2d"):
+            checked = getattr(j, "check", None)  # (the layer's notes: the VJP they state, checked)
+            print(f"  {j.text()}" + (f"   [checked: relative error {checked['max_error']:.0e}]" if checked else ""))
 
     # The exported NumPy backward against the engine (and torch, where installed), at the recorded values.
     backward = load(d.numpy())  # the module `chainrule derive --numpy` prints, loaded

@@ -24,6 +24,10 @@ def test_cnn_example_explains_the_conv_gradients(tmp_path):
     assert "dconv.weight = dconv.output ⋆ x" in out  # the cross-correlation, claimed only where it agrees
     assert "dx = dconv.output ∗ flip(conv.weight)" in out  # the full convolution with the flipped kernel
     assert "checked against central differences at the recorded values" in out
-    assert "∂(unfold(x))/∂x" in out and "a selection" in out
+    assert "∂(im2col(x))/∂x" in out and "a selection" in out  # (the unfold primitive, by its name in the notes)
+    assert "dconv.weight = Σ_n dconv.output_n · im2col(x)_nᵀ: the im2col view, as matrices" in out
+    assert "dx = col2im(conv.weight_matᵀ · dconv.output_n): the im2col view, as matrices" in out
+    assert "∂(conv2d(x, conv.weight))/∂(conv.weight)" in out and "the cross-correlation of the input x" in out
+    assert "∂(conv2d(x, conv.weight))/∂x" in out and "the full convolution of dconv.output with the kernel" in out
     assert "exported backward() vs the engine: largest difference" in out
     assert "exported backward() vs torch: largest difference" in out

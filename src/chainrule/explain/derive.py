@@ -481,7 +481,8 @@ def derive(
     calls, operators, indexing): parameters are named by their module path (``module=model``, or
     ``modules={"fc1": fc1, "bn": bn}``, or the modules among the caller's variables), other values by
     ``names={tensor: "x"}``, ``cr.name`` or the caller's own variables (:mod:`.derive_graph`); it is checked
-    at the recorded values.
+    at the recorded values.  ``batch="x"`` (or ``("x", axis)``) prints the batch size as ``B``, checked at the
+    recorded size and at another (:mod:`.derive_batch`).
 
     A program that uses indexing or the extended operations (``square``, ``var``, ``where``, ``reshape``,
     ``cross_entropy``, ``batch_norm``, ``conv2d``, ...: :mod:`.lang`) is recorded and derived as a graph
@@ -489,19 +490,14 @@ def derive(
     gives the values of float inputs (otherwise drawn).
     """
     if isinstance(program, Tensor):
-        if batch is not None:
-            raise NotImplementedError(
-                "cr.derive(output, batch=...): a symbolic batch size needs the model run at a second batch size "
-                "(to tell the sizes from the constants, as the program form does), which a recorded graph cannot "
-                "give; the equations are printed at the recorded sizes. For a symbolic B, use the program form: "
-                "cr.derive(program, {'x': ('B', 64), ...})"
-            )
         if shapes is not None:
             raise TypeError("cr.derive(output): a recorded graph has its own shapes; pass no shapes")
         mods: Any = dict(modules) if isinstance(modules, Mapping) else list(modules)
         if module is not None:  # (its parameters by their paths inside it: fc1.weight)
             mods = {"": module, **mods} if isinstance(mods, dict) else [module, *mods]
-        fields = derive_recorded(program, names=names, modules=mods, check=check, seed=seed, frame=sys._getframe(1))
+        fields = derive_recorded(
+            program, names=names, modules=mods, check=check, seed=seed, frame=sys._getframe(1), batch=batch
+        )
         return Derivation(**fields)
     if not isinstance(program, str):
         raise TypeError(

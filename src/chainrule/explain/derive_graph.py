@@ -23,7 +23,7 @@ from __future__ import annotations
 import keyword
 import re
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -37,14 +37,12 @@ from ..nn.module import Module
 from ..tensor import Tensor, apply
 from .derive_chain import build_chain
 from .derive_check import TOLERANCE, CheckResult, _compare, _run_forward
-from .derive_forms import add_steps, find_layers, suggest_names
+from .derive_forms import add_steps, conv_notes, find_layers, suggest_names
 from .derive_numpy import ExportError, module_source
 from .derive_records import Line
 from .derive_run import load
-from .derive_stepcheck import check as check_steps
-from .derive_stepcheck import merge as merge_steps
-from .derive_steps import FINAL, REPLAYED
-from .derive_walk import _symbolic, finish_steps
+from .derive_steps import FINAL
+from .derive_walk import _inline_steps, _symbolic
 
 # the primitives whose VJP rules run on symbols and whose formulas the NumPy export writes
 SUPPORTED = frozenset(
@@ -492,47 +490,27 @@ def derive_recorded(
     check: bool = True,
     seed: int = 0,
     frame: Any = None,
+    batch: Any = None,
 ) -> dict[str, Any]:
-    """The fields of a ``Derivation`` of the graph behind ``output`` (``cr.derive(loss)``)."""
+    """The fields of a ``Derivation`` of the graph behind ``output`` (``cr.derive(loss)``); ``batch`` names the
+    input whose axis is the symbolic batch size ``B`` (:mod:`.derive_batch`)."""
 
     if not isinstance(output, Tensor):
         raise TypeError(f"cr.derive: expected a Tensor recorded from chainrule code, got {type(output).__name__}")
-    token = REPLAYED.set(_replayer())  # the step claims read released values recomputed from the leaves
-    try:
-        with stand_ins():  # (the values the engine released are recomputed from the leaves by the replay)
-            return _derive(output, names, modules, check, seed, frame)
-    finally:
-        REPLAYED.reset(token)
+    with stand_ins():  # (the values the engine released are recomputed from the leaves by the replay)
+        rec = record(output, names, modules, frame)
+        if batch is not None:
+            from .derive_batch import derive_batched
+
+            return derive_batched(rec, output, batch, check, seed)
+        return _derive(rec, output, check, seed)
 
 
-def _replayer() -> Callable[[Tensor], Any]:
-    """``value(t)``: a graph tensor's value, recomputed from its node's inputs where the engine released it."""
-    from ..saved import ValueReleasedError
-
-    memo: dict[int, Any] = {}
-
-    def value(t: Tensor) -> Any:
-        key = id(t)
-        if key in memo:
-            return memo[key]
-        try:
-            out = t.data
-        except ValueReleasedError:
-            view = node_of(t)
-            args = [value(y) if y is not None else view.args[i] for i, y in enumerate(view.inputs)]
-            out = view.prim.fwd(*args, *view.params)
-        memo[key] = out
-        return out
-
-    return value
-
-
-def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, frame: Any) -> dict[str, Any]:
-
-    rec = record(output, names, modules, frame)
-    constants = rec.constants
+def equations(rec: Recorded, inline: bool = True) -> tuple:
+    """The walk over a named graph: forward and backward lines (steps finished but for their formulas'
+    sizes), Jacobian notes, the seed's text and the gradients' names."""
     forward, backward, jacobians, seed_text, targets, _route = _symbolic(
-        rec.prog, rec.env, rec.names, constants, rec.consts
+        rec.prog, rec.env, rec.names, rec.constants, rec.consts
     )
     for ln in backward:
         ln.formula = _merge_terms(ln.formula)
@@ -540,7 +518,56 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
         final = S.render(ln.formula)
         for st in ln.steps:
             st.text = st.text.replace(FINAL, final)
-    steps = finish_steps(backward, [], constants, ({}, {}), ({}, {}))  # each step's formulas written out
+    _arrays_into_claims(rec, backward)
+    if inline:  # (the substitution steps: after the sizes are symbolic, where they will be)
+        _inline_steps(backward, rec.constants)
+    return forward, backward, jacobians, seed_text, targets
+
+
+def _arrays_into_claims(rec: Recorded, backward: list) -> None:
+    """The constant arrays (a mask, a weight the caller keeps in a NumPy array) into the values the steps'
+    claims evaluate their formulas at, where formulas name them."""
+    arrays = {label: v for label, v in rec.inputs.items() if not isinstance(v, Tensor)}
+    seen: set[int] = set()
+    for ln in backward:
+        for st in ln.steps:
+            env = getattr(st.claim, "env", None)
+            if env is None or id(env) in seen:
+                continue
+            seen.add(id(env))
+            for label, v in arrays.items():
+                if label not in env:
+                    a = np.asarray(v)
+                    env[label] = a.astype(np.float64) if a.dtype.kind == "f" else a
+
+
+def export(rec: Recorded, program: str, forward: list, backward: list, targets: list, dims: Mapping) -> tuple:
+    """``(numpy_source, export_error)``: the printed equations as the module of ``backward(**inputs)``."""
+    kw = rec.keywords
+    shapes = {label: tuple(np.shape(v._data if isinstance(v, Tensor) else v)) for label, v in rec.inputs.items()}
+    returned = [(n, "d" + kw.get(n, keyword_name(n))) for n in targets]
+    try:
+        source = module_source(
+            program,
+            [kw[n] for n in rec.inputs],
+            {kw[n]: s for n, s in shapes.items()},
+            safe_names(forward, kw),
+            safe_names(backward, kw),
+            returned,
+            dims,
+            integer=rec.integer,
+        )
+    except ExportError as exc:
+        return "", str(exc)
+    return source, ""
+
+
+def _derive(rec0: Recorded, output: Tensor, check: bool, seed: int) -> dict[str, Any]:
+    from .derive_batch import replay
+
+    rec = replay(rec0, output)  # (the same graph with every value kept: the steps' claims read them)
+    constants = rec.constants
+    forward, backward, jacobians, seed_text, targets = equations(rec)
     shapes = {label: tuple(np.shape(v._data if isinstance(v, Tensor) else v)) for label, v in rec.inputs.items()}
     program = "recorded graph of " + rec.prog.output
     fields: dict[str, Any] = dict(
@@ -552,37 +579,67 @@ def _derive(output: Tensor, names: Any, modules: Any, check: bool, seed: int, fr
         dims={},
         seed=seed_text,
         input_shapes=shapes,
-        inputs=dict(rec.inputs),
-        keywords=dict(rec.keywords),
-        tensors=dict(rec.env),
+        inputs=dict(rec0.inputs),
+        keywords=dict(rec0.keywords),
+        tensors=dict(rec0.env),
         # the differential route's check evaluates a typed program's statements; a recorded graph has none yet
         differential="not made for a recorded graph yet: derive the program form, cr.derive(program, shapes)",
     )
-    kw = rec.keywords
-    returned = [(n, "d" + kw.get(n, keyword_name(n))) for n in targets]
-    try:
-        fields["numpy_source"] = module_source(
-            program,
-            [kw[n] for n in rec.inputs],
-            {kw[n]: s for n, s in shapes.items()},
-            safe_names(forward, kw),
-            safe_names(backward, kw),
-            returned,
-            {},
-            integer=rec.integer,
-        )
-    except ExportError as exc:
-        fields["export_error"] = str(exc)
+    source, error = export(rec, program, forward, backward, targets, {})
+    if source:
+        fields["numpy_source"] = source
+    else:
+        fields["export_error"] = error
     try:  # each gradient as the product of the local Jacobians along its paths (derive --chain), as for programs
         fields["chain"] = build_chain(program, rec.prog, rec.env, constants)
     except Exception:  # noqa: BLE001  (an operation the chain cannot factor leaves the chain out, never the rest)
         fields["chain"] = None
     if check:
         fields["check"] = _check(rec, fields.get("numpy_source", ""), fields.get("export_error", ""), targets, seed)
-        merge_steps(fields["check"], check_steps(steps, seed))  # a false step fails the check, as for programs
     if rec.layers and fields.get("numpy_source"):
         _closed_forms(rec, fields["numpy_source"], backward)
+    fields["jacobians"] = jacobians + conv_notes(rec.layers, rec.names)
+    finish_and_check(fields, backward, [], ({}, {}), ({}, {}), check, seed)
     return fields
+
+
+def finish_and_check(
+    fields: dict, first: list, second: list, sizes: tuple, dims: tuple, check: bool, seed: int
+) -> None:
+    """The steps written out (their formulas in the symbolic sizes) and, with ``check``, each step's claim
+    evaluated (:mod:`.derive_stepcheck`): a false step fails the derivation's check."""
+    from .derive_stepcheck import check as check_steps
+    from .derive_stepcheck import finish, merge
+
+    steps = finish(first, second, sizes, dims)
+    if check and fields.get("check") is not None:
+        merge(fields["check"], check_steps(steps, seed))
+        _check_notes(fields["check"], fields.get("jacobians", []), seed)
+
+
+def _check_notes(result: Any, notes: list, seed: int) -> None:
+    """The local Jacobian notes that state a VJP in closed form (conv2d's), each claim evaluated: a false one
+    fails the check, as a false step does."""
+    from .derive_claims import TOLERANCE as STEP_TOLERANCE
+
+    rng = np.random.default_rng([seed, 29])
+    false = []
+    for note in notes:
+        claims = getattr(note, "claims", None)
+        if not claims:
+            continue
+        errors = [float(c.check(rng)) for c in claims]
+        worst = max(errors) if not any(np.isnan(errors)) else float("nan")
+        note.check = {"max_error": None if np.isnan(worst) else worst, "kind": "closed form", "runs": len(errors)}
+        if not worst <= STEP_TOLERANCE:
+            false.append(
+                f"the note of ∂({note.operation})/∂{note.input}: its VJP is false (relative error {worst:.1e})"
+            )
+    if false:
+        what = "; ".join(false)
+        result.reason = (result.reason + "; " if result.reason else "") + what
+        if result.status == "passed":
+            result.status = "failed"
 
 
 def _closed_forms(rec: Recorded, source: str, backward: list[Any]) -> None:

@@ -51,6 +51,7 @@ KINDS = (
     "dense",
     "selection",
     "permutation",
+    "convolution",  # conv2d's ∂y/∂x as a whole (the im2col view's product with a selection): a note of a layer
 )
 
 

@@ -56,7 +56,7 @@ class Jacobian:
         return (
             f"∂({self.operation})/∂{wrt}: {self.rows}×{self.cols} "
             f"({_count(n)} numbers, {_bytes(8 * n)}, {'' if self.structure.exact else 'at most '}"
-            f"{_count(self.structure.nonzeros)} nonzero): {self.why}"
+            f"{_count(self.structure.nonzeros)} nonzero): {self.why}" + _false_note(getattr(self, "check", None))
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,7 +70,14 @@ class Jacobian:
             "nonzeros_exact": self.structure.exact,
             "description": self.structure.description,
             "operand": self.role,
+            **({"check": dict(self.check)} if getattr(self, "check", None) else {}),
         }
+
+
+def _false_note(check: Any) -> str:
+    """``  ✗ FALSE (relative error 4.2e-01)`` after a note whose stated VJP its check found false (conv2d's)."""
+    err = (check or {}).get("max_error")
+    return f"  ✗ FALSE (relative error {err:.1e})" if err is not None and err > 1e-5 else ""
 
 
 def _count(n: int) -> str:

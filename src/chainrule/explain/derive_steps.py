@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextvars
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -162,21 +161,15 @@ def edge_of(walk: Any, t: Any, roles: tuple[int, ...], g: Any) -> C.Edge:
     return C.Edge(view.prim.fwd, tuple(view.params), operands, tuple(roles), tuple(t.shape), g)
 
 
-REPLAYED: contextvars.ContextVar[Optional[Callable[[Any], Any]]] = contextvars.ContextVar("replayed", default=None)
-
-
 def _operand_value(y: Any) -> np.ndarray:
-    """An operand's recorded value.  Where the engine released it (a recorded graph), the value recomputed from
-    the leaves (``REPLAYED``, set by ``cr.derive(output)``), else NaN: a claim evaluated on NaN comes out not
-    finite, so it can never pass by accident."""
+    """An operand's recorded value; NaN where the engine released it (a recorded graph): a claim evaluated on it
+    comes out not finite, so it can never pass by accident."""
     from ..saved import ValueReleasedError
 
     try:
         return np.asarray(y.data, dtype=np.float64)
     except ValueReleasedError:
-        replay = REPLAYED.get()
-        value = replay(y) if replay is not None else None
-        return np.full(y.shape, np.nan) if value is None else np.asarray(value, dtype=np.float64)
+        return np.full(y.shape, np.nan)
 
 
 def _sym_said(sym: Any) -> Any:
@@ -450,17 +443,14 @@ def _edge_steps(
         sign = -1.0 if "−" in st.description.split("(")[0] or st.kind == "negated identity" else 1.0
         sgn = "−" if sign < 0 else ""
 
-        if prim == "reshape":  # the same entries in the same (row-major) order: the identity on the flattened entries
-
-            def apply(env: dict, V: np.ndarray, s: float = sign) -> np.ndarray:
+        def apply(env: dict, V: np.ndarray, s: float = sign) -> np.ndarray:
+            if prim == "reshape":  # (entries in the same order: the identity on the flat entries)
                 return s * V
+            return s * _bcast(V, in_shape, out_shape)
 
-            full = (lambda env, s=sign: s * np.eye(math.prod(in_shape))) if small else None
+        if prim == "reshape":
+            full = (lambda env, s=sign: s * np.eye(n_in)) if small else None
         else:
-
-            def apply(env: dict, V: np.ndarray, s: float = sign) -> np.ndarray:
-                return s * _bcast(V, in_shape, out_shape)
-
             full = (lambda env, s=sign: s * C.broadcast_matrix(in_shape, out_shape)) if small else None
         claim = C.Matrix(apply, edge, env, full)
         if st.kind == "stack of identities":

@@ -3,6 +3,7 @@ the equations, their steps and the Jacobian notes as it goes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -192,8 +193,8 @@ class _Backward(Backprop):
         walk, view, names, key = self.walk, self.view, self.names, id(t)
         self.edges.setdefault(id(x), []).append((t, i, self.upstream, gi))
         if t.size * x.size > 1:
-            op_text = S.program_text(walk.fwd(t, expand=True))
-            in_name = names.get(id(x)) or S.program_text(walk.fwd(x))
+            op_text = _im2col_text(S.program_text(walk.fwd(t, expand=True)))
+            in_name = names.get(id(x)) or _im2col_text(S.program_text(walk.fwd(x)))
             st = structure(
                 view.prim.name,
                 i,
@@ -226,6 +227,11 @@ class _Backward(Backprop):
             self.remaining[id(x)] -= 1
             if self.remaining[id(x)] == 0:
                 self.pending.append(x)
+
+
+def _im2col_text(text: str) -> str:
+    """conv2d's im2col and col2im by those names in the notes (the primitives are unfold and fold)."""
+    return re.sub(r"\bfold\(", "col2im(", re.sub(r"\bunfold\(", "im2col(", text))
 
 
 def _symbolic(
