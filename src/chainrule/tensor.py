@@ -489,6 +489,15 @@ class Size(int):
         return self.shape[int(dim)]
 
 
+class _Print:
+    """How tensors print: chainrule's own form, or ``style(tensor)`` where a higher layer sets one."""
+
+    style: Optional[Callable[[Any], str]] = None
+
+
+PRINT = _Print()
+
+
 class Tensor:
     """An array that records the operations applied to it, for backpropagation.
 
@@ -778,6 +787,8 @@ class Tensor:
             return f"tensor(<released after use>, shape={d.shape}, dtype={d.dtype}, op={self.op!r})"
         if type(d) is not ndarray and type(d) is not float:
             return _foreign_repr(self, d)
+        if PRINT.style is not None:  # torch's printed form, once chainrule.torch is imported (chainrule.torch._print)
+            return PRINT.style(self)
         body = (
             repr(d)
             if type(d) is float

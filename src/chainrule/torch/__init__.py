@@ -64,6 +64,7 @@ from ._core import (  # noqa: F401
     randperm,
     set_default_device,
     set_default_dtype,
+    set_printoptions,
     short,
     tensor,
     uint8,

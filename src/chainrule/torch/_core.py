@@ -11,9 +11,11 @@ import numpy as np
 
 from .. import creation as C
 from ..numeric import DEFAULTS as _ENGINE_DEFAULTS
+from ..tensor import PRINT as _PRINT
 from ..tensor import Tensor
 from . import _random
 from ._linspace import torch_arange, torch_linspace
+from ._print import set_printoptions, torch_repr  # noqa: F401  (torch.set_printoptions)
 
 float16 = half = np.dtype(np.float16)
 float32 = np.dtype(np.float32)
@@ -36,10 +38,17 @@ DEFAULTS = _Defaults()
 
 _random.DEFAULT_FLOAT.read = lambda: DEFAULTS.float
 
-# torch's promotion: an integer tensor meeting a Python float, or divided, takes torch's default dtype.  The engine
-# is shared by both faces, so once chainrule.torch is imported this holds for every tensor in the process
-# (docs/torch.md, "Integer promotion"); chainrule's creation functions keep their own default.
-_ENGINE_DEFAULTS.promotion = lambda: DEFAULTS.float
+
+def _torch_face(on: bool = True) -> None:
+    """torch's integer promotion (an integer tensor meeting a Python float, or divided, takes torch's default
+    dtype) and torch's printed form (four decimals, ``grad_fn=<...>``).  The engine is shared by both faces, so
+    this holds for every tensor in the process once chainrule.torch is imported (docs/torch.md); chainrule's
+    creation functions keep their own default.  ``on=False`` gives chainrule's own rules back (for tests)."""
+    _ENGINE_DEFAULTS.promotion = (lambda: DEFAULTS.float) if on else None
+    _PRINT.style = (lambda t: torch_repr(t, DEFAULTS.float)) if on else None
+
+
+_torch_face()
 
 
 def set_default_dtype(d: Any) -> None:
