@@ -708,11 +708,6 @@ def max_pool2d(
     k, s, p, d = _pool_args("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
     n, c, h, w = x.shape
     oh, ow = _geometry("max_pool2d", (h, w), k, d, p, s)
-    if MODE.batch is not None and MODE.batch.depends(x):  # under cr.vmap: no index may be read from the values
-        if return_indices:
-            MODE.batch.read(x, "max_pool2d(return_indices=True)", None)
-        out = _max_pool_by_masks(x, k, s, p, d, oh, ow)
-        return ops.reshape(out, out.shape[1:]) if single else out
     if (
         MODE.observer is not None
         and s == k
@@ -721,9 +716,15 @@ def max_pool2d(
         and not return_indices
         and getattr(x.dtype, "kind", "") == "f"
     ):
-        # under cr.compile's tracer, non-overlapping windows: strided views and masks, no index read from the
-        # values (primitives/pool.py); eagerly the index form below, which cr.derive explains
+        # under cr.compile's tracer or cr.vmap's (both are MODE.observer), non-overlapping windows: strided views
+        # and masks, no index read from the values (primitives/pool.py; vmap folds its batch into the images');
+        # eagerly the index form below, which cr.derive explains
         out = apply(PP.max_pool2d_pick, x, x, k)
+        return ops.reshape(out, out.shape[1:]) if single else out
+    if MODE.batch is not None and MODE.batch.depends(x):  # under cr.vmap: no index may be read from the values
+        if return_indices:
+            MODE.batch.read(x, "max_pool2d(return_indices=True)", None)
+        out = _max_pool_by_masks(x, k, s, p, d, oh, ow)
         return ops.reshape(out, out.shape[1:]) if single else out
     raw = np.asarray(x.data)
     if p != (0, 0):
