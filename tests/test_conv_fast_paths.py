@@ -191,10 +191,47 @@ def test_a_planted_wrong_conv_rule_is_caught(monkeypatch):
             return rule(xp, vals, dims, *params)
         w = batching.front(xp, vals[1], dims[1])
         shared = xp.getitem(w, 0)
-        return rule(xp, (vals[0], shared), (dims[0], None), *params) if dims[0] is not None else rule(
-            xp, (batching.expand(xp, vals[0], xp.shape(w)[0]), shared), (0, None), *params
+        return (
+            rule(xp, (vals[0], shared), (dims[0], None), *params)
+            if dims[0] is not None
+            else rule(xp, (batching.expand(xp, vals[0], xp.shape(w)[0]), shared), (0, None), *params)
         )
 
     monkeypatch.setattr(conv.conv2d, "batch", first_weight_only)
     with pytest.raises(AssertionError):
         test_batched_weights_match_torch_func_to_second_order()
+
+
+# --- eager max pooling's indices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel,padding", [(2, 0), ((2, 3), 0), (3, 1), (2, 1)])
+def test_eager_max_pool_indices_are_torchs_with_ties_nan_and_padding(kernel, padding):
+    """Non-overlapping windows find each first maximum on strided views (no window copy, no argmax): the
+    indices, values and gradients are torch's, on ties (integers in floats), a NaN, -0.0 against 0.0."""
+    rng = np.random.default_rng(6)
+    X = rng.integers(-2, 3, (2, 3, 9, 10)).astype(np.float64)
+    X[0, 0, 0, :2] = [-0.0, 0.0]
+    X[1, 2, 4, 4] = np.nan
+    x = cr.tensor(X, requires_grad=True)
+    out, idx = F.max_pool2d(x, kernel, padding=padding, return_indices=True)
+    t = torch.tensor(X, requires_grad=True)
+    tout, tidx = tF.max_pool2d(t, kernel, padding=padding, return_indices=True)
+    np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+    np.testing.assert_array_equal(out.numpy(), tout.detach().numpy())
+    np.testing.assert_array_equal(np.signbit(out.numpy()), np.signbit(tout.detach().numpy()))
+    G = rng.standard_normal(out.shape)
+    cr.sum(out * G).backward()
+    (tout * torch.tensor(G)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
+def test_a_planted_last_maximum_in_eager_indices_is_caught(monkeypatch):
+    real = pool.first_max_offsets
+
+    def last(x, kernel):
+        return (kernel[0] * kernel[1] - 1) - real(x[:, :, ::-1, ::-1], kernel)[:, :, ::-1, ::-1]
+
+    monkeypatch.setattr(pool, "first_max_offsets", last)
+    with pytest.raises(AssertionError):
+        test_eager_max_pool_indices_are_torchs_with_ties_nan_and_padding(2, 0)

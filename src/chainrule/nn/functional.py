@@ -730,8 +730,11 @@ def max_pool2d(
     if p != (0, 0):
         fill = -np.inf if raw.dtype.kind == "f" else np.iinfo(raw.dtype).min
         raw = np.pad(raw, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
-    windows = P.unfold.fwd(raw.reshape(n * c, 1, *raw.shape[2:]), k, d, (0, 0), s)  # (N·C, kh·kw, L)
-    best = np.argmax(windows, axis=1)  # first maximum; NaN wins, as in torch
+    if s == k and d == (1, 1):  # non-overlapping windows: one comparison per window offset on strided views
+        best = PP.first_max_offsets(raw, k).reshape(n * c, oh * ow)  # (the argmax below, without the copy)
+    else:
+        windows = P.unfold.fwd(raw.reshape(n * c, 1, *raw.shape[2:]), k, d, (0, 0), s)  # (N·C, kh·kw, L)
+        best = np.argmax(windows, axis=1)  # first maximum; NaN wins, as in torch
     ki, kj = np.divmod(best, k[1])
     rows = (np.arange(oh) * s[0])[:, None] - p[0]
     cols = (np.arange(ow) * s[1])[None, :] - p[1]

@@ -114,6 +114,16 @@ def _first_hits(x: np.ndarray, kernel: Pair) -> list[np.ndarray]:
     return hits
 
 
+def first_max_offsets(x: np.ndarray, kernel: Pair) -> np.ndarray:
+    """For each whole window of ``x``, the offset ``i·kw + j`` of its first maximum (or first NaN), as intp:
+    ``argmax`` over each window's entries in row-major order, without copying the windows out."""
+    hits = _first_hits(x, kernel)
+    code = np.full(hits[0].shape, len(hits) - 1, np.intp)
+    for k in range(len(hits) - 2, -1, -1):
+        np.copyto(code, k, where=hits[k])
+    return code
+
+
 def _check(op: str, first: str, a: np.ndarray, x: np.ndarray, want: tuple) -> None:
     if x.ndim != 4 or a.shape != want:
         raise ValueError(f"{op}: {first} of shape {a.shape} does not fit x of shape {x.shape}: it must be {want}")
@@ -167,7 +177,7 @@ defvjp(max_pool2d_unpool, lambda xp, h, out, g, x, k: xp.apply(max_pool2d_pick, 
 for _prim in (max_pool2d_pick, max_pool2d_unpool):
     defjvp(_prim, lambda xp, ts, out, v, x, k, _p=_prim: None if ts[0] is None else xp.apply(_p, ts[0], x, k))
 
-__all__ = ["max_pool2d_pick", "max_pool2d_unpool"]
+__all__ = ["first_max_offsets", "max_pool2d_pick", "max_pool2d_unpool"]
 
 # vmap: both inputs are images; the batch joins their batch axis
 defbatch(max_pool2d_pick, images_folded(max_pool2d_pick, (0, 1)))
