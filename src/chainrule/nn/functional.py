@@ -730,17 +730,23 @@ def max_pool2d(
     if p != (0, 0):
         fill = -np.inf if raw.dtype.kind == "f" else np.iinfo(raw.dtype).min
         raw = np.pad(raw, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
+    rows = (np.arange(oh) * s[0])[:, None] - p[0]
+    cols = (np.arange(ow) * s[1])[None, :] - p[1]
     if s == k and d == (1, 1):  # non-overlapping windows: one comparison per window offset on strided views
-        best = PP.first_max_offsets(raw, k).reshape(n * c, oh * ow)  # (the argmax below, without the copy)
+        # (the argmax below without copying the windows; the same positions, worked out in place)
+        plane, kj = np.divmod(PP.first_max_offsets(raw, k).reshape(n * c, oh, ow), k[1])
+        plane += rows
+        plane *= w
+        plane += kj
+        plane += cols  # position inside each H·W plane
+        del kj
     else:
         windows = P.unfold.fwd(raw.reshape(n * c, 1, *raw.shape[2:]), k, d, (0, 0), s)  # (N·C, kh·kw, L)
         best = np.argmax(windows, axis=1)  # first maximum; NaN wins, as in torch
-    ki, kj = np.divmod(best, k[1])
-    rows = (np.arange(oh) * s[0])[:, None] - p[0]
-    cols = (np.arange(ow) * s[1])[None, :] - p[1]
-    hh = rows.reshape(1, oh, 1) + (ki * d[0]).reshape(n * c, oh, ow)
-    ww = cols.reshape(1, 1, ow) + (kj * d[1]).reshape(n * c, oh, ow)
-    plane = hh * w + ww  # position inside each H·W plane
+        ki, kj = np.divmod(best, k[1])
+        hh = rows.reshape(1, oh, 1) + (ki * d[0]).reshape(n * c, oh, ow)
+        ww = cols.reshape(1, 1, ow) + (kj * d[1]).reshape(n * c, oh, ow)
+        plane = hh * w + ww  # position inside each H·W plane
     flat = plane + (np.arange(n * c) * (h * w)).reshape(n * c, 1, 1)
     out = ops.reshape(ops.reshape(x, (n * c * h * w,))[flat.reshape(n, c, oh, ow)], (n, c, oh, ow))
     if single:
