@@ -265,9 +265,9 @@ def _replay(tracer: _Tracer, roots: list, physical: dict[int, tuple[Any, int]]) 
     order: list[tuple[Tensor, Sequence[Any]]] = []
     uses: dict[int, int] = {}
     placed: set[int] = set()
-    for root in roots:
-        if type(root) is not Tensor:
-            continue
+    # the largest outputs first (per-sample gradients of the biggest weights): their arrays are made while the
+    # allocator still has the most room, not at the peak of the replay, where big arrays come from fresh pages
+    for root in sorted((r for r in roots if type(r) is Tensor), key=lambda r: -int(np.size(r._data))):
         stack = [root]
         while stack:
             x = stack[-1]
