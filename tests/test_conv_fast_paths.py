@@ -235,3 +235,49 @@ def test_a_planted_last_maximum_in_eager_indices_is_caught(monkeypatch):
     monkeypatch.setattr(pool, "first_max_offsets", last)
     with pytest.raises(AssertionError):
         test_eager_max_pool_indices_are_torchs_with_ties_nan_and_padding(2, 0)
+
+
+# --- unpool's masked writes ---------------------------------------------------------------------------------
+
+
+def _unpool_reference(g, x, kernel):
+    """g at each window's first maximum (argmax over a copy of the window, NaN first), +0.0 elsewhere."""
+    kh, kw = kernel
+    n, c, h, w = x.shape
+    oh, ow = h // kh, w // kw
+    win = x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw).transpose(0, 1, 2, 4, 3, 5)
+    best = np.argmax(win.reshape(n, c, oh, ow, kh * kw), axis=-1)
+    out = np.zeros(x.shape, g.dtype)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        view = out[:, :, i : i + kh * oh : kh, j : j + kw * ow : kw]
+        view[...] = np.where(best == k, g, np.zeros((), g.dtype))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel", [((2, 3, 8, 6), (2, 2)), ((2, 2, 7, 9), (2, 3)), ((1, 2, 9, 9), (3, 3))])
+def test_unpool_writes_g_at_first_maxima_and_plus_zero_elsewhere(dtype, shape, kernel):
+    rng = np.random.default_rng(8)
+    x = rng.integers(-2, 2, shape).astype(dtype)  # many ties
+    x[0, 0, 0, 0] = np.nan
+    oh, ow = shape[2] // kernel[0], shape[3] // kernel[1]
+    g = rng.standard_normal((shape[0], shape[1], oh, ow)).astype(dtype)
+    g[0, 1, 0, :2] = [-0.0, np.nan]
+    g[-1, -1, -1, -1] = -np.inf
+    got = pool._unpool_numpy(g, x, kernel)
+    want = _unpool_reference(g, x, kernel)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"))  # bit for bit
+
+
+def test_a_planted_unpool_that_leaves_minus_zero_is_caught(monkeypatch):
+    def by_product(g, x, kernel):  # g * mask: -0.0 and NaN where it should write +0.0
+        out = np.zeros(x.shape, g.dtype)
+        for hit, view in zip(pool._first_hits(x, kernel), pool._offsets(np, out, kernel)):
+            np.multiply(g, hit, out=view)
+        return out
+
+    monkeypatch.setattr(pool, "_unpool_numpy", by_product)
+    with pytest.raises(AssertionError):
+        test_unpool_writes_g_at_first_maxima_and_plus_zero_elsewhere(np.float32, (2, 3, 8, 6), (2, 2))
