@@ -118,10 +118,11 @@ def first_max_offsets(x: np.ndarray, kernel: Pair) -> np.ndarray:
     """For each whole window of ``x``, the offset ``i·kw + j`` of its first maximum (or first NaN), as intp:
     ``argmax`` over each window's entries in row-major order, without copying the windows out."""
     hits = _first_hits(x, kernel)
-    code = np.full(hits[0].shape, len(hits) - 1, np.intp)
-    for k in range(len(hits) - 2, -1, -1):
-        np.copyto(code, k, where=hits[k])
-    return code
+    small = np.int8 if len(hits) <= 127 else np.int32
+    code = np.zeros(hits[0].shape, small)
+    for k in range(1, len(hits)):  # exactly one hit per window: the sum of k·hit_k is its offset
+        code += hits[k].view(np.int8).astype(small, copy=False) * small(k)
+    return code.astype(np.intp)
 
 
 def _check(op: str, first: str, a: np.ndarray, x: np.ndarray, want: tuple) -> None:
