@@ -51,7 +51,7 @@ def _three(x, wt, g, geo):
 
 
 @pytest.mark.parametrize("geo", GEOMETRIES)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_image_by_image_forms_are_the_stacked_forms_bit_for_bit(monkeypatch, geo, dtype):
     x, wt, g = _arrays(geo, dtype)
     stacked = _three(x, wt, g, geo)
