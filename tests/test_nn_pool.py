@@ -93,12 +93,12 @@ def test_the_pick_is_recorded_under_compile_and_the_index_form_eagerly():
 
 def test_a_planted_last_maximum_is_caught(monkeypatch):
     """The tie test can fail: a first-maximum rule that picks the last maximum sends gradients elsewhere."""
-    real = pool._first_max_code
+    real = pool._first_hits
 
     def last(x, kernel):  # the first maximum of the mirrored image is the last one here
-        return (kernel[0] * kernel[1] - 1 - real(x[:, :, ::-1, ::-1], kernel)[:, :, ::-1, ::-1]).astype(np.int16)
+        return [h[:, :, ::-1, ::-1] for h in real(x[:, :, ::-1, ::-1], kernel)[::-1]]
 
-    monkeypatch.setattr(pool, "_first_max_code", last)
+    monkeypatch.setattr(pool, "_first_hits", last)
     x = np.maximum(np.random.default_rng(0).integers(-2, 2, (2, 3, 6, 8)).astype(np.float32), 0)
     _, _, gx, tgx = _both(x, 2)
     assert not np.array_equal(gx, tgx)

@@ -245,7 +245,12 @@ _NP = _NumPyShapes()
 
 
 def _replay(tracer: _Tracer, roots: list, physical: dict[int, tuple[Any, int]]) -> dict[int, tuple[Any, Any]]:
-    """Batch every tensor ``roots`` depend on: id -> (value, batch dim or None for a shared value)."""
+    """Batch every tensor ``roots`` depend on: id -> (value, batch dim or None for a shared value).
+
+    The nodes are put in order first (parents before children), then batched in that order, and a batched
+    intermediate is dropped from the memo as soon as the last node that reads it has run: the batch's
+    intermediates are not all alive at once (a per-sample gradient's backward would otherwise hold every
+    forward value, and arrays past what the allocator has free come from fresh pages, a page fault per 4 KiB)."""
     memo: dict[int, tuple[Any, Any]] = dict(physical)
     derived = tracer.derived_from
 
@@ -257,25 +262,41 @@ def _replay(tracer: _Tracer, roots: list, physical: dict[int, tuple[Any, int]]) 
             return ()
         return node_parts(x)[0]
 
-    for root in roots:
-        if type(root) is not Tensor:
-            continue
+    order: list[tuple[Tensor, Sequence[Any]]] = []
+    uses: dict[int, int] = {}
+    placed: set[int] = set()
+    # the largest outputs first (per-sample gradients of the biggest weights): their arrays are made while the
+    # allocator still has the most room, not at the peak of the replay, where big arrays come from fresh pages
+    for root in sorted((r for r in roots if type(r) is Tensor), key=lambda r: -int(np.size(r._data))):
         stack = [root]
         while stack:
             x = stack[-1]
-            if id(x) in memo:
+            if id(x) in memo or id(x) in placed:
                 stack.pop()
                 continue
             if not tracer.depends(x):
                 memo[id(x)] = (x, None)
                 stack.pop()
                 continue
-            pending = [p for p in parents(x) if type(p) is Tensor and id(p) not in memo]
+            ps = parents(x)
+            pending = [p for p in ps if type(p) is Tensor and id(p) not in memo and id(p) not in placed]
             if pending:
                 stack.extend(pending)
                 continue
             stack.pop()
-            memo[id(x)] = _batch_one(x, derived.get(id(x)), memo)
+            placed.add(id(x))
+            order.append((x, ps))
+            for p in ps:
+                if type(p) is Tensor:
+                    uses[id(p)] = uses.get(id(p), 0) + 1
+    keep = set(physical) | {id(r) for r in roots if type(r) is Tensor}
+    for x, ps in order:
+        memo[id(x)] = _batch_one(x, derived.get(id(x)), memo)
+        for p in ps:
+            if type(p) is Tensor:
+                left = uses[id(p)] = uses[id(p)] - 1
+                if not left and id(p) not in keep and memo[id(p)][1] is not None:
+                    del memo[id(p)]  # its last reader has run
     return memo
 
 

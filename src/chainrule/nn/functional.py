@@ -708,11 +708,6 @@ def max_pool2d(
     k, s, p, d = _pool_args("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
     n, c, h, w = x.shape
     oh, ow = _geometry("max_pool2d", (h, w), k, d, p, s)
-    if MODE.batch is not None and MODE.batch.depends(x):  # under cr.vmap: no index may be read from the values
-        if return_indices:
-            MODE.batch.read(x, "max_pool2d(return_indices=True)", None)
-        out = _max_pool_by_masks(x, k, s, p, d, oh, ow)
-        return ops.reshape(out, out.shape[1:]) if single else out
     if (
         MODE.observer is not None
         and s == k
@@ -721,22 +716,37 @@ def max_pool2d(
         and not return_indices
         and getattr(x.dtype, "kind", "") == "f"
     ):
-        # under cr.compile's tracer, non-overlapping windows: strided views and masks, no index read from the
-        # values (primitives/pool.py); eagerly the index form below, which cr.derive explains
+        # under cr.compile's tracer or cr.vmap's (both are MODE.observer), non-overlapping windows: strided views
+        # and masks, no index read from the values (primitives/pool.py; vmap folds its batch into the images');
+        # eagerly the index form below, which cr.derive explains
         out = apply(PP.max_pool2d_pick, x, x, k)
+        return ops.reshape(out, out.shape[1:]) if single else out
+    if MODE.batch is not None and MODE.batch.depends(x):  # under cr.vmap: no index may be read from the values
+        if return_indices:
+            MODE.batch.read(x, "max_pool2d(return_indices=True)", None)
+        out = _max_pool_by_masks(x, k, s, p, d, oh, ow)
         return ops.reshape(out, out.shape[1:]) if single else out
     raw = np.asarray(x.data)
     if p != (0, 0):
         fill = -np.inf if raw.dtype.kind == "f" else np.iinfo(raw.dtype).min
         raw = np.pad(raw, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
-    windows = P.unfold.fwd(raw.reshape(n * c, 1, *raw.shape[2:]), k, d, (0, 0), s)  # (N·C, kh·kw, L)
-    best = np.argmax(windows, axis=1)  # first maximum; NaN wins, as in torch
-    ki, kj = np.divmod(best, k[1])
     rows = (np.arange(oh) * s[0])[:, None] - p[0]
     cols = (np.arange(ow) * s[1])[None, :] - p[1]
-    hh = rows.reshape(1, oh, 1) + (ki * d[0]).reshape(n * c, oh, ow)
-    ww = cols.reshape(1, 1, ow) + (kj * d[1]).reshape(n * c, oh, ow)
-    plane = hh * w + ww  # position inside each H·W plane
+    if s == k and d == (1, 1):  # non-overlapping windows: one comparison per window offset on strided views
+        # (the argmax below without copying the windows; the same positions, worked out in place)
+        plane, kj = np.divmod(PP.first_max_offsets(raw, k).reshape(n * c, oh, ow), k[1])
+        plane += rows
+        plane *= w
+        plane += kj
+        plane += cols  # position inside each H·W plane
+        del kj
+    else:
+        windows = P.unfold.fwd(raw.reshape(n * c, 1, *raw.shape[2:]), k, d, (0, 0), s)  # (N·C, kh·kw, L)
+        best = np.argmax(windows, axis=1)  # first maximum; NaN wins, as in torch
+        ki, kj = np.divmod(best, k[1])
+        hh = rows.reshape(1, oh, 1) + (ki * d[0]).reshape(n * c, oh, ow)
+        ww = cols.reshape(1, 1, ow) + (kj * d[1]).reshape(n * c, oh, ow)
+        plane = hh * w + ww  # position inside each H·W plane
     flat = plane + (np.arange(n * c) * (h * w)).reshape(n * c, 1, 1)
     out = ops.reshape(ops.reshape(x, (n * c * h * w,))[flat.reshape(n, c, oh, ow)], (n, c, oh, ow))
     if single:

@@ -440,7 +440,9 @@ def conv_rule(prim: Primitive, unfold: Primitive, fold: Primitive, kind: str) ->
     """conv2d (``kind="forward"``), its input gradient (``"input"``) and its weight gradient (``"weight"``).
 
     With the weight unbatched, the vmap batch joins the images' batch axis.  Otherwise each is written as the
-    matrix products of im2col it stands for, one weight per batch entry (einsum over the batch axis)."""
+    matrix products of im2col it stands for, one weight per batch entry: one stacked ``matmul`` over
+    ``(B, N)`` (BLAS per image; an einsum here ran NumPy's loops and was the slowest node of per-sample CNN
+    gradients), the weight's ``(B, 1, ...)`` broadcast against the images."""
     folded = images_folded(prim, (0,))
 
     def rule(xp: Any, vals: Sequence[Any], dims: Dims, *params: Any) -> tuple[Any, int]:
@@ -453,7 +455,7 @@ def conv_rule(prim: Primitive, unfold: Primitive, fold: Primitive, kind: str) ->
             cols = xp.apply(unfold, _fold_in(xp, a), wshape[3:], dilation, padding, stride)  # (B·N, C·k², L)
             cshape = tuple(xp.shape(cols))
             cols = xp.reshape(cols, (n, cshape[0] // n) + cshape[1:])
-            out = xp.einsum("bok,bnkl->bnol", xp.reshape(b, (n, wshape[1], -1)), cols)
+            out = xp.matmul(xp.reshape(b, (n, 1, wshape[1], -1)), cols)  # (B, N, O, L)
             xshape = tuple(xp.shape(a))
             oh, ow = _conv_out(xshape[3:], wshape[3:], stride, padding, dilation)
             return xp.reshape(out, (n, xshape[1], wshape[1], oh, ow)), 0
@@ -461,7 +463,8 @@ def conv_rule(prim: Primitive, unfold: Primitive, fold: Primitive, kind: str) ->
             size, stride, padding, dilation = params
             wshape, gshape = tuple(xp.shape(b)), tuple(xp.shape(a))
             g = xp.reshape(a, (n, gshape[1], gshape[2], -1))
-            cols = xp.einsum("bok,bnol->bnkl", xp.reshape(b, (n, wshape[1], -1)), g)
+            wt = xp.swapaxes(xp.reshape(b, (n, 1, wshape[1], -1)), -1, -2)  # (B, 1, C·k², O)
+            cols = xp.matmul(wt, g)  # (B, N, C·k², L)
             cols = xp.reshape(cols, (n * gshape[1],) + tuple(xp.shape(cols))[2:])
             return _fold_out(xp, xp.apply(fold, cols, size, wshape[3:], dilation, padding, stride), n), 0
         # weight: a: x (B, N, C, H, W), b: g (B, N, O, h, w) -> (B, O, C, kh, kw)
@@ -469,8 +472,9 @@ def conv_rule(prim: Primitive, unfold: Primitive, fold: Primitive, kind: str) ->
         xshape, gshape = tuple(xp.shape(a)), tuple(xp.shape(b))
         cols = xp.apply(unfold, _fold_in(xp, a), kernel, dilation, padding, stride)
         cshape = tuple(xp.shape(cols))
-        cols = xp.reshape(cols, (n, xshape[1]) + cshape[1:])
-        out = xp.einsum("bnol,bnkl->bok", xp.reshape(b, (n, gshape[1], gshape[2], -1)), cols)
+        cols = xp.reshape(cols, (n, xshape[1]) + cshape[1:])  # (B, N, C·k², L)
+        per = xp.matmul(xp.reshape(b, (n, gshape[1], gshape[2], -1)), xp.swapaxes(cols, -1, -2))  # (B, N, O, C·k²)
+        out = xp.reshape(per, (n,) + tuple(xp.shape(per))[2:]) if gshape[1] == 1 else xp.sum(per, 1)
         return xp.reshape(out, (n, gshape[2], xshape[2]) + tuple(kernel)), 0
 
     rule.__name__ = f"batch_{prim.name}"
