@@ -32,6 +32,7 @@ from .. import symbolic as S
 from ..creation import tensor
 from ..saved import keep_values
 from ..tensor import Tensor
+from . import derive_batch  # noqa: F401  (fills derive_graph.BATCH: the replay and the symbolic batch)
 from .budget import DEFAULT_MAX_NUMBERS, program_cost, refuse_over_budget
 from .derive_chain import Chain, build_chain
 from .derive_check import CheckResult

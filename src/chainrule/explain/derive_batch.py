@@ -28,7 +28,17 @@ from .derive_batch_axes import Axes, BatchError, follow, parse_spec, resize
 from .derive_chain import build_chain
 from .derive_check import CheckResult
 from .derive_forms import conv_notes
-from .derive_graph import NamedArray, Recorded, _check, _closed_forms, equations, export, finish_and_check, record
+from .derive_graph import (
+    BATCH,
+    NamedArray,
+    Recorded,
+    _check,
+    _closed_forms,
+    equations,
+    export,
+    finish_and_check,
+    record,
+)
 from .derive_walk import _inline_steps
 
 __all__ = ["BatchError", "derive_batched"]
@@ -261,3 +271,7 @@ def derive_batched(rec0: Recorded, output: Tensor, batch: Any, check: bool, seed
         fields["jacobians"] = jac1 + conv_notes(rec1.layers, rec1.names)
     finish_and_check(fields, bw1, bw2, (sizes1, sizes2), (dims1, dims2), check, seed)
     return fields
+
+
+BATCH.replay = replay
+BATCH.derive = derive_batched

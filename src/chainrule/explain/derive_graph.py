@@ -23,7 +23,7 @@ from __future__ import annotations
 import keyword
 import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -482,6 +482,17 @@ def values_of(rec: Recorded) -> dict[str, np.ndarray]:
     return out
 
 
+class _Batch:
+    """Filled in by :mod:`.derive_batch` (a module above this one, which builds on this one): the graph replayed
+    with every value kept, and the route of a symbolic batch size."""
+
+    replay: Callable[[Any, Tensor], Any]
+    derive: Callable[..., dict[str, Any]]
+
+
+BATCH = _Batch()
+
+
 def derive_recorded(
     output: Tensor,
     *,
@@ -500,9 +511,7 @@ def derive_recorded(
     with stand_ins():  # (the values the engine released are recomputed from the leaves by the replay)
         rec = record(output, names, modules, frame)
         if batch is not None:
-            from .derive_batch import derive_batched
-
-            return derive_batched(rec, output, batch, check, seed)
+            return BATCH.derive(rec, output, batch, check, seed)
         return _derive(rec, output, check, seed)
 
 
@@ -563,9 +572,7 @@ def export(rec: Recorded, program: str, forward: list, backward: list, targets: 
 
 
 def _derive(rec0: Recorded, output: Tensor, check: bool, seed: int) -> dict[str, Any]:
-    from .derive_batch import replay
-
-    rec = replay(rec0, output)  # (the same graph with every value kept: the steps' claims read them)
+    rec = BATCH.replay(rec0, output)  # (the same graph with every value kept: the steps' claims read them)
     constants = rec.constants
     forward, backward, jacobians, seed_text, targets = equations(rec)
     shapes = {label: tuple(np.shape(v._data if isinstance(v, Tensor) else v)) for label, v in rec.inputs.items()}
