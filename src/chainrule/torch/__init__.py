@@ -3,7 +3,8 @@
 The same tensors, graph and teaching tools as ``import chainrule as cr``; what differs is the defaults,
 which are torch's here: float32 for tensors made from Python floats and for creation functions, torch's
 initialisation of layers, torch's random streams where ``chainrule.torch_random`` provides them.
-Importing this module changes nothing in ``chainrule`` itself (its default dtype stays float64).
+Importing this module leaves ``chainrule``'s own default dtype at float64, but two rules of the shared engine
+become torch's for every tensor in the process: integer promotion and the printed form (docs/torch.md).
 
 A torch name this namespace lacks raises :class:`NotSupportedError` (an ``AttributeError`` and a
 ``NotImplementedError``) naming the chainrule way where there is one.
