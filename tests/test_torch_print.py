@@ -79,3 +79,30 @@ def test_a_seeded_script_prints_torch_s_text(tmp_path):
         outs.append(subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True).stdout)
     assert outs[0] == outs[1]
     assert np.isfinite(float(outs[0].splitlines()[-1]))
+
+
+INDEXINGS = [
+    ("x[0]", lambda x: x[0]),
+    ("x[:, 1]", lambda x: x[:, 1]),
+    ("x[0:2]", lambda x: x[0:2]),
+    ("x[[0, 1]]", lambda x: x[[0, 1]]),
+    ("x[0, 1]", lambda x: x[0, 1]),
+    ("x[None]", lambda x: x[None]),
+]
+
+
+@pytest.mark.parametrize("name,index", INDEXINGS, ids=[i[0] for i in INDEXINGS])
+def test_an_indexing_names_its_grad_fn_as_torch(name, index):
+    torch.manual_seed(5)
+    ct.manual_seed(5)
+    a, b = ct.randn(3, 2, requires_grad=True), torch.randn(3, 2, requires_grad=True)
+    assert repr(index(a)) == repr(index(b))
+
+
+def test_a_parameter_prints_as_torch_s():
+    torch.manual_seed(2)
+    ct.manual_seed(2)
+    ours, theirs = ct.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    assert repr(ours.weight) == repr(theirs.weight) and repr(ours.weight).startswith("Parameter containing:\n")
+    assert repr(ct.nn.Parameter(ct.zeros(2))) == repr(torch.nn.Parameter(torch.zeros(2)))
+    assert repr(ours.weight * 1) == repr(theirs.weight * 1)  # a value computed from it is not a parameter

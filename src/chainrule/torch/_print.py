@@ -11,11 +11,12 @@ names its ``grad_fn`` (``<AddBackward0>``) where the two agree on the operation,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
 
-from ..graph import FREED
+from ..graph import FREED, node_of
 
 OPTIONS: dict[str, Any] = {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80, "sci_mode": None}
 _PROFILES = {
@@ -55,6 +56,32 @@ _GRAD_FN = {
     "concatenate": "CatBackward0",
     "stack": "StackBackward0",
 }
+
+
+class _Parameters:
+    """Filled in by ``chainrule.torch.nn._parameter``: whether a tensor is a parameter (printed as torch prints
+    one: ``Parameter containing:`` above it)."""
+
+    test: Optional[Callable[[Any], bool]] = None
+
+
+PARAMETERS = _Parameters()
+
+
+def _index_grad_fn(index: Any) -> str:
+    """torch's node for an indexing: the last step it takes (an index array last of all, then the last integer,
+    slice or None that changes something)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(p, (np.ndarray, list)) for p in parts):
+        return "IndexBackward0"
+    for p in reversed(parts):
+        if isinstance(p, (int, np.integer)):
+            return "SelectBackward0"
+        if p is None:
+            return "UnsqueezeBackward0"
+        if isinstance(p, slice) and p != slice(None):
+            return "SliceBackward0"
+    return "AliasBackward0"
 
 
 def set_printoptions(
@@ -177,10 +204,14 @@ def torch_repr(t: Any, default_float: np.dtype) -> str:
         suffixes.append(f"dtype={_dtype_name(a.dtype)}")
     node = t._node
     if node is not None and node is not FREED:
-        suffixes.append(f"grad_fn=<{_GRAD_FN.get(node.name, _camel(node.name) + 'Backward')}>")
+        name = _GRAD_FN.get(node.name, _camel(node.name) + "Backward")
+        if node.name == "getitem":
+            name = _index_grad_fn(node_of(t).params[0])
+        suffixes.append(f"grad_fn=<{name}>")
     elif t.requires_grad:
         suffixes.append("requires_grad=True")
-    return _with_suffixes(prefix + body, suffixes, indent)
+    text = _with_suffixes(prefix + body, suffixes, indent)
+    return "Parameter containing:\n" + text if PARAMETERS.test is not None and PARAMETERS.test(t) else text
 
 
 def _camel(name: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ...nn import module as _module
 from ...tensor import Tensor
+from .. import _print
 
 _MADE: dict[int, weakref.ref] = {}
 
@@ -67,3 +68,6 @@ class Buffer:
         raise NotImplementedError(
             "nn.Buffer is not supported in chainrule.torch; use self.register_buffer(name, tensor, persistent=...)"
         )
+
+
+_print.PARAMETERS.test = is_parameter  # (torch prints a parameter under 'Parameter containing:')
