@@ -7,9 +7,9 @@ Only the import lines change (``import torch`` → ``import chainrule.torch as t
 relative tolerance (float32 rounding by default).  For issue 25's measurement on public programs: keep their code
 out of the repository, point this at local copies.  Exit status 0 when every program agrees.
 
-chainrule prints tensors in its own format (eight significant digits, ``dtype=float32``, ``op=``), torch
-with four decimals, so printed tensors cannot be compared number by number; ``--torch-print`` prints
-chainrule's values through torch's own formatter (``scripts/dropin_torch_print``, printing only).
+chainrule.torch prints tensors as torch does (four decimals, ``grad_fn=<...>``), so the two outputs can be
+compared as text too: the report says whether they are identical.  ``--torch-print`` (from before chainrule.torch
+printed as torch) prints chainrule's values through torch's own formatter instead (``scripts/dropin_torch_print``).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def check(path: Path, rtol: float, timeout: int, torch_print: bool = False) -> b
         i, x, y = bad[0]
         print(f"{path.name}: {len(bad)} of {len(a)} numbers differ (first: #{i}, torch {x!r}, chainrule.torch {y!r})")
         return False
-    print(f"{path.name}: ok, {len(a)} numbers agree to rtol {rtol:g}")
+    same = "; the printed text is identical" if ref.stdout == mine.stdout else "; the text differs elsewhere"
+    print(f"{path.name}: ok, {len(a)} numbers agree to rtol {rtol:g}{same}")
     return True
 
 
