@@ -682,3 +682,27 @@ def test_batched_matmul_block_notes_are_checked_and_a_wrong_block_fails(monkeypa
     monkeypatch.setattr(DS, "_batched_matmul_claim", shifted)
     bad = cr.derive(loss)
     assert not bad.ok and any("block by block" in f and "is false" in f for f in bad.check.steps.failures)
+
+
+def test_a_shared_matrix_times_a_batch_has_checked_stacked_blocks(monkeypatch):
+    """W (one matrix) @ cols (a batch), as conv's im2col product: wrt cols the blocks are on the diagonal, wrt W
+    they stack (the VJP sums over the batch); both claims are checked, and a wrong one fails."""
+    from chainrule.explain import derive_claims as DC
+    from chainrule.explain import derive_steps as DS
+
+    rng = np.random.default_rng(4)
+    W = cr.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    cols = cr.tensor(rng.standard_normal((2, 4, 5)), requires_grad=True)
+    out = W @ cols
+    loss = (out * out).sum()
+    d = cr.derive(loss)
+    notes = [st for ln in d.backward for st in ln.steps if "⊗" in st.text]
+    assert len(notes) == 2 and all(st.check is not None and st.check["max_error"] < 1e-8 for st in notes)
+    true_claim = DS._batched_matmul_claim
+
+    def halved(edge, env, role):
+        claim = true_claim(edge, env, role)
+        return DC.Matrix(lambda env, V: 0.5 * claim.apply(env, V), edge, env, None)
+
+    monkeypatch.setattr(DS, "_batched_matmul_claim", halved)
+    assert not cr.derive(loss).ok

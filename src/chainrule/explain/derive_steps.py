@@ -575,22 +575,28 @@ def _reduce(V: np.ndarray, in_shape: tuple, axes: Any, entry: float) -> np.ndarr
 
 
 def _batched_matmul_claim(edge: C.Edge, env: dict, role: int) -> C.Matrix:
-    """A batch of products ``x_b @ y_b``: the Jacobian is block diagonal, block b being ``I ⊗ y_bᵀ`` (wrt x) or
-    ``x_b ⊗ I`` (wrt y), entries numbered row by row; applied block by block from those Kronecker products."""
+    """A batch of products ``x_b @ y_b``: block b of the Jacobian is ``I ⊗ y_bᵀ`` (wrt x) or ``x_b ⊗ I`` (wrt y),
+    entries numbered row by row.  The blocks sit on the diagonal where the operand is batched, one above the
+    other where it is one matrix every product shares (a weight); applied block by block from those products."""
     X = np.asarray(edge.operands[0], dtype=np.float64)
     Y = np.asarray(edge.operands[1], dtype=np.float64)
-    xs, ys = X.reshape(-1, *X.shape[-2:]), Y.reshape(-1, *Y.shape[-2:])
+    batch = np.broadcast_shapes(X.shape[:-2], Y.shape[:-2])
+    xs = np.broadcast_to(X, batch + X.shape[-2:]).reshape(-1, *X.shape[-2:])
+    ys = np.broadcast_to(Y, batch + Y.shape[-2:]).reshape(-1, *Y.shape[-2:])
     (a, _), (_, c) = xs.shape[1:], ys.shape[1:]
     blocks = [np.kron(np.eye(a), yb.T) if role == 0 else np.kron(xb, np.eye(c)) for xb, yb in zip(xs, ys)]
-    size_in = (xs if role == 0 else ys)[0].size
+    own = X if role == 0 else Y
+    shared = own.ndim == 2  # one matrix in every product: its blocks stack (the VJP sums over the batch)
 
     def apply(env: dict, V: np.ndarray) -> np.ndarray:
-        cols = V.reshape(len(blocks), size_in, -1)
+        if shared:
+            return np.concatenate([B @ V for B in blocks], axis=0)
+        cols = V.reshape(len(blocks), own[..., :, :].shape[-2] * own.shape[-1], -1)
         return np.concatenate([B @ v for B, v in zip(blocks, cols)], axis=0)
 
     full = None
-    if len(blocks) * blocks[0].size <= 250_000:
-        full = lambda env: _block_diagonal(blocks)  # noqa: E731
+    if len(blocks) * blocks[0].size * (1 if shared else len(blocks)) <= 250_000:
+        full = (lambda env: np.concatenate(blocks, axis=0)) if shared else (lambda env: _block_diagonal(blocks))
     return C.Matrix(apply, edge, env, full)
 
 
@@ -618,7 +624,11 @@ def _matmul_steps(
     ls, rs = tuple(left.shape), tuple(right.shape)
     if len(ls) > 2 or len(rs) > 2:  # a batch of products: one Kronecker block per product (same batch shapes)
         claim = None
-        if len(ls) == len(rs) >= 3 and ls[:-2] == rs[:-2] and st.kind == "Kronecker product with an identity":
+        own = ls if role == 0 else rs
+        same_batch = len(ls) == len(rs) and ls[:-2] == rs[:-2]
+        if (
+            same_batch or min(len(ls), len(rs)) == 2 and len(own) >= 2
+        ) and st.kind == "Kronecker product with an identity":
             claim = _batched_matmul_claim(edge, walk.values, role)
         return [
             Step(f"∂{yn}/∂{xn} is {st.description}", "", claim),
