@@ -819,8 +819,9 @@ def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
 
 
 def _format(self: Tensor, spec: str) -> str:
-    """``f"{loss:.4f}"``: a one-element, zero-dimensional tensor formats its number (as torch); else the repr."""
-    if spec and self.ndim == 0:
+    """``f"{loss:.4f}"`` and ``f"{loss}"``: a zero-dimensional tensor formats its number, as torch's
+    ``Tensor.__format__`` does (so ``f"{loss}"`` prints ``2.4543561935424805``, not the repr); else the repr."""
+    if self.ndim == 0:
         return format(self.item(), spec)
     return object.__format__(self, spec)
 

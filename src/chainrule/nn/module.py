@@ -349,6 +349,14 @@ class Module:
                     t.grad = None
         return self
 
+    def cpu(self) -> Module:
+        """Every parameter and buffer on the CPU, in place (``model.cpu()``): ``to("cpu")``."""
+        return self.to("cpu")
+
+    def cuda(self, device: Any = None) -> Module:
+        """``to("cuda")`` or ``to("cuda:N")``: raises, naming the devices there are, where no GPU library is."""
+        return self.to("cuda" if device is None else f"cuda:{getattr(device, 'index', device)}")
+
     def float(self) -> Module:
         return self.to(np.float32)
 

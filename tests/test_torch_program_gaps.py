@@ -1,0 +1,95 @@
+"""Gaps found by running public PyTorch programs with only their imports changed
+(``scripts/dropin_check.py``, issue 25): each idiom is run in torch and in ``chainrule.torch`` and must
+give the same printed text or values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule.torch as ct
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("spec", ["", ".4f", ".2e", "10.3f", "g"])
+def test_format_of_a_zero_dim_tensor_is_its_numbers(spec):
+    # makemore part 1: print(f'{nll/n}') prints a Python float under torch, not the tensor's repr
+    for lib in (torch, ct):
+        assert format(lib.tensor(2.0) / 3, spec) == format(torch.tensor(2.0).div(3).item(), spec)
+    for lib in (torch, ct):  # a float64 value keeps its 53 bits
+        assert f"{lib.tensor(1.0, dtype=lib.float64) / 3}" == str(1.0 / 3)
+
+
+def test_format_of_a_vector_is_still_refused_or_repr():
+    t, c = torch.tensor([1.0, 2.0]), ct.tensor([1.0, 2.0])
+    with pytest.raises(TypeError):
+        format(t, ".2f")
+    with pytest.raises(TypeError):
+        format(c, ".2f")
+    assert f"{c}" == str(c)
+
+
+def test_data_numpy_shares_memory():
+    # Morvan's 202_variable.py: print(variable.data.numpy())
+    for lib in (torch, ct):
+        v = lib.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+        a = v.data.numpy()
+        assert type(a) is np.ndarray and a.dtype == np.float32
+        np.testing.assert_array_equal(a, [[1.0, 2.0], [3.0, 4.0]])
+        a[0, 0] = 7.0
+        assert v[0, 0].item() == 7.0
+
+
+def test_data_cpu_numpy():
+    # Atcold's 05-regression notebook: plt.scatter(X.data.cpu().numpy(), ...)
+    for lib in (torch, ct):
+        x = lib.linspace(-1, 1, 5).unsqueeze(1)
+        np.testing.assert_array_equal(x.data.cpu().numpy(), np.linspace(-1, 1, 5, dtype=np.float32)[:, None])
+
+
+def test_a_zero_dim_tensor_is_not_iterable():
+    # matplotlib's unit check calls np.iterable on each axis limit: plt.axis(torch.tensor((-1.1, 1.1, -1, 1)))
+    for lib in (torch, ct):
+        assert not np.iterable(lib.tensor(1.5))
+        assert np.iterable(lib.tensor([1.5]))
+        with pytest.raises(TypeError, match="0-d"):
+            iter(lib.tensor(1.5))
+        assert [float(v) for v in lib.tensor([1.0, 2.0])] == [1.0, 2.0]
+
+
+def test_matplotlib_axis_takes_a_tensor(tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    limits = []
+    for lib in (torch, ct):
+        plt.figure()
+        plt.axis(lib.tensor((-1.1, 1.1, -1.1, 1.1)) * 2)
+        limits.append(plt.gca().get_xlim() + plt.gca().get_ylim())
+        plt.close()
+    assert limits[0] == limits[1]
+
+
+def test_numpy_ufunc_on_a_tensor_without_grad_gives_a_tensor():
+    got = {}
+    for lib in (torch, ct):
+        sin = np.sin(lib.tensor([0.5, 1.0]))
+        finite = np.isfinite(lib.tensor(1.5))
+        got[lib] = (sin.dtype, sin.shape, sin.tolist(), finite.dtype, finite.shape, finite.item(), sin.requires_grad)
+        assert str(finite.dtype).endswith("uint8") and finite.item() == 1
+    assert got[torch][1:3] == got[ct][1:3] and got[torch][4:] == got[ct][4:]
+    with pytest.raises(RuntimeError):  # torch refuses a tensor that requires grad ...
+        np.sin(torch.tensor([0.5], requires_grad=True))
+    with pytest.raises(TypeError, match=r"cr\.sin"):  # ... and chainrule names its own function
+        np.sin(ct.tensor([0.5], requires_grad=True))
+
+
+def test_module_cpu_keeps_the_parameters():
+    # Atcold's plot_lib.plot_model: model.cpu() before predicting on a NumPy mesh
+    for lib in (torch, ct):
+        lib.manual_seed(0)
+        model = lib.nn.Sequential(lib.nn.Linear(2, 3), lib.nn.ReLU(), lib.nn.Linear(3, 1))
+        weight = model[0].weight
+        assert model.cpu() is model and model[0].weight is weight
+    np.testing.assert_array_equal(
+        ct.nn.Linear(2, 3).cpu().weight.detach().numpy().shape, torch.nn.Linear(2, 3).cpu().weight.shape
+    )
