@@ -93,3 +93,19 @@ def test_module_cpu_keeps_the_parameters():
     np.testing.assert_array_equal(
         ct.nn.Linear(2, 3).cpu().weight.detach().numpy().shape, torch.nn.Linear(2, 3).cpu().weight.shape
     )
+
+
+def test_version_names_the_torch_release_followed():
+    # mrdbourke's 01_pytorch_workflow prints torch.__version__
+    assert ct.__version__.split("+")[0] == torch.__version__.split("+")[0] == "2.13.0"
+    assert ct.__version__.endswith("+chainrule")
+
+
+def test_load_state_dict_result_prints_as_torchs():
+    for lib in (torch, ct):
+        lib.manual_seed(0)
+        model = lib.nn.Linear(2, 1)
+        assert repr(model.load_state_dict(lib.nn.Linear(2, 1).state_dict())) == "<All keys matched successfully>"
+    got = ct.nn.Linear(2, 1).load_state_dict({"weight": ct.zeros(1, 2)}, strict=False)
+    want = torch.nn.Linear(2, 1).load_state_dict({"weight": torch.zeros(1, 2)}, strict=False)
+    assert repr(got) == repr(want).replace("_IncompatibleKeys", "IncompatibleKeys")

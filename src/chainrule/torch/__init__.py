@@ -163,5 +163,9 @@ from ..nn.functional import erf  # noqa: E402, F401
 # the submodules (imported last: they read the names above)
 from . import autograd, distributions, func, nn, optim, utils  # noqa: E402, F401
 
+# The torch release whose names, defaults and random streams this namespace follows (programs print it or
+# compare it); the local label says which library answers.
+__version__ = "2.13.0+chainrule"
+
 __getattr__ = module_getattr("torch")
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations",)]
