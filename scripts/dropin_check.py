@@ -119,9 +119,17 @@ def check(path: Path, rtol: float, timeout: int, torch_print: bool = False, keep
     source = path.read_text(encoding="utf-8")
     ours = rewrite(source)
     start = time.perf_counter()
-    ref = run(path, source, timeout)
+    try:
+        ref = run(path, source, timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{path.name}: torch itself takes over {timeout} s")
+        return False
     middle = time.perf_counter()
-    mine = run(path, ours, timeout, torch_print, convert=True)
+    try:
+        mine = run(path, ours, timeout, torch_print, convert=True)
+    except subprocess.TimeoutExpired:
+        print(f"{path.name}: chainrule.torch takes over {timeout} s (torch {middle - start:.0f} s)")
+        return False
     took = f" (torch {middle - start:.0f} s, chainrule.torch {time.perf_counter() - middle:.0f} s)"
     if keep is not None:  # both runs' output, to diff
         keep.mkdir(parents=True, exist_ok=True)

@@ -109,3 +109,18 @@ def test_load_state_dict_result_prints_as_torchs():
     got = ct.nn.Linear(2, 1).load_state_dict({"weight": ct.zeros(1, 2)}, strict=False)
     want = torch.nn.Linear(2, 1).load_state_dict({"weight": torch.zeros(1, 2)}, strict=False)
     assert repr(got) == repr(want).replace("_IncompatibleKeys", "IncompatibleKeys")
+
+
+@pytest.mark.parametrize("cls", ["FloatTensor", "LongTensor", "DoubleTensor", "IntTensor", "ByteTensor"])
+def test_type_with_a_legacy_tensor_class(cls):
+    # Morvan's 302_classification.py: torch.cat((x0, x1), 0).type(torch.FloatTensor)
+    got = ct.tensor([[1.5, -2.0]]).type(getattr(ct, cls))
+    want = torch.tensor([[1.5, -2.0]]).type(getattr(torch, cls))
+    assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1]
+    assert got.tolist() == want.tolist()
+    assert got.type() == want.type()
+
+
+def test_type_with_a_class_without_dtype_names_the_way():
+    with pytest.raises(TypeError, match="names no dtype"):
+        ct.tensor([1.0]).type(ct.Tensor)

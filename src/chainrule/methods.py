@@ -309,6 +309,14 @@ def _type(self: Tensor, dtype: Any = None) -> Any:
         return _TYPE_NAMES[name]
     if isinstance(dtype, str) and dtype in _TYPE_DTYPES:
         dtype = _TYPE_DTYPES[dtype]
+    if isinstance(dtype, type) and not issubclass(dtype, np.generic):  # t.type(torch.FloatTensor)
+        typed = getattr(dtype, "_dtype", None)  # the legacy typed classes carry their dtype
+        if typed is None:
+            raise TypeError(
+                f"type: {dtype.__name__} names no dtype; pass a dtype (torch.float32) or a typed class "
+                "(torch.FloatTensor, torch.LongTensor)"
+            )
+        dtype = typed
     return self.astype(np.dtype(dtype))
 
 
