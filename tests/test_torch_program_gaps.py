@@ -124,3 +124,23 @@ def test_type_with_a_legacy_tensor_class(cls):
 def test_type_with_a_class_without_dtype_names_the_way():
     with pytest.raises(TypeError, match="names no dtype"):
         ct.tensor([1.0]).type(ct.Tensor)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+def test_implicit_gradient_of_a_one_element_output(shape):
+    # rasbt's L06 pytorch-autograd: grad(F.relu(x*w + b), w) with tensors of shape (1,)
+    got = {}
+    for lib in (torch, ct):
+        w = lib.tensor([2.0], requires_grad=True)
+        a = lib.nn.functional.relu(lib.tensor([3.0]) * w + 1.0).reshape(shape)
+        (gw,) = lib.autograd.grad(a, w, retain_graph=True)
+        a.backward()
+        got[lib] = (gw.tolist(), w.grad.tolist())
+    assert got[torch] == got[ct] == ([3.0], [3.0])
+
+
+def test_implicit_gradient_of_two_elements_is_refused():
+    for lib, err in ((torch, RuntimeError), (ct, RuntimeError)):
+        w = lib.tensor([2.0, 1.0], requires_grad=True)
+        with pytest.raises(err, match="scalar output"):
+            (w * 2).backward()

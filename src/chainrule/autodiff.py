@@ -71,7 +71,7 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
             "requires_grad=True (or it was computed under no_grad())"
         )
     if grad is None:
-        if root.shape != ():
+        if root.size != 1:  # torch's rule: one element, of any shape ((), (1,), (1, 1))
             raise RuntimeError(
                 f"backward: a gradient can be created implicitly only for a scalar output, but this "
                 f"tensor has shape {root.shape}; pass grad= of that shape, or reduce it first (e.g. .sum())"
@@ -80,9 +80,9 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
         if type(rd) is float:
             value: Any = 1.0
         elif type(rd) is ndarray:
-            value = np.ones((), root.dtype)
+            value = np.ones(root.shape, root.dtype)
         else:
-            value = namespace_of(rd).xp.ones((), dtype=rd.dtype, device=device_of(rd))
+            value = namespace_of(rd).xp.ones(root.shape, dtype=rd.dtype, device=device_of(rd))
     elif type(root._data) is not ndarray and is_foreign(root._data):
         return _seed_foreign(root, grad, create_graph)
     else:
