@@ -144,3 +144,49 @@ def test_implicit_gradient_of_two_elements_is_refused():
         w = lib.tensor([2.0, 1.0], requires_grad=True)
         with pytest.raises(err, match="scalar output"):
             (w * 2).backward()
+
+
+def _grad_steps(lib):
+    """rasbt's L06 adaline-with-autograd: the parameters become non-leaf tensors (w = w + lr * g) and each
+    step takes grad(loss, w, retain_graph=True) and then grad(loss, b), which frees the graph."""
+    lib.manual_seed(0)
+    x, y = lib.randn(8, 2), lib.randn(8)
+    w = lib.zeros(2, 1, requires_grad=True)
+    b = lib.zeros(1, requires_grad=True)
+    losses = []
+    for _ in range(4):
+        loss = (((x @ w).view(-1) + b - y) ** 2).mean()
+        gw = lib.autograd.grad(loss, w, retain_graph=True)[0]
+        gb = lib.autograd.grad(loss, b)[0]
+        w = w - 0.1 * gw
+        b = b - 0.1 * gb
+        losses.append(loss.item())
+    return losses
+
+
+def test_grad_toward_non_leaf_parameters_step_after_step():
+    np.testing.assert_allclose(_grad_steps(ct), _grad_steps(torch), rtol=1e-6)
+
+
+def test_a_freed_graph_that_is_needed_still_raises():
+    for lib in (torch, ct):
+        w = lib.tensor([2.0], requires_grad=True)
+        h = (w * w).sin()
+        loss = h * 3
+        lib.autograd.grad(loss, w)  # frees the graph between loss and w
+        with pytest.raises(RuntimeError, match="(?i)backward through the graph a second time|already backprop"):
+            lib.autograd.grad(loss, w)
+
+
+def test_inverse_is_linalg_inv():
+    # rasbt's L05 linear-regr-gd: torch.inverse(torch.matmul(Xb.t(), Xb))
+    a = [[4.0, 1.0, 0.5], [1.0, 3.0, 0.25], [0.5, 0.25, 2.0]]
+    want = torch.inverse(torch.tensor(a))
+    got = ct.inverse(ct.tensor(a))
+    np.testing.assert_allclose(got.detach().numpy(), want.numpy(), rtol=1e-6)
+    assert str(got.dtype).endswith("float32")
+    x = ct.tensor(a, requires_grad=True)
+    ct.inverse(x).sum().backward()
+    tx = torch.tensor(a, requires_grad=True)
+    torch.inverse(tx).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5)

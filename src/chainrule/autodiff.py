@@ -33,12 +33,14 @@ class _Tracing(threading.local):
 TRACING = _Tracing()
 
 
-def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+def toposort(roots: Sequence[Tensor], strict: bool = True) -> list[Tensor]:
     """Non-leaf tensors reachable from ``roots``, each before the tensors it was made from.
 
     Iterative (no recursion), so a chain of a million nodes is fine; nodes carry
     a creation sequence number, so the order is a sort.  Raises if the walk
-    meets a freed node or an input modified in place since it was recorded.
+    meets a freed node or an input modified in place since it was recorded;
+    with ``strict=False`` a freed node is listed and not gone through (the
+    backward walk raises if it needs one), as torch only minds freed nodes it runs.
     """
     found: list[Tensor] = []
     seen: set[int] = set()
@@ -51,7 +53,10 @@ def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
             continue
         seen.add(key)
         if t._node is FREED:
-            raise GraphFreedError(_FREED_MESSAGE)
+            if strict:
+                raise GraphFreedError(_FREED_MESSAGE)
+            found.append(t)
+            continue
         if t._epoch != now:
             _check_fresh(t)
         found.append(t)
@@ -178,7 +183,7 @@ def _run_backward(
             _deliver(reached, False)
         return None
     wanted = None if inputs is None else {id(t) for t in inputs}
-    visitor = watcher or Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots), wanted))
+    visitor = watcher or Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots, strict=False), wanted))
     outer_step = _STEP.at  # (anomaly mode: a hook may run a backward inside another one's rule)
     try:
         if create_graph:

@@ -154,6 +154,7 @@ arcsin, arccos, arctan, arctan2 = _tmore.asin, _tmore.acos, _tmore.atan, _tmore.
 absolute = _ops.abs
 clamp = _ops.clip
 norm = linalg.norm_torch
+inverse = linalg.inv  # torch.inverse(A) is torch.linalg.inv(A)
 set_grad_enabled = grad_enabled
 float = float32  # noqa: A001
 int = int32  # noqa: A001
