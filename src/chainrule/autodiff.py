@@ -183,7 +183,8 @@ def _run_backward(
             _deliver(reached, False)
         return None
     wanted = None if inputs is None else {id(t) for t in inputs}
-    visitor = watcher or Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots, strict=False), wanted))
+    needed = None if wanted is None else _needed(toposort(roots, strict=False), wanted)
+    visitor = watcher or Backprop(create_graph, wanted, needed)
     outer_step = _STEP.at  # (anomaly mode: a hook may run a backward inside another one's rule)
     try:
         if create_graph:
