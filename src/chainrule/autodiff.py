@@ -183,8 +183,11 @@ def _run_backward(
             _deliver(reached, False)
         return None
     wanted = None if inputs is None else {id(t) for t in inputs}
-    needed = None if wanted is None else _needed(toposort(roots, strict=False), wanted)
-    visitor = watcher or Backprop(create_graph, wanted, needed)
+    if watcher is not None:
+        visitor = watcher
+    else:
+        needed = None if wanted is None else _needed(toposort(roots, strict=False), wanted)
+        visitor = Backprop(create_graph, wanted, needed)
     outer_step = _STEP.at  # (anomaly mode: a hook may run a backward inside another one's rule)
     try:
         if create_graph:
