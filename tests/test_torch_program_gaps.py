@@ -190,3 +190,44 @@ def test_inverse_is_linalg_inv():
     tx = torch.tensor(a, requires_grad=True)
     torch.inverse(tx).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"density": True}, {"bins": 7}, {"bins": 5, "range": (-1.0, 0.5)}, {"bins": 3, "density": True}],
+)
+def test_histogram_as_torchs(seed, kwargs):
+    # makemore part 3: hy, hx = torch.histogram(t, density=True)
+    torch.manual_seed(seed)
+    t = torch.randn(32, 100).tanh()
+    want = torch.histogram(t, **kwargs)
+    got = ct.histogram(ct.tensor(t.numpy()), **kwargs)
+    np.testing.assert_array_equal(got.bin_edges.numpy(), want.bin_edges.numpy())  # torch's linspace, bit for bit
+    np.testing.assert_allclose(got.hist.numpy(), want.hist.numpy(), rtol=1e-6)
+    assert str(got.hist.dtype).endswith("float32") and got.hist.shape == tuple(want.hist.shape)
+    hy, hx = got  # unpacks as torch's pair
+    assert hx.shape == (len(hy) + 1,)
+
+
+def test_histogram_edges_weights_and_a_constant_input():
+    cases = [
+        (lambda L: L.tensor([2.0, 2.0, 2.0]), {"bins": 4}),
+        (lambda L: L.tensor([0.0, 1.0, 2.0, 3.0]), {"bins": 3, "range": (0.0, 2.0)}),
+        (lambda L: L.tensor([[0.0, 1.0], [2.0, 3.0]]), {"bins": 2, "weight": "w"}),
+        (lambda L: L.tensor([0.0, 1.0, 2.0, 3.0]), {"bins": "edges", "density": True}),
+    ]
+    for make, kw in cases:
+        results = []
+        for lib in (torch, ct):
+            args = dict(kw)
+            if args.get("weight") == "w":
+                args["weight"] = lib.tensor([[1.0, 2.0], [3.0, 4.0]])
+            if args.get("bins") == "edges":
+                args["bins"] = lib.tensor([0.0, 1.0, 3.0])
+            r = lib.histogram(make(lib), **args)
+            results.append((np.asarray(r.hist.tolist()), np.asarray(r.bin_edges.tolist())))
+        np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+        np.testing.assert_array_equal(results[1][1], results[0][1])
+    with pytest.raises(RuntimeError, match="floating-point"):
+        ct.histogram(ct.tensor([1, 2, 3]))

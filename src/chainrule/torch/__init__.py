@@ -87,6 +87,7 @@ from ._random import (  # noqa: F401
     seed,
     set_rng_state,
 )
+from ._histogram import histogram  # noqa: F401
 from ._serialization import load, save  # noqa: F401
 from ._tensor_class import (  # noqa: F401
     BoolTensor,
