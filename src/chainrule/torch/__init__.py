@@ -73,6 +73,7 @@ from ._core import (  # noqa: F401
     zeros,
     zeros_like,
 )
+from ._histogram import histogram  # noqa: F401
 from ._random import (  # noqa: F401
     Generator,
     bernoulli,
@@ -87,7 +88,6 @@ from ._random import (  # noqa: F401
     seed,
     set_rng_state,
 )
-from ._histogram import histogram  # noqa: F401
 from ._serialization import load, save  # noqa: F401
 from ._tensor_class import (  # noqa: F401
     BoolTensor,
