@@ -231,3 +231,14 @@ def test_histogram_edges_weights_and_a_constant_input():
         np.testing.assert_array_equal(results[1][1], results[0][1])
     with pytest.raises(RuntimeError, match="floating-point"):
         ct.histogram(ct.tensor([1, 2, 3]))
+
+
+def test_the_docs_section_prints_what_it_shows(capsys):
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "torch.md").read_text(encoding="utf-8")
+    start = text.index("## Public programs run with only the imports changed")
+    code, shown = re.findall(r"```python\n(.*?)```\n```\n(.*?)```", text[start:], re.S)[0]
+    exec(compile(code, "docs/torch.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
+    assert capsys.readouterr().out == shown
