@@ -33,12 +33,14 @@ class _Tracing(threading.local):
 TRACING = _Tracing()
 
 
-def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+def toposort(roots: Sequence[Tensor], strict: bool = True) -> list[Tensor]:
     """Non-leaf tensors reachable from ``roots``, each before the tensors it was made from.
 
     Iterative (no recursion), so a chain of a million nodes is fine; nodes carry
     a creation sequence number, so the order is a sort.  Raises if the walk
-    meets a freed node or an input modified in place since it was recorded.
+    meets a freed node or an input modified in place since it was recorded;
+    with ``strict=False`` a freed node is listed and not gone through (the
+    backward walk raises if it needs one), as torch only minds freed nodes it runs.
     """
     found: list[Tensor] = []
     seen: set[int] = set()
@@ -51,7 +53,10 @@ def toposort(roots: Sequence[Tensor]) -> list[Tensor]:
             continue
         seen.add(key)
         if t._node is FREED:
-            raise GraphFreedError(_FREED_MESSAGE)
+            if strict:
+                raise GraphFreedError(_FREED_MESSAGE)
+            found.append(t)
+            continue
         if t._epoch != now:
             _check_fresh(t)
         found.append(t)
@@ -71,7 +76,7 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
             "requires_grad=True (or it was computed under no_grad())"
         )
     if grad is None:
-        if root.shape != ():
+        if root.size != 1:  # torch's rule: one element, of any shape ((), (1,), (1, 1))
             raise RuntimeError(
                 f"backward: a gradient can be created implicitly only for a scalar output, but this "
                 f"tensor has shape {root.shape}; pass grad= of that shape, or reduce it first (e.g. .sum())"
@@ -80,9 +85,9 @@ def _seed(root: Tensor, grad: Any, create_graph: bool) -> Any:
         if type(rd) is float:
             value: Any = 1.0
         elif type(rd) is ndarray:
-            value = np.ones((), root.dtype)
+            value = np.ones(root.shape, root.dtype)
         else:
-            value = namespace_of(rd).xp.ones((), dtype=rd.dtype, device=device_of(rd))
+            value = namespace_of(rd).xp.ones(root.shape, dtype=rd.dtype, device=device_of(rd))
     elif type(root._data) is not ndarray and is_foreign(root._data):
         return _seed_foreign(root, grad, create_graph)
     else:
@@ -178,7 +183,11 @@ def _run_backward(
             _deliver(reached, False)
         return None
     wanted = None if inputs is None else {id(t) for t in inputs}
-    visitor = watcher or Backprop(create_graph, wanted, None if wanted is None else _needed(toposort(roots), wanted))
+    if watcher is not None:
+        visitor = watcher
+    else:
+        needed = None if wanted is None else _needed(toposort(roots, strict=False), wanted)
+        visitor = Backprop(create_graph, wanted, needed)
     outer_step = _STEP.at  # (anomaly mode: a hook may run a backward inside another one's rule)
     try:
         if create_graph:

@@ -3,8 +3,9 @@
 NumPy's arithmetic operators call ``Tensor.__array_ufunc__`` when a tensor is
 one operand (``np_array * t``, ``np.float64(2) + t``).  Those are sent to the
 tensor's own operators, so the result stays in the graph.  Any other ufunc
-applied to a tensor (``np.exp(t)``) would silently leave the graph, so it
-raises an error that names the chainrule function to use instead.
+applied to a tensor that requires grad (``np.exp(t)``) would silently leave the
+graph, so it raises an error that names the chainrule function to use instead;
+on tensors without grad it gives NumPy's values as a tensor, as torch does.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def tensor_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
     op = _OPERATORS.get(ufunc)
     if method == "__call__" and op is not None and len(inputs) == 2 and not kwargs:
         return op(*inputs)
+    if not any(type(x) is Tensor and x.requires_grad for x in inputs):
+        # No gradient to lose: NumPy's values in a tensor without grad, as torch's ``__array_wrap__`` gives
+        # them (booleans as uint8, as torch does), e.g. matplotlib's np.isfinite on a plot's axis limits.
+        result = getattr(ufunc, method)(*(x._data if type(x) is Tensor else x for x in inputs), **kwargs)
+        if isinstance(result, (np.ndarray, np.generic)):
+            result = np.asarray(result)
+            return Tensor(result.astype(np.uint8) if result.dtype == np.bool_ else result)
+        return result
     name = _RENAMED.get(ufunc.__name__, ufunc.__name__)
     hint = f"cr.{name}(t)" if hasattr(ops, name) else "a chainrule function (see docs/torch.md)"
     raise TypeError(

@@ -309,6 +309,14 @@ def _type(self: Tensor, dtype: Any = None) -> Any:
         return _TYPE_NAMES[name]
     if isinstance(dtype, str) and dtype in _TYPE_DTYPES:
         dtype = _TYPE_DTYPES[dtype]
+    if isinstance(dtype, type) and not issubclass(dtype, np.generic):  # t.type(torch.FloatTensor)
+        typed = getattr(dtype, "_dtype", None)  # the legacy typed classes carry their dtype
+        if typed is None:
+            raise TypeError(
+                f"type: {dtype.__name__} names no dtype; pass a dtype (torch.float32) or a typed class "
+                "(torch.FloatTensor, torch.LongTensor)"
+            )
+        dtype = typed
     return self.astype(np.dtype(dtype))
 
 
@@ -819,8 +827,9 @@ def clear_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
 
 
 def _format(self: Tensor, spec: str) -> str:
-    """``f"{loss:.4f}"``: a one-element, zero-dimensional tensor formats its number (as torch); else the repr."""
-    if spec and self.ndim == 0:
+    """``f"{loss:.4f}"`` and ``f"{loss}"``: a zero-dimensional tensor formats its number, as torch's
+    ``Tensor.__format__`` does (so ``f"{loss}"`` prints ``2.4543561935424805``, not the repr); else the repr."""
+    if self.ndim == 0:
         return format(self.item(), spec)
     return object.__format__(self, spec)
 

@@ -161,6 +161,14 @@ class DataView(np.ndarray):
             args[0]._touch()
         return result
 
+    def numpy(self) -> np.ndarray:
+        """``t.data.numpy()`` (old tutorials): the values as a plain array sharing the tensor's memory."""
+        return self.view(np.ndarray)
+
+    def cpu(self) -> DataView:
+        """``t.data.cpu().numpy()``: already on the CPU, so the same values."""
+        return self
+
     # torch's in-place methods, for the old idioms ``p.grad.data.zero_()`` and ``w.data.normal_(0, 0.02)``
     def _write(self, values: Any) -> DataView:
         np.copyto(self.view(np.ndarray), _plain(values), casting="same_kind")

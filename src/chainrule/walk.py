@@ -274,6 +274,7 @@ class Backprop:
         self.needed = needed
         self.anomaly = MODE.anomaly
         self.captured: dict[int, Any] = {}
+        self.ran = False  # whether the node just visited ran a rule (else the walk keeps its saved values)
 
     def start(self, t: Tensor, g: Any) -> Any:
         if self.wanted is not None and id(t) in self.wanted:
@@ -315,9 +316,11 @@ def _visit(t: Tensor, g: Any, visitor: Backprop, pending: dict[int, Tensor], got
         g = t._node.through(g)
     g = visitor.start(t, g)
     newest = -1
+    visitor.ran = False
     for i, inp in enumerate(node_parts(t)[0]):
         if not visitor.follow(t, i, inp):
             continue
+        visitor.ran = True
         gi = visitor.downstream(t, i, g)
         visitor.edge(t, i, inp, gi)
         prev = inp._bg
@@ -485,7 +488,7 @@ def _sweep(pending: dict[int, Tensor], leaves: list[Tensor], retain_graph: bool,
             newest = _visit(t, g, visitor, pending, got)
             if newest > seq:
                 seq = newest
-            if not retain_graph:
+            if not retain_graph and visitor.ran:  # a wanted tensor whose history is not needed keeps it (torch)
                 release(t)
             continue
         out = t._data

@@ -100,6 +100,11 @@ class IncompatibleKeys(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
 
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"  # what torch prints for a clean load
+        return f"IncompatibleKeys(missing_keys={self.missing_keys!r}, unexpected_keys={self.unexpected_keys!r})"
+
 
 class Module:
     """Base class of layers and models: call it like a function to run ``forward``."""
@@ -348,6 +353,14 @@ class Module:
                 if is_param:
                     t.grad = None
         return self
+
+    def cpu(self) -> Module:
+        """Every parameter and buffer on the CPU, in place (``model.cpu()``): ``to("cpu")``."""
+        return self.to("cpu")
+
+    def cuda(self, device: Any = None) -> Module:
+        """``to("cuda")`` or ``to("cuda:N")``: raises, naming the devices there are, where no GPU library is."""
+        return self.to("cuda" if device is None else f"cuda:{getattr(device, 'index', device)}")
 
     def float(self) -> Module:
         return self.to(np.float32)

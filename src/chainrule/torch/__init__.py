@@ -75,6 +75,7 @@ from ._core import (  # noqa: F401
     zeros,
     zeros_like,
 )
+from ._histogram import histogram  # noqa: F401
 from ._random import (  # noqa: F401
     Generator,
     bernoulli,
@@ -156,6 +157,7 @@ arcsin, arccos, arctan, arctan2 = _tmore.asin, _tmore.acos, _tmore.atan, _tmore.
 absolute = _ops.abs
 clamp = _ops.clip
 norm = linalg.norm_torch
+inverse = linalg.inv  # torch.inverse(A) is torch.linalg.inv(A)
 set_grad_enabled = grad_enabled
 float = float32  # noqa: A001
 int = int32  # noqa: A001
@@ -164,6 +166,10 @@ from ..nn.functional import erf  # noqa: E402, F401
 
 # the submodules (imported last: they read the names above)
 from . import autograd, distributions, func, nn, optim, utils  # noqa: E402, F401
+
+# The torch release whose names, defaults and random streams this namespace follows (programs print it or
+# compare it); the local label says which library answers.
+__version__ = "2.13.0+chainrule"
 
 __getattr__ = module_getattr("torch")
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations",)]
