@@ -242,3 +242,20 @@ def test_the_docs_section_prints_what_it_shows(capsys):
     code, shown = re.findall(r"```python\n(.*?)```\n```\n(.*?)```", text[start:], re.S)[0]
     exec(compile(code, "docs/torch.md", "exec"), {"__name__": "__doc__"})  # the project's own docs
     assert capsys.readouterr().out == shown
+
+
+def test_setitem_drops_leading_ones_of_the_value_as_torch():
+    """makemore part 5: ``logits[0] = out`` with ``out`` of shape (1, 27) into a (27,) selection."""
+    import torch
+
+    for T in (ct, torch):
+        x = T.zeros(8, 27)
+        x[0] = T.arange(27.0).reshape(1, 27)
+        w = T.ones(1, 1, 27, requires_grad=True)
+        y = T.zeros(8, 27)
+        y[1] = w * 2
+        (y * y).sum().backward()
+        assert float(x[0].sum()) == 351.0 and tuple(w.grad.shape) == (1, 1, 27) and float(w.grad.sum()) == 216.0
+    with pytest.raises(ValueError, match="setitem"):
+        z = ct.zeros(8, 27)
+        z[0] = ct.ones(2, 27)

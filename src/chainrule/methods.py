@@ -768,6 +768,8 @@ def _put(t: Tensor, index: Any, value: Any) -> Tensor:
         if type(value) is not Tensor:
             value = tensor(as_value(value, "setitem"), dtype=t.dtype, device=t.device)
         v = ops.astype(value, t.dtype) if value.dtype != t.dtype else value
+        if v.ndim > len(selected_shape) and all(n == 1 for n in v.shape[: v.ndim - len(selected_shape)]):
+            v = ops.reshape(v, v.shape[v.ndim - len(selected_shape) :])
         v = ops.broadcast_to(v, selected_shape)
         return ops.where(chosen, ops.scatter_add(v, index, shape), t)
     base = np.asarray(d)
@@ -777,6 +779,8 @@ def _put(t: Tensor, index: Any, value: Any) -> Tensor:
     v = value if type(value) is Tensor else Tensor(np.asarray(as_value(value, "setitem"), dtype=t.dtype))
     if v.dtype != t.dtype:
         v = ops.astype(v, t.dtype)
+    if v.ndim > len(selected_shape) and all(n == 1 for n in v.shape[: v.ndim - len(selected_shape)]):
+        v = ops.reshape(v, v.shape[v.ndim - len(selected_shape) :])  # leading 1s dropped, as torch and NumPy do
     try:
         v = ops.broadcast_to(v, selected_shape)
     except ValueError:
