@@ -106,3 +106,18 @@ def test_a_parameter_prints_as_torch_s():
     assert repr(ours.weight) == repr(theirs.weight) and repr(ours.weight).startswith("Parameter containing:\n")
     assert repr(ct.nn.Parameter(ct.zeros(2))) == repr(torch.nn.Parameter(torch.zeros(2)))
     assert repr(ours.weight * 1) == repr(theirs.weight * 1)  # a value computed from it is not a parameter
+
+
+def test_shapes_are_torch_size_and_print_as_torch():
+    for make in (lambda T: T.zeros(2, 3), lambda T: T.tensor(1.0), lambda T: T.ones(4, 1, 5)):
+        ours, theirs = make(ct), make(torch)
+        for f in (
+            lambda t: t.shape,
+            lambda t: t.size(),
+            lambda t: t.shape[1:],
+            lambda t: t.shape + (7,),
+            lambda t: (7,) + t.shape,
+        ):
+            assert repr(f(ours)) == repr(f(theirs))
+        assert ours.shape == tuple(theirs.shape) and isinstance(ours.shape, tuple)
+        assert ours.shape.numel() == theirs.shape.numel()

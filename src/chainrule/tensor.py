@@ -482,7 +482,7 @@ class Size(int):
 
     def __call__(self, dim: Optional[int] = None) -> Any:
         if dim is None:
-            return self.shape
+            return self.shape if PRINT.shape is None else PRINT.shape(self.shape)
         nd = len(self.shape)
         if not -nd <= int(dim) < max(nd, 1) or nd == 0:
             raise IndexError(f"size: dim {dim} is out of range for a tensor with {nd} dims (shape {self.shape})")
@@ -490,9 +490,11 @@ class Size(int):
 
 
 class _Print:
-    """How tensors print: chainrule's own form, or ``style(tensor)`` where a higher layer sets one."""
+    """How tensors print: chainrule's own form, or ``style(tensor)`` where a higher layer sets one; ``shape``,
+    where set, wraps a shape tuple (torch's ``torch.Size``, which prints as ``torch.Size([2, 3])``)."""
 
     style: Optional[Callable[[Any], str]] = None
+    shape: Optional[Callable[[tuple], tuple]] = None
 
 
 PRINT = _Print()
@@ -626,7 +628,8 @@ class Tensor:
     @property
     def shape(self) -> tuple[int, ...]:
         d = self._data
-        return () if type(d) is float else d.shape
+        s = () if type(d) is float else d.shape
+        return s if PRINT.shape is None else PRINT.shape(s)
 
     @property
     def ndim(self) -> int:

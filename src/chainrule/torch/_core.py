@@ -41,14 +41,13 @@ _random.DEFAULT_FLOAT.read = lambda: DEFAULTS.float
 
 def _torch_face(on: bool = True) -> None:
     """torch's integer promotion (an integer tensor meeting a Python float, or divided, takes torch's default
-    dtype) and torch's printed form (four decimals, ``grad_fn=<...>``).  The engine is shared by both faces, so
-    this holds for every tensor in the process once chainrule.torch is imported (docs/torch.md); chainrule's
-    creation functions keep their own default.  ``on=False`` gives chainrule's own rules back (for tests)."""
+    dtype) and torch's printed form (four decimals, ``grad_fn=<...>``, ``torch.Size``).  The engine is shared by
+    both faces, so this holds for every tensor in the process once chainrule.torch is imported (docs/torch.md);
+    chainrule's creation functions keep their own default.  ``on=False`` gives chainrule's own rules back
+    (for tests)."""
     _ENGINE_DEFAULTS.promotion = (lambda: DEFAULTS.float) if on else None
     _PRINT.style = (lambda t: torch_repr(t, DEFAULTS.float)) if on else None
-
-
-_torch_face()
+    _PRINT.shape = Size if on else None
 
 
 def set_default_dtype(d: Any) -> None:
@@ -68,10 +67,20 @@ def _float(dtype: Any) -> np.dtype:
 
 
 class Size(tuple):
-    """``torch.Size``: a tuple of dims (``t.shape`` is a plain tuple, equal to it)."""
+    """``torch.Size``: a tuple of dims, what ``t.shape`` and ``t.size()`` give here, as in torch."""
 
     def numel(self) -> int:
         return int(math.prod(self))
+
+    def __getitem__(self, index: Any) -> Any:
+        got = tuple.__getitem__(self, index)
+        return Size(got) if isinstance(index, slice) else got
+
+    def __add__(self, other: Any) -> Size:
+        return Size(tuple(self) + tuple(other))
+
+    def __radd__(self, other: Any) -> Size:
+        return Size(tuple(other) + tuple(self))
 
     def __repr__(self) -> str:
         return f"torch.Size({list(self)})"
@@ -525,3 +534,6 @@ class iinfo:  # noqa: N801
 
     def __repr__(self) -> str:
         return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype})"
+
+
+_torch_face()  # (at the end: it uses Size)
