@@ -527,27 +527,9 @@ def equations(rec: Recorded, inline: bool = True) -> tuple:
         final = S.render(ln.formula)
         for st in ln.steps:
             st.text = st.text.replace(FINAL, final)
-    _arrays_into_claims(rec, backward)
     if inline:  # (the substitution steps: after the sizes are symbolic, where they will be)
         _inline_steps(backward, rec.constants)
     return forward, backward, jacobians, seed_text, targets
-
-
-def _arrays_into_claims(rec: Recorded, backward: list) -> None:
-    """The constant arrays (a mask, a weight the caller keeps in a NumPy array) into the values the steps'
-    claims evaluate their formulas at, where formulas name them."""
-    arrays = {label: v for label, v in rec.inputs.items() if not isinstance(v, Tensor)}
-    seen: set[int] = set()
-    for ln in backward:
-        for st in ln.steps:
-            env = getattr(st.claim, "env", None)
-            if env is None or id(env) in seen:
-                continue
-            seen.add(id(env))
-            for label, v in arrays.items():
-                if label not in env:
-                    a = np.asarray(v)
-                    env[label] = a.astype(np.float64) if a.dtype.kind == "f" else a
 
 
 def export(rec: Recorded, program: str, forward: list, backward: list, targets: list, dims: Mapping) -> tuple:

@@ -591,7 +591,7 @@ def _batched_matmul_claim(edge: C.Edge, env: dict, role: int) -> C.Matrix:
     def apply(env: dict, V: np.ndarray) -> np.ndarray:
         if shared:
             return np.concatenate([B @ V for B in blocks], axis=0)
-        cols = V.reshape(len(blocks), own[..., :, :].shape[-2] * own.shape[-1], -1)
+        cols = V.reshape(len(blocks), own.shape[-2] * own.shape[-1], -1)
         return np.concatenate([B @ v for B, v in zip(blocks, cols)], axis=0)
 
     full = None
